@@ -1,0 +1,16 @@
+//! nginx-rtmp-rs: RTMP ingest and live playback inside nginx.
+//!
+//! Three rings (see DESIGN.md):
+//! - pure core: [`rtmp`] (handshake, chunks, AMF, commands, session), [`media`] (FLV tags,
+//!   codec headers), [`live`] (stream registry, GOP cache, player queues), [`conf`] (directives,
+//!   values, merge). No nginx types, no clock reads, no sockets, no files.
+//! - safe IO: none yet (HLS/DASH writers come later).
+//! - FFI glue: `nginx` (only with the `nginx` feature); the only place with `unsafe`.
+
+pub mod conf;
+pub mod live;
+pub mod media;
+pub mod rtmp;
+
+#[cfg(feature = "nginx")]
+mod nginx;

@@ -1,0 +1,7 @@
+//! The RTMP protocol, pure: bytes in, bytes and events out.
+
+pub mod amf0;
+pub mod chunk;
+pub mod command;
+pub mod handshake;
+pub mod session;
