@@ -11,6 +11,7 @@ pub mod conf;
 pub mod live;
 pub mod media;
 pub mod rtmp;
+pub mod server;
 
 #[cfg(feature = "nginx")]
 mod nginx;

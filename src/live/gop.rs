@@ -1,0 +1,305 @@
+//! Per-stream start cache: what a joining player needs to start playback at once instead of
+//! waiting for the next keyframe (latest metadata, codec headers, frames since the last
+//! video keyframe, or a short audio tail for audio-only streams).
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::frame::{Frame, FrameKind};
+
+/// Most bytes of encoded frames one stream's cache holds; past it the cache is dropped until
+/// the next keyframe (a very long GOP is not worth keeping in memory).
+pub const MAX_GOP_BYTES: usize = 8 * 1024 * 1024;
+/// Most frames one stream's cache holds (same rule as [`MAX_GOP_BYTES`]).
+pub const MAX_GOP_FRAMES: usize = 2048;
+/// Audio-only streams keep about this much audio (by timestamp) for joining players.
+pub const AUDIO_ONLY_TAIL_MS: u32 = 1000;
+
+/// The start cache of one stream.
+#[derive(Debug, Default)]
+pub struct GopCache {
+    metadata: Option<Bytes>,
+    video_header: Option<Bytes>,
+    audio_header: Option<Bytes>,
+    /// For video streams: a keyframe and everything after it; for audio-only streams: the
+    /// audio tail. Empty while waiting for a keyframe.
+    frames: VecDeque<Frame>,
+    bytes: usize,
+    has_video: bool,
+    last_timestamp: u32,
+}
+
+impl GopCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forgets everything (a new publisher starts from scratch).
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Records one publisher message. `payload` is the message body; only metadata and codec
+    /// headers are copied (they are small and re-encoded for each joining player).
+    pub fn update(&mut self, frame: &Frame, payload: &[u8]) {
+        if frame.kind == FrameKind::Control {
+            return;
+        }
+        self.last_timestamp = frame.timestamp;
+        match frame.kind {
+            FrameKind::Data => {
+                replace(&mut self.metadata, payload);
+            }
+            FrameKind::Video if frame.sequence_header => {
+                self.has_video = true;
+                if replace(&mut self.video_header, payload) {
+                    // Cached frames belong to the old configuration.
+                    self.drop_frames();
+                }
+            }
+            FrameKind::Audio if frame.sequence_header => {
+                if replace(&mut self.audio_header, payload) {
+                    self.drop_frames();
+                }
+            }
+            FrameKind::Video => self.push_video(frame),
+            FrameKind::Audio => self.push_audio(frame),
+            FrameKind::Control => {}
+        }
+    }
+
+    fn push_video(&mut self, frame: &Frame) {
+        if !self.has_video {
+            // The audio tail of a stream that turned out to have video is no start point.
+            self.has_video = true;
+            self.drop_frames();
+        }
+        if frame.keyframe {
+            self.drop_frames();
+        } else if !self.gop_started() {
+            return;
+        }
+        self.push(frame);
+        if self.frames.len() > MAX_GOP_FRAMES || self.bytes > MAX_GOP_BYTES {
+            self.drop_frames();
+        }
+    }
+
+    fn push_audio(&mut self, frame: &Frame) {
+        if self.has_video {
+            if self.gop_started() {
+                self.push(frame);
+                if self.frames.len() > MAX_GOP_FRAMES || self.bytes > MAX_GOP_BYTES {
+                    self.drop_frames();
+                }
+            }
+            return;
+        }
+        self.push(frame);
+        while self.frames.len() > 1 {
+            let span = match (self.frames.front(), self.frames.back()) {
+                (Some(first), Some(last)) => last.timestamp.wrapping_sub(first.timestamp),
+                _ => 0,
+            };
+            if span <= AUDIO_ONLY_TAIL_MS
+                && self.frames.len() <= MAX_GOP_FRAMES
+                && self.bytes <= MAX_GOP_BYTES
+            {
+                break;
+            }
+            if let Some(old) = self.frames.pop_front() {
+                self.bytes = self.bytes.saturating_sub(old.len());
+            }
+        }
+    }
+
+    fn push(&mut self, frame: &Frame) {
+        self.bytes = self.bytes.saturating_add(frame.len());
+        self.frames.push_back(frame.clone());
+    }
+
+    fn drop_frames(&mut self) {
+        self.frames.clear();
+        self.bytes = 0;
+    }
+
+    /// Whether the cached frames start with a video keyframe.
+    fn gop_started(&self) -> bool {
+        self.frames.front().is_some_and(Frame::is_video_keyframe)
+    }
+
+    /// Whether the stream has shown any video.
+    pub fn has_video(&self) -> bool {
+        self.has_video
+    }
+
+    pub fn metadata(&self) -> Option<&Bytes> {
+        self.metadata.as_ref()
+    }
+
+    pub fn video_header(&self) -> Option<&Bytes> {
+        self.video_header.as_ref()
+    }
+
+    pub fn audio_header(&self) -> Option<&Bytes> {
+        self.audio_header.as_ref()
+    }
+
+    /// The frames a joining player starts with, in arrival order.
+    pub fn frames(&self) -> impl Iterator<Item = &Frame> {
+        self.frames.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Encoded bytes of the cached frames.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The timestamp joining players' metadata and headers are sent with: that of the first
+    /// cached frame, so timestamps never go backwards; else the latest one seen.
+    pub fn start_timestamp(&self) -> u32 {
+        self.frames
+            .front()
+            .map_or(self.last_timestamp, |f| f.timestamp)
+    }
+}
+
+/// Stores `payload` in `slot` unless it is already there. Returns true when a different
+/// previous value was replaced.
+fn replace(slot: &mut Option<Bytes>, payload: &[u8]) -> bool {
+    match slot {
+        Some(old) if old[..] == *payload => false,
+        Some(_) => {
+            *slot = Some(Bytes::copy_from_slice(payload));
+            true
+        }
+        None => {
+            *slot = Some(Bytes::copy_from_slice(payload));
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: FrameKind, ts: u32, key: bool, len: usize) -> Frame {
+        Frame {
+            kind,
+            timestamp: ts,
+            keyframe: key,
+            sequence_header: false,
+            chunked: Bytes::from(vec![0u8; len]),
+            payload_len: len,
+        }
+    }
+
+    fn header(kind: FrameKind) -> Frame {
+        Frame {
+            sequence_header: true,
+            ..frame(kind, 0, false, 4)
+        }
+    }
+
+    #[test]
+    fn cache_starts_at_the_latest_keyframe() {
+        let mut g = GopCache::new();
+        g.update(&header(FrameKind::Video), &[0x17, 0]);
+        g.update(&frame(FrameKind::Video, 0, true, 10), &[]);
+        g.update(&frame(FrameKind::Audio, 10, false, 5), &[]);
+        g.update(&frame(FrameKind::Video, 40, false, 10), &[]);
+        g.update(&frame(FrameKind::Video, 80, true, 10), &[]);
+        g.update(&frame(FrameKind::Audio, 90, false, 5), &[]);
+        let ts: Vec<u32> = g.frames().map(|f| f.timestamp).collect();
+        assert_eq!(ts, [80, 90]);
+        assert_eq!(g.start_timestamp(), 80);
+        assert_eq!(g.bytes(), 15);
+        assert_eq!(&g.video_header().unwrap()[..], &[0x17, 0]);
+    }
+
+    #[test]
+    fn frames_before_the_first_keyframe_are_not_cached() {
+        let mut g = GopCache::new();
+        g.update(&header(FrameKind::Video), &[0x17, 0]);
+        g.update(&frame(FrameKind::Video, 0, false, 10), &[]);
+        g.update(&frame(FrameKind::Audio, 5, false, 5), &[]);
+        assert!(g.is_empty());
+        assert_eq!(g.start_timestamp(), 5);
+    }
+
+    #[test]
+    fn oversized_gop_is_dropped_until_the_next_keyframe() {
+        let mut g = GopCache::new();
+        g.update(&frame(FrameKind::Video, 0, true, 10), &[]);
+        for i in 1..=MAX_GOP_FRAMES as u32 {
+            g.update(&frame(FrameKind::Video, i, false, 10), &[]);
+        }
+        assert!(g.is_empty(), "frame bound enforced");
+        g.update(&frame(FrameKind::Video, 5000, false, 10), &[]);
+        assert!(g.is_empty(), "still waiting for a keyframe");
+        g.update(&frame(FrameKind::Video, 6000, true, 10), &[]);
+        assert_eq!(g.len(), 1);
+        g.update(&frame(FrameKind::Video, 6001, false, MAX_GOP_BYTES), &[]);
+        assert!(g.is_empty(), "byte bound enforced");
+    }
+
+    #[test]
+    fn audio_only_stream_keeps_a_short_tail() {
+        let mut g = GopCache::new();
+        g.update(&header(FrameKind::Audio), &[0xaf, 0, 0x12, 0x10]);
+        for i in 0..100u32 {
+            g.update(&frame(FrameKind::Audio, i * 23, false, 300), &[]);
+        }
+        let first = g.frames().next().unwrap().timestamp;
+        let last = g.frames().last().unwrap().timestamp;
+        assert_eq!(last, 99 * 23);
+        assert!(last - first <= AUDIO_ONLY_TAIL_MS);
+        assert!(last - first > AUDIO_ONLY_TAIL_MS - 23);
+        assert!(!g.has_video());
+    }
+
+    #[test]
+    fn first_video_frame_discards_the_audio_tail() {
+        let mut g = GopCache::new();
+        g.update(&frame(FrameKind::Audio, 0, false, 5), &[]);
+        g.update(&frame(FrameKind::Video, 10, false, 5), &[]);
+        assert!(g.is_empty());
+        g.update(&frame(FrameKind::Audio, 20, false, 5), &[]);
+        assert!(g.is_empty());
+        g.update(&frame(FrameKind::Video, 30, true, 5), &[]);
+        assert_eq!(g.len(), 1);
+    }
+
+    #[test]
+    fn changed_codec_header_drops_the_cached_frames() {
+        let mut g = GopCache::new();
+        g.update(&header(FrameKind::Video), &[1]);
+        g.update(&frame(FrameKind::Video, 0, true, 5), &[]);
+        g.update(&header(FrameKind::Video), &[1]);
+        assert_eq!(g.len(), 1, "a repeated identical header keeps the GOP");
+        g.update(&header(FrameKind::Video), &[2]);
+        assert!(g.is_empty());
+        assert_eq!(&g.video_header().unwrap()[..], &[2]);
+    }
+
+    #[test]
+    fn metadata_is_replaced_and_clear_forgets_everything() {
+        let mut g = GopCache::new();
+        g.update(&frame(FrameKind::Data, 0, false, 3), b"one");
+        g.update(&frame(FrameKind::Data, 0, false, 3), b"two");
+        assert_eq!(&g.metadata().unwrap()[..], b"two");
+        g.clear();
+        assert!(g.metadata().is_none());
+        assert!(!g.has_video());
+    }
+}

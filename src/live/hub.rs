@@ -1,0 +1,972 @@
+//! The live fan-out of one worker process: who publishes what, which players watch it, and
+//! moving each publisher message into every player's queue.
+//!
+//! "Which streams exist and who publishes them" lives in [`Registry`], apart from "this
+//! worker's players, caches and counters", so the registry can later move to shared memory
+//! for many workers without touching the fan-out.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use bytes::{Bytes, BytesMut};
+use thiserror::Error;
+
+use super::frame::{ClientId, Frame, FrameKind};
+use super::gop::GopCache;
+use super::queue::{PlayerQueue, DEFAULT_OUT_QUEUE};
+use crate::media::flv;
+
+/// The `chunk_size` directive's default: the chunk size players are told to expect.
+pub const DEFAULT_CHUNK_SIZE: u32 = 4096;
+
+/// Errors of the live fan-out.
+#[derive(Debug, Error)]
+pub enum LiveError {
+    #[error("live: stream \"{0}\" is already being published")]
+    AlreadyPublishing(StreamKey),
+    #[error("live: stream \"{0}\" not found")]
+    StreamNotFound(StreamKey),
+}
+
+/// A live stream's name. Application names compare exactly (as the C module does); `server`
+/// tells apart same-named applications of different `server{}` blocks.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StreamKey {
+    pub server: u32,
+    pub app: String,
+    pub name: String,
+}
+
+impl StreamKey {
+    pub fn new(app: impl Into<String>, name: impl Into<String>) -> Self {
+        Self::in_server(0, app, name)
+    }
+
+    pub fn in_server(server: u32, app: impl Into<String>, name: impl Into<String>) -> Self {
+        StreamKey {
+            server,
+            app: app.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.app, self.name)
+    }
+}
+
+/// Which streams are published and by whom. Kept apart from the per-worker fan-out state so
+/// it can move to shared memory when streams must be visible to every worker.
+#[derive(Debug, Default)]
+pub struct Registry {
+    publishers: HashMap<StreamKey, ClientId>,
+}
+
+impl Registry {
+    pub fn publisher(&self, key: &StreamKey) -> Option<ClientId> {
+        self.publishers.get(key).copied()
+    }
+
+    fn claim(&mut self, key: &StreamKey, publisher: ClientId) -> Result<(), LiveError> {
+        if self.publishers.contains_key(key) {
+            return Err(LiveError::AlreadyPublishing(key.clone()));
+        }
+        self.publishers.insert(key.clone(), publisher);
+        Ok(())
+    }
+
+    /// Releases `key` if `publisher` holds it.
+    fn release(&mut self, key: &StreamKey, publisher: ClientId) -> bool {
+        if self.publisher(key) == Some(publisher) {
+            self.publishers.remove(key);
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.publishers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.publishers.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&StreamKey, ClientId)> {
+        self.publishers.iter().map(|(k, v)| (k, *v))
+    }
+}
+
+/// Per-player settings from the application's config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlayerOptions {
+    /// Start video at a keyframe (`wait_key`; on by default in the C module's code).
+    pub wait_key: bool,
+    /// Hold audio back until the player's first video frame (`wait_video`).
+    pub wait_video: bool,
+    /// Accept players on streams nobody publishes, and keep them when the publisher leaves
+    /// (`idle_streams`).
+    pub idle_streams: bool,
+    /// Message bound of the player's queue (`out_queue`).
+    pub out_queue: usize,
+    /// The chunk size this player was told (`chunk_size`); joining messages are encoded with
+    /// it. Must equal the one passed to [`Hub::publisher_frame`].
+    pub chunk_size: u32,
+}
+
+impl Default for PlayerOptions {
+    fn default() -> Self {
+        PlayerOptions {
+            wait_key: true,
+            wait_video: false,
+            idle_streams: true,
+            out_queue: DEFAULT_OUT_QUEUE,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        }
+    }
+}
+
+/// What the glue must tell a player after a publisher event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlayerNotice {
+    /// A publisher started on the stream this player waits for (send Play.Start /
+    /// PublishNotify); its frames follow.
+    PublisherStarted,
+    /// The publisher left; the player stays and waits (send UnpublishNotify / Play.Stop).
+    PublisherLeft,
+    /// The publisher left and `idle_streams` is off: close the player's connection.
+    Drop,
+}
+
+/// Result of [`Hub::play`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlayJoin {
+    /// Someone publishes the stream now (else the player waits for a publisher).
+    pub live: bool,
+    /// The player's queue is not empty: post a write event.
+    pub woken: bool,
+}
+
+/// Counters of one stream on this worker (for /stat).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    pub publisher: Option<ClientId>,
+    pub bytes_in: u64,
+    pub frames_in: u64,
+    pub audio_frames: u64,
+    pub video_frames: u64,
+    pub players: usize,
+    pub cached_frames: usize,
+    pub cached_bytes: usize,
+}
+
+/// Counters of one player (for /stat).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlayerStats {
+    pub playing: bool,
+    pub bytes_out: u64,
+    pub dropped: u64,
+    pub queued_messages: usize,
+    pub queued_bytes: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PlayerState {
+    /// No publisher yet (or it left); nothing is delivered.
+    Waiting,
+    Playing,
+    /// Publisher left with `idle_streams` off: the glue is closing the connection.
+    Detached,
+}
+
+#[derive(Debug)]
+struct Player {
+    key: StreamKey,
+    opts: PlayerOptions,
+    queue: PlayerQueue,
+    state: PlayerState,
+    /// Video has started for this player (a keyframe, or any frame without `wait_key`).
+    video_started: bool,
+}
+
+impl Player {
+    /// Applies `wait_key` and `wait_video`; true when the frame goes to this player.
+    fn admit(&mut self, f: &Frame) -> bool {
+        if f.sequence_header {
+            return true;
+        }
+        match f.kind {
+            FrameKind::Video => {
+                if !self.video_started {
+                    if f.keyframe || !self.opts.wait_key {
+                        self.video_started = true;
+                    } else {
+                        return false;
+                    }
+                }
+                true
+            }
+            FrameKind::Audio => self.video_started || !self.opts.wait_video,
+            FrameKind::Data | FrameKind::Control => true,
+        }
+    }
+
+    /// Queues a live frame; true when the queue went from empty to non-empty.
+    fn deliver(&mut self, f: &Frame) -> bool {
+        if self.state != PlayerState::Playing || !self.admit(f) {
+            return false;
+        }
+        let was_empty = self.queue.is_empty();
+        if f.is_mandatory() {
+            self.queue.push_mandatory(f.clone());
+        } else {
+            self.queue.push_media(f.clone());
+        }
+        was_empty && !self.queue.is_empty()
+    }
+
+    /// Queues the cached start of a stream: metadata and codec headers re-encoded at the
+    /// first cached frame's timestamp, then the cached frames themselves (shared).
+    fn start_from_cache(&mut self, gop: &GopCache, scratch: &mut BytesMut) {
+        let ts = gop.start_timestamp();
+        let cs = self.opts.chunk_size;
+        let headers = [
+            (FrameKind::Data, gop.metadata()),
+            (FrameKind::Video, gop.video_header()),
+            (FrameKind::Audio, gop.audio_header()),
+        ];
+        for (kind, payload) in headers {
+            if let Some(payload) = payload {
+                let mut f = Frame::encode(kind, ts, payload, cs, scratch);
+                f.sequence_header = kind != FrameKind::Data;
+                self.queue.push_burst(f);
+            }
+        }
+        for f in gop.frames() {
+            if self.admit(f) {
+                self.queue.push_burst(f.clone());
+            }
+        }
+    }
+
+    fn stats(&self) -> PlayerStats {
+        PlayerStats {
+            playing: self.state == PlayerState::Playing,
+            bytes_out: self.queue.bytes_out(),
+            dropped: self.queue.dropped(),
+            queued_messages: self.queue.len(),
+            queued_bytes: self.queue.queued_bytes(),
+        }
+    }
+}
+
+/// This worker's view of one stream.
+#[derive(Debug, Default)]
+struct LocalStream {
+    players: Vec<ClientId>,
+    gop: GopCache,
+    bytes_in: u64,
+    frames_in: u64,
+    audio_frames: u64,
+    video_frames: u64,
+}
+
+impl LocalStream {
+    fn reset_for_publisher(&mut self) {
+        self.gop.clear();
+        self.bytes_in = 0;
+        self.frames_in = 0;
+        self.audio_frames = 0;
+        self.video_frames = 0;
+    }
+
+    fn count(&mut self, kind: FrameKind, len: usize) {
+        self.bytes_in = self.bytes_in.saturating_add(len as u64);
+        self.frames_in = self.frames_in.saturating_add(1);
+        match kind {
+            FrameKind::Audio => self.audio_frames = self.audio_frames.saturating_add(1),
+            FrameKind::Video => self.video_frames = self.video_frames.saturating_add(1),
+            _ => {}
+        }
+    }
+}
+
+/// Keyframe and sequence-header flags of a publisher message. Multitrack messages are
+/// forwarded as plain frames: only the main track decides where players can start.
+fn classify(kind: FrameKind, payload: &[u8]) -> (bool, bool) {
+    match kind {
+        FrameKind::Video => match flv::parse_video(payload) {
+            Ok(t) if t.multitrack.is_none() => (t.is_keyframe(), t.is_sequence_header()),
+            _ => (false, false),
+        },
+        FrameKind::Audio => match flv::parse_audio(payload) {
+            Ok(t) if t.multitrack.is_none() => (false, t.is_sequence_header()),
+            _ => (false, false),
+        },
+        FrameKind::Data | FrameKind::Control => (false, false),
+    }
+}
+
+/// The live fan-out of one worker process (single-threaded, like the worker).
+#[derive(Debug, Default)]
+pub struct Hub {
+    registry: Registry,
+    streams: HashMap<StreamKey, LocalStream>,
+    players: HashMap<ClientId, Player>,
+    /// Encoding buffer frames are split off from (see [`super::frame::ENCODE_BLOCK`]).
+    scratch: BytesMut,
+    /// Reused result buffer of [`Hub::publisher_frame`].
+    woken: Vec<ClientId>,
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts publishing `key`. Players waiting for it are returned with
+    /// [`PlayerNotice::PublisherStarted`].
+    pub fn publish(
+        &mut self,
+        key: &StreamKey,
+        publisher: ClientId,
+    ) -> Result<Vec<(ClientId, PlayerNotice)>, LiveError> {
+        self.registry.claim(key, publisher)?;
+        let stream = self.streams.entry(key.clone()).or_default();
+        stream.reset_for_publisher();
+        let mut notices = Vec::new();
+        for id in &stream.players {
+            if let Some(p) = self.players.get_mut(id) {
+                if p.state == PlayerState::Waiting {
+                    p.state = PlayerState::Playing;
+                    p.video_started = false;
+                    p.queue.reset_skip();
+                    notices.push((*id, PlayerNotice::PublisherStarted));
+                }
+            }
+        }
+        Ok(notices)
+    }
+
+    /// Ends `publisher`'s publishing of `key` (ignored if it does not publish it). Returns
+    /// what to tell each player.
+    pub fn unpublish(
+        &mut self,
+        key: &StreamKey,
+        publisher: ClientId,
+    ) -> Vec<(ClientId, PlayerNotice)> {
+        let mut notices = Vec::new();
+        if !self.registry.release(key, publisher) {
+            return notices;
+        }
+        let Some(stream) = self.streams.get_mut(key) else {
+            return notices;
+        };
+        stream.gop.clear();
+        let players = &mut self.players;
+        stream.players.retain(|id| {
+            let Some(p) = players.get_mut(id) else {
+                return false;
+            };
+            p.video_started = false;
+            if p.opts.idle_streams {
+                p.state = PlayerState::Waiting;
+                notices.push((*id, PlayerNotice::PublisherLeft));
+                true
+            } else {
+                p.state = PlayerState::Detached;
+                notices.push((*id, PlayerNotice::Drop));
+                false
+            }
+        });
+        if stream.players.is_empty() {
+            self.streams.remove(key);
+        }
+        notices
+    }
+
+    /// Adds a player of `key`. `prelude` (status messages the glue built) is queued first;
+    /// when the stream is live, the cached start follows (metadata, codec headers, the GOP).
+    /// A client that already plays something is moved.
+    pub fn play(
+        &mut self,
+        key: StreamKey,
+        player: ClientId,
+        opts: PlayerOptions,
+        prelude: impl IntoIterator<Item = Bytes>,
+    ) -> Result<PlayJoin, LiveError> {
+        let live = self.registry.publisher(&key).is_some();
+        if !live && !opts.idle_streams {
+            return Err(LiveError::StreamNotFound(key));
+        }
+        let mut p = Player {
+            key: key.clone(),
+            opts,
+            queue: PlayerQueue::new(opts.out_queue),
+            state: PlayerState::Waiting,
+            video_started: false,
+        };
+        for b in prelude {
+            p.queue.push_mandatory(Frame::control(b));
+        }
+        if live {
+            if let Some(stream) = self.streams.get(&key) {
+                p.start_from_cache(&stream.gop, &mut self.scratch);
+            }
+            p.state = PlayerState::Playing;
+        }
+        self.stop_play(player);
+        self.streams.entry(key).or_default().players.push(player);
+        let woken = !p.queue.is_empty();
+        self.players.insert(player, p);
+        Ok(PlayJoin { live, woken })
+    }
+
+    /// Removes a player (idempotent). Returns whether it existed.
+    pub fn stop_play(&mut self, player: ClientId) -> bool {
+        let Some(p) = self.players.remove(&player) else {
+            return false;
+        };
+        if let Some(stream) = self.streams.get_mut(&p.key) {
+            stream.players.retain(|id| *id != player);
+            if stream.players.is_empty() && self.registry.publisher(&p.key).is_none() {
+                self.streams.remove(&p.key);
+            }
+        }
+        true
+    }
+
+    /// Fans one publisher message out: encodes it once, updates the stream's start cache and
+    /// queues it for every player. Returns the players whose queue went from empty to
+    /// non-empty (post a write event for them). Messages of streams nobody publishes, empty
+    /// media messages and `Control` are ignored.
+    pub fn publisher_frame(
+        &mut self,
+        key: &StreamKey,
+        kind: FrameKind,
+        timestamp: u32,
+        payload: &[u8],
+        chunk_size: u32,
+    ) -> &[ClientId] {
+        self.woken.clear();
+        if kind == FrameKind::Control
+            || payload.is_empty()
+            || self.registry.publisher(key).is_none()
+        {
+            return &self.woken;
+        }
+        let Some(stream) = self.streams.get_mut(key) else {
+            return &self.woken;
+        };
+        let (keyframe, sequence_header) = classify(kind, payload);
+        let mut frame = Frame::encode(kind, timestamp, payload, chunk_size, &mut self.scratch);
+        frame.keyframe = keyframe;
+        frame.sequence_header = sequence_header;
+        stream.count(kind, payload.len());
+        stream.gop.update(&frame, payload);
+        for id in &stream.players {
+            if let Some(p) = self.players.get_mut(id) {
+                if p.deliver(&frame) {
+                    self.woken.push(*id);
+                }
+            }
+        }
+        &self.woken
+    }
+
+    /// Queues a message the glue built for one player (status, user control). Returns true
+    /// when the queue went from empty to non-empty.
+    pub fn enqueue_control(&mut self, player: ClientId, chunked: Bytes) -> bool {
+        let Some(p) = self.players.get_mut(&player) else {
+            return false;
+        };
+        let was_empty = p.queue.is_empty();
+        p.queue.push_mandatory(Frame::control(chunked));
+        was_empty && !p.queue.is_empty()
+    }
+
+    pub fn queue(&self, player: ClientId) -> Option<&PlayerQueue> {
+        self.players.get(&player).map(|p| &p.queue)
+    }
+
+    pub fn queue_mut(&mut self, player: ClientId) -> Option<&mut PlayerQueue> {
+        self.players.get_mut(&player).map(|p| &mut p.queue)
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn is_publishing(&self, key: &StreamKey) -> bool {
+        self.registry.publisher(key).is_some()
+    }
+
+    /// The start cache of a stream present on this worker.
+    pub fn gop(&self, key: &StreamKey) -> Option<&GopCache> {
+        self.streams.get(key).map(|s| &s.gop)
+    }
+
+    pub fn stream_stats(&self, key: &StreamKey) -> Option<StreamStats> {
+        self.streams.get(key).map(|s| self.stats_of(key, s))
+    }
+
+    /// Every stream this worker knows (published here or watched here).
+    pub fn streams(&self) -> impl Iterator<Item = (&StreamKey, StreamStats)> + '_ {
+        self.streams.iter().map(|(k, s)| (k, self.stats_of(k, s)))
+    }
+
+    fn stats_of(&self, key: &StreamKey, s: &LocalStream) -> StreamStats {
+        StreamStats {
+            publisher: self.registry.publisher(key),
+            bytes_in: s.bytes_in,
+            frames_in: s.frames_in,
+            audio_frames: s.audio_frames,
+            video_frames: s.video_frames,
+            players: s.players.len(),
+            cached_frames: s.gop.len(),
+            cached_bytes: s.gop.bytes(),
+        }
+    }
+
+    pub fn player_stats(&self, player: ClientId) -> Option<PlayerStats> {
+        self.players.get(&player).map(Player::stats)
+    }
+
+    /// The players of a stream with their counters.
+    pub fn players_of<'a>(
+        &'a self,
+        key: &StreamKey,
+    ) -> impl Iterator<Item = (ClientId, PlayerStats)> + 'a {
+        let ids: &'a [ClientId] = self.streams.get(key).map_or(&[], |s| &s.players);
+        ids.iter()
+            .filter_map(|id| self.players.get(id).map(|p| (*id, p.stats())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::IoSlice;
+
+    const CS: u32 = 4096;
+    const META: &[u8] = b"\x02\x00\x0aonMetaData\x08\x00\x00\x00\x00";
+    const AVC_HEADER: &[u8] = &[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff];
+    const AAC_HEADER: &[u8] = &[0xaf, 0, 0x12, 0x10];
+    const KEY: &[u8] = &[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65];
+    const INTER: &[u8] = &[0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41];
+    const AAC: &[u8] = &[0xaf, 1, 0x21, 0x10];
+
+    fn key() -> StreamKey {
+        StreamKey::new("live", "cam")
+    }
+
+    fn opts() -> PlayerOptions {
+        PlayerOptions {
+            chunk_size: CS,
+            ..PlayerOptions::default()
+        }
+    }
+
+    fn send(hub: &mut Hub, kind: FrameKind, ts: u32, payload: &[u8]) -> Vec<ClientId> {
+        hub.publisher_frame(&key(), kind, ts, payload, CS).to_vec()
+    }
+
+    /// A publisher that sent metadata, headers and two GOPs.
+    fn live_hub() -> Hub {
+        let mut hub = Hub::new();
+        hub.publish(&key(), 1).unwrap();
+        send(&mut hub, FrameKind::Data, 0, META);
+        send(&mut hub, FrameKind::Video, 0, AVC_HEADER);
+        send(&mut hub, FrameKind::Audio, 0, AAC_HEADER);
+        send(&mut hub, FrameKind::Video, 0, KEY);
+        send(&mut hub, FrameKind::Audio, 20, AAC);
+        send(&mut hub, FrameKind::Video, 40, INTER);
+        send(&mut hub, FrameKind::Video, 1000, KEY);
+        send(&mut hub, FrameKind::Audio, 1010, AAC);
+        send(&mut hub, FrameKind::Video, 1040, INTER);
+        hub
+    }
+
+    fn queued(hub: &Hub, player: ClientId) -> Vec<(FrameKind, u32, bool, bool)> {
+        hub.queue(player)
+            .unwrap()
+            .iter()
+            .map(|f| (f.kind, f.timestamp, f.keyframe, f.sequence_header))
+            .collect()
+    }
+
+    /// The timestamp field of the type-0 header in an encoded message.
+    fn wire_timestamp(f: &Frame) -> u32 {
+        u32::from_be_bytes([0, f.chunked[1], f.chunked[2], f.chunked[3]])
+    }
+
+    fn drain(hub: &mut Hub, player: ClientId) {
+        let q = hub.queue_mut(player).unwrap();
+        let n = q.queued_bytes();
+        q.advance(n);
+    }
+
+    #[test]
+    fn new_player_gets_metadata_headers_and_gop_from_the_keyframe() {
+        let mut hub = live_hub();
+        let join = hub.play(key(), 10, opts(), []).unwrap();
+        assert_eq!(
+            join,
+            PlayJoin {
+                live: true,
+                woken: true
+            }
+        );
+        use FrameKind::*;
+        assert_eq!(
+            queued(&hub, 10),
+            [
+                (Data, 1000, false, false),
+                (Video, 1000, false, true),
+                (Audio, 1000, false, true),
+                (Video, 1000, true, false),
+                (Audio, 1010, false, false),
+                (Video, 1040, false, false),
+            ]
+        );
+        let q = hub.queue(10).unwrap();
+        let wire: Vec<u32> = q.iter().map(wire_timestamp).collect();
+        assert!(wire.windows(2).all(|w| w[0] <= w[1]), "{wire:?}");
+        // The re-encoded header carries the payload unchanged.
+        let vh = q.iter().nth(1).unwrap();
+        assert_eq!(&vh.chunked[12..], AVC_HEADER);
+        assert_eq!(vh.chunked[0], 7);
+    }
+
+    #[test]
+    fn frames_are_shared_between_players_without_copies() {
+        let mut hub = live_hub();
+        hub.play(key(), 10, opts(), []).unwrap();
+        hub.play(key(), 11, opts(), []).unwrap();
+        let woken = send(&mut hub, FrameKind::Video, 1080, INTER);
+        assert!(woken.is_empty(), "queues were not empty");
+        let last = |id| {
+            hub.queue(id)
+                .unwrap()
+                .iter()
+                .last()
+                .unwrap()
+                .chunked
+                .clone()
+        };
+        assert_eq!(last(10).as_ptr(), last(11).as_ptr());
+        // Cached frames handed to a joining player are the cache's own bytes too.
+        let cached = hub
+            .gop(&key())
+            .unwrap()
+            .frames()
+            .next()
+            .unwrap()
+            .chunked
+            .as_ptr();
+        let joined = hub
+            .queue(10)
+            .unwrap()
+            .iter()
+            .nth(3)
+            .unwrap()
+            .chunked
+            .as_ptr();
+        assert_eq!(cached, joined);
+    }
+
+    #[test]
+    fn woken_lists_players_whose_queue_was_empty() {
+        let mut hub = live_hub();
+        hub.play(key(), 10, opts(), []).unwrap();
+        hub.play(key(), 11, opts(), []).unwrap();
+        drain(&mut hub, 10);
+        assert_eq!(send(&mut hub, FrameKind::Audio, 1050, AAC), [10]);
+        assert!(send(&mut hub, FrameKind::Audio, 1060, AAC).is_empty());
+    }
+
+    #[test]
+    fn slow_player_skips_to_next_keyframe_and_others_are_unaffected() {
+        let mut hub = live_hub();
+        let small = PlayerOptions {
+            out_queue: 8,
+            ..opts()
+        };
+        hub.play(key(), 10, small, []).unwrap();
+        hub.play(key(), 11, small, []).unwrap();
+        drain(&mut hub, 10);
+        drain(&mut hub, 11);
+        let mut fast_got = 0;
+        for i in 0..20u32 {
+            send(&mut hub, FrameKind::Video, 1100 + i * 40, INTER);
+            fast_got += hub.queue(10).unwrap().len();
+            drain(&mut hub, 10);
+        }
+        assert_eq!(fast_got, 20, "the fast player got every frame");
+        let slow = hub.queue(11).unwrap();
+        assert!(slow.is_skipping());
+        assert!(slow.dropped() > 0);
+        assert!(slow.len() <= 8);
+        send(&mut hub, FrameKind::Video, 2000, KEY);
+        let slow = hub.queue(11).unwrap();
+        assert!(!slow.is_skipping());
+        assert!(slow.iter().last().unwrap().keyframe);
+        assert_eq!(hub.player_stats(11).unwrap().dropped, slow.dropped());
+        assert_eq!(hub.player_stats(10).unwrap().dropped, 0);
+    }
+
+    #[test]
+    fn wait_key_starts_video_at_a_keyframe_when_nothing_is_cached() {
+        let mut hub = Hub::new();
+        hub.publish(&key(), 1).unwrap();
+        send(&mut hub, FrameKind::Video, 0, AVC_HEADER);
+        send(&mut hub, FrameKind::Video, 0, INTER); // no keyframe yet: nothing cached
+        hub.play(key(), 10, opts(), []).unwrap();
+        hub.play(
+            key(),
+            11,
+            PlayerOptions {
+                wait_key: false,
+                ..opts()
+            },
+            [],
+        )
+        .unwrap();
+        send(&mut hub, FrameKind::Video, 40, INTER);
+        send(&mut hub, FrameKind::Audio, 50, AAC);
+        send(&mut hub, FrameKind::Video, 80, KEY);
+        use FrameKind::*;
+        assert_eq!(
+            queued(&hub, 10),
+            [
+                (Video, 0, false, true),
+                (Audio, 50, false, false),
+                (Video, 80, true, false)
+            ]
+        );
+        assert_eq!(
+            queued(&hub, 11),
+            [
+                (Video, 0, false, true),
+                (Video, 40, false, false),
+                (Audio, 50, false, false),
+                (Video, 80, true, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn wait_video_holds_audio_until_the_first_video_frame() {
+        let mut hub = Hub::new();
+        hub.publish(&key(), 1).unwrap();
+        let o = PlayerOptions {
+            wait_video: true,
+            ..opts()
+        };
+        hub.play(key(), 10, o, []).unwrap();
+        send(&mut hub, FrameKind::Audio, 0, AAC_HEADER);
+        send(&mut hub, FrameKind::Audio, 10, AAC);
+        send(&mut hub, FrameKind::Video, 20, INTER);
+        send(&mut hub, FrameKind::Audio, 30, AAC);
+        send(&mut hub, FrameKind::Video, 40, KEY);
+        send(&mut hub, FrameKind::Audio, 50, AAC);
+        use FrameKind::*;
+        assert_eq!(
+            queued(&hub, 10),
+            [
+                (Audio, 0, false, true),
+                (Video, 40, true, false),
+                (Audio, 50, false, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn idle_streams_off_refuses_players_and_drops_them_when_the_publisher_leaves() {
+        let mut hub = Hub::new();
+        let strict = PlayerOptions {
+            idle_streams: false,
+            ..opts()
+        };
+        assert!(matches!(
+            hub.play(key(), 10, strict, []),
+            Err(LiveError::StreamNotFound(_))
+        ));
+        assert!(hub.queue(10).is_none());
+        hub.publish(&key(), 1).unwrap();
+        assert!(hub.play(key(), 10, strict, []).unwrap().live);
+        hub.play(key(), 11, opts(), []).unwrap();
+        let notices = hub.unpublish(&key(), 1);
+        assert!(notices.contains(&(10, PlayerNotice::Drop)));
+        assert!(notices.contains(&(11, PlayerNotice::PublisherLeft)));
+        // The dropped player receives nothing from the next publisher.
+        let started = hub.publish(&key(), 2).unwrap();
+        assert_eq!(started, [(11, PlayerNotice::PublisherStarted)]);
+        send(&mut hub, FrameKind::Audio, 0, AAC);
+        assert!(hub.queue(10).unwrap().is_empty());
+        assert_eq!(hub.queue(11).unwrap().len(), 1);
+        assert!(hub.stop_play(10));
+        assert!(!hub.stop_play(10));
+    }
+
+    #[test]
+    fn duplicate_publish_is_refused() {
+        let mut hub = Hub::new();
+        hub.publish(&key(), 1).unwrap();
+        assert!(matches!(
+            hub.publish(&key(), 2),
+            Err(LiveError::AlreadyPublishing(_))
+        ));
+        assert!(hub.publish(&key(), 1).is_err());
+        assert_eq!(hub.registry().publisher(&key()), Some(1));
+        // Another app with the same stream name is another stream.
+        hub.publish(&StreamKey::new("live2", "cam"), 2).unwrap();
+        hub.publish(&StreamKey::in_server(1, "live", "cam"), 3)
+            .unwrap();
+        assert_eq!(hub.registry().len(), 3);
+    }
+
+    #[test]
+    fn unpublish_by_someone_else_is_ignored() {
+        let mut hub = live_hub();
+        hub.play(key(), 10, opts(), []).unwrap();
+        assert!(hub.unpublish(&key(), 99).is_empty());
+        assert!(hub.is_publishing(&key()));
+    }
+
+    #[test]
+    fn waiting_player_starts_when_a_publisher_arrives() {
+        let mut hub = Hub::new();
+        let join = hub.play(key(), 10, opts(), []).unwrap();
+        assert_eq!(
+            join,
+            PlayJoin {
+                live: false,
+                woken: false
+            }
+        );
+        send(&mut hub, FrameKind::Audio, 0, AAC); // nobody publishes: ignored
+        assert!(hub.queue(10).unwrap().is_empty());
+        assert_eq!(
+            hub.publish(&key(), 1).unwrap(),
+            [(10, PlayerNotice::PublisherStarted)]
+        );
+        send(&mut hub, FrameKind::Video, 0, AVC_HEADER);
+        assert_eq!(
+            send(&mut hub, FrameKind::Video, 0, KEY),
+            Vec::<ClientId>::new()
+        );
+        assert_eq!(hub.queue(10).unwrap().len(), 2);
+        // Publisher leaves: the player waits again and the cache is gone.
+        assert_eq!(
+            hub.unpublish(&key(), 1),
+            [(10, PlayerNotice::PublisherLeft)]
+        );
+        assert!(hub.gop(&key()).unwrap().is_empty());
+        assert!(hub.gop(&key()).unwrap().video_header().is_none());
+    }
+
+    #[test]
+    fn audio_only_stream_joins_with_recent_audio() {
+        let mut hub = Hub::new();
+        hub.publish(&key(), 1).unwrap();
+        send(&mut hub, FrameKind::Audio, 0, AAC_HEADER);
+        for i in 0..100 {
+            send(&mut hub, FrameKind::Audio, i * 23, AAC);
+        }
+        hub.play(key(), 10, opts(), []).unwrap();
+        let q = queued(&hub, 10);
+        assert_eq!(q[0], (FrameKind::Audio, q[1].1, false, true));
+        assert!(q.len() > 40, "about a second of audio: {}", q.len());
+        assert_eq!(q.last().unwrap().1, 99 * 23);
+    }
+
+    #[test]
+    fn prelude_goes_before_the_cached_start() {
+        let mut hub = live_hub();
+        let status = Bytes::from_static(b"onStatus Play.Start");
+        hub.play(key(), 10, opts(), [status.clone()]).unwrap();
+        let q = hub.queue(10).unwrap();
+        assert_eq!(q.iter().next().unwrap().chunked, status);
+        assert_eq!(q.len(), 7);
+        assert!(!hub.enqueue_control(10, Bytes::from_static(b"x")));
+        drain(&mut hub, 10);
+        assert!(hub.enqueue_control(10, Bytes::from_static(b"x")));
+        assert!(!hub.enqueue_control(99, Bytes::from_static(b"x")));
+    }
+
+    #[test]
+    fn multitrack_keyframes_do_not_restart_the_cache() {
+        let mut hub = live_hub();
+        // Enhanced multitrack, OneTrack CodedFramesX hvc1 track 1, keyframe.
+        let mt = [0x96, 0x03, b'h', b'v', b'c', b'1', 1, 0xaa];
+        send(&mut hub, FrameKind::Video, 1080, &mt);
+        let g = hub.gop(&key()).unwrap();
+        assert_eq!(g.frames().next().unwrap().timestamp, 1000);
+        assert_eq!(g.len(), 4);
+    }
+
+    #[test]
+    fn stop_play_forgets_streams_nobody_uses() {
+        let mut hub = Hub::new();
+        hub.play(key(), 10, opts(), []).unwrap();
+        assert_eq!(hub.streams().count(), 1);
+        hub.stop_play(10);
+        assert_eq!(hub.streams().count(), 0);
+        let mut hub = live_hub();
+        hub.play(key(), 10, opts(), []).unwrap();
+        // Playing another stream moves the player.
+        hub.play(StreamKey::new("live", "other"), 10, opts(), [])
+            .unwrap();
+        assert_eq!(hub.stream_stats(&key()).unwrap().players, 0);
+        assert_eq!(hub.players_of(&StreamKey::new("live", "other")).count(), 1);
+        hub.unpublish(&key(), 1);
+        assert!(hub.stream_stats(&key()).is_none());
+    }
+
+    #[test]
+    fn stream_and_player_counters() {
+        let mut hub = live_hub();
+        let s = hub.stream_stats(&key()).unwrap();
+        assert_eq!(s.publisher, Some(1));
+        assert_eq!(s.frames_in, 9);
+        assert_eq!(s.video_frames, 5);
+        assert_eq!(s.audio_frames, 3);
+        let expected_in = META.len()
+            + AVC_HEADER.len()
+            + AAC_HEADER.len()
+            + 2 * KEY.len()
+            + 2 * INTER.len()
+            + 2 * AAC.len();
+        assert_eq!(s.bytes_in, expected_in as u64);
+        assert_eq!(s.cached_frames, 3);
+        hub.play(key(), 10, opts(), []).unwrap();
+        let total = hub.queue(10).unwrap().queued_bytes();
+        let q = hub.queue_mut(10).unwrap();
+        let mut slices = [IoSlice::new(&[]); 4];
+        let n = q.io_slices(&mut slices);
+        assert_eq!(n, 4);
+        let first_two = slices[0].len() + slices[1].len() + 3;
+        q.advance(first_two);
+        let st = hub.player_stats(10).unwrap();
+        assert_eq!(st.bytes_out, first_two as u64);
+        assert_eq!(st.queued_bytes, total - first_two);
+        assert!(st.playing);
+    }
+
+    #[test]
+    fn empty_and_unparsable_messages_do_not_break_the_fan_out() {
+        let mut hub = live_hub();
+        hub.play(key(), 10, opts(), []).unwrap();
+        let before = hub.queue(10).unwrap().len();
+        send(&mut hub, FrameKind::Video, 1100, &[]);
+        send(&mut hub, FrameKind::Control, 1100, b"x");
+        assert_eq!(hub.queue(10).unwrap().len(), before);
+        send(&mut hub, FrameKind::Video, 1100, &[0xff]);
+        send(&mut hub, FrameKind::Audio, 1100, &[0x9f]);
+        assert_eq!(hub.queue(10).unwrap().len(), before + 2);
+    }
+}

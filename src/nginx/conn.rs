@@ -1,0 +1,382 @@
+//! RTMP connections on nginx's event loop: accept, read, write (writev of shared payloads),
+//! timers and close. The per-process [`Worker`] holds all protocol state; this file owns only the
+//! mapping from client ids to nginx connections.
+
+use core::ptr;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::IoSlice;
+use std::net::IpAddr;
+
+use ngx::ffi::{
+    ngx_close_connection, ngx_connection_t, ngx_cycle_t, ngx_del_timer, ngx_destroy_pool,
+    ngx_event_t, ngx_handle_read_event, ngx_handle_write_event, ngx_int_t, ngx_log_t,
+    ngx_post_event, ngx_posted_events, NGX_AGAIN, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
+};
+
+use super::conf::ListenCtx;
+use super::util::{guard, log, now_ms};
+use crate::server::{CloseMode, LogLevel, Outcome, Worker};
+
+/// Bytes read per recv call; the session copies what it keeps, so one buffer serves all.
+const READ_CHUNK: usize = 64 * 1024;
+/// Reads per read event before yielding to other connections (fairness under a flood).
+const READS_PER_EVENT: usize = 16;
+/// iovecs per writev call.
+const IOVECS: usize = 64;
+
+/// Per-connection state kept in `c->data`.
+struct ConnCtx {
+    id: u64,
+    /// Our periodic timer (pings, idle publisher, handshake deadline).
+    tick: ngx_event_t,
+    /// Close once the output queue has drained (after a final status message).
+    closing: Option<String>,
+}
+
+thread_local! {
+    static WORKER: RefCell<Worker> = RefCell::new(Worker::new());
+    static CONNS: RefCell<HashMap<u64, *mut ngx_connection_t>> = RefCell::new(HashMap::new());
+    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
+}
+
+fn with_worker<T>(f: impl FnOnce(&mut Worker) -> T) -> T {
+    WORKER.with(|w| f(&mut w.borrow_mut()))
+}
+
+pub extern "C" fn init_process(_cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    NGX_OK as ngx_int_t
+}
+
+pub extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {}
+
+fn random_bytes(buf: &mut [u8]) {
+    for chunk in buf.chunks_mut(4) {
+        let r = ngx::ffi::ngx_random() as u32;
+        for (dst, src) in chunk.iter_mut().zip(r.to_le_bytes()) {
+            *dst = src;
+        }
+    }
+}
+
+/// The peer's IP address from an accepted connection.
+unsafe fn peer_ip(c: *mut ngx_connection_t) -> Option<IpAddr> {
+    // SAFETY: c->sockaddr points at c->socklen bytes of the peer's address.
+    unsafe {
+        let sa = (*c).sockaddr;
+        if sa.is_null() {
+            return None;
+        }
+        match (*sa).sa_family as i32 {
+            libc::AF_INET => {
+                let sin = &*(sa as *const libc::sockaddr_in);
+                Some(IpAddr::from(
+                    u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                ))
+            }
+            libc::AF_INET6 => {
+                let sin6 = &*(sa as *const libc::sockaddr_in6);
+                Some(IpAddr::from(sin6.sin6_addr.s6_addr))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `ls->handler`: a new TCP connection on one of our listening sockets.
+pub extern "C" fn init_connection(c: *mut ngx_connection_t) {
+    guard("init_connection", (), || {
+        // SAFETY: nginx hands us a freshly accepted connection with its own pool; our ListenCtx
+        // was stored in ls->servers when the socket was created and lives as long as the cycle.
+        unsafe {
+            let listen = &*((*(*c).listening).servers as *const ListenCtx);
+            let id = (*c).number as u64;
+            let ctx = Box::into_raw(Box::new(ConnCtx {
+                id,
+                tick: core::mem::zeroed(),
+                closing: None,
+            }));
+            (*ctx).tick.data = c.cast();
+            (*ctx).tick.log = (*c).log;
+            (*ctx).tick.handler = Some(tick_handler);
+            (*c).data = ctx.cast();
+            (*(*c).log).connection = (*c).number;
+            (*(*c).read).handler = Some(read_handler);
+            (*(*c).write).handler = Some(write_handler);
+
+            let peer = peer_ip(c);
+            let now = now_ms();
+            let first_tick =
+                with_worker(|w| w.connect(id, peer, listen.server.clone(), now, &mut random_bytes));
+            CONNS.with(|m| m.borrow_mut().insert(id, c));
+            log(
+                NGX_LOG_INFO,
+                (*c).log,
+                &format!(
+                    "rtmp: client {} connected to {}",
+                    String::from_utf8_lossy(super::util::str_bytes(&(*c).addr_text)),
+                    String::from_utf8_lossy(super::util::str_bytes(&(*(*c).listening).addr_text)),
+                ),
+            );
+            ngx::ffi::ngx_add_timer(
+                ptr::addr_of_mut!((*ctx).tick),
+                first_tick as ngx::ffi::ngx_msec_t,
+            );
+
+            if (*(*c).read).ready() != 0 {
+                read_handler((*c).read);
+            } else if ngx_handle_read_event((*c).read, 0) != NGX_OK as ngx_int_t {
+                close(c, "cannot register read event");
+            }
+        }
+    })
+}
+
+extern "C" fn read_handler(rev: *mut ngx_event_t) {
+    guard("read_handler", (), || {
+        // SAFETY: rev->data is the connection this event belongs to; ctx is live until close().
+        unsafe {
+            let c = (*rev).data as *mut ngx_connection_t;
+            let ctx = &mut *((*c).data as *mut ConnCtx);
+            let id = ctx.id;
+            let mut outcome = Outcome::default();
+            let mut reads = 0;
+            loop {
+                if reads == READS_PER_EVENT {
+                    // Let other connections run; come back on the next loop iteration.
+                    ngx_post_event(rev, ptr::addr_of_mut!(ngx_posted_events));
+                    break;
+                }
+                reads += 1;
+                let n = READ_BUF.with(|b| {
+                    let mut b = b.borrow_mut();
+                    let recv = (*c).recv.expect("nginx sets c->recv");
+                    let n = recv(c, b.as_mut_ptr(), b.len());
+                    if n > 0 {
+                        with_worker(|w| w.on_input(id, &b[..n as usize], now_ms(), &mut outcome));
+                    }
+                    n
+                });
+                if n == NGX_AGAIN as isize {
+                    break;
+                }
+                if n <= 0 {
+                    // 0: the peer closed; NGX_ERROR: recv already logged the reason.
+                    finish_outcome(c, id, outcome);
+                    if !CONNS.with(|m| m.borrow().contains_key(&id)) {
+                        return;
+                    }
+                    close(
+                        c,
+                        if n == 0 {
+                            "client closed the connection"
+                        } else {
+                            "read error"
+                        },
+                    );
+                    return;
+                }
+                if outcome.closes(id) {
+                    break;
+                }
+            }
+            if !finish_outcome(c, id, outcome) {
+                return;
+            }
+            if ngx_handle_read_event(rev, 0) != NGX_OK as ngx_int_t {
+                close(c, "cannot register read event");
+            }
+        }
+    })
+}
+
+extern "C" fn write_handler(wev: *mut ngx_event_t) {
+    guard("write_handler", (), || {
+        // SAFETY: wev->data is the connection this event belongs to.
+        unsafe {
+            let c = (*wev).data as *mut ngx_connection_t;
+            if (*wev).timedout() != 0 {
+                (*wev).set_timedout(0);
+                close(c, "write timed out: the client stopped reading");
+                return;
+            }
+            flush(c);
+        }
+    })
+}
+
+extern "C" fn tick_handler(ev: *mut ngx_event_t) {
+    guard("tick_handler", (), || {
+        // SAFETY: ev is the tick event embedded in the connection's ConnCtx.
+        unsafe {
+            let c = (*ev).data as *mut ngx_connection_t;
+            let ctx = &mut *((*c).data as *mut ConnCtx);
+            let id = ctx.id;
+            let mut outcome = Outcome::default();
+            let next = with_worker(|w| w.on_tick(id, now_ms(), &mut outcome));
+            if !finish_outcome(c, id, outcome) {
+                return;
+            }
+            if let Some(delay) = next {
+                ngx::ffi::ngx_add_timer(ev, delay.max(1) as ngx::ffi::ngx_msec_t);
+            }
+        }
+    })
+}
+
+/// Applies what the worker asked for: log lines, wake-ups of other clients, closes.
+/// Returns false if `c` itself was closed (the caller must not touch it any more).
+unsafe fn finish_outcome(c: *mut ngx_connection_t, self_id: u64, outcome: Outcome) -> bool {
+    // SAFETY (whole fn): c is live on entry; connections found in CONNS are live.
+    unsafe {
+        for line in &outcome.logs {
+            let level = match line.level {
+                LogLevel::Error => NGX_LOG_ERR,
+                LogLevel::Warn => NGX_LOG_WARN,
+                LogLevel::Info => NGX_LOG_INFO,
+            };
+            let target: *mut ngx_log_t = match line.client.and_then(conn_of) {
+                Some(other) => (*other).log,
+                None => (*c).log,
+            };
+            log(level, target, &line.text);
+        }
+        for (id, mode, reason) in outcome.close {
+            let Some(other) = conn_of(id) else { continue };
+            let octx = &mut *((*other).data as *mut ConnCtx);
+            octx.closing = Some(reason);
+            if matches!(mode, CloseMode::Now) {
+                with_worker(|w| w.discard_output(id));
+            }
+            if id != self_id {
+                ngx_post_event((*other).write, ptr::addr_of_mut!(ngx_posted_events));
+            }
+        }
+        for id in outcome.wake {
+            if id == self_id {
+                continue;
+            }
+            if let Some(other) = conn_of(id) {
+                let wev = (*other).write;
+                if (*wev).ready() != 0 && (*wev).posted() == 0 {
+                    ngx_post_event(wev, ptr::addr_of_mut!(ngx_posted_events));
+                }
+            }
+        }
+        flush(c)
+    }
+}
+
+fn conn_of(id: u64) -> Option<*mut ngx_connection_t> {
+    CONNS.with(|m| m.borrow().get(&id).copied())
+}
+
+/// Writes as much queued output as the socket takes. Returns false if `c` was closed.
+unsafe fn flush(c: *mut ngx_connection_t) -> bool {
+    // SAFETY (whole fn): c is a live connection of ours.
+    unsafe {
+        let ctx = &mut *((*c).data as *mut ConnCtx);
+        let id = ctx.id;
+        let wev = (*c).write;
+        loop {
+            let written = with_worker(|w| {
+                let mut slices = [IoSlice::new(&[]); IOVECS];
+                let count = w.output_slices(id, &mut slices);
+                if count == 0 {
+                    return Ok(0);
+                }
+                let n = libc::writev((*c).fd, slices.as_ptr().cast(), count as i32);
+                if n < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                w.advance(id, n as usize);
+                Ok(n as usize)
+            });
+            match written {
+                Ok(0) => {
+                    if (*wev).timer_set() != 0 {
+                        ngx_del_timer(wev);
+                    }
+                    if let Some(reason) = ctx.closing.take() {
+                        close(c, &reason);
+                        return false;
+                    }
+                    return true;
+                }
+                Ok(n) => {
+                    (*c).sent += n as i64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    (*wev).set_ready(0);
+                    if ngx_handle_write_event(wev, 0) != NGX_OK as ngx_int_t {
+                        close(c, "cannot register write event");
+                        return false;
+                    }
+                    let timeout = with_worker(|w| w.write_timeout_ms(id));
+                    // Re-arming on every stall keeps the deadline measured from the last progress.
+                    ngx::ffi::ngx_add_timer(wev, timeout as ngx::ffi::ngx_msec_t);
+                    return true;
+                }
+                Err(e) => {
+                    (*c).set_error(1);
+                    let reason = format!("write failed: {e}");
+                    close(c, &reason);
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Closes `c`, tells the worker (which may wake or close other clients) and frees everything.
+unsafe fn close(c: *mut ngx_connection_t, reason: &str) {
+    // SAFETY (whole fn): c is live; after ngx_close_connection nothing touches it again.
+    unsafe {
+        let ctx_ptr = (*c).data as *mut ConnCtx;
+        let id = (*ctx_ptr).id;
+        CONNS.with(|m| m.borrow_mut().remove(&id));
+        log(
+            NGX_LOG_INFO,
+            (*c).log,
+            &format!("rtmp: client disconnected: {reason}"),
+        );
+        let mut outcome = Outcome::default();
+        with_worker(|w| w.disconnect(id, now_ms(), &mut outcome));
+        // The tick event is linked into nginx's timer tree in place: unlink it before freeing.
+        let tick = ptr::addr_of_mut!((*ctx_ptr).tick);
+        if (*tick).timer_set() != 0 {
+            ngx_del_timer(tick);
+        }
+        if (*tick).posted() != 0 {
+            ngx::ffi::ngx_delete_posted_event(tick);
+        }
+        drop(Box::from_raw(ctx_ptr));
+        let pool = (*c).pool;
+        ngx_close_connection(c);
+        ngx_destroy_pool(pool);
+        // Others (players of a stream this publisher fed) hear about it now.
+        for (other_id, _, reason) in outcome.close {
+            if let Some(other) = conn_of(other_id) {
+                let octx = &mut *((*other).data as *mut ConnCtx);
+                octx.closing = Some(reason);
+                ngx_post_event((*other).write, ptr::addr_of_mut!(ngx_posted_events));
+            }
+        }
+        for other_id in outcome.wake {
+            if let Some(other) = conn_of(other_id) {
+                ngx_post_event((*other).write, ptr::addr_of_mut!(ngx_posted_events));
+            }
+        }
+        for line in outcome.logs {
+            super::util::log_cycle(
+                match line.level {
+                    LogLevel::Error => NGX_LOG_ERR,
+                    LogLevel::Warn => NGX_LOG_WARN,
+                    LogLevel::Info => NGX_LOG_INFO,
+                },
+                &line.text,
+            );
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Small helpers shared by the glue: panic containment, nginx strings, logging, time.
+
+use core::ffi::c_char;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use ngx::ffi::{ngx_current_msec, ngx_cycle, ngx_log_t, ngx_str_t, NGX_LOG_ALERT};
+
+/// `NGX_CONF_ERROR` is `(char *) -1` in C.
+pub const CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
+pub const CONF_OK: *mut c_char = core::ptr::null_mut();
+
+/// Runs an FFI entry point's body and turns a panic into one `[alert]` line and `fallback`.
+/// nginx's C frames must never see an unwind: it would abort the worker.
+pub fn guard<T>(what: &str, fallback: T, body: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(value) => value,
+        Err(payload) => {
+            let reason = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            log_cycle(
+                NGX_LOG_ALERT,
+                &format!("rtmp: internal error in {what}: {reason}"),
+            );
+            fallback
+        }
+    }
+}
+
+/// Milliseconds of nginx's cached monotonic clock (updated once per event loop iteration).
+pub fn now_ms() -> u64 {
+    // SAFETY: nginx updates ngx_current_msec on the worker's only thread; we only read it.
+    unsafe { ngx_current_msec as u64 }
+}
+
+/// The bytes of an `ngx_str_t` (empty for a null pointer).
+///
+/// # Safety
+/// `s.data` must point to `s.len` readable bytes that outlive the returned slice.
+pub unsafe fn str_bytes<'a>(s: &ngx_str_t) -> &'a [u8] {
+    if s.data.is_null() || s.len == 0 {
+        &[]
+    } else {
+        // SAFETY: guaranteed by the caller.
+        unsafe { core::slice::from_raw_parts(s.data, s.len) }
+    }
+}
+
+/// Logs one line to `log` at `level` if the log's level lets it through.
+pub fn log(level: u32, log: *mut ngx_log_t, message: &str) {
+    if log.is_null() {
+        return;
+    }
+    // SAFETY: `log` is a live nginx log object (a connection's or the cycle's).
+    let enabled = unsafe { (*log).log_level } >= level as usize;
+    if enabled {
+        // SAFETY: "%*s" reads exactly `len` bytes from `ptr`, which `message` provides.
+        unsafe {
+            ngx::ffi::ngx_log_error_core(
+                level as usize,
+                log,
+                0,
+                c"%*s".as_ptr(),
+                message.len(),
+                message.as_ptr(),
+            );
+        }
+    }
+}
+
+/// Logs to the current cycle's log (for events not tied to one connection).
+pub fn log_cycle(level: u32, message: &str) {
+    // SAFETY: ngx_cycle is set before any module code runs and stays valid for the process.
+    let log_ptr = unsafe {
+        if ngx_cycle.is_null() {
+            return;
+        }
+        (*ngx_cycle).log
+    };
+    log(level, log_ptr, message);
+}

@@ -1,0 +1,694 @@
+//! One nginx worker's RTMP server, pure: every client's [`Session`], the live [`Hub`], and the
+//! decisions between them (which application, who may publish or play, what players hear when a
+//! publisher comes and goes). The FFI glue feeds it bytes and timer ticks and writes out what
+//! [`Worker::output_slices`] returns; everything it must do besides writing comes back as an
+//! [`Outcome`].
+
+use std::collections::{HashMap, VecDeque};
+use std::io::IoSlice;
+use std::net::IpAddr;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use crate::conf::{access_allowed, Action, Settings};
+use crate::live::{ClientId, FrameKind, Hub, LiveError, PlayerNotice, PlayerOptions, StreamKey};
+use crate::rtmp::chunk;
+use crate::rtmp::command::{self, validate_name, NameKind};
+use crate::rtmp::session::{Session, SessionConfig, SessionEvent, TickVerdict};
+
+/// One `application {}` with its merged settings.
+#[derive(Debug)]
+pub struct AppConfig {
+    pub name: String,
+    pub settings: Settings,
+}
+
+/// One `server {}`: its own merged settings (connection-level: chunk size, timeouts) and apps.
+#[derive(Debug)]
+pub struct ServerConfig {
+    pub index: usize,
+    pub settings: Settings,
+    pub apps: Vec<AppConfig>,
+}
+
+impl ServerConfig {
+    pub fn new(index: usize, settings: Settings, apps: Vec<AppConfig>) -> Self {
+        ServerConfig {
+            index,
+            settings,
+            apps,
+        }
+    }
+
+    fn app(&self, name: &str) -> Option<usize> {
+        self.apps.iter().position(|a| a.name == name)
+    }
+
+    fn session_config(&self) -> SessionConfig {
+        let core = &self.settings.core;
+        SessionConfig {
+            chunk_size: core.chunk_size,
+            ack_window: core.ack_window,
+            max_message: u32::try_from(core.max_message).unwrap_or(u32::MAX),
+            max_chunk_streams: core.max_streams as usize,
+            timeout_ms: core.timeout_ms,
+            ping_ms: core.ping_ms,
+            ping_timeout_ms: core.ping_timeout_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+}
+
+/// One log line for the glue; `client` selects whose connection log (address context) to use.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub level: LogLevel,
+    pub client: Option<ClientId>,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseMode {
+    /// Drop whatever is queued and close.
+    Now,
+    /// Send what is queued (a final status), then close.
+    AfterFlush,
+}
+
+/// What the glue must do after a call: wake (post a write event for) other clients, close
+/// clients, log lines.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub wake: Vec<ClientId>,
+    pub close: Vec<(ClientId, CloseMode, String)>,
+    pub logs: Vec<LogLine>,
+}
+
+impl Outcome {
+    pub fn closes(&self, id: ClientId) -> bool {
+        self.close.iter().any(|(c, _, _)| *c == id)
+    }
+
+    fn log(&mut self, level: LogLevel, client: ClientId, text: String) {
+        self.logs.push(LogLine {
+            level,
+            client: Some(client),
+            text,
+        });
+    }
+}
+
+/// Why a publish or play was refused (the text goes to the client in onStatus).
+enum Refusal {
+    BadName(String),
+    Denied(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Role {
+    None,
+    Publisher(StreamKey),
+    Player(StreamKey),
+}
+
+struct Client {
+    session: Session,
+    server: Rc<ServerConfig>,
+    peer: Option<IpAddr>,
+    app: Option<usize>,
+    role: Role,
+    /// Session output (handshake, replies) not yet written; always sent before the player's
+    /// live queue, which only holds what came after `play`.
+    out: VecDeque<Bytes>,
+    out_offset: usize,
+    last_media_ms: u64,
+}
+
+impl Client {
+    fn app_settings(&self) -> Option<&Settings> {
+        self.app
+            .and_then(|i| self.server.apps.get(i))
+            .map(|a| &a.settings)
+    }
+
+    fn collect_output(&mut self) {
+        if let Some(bytes) = self.session.take_output() {
+            self.out.push_back(bytes);
+        }
+    }
+}
+
+/// All RTMP state of one worker process.
+#[derive(Default)]
+pub struct Worker {
+    hub: Hub,
+    clients: HashMap<ClientId, Client>,
+    events: Vec<SessionEvent>,
+}
+
+impl Worker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// A new TCP connection. Returns the delay (ms) until its first [`Worker::on_tick`].
+    pub fn connect(
+        &mut self,
+        id: ClientId,
+        peer: Option<IpAddr>,
+        server: Rc<ServerConfig>,
+        now_ms: u64,
+        random: &mut dyn FnMut(&mut [u8]),
+    ) -> u64 {
+        let session = Session::new(server.session_config(), now_ms, random);
+        let first_tick = server.settings.core.timeout_ms.max(1);
+        self.clients.insert(
+            id,
+            Client {
+                session,
+                server,
+                peer,
+                app: None,
+                role: Role::None,
+                out: VecDeque::new(),
+                out_offset: 0,
+                last_media_ms: now_ms,
+            },
+        );
+        first_tick
+    }
+
+    /// Bytes received from client `id`.
+    pub fn on_input(&mut self, id: ClientId, data: &[u8], now_ms: u64, outcome: &mut Outcome) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
+        let result = client.session.on_input(data, now_ms, &mut events);
+        for event in events.drain(..) {
+            self.on_event(id, event, now_ms, outcome);
+            if outcome.closes(id) {
+                break;
+            }
+        }
+        self.events = events;
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.collect_output();
+        }
+        if let Err(e) = result {
+            outcome.log(LogLevel::Warn, id, format!("rtmp: {e}; closing"));
+            outcome.close.push((id, CloseMode::Now, e.to_string()));
+        }
+    }
+
+    fn on_event(&mut self, id: ClientId, event: SessionEvent, now_ms: u64, outcome: &mut Outcome) {
+        match event {
+            SessionEvent::Connect(req) => self.on_connect(id, req, outcome),
+            SessionEvent::Publish { name, .. } => self.on_publish(id, name, outcome),
+            SessionEvent::Play { name, reset, .. } => self.on_play(id, name, reset, outcome),
+            SessionEvent::Pause(_) => {}
+            SessionEvent::StreamClosed => self.end_role(id, outcome),
+            SessionEvent::Metadata(payload) => {
+                self.on_media(id, FrameKind::Data, 0, &payload, now_ms, outcome)
+            }
+            SessionEvent::Media {
+                type_id,
+                timestamp,
+                payload,
+            } => {
+                let kind = if type_id == chunk::MSG_AUDIO {
+                    FrameKind::Audio
+                } else {
+                    FrameKind::Video
+                };
+                self.on_media(id, kind, timestamp, &payload, now_ms, outcome);
+            }
+        }
+    }
+
+    fn on_connect(&mut self, id: ClientId, req: command::ConnectRequest, outcome: &mut Outcome) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let app_name = if req.app.is_empty() {
+            command::app_from_tc_url(&req.tc_url).unwrap_or_default()
+        } else {
+            req.app.clone()
+        };
+        if let Err(e) = validate_name(NameKind::App, &app_name) {
+            outcome.log(LogLevel::Warn, id, format!("rtmp: connect refused: {e}"));
+            client
+                .session
+                .reject_connect(&format!("Invalid application name: {e}"));
+            outcome
+                .close
+                .push((id, CloseMode::AfterFlush, "invalid application name".into()));
+            return;
+        }
+        match client.server.app(&app_name) {
+            Some(index) => {
+                client.app = Some(index);
+                client.session.accept_connect();
+            }
+            None => {
+                outcome.log(
+                    LogLevel::Warn,
+                    id,
+                    format!("rtmp: connect refused: application \"{app_name}\" not found"),
+                );
+                client.session.reject_connect("Application not found.");
+                outcome
+                    .close
+                    .push((id, CloseMode::AfterFlush, "application not found".into()));
+            }
+        }
+    }
+
+    /// Shared checks for publish and play: a safe name, an application, and allow/deny rules.
+    fn admit(
+        &mut self,
+        id: ClientId,
+        name: &str,
+        action: Action,
+        outcome: &mut Outcome,
+    ) -> Result<StreamKey, Refusal> {
+        let client = self
+            .clients
+            .get(&id)
+            .ok_or(Refusal::BadName(String::new()))?;
+        let verb = if action == Action::Publish {
+            "publish"
+        } else {
+            "play"
+        };
+        validate_name(NameKind::Stream, name).map_err(|e| {
+            outcome.log(LogLevel::Warn, id, format!("rtmp: {verb} refused: {e}"));
+            Refusal::BadName(format!("Invalid stream name: {e}"))
+        })?;
+        let app_index = client.app.ok_or(Refusal::BadName(String::new()))?;
+        let app = &client.server.apps[app_index];
+        if let Some(peer) = client.peer {
+            if !access_allowed(&app.settings.access.rules, peer, action) {
+                outcome.log(
+                    LogLevel::Warn,
+                    id,
+                    format!(
+                        "rtmp: {verb} of \"{}/{name}\" denied for {peer} by allow/deny rules",
+                        app.name
+                    ),
+                );
+                return Err(Refusal::Denied(format!(
+                    "{verb} is not allowed from this address"
+                )));
+            }
+        }
+        Ok(StreamKey::in_server(
+            client.server.index as u32,
+            app.name.clone(),
+            name,
+        ))
+    }
+
+    fn on_publish(&mut self, id: ClientId, name: command::StreamName, outcome: &mut Outcome) {
+        let key = match self.admit(id, &name.name, Action::Publish, outcome) {
+            Ok(key) => key,
+            Err(refusal) => {
+                if let Some(c) = self.clients.get_mut(&id) {
+                    let (code, reason) = match &refusal {
+                        Refusal::BadName(r) => (command::NS_PUBLISH_BAD_NAME, r),
+                        Refusal::Denied(r) => (command::NS_PUBLISH_DENIED, r),
+                    };
+                    c.session.reject_publish(code, reason);
+                }
+                outcome
+                    .close
+                    .push((id, CloseMode::AfterFlush, "publish refused".into()));
+                return;
+            }
+        };
+        match self.hub.publish(&key, id) {
+            Ok(notices) => {
+                if let Some(c) = self.clients.get_mut(&id) {
+                    c.session.accept_publish(&name.name);
+                    c.role = Role::Publisher(key.clone());
+                }
+                outcome.log(
+                    LogLevel::Info,
+                    id,
+                    format!("rtmp: publish \"{}/{}\"", key.app, key.name),
+                );
+                self.notify_players(&key, notices, outcome);
+            }
+            Err(LiveError::AlreadyPublishing(_)) | Err(LiveError::StreamNotFound(_)) => {
+                outcome.log(
+                    LogLevel::Warn,
+                    id,
+                    format!(
+                        "rtmp: publish refused: \"{}/{}\" is already being published",
+                        key.app, key.name
+                    ),
+                );
+                if let Some(c) = self.clients.get_mut(&id) {
+                    c.session.reject_publish(
+                        command::NS_PUBLISH_BAD_NAME,
+                        "Stream is already being published.",
+                    );
+                }
+                outcome
+                    .close
+                    .push((id, CloseMode::AfterFlush, "stream already published".into()));
+            }
+        }
+    }
+
+    fn on_play(
+        &mut self,
+        id: ClientId,
+        name: command::StreamName,
+        reset: bool,
+        outcome: &mut Outcome,
+    ) {
+        let key = match self.admit(id, &name.name, Action::Play, outcome) {
+            Ok(key) => key,
+            Err(Refusal::BadName(reason) | Refusal::Denied(reason)) => {
+                if let Some(c) = self.clients.get_mut(&id) {
+                    c.session.reject_play(command::NS_PLAY_FAILED, &reason);
+                }
+                outcome
+                    .close
+                    .push((id, CloseMode::AfterFlush, "play refused".into()));
+                return;
+            }
+        };
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let Some(settings) = client.app_settings() else {
+            return;
+        };
+        let live = &settings.live;
+        let opts = PlayerOptions {
+            wait_key: live.wait_key,
+            wait_video: live.wait_video,
+            // With `live off` there is no live stream to wait for (VOD comes later).
+            idle_streams: live.idle_streams && live.live,
+            out_queue: settings.core.out_queue as usize,
+            chunk_size: client.server.settings.core.chunk_size,
+        };
+        if !live.live {
+            client
+                .session
+                .reject_play(command::NS_PLAY_STREAM_NOT_FOUND, "No such stream.");
+            outcome.log(
+                LogLevel::Warn,
+                id,
+                format!(
+                    "rtmp: play refused: \"{}/{}\": live is off",
+                    key.app, key.name
+                ),
+            );
+            outcome
+                .close
+                .push((id, CloseMode::AfterFlush, "stream not found".into()));
+            return;
+        }
+        // The statuses go through the session output (sent first); media follows in the queue.
+        client.session.accept_play(&name.name, reset);
+        client.collect_output();
+        match self.hub.play(key.clone(), id, opts, std::iter::empty()) {
+            Ok(join) => {
+                client.role = Role::Player(key.clone());
+                outcome.log(
+                    LogLevel::Info,
+                    id,
+                    format!(
+                        "rtmp: play \"{}/{}\"{}",
+                        key.app,
+                        key.name,
+                        if join.live {
+                            ""
+                        } else {
+                            " (waiting for a publisher)"
+                        }
+                    ),
+                );
+            }
+            Err(_) => {
+                client.out.clear();
+                client.out_offset = 0;
+                client
+                    .session
+                    .reject_play(command::NS_PLAY_STREAM_NOT_FOUND, "No such stream.");
+                outcome.log(
+                    LogLevel::Info,
+                    id,
+                    format!(
+                        "rtmp: play refused: \"{}/{}\" is not published",
+                        key.app, key.name
+                    ),
+                );
+                outcome
+                    .close
+                    .push((id, CloseMode::AfterFlush, "stream not found".into()));
+            }
+        }
+    }
+
+    fn on_media(
+        &mut self,
+        id: ClientId,
+        kind: FrameKind,
+        timestamp: u32,
+        payload: &[u8],
+        now_ms: u64,
+        outcome: &mut Outcome,
+    ) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let Role::Publisher(key) = &client.role else {
+            return;
+        };
+        if kind != FrameKind::Data {
+            client.last_media_ms = now_ms;
+        }
+        let chunk_size = client.server.settings.core.chunk_size;
+        let woken = self
+            .hub
+            .publisher_frame(key, kind, timestamp, payload, chunk_size);
+        outcome.wake.extend_from_slice(woken);
+    }
+
+    /// The client stopped publishing or playing (command, or disconnect).
+    fn end_role(&mut self, id: ClientId, outcome: &mut Outcome) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        match std::mem::replace(&mut client.role, Role::None) {
+            Role::Publisher(key) => {
+                let notices = self.hub.unpublish(&key, id);
+                outcome.log(
+                    LogLevel::Info,
+                    id,
+                    format!("rtmp: unpublish \"{}/{}\"", key.app, key.name),
+                );
+                self.notify_players(&key, notices, outcome);
+            }
+            Role::Player(_) => {
+                self.hub.stop_play(id);
+            }
+            Role::None => {}
+        }
+    }
+
+    /// Tells players what happened to their stream's publisher.
+    fn notify_players(
+        &mut self,
+        key: &StreamKey,
+        notices: Vec<(ClientId, PlayerNotice)>,
+        outcome: &mut Outcome,
+    ) {
+        for (player, notice) in notices {
+            let Some(client) = self.clients.get(&player) else {
+                continue;
+            };
+            let Some(settings) = client.app_settings() else {
+                continue;
+            };
+            let (notify, restart) = (settings.live.publish_notify, settings.live.play_restart);
+            let s = &client.session;
+            let mut messages = Vec::new();
+            match notice {
+                PlayerNotice::PublisherStarted => {
+                    messages.push(s.stream_event(true));
+                    if notify {
+                        messages.push(s.status_message(
+                            "status",
+                            command::NS_PLAY_PUBLISH_NOTIFY,
+                            &format!("{} is now published.", key.name),
+                        ));
+                    }
+                    if restart {
+                        messages.push(s.status_message(
+                            "status",
+                            command::NS_PLAY_START,
+                            &format!("Started playing {}.", key.name),
+                        ));
+                    }
+                }
+                PlayerNotice::PublisherLeft | PlayerNotice::Drop => {
+                    if notify || notice == PlayerNotice::Drop {
+                        messages.push(s.status_message(
+                            "status",
+                            command::NS_PLAY_UNPUBLISH_NOTIFY,
+                            &format!("{} is now unpublished.", key.name),
+                        ));
+                    }
+                    if restart {
+                        messages.push(s.status_message(
+                            "status",
+                            command::NS_PLAY_STOP,
+                            &format!("Stopped playing {}.", key.name),
+                        ));
+                    }
+                    messages.push(s.stream_event(false));
+                }
+            }
+            for m in messages {
+                self.hub.enqueue_control(player, m);
+            }
+            if notice == PlayerNotice::Drop {
+                outcome.close.push((
+                    player,
+                    CloseMode::AfterFlush,
+                    "publisher left (idle_streams off)".into(),
+                ));
+            }
+            outcome.wake.push(player);
+        }
+    }
+
+    /// Timer: liveness and idle publishers. Returns the delay to the next tick.
+    pub fn on_tick(&mut self, id: ClientId, now_ms: u64, outcome: &mut Outcome) -> Option<u64> {
+        let client = self.clients.get_mut(&id)?;
+        let verdict = client.session.tick(now_ms);
+        client.collect_output();
+        let mut next = match verdict {
+            TickVerdict::Continue(ms) => ms,
+            TickVerdict::Close(reason) => {
+                outcome.log(LogLevel::Info, id, format!("rtmp: {reason}; closing"));
+                outcome.close.push((id, CloseMode::Now, reason));
+                return None;
+            }
+        };
+        if let (Role::Publisher(key), Some(settings)) = (&client.role, client.app_settings()) {
+            if let Some(idle) = settings.live.drop_idle_publisher_ms {
+                let quiet = now_ms.saturating_sub(client.last_media_ms);
+                if quiet >= idle {
+                    outcome.log(
+                        LogLevel::Info,
+                        id,
+                        format!(
+                            "rtmp: dropping idle publisher of \"{}/{}\" (no media for {quiet} ms)",
+                            key.app, key.name
+                        ),
+                    );
+                    outcome
+                        .close
+                        .push((id, CloseMode::Now, "idle publisher".into()));
+                    return None;
+                }
+                next = next.min(idle - quiet);
+            }
+        }
+        if !client.out.is_empty() {
+            outcome.wake.push(id);
+        }
+        Some(next)
+    }
+
+    /// Output for `id`: session output first, then (for players) the live queue.
+    pub fn output_slices<'a>(&'a self, id: ClientId, dst: &mut [IoSlice<'a>]) -> usize {
+        let Some(client) = self.clients.get(&id) else {
+            return 0;
+        };
+        let mut n = 0;
+        for (i, bytes) in client.out.iter().enumerate() {
+            if n == dst.len() {
+                return n;
+            }
+            let start = if i == 0 { client.out_offset } else { 0 };
+            dst[n] = IoSlice::new(&bytes[start.min(bytes.len())..]);
+            n += 1;
+        }
+        if let Some(queue) = self.hub.queue(id) {
+            n += queue.io_slices(&mut dst[n..]);
+        }
+        n
+    }
+
+    /// `written` bytes of what [`Worker::output_slices`] returned went out.
+    pub fn advance(&mut self, id: ClientId, mut written: usize) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        while written > 0 {
+            let Some(front) = client.out.front() else {
+                break;
+            };
+            let left = front.len() - client.out_offset;
+            if written >= left {
+                written -= left;
+                client.out.pop_front();
+                client.out_offset = 0;
+            } else {
+                client.out_offset += written;
+                written = 0;
+            }
+        }
+        if written > 0 {
+            if let Some(queue) = self.hub.queue_mut(id) {
+                queue.advance(written);
+            }
+        }
+    }
+
+    /// Forgets queued output (the connection is closing without a final flush).
+    pub fn discard_output(&mut self, id: ClientId) {
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.out.clear();
+            client.out_offset = 0;
+        }
+        self.hub.stop_play(id);
+    }
+
+    /// How long a write may stall before the client is dropped (`timeout`).
+    pub fn write_timeout_ms(&self, id: ClientId) -> u64 {
+        self.clients
+            .get(&id)
+            .map(|c| c.server.settings.core.timeout_ms)
+            .unwrap_or(60_000)
+    }
+
+    /// The connection is gone.
+    pub fn disconnect(&mut self, id: ClientId, _now_ms: u64, outcome: &mut Outcome) {
+        self.end_role(id, outcome);
+        self.clients.remove(&id);
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+}

@@ -1,0 +1,170 @@
+//! Live RTMP: ffmpeg publishes, players (ffmpeg and the test client) play it back.
+
+mod common;
+
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn published_stream_plays_back_and_decodes_without_errors() {
+    let server = Server::start_live("");
+    let url = server.rtmp_url("live/mykey");
+    let mut publisher = publish(&url, 16);
+    thread::sleep(Duration::from_millis(800));
+
+    let probe = {
+        let url = url.clone();
+        thread::spawn(move || probe_streams(&url))
+    };
+    let played = play_decode(&url, 6);
+    let probe = probe.join().expect("probe thread");
+
+    assert!(
+        publisher.is_running(),
+        "publisher stopped early: {:?} {}",
+        publisher.status(),
+        publisher.stderr()
+    );
+    played.assert_decoded(5.0, "player");
+    assert!(
+        played.frames as f64 >= 0.9 * 25.0 * 5.0,
+        "too few frames for 5 s at 25 fps: {played:#?}"
+    );
+    let streams = probe.expect("ffprobe of the live stream").join("\n");
+    assert!(
+        streams.contains("codec_name=h264") && streams.contains("width=320"),
+        "expected H.264 320x240 video, ffprobe says:\n{streams}"
+    );
+    assert!(
+        streams.contains("codec_name=aac"),
+        "expected AAC audio, ffprobe says:\n{streams}"
+    );
+    drop(publisher);
+    server.finish();
+}
+
+#[test]
+fn one_publisher_four_players_all_decode() {
+    let server = Server::start_live("");
+    let url = server.rtmp_url("live/fanout");
+    let mut publisher = publish(&url, 18);
+    thread::sleep(Duration::from_millis(800));
+
+    let players: Vec<_> = (0..4).map(|_| spawn_play_decode(&url, 6)).collect();
+    for (i, p) in players.into_iter().enumerate() {
+        let r = p.join().expect("player thread");
+        r.assert_decoded(5.0, &format!("player {i}"));
+    }
+    assert!(
+        publisher.is_running(),
+        "publisher stopped early: {}",
+        publisher.stderr()
+    );
+    drop(publisher);
+    server.finish();
+}
+
+#[test]
+fn player_joining_mid_stream_gets_a_keyframe_quickly() {
+    let server = Server::start_live("");
+    let url = server.rtmp_url("live/join");
+    let mut publisher = publish(&url, 16);
+    thread::sleep(Duration::from_millis(2300));
+
+    let mut joins = Vec::new();
+    for i in 0..3 {
+        let mut player = RtmpClient::connect(&server.rtmp_addr(), "live").expect("connect");
+        let codes = player.play("join").expect("play");
+        assert!(
+            codes.iter().any(|c| c == "NetStream.Play.Start"),
+            "play codes {codes:?}"
+        );
+        let info = player
+            .wait_keyframe(Duration::from_secs(5))
+            .expect("a keyframe within 5 s");
+        let after = info.keyframe_after.expect("keyframe time");
+        println!(
+            "join {i}: first keyframe {} ms after play (1 s GOP); sequence header first: {}; \
+             audio before it: {}",
+            after.as_millis(),
+            info.seq_header_first,
+            info.audio_before
+        );
+        assert!(
+            info.seq_header_first,
+            "the AVC sequence header must come before the first keyframe: {info:?}"
+        );
+        assert_eq!(
+            info.non_key_video_before, 0,
+            "inter frames before the first keyframe cannot be decoded: {info:?}"
+        );
+        joins.push(after);
+        drop(player);
+        // Land on a different point of the GOP next time.
+        thread::sleep(Duration::from_millis(370));
+    }
+    let worst = joins.iter().max().copied().unwrap_or_default();
+    assert!(
+        worst < Duration::from_millis(1500),
+        "join took {worst:?} (limit 1.5 s): {joins:?}"
+    );
+
+    // The user-visible figure, ffmpeg's own probing included (informational).
+    let r = common::ffmpeg::play_decode_with(&url, 2, &["-analyzeduration", "1000000"]);
+    println!(
+        "ffmpeg (-analyzeduration 1s): first decoded frame after {:?}",
+        r.first_frame_after
+    );
+    r.assert_decoded(1.5, "ffmpeg player");
+
+    assert!(
+        publisher.is_running(),
+        "publisher stopped early: {}",
+        publisher.stderr()
+    );
+    drop(publisher);
+    server.finish();
+}
+
+#[test]
+fn duplicate_publish_is_refused_while_the_first_continues() {
+    let server = Server::start_live("");
+    let url = server.rtmp_url("live/dup");
+    let mut publisher = publish(&url, 16);
+    thread::sleep(Duration::from_millis(1500));
+
+    let mut second = RtmpClient::connect(&server.rtmp_addr(), "live").expect("connect");
+    let code = second.publish("dup");
+    assert!(
+        matches!(&code, Ok(c) if c == "NetStream.Publish.BadName"),
+        "second publisher on the same name: expected NetStream.Publish.BadName, got {code:?}"
+    );
+    // The refused client may be disconnected; either way the first publisher goes on.
+    let _ = second.idle(Duration::from_millis(300));
+    drop(second);
+
+    let played = play_decode(&url, 4);
+    played.assert_decoded(3.5, "player of the first publisher");
+    assert!(
+        publisher.is_running(),
+        "first publisher was dropped: {}",
+        publisher.stderr()
+    );
+    drop(publisher);
+    server.finish();
+}
+
+#[test]
+fn play_of_missing_stream_with_idle_streams_off_gets_stream_not_found() {
+    let server = Server::start_live("idle_streams off;");
+    let mut player = RtmpClient::connect(&server.rtmp_addr(), "live").expect("connect");
+    let codes = player.play("nobody-publishes-this");
+    assert!(
+        matches!(&codes, Ok(c) if c.iter().any(|c| c == "NetStream.Play.StreamNotFound")),
+        "expected NetStream.Play.StreamNotFound, got {codes:?}"
+    );
+    drop(player);
+    server.finish();
+}
