@@ -228,8 +228,9 @@ impl Player {
         was_empty && !self.queue.is_empty()
     }
 
-    /// Queues the cached start of a stream: metadata and codec headers re-encoded at the
-    /// first cached frame's timestamp, then the cached frames themselves (shared).
+    /// Queues the cached start of a stream: metadata at timestamp 0 (ffmpeg's FLV reader
+    /// takes `onMetaData` at any other timestamp for a subtitle stream), codec headers
+    /// re-encoded at the first cached frame's timestamp, then the cached frames (shared).
     fn start_from_cache(&mut self, gop: &GopCache, scratch: &mut BytesMut) {
         let ts = gop.start_timestamp();
         let cs = self.opts.chunk_size;
@@ -240,7 +241,8 @@ impl Player {
         ];
         for (kind, payload) in headers {
             if let Some(payload) = payload {
-                let mut f = Frame::encode(kind, ts, payload, cs, scratch);
+                let at = if kind == FrameKind::Data { 0 } else { ts };
+                let mut f = Frame::encode(kind, at, payload, cs, scratch);
                 f.sequence_header = kind != FrameKind::Data;
                 self.queue.push_burst(f);
             }

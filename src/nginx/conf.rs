@@ -148,6 +148,10 @@ pub static mut ngx_rtmp_rs_core_module: ngx_module_t = ngx_module_t {
 
 extern "C" fn create_main_conf(cycle: *mut ngx_cycle_t) -> *mut c_void {
     guard("create_main_conf", ptr::null_mut(), || {
+        // Built here, at load_module time, so that a directive of ours outside rtmp{} gets
+        // nginx's "is not allowed here" rather than "unknown directive".
+        // SAFETY: configuration parsing is single-threaded.
+        unsafe { ensure_core_commands() };
         // SAFETY: nginx passes the cycle being configured; its pool outlives the conf.
         unsafe { pool_owned((*cycle).pool, MainConf::default()) }.cast()
     })
@@ -547,6 +551,9 @@ unsafe fn build_runtime(
             app.conf.merge_from(&server.conf);
             for (_, rec) in &mut app.recorders {
                 rec.merge_from(&app.conf);
+            }
+            if let Err(e) = app.conf.check() {
+                return unsafe { conf_error(cf, &format!("application \"{}\": {e}", app.name)) };
             }
             apps.push(AppConfig {
                 name: app.name.clone(),

@@ -108,6 +108,9 @@ pub struct RtmpMessage {
     pub payload: Bytes,
 }
 
+/// Payload bytes reserved when a message starts; the buffer grows as chunks arrive.
+pub const INITIAL_PAYLOAD_RESERVE: usize = 64 * 1024;
+
 /// Bounds on what a peer can make the decoder hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecoderLimits {
@@ -370,7 +373,9 @@ impl ChunkDecoder {
             st.type_id = type_id;
             st.stream_id = stream_id;
             st.in_progress = true;
-            st.payload = BytesMut::with_capacity(length as usize);
+            // Grow with what actually arrives: a header may announce max_message bytes on
+            // every chunk stream without ever sending them.
+            st.payload = BytesMut::with_capacity((length as usize).min(INITIAL_PAYLOAD_RESERVE));
         }
         let remaining = (st.length as usize).saturating_sub(st.payload.len());
         let left = remaining.min(self.chunk_size as usize);

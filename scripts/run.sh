@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds, then runs nginx with the module in the foreground:
+#   prefix build/run/ (logs in build/run/logs/), config nginx-conf/nginx.conf (or $NGINX_CONF).
+# Ctrl-C stops it.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+scripts/build.sh
+
+RUN=$ROOT/build/run
+CONF=${NGINX_CONF:-$ROOT/nginx-conf/nginx.conf}
+mkdir -p "$RUN/logs" "$RUN/tmp"
+ln -sfn ../modules "$RUN/modules"
+
+# Ports from the config's `listen` lines (plain `listen PORT;` or `listen ADDR:PORT;`).
+ports=$(sed -n 's/^[[:space:]]*listen[[:space:]]\{1,\}\([^;[:space:]]*\).*/\1/p' "$CONF" \
+    | sed 's/.*://' | grep -E '^[0-9]+$' | sort -un || true)
+port_in_use() {
+    if command -v ss >/dev/null 2>&1; then
+        [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
+    else
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    fi
+}
+busy=0
+for p in $ports; do
+    if port_in_use "$p"; then
+        echo "error: port $p is already in use; stop the program listening on it" \
+             "(another nginx? try: sudo ss -ltnp 'sport = :$p') or change 'listen' in $CONF" >&2
+        busy=1
+    fi
+done
+[ "$busy" -eq 0 ] || exit 1
+
+cat <<'MSG'
+nginx-rtmp-rs: starting nginx (Ctrl-C stops it; logs in build/run/logs/)
+  OBS: Settings > Stream > Service "Custom", Server rtmp://127.0.0.1/live , Stream Key mykey
+  ffmpeg -re -i in.flv -c copy -f flv rtmp://127.0.0.1/live/mykey
+  play: ffplay rtmp://127.0.0.1/live/mykey   (or VLC: Media > Open Network Stream)
+MSG
+
+# exec: the script becomes nginx's master, so Ctrl-C (SIGINT) and SIGTERM reach it directly
+# (fast shutdown: live RTMP connections are closed instead of waited for), the script ends
+# when nginx does, and no process is left behind.
+exec "$ROOT/build/sbin/nginx" -p "$RUN" -c "$CONF" -e "$RUN/logs/error.log" -g 'daemon off;'
