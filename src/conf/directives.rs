@@ -473,11 +473,11 @@ mod tests {
         assert!(!find("hls").unwrap().allowed_in(Recorder));
     }
 
-    const DOC: &str = include_str!("../../docs/directives.md");
+    const DOC: &str = include_str!("../../README.md");
 
-    /// The text of `### name`'s section in docs/directives.md.
+    /// The text of `#### name`'s section in the README's directive reference.
     fn doc_section(name: &str) -> Option<&'static str> {
-        let heading = format!("\n### {name}\n");
+        let heading = format!("\n#### {name}\n");
         let start = DOC.find(&heading)? + heading.len();
         let rest = &DOC[start..];
         let end = rest.find("\n#").unwrap_or(rest.len());
@@ -506,10 +506,10 @@ mod tests {
 
     #[test]
     fn docs_describe_every_directive_with_matching_context_and_support() {
-        assert_eq!(DOC.matches("\n### ").count(), DIRECTIVES.len());
+        assert_eq!(DOC.matches("\n#### ").count(), DIRECTIVES.len());
         for d in DIRECTIVES {
             let section = doc_section(d.name)
-                .unwrap_or_else(|| panic!("docs/directives.md has no \"### {}\"", d.name));
+                .unwrap_or_else(|| panic!("README.md has no \"#### {}\"", d.name));
             assert!(
                 section.contains(&format!("- Syntax: `{} ", d.name))
                     || section.contains(&format!("- Syntax: `{};", d.name)),
