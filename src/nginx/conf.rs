@@ -68,7 +68,6 @@ pub struct MainConf {
     /// Main-context directives (`rtmp_auto_push` and friends).
     main_context: RtmpConf,
     pub servers: Vec<Rc<ServerConfig>>,
-    listens: Vec<Box<ListenCtx>>,
 }
 
 /// `ls->servers` of each of our listening sockets.
@@ -160,8 +159,7 @@ extern "C" fn create_main_conf(cycle: *mut ngx_cycle_t) -> *mut c_void {
 extern "C" fn init_main_conf(cycle: *mut ngx_cycle_t, _conf: *mut c_void) -> *mut c_char {
     guard("init_main_conf", CONF_ERROR, || {
         // SAFETY: `modules` holds `modules_n` module pointers once configuration is parsed.
-        let modules =
-            unsafe { core::slice::from_raw_parts((*cycle).modules, (*cycle).modules_n as usize) };
+        let modules = unsafe { core::slice::from_raw_parts((*cycle).modules, (*cycle).modules_n) };
         for &module in modules {
             // SAFETY: every entry is a live module with a NUL-terminated name.
             let name = unsafe { core::ffi::CStr::from_ptr((*module).name) };
@@ -581,11 +579,18 @@ unsafe fn build_runtime(
                 };
             }
             seen.push((spec.clone(), index));
-            let ctx = Box::new(ListenCtx {
-                server: runtime.clone(),
-            });
-            let ctx_ptr: *const ListenCtx = &*ctx;
-            main.listens.push(ctx);
+            // SAFETY: cf->pool is the cycle's pool, which outlives the listening sockets.
+            let ctx_ptr: *const ListenCtx = unsafe {
+                pool_owned(
+                    (*cf).pool,
+                    ListenCtx {
+                        server: runtime.clone(),
+                    },
+                )
+            };
+            if ctx_ptr.is_null() {
+                return CONF_ERROR;
+            }
             // A host name is resolved now, at load time, as nginx does for its own listens.
             let addrs: Vec<model::ListenAddr> = match &spec.addr {
                 model::ListenAddr::Name { host, port } => {
@@ -602,7 +607,7 @@ unsafe fn build_runtime(
                 other => vec![other.clone()],
             };
             for addr in &addrs {
-                // SAFETY: cf is live; the ListenCtx box is owned by MainConf (cycle lifetime).
+                // SAFETY: cf is live; the ListenCtx lives in the cycle pool.
                 if unsafe { add_listening(cf, spec, addr, ctx_ptr) }.is_err() {
                     return CONF_ERROR;
                 }

@@ -90,7 +90,7 @@ pub extern "C" fn init_connection(c: *mut ngx_connection_t) {
         // was stored in ls->servers when the socket was created and lives as long as the cycle.
         unsafe {
             let listen = &*((*(*c).listening).servers as *const ListenCtx);
-            let id = (*c).number as u64;
+            let id = (*c).number;
             let ctx = Box::into_raw(Box::new(ConnCtx {
                 id,
                 tick: core::mem::zeroed(),

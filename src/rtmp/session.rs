@@ -366,16 +366,14 @@ impl Session {
                     reset,
                 });
             }
-            Command::Pause { pause, .. } => {
-                if self.phase == Phase::Playing {
-                    let (code, desc) = if pause {
-                        (command::NS_PAUSE_NOTIFY, "Paused.")
-                    } else {
-                        (command::NS_UNPAUSE_NOTIFY, "Unpaused.")
-                    };
-                    self.send_status("status", code, desc);
-                    events.push(SessionEvent::Pause(pause));
-                }
+            Command::Pause { pause, .. } if self.phase == Phase::Playing => {
+                let (code, desc) = if pause {
+                    (command::NS_PAUSE_NOTIFY, "Paused.")
+                } else {
+                    (command::NS_UNPAUSE_NOTIFY, "Unpaused.")
+                };
+                self.send_status("status", code, desc);
+                events.push(SessionEvent::Pause(pause));
             }
             Command::FcUnpublish { transaction_id, .. } => {
                 self.send_command(&command::simple_result(transaction_id));

@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use crate::conf::{access_allowed, Action, Settings};
+use crate::conf::{access_allowed, Action, Meta, Settings};
 use crate::live::{ClientId, FrameKind, Hub, LiveError, PlayerNotice, PlayerOptions, StreamKey};
 use crate::rtmp::chunk;
 use crate::rtmp::command::{self, validate_name, NameKind};
@@ -145,6 +145,24 @@ impl Client {
     }
 }
 
+/// A player's queue and join settings from its application's config.
+fn player_options(client: &Client) -> Option<PlayerOptions> {
+    let settings = client.app_settings()?;
+    let live = &settings.live;
+    Some(PlayerOptions {
+        wait_key: live.wait_key,
+        wait_video: live.wait_video,
+        // With `live off` there is no live stream to wait for (VOD comes later).
+        idle_streams: live.idle_streams && live.live,
+        out_queue: settings.core.out_queue as usize,
+        chunk_size: client.server.settings.core.chunk_size,
+    })
+}
+
+/// Replies (pings, statuses) a client may leave unread before it is dropped: without this
+/// bound, a client that sends pings and never reads would grow our memory without limit.
+pub const MAX_UNREAD_REPLY_BYTES: usize = 1024 * 1024;
+
 /// All RTMP state of one worker process.
 #[derive(Default)]
 pub struct Worker {
@@ -206,6 +224,14 @@ impl Worker {
         self.events = events;
         if let Some(client) = self.clients.get_mut(&id) {
             client.collect_output();
+            let unread: usize = client.out.iter().map(Bytes::len).sum();
+            if unread > MAX_UNREAD_REPLY_BYTES && !outcome.closes(id) {
+                let text = format!("rtmp: client left {unread} bytes of replies unread; closing");
+                outcome.log(LogLevel::Warn, id, text);
+                let reason = "client does not read its replies".to_string();
+                outcome.close.push((id, CloseMode::Now, reason));
+                return;
+            }
         }
         if let Err(e) = result {
             outcome.log(LogLevel::Warn, id, format!("rtmp: {e}; closing"));
@@ -218,7 +244,7 @@ impl Worker {
             SessionEvent::Connect(req) => self.on_connect(id, req, outcome),
             SessionEvent::Publish { name, .. } => self.on_publish(id, name, outcome),
             SessionEvent::Play { name, reset, .. } => self.on_play(id, name, reset, outcome),
-            SessionEvent::Pause(_) => {}
+            SessionEvent::Pause(paused) => self.on_pause(id, paused, outcome),
             SessionEvent::StreamClosed => self.end_role(id, outcome),
             SessionEvent::Metadata(payload) => {
                 self.on_media(id, FrameKind::Data, 0, &payload, now_ms, outcome)
@@ -395,19 +421,10 @@ impl Worker {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
-        let Some(settings) = client.app_settings() else {
+        let Some(opts) = player_options(client) else {
             return;
         };
-        let live = &settings.live;
-        let opts = PlayerOptions {
-            wait_key: live.wait_key,
-            wait_video: live.wait_video,
-            // With `live off` there is no live stream to wait for (VOD comes later).
-            idle_streams: live.idle_streams && live.live,
-            out_queue: settings.core.out_queue as usize,
-            chunk_size: client.server.settings.core.chunk_size,
-        };
-        if !live.live {
+        if !client.app_settings().is_some_and(|s| s.live.live) {
             client
                 .session
                 .reject_play(command::NS_PLAY_STREAM_NOT_FOUND, "No such stream.");
@@ -466,6 +483,27 @@ impl Worker {
         }
     }
 
+    /// Live pause: the player leaves the stream's fan-out; on resume it rejoins from the last
+    /// keyframe like a new player, so it never resumes mid-GOP.
+    fn on_pause(&mut self, id: ClientId, paused: bool, outcome: &mut Outcome) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let Role::Player(key) = client.role.clone() else {
+            return;
+        };
+        if paused {
+            self.hub.stop_play(id);
+            return;
+        }
+        let Some(opts) = player_options(client) else {
+            return;
+        };
+        if self.hub.play(key, id, opts, std::iter::empty()).is_ok() {
+            outcome.wake.push(id);
+        }
+    }
+
     fn on_media(
         &mut self,
         id: ClientId,
@@ -481,6 +519,12 @@ impl Worker {
         let Role::Publisher(key) = &client.role else {
             return;
         };
+        let meta_off = client
+            .app_settings()
+            .is_some_and(|s| s.live.meta == Meta::Off);
+        if kind == FrameKind::Data && meta_off {
+            return;
+        }
         if kind != FrameKind::Data {
             client.last_media_ms = now_ms;
         }
