@@ -626,7 +626,7 @@ mod tests {
         assert_eq!(
             queued(&hub, 10),
             [
-                (Data, 1000, false, false),
+                (Data, 0, false, false),
                 (Video, 1000, false, true),
                 (Audio, 1000, false, true),
                 (Video, 1000, true, false),

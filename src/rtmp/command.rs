@@ -941,7 +941,7 @@ mod tests {
         ]);
         // The shape ffmpeg sends, checked byte by byte at the start.
         assert_eq!(
-            &bytes[..21],
+            &bytes[..22],
             b"\x02\x00\x07connect\x00\x3f\xf0\x00\x00\x00\x00\x00\x00\x03\x00\x03"
         );
         let Command::Connect(c) = parse_command(&bytes, false).unwrap() else {

@@ -22,6 +22,9 @@ pub const CSID_DATA: u32 = 5;
 pub const CSID_AUDIO: u32 = 6;
 pub const CSID_VIDEO: u32 = 7;
 
+/// The AMF0 string "onMetaData" as it opens a metadata message.
+const ON_METADATA_AMF0: &[u8] = b"\x02\x00\x0aonMetaData";
+
 /// What the session needs from configuration.
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
@@ -223,16 +226,34 @@ impl Session {
             return Ok(());
         }
         self.inbuf.extend_from_slice(data);
-        while let Some(msg) = self.decoder.decode(&mut self.inbuf)? {
-            self.on_message(msg, events)?;
-            if self.phase == Phase::Closing {
-                self.inbuf.clear();
-                break;
-            }
-        }
+        self.resume(events)?;
         if self.peer_window > 0 && self.received - self.acked >= u64::from(self.peer_window) {
             self.acked = self.received;
             chunk::acknowledgement(&mut self.out, self.received as u32);
+        }
+        Ok(())
+    }
+
+    /// True while `connect`, `publish` or `play` waits for the application layer's answer.
+    pub fn decision_pending(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::ConnectPending | Phase::PublishPending | Phase::PlayPending
+        )
+    }
+
+    /// Decodes buffered input until a decision is needed. Messages behind a pending decision
+    /// stay buffered (clients pipeline `createStream` behind `connect`, and media behind
+    /// `publish`), so call this again after answering with `accept_*` / `reject_*`.
+    pub fn resume(&mut self, events: &mut Vec<SessionEvent>) -> Result<(), SessionError> {
+        while !self.decision_pending() && self.phase != Phase::Closing {
+            let Some(msg) = self.decoder.decode(&mut self.inbuf)? else {
+                break;
+            };
+            self.on_message(msg, events)?;
+        }
+        if self.phase == Phase::Closing {
+            self.inbuf.clear();
         }
         Ok(())
     }
@@ -269,8 +290,13 @@ impl Session {
                     msg.payload
                 };
                 if self.phase == Phase::Publishing {
-                    if let Ok(Some(meta)) = command::strip_set_data_frame(&payload) {
-                        events.push(SessionEvent::Metadata(meta));
+                    match command::strip_set_data_frame(&payload) {
+                        Ok(Some(meta)) => events.push(SessionEvent::Metadata(meta)),
+                        // Some encoders send a bare onMetaData; players take it as it is.
+                        Ok(None) if payload.starts_with(ON_METADATA_AMF0) => {
+                            events.push(SessionEvent::Metadata(payload))
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -419,6 +445,8 @@ impl Session {
 
     /// Refuses `connect` (unknown application, ...); the glue closes after sending.
     pub fn reject_connect(&mut self, description: &str) {
+        // The client still reads 128-byte chunks: announce ours before a long error.
+        chunk::set_chunk_size(&mut self.out, self.cfg.chunk_size);
         self.send_command(&command::connect_error(
             self.connect_tx,
             command::NC_CONNECT_REJECTED,
@@ -570,3 +598,7 @@ impl Session {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

@@ -214,12 +214,24 @@ impl Worker {
         };
         let mut events = std::mem::take(&mut self.events);
         events.clear();
-        let result = client.session.on_input(data, now_ms, &mut events);
-        for event in events.drain(..) {
-            self.on_event(id, event, now_ms, outcome);
-            if outcome.closes(id) {
+        let mut result = client.session.on_input(data, now_ms, &mut events);
+        // Answer each batch of decisions, then let the session decode what was queued behind
+        // them (commands and media pipelined in the same read).
+        while !events.is_empty() {
+            for event in events.drain(..) {
+                self.on_event(id, event, now_ms, outcome);
+                if outcome.closes(id) {
+                    break;
+                }
+            }
+            events.clear();
+            if outcome.closes(id) || result.is_err() {
                 break;
             }
+            let Some(client) = self.clients.get_mut(&id) else {
+                break;
+            };
+            result = client.session.resume(&mut events);
         }
         self.events = events;
         if let Some(client) = self.clients.get_mut(&id) {
@@ -242,7 +254,7 @@ impl Worker {
     fn on_event(&mut self, id: ClientId, event: SessionEvent, now_ms: u64, outcome: &mut Outcome) {
         match event {
             SessionEvent::Connect(req) => self.on_connect(id, req, outcome),
-            SessionEvent::Publish { name, .. } => self.on_publish(id, name, outcome),
+            SessionEvent::Publish { name, .. } => self.on_publish(id, name, now_ms, outcome),
             SessionEvent::Play { name, reset, .. } => self.on_play(id, name, reset, outcome),
             SessionEvent::Pause(paused) => self.on_pause(id, paused, outcome),
             SessionEvent::StreamClosed => self.end_role(id, outcome),
@@ -347,7 +359,13 @@ impl Worker {
         ))
     }
 
-    fn on_publish(&mut self, id: ClientId, name: command::StreamName, outcome: &mut Outcome) {
+    fn on_publish(
+        &mut self,
+        id: ClientId,
+        name: command::StreamName,
+        now_ms: u64,
+        outcome: &mut Outcome,
+    ) {
         let key = match self.admit(id, &name.name, Action::Publish, outcome) {
             Ok(key) => key,
             Err(refusal) => {
@@ -369,6 +387,8 @@ impl Worker {
                 if let Some(c) = self.clients.get_mut(&id) {
                     c.session.accept_publish(&name.name);
                     c.role = Role::Publisher(key.clone());
+                    // drop_idle_publisher counts from the publish, not from the connect.
+                    c.last_media_ms = now_ms;
                 }
                 outcome.log(
                     LogLevel::Info,
@@ -441,11 +461,12 @@ impl Worker {
                 .push((id, CloseMode::AfterFlush, "stream not found".into()));
             return;
         }
-        // The statuses go through the session output (sent first); media follows in the queue.
-        client.session.accept_play(&name.name, reset);
-        client.collect_output();
         match self.hub.play(key.clone(), id, opts, std::iter::empty()) {
             Ok(join) => {
+                // The statuses go to the session output, which is written before the live
+                // queue the hub just filled, so they still reach the player first.
+                client.session.accept_play(&name.name, reset);
+                client.collect_output();
                 client.role = Role::Player(key.clone());
                 outcome.log(
                     LogLevel::Info,
@@ -463,8 +484,6 @@ impl Worker {
                 );
             }
             Err(_) => {
-                client.out.clear();
-                client.out_offset = 0;
                 client
                     .session
                     .reject_play(command::NS_PLAY_STREAM_NOT_FOUND, "No such stream.");
@@ -736,3 +755,6 @@ impl Worker {
         self.clients.len()
     }
 }
+
+#[cfg(test)]
+mod tests;
