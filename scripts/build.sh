@@ -15,7 +15,7 @@ ensure_cargo
 cargo build --quiet --release --features vendored
 
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-nginx_bin=$(newest "$TARGET_DIR"/release/build/nginx-sys-*/out/objs/nginx)
+nginx_bin=$(newest "$TARGET_DIR"/release/build/nginx-sys-*/out/objs/nginx || true)
 module="$TARGET_DIR/release/libnginx_rtmp_rs.so"
 if [ -z "$nginx_bin" ] || [ ! -x "$nginx_bin" ]; then
     echo "error: no nginx binary under $TARGET_DIR/release/build/nginx-sys-*/out/objs/" >&2

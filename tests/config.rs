@@ -42,7 +42,11 @@ fn every_example_config_passes_nginx_t() {
         println!("nginx -t {}:\n{stderr}", file.display());
         assert!(ok, "nginx -t failed on {}:\n{stderr}", file.display());
         for bad in FORBIDDEN_LOG_PATTERNS {
-            assert!(!stderr.contains(bad), "{bad} from nginx -t on {}", file.display());
+            assert!(
+                !stderr.contains(bad),
+                "{bad} from nginx -t on {}",
+                file.display()
+            );
         }
     }
 }
@@ -55,15 +59,23 @@ fn line_of(text: &str, marker: &str) -> usize {
         .filter(|(_, l)| l.contains(marker))
         .map(|(i, _)| i + 1)
         .collect();
-    assert_eq!(hits.len(), 1, "marker {marker:?} must be on exactly one line");
+    assert_eq!(
+        hits.len(),
+        1,
+        "marker {marker:?} must be on exactly one line"
+    );
     hits[0]
 }
 
 /// `nginx -t` must fail, pointing at the line with `marker`, and mention `mentions`.
 fn assert_rejected_at(conf: &str, marker: &str, mentions: &str) {
     let line = line_of(conf, marker);
-    let (ok, stderr, path, _prefix) = nginx_test_config(conf);
-    assert!(!ok, "nginx -t accepted a bad config (line {line}: {marker}):\n{stderr}");
+    let t = nginx_t_text(conf);
+    let (ok, stderr, path) = (t.ok, &t.stderr, &t.path);
+    assert!(
+        !ok,
+        "nginx -t accepted a bad config (line {line}: {marker}):\n{stderr}"
+    );
     let at = format!("in {}:{line}", path.display());
     assert!(
         stderr.contains(&at),
@@ -80,7 +92,7 @@ fn assert_rejected_at(conf: &str, marker: &str, mentions: &str) {
 }
 
 fn conf_with(rtmp_block: &str) -> String {
-    render_conf(Path::new("/nonexistent-prefix"), rtmp_block, "", 1935, 8080)
+    render_conf(Path::new("{PREFIX}"), rtmp_block, "", 1935, 8080)
 }
 
 #[test]
@@ -121,7 +133,8 @@ fn live_at_main_level_is_rejected_with_file_and_line() {
 fn listen_with_a_bad_port_is_rejected_with_file_and_line() {
     for bad in ["127.0.0.1:99999", "127.0.0.1:12ab", "0"] {
         let conf = conf_with(
-            &live_rtmp_block("", "").replace("listen 127.0.0.1:{RTMP_PORT};", &format!("listen {bad};")),
+            &live_rtmp_block("", "")
+                .replace("listen 127.0.0.1:{RTMP_PORT};", &format!("listen {bad};")),
         );
         assert_rejected_at(&conf, &format!("listen {bad};"), bad);
     }

@@ -29,7 +29,6 @@ fn player_keeps_decoding_across_reload() {
         publisher.stderr()
     );
     drop(publisher);
-    server.assert_clean_log();
     server.finish();
 }
 

@@ -55,7 +55,11 @@ fn slow_player_is_disconnected_while_a_normal_player_keeps_decoding() {
             stalled_for.as_secs_f64() + 10.0
         ),
     }
-    assert!(publisher.is_running(), "publisher failed: {}", publisher.stderr());
+    assert!(
+        publisher.is_running(),
+        "publisher failed: {}",
+        publisher.stderr()
+    );
     drop(slow);
     drop(publisher);
     server.finish();
