@@ -66,7 +66,7 @@ struct AppNode {
 pub struct MainConf {
     parsed: bool,
     /// Main-context directives (`rtmp_auto_push` and friends).
-    main_context: RtmpConf,
+    main_context: model::MainConf,
     pub servers: Vec<Rc<ServerConfig>>,
 }
 
@@ -188,7 +188,7 @@ extern "C" fn main_context_directive(
         // SAFETY: NGX_DIRECT_CONF hands us the MainConf created by create_main_conf.
         let main = unsafe { &mut *(conf as *mut MainConf) };
         // SAFETY: cf and cmd come from nginx's parser for this directive.
-        unsafe { apply_directive(cf, cmd, &mut main.main_context) }
+        unsafe { apply_directive(cf, cmd, |n, a| main.main_context.apply(n, a)) }
     })
 }
 
@@ -371,14 +371,16 @@ extern "C" fn rtmp_directive(
         // level's RtmpConf (see BlockCtx).
         let level = unsafe { &mut *(conf as *mut RtmpConf) };
         // SAFETY: cf and cmd come from nginx's parser for this directive.
-        unsafe { apply_directive(cf, cmd, level) }
+        unsafe { apply_directive(cf, cmd, |n, a| level.apply(n, a)) }
     })
 }
 
-unsafe fn apply_directive(
+/// Hands one directive's words to the pure model (`apply`), then logs its warning and, for a
+/// directive not implemented yet, the one `[warn]` line that names it.
+pub(super) unsafe fn apply_directive(
     cf: *mut ngx_conf_t,
     cmd: *mut ngx_command_t,
-    level: &mut RtmpConf,
+    apply: impl FnOnce(&str, &[&str]) -> model::Applied,
 ) -> *mut c_char {
     // SAFETY: cmd->name is one of our NUL-terminated static names; cf->args holds the words.
     let name = unsafe { String::from_utf8_lossy(str_bytes(&(*cmd).name)).into_owned() };
@@ -394,7 +396,7 @@ unsafe fn apply_directive(
         return unsafe { conf_error(cf, &format!("unknown directive \"{name}\"")) };
     };
     let refs: Vec<&str> = words.iter().skip(1).map(String::as_str).collect();
-    match level.apply(&name, &refs) {
+    match apply(&name, &refs) {
         Ok(warning) => {
             if let Some(text) = warning {
                 unsafe { conf_log(cf, NGX_LOG_WARN, &text) };

@@ -32,6 +32,10 @@ struct ConnCtx {
     tick: ngx_event_t,
     /// Close once the output queue has drained (after a final status message).
     closing: Option<String>,
+    /// When the client last fell behind: output pending and the socket full. Cleared only when
+    /// the queue drains completely, so a player that trickles a little now and then but never
+    /// catches up is still dropped after `timeout`.
+    behind_since: Option<u64>,
 }
 
 thread_local! {
@@ -95,12 +99,15 @@ pub extern "C" fn init_connection(c: *mut ngx_connection_t) {
                 id,
                 tick: core::mem::zeroed(),
                 closing: None,
+                behind_since: None,
             }));
             (*ctx).tick.data = c.cast();
             (*ctx).tick.log = (*c).log;
             (*ctx).tick.handler = Some(tick_handler);
             (*c).data = ctx.cast();
             (*(*c).log).connection = (*c).number;
+            // Resets and timeouts of clients are routine: info, as nginx logs them elsewhere.
+            (*c).set_log_error(ngx::ffi::ngx_connection_log_error_e_NGX_ERROR_INFO);
             (*(*c).read).handler = Some(read_handler);
             (*(*c).write).handler = Some(write_handler);
 
@@ -197,7 +204,12 @@ extern "C" fn write_handler(wev: *mut ngx_event_t) {
             let c = (*wev).data as *mut ngx_connection_t;
             if (*wev).timedout() != 0 {
                 (*wev).set_timedout(0);
-                close(c, "write timed out: the client stopped reading");
+                let ctx = &*((*c).data as *const ConnCtx);
+                let behind = ctx.behind_since.map_or(0, |t| now_ms().saturating_sub(t));
+                close(
+                    c,
+                    &format!("client stayed {behind} ms behind the stream (timeout); dropped"),
+                );
                 return;
             }
             flush(c);
@@ -294,6 +306,8 @@ unsafe fn flush(c: *mut ngx_connection_t) -> bool {
             });
             match written {
                 Ok(0) => {
+                    // Caught up: everything queued is in the socket.
+                    ctx.behind_since = None;
                     if (*wev).timer_set() != 0 {
                         ngx_del_timer(wev);
                     }
@@ -313,9 +327,13 @@ unsafe fn flush(c: *mut ngx_connection_t) -> bool {
                         close(c, "cannot register write event");
                         return false;
                     }
-                    let timeout = with_worker(|w| w.write_timeout_ms(id));
-                    // Re-arming on every stall keeps the deadline measured from the last progress.
-                    ngx::ffi::ngx_add_timer(wev, timeout as ngx::ffi::ngx_msec_t);
+                    let now = now_ms();
+                    let since = *ctx.behind_since.get_or_insert(now);
+                    if (*wev).timer_set() == 0 {
+                        let timeout = with_worker(|w| w.write_timeout_ms(id));
+                        let left = (since + timeout).saturating_sub(now).max(1);
+                        ngx::ffi::ngx_add_timer(wev, left as ngx::ffi::ngx_msec_t);
+                    }
                     return true;
                 }
                 Err(e) => {

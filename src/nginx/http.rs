@@ -7,11 +7,12 @@ use core::ptr;
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_module_t, ngx_module_t, ngx_str_t, ngx_uint_t,
     NGX_CONF_1MORE, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_MAIN_CONF, NGX_HTTP_MODULE,
-    NGX_HTTP_SRV_CONF, NGX_LOG_WARN,
+    NGX_HTTP_SRV_CONF,
 };
 
-use super::conf::{args, conf_error, conf_log};
-use super::util::{guard, CONF_ERROR, CONF_OK};
+use super::conf::apply_directive;
+use super::util::{guard, CONF_ERROR};
+use crate::conf::HttpConf;
 
 const HTTP_ANY: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
@@ -58,32 +59,13 @@ pub static mut ngx_http_rtmp_rs_module: ngx_module_t = ngx_module_t {
 
 extern "C" fn http_directive(
     cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
+    cmd: *mut ngx_command_t,
     _conf: *mut c_void,
 ) -> *mut c_char {
     guard("http directive", CONF_ERROR, || {
-        // SAFETY: cf is nginx's live parser state for this directive.
-        let Some(words) = (unsafe { args(cf) }) else {
-            return unsafe { conf_error(cf, "invalid non-UTF-8 value") };
-        };
-        let name = words[0].as_str();
-        let rest: Vec<&str> = words[1..].iter().map(String::as_str).collect();
-        let checked = match name {
-            "rtmp_stat" => crate::conf::parse_stat_mask(&rest).map(|_| ()),
-            "rtmp_control" => crate::conf::parse_control_mask(&rest).map(|_| ()),
-            _ => Ok(()),
-        };
-        match checked {
-            // SAFETY: cf is live.
-            Ok(()) => unsafe {
-                conf_log(
-                    cf,
-                    NGX_LOG_WARN,
-                    &format!("\"{name}\" is not implemented yet and is ignored"),
-                );
-                CONF_OK
-            },
-            Err(e) => unsafe { conf_error(cf, &e.to_string()) },
-        }
+        // Values are checked now; the handlers and their per-location state come later.
+        let mut scratch = HttpConf::default();
+        // SAFETY: cf and cmd come from nginx's parser for this directive.
+        unsafe { apply_directive(cf, cmd, |n, a| scratch.apply(n, a)) }
     })
 }
