@@ -10,7 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/lib.sh
 
 # Test tools: ffmpeg/ffprobe publish, play and probe the streams.
-ensure_packages "${BUILD_PACKAGES[@]}" ffmpeg
+ensure_packages "${BUILD_PACKAGES[@]}" ffmpeg rtmpdump
 ensure_cargo
 for tool in rustfmt clippy; do
     if ! cargo "${tool/rustfmt/fmt}" --version >/dev/null 2>&1; then

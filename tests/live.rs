@@ -168,3 +168,62 @@ fn play_of_missing_stream_with_idle_streams_off_gets_stream_not_found() {
     drop(player);
     server.finish();
 }
+
+/// librtmp (rtmpdump) is the RTMP stack OBS and many hardware encoders descend from: its
+/// digest handshake, connect and play must work against us as they do against the C module.
+#[test]
+fn librtmp_player_receives_the_stream() {
+    let server = Server::start_live("");
+    let url = server.rtmp_url("live/librtmp");
+    let mut publisher = publish(&url, 16);
+    thread::sleep(Duration::from_millis(1500));
+
+    let out = server.prefix.join("librtmp.flv");
+    // rtmpdump's --stop counts stream time, which for a live stream starts at the publisher's
+    // clock: record for 5 s of wall time instead (SIGTERM makes it close the file cleanly).
+    let mut dump = std::process::Command::new("timeout")
+        .args([
+            "-s", "TERM", "5", "rtmpdump", "-q", "--live", "-r", &url, "-o",
+        ])
+        .arg(&out)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("rtmpdump is installed (scripts/test.sh installs it)");
+    if wait_timeout(&mut dump, Duration::from_secs(15)).is_none() {
+        let _ = dump.kill();
+        let _ = dump.wait();
+    }
+    let probe = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,nb_read_frames",
+            "-of",
+            "compact",
+        ])
+        .arg(&out)
+        .output()
+        .expect("ffprobe runs");
+    let text = String::from_utf8_lossy(&probe.stdout).to_string();
+    let video_frames: u64 = text
+        .lines()
+        .filter(|l| l.contains("codec_name=h264"))
+        .filter_map(|l| {
+            l.rsplit("nb_read_frames=")
+                .next()?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(
+        text.contains("codec_name=aac") && video_frames >= 50,
+        "librtmp recorded too little (want >= 50 H.264 frames and AAC), ffprobe says:\n{text}"
+    );
+    assert!(publisher.is_running(), "publisher: {}", publisher.stderr());
+    drop(publisher);
+    server.finish();
+}
