@@ -9,8 +9,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-# Test tools: ffmpeg/ffprobe publish, play and probe the streams.
-ensure_packages "${BUILD_PACKAGES[@]}" ffmpeg rtmpdump
+# ffmpeg/ffprobe publish, play and probe; rtmpdump is a librtmp player; the C module lets the
+# tests check that loading both modules is refused with a clear message.
+ensure_packages "${BUILD_PACKAGES[@]}" ffmpeg rtmpdump libnginx-mod-rtmp
 ensure_cargo
 for tool in rustfmt clippy; do
     if ! cargo "${tool/rustfmt/fmt}" --version >/dev/null 2>&1; then
@@ -25,6 +26,9 @@ done
 
 echo "==> scripts/build.sh"
 scripts/build.sh
+# The module for Debian's own nginx too (tests/system_nginx.rs loads it there).
+echo "==> scripts/build-system-nginx.sh"
+scripts/build-system-nginx.sh >/dev/null
 
 failed=()
 step() {
