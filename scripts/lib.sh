@@ -37,19 +37,36 @@ ensure_packages() {
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# ensure_cargo: cargo must exist (rustup's default location is tried too).
+# The oldest Rust that builds the module (the ngx crate's rust-version).
+MIN_RUST=1.81
+
+# ensure_cargo: a Rust toolchain new enough; on a machine without one, rustup installs it
+# (into ~/.cargo, for the current user, as rustup's own installer does).
 ensure_cargo() {
     if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
         export PATH="$HOME/.cargo/bin:$PATH"
     fi
     if ! command -v cargo >/dev/null 2>&1; then
-        cat >&2 <<'MSG'
-error: cargo (Rust) is not installed. Install it with rustup:
-  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh
-  . "$HOME/.cargo/env"
-then run this script again.
-MSG
-        exit 1
+        echo "Rust is not installed: installing it with rustup (https://rustup.rs) ..." >&2
+        ensure_packages curl ca-certificates
+        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs \
+            | sh -s -- -y --profile minimal --component rustfmt,clippy >/dev/null || {
+            echo "error: rustup failed; install Rust $MIN_RUST or newer and run this again" >&2
+            exit 1
+        }
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    local have
+    have=$(rustc --version 2>/dev/null | sed -n 's/^rustc \([0-9]*\.[0-9]*\).*/\1/p')
+    if [ -n "$have" ] && [ "$(printf '%s\n%s\n' "$MIN_RUST" "$have" | sort -V | head -n 1)" != "$MIN_RUST" ]; then
+        if command -v rustup >/dev/null 2>&1; then
+            echo "Rust $have is older than $MIN_RUST: updating with rustup ..." >&2
+            rustup update stable >/dev/null
+        else
+            echo "error: Rust $have is too old (need $MIN_RUST; distribution packages often" \
+                 "are): install a current toolchain with rustup (https://rustup.rs)" >&2
+            exit 1
+        fi
     fi
 }
 
