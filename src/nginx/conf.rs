@@ -256,15 +256,7 @@ extern "C" fn server_block(
             });
             let index = tree.servers.len() - 1;
             let level: *mut RtmpConf = &mut *tree.servers[index].conf;
-            let arr = conf_array(cf, level);
-            if arr.is_null() {
-                return CONF_ERROR;
-            }
-            let ctx = block_ctx(cf, parent.main_conf, arr, arr, parent.tree, index, 0);
-            if ctx.is_null() {
-                return CONF_ERROR;
-            }
-            parse_nested(cf, ctx, RTMP_SRV_CONF)
+            parse_level(cf, parent, level, RTMP_SRV_CONF, index, 0)
         }
     })
 }
@@ -298,23 +290,7 @@ extern "C" fn application_block(
             });
             let index = server.apps.len() - 1;
             let level: *mut RtmpConf = &mut *server.apps[index].conf;
-            let arr = conf_array(cf, level);
-            if arr.is_null() {
-                return CONF_ERROR;
-            }
-            let ctx = block_ctx(
-                cf,
-                parent.main_conf,
-                parent.srv_conf,
-                arr,
-                parent.tree,
-                parent.server,
-                index,
-            );
-            if ctx.is_null() {
-                return CONF_ERROR;
-            }
-            parse_nested(cf, ctx, RTMP_APP_CONF)
+            parse_level(cf, parent, level, RTMP_APP_CONF, parent.server, index)
         }
     })
 }
@@ -339,23 +315,7 @@ extern "C" fn recorder_block(
             app.recorders.push((name, Box::default()));
             let index = app.recorders.len() - 1;
             let level: *mut RtmpConf = &mut *app.recorders[index].1;
-            let arr = conf_array(cf, level);
-            if arr.is_null() {
-                return CONF_ERROR;
-            }
-            let ctx = block_ctx(
-                cf,
-                parent.main_conf,
-                parent.srv_conf,
-                arr,
-                parent.tree,
-                parent.server,
-                parent.app,
-            );
-            if ctx.is_null() {
-                return CONF_ERROR;
-            }
-            parse_nested(cf, ctx, RTMP_REC_CONF)
+            parse_level(cf, parent, level, RTMP_REC_CONF, parent.server, parent.app)
         }
     })
 }
@@ -747,6 +707,43 @@ fn sockaddr_unix(path: &str) -> Option<(libc::sockaddr_storage, libc::socklen_t)
 
 // ---------------------------------------------------------------------------------------------
 // Parser plumbing.
+
+/// Parses a nested `server`, `application` or `recorder` block into `level`: nginx finds
+/// the level through a one-slot conf array in a new [`BlockCtx`].
+unsafe fn parse_level(
+    cf: *mut ngx_conf_t,
+    parent: &BlockCtx,
+    level: *mut RtmpConf,
+    cmd_type: ngx_uint_t,
+    server: usize,
+    app: usize,
+) -> *mut c_char {
+    // SAFETY: cf is live; level is owned by the tree, which outlives the parse.
+    unsafe {
+        let arr = conf_array(cf, level);
+        if arr.is_null() {
+            return CONF_ERROR;
+        }
+        let srv_conf = if cmd_type == RTMP_SRV_CONF {
+            arr
+        } else {
+            parent.srv_conf
+        };
+        let ctx = block_ctx(
+            cf,
+            parent.main_conf,
+            srv_conf,
+            arr,
+            parent.tree,
+            server,
+            app,
+        );
+        if ctx.is_null() {
+            return CONF_ERROR;
+        }
+        parse_nested(cf, ctx, cmd_type)
+    }
+}
 
 /// Parses the block that follows the current directive with `ctx` as the conf context.
 unsafe fn parse_nested(
