@@ -8,6 +8,7 @@
 //! - FFI glue: `nginx` (only with the `nginx` feature); the only place with `unsafe`.
 
 pub mod conf;
+pub mod hls;
 pub mod live;
 pub mod media;
 pub mod rtmp;
