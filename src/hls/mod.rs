@@ -30,3 +30,12 @@ pub enum FileOp {
     /// Deletes a file (a segment that left the playlist and outlived its grace period).
     Delete { path: PathBuf },
 }
+
+/// The two clocks the segmenter needs, read by the glue once per event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Now {
+    /// Monotonic milliseconds (nginx's `ngx_current_msec`): grace periods and deadlines.
+    pub mono_ms: u64,
+    /// Wall-clock Unix time in milliseconds: `#EXT-X-PROGRAM-DATE-TIME`, `system` naming.
+    pub unix_ms: u64,
+}
