@@ -9,6 +9,7 @@
 
 pub mod conf;
 pub mod hls;
+pub mod io;
 pub mod live;
 pub mod media;
 pub mod rtmp;

@@ -68,6 +68,8 @@ pub struct MainConf {
     /// Main-context directives (`rtmp_auto_push` and friends).
     main_context: model::MainConf,
     pub servers: Vec<Rc<ServerConfig>>,
+    /// Output directories created at load time, handed to the worker user in init_main_conf.
+    output_dirs: Vec<std::path::PathBuf>,
 }
 
 /// `ls->servers` of each of our listening sockets.
@@ -156,8 +158,21 @@ extern "C" fn create_main_conf(cycle: *mut ngx_cycle_t) -> *mut c_void {
     })
 }
 
-extern "C" fn init_main_conf(cycle: *mut ngx_cycle_t, _conf: *mut c_void) -> *mut c_char {
+extern "C" fn init_main_conf(cycle: *mut ngx_cycle_t, conf: *mut c_void) -> *mut c_char {
     guard("init_main_conf", CONF_ERROR, || {
+        // SAFETY: conf is our MainConf; the core module's conf (worker user) is resolved by
+        // now, because ngx_core_module's init_conf runs before ours.
+        unsafe {
+            let main = &*(conf as *const MainConf);
+            let ccf = *(*cycle).conf_ctx.add(ngx::ffi::ngx_core_module.index)
+                as *const ngx::ffi::ngx_core_conf_t;
+            if libc::geteuid() == 0 && !ccf.is_null() && (*ccf).user != u32::MAX {
+                for dir in &main.output_dirs {
+                    // Like nginx's own temp paths: the master creates them, workers write them.
+                    let _ = std::os::unix::fs::chown(dir, Some((*ccf).user), None);
+                }
+            }
+        }
         // SAFETY: `modules` holds `modules_n` module pointers once configuration is parsed.
         let modules = unsafe { core::slice::from_raw_parts((*cycle).modules, (*cycle).modules_n) };
         for &module in modules {
@@ -515,9 +530,15 @@ unsafe fn build_runtime(
             if let Err(e) = app.conf.check() {
                 return unsafe { conf_error(cf, &format!("application \"{}\": {e}", app.name)) };
             }
+            let mut settings = app.conf.resolve();
+            // SAFETY: cf is live; the prefix string lives as long as the cycle.
+            let prefix = unsafe { str_bytes(&(*(*cf).cycle).prefix) };
+            if let Err(e) = prepare_output_dirs(&mut settings, prefix, &mut main.output_dirs) {
+                return unsafe { conf_error(cf, &format!("application \"{}\": {e}", app.name)) };
+            }
             apps.push(AppConfig {
                 name: app.name.clone(),
-                settings: app.conf.resolve(),
+                settings,
             });
         }
         let settings = server.conf.resolve();
@@ -870,4 +891,44 @@ fn describe_listen(spec: &model::ListenSpec) -> String {
         model::ListenAddr::Unix(p) => format!("unix:{p}"),
         model::ListenAddr::Name { host, port } => format!("{host}:{port}"),
     }
+}
+
+/// Makes HLS paths absolute (relative ones are under nginx's prefix, like `root`) and creates
+/// them now, so that `nginx -t` reports a path that cannot exist, with the file and line.
+fn prepare_output_dirs(
+    settings: &mut crate::conf::Settings,
+    prefix: &[u8],
+    created: &mut Vec<std::path::PathBuf>,
+) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    if !settings.hls.enabled {
+        return Ok(());
+    }
+    if settings.hls.path.is_empty() {
+        return Err("\"hls on\" needs \"hls_path\"".into());
+    }
+    let prefix = std::path::Path::new(std::ffi::OsStr::from_bytes(prefix));
+    let absolute = |p: &str| -> String { prefix.join(p).to_string_lossy().into_owned() };
+    let key_path_was_default = settings.hls.key_path == settings.hls.path;
+    settings.hls.path = absolute(&settings.hls.path);
+    settings.hls.key_path = if settings.hls.key_path.is_empty() || key_path_was_default {
+        settings.hls.path.clone()
+    } else {
+        absolute(&settings.hls.key_path)
+    };
+    let mut dirs = vec![settings.hls.path.clone()];
+    if settings.hls.keys && settings.hls.key_path != settings.hls.path {
+        dirs.push(settings.hls.key_path.clone());
+    }
+    for dir in dirs {
+        let path = std::path::PathBuf::from(&dir);
+        if !path.is_dir() {
+            std::fs::create_dir_all(&path)
+                .map_err(|e| format!("cannot create hls directory \"{dir}\": {e}"))?;
+        }
+        if !created.contains(&path) {
+            created.push(path);
+        }
+    }
+    Ok(())
 }
