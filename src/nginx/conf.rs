@@ -533,8 +533,20 @@ unsafe fn build_runtime(
             let mut settings = app.conf.resolve();
             // SAFETY: cf is live; the prefix string lives as long as the cycle.
             let prefix = unsafe { str_bytes(&(*(*cf).cycle).prefix) };
-            if let Err(e) = prepare_output_dirs(&mut settings, prefix, &mut main.output_dirs) {
-                return unsafe { conf_error(cf, &format!("application \"{}\": {e}", app.name)) };
+            match prepare_output_dirs(&mut settings, prefix, &mut main.output_dirs) {
+                Ok(None) => {}
+                Ok(Some(warning)) => unsafe {
+                    conf_log(
+                        cf,
+                        NGX_LOG_WARN,
+                        &format!("application \"{}\": {warning}", app.name),
+                    )
+                },
+                Err(e) => {
+                    return unsafe {
+                        conf_error(cf, &format!("application \"{}\": {e}", app.name))
+                    };
+                }
             }
             apps.push(AppConfig {
                 name: app.name.clone(),
@@ -899,13 +911,16 @@ fn prepare_output_dirs(
     settings: &mut crate::conf::Settings,
     prefix: &[u8],
     created: &mut Vec<std::path::PathBuf>,
-) -> Result<(), String> {
+) -> Result<Option<String>, String> {
     use std::os::unix::ffi::OsStrExt;
     if !settings.hls.enabled {
-        return Ok(());
+        return Ok(None);
     }
     if settings.hls.path.is_empty() {
-        return Err("\"hls on\" needs \"hls_path\"".into());
+        // The C module silently skips HLS without a path; loading unchanged means we do too,
+        // but say so.
+        settings.hls.enabled = false;
+        return Ok(Some("\"hls on\" without \"hls_path\": HLS is off".into()));
     }
     let prefix = std::path::Path::new(std::ffi::OsStr::from_bytes(prefix));
     let absolute = |p: &str| -> String { prefix.join(p).to_string_lossy().into_owned() };
@@ -930,5 +945,5 @@ fn prepare_output_dirs(
             created.push(path);
         }
     }
-    Ok(())
+    Ok(None)
 }
