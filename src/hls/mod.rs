@@ -2,8 +2,10 @@
 //! file operations it asks for. Nothing here touches the disk: [`FileOp`]s go to the IO ring,
 //! which performs them in order.
 
+pub mod keys;
 pub mod playlist;
 pub mod segmenter;
+pub mod timeline;
 pub mod ts;
 
 use std::path::PathBuf;

@@ -1,1 +1,1407 @@
-//! placeholder
+//! The HLS segmenter of one published stream: cut policy, segment files, media and master
+//! playlists, AES-128 keys and cleanup. It returns [`FileOp`]s; the IO ring performs them in
+//! order, so the order here is the on-disk guarantee:
+//!
+//! - a segment is written under `<final>.part` (`Open`, `Append` in chunks of about
+//!   [`APPEND_CHUNK_BYTES`]) and renamed (`Commit`) before the playlist that lists it is
+//!   written (`WriteAtomic`); a key file is written when its first segment is opened, so
+//!   before any playlist references it;
+//! - a segment is deleted only after it left the playlist and a grace period passed
+//!   ([`HlsStream::on_tick`]); after the stream ends, its last playlist stays for
+//!   [`FINAL_CLEANUP_FACTOR`] × `hls_playlist_length` and is deleted *before* its segments.
+//!
+//! Choices (beyond the C module, see the issue):
+//! - Timeline: see [`super::timeline`]. TS timestamps stay continuous across timestamp jumps
+//!   and publisher restarts within one `HlsStream`; the first segment after a jump carries one
+//!   `#EXT-X-DISCONTINUITY` (several jumps before the next cut still give one).
+//! - Cuts: at the first keyframe once `hls_fragment` has passed (or, `aligned`, once the
+//!   publisher's timestamp enters a new multiple of `hls_fragment`); any frame at
+//!   `hls_max_fragment` forces a cut. A segment that did not start on a keyframe is closed at
+//!   the next keyframe whatever its length, to get back onto keyframes quickly; while such a
+//!   segment is listed, `#EXT-X-INDEPENDENT-SEGMENTS` is left out. Audio-only: cut by
+//!   duration at any audio frame.
+//! - Window: `hls_playlist_length / hls_fragment` segments as the C module, but never fewer
+//!   than three target durations of media (RFC 8216 §6.2.2). `hls_type event` never drops.
+//! - Target duration: ceiling of the longest listed segment (never below an `EXTINF`).
+//! - Cleanup grace for a segment leaving the window: max(`hls_playlist_length`, 3 × target
+//!   duration, duration of the window then listed).
+//! - AES-128: one key per `hls_fragments_per_key` segments (0: per session), key id = media
+//!   sequence number of its first segment; every segment is encrypted with IV = its own
+//!   media sequence number and gets its own `EXT-X-KEY` line with that IV (the C module reuses
+//!   the first segment's IV for all segments of a key; per-segment IVs avoid CBC IV reuse).
+//! - Codecs TS cannot carry here (anything but H.264 video, AAC/MP3 audio) are skipped
+//!   silently: an HEVC+AAC stream becomes an audio-only HLS stream. Frames before their
+//!   sequence header are dropped; a track that appears later switches the PMT at the next
+//!   keyframe, with a discontinuity.
+//! - Fragment names must not repeat within a stream (a repeat would overwrite a listed file
+//!   or be hit by a pending delete): a `timestamp`/`system` id (after granularity) not above
+//!   the previous one becomes previous + 1.
+//! - `#EXT-X-PROGRAM-DATE-TIME` is always written: with `hls_datetime timestamp` from the
+//!   publisher's timestamp (its low 32 bits of Unix ms, as the fork does); otherwise the wall
+//!   clock, anchored at the first segment and followed through stream time, re-anchored when
+//!   it drifts more than [`PDT_MAX_DRIFT_MS`] from the clock.
+//! - The master playlist of `hls_variant` is written when its text changes; the entry of
+//!   this stream gets the measured attributes the config leaves out. It is never deleted
+//!   (other variants' streams share it).
+//! - Keys for rotation after the stream starts come from a generator seeded by `random` at
+//!   `new`/`restart` (see [`super::keys`]).
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::keys::{CbcEncryptor, KeyGenerator, BLOCK};
+use super::playlist::{self, KeyTag, MediaHeader, SegmentEntry, VariantEntry, VariantInfo};
+use super::timeline::{Mapped, Timeline, Track, BACKWARD_TOLERANCE_MS};
+use super::ts::{TsAudio, TsMuxer, TsTracks};
+use super::{FileOp, Now};
+use crate::conf::{HlsDatetime, HlsNaming, HlsSettings, HlsSlicing, HlsType};
+use crate::media::avc::{self, SpsInfo};
+use crate::media::flv::{
+    self, AacConfig, AudioPacket, AvcConfig, FourCc, MultitrackKind, VideoPacket,
+};
+use crate::rtmp::amf0;
+
+/// Segment bytes are handed to the IO ring in appends of about this size (and at the cut).
+pub const APPEND_CHUNK_BYTES: usize = 64 * 1024;
+/// Suffix of a segment being written; renamed away at the cut.
+pub const PART_SUFFIX: &str = ".part";
+/// Composition offsets are clamped to 0..=this (ms); beyond is a lying tag.
+pub const MAX_CTS_MS: i64 = 10_000;
+/// Frame step assumed for video before two frames were seen (ms).
+pub const DEFAULT_VIDEO_STEP_MS: u64 = 40;
+/// Longest stream name accepted for file names.
+pub const MAX_NAME_LEN: usize = 512;
+/// Wall-clock drift (ms) after which the program date is re-anchored to the clock.
+pub const PDT_MAX_DRIFT_MS: u64 = 2000;
+/// After the stream ends, its playlist and segments stay this many playlist lengths.
+pub const FINAL_CLEANUP_FACTOR: u64 = 2;
+/// Bounds on the audio PES buffer (`hls_audio_buffer_size`).
+pub const MIN_AUDIO_BUFFER: usize = 8 * 1024;
+pub const MAX_AUDIO_BUFFER: usize = 16 * 1024 * 1024;
+/// Largest audio frame accepted (MP3 frames are < 3 KiB; ADTS caps AAC at 8 KiB).
+pub const MAX_AUDIO_FRAME: usize = 64 * 1024;
+/// Samples per frame used for timing: AAC and MPEG-1 layer III.
+const AAC_FRAME_SAMPLES: u64 = 1024;
+const MP3_FRAME_SAMPLES: u64 = 1152;
+
+/// Percent-encodes what may not appear raw in a playlist URI (RFC 3986 unreserved, sub-delims,
+/// ':', '@' and '/' stay): a stream name with a space, '#', '?' or '"' stays one URI.
+fn uri_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Last '/'-separated component.
+fn basename(s: &str) -> &str {
+    s.rsplit('/').next().unwrap_or(s)
+}
+
+/// Whether `name` can be used for file names under `hls_path`: not empty, no `..`, no
+/// absolute path or empty component, no control characters or backslashes.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && !name.contains("..")
+        && !name.starts_with('/')
+        && !name.split('/').any(|c| c.is_empty() || c == ".")
+        && !name.chars().any(|c| c.is_control() || c == '\\')
+}
+
+/// Trailing decimal digits before `suffix` (`name-12.ts` -> 12).
+fn trailing_number(uri: &str, suffix: &str) -> Option<u64> {
+    let stem = uri.strip_suffix(suffix)?;
+    let digits = stem.len() - stem.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    if digits == 0 || digits > 20 {
+        return None;
+    }
+    stem[stem.len() - digits..].parse().ok()
+}
+
+/// Where a stream's files go and how the playlist names them (the C module's layout).
+#[derive(Debug, Clone)]
+struct Layout {
+    name: String,
+    nested: bool,
+    path: PathBuf,
+    key_path: PathBuf,
+    base_url: String,
+    key_url: String,
+    playlist: PathBuf,
+    dir: PathBuf,
+    key_dir: PathBuf,
+}
+
+impl Layout {
+    fn new(settings: &HlsSettings, name: &str) -> Self {
+        let path = PathBuf::from(&settings.path);
+        let key_path = if settings.key_path.is_empty() {
+            path.clone()
+        } else {
+            PathBuf::from(&settings.key_path)
+        };
+        let playlist = HlsStream::playlist_path(settings, name);
+        let dir = playlist
+            .parent()
+            .map_or_else(|| path.clone(), Path::to_path_buf);
+        let key_dir = if settings.nested {
+            key_path.join(name)
+        } else {
+            key_path
+                .join(name)
+                .parent()
+                .map_or_else(|| key_path.clone(), Path::to_path_buf)
+        };
+        Layout {
+            name: name.to_owned(),
+            nested: settings.nested,
+            path,
+            key_path,
+            base_url: settings.base_url.clone(),
+            key_url: settings.key_url.clone(),
+            playlist,
+            dir,
+            key_dir,
+        }
+    }
+
+    fn segment_path(&self, id: u64) -> PathBuf {
+        if self.nested {
+            self.path.join(&self.name).join(format!("{id}.ts"))
+        } else {
+            self.path.join(format!("{}-{id}.ts", self.name))
+        }
+    }
+
+    /// `uri_prefix` + name part + separator + `<id>.<ext>`, as the C module builds them; with
+    /// no prefix the URI is relative to the playlist's directory.
+    fn uri(&self, prefix: &str, id: u64, ext: &str) -> String {
+        match (self.nested, prefix.is_empty()) {
+            (true, true) => format!("{id}.{ext}"),
+            (true, false) => format!("{prefix}{}/{id}.{ext}", uri_escape(&self.name)),
+            (false, true) => format!("{}-{id}.{ext}", uri_escape(basename(&self.name))),
+            (false, false) => format!("{prefix}{}-{id}.{ext}", uri_escape(&self.name)),
+        }
+    }
+
+    fn segment_uri(&self, id: u64) -> String {
+        self.uri(&self.base_url, id, "ts")
+    }
+
+    fn key_file(&self, id: u64) -> PathBuf {
+        if self.nested {
+            self.key_path.join(&self.name).join(format!("{id}.key"))
+        } else {
+            self.key_path.join(format!("{}-{id}.key", self.name))
+        }
+    }
+
+    fn key_uri(&self, id: u64) -> String {
+        self.uri(&self.key_url, id, "key")
+    }
+}
+
+/// A listed segment.
+#[derive(Debug, Clone)]
+struct Segment {
+    entry: SegmentEntry,
+    seq: u64,
+    /// File on disk, when known (restored entries of another layout have none).
+    path: Option<PathBuf>,
+    key_path: Option<PathBuf>,
+    independent: bool,
+    bytes: u64,
+    video_frames: u64,
+}
+
+/// The key of the segments being written.
+#[derive(Debug, Clone)]
+struct CurrentKey {
+    key: [u8; BLOCK],
+    uri: String,
+    path: PathBuf,
+}
+
+#[derive(Debug)]
+struct KeyState {
+    generator: KeyGenerator,
+    current: Option<CurrentKey>,
+    /// Segments that may still use `current` before a new key.
+    frags_left: u64,
+}
+
+/// The segment being written.
+#[derive(Debug)]
+struct OpenSegment {
+    seq: u64,
+    path: PathBuf,
+    part: PathBuf,
+    uri: String,
+    start_out: u64,
+    start_src: i64,
+    end_out: u64,
+    discontinuity: bool,
+    independent: bool,
+    program_date_ms: u64,
+    key: Option<(KeyTag, PathBuf)>,
+    cipher: Option<CbcEncryptor>,
+    /// Muxed bytes not yet appended (plain text).
+    buf: Vec<u8>,
+    bytes: u64,
+    frames: u64,
+    video_frames: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PendingDelete {
+    due_ms: u64,
+    path: PathBuf,
+}
+
+/// The HLS output of one published stream. See the module docs.
+pub struct HlsStream {
+    settings: HlsSettings,
+    app: String,
+    name: String,
+    /// False for a name that cannot be a file name or an empty `hls_path`: nothing is written.
+    valid: bool,
+    layout: Layout,
+    /// Master playlist path and the suffix of this stream's `hls_variant` entry.
+    variant: Option<(PathBuf, String)>,
+    last_master: Option<String>,
+
+    timeline: Timeline,
+    avc: Option<AvcConfig>,
+    sps: Option<SpsInfo>,
+    aac: Option<AacConfig>,
+    /// Audio kind seen (AAC sequence header or MP3 frame).
+    audio_kind: Option<TsAudio>,
+    /// Audio kind announced by onMetaData before any frame (MP3 has no sequence header).
+    audio_hint: Option<TsAudio>,
+    meta_frame_rate: Option<f64>,
+    muxer: Option<TsMuxer>,
+    annexb: Vec<u8>,
+
+    cur: Option<OpenSegment>,
+    pending_discontinuity: bool,
+    /// `hls_continuous off` after a restart: the next commit replaces the listed segments.
+    drop_listed_on_commit: bool,
+    last_video_out: Option<u64>,
+    video_step_ms: u64,
+    /// `aligned` slicing: the period of the first keyframe seen before the first segment.
+    aligned_first_period: Option<i64>,
+
+    abuf: Vec<u8>,
+    abuf_pts: u64,
+    aframe_base: u64,
+    aframe_num: u64,
+
+    segments: VecDeque<Segment>,
+    discontinuity_sequence: u64,
+    next_seq: u64,
+    last_id: Option<u64>,
+    dirs_created: bool,
+    keys: Option<KeyState>,
+    pdt_anchor: Option<(u64, u64)>,
+
+    pending_deletes: Vec<PendingDelete>,
+    final_cleanup_at: Option<u64>,
+    finished: bool,
+    /// Operations produced where no `ops` was at hand (`restart`), emitted at the next call.
+    queued: Vec<FileOp>,
+}
+
+impl std::fmt::Debug for HlsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HlsStream")
+            .field("app", &self.app)
+            .field("name", &self.name)
+            .field("listed", &self.segments.len())
+            .field("next_seq", &self.next_seq)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HlsStream {
+    /// A publisher started `name` in application `app`. `previous_playlist`: the stream's
+    /// media playlist found on disk; with `hls_continuous` its numbering goes on and its
+    /// segments stay listed, followed by a discontinuity. `random` seeds the key generator.
+    pub fn new(
+        settings: &HlsSettings,
+        app: &str,
+        name: &str,
+        previous_playlist: Option<&str>,
+        random: &mut dyn FnMut(&mut [u8]),
+    ) -> Self {
+        let valid = is_valid_name(name) && !settings.path.is_empty();
+        let layout = Layout::new(settings, name);
+        let variant = settings
+            .variants
+            .iter()
+            .find(|v| name.len() > v.suffix.len() && name.ends_with(v.suffix.as_str()))
+            .map(|v| {
+                let base = &name[..name.len() - v.suffix.len()];
+                (
+                    PathBuf::from(&settings.path).join(format!("{base}.m3u8")),
+                    v.suffix.clone(),
+                )
+            });
+        let muxdelay = settings.muxdelay_ms.min(1000);
+        let start_out = BACKWARD_TOLERANCE_MS as u64 + muxdelay;
+        let forward_limit = settings.max_fragment_ms.max(settings.fragment_ms);
+        let keys = settings.keys.then(|| KeyState {
+            generator: KeyGenerator::new(random),
+            current: None,
+            frags_left: 0,
+        });
+        let mut s = HlsStream {
+            settings: settings.clone(),
+            app: app.to_owned(),
+            name: name.to_owned(),
+            valid,
+            layout,
+            variant,
+            last_master: None,
+            timeline: Timeline::new(start_out, forward_limit),
+            avc: None,
+            sps: None,
+            aac: None,
+            audio_kind: None,
+            audio_hint: None,
+            meta_frame_rate: None,
+            muxer: None,
+            annexb: Vec::new(),
+            cur: None,
+            pending_discontinuity: false,
+            drop_listed_on_commit: false,
+            last_video_out: None,
+            video_step_ms: DEFAULT_VIDEO_STEP_MS,
+            aligned_first_period: None,
+            abuf: Vec::new(),
+            abuf_pts: 0,
+            aframe_base: 0,
+            aframe_num: 0,
+            segments: VecDeque::new(),
+            discontinuity_sequence: 0,
+            next_seq: 0,
+            last_id: None,
+            dirs_created: false,
+            keys,
+            pdt_anchor: None,
+            pending_deletes: Vec::new(),
+            final_cleanup_at: None,
+            finished: false,
+            queued: Vec::new(),
+        };
+        if let (true, true, Some(text)) = (valid, settings.continuous, previous_playlist) {
+            s.restore(text);
+        }
+        s
+    }
+
+    /// Where the media playlist lives: `<hls_path>/<name>.m3u8`, or
+    /// `<hls_path>/<name>/<hls_nested_index_filename>.m3u8` with `hls_nested`.
+    pub fn playlist_path(settings: &HlsSettings, name: &str) -> PathBuf {
+        let path = PathBuf::from(&settings.path);
+        if settings.nested {
+            let index = if settings.nested_index_filename.is_empty() {
+                "index"
+            } else {
+                settings.nested_index_filename.as_str()
+            };
+            path.join(name).join(format!("{index}.m3u8"))
+        } else {
+            path.join(format!("{name}.m3u8"))
+        }
+    }
+
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the stream writes anything (its name and `hls_path` are usable).
+    pub fn is_valid(&self) -> bool {
+        self.valid
+    }
+
+    /// Picks up the previous session's playlist (`hls_continuous`).
+    fn restore(&mut self, text: &str) {
+        let Ok(p) = playlist::parse_media(text) else {
+            return;
+        };
+        let Some(next) = p.media_sequence.checked_add(p.segments.len() as u64) else {
+            return;
+        };
+        for (i, entry) in p.segments.into_iter().enumerate() {
+            // Cannot overflow: media_sequence + len was checked above.
+            let seq = p.media_sequence + i as u64;
+            let id = trailing_number(&entry.uri, ".ts")
+                .filter(|id| self.layout.segment_uri(*id) == entry.uri);
+            if let Some(id) = id {
+                self.last_id = Some(self.last_id.map_or(id, |l| l.max(id)));
+            }
+            let key_path = entry.key.as_ref().and_then(|k| {
+                trailing_number(&k.uri, ".key")
+                    .filter(|kid| self.layout.key_uri(*kid) == k.uri)
+                    .map(|kid| self.layout.key_file(kid))
+            });
+            self.segments.push_back(Segment {
+                path: id.map(|id| self.layout.segment_path(id)),
+                key_path,
+                seq,
+                entry,
+                independent: true,
+                bytes: 0,
+                video_frames: 0,
+            });
+        }
+        self.discontinuity_sequence = p.discontinuity_sequence;
+        self.next_seq = next;
+        self.pending_discontinuity = !self.segments.is_empty();
+    }
+
+    fn active(&self) -> bool {
+        self.valid && !self.finished
+    }
+
+    fn deletes_enabled(&self) -> bool {
+        self.settings.cleanup && self.settings.hls_type == HlsType::Live
+    }
+
+    /// One audio (`video == false`) or video message of the publisher: an FLV tag body and
+    /// its RTMP timestamp.
+    pub fn on_media(
+        &mut self,
+        video: bool,
+        timestamp: u32,
+        tag: &[u8],
+        now: Now,
+        ops: &mut Vec<FileOp>,
+    ) {
+        ops.append(&mut self.queued);
+        if !self.active() {
+            return;
+        }
+        if video {
+            self.on_video(timestamp, tag, now, ops);
+        } else {
+            self.on_audio(timestamp, tag, now, ops);
+        }
+    }
+
+    /// The publisher's onMetaData (any AMF0 data message payload): frame rate for the master
+    /// playlist, and MP3 announced before its first frame.
+    pub fn on_metadata(&mut self, payload: &[u8]) {
+        let mut dec = amf0::Decoder::new(payload);
+        for _ in 0..4 {
+            let Ok(Some(v)) = dec.next_value() else { break };
+            if v.properties().is_none() {
+                continue;
+            }
+            let rate = v
+                .get("framerate")
+                .or_else(|| v.get("fps"))
+                .and_then(amf0::Amf0Value::as_f64);
+            if let Some(r) = rate.filter(|r| r.is_finite() && *r > 0.0 && *r <= 1000.0) {
+                self.meta_frame_rate = Some(r);
+            }
+            let mp3 = match v.get("audiocodecid") {
+                Some(amf0::Amf0Value::Number(n)) => *n == 2.0 || *n == 14.0,
+                Some(other) => other.as_str() == Some(".mp3"),
+                None => false,
+            };
+            if mp3 {
+                self.audio_hint = Some(TsAudio::Mp3);
+            }
+        }
+    }
+
+    fn desired_tracks(&self) -> TsTracks {
+        TsTracks {
+            video: self.avc.is_some(),
+            audio: self.audio_kind.or(self.audio_hint),
+        }
+    }
+
+    fn muxer_tracks(&self) -> Option<TsTracks> {
+        self.muxer.as_ref().map(TsMuxer::tracks)
+    }
+
+    fn on_rebase(&mut self) {
+        self.pending_discontinuity = true;
+        self.aframe_num = 0;
+        self.last_video_out = None;
+    }
+
+    fn on_video(&mut self, timestamp: u32, tag: &[u8], now: Now, ops: &mut Vec<FileOp>) {
+        let Ok(t) = flv::parse_video(tag) else { return };
+        if t.codec.fourcc() != Some(FourCc::AVC1) {
+            return;
+        }
+        if let Some(m) = t.multitrack {
+            if m.kind != MultitrackKind::OneTrack || m.first_track_id != 0 {
+                return;
+            }
+        }
+        let body = tag.get(t.body_offset..).unwrap_or_default();
+        match t.packet {
+            VideoPacket::SequenceHeader => {
+                if let Ok(cfg) = flv::parse_avc_decoder_config(body) {
+                    self.sps = cfg.sps.first().and_then(|s| avc::parse_sps(s));
+                    self.avc = Some(cfg);
+                }
+                return;
+            }
+            VideoPacket::Frame => {}
+            _ => return,
+        }
+        let Some(cfg) = self.avc.as_ref() else { return };
+        self.annexb.clear();
+        if avc::avcc_to_annexb(body, cfg, &mut self.annexb).is_err() {
+            return;
+        }
+        let key = t.is_keyframe();
+        let m = self.timeline.map(Track::Video, timestamp);
+        if m.rebased {
+            self.on_rebase();
+        }
+        if let Some(last) = self.last_video_out {
+            let step = m.out_ms.saturating_sub(last);
+            if (1..=1000).contains(&step) {
+                self.video_step_ms = step;
+            }
+        }
+        self.last_video_out = Some(m.out_ms);
+
+        self.video_cut(m, key, now, ops);
+
+        let delay = self.settings.max_audio_delay_ms.saturating_mul(90);
+        let dts = m.out_ms.saturating_mul(90);
+        let cts = i64::from(t.composition_time_ms).clamp(0, MAX_CTS_MS) as u64;
+        let pts = dts.saturating_add(cts * 90);
+        if !self.muxer_tracks().is_some_and(|t| t.video) || self.cur.is_none() {
+            return;
+        }
+        if !self.abuf.is_empty() && dts >= self.abuf_pts.saturating_add(delay) {
+            self.flush_audio();
+        }
+        let (Some(cur), Some(muxer)) = (self.cur.as_mut(), self.muxer.as_mut()) else {
+            return;
+        };
+        muxer.write_video(pts, dts, key, &self.annexb, &mut cur.buf);
+        cur.frames += 1;
+        cur.video_frames += 1;
+        cur.end_out = cur.end_out.max(m.out_ms + self.video_step_ms);
+        self.append_ready(ops);
+    }
+
+    /// Period index for `aligned` slicing.
+    fn period(&self, src_ms: i64) -> i64 {
+        let f = i64::try_from(self.settings.fragment_ms.max(1)).unwrap_or(i64::MAX);
+        src_ms.div_euclid(f)
+    }
+
+    /// `aligned`: whether the first segment may start at `src_ms` (on a multiple of
+    /// `hls_fragment`, or after the first period boundary seen), so that servers fed the same
+    /// stream start on the same cut.
+    fn aligned_ready(&mut self, src_ms: i64) -> bool {
+        if self.settings.slicing != HlsSlicing::Aligned || self.settings.fragment_ms == 0 {
+            return true;
+        }
+        let p = self.period(src_ms);
+        match self.aligned_first_period {
+            None => {
+                self.aligned_first_period = Some(p);
+                src_ms.rem_euclid(self.settings.fragment_ms as i64) == 0
+            }
+            Some(first) => p != first,
+        }
+    }
+
+    /// Whether the open segment reached its normal end at `m` (duration `d`).
+    fn at_boundary(&self, cur: &OpenSegment, m: Mapped, d: u64) -> bool {
+        match self.settings.slicing {
+            HlsSlicing::Plain => d >= self.settings.fragment_ms,
+            HlsSlicing::Aligned => self.period(m.src_ms) != self.period(cur.start_src),
+        }
+    }
+
+    fn max_fragment_ms(&self) -> u64 {
+        self.settings
+            .max_fragment_ms
+            .max(self.settings.fragment_ms)
+            .max(1)
+    }
+
+    fn video_cut(&mut self, m: Mapped, key: bool, now: Now, ops: &mut Vec<FileOp>) {
+        let Some(cur) = self.cur.as_ref() else {
+            if key && self.aligned_ready(m.src_ms) {
+                self.open_segment(now, m, true, ops);
+            }
+            return;
+        };
+        let d = m.out_ms.saturating_sub(cur.start_out);
+        if d == 0 {
+            return;
+        }
+        let tracks_changed = self.muxer_tracks() != Some(self.desired_tracks());
+        let has_video = self.muxer_tracks().is_some_and(|t| t.video);
+        let cut = key
+            && (self.pending_discontinuity
+                || tracks_changed
+                || !cur.independent
+                || self.at_boundary(cur, m, d));
+        let forced = has_video && d >= self.max_fragment_ms();
+        if cut || forced {
+            self.close_segment(now, m.out_ms, false, ops);
+            self.open_segment(now, m, key, ops);
+        }
+    }
+
+    fn audio_cut(&mut self, m: Mapped, now: Now, ops: &mut Vec<FileOp>) {
+        let video_mode = self.avc.is_some() || self.muxer_tracks().is_some_and(|t| t.video);
+        let Some(cur) = self.cur.as_ref() else {
+            if !video_mode && self.aligned_ready(m.src_ms) {
+                self.open_segment(now, m, true, ops);
+            }
+            return;
+        };
+        let d = m.out_ms.saturating_sub(cur.start_out);
+        if d == 0 {
+            return;
+        }
+        let cut = if video_mode {
+            d >= self.max_fragment_ms()
+        } else {
+            self.pending_discontinuity
+                || self.muxer_tracks() != Some(self.desired_tracks())
+                || self.at_boundary(cur, m, d)
+                || d >= self.max_fragment_ms()
+        };
+        if cut {
+            self.close_segment(now, m.out_ms, false, ops);
+            // An audio frame starts a video stream's segment only on a forced cut.
+            self.open_segment(now, m, !video_mode, ops);
+        }
+    }
+
+    fn on_audio(&mut self, timestamp: u32, tag: &[u8], now: Now, ops: &mut Vec<FileOp>) {
+        let Ok(t) = flv::parse_audio(tag) else { return };
+        if let Some(m) = t.multitrack {
+            if m.kind != MultitrackKind::OneTrack || m.first_track_id != 0 {
+                return;
+            }
+        }
+        let kind = match t.codec.fourcc() {
+            Some(FourCc::MP4A) => TsAudio::Aac,
+            Some(FourCc::MP3) => TsAudio::Mp3,
+            _ => return,
+        };
+        let body = tag.get(t.body_offset..).unwrap_or_default();
+        match (kind, t.packet) {
+            (TsAudio::Aac, AudioPacket::SequenceHeader) => {
+                self.aac = flv::parse_audio_specific_config(body)
+                    .ok()
+                    .filter(|c| avc::adts_header(c, 0).is_some() && c.sample_rate > 0);
+                if self.aac.is_some() {
+                    self.audio_kind = Some(TsAudio::Aac);
+                }
+                return;
+            }
+            (_, AudioPacket::Frame) => {}
+            _ => return,
+        }
+        if body.is_empty() || body.len() > MAX_AUDIO_FRAME {
+            return;
+        }
+        let (header, rate, samples) = match kind {
+            TsAudio::Aac => {
+                let Some(cfg) = self.aac.as_ref() else { return };
+                let Some(h) = avc::adts_header(cfg, body.len()) else {
+                    return;
+                };
+                (Some(h), u64::from(cfg.sample_rate), AAC_FRAME_SAMPLES)
+            }
+            TsAudio::Mp3 => {
+                self.audio_kind = Some(TsAudio::Mp3);
+                let rate = t.legacy.map_or(44_100, |l| l.sample_rate);
+                (None, u64::from(rate.max(1)), MP3_FRAME_SAMPLES)
+            }
+        };
+        let m = self.timeline.map(Track::Audio, timestamp);
+        if m.rebased {
+            self.on_rebase();
+        }
+        self.audio_cut(m, now, ops);
+        if self.cur.is_none() || self.muxer_tracks().and_then(|t| t.audio) != Some(kind) {
+            return;
+        }
+
+        // hls_sync: snap AAC timestamps (1 ms RTMP resolution) to the sample clock.
+        let mut pts = m.out_ms.saturating_mul(90);
+        let sync = self.settings.sync_ms.saturating_mul(90);
+        if kind == TsAudio::Aac && sync > 0 {
+            let est = self.aframe_base.saturating_add(
+                u64::try_from(
+                    u128::from(self.aframe_num) * u128::from(samples) * 90_000 / u128::from(rate),
+                )
+                .unwrap_or(u64::MAX),
+            );
+            if self.aframe_num > 0 && est.abs_diff(pts) <= sync {
+                pts = est;
+            } else {
+                self.aframe_base = pts;
+                self.aframe_num = 0;
+            }
+            self.aframe_num += 1;
+        }
+
+        let frame_len = body.len() + header.map_or(0, |h| h.len());
+        let cap = usize::try_from(self.settings.audio_buffer_size)
+            .unwrap_or(MAX_AUDIO_BUFFER)
+            .clamp(MIN_AUDIO_BUFFER, MAX_AUDIO_BUFFER);
+        let delay = self.settings.max_audio_delay_ms.saturating_mul(90);
+        if !self.abuf.is_empty()
+            && (pts < self.abuf_pts
+                || pts >= self.abuf_pts.saturating_add(delay)
+                || self.abuf.len() + frame_len > cap)
+        {
+            self.flush_audio();
+        }
+        if self.abuf.is_empty() {
+            self.abuf_pts = pts;
+        }
+        if let Some(h) = header {
+            self.abuf.extend_from_slice(&h);
+        }
+        self.abuf.extend_from_slice(body);
+        if let Some(cur) = self.cur.as_mut() {
+            cur.frames += 1;
+            let dur = samples * 1000 / rate;
+            cur.end_out = cur.end_out.max(m.out_ms + dur.max(1));
+        }
+        if delay == 0 {
+            self.flush_audio();
+        }
+        self.append_ready(ops);
+    }
+
+    /// Writes the buffered audio as one PES into the open segment.
+    fn flush_audio(&mut self) {
+        if self.abuf.is_empty() {
+            return;
+        }
+        if let (Some(cur), Some(muxer)) = (self.cur.as_mut(), self.muxer.as_mut()) {
+            muxer.write_audio(self.abuf_pts, &self.abuf, &mut cur.buf);
+        }
+        self.abuf.clear();
+    }
+
+    /// Hands whole chunks of the open segment to the IO ring (encrypted when keyed).
+    fn append_ready(&mut self, ops: &mut Vec<FileOp>) {
+        let Some(cur) = self.cur.as_mut() else { return };
+        if cur.buf.len() < APPEND_CHUNK_BYTES {
+            return;
+        }
+        let n = if cur.cipher.is_some() {
+            cur.buf.len() / BLOCK * BLOCK
+        } else {
+            cur.buf.len()
+        };
+        let mut rest = Vec::with_capacity(APPEND_CHUNK_BYTES + 4096);
+        rest.extend_from_slice(&cur.buf[n..]);
+        let mut chunk = std::mem::replace(&mut cur.buf, rest);
+        chunk.truncate(n);
+        if let Some(c) = cur.cipher.as_mut() {
+            c.encrypt_blocks(&mut chunk);
+        }
+        cur.bytes += chunk.len() as u64;
+        ops.push(FileOp::Append {
+            path: cur.part.clone(),
+            data: Bytes::from(chunk),
+        });
+    }
+
+    /// Fragment file id for a new segment (naming, granularity, never repeating).
+    fn fragment_id(&self, seq: u64, src_ms: i64, now: Now) -> u64 {
+        let raw = match self.settings.naming {
+            HlsNaming::Sequential => seq,
+            HlsNaming::Timestamp => u64::try_from(src_ms.max(0)).unwrap_or(0).saturating_mul(90),
+            HlsNaming::System => now.unix_ms,
+        };
+        let g = self.settings.naming_granularity;
+        let id = raw.checked_div(g).map_or(raw, |q| q * g);
+        match self.last_id {
+            Some(last) if id <= last => last.saturating_add(1),
+            _ => id,
+        }
+    }
+
+    /// `#EXT-X-PROGRAM-DATE-TIME` of a segment starting at `m`.
+    fn program_date(&mut self, m: Mapped, now: Now) -> u64 {
+        if self.settings.datetime == HlsDatetime::Timestamp {
+            const SPAN: i128 = 1 << 32;
+            let now_ms = i128::from(now.unix_ms);
+            let low = i128::from(m.src_ms).rem_euclid(SPAN);
+            let base = now_ms - now_ms.rem_euclid(SPAN) + low;
+            let best = [base - SPAN, base, base + SPAN]
+                .into_iter()
+                .filter(|c| *c >= 0)
+                .min_by_key(|c| (c - now_ms).abs())
+                .unwrap_or(0);
+            return u64::try_from(best).unwrap_or(0);
+        }
+        let est = self
+            .pdt_anchor
+            .map(|(out, unix)| unix.saturating_add(m.out_ms.saturating_sub(out)));
+        match est {
+            Some(e)
+                if m.out_ms >= self.pdt_anchor.map_or(0, |a| a.0)
+                    && e.abs_diff(now.unix_ms) <= PDT_MAX_DRIFT_MS =>
+            {
+                e
+            }
+            _ => {
+                self.pdt_anchor = Some((m.out_ms, now.unix_ms));
+                now.unix_ms
+            }
+        }
+    }
+
+    fn open_segment(&mut self, now: Now, m: Mapped, independent: bool, ops: &mut Vec<FileOp>) {
+        let tracks = self.desired_tracks();
+        if !tracks.video && tracks.audio.is_none() {
+            return;
+        }
+        let muxdelay = self.settings.muxdelay_ms.min(1000).saturating_mul(90);
+        let muxer = self.muxer.get_or_insert_with(|| {
+            let mut mx = TsMuxer::new(tracks);
+            mx.set_pcr_delay(muxdelay);
+            mx
+        });
+        let retracked = muxer.tracks() != tracks;
+        muxer.set_tracks(tracks);
+
+        let discontinuity = (self.pending_discontinuity || retracked)
+            && !self.segments.is_empty()
+            && !self.drop_listed_on_commit;
+        self.pending_discontinuity = false;
+
+        if !self.dirs_created {
+            self.dirs_created = true;
+            ops.push(FileOp::CreateDir {
+                path: self.layout.dir.clone(),
+            });
+            if self.keys.is_some() && self.layout.key_dir != self.layout.dir {
+                ops.push(FileOp::CreateDir {
+                    path: self.layout.key_dir.clone(),
+                });
+            }
+        }
+
+        let seq = self.next_seq;
+        let id = self.fragment_id(seq, m.src_ms, now);
+        self.last_id = Some(id);
+        let path = self.layout.segment_path(id);
+        let mut part = path.clone().into_os_string();
+        part.push(PART_SUFFIX);
+        let part = PathBuf::from(part);
+
+        let mut key = None;
+        let mut cipher = None;
+        if let Some(ks) = self.keys.as_mut() {
+            let per_key = self.settings.fragments_per_key;
+            let current = match ks.current.take() {
+                Some(c) if ks.frags_left > 0 => {
+                    if per_key > 0 {
+                        ks.frags_left -= 1;
+                    }
+                    c
+                }
+                _ => {
+                    let k = ks.generator.next_key();
+                    let c = CurrentKey {
+                        key: k,
+                        uri: self.layout.key_uri(seq),
+                        path: self.layout.key_file(seq),
+                    };
+                    ops.push(FileOp::WriteAtomic {
+                        path: c.path.clone(),
+                        data: Bytes::copy_from_slice(&k),
+                    });
+                    ks.frags_left = if per_key == 0 { u64::MAX } else { per_key - 1 };
+                    c
+                }
+            };
+            let iv = u128::from(seq);
+            cipher = Some(CbcEncryptor::new(&current.key, iv));
+            key = Some((
+                KeyTag {
+                    uri: current.uri.clone(),
+                    iv: Some(iv),
+                },
+                current.path.clone(),
+            ));
+            ks.current = Some(current);
+        }
+
+        let program_date_ms = self.program_date(m, now);
+        ops.push(FileOp::Open { path: part.clone() });
+        let mut buf = Vec::with_capacity(APPEND_CHUNK_BYTES + 4096);
+        if let Some(mx) = self.muxer.as_mut() {
+            mx.write_tables(&mut buf);
+        }
+        self.cur = Some(OpenSegment {
+            seq,
+            uri: self.layout.segment_uri(id),
+            path,
+            part,
+            start_out: m.out_ms,
+            start_src: m.src_ms,
+            end_out: m.out_ms,
+            discontinuity,
+            independent,
+            program_date_ms,
+            key,
+            cipher,
+            buf,
+            bytes: 0,
+            frames: 0,
+            video_frames: 0,
+        });
+    }
+
+    /// Closes the open segment at `end_out` (commit, list, trim, playlists). Returns whether
+    /// the playlist was written.
+    fn close_segment(
+        &mut self,
+        now: Now,
+        end_out: u64,
+        ended: bool,
+        ops: &mut Vec<FileOp>,
+    ) -> bool {
+        self.flush_audio();
+        let Some(mut cur) = self.cur.take() else {
+            return false;
+        };
+        if cur.frames == 0 {
+            ops.push(FileOp::Abort { path: cur.part });
+            return false;
+        }
+        let mut tail = std::mem::take(&mut cur.buf);
+        if let Some(c) = cur.cipher.as_mut() {
+            c.finish(&mut tail);
+        }
+        cur.bytes += tail.len() as u64;
+        if !tail.is_empty() {
+            ops.push(FileOp::Append {
+                path: cur.part.clone(),
+                data: Bytes::from(tail),
+            });
+        }
+        ops.push(FileOp::Commit {
+            path: cur.part,
+            to: cur.path.clone(),
+        });
+        if std::mem::take(&mut self.drop_listed_on_commit) {
+            let grace = self.grace_ms();
+            while let Some(old) = self.segments.pop_front() {
+                if old.entry.discontinuity {
+                    self.discontinuity_sequence = self.discontinuity_sequence.saturating_add(1);
+                }
+                self.schedule_delete(old, now.mono_ms.saturating_add(grace));
+            }
+        }
+        let (key, key_path) = match cur.key {
+            Some((tag, path)) => (Some(tag), Some(path)),
+            None => (None, None),
+        };
+        self.segments.push_back(Segment {
+            entry: SegmentEntry {
+                uri: cur.uri,
+                duration_ms: end_out.saturating_sub(cur.start_out),
+                discontinuity: cur.discontinuity,
+                program_date_ms: Some(cur.program_date_ms),
+                key,
+            },
+            seq: cur.seq,
+            path: Some(cur.path),
+            key_path,
+            independent: cur.independent,
+            bytes: cur.bytes,
+            video_frames: cur.video_frames,
+        });
+        self.next_seq = cur.seq.saturating_add(1);
+        self.trim_window(now);
+        self.write_playlist(ended, ops);
+        self.write_master(ops);
+        true
+    }
+
+    fn target_ms(&self) -> u64 {
+        playlist::target_duration(self.segments.iter().map(|s| &s.entry)) * 1000
+    }
+
+    fn listed_ms(&self) -> u64 {
+        self.segments.iter().map(|s| s.entry.duration_ms).sum()
+    }
+
+    /// How long a segment that left the playlist stays on disk.
+    fn grace_ms(&self) -> u64 {
+        self.settings
+            .playlist_length_ms
+            .max(self.target_ms().saturating_mul(3))
+            .max(self.listed_ms())
+    }
+
+    /// Drops segments beyond the window (live only) and schedules their deletion.
+    fn trim_window(&mut self, now: Now) {
+        if self.settings.hls_type == HlsType::Event {
+            return;
+        }
+        let winfrags = self
+            .settings
+            .playlist_length_ms
+            .checked_div(self.settings.fragment_ms)
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let grace = self.grace_ms();
+        loop {
+            if (self.segments.len() as u64) <= winfrags {
+                break;
+            }
+            let min_ms = self.target_ms().saturating_mul(3);
+            let front = self.segments.front().map_or(0, |s| s.entry.duration_ms);
+            if self.listed_ms().saturating_sub(front) < min_ms {
+                break;
+            }
+            let Some(old) = self.segments.pop_front() else {
+                break;
+            };
+            if old.entry.discontinuity {
+                self.discontinuity_sequence = self.discontinuity_sequence.saturating_add(1);
+            }
+            self.schedule_delete(old, now.mono_ms.saturating_add(grace));
+        }
+    }
+
+    fn key_in_use(&self, path: &Path) -> bool {
+        self.segments
+            .iter()
+            .any(|s| s.key_path.as_deref() == Some(path))
+            || self
+                .cur
+                .as_ref()
+                .is_some_and(|c| c.key.as_ref().is_some_and(|k| k.1 == path))
+            || self
+                .keys
+                .as_ref()
+                .and_then(|k| k.current.as_ref())
+                .is_some_and(|c| c.path == path)
+    }
+
+    fn schedule_delete(&mut self, seg: Segment, due_ms: u64) {
+        if !self.deletes_enabled() {
+            return;
+        }
+        if let Some(path) = seg.path {
+            self.pending_deletes.push(PendingDelete { due_ms, path });
+        }
+        if let Some(k) = seg.key_path {
+            if !self.key_in_use(&k) {
+                self.pending_deletes.push(PendingDelete { due_ms, path: k });
+            }
+        }
+    }
+
+    fn write_playlist(&mut self, ended: bool, ops: &mut Vec<FileOp>) {
+        let header = MediaHeader {
+            media_sequence: self.segments.front().map_or(self.next_seq, |s| s.seq),
+            discontinuity_sequence: self.discontinuity_sequence,
+            event: self.settings.hls_type == HlsType::Event,
+            independent_segments: self.segments.iter().all(|s| s.independent),
+            ended,
+        };
+        let text = playlist::render_media(&header, self.segments.iter().map(|s| &s.entry));
+        ops.push(FileOp::WriteAtomic {
+            path: self.layout.playlist.clone(),
+            data: Bytes::from(text),
+        });
+    }
+
+    /// What this stream measured about itself (for the master playlist).
+    pub fn variant_info(&self) -> VariantInfo {
+        let tracks = self.muxer_tracks().unwrap_or(TsTracks {
+            video: false,
+            audio: None,
+        });
+        let bandwidth = self
+            .segments
+            .iter()
+            .filter(|s| s.bytes > 0 && s.entry.duration_ms > 0)
+            .map(|s| s.bytes.saturating_mul(8000) / s.entry.duration_ms)
+            .max();
+        let mut codecs = Vec::new();
+        if let (true, Some(cfg)) = (tracks.video, self.avc.as_ref()) {
+            codecs.push(avc::avc_codec_string(cfg));
+        }
+        match (tracks.audio, self.aac.as_ref()) {
+            (Some(TsAudio::Aac), Some(cfg)) => codecs.push(avc::aac_codec_string(cfg)),
+            (Some(TsAudio::Mp3), _) => codecs.push(avc::mp3_codec_string().to_owned()),
+            _ => {}
+        }
+        let (frames, ms) = self
+            .segments
+            .iter()
+            .filter(|s| s.video_frames > 0)
+            .fold((0u64, 0u64), |(f, d), s| {
+                (f + s.video_frames, d + s.entry.duration_ms)
+            });
+        let measured =
+            (ms > 0).then(|| (frames as f64 * 1000.0 / ms as f64 * 1000.0).round() / 1000.0);
+        let video = tracks.video;
+        VariantInfo {
+            bandwidth,
+            resolution: self.sps.filter(|_| video).map(|s| (s.width, s.height)),
+            codecs: (!codecs.is_empty()).then(|| codecs.join(",")),
+            frame_rate: if video {
+                self.sps
+                    .and_then(|s| s.frame_rate)
+                    .or(self.meta_frame_rate)
+                    .or(measured)
+            } else {
+                None
+            },
+        }
+    }
+
+    fn write_master(&mut self, ops: &mut Vec<FileOp>) {
+        let Some((path, own)) = self.variant.as_ref() else {
+            return;
+        };
+        let base = &self.name[..self.name.len().saturating_sub(own.len())];
+        let info = self.variant_info();
+        let index = if self.settings.nested_index_filename.is_empty() {
+            "index"
+        } else {
+            self.settings.nested_index_filename.as_str()
+        };
+        let entries: Vec<VariantEntry> = self
+            .settings
+            .variants
+            .iter()
+            .map(|v| {
+                let stem = format!("{base}{}", v.suffix);
+                let mut uri = if self.settings.base_url.is_empty() {
+                    uri_escape(basename(&stem))
+                } else {
+                    format!("{}{}", self.settings.base_url, uri_escape(&stem))
+                };
+                if self.settings.nested {
+                    uri.push('/');
+                    uri.push_str(&uri_escape(index));
+                }
+                uri.push_str(".m3u8");
+                let attrs = if v.suffix == *own {
+                    playlist::fill_variant_attrs(&v.attrs, &info)
+                } else {
+                    v.attrs.clone()
+                };
+                VariantEntry { attrs, uri }
+            })
+            .collect();
+        let text = playlist::render_master(&entries);
+        if self.last_master.as_deref() != Some(text.as_str()) {
+            ops.push(FileOp::WriteAtomic {
+                path: path.clone(),
+                data: Bytes::from(text.clone()),
+            });
+            self.last_master = Some(text);
+        }
+    }
+
+    /// The publisher left: the open segment is committed and the playlist gets
+    /// `#EXT-X-ENDLIST`. With cleanup, the playlist and its files go after
+    /// [`FINAL_CLEANUP_FACTOR`] playlist lengths (see `on_tick`).
+    pub fn finish(&mut self, now: Now, ops: &mut Vec<FileOp>) {
+        ops.append(&mut self.queued);
+        if !self.active() {
+            self.finished = true;
+            return;
+        }
+        self.finished = true;
+        let end = self.cur.as_ref().map_or(0, |c| c.end_out);
+        let written = self.close_segment(now, end, true, ops);
+        if !written && !self.segments.is_empty() {
+            self.write_playlist(true, ops);
+        }
+        if self.deletes_enabled() && !self.segments.is_empty() {
+            let wait = self
+                .settings
+                .playlist_length_ms
+                .saturating_mul(FINAL_CLEANUP_FACTOR)
+                .max(self.grace_ms());
+            self.final_cleanup_at = Some(now.mono_ms.saturating_add(wait));
+        }
+    }
+
+    /// A republish of the same name in this worker: numbering goes on, the next segment
+    /// carries `#EXT-X-DISCONTINUITY`, and the playlist loses `#EXT-X-ENDLIST` (rewritten at
+    /// the next call that takes `ops`). With `hls_continuous off` the old segments leave the
+    /// playlist when the first new one is listed.
+    pub fn restart(&mut self, now: Now, random: &mut dyn FnMut(&mut [u8])) {
+        if !self.valid {
+            return;
+        }
+        if !self.finished {
+            let mut q = Vec::new();
+            self.finish(now, &mut q);
+            self.queued.extend(q);
+        }
+        self.finished = false;
+        self.final_cleanup_at = None;
+        self.timeline.reset();
+        self.avc = None;
+        self.sps = None;
+        self.aac = None;
+        self.audio_kind = None;
+        self.audio_hint = None;
+        self.meta_frame_rate = None;
+        self.abuf.clear();
+        self.aframe_num = 0;
+        self.last_video_out = None;
+        self.aligned_first_period = None;
+        self.pdt_anchor = None;
+        self.pending_discontinuity = true;
+        if self.settings.keys {
+            self.keys = Some(KeyState {
+                generator: KeyGenerator::new(random),
+                current: None,
+                frags_left: 0,
+            });
+        }
+        if self.settings.continuous {
+            if !self.segments.is_empty() {
+                let mut q = Vec::new();
+                self.write_playlist(false, &mut q);
+                self.queued.extend(q);
+            }
+        } else {
+            self.drop_listed_on_commit = !self.segments.is_empty();
+        }
+    }
+
+    /// The next time (monotonic ms) `on_tick` has something to do.
+    /// The IO ring could not perform an operation on `path` (disk full, permissions): the
+    /// batch stopped there, so the playlist on disk still lists only what existed before. A
+    /// segment being written is abandoned; a segment whose final rename failed is unlisted.
+    /// Either way the next listed segment follows a gap, so it gets a discontinuity.
+    pub fn on_write_failed(&mut self, path: &Path) {
+        if self
+            .cur
+            .as_ref()
+            .is_some_and(|c| c.part == path || c.path == path)
+        {
+            self.cur = None;
+            self.abuf.clear();
+            self.pending_discontinuity = true;
+            return;
+        }
+        let before = self.segments.len();
+        self.segments.retain(|s| s.path.as_deref() != Some(path));
+        if self.segments.len() != before {
+            self.pending_discontinuity = true;
+        }
+    }
+
+    pub fn next_deadline(&self) -> Option<u64> {
+        let d = self.pending_deletes.iter().map(|d| d.due_ms).min();
+        match (d, self.final_cleanup_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Deferred work: deletions whose grace period ran out, and the final cleanup of an
+    /// ended stream (its playlist first, then its segments and keys). Returns when to call
+    /// again; `None` when nothing is pending.
+    pub fn on_tick(&mut self, now: Now, ops: &mut Vec<FileOp>) -> Option<u64> {
+        ops.append(&mut self.queued);
+        if self.final_cleanup_at.is_some_and(|at| at <= now.mono_ms) {
+            self.final_cleanup_at = None;
+            ops.push(FileOp::Delete {
+                path: self.layout.playlist.clone(),
+            });
+            let mut keys: Vec<PathBuf> = Vec::new();
+            for seg in std::mem::take(&mut self.segments) {
+                if let Some(p) = seg.path {
+                    ops.push(FileOp::Delete { path: p });
+                }
+                if let Some(k) = seg.key_path {
+                    if !keys.contains(&k) {
+                        keys.push(k);
+                    }
+                }
+            }
+            if let Some(ks) = self.keys.as_mut() {
+                if let Some(c) = ks.current.take() {
+                    if !keys.contains(&c.path) {
+                        keys.push(c.path);
+                    }
+                }
+            }
+            for d in std::mem::take(&mut self.pending_deletes) {
+                if !keys.contains(&d.path) {
+                    ops.push(FileOp::Delete { path: d.path });
+                }
+            }
+            ops.extend(keys.into_iter().map(|path| FileOp::Delete { path }));
+        }
+        let mut due = Vec::new();
+        self.pending_deletes.retain(|d| {
+            if d.due_ms <= now.mono_ms {
+                due.push(d.path.clone());
+                false
+            } else {
+                true
+            }
+        });
+        for path in due {
+            let listed = self
+                .segments
+                .iter()
+                .any(|s| s.path.as_deref() == Some(path.as_path()))
+                || self.cur.as_ref().is_some_and(|c| c.path == path)
+                || self.key_in_use(&path);
+            if !listed {
+                ops.push(FileOp::Delete { path });
+            }
+        }
+        self.next_deadline()
+    }
+
+    /// True once finished and nothing remains to do.
+    pub fn is_done(&self) -> bool {
+        self.finished
+            && self.final_cleanup_at.is_none()
+            && self.pending_deletes.is_empty()
+            && self.queued.is_empty()
+    }
+}
+
+#[cfg(test)]
+#[path = "segmenter_tests.rs"]
+mod tests;

@@ -5,10 +5,15 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::hls::FileOp;
+
+/// Segments, playlists and keys: readable by the web server, writable only by the worker
+/// (nginx does not set a umask, so the mode is explicit).
+pub const FILE_MODE: u32 = 0o644;
 
 /// Largest file [`Storage::read_small`] reads (a previous playlist); larger ones are ignored.
 pub const MAX_SMALL_READ: u64 = 1024 * 1024;
@@ -83,6 +88,7 @@ impl DiskStorage {
                     .write(true)
                     .create(true)
                     .truncate(true)
+                    .mode(FILE_MODE)
                     .open(path)
                     .map_err(fail("create", path))?;
                 self.open.insert(path.clone(), file);
@@ -101,7 +107,11 @@ impl DiskStorage {
                 checked(to)?;
                 // Closing flushes nothing (no userspace buffer); the rename publishes the name.
                 self.open.remove(path);
-                fs::rename(path, to).map_err(fail("rename", path))?;
+                // Reported under the final name: that is the segment the playlist would list.
+                if let Err(e) = fs::rename(path, to) {
+                    let _ = fs::remove_file(path);
+                    return Err(fail("rename", to)(e));
+                }
                 Ok(0)
             }
             FileOp::Abort { path } => {
@@ -191,7 +201,12 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     tmp.push(format!(".tmp{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
     let result = (|| {
-        let mut f = File::create(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&tmp)?;
         f.write_all(data)?;
         fs::rename(&tmp, path)
     })();

@@ -39,17 +39,81 @@ struct ConnCtx {
 }
 
 thread_local! {
-    static WORKER: RefCell<Worker> = RefCell::new(Worker::new());
+    static WORKER: RefCell<Worker> = RefCell::new(Worker::with_storage(
+        Box::new(crate::io::DiskStorage::new()),
+        Box::new(os_random),
+    ));
     static CONNS: RefCell<HashMap<u64, *mut ngx_connection_t>> = RefCell::new(HashMap::new());
     static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
 }
 
 fn with_worker<T>(f: impl FnOnce(&mut Worker) -> T) -> T {
-    WORKER.with(|w| f(&mut w.borrow_mut()))
+    WORKER.with(|w| {
+        let mut w = w.borrow_mut();
+        let tp = ngx::ffi::ngx_timeofday();
+        w.sync_wall_clock(now_ms(), tp.sec as u64 * 1000 + tp.msec as u64);
+        f(&mut w)
+    })
 }
 
-pub extern "C" fn init_process(_cycle: *mut ngx_cycle_t) -> ngx_int_t {
-    NGX_OK as ngx_int_t
+/// Key material comes from the kernel's CSPRNG.
+fn os_random(buf: &mut [u8]) {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: getrandom writes at most rest.len() bytes into rest.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n > 0 {
+            filled += n as usize;
+        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            // Never happens on Linux >= 3.17 once booted; fall back rather than stall.
+            random_bytes(rest);
+            return;
+        }
+    }
+}
+
+/// How often deferred file work (segment deletions) is looked at when some is pending.
+const HOUSEKEEPING_MS: u64 = 1000;
+
+/// The worker-wide timer for deferred file work.
+static mut HOUSEKEEPING: core::mem::MaybeUninit<ngx_event_t> = core::mem::MaybeUninit::zeroed();
+
+pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    guard("init_process", NGX_OK as ngx_int_t, || {
+        // SAFETY: single-threaded worker start-up; the event lives for the process.
+        unsafe {
+            let ev = (*ptr::addr_of_mut!(HOUSEKEEPING)).as_mut_ptr();
+            (*ev).handler = Some(housekeeping_handler);
+            (*ev).log = (*cycle).log;
+            (*ev).data = ptr::null_mut();
+            // Pending deletions must not keep an exiting worker alive.
+            (*ev).set_cancelable(1);
+            ngx::ffi::ngx_add_timer(ev, HOUSEKEEPING_MS as ngx::ffi::ngx_msec_t);
+        }
+        NGX_OK as ngx_int_t
+    })
+}
+
+extern "C" fn housekeeping_handler(ev: *mut ngx_event_t) {
+    guard("housekeeping", (), || {
+        let mut outcome = Outcome::default();
+        let next = with_worker(|w| w.on_housekeeping(now_ms(), &mut outcome));
+        for line in &outcome.logs {
+            super::util::log_cycle(level_of(line.level), &line.text);
+        }
+        let delay = next.unwrap_or(HOUSEKEEPING_MS).clamp(1, HOUSEKEEPING_MS);
+        // SAFETY: ev is our static housekeeping event.
+        unsafe { ngx::ffi::ngx_add_timer(ev, delay as ngx::ffi::ngx_msec_t) };
+    })
+}
+
+fn level_of(level: LogLevel) -> u32 {
+    match level {
+        LogLevel::Error => NGX_LOG_ERR,
+        LogLevel::Warn => NGX_LOG_WARN,
+        LogLevel::Info => NGX_LOG_INFO,
+    }
 }
 
 pub extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {}
@@ -242,11 +306,7 @@ unsafe fn finish_outcome(c: *mut ngx_connection_t, self_id: u64, outcome: Outcom
     // SAFETY (whole fn): c is live on entry; connections found in CONNS are live.
     unsafe {
         for line in &outcome.logs {
-            let level = match line.level {
-                LogLevel::Error => NGX_LOG_ERR,
-                LogLevel::Warn => NGX_LOG_WARN,
-                LogLevel::Info => NGX_LOG_INFO,
-            };
+            let level = level_of(line.level);
             let target: *mut ngx_log_t = match line.client.and_then(conn_of) {
                 Some(other) => (*other).log,
                 None => (*c).log,
@@ -387,14 +447,7 @@ unsafe fn close(c: *mut ngx_connection_t, reason: &str) {
             }
         }
         for line in outcome.logs {
-            super::util::log_cycle(
-                match line.level {
-                    LogLevel::Error => NGX_LOG_ERR,
-                    LogLevel::Warn => NGX_LOG_WARN,
-                    LogLevel::Info => NGX_LOG_INFO,
-                },
-                &line.text,
-            );
+            super::util::log_cycle(level_of(line.level), &line.text);
         }
     }
 }

@@ -4,6 +4,10 @@
 //! [`Worker::output_slices`] returns; everything it must do besides writing comes back as an
 //! [`Outcome`].
 
+mod outputs;
+
+pub use outputs::Outputs;
+
 use std::collections::{HashMap, VecDeque};
 use std::io::IoSlice;
 use std::net::IpAddr;
@@ -163,17 +167,62 @@ fn player_options(client: &Client) -> Option<PlayerOptions> {
 /// bound, a client that sends pings and never reads would grow our memory without limit.
 pub const MAX_UNREAD_REPLY_BYTES: usize = 1024 * 1024;
 
+/// Fills a buffer with random bytes (key material).
+pub type RandomSource = Box<dyn FnMut(&mut [u8])>;
+
 /// All RTMP state of one worker process.
-#[derive(Default)]
 pub struct Worker {
     hub: Hub,
     clients: HashMap<ClientId, Client>,
     events: Vec<SessionEvent>,
+    outputs: Outputs,
+    /// Randomness for keys (the glue passes the OS's); tests get a fixed sequence.
+    random: RandomSource,
+}
+
+impl Default for Worker {
+    fn default() -> Self {
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        Worker {
+            hub: Hub::default(),
+            clients: HashMap::new(),
+            events: Vec::new(),
+            outputs: Outputs::default(),
+            random: Box::new(move |buf: &mut [u8]| {
+                for b in buf {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    *b = state as u8;
+                }
+            }),
+        }
+    }
 }
 
 impl Worker {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A worker whose file outputs (HLS) go to `storage`, with keys from `random`.
+    pub fn with_storage(storage: Box<dyn crate::io::Storage>, random: RandomSource) -> Self {
+        Worker {
+            outputs: Outputs::new(storage),
+            random,
+            ..Self::default()
+        }
+    }
+
+    /// Wall-clock time (for playlists' PROGRAM-DATE-TIME) at monotonic time `mono_ms`.
+    pub fn sync_wall_clock(&mut self, mono_ms: u64, unix_ms: u64) {
+        self.outputs.sync_wall_clock(mono_ms, unix_ms);
+    }
+
+    /// Deferred file work (segment deletions after their grace period). Returns the delay
+    /// until the next call, or None when nothing is pending.
+    pub fn on_housekeeping(&mut self, now_ms: u64, outcome: &mut Outcome) -> Option<u64> {
+        self.outputs.housekeeping(now_ms, &mut outcome.logs)
     }
 
     pub fn hub(&self) -> &Hub {
@@ -257,7 +306,7 @@ impl Worker {
             SessionEvent::Publish { name, .. } => self.on_publish(id, name, now_ms, outcome),
             SessionEvent::Play { name, reset, .. } => self.on_play(id, name, reset, outcome),
             SessionEvent::Pause(paused) => self.on_pause(id, paused, outcome),
-            SessionEvent::StreamClosed => self.end_role(id, outcome),
+            SessionEvent::StreamClosed => self.end_role(id, now_ms, outcome),
             SessionEvent::Metadata(payload) => {
                 self.on_media(id, FrameKind::Data, 0, &payload, now_ms, outcome)
             }
@@ -389,6 +438,10 @@ impl Worker {
                     c.role = Role::Publisher(key.clone());
                     // drop_idle_publisher counts from the publish, not from the connect.
                     c.last_media_ms = now_ms;
+                    if let Some(settings) = c.app_settings() {
+                        self.outputs
+                            .publish(&key, settings, now_ms, &mut *self.random);
+                    }
                 }
                 outcome.log(
                     LogLevel::Info,
@@ -547,6 +600,15 @@ impl Worker {
         if kind != FrameKind::Data {
             client.last_media_ms = now_ms;
         }
+        match kind {
+            FrameKind::Audio | FrameKind::Video => {
+                let video = kind == FrameKind::Video;
+                self.outputs
+                    .media(key, video, timestamp, payload, now_ms, &mut outcome.logs);
+            }
+            FrameKind::Data => self.outputs.metadata(key, payload),
+            FrameKind::Control => {}
+        }
         let chunk_size = client.server.settings.core.chunk_size;
         let woken = self
             .hub
@@ -555,13 +617,14 @@ impl Worker {
     }
 
     /// The client stopped publishing or playing (command, or disconnect).
-    fn end_role(&mut self, id: ClientId, outcome: &mut Outcome) {
+    fn end_role(&mut self, id: ClientId, now_ms: u64, outcome: &mut Outcome) {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
         match std::mem::replace(&mut client.role, Role::None) {
             Role::Publisher(key) => {
                 let notices = self.hub.unpublish(&key, id);
+                self.outputs.unpublish(&key, now_ms, &mut outcome.logs);
                 outcome.log(
                     LogLevel::Info,
                     id,
@@ -746,8 +809,8 @@ impl Worker {
     }
 
     /// The connection is gone.
-    pub fn disconnect(&mut self, id: ClientId, _now_ms: u64, outcome: &mut Outcome) {
-        self.end_role(id, outcome);
+    pub fn disconnect(&mut self, id: ClientId, now_ms: u64, outcome: &mut Outcome) {
+        self.end_role(id, now_ms, outcome);
         self.clients.remove(&id);
     }
 
