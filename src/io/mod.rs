@@ -35,6 +35,10 @@ pub trait Storage {
     /// Performs `ops` in order, stopping at the first failure. Files left open by a failed
     /// batch are abandoned (deleted), so a half-written segment never gets a final name.
     fn apply(&mut self, ops: &[FileOp]) -> Result<(), IoFailure>;
+    /// Counters and the slowest operation so far.
+    fn stats(&self) -> IoStats {
+        IoStats::default()
+    }
 }
 
 /// No file system: for workers without HLS/DASH (and tests of the RTMP core).
@@ -69,10 +73,6 @@ pub struct DiskStorage {
 impl DiskStorage {
     pub fn new() -> Self {
         Self::default()
-    }
-
-    pub fn stats(&self) -> IoStats {
-        self.stats
     }
 
     fn perform(&mut self, op: &FileOp) -> Result<u64, IoFailure> {
@@ -137,6 +137,10 @@ impl DiskStorage {
 }
 
 impl Storage for DiskStorage {
+    fn stats(&self) -> IoStats {
+        self.stats
+    }
+
     fn read_small(&mut self, path: &Path) -> Option<String> {
         let meta = fs::metadata(path).ok()?;
         if !meta.is_file() || meta.len() > MAX_SMALL_READ {

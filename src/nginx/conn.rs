@@ -116,7 +116,24 @@ fn level_of(level: LogLevel) -> u32 {
     }
 }
 
-pub extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {}
+/// One line with the worker's file IO figures: the slowest single operation is how long the
+/// event loop was ever held by a file write.
+pub extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
+    guard("exit_process", (), || {
+        let stats = with_worker(|w| w.io_stats());
+        if stats.ops > 0 {
+            super::util::log_cycle(
+                ngx::ffi::NGX_LOG_NOTICE,
+                &format!(
+                    "rtmp: file output: {} operations, {} bytes, slowest {} us",
+                    stats.ops,
+                    stats.bytes,
+                    stats.slowest.as_micros()
+                ),
+            );
+        }
+    })
+}
 
 fn random_bytes(buf: &mut [u8]) {
     for chunk in buf.chunks_mut(4) {

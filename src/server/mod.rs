@@ -214,6 +214,11 @@ impl Worker {
         }
     }
 
+    /// File IO performed for this worker's outputs (ops, bytes, slowest single operation).
+    pub fn io_stats(&self) -> crate::io::IoStats {
+        self.outputs.io_stats()
+    }
+
     /// Wall-clock time (for playlists' PROGRAM-DATE-TIME) at monotonic time `mono_ms`.
     pub fn sync_wall_clock(&mut self, mono_ms: u64, unix_ms: u64) {
         self.outputs.sync_wall_clock(mono_ms, unix_ms);

@@ -45,6 +45,10 @@ impl Outputs {
         }
     }
 
+    pub fn io_stats(&self) -> crate::io::IoStats {
+        self.storage.stats()
+    }
+
     pub fn sync_wall_clock(&mut self, mono_ms: u64, unix_ms: u64) {
         self.wall_offset = unix_ms as i64 - mono_ms as i64;
     }
