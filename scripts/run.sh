@@ -38,6 +38,7 @@ nginx-rtmp-rs: starting nginx (Ctrl-C stops it; logs in build/run/logs/)
   OBS: Settings > Stream > Service "Custom", Server rtmp://127.0.0.1/live , Stream Key mykey
   ffmpeg -re -i in.flv -c copy -f flv rtmp://127.0.0.1/live/mykey
   play: ffplay rtmp://127.0.0.1/live/mykey   (or VLC: Media > Open Network Stream)
+  HLS:  http://127.0.0.1:8080/hls/mykey.m3u8   (hls.js, Safari, VLC, ffplay; a few seconds after publishing starts)
 MSG
 
 # exec: the script becomes nginx's master, so Ctrl-C (SIGINT) and SIGTERM reach it directly

@@ -10,8 +10,18 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/lib.sh
 
 # ffmpeg/ffprobe publish, play and probe; rtmpdump is a librtmp player; the C module lets the
-# tests check that loading both modules is refused with a clear message.
-ensure_packages "${BUILD_PACKAGES[@]}" ffmpeg rtmpdump libnginx-mod-rtmp
+# tests check that loading both modules is refused with a clear message; chromium is the
+# browser of the HLS browser test (Debian's: no browser is ever downloaded).
+ensure_packages "${BUILD_PACKAGES[@]}" ffmpeg rtmpdump libnginx-mod-rtmp chromium
+# Node.js drives that browser (playwright-core) and serves hls.js from npm (tests/browser/).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    ensure_packages nodejs npm
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+    echo "warning: Node.js $(node --version 2>/dev/null) is older than 20, which tests/browser" \
+         "(playwright-core) needs; the browser test will fail" >&2
+fi
 ensure_cargo
 for tool in rustfmt clippy; do
     if ! cargo "${tool/rustfmt/fmt}" --version >/dev/null 2>&1; then
@@ -45,6 +55,11 @@ step "clippy (pure core, all targets)" \
     cargo clippy --quiet --no-default-features --all-targets -- -D warnings
 step "clippy (module, vendored nginx)" \
     cargo clippy --quiet --release --features vendored --lib -- -D warnings
+# tests/browser/node_modules, from its package-lock.json (again only when the lock changed).
+if [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then
+    step "npm ci (tests/browser)" env PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+        npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+fi
 # Integration tests start nginx and run real ffmpeg encoders/decoders: two at a time fits
 # a 2-core machine.
 step "cargo test" cargo test --no-default-features --no-fail-fast -- --test-threads=2

@@ -46,7 +46,7 @@
 //! - Keys for rotation after the stream starts come from a generator seeded by `random` at
 //!   `new`/`restart` (see [`super::keys`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -277,6 +277,8 @@ pub struct HlsStream {
     /// Master playlist path and the suffix of this stream's `hls_variant` entry.
     variant: Option<(PathBuf, String)>,
     last_master: Option<String>,
+    /// Measured attributes of the other variants of the same base name (from their streams).
+    siblings: HashMap<String, VariantInfo>,
 
     timeline: Timeline,
     avc: Option<AvcConfig>,
@@ -371,6 +373,7 @@ impl HlsStream {
             layout,
             variant,
             last_master: None,
+            siblings: HashMap::new(),
             timeline: Timeline::new(start_out, forward_limit),
             avc: None,
             sps: None,
@@ -1217,6 +1220,8 @@ impl HlsStream {
                 uri.push_str(".m3u8");
                 let attrs = if v.suffix == *own {
                     playlist::fill_variant_attrs(&v.attrs, &info)
+                } else if let Some(sibling) = self.siblings.get(&v.suffix) {
+                    playlist::fill_variant_attrs(&v.attrs, sibling)
                 } else {
                     v.attrs.clone()
                 };
@@ -1231,6 +1236,19 @@ impl HlsStream {
             });
             self.last_master = Some(text);
         }
+    }
+
+    /// `(base name, suffix)` when this stream is one variant of a master playlist.
+    pub fn variant_of(&self) -> Option<(&str, &str)> {
+        let (_, own) = self.variant.as_ref()?;
+        let base = &self.name[..self.name.len().saturating_sub(own.len())];
+        Some((base, own.as_str()))
+    }
+
+    /// What another variant of the same master measured, for its entry in the master
+    /// playlist this stream writes.
+    pub fn set_sibling_info(&mut self, suffix: &str, info: VariantInfo) {
+        self.siblings.insert(suffix.to_string(), info);
     }
 
     /// The publisher left: the open segment is committed and the playlist gets

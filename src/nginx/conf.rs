@@ -346,8 +346,39 @@ extern "C" fn rtmp_directive(
         // level's RtmpConf (see BlockCtx).
         let level = unsafe { &mut *(conf as *mut RtmpConf) };
         // SAFETY: cf and cmd come from nginx's parser for this directive.
-        unsafe { apply_directive(cf, cmd, |n, a| level.apply(n, a)) }
+        let rv = unsafe { apply_directive(cf, cmd, |n, a| level.apply(n, a)) };
+        if rv != CONF_OK {
+            return rv;
+        }
+        // Output directories are created while the directive's own line is at hand, so a
+        // path that cannot exist is reported at that line (as nginx does for its paths).
+        // SAFETY: cmd->name is one of our static names; cf is live.
+        let name = unsafe { str_bytes(&(*cmd).name) };
+        let path = match name {
+            b"hls_path" => &level.hls.path,
+            b"hls_key_path" => &level.hls.key_path,
+            _ => return CONF_OK,
+        };
+        let Some(path) = path.as_deref() else {
+            return CONF_OK;
+        };
+        // SAFETY: the cycle's prefix lives as long as the cycle.
+        let prefix = unsafe { str_bytes(&(*(*cf).cycle).prefix) };
+        let full = prefixed(prefix, path);
+        if !full.is_dir() {
+            if let Err(e) = std::fs::create_dir_all(&full) {
+                let msg = format!("cannot create directory \"{}\": {e}", full.display());
+                return unsafe { conf_error(cf, &msg) };
+            }
+        }
+        CONF_OK
     })
+}
+
+/// `path` under nginx's prefix when relative (like `root`), as it is when absolute.
+fn prefixed(prefix: &[u8], path: &str) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    std::path::Path::new(std::ffi::OsStr::from_bytes(prefix)).join(path)
 }
 
 /// Hands one directive's words to the pure model (`apply`), then logs its warning and, for a
@@ -912,7 +943,6 @@ fn prepare_output_dirs(
     prefix: &[u8],
     created: &mut Vec<std::path::PathBuf>,
 ) -> Result<Option<String>, String> {
-    use std::os::unix::ffi::OsStrExt;
     if !settings.hls.enabled {
         return Ok(None);
     }
@@ -922,8 +952,7 @@ fn prepare_output_dirs(
         settings.hls.enabled = false;
         return Ok(Some("\"hls on\" without \"hls_path\": HLS is off".into()));
     }
-    let prefix = std::path::Path::new(std::ffi::OsStr::from_bytes(prefix));
-    let absolute = |p: &str| -> String { prefix.join(p).to_string_lossy().into_owned() };
+    let absolute = |p: &str| -> String { prefixed(prefix, p).to_string_lossy().into_owned() };
     let key_path_was_default = settings.hls.key_path == settings.hls.path;
     settings.hls.path = absolute(&settings.hls.path);
     settings.hls.key_path = if settings.hls.key_path.is_empty() || key_path_was_default {

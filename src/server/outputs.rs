@@ -111,7 +111,35 @@ impl Outputs {
         };
         out.stream
             .on_media(video, timestamp, tag, now, &mut self.ops);
+        let committed = self
+            .ops
+            .iter()
+            .any(|op| matches!(op, FileOp::Commit { .. }));
         flush(&mut *self.storage, &mut self.ops, key, out, logs);
+        if committed {
+            self.share_variant_info(key);
+        }
+    }
+
+    /// Variants of one master playlist are separate streams: each tells the others what it
+    /// measured, so whichever writes the master fills in every entry, not only its own.
+    fn share_variant_info(&mut self, key: &StreamKey) {
+        let Some(out) = self.hls.get(key) else {
+            return;
+        };
+        let Some((base, suffix)) = out.stream.variant_of() else {
+            return;
+        };
+        let (base, suffix) = (base.to_string(), suffix.to_string());
+        let info = out.stream.variant_info();
+        for (other_key, other) in self.hls.iter_mut() {
+            if other_key.app != key.app || other_key.server != key.server || other_key == key {
+                continue;
+            }
+            if other.stream.variant_of().is_some_and(|(b, _)| b == base) {
+                other.stream.set_sibling_info(&suffix, info.clone());
+            }
+        }
     }
 
     pub fn metadata(&mut self, key: &StreamKey, payload: &[u8]) {

@@ -19,6 +19,7 @@
 
 pub mod client;
 pub mod ffmpeg;
+pub mod hls;
 
 use std::fs;
 use std::io::{self, Read};

@@ -1,0 +1,67 @@
+// Plays the playlist named by ?src= with hls.js and exposes what a viewer would notice:
+// window.__snapshot() -> { currentTime, startTime, firstPlayingMs, errors, latency, ... }.
+'use strict';
+
+(function () {
+  const src = new URLSearchParams(location.search).get('src');
+  const video = document.getElementById('video');
+  const t0 = performance.now();
+  const state = { errors: [], startTime: null, firstPlayingMs: null, hlsVersion: null };
+  let hls = null;
+
+  function error(e) {
+    state.errors.push(e);
+  }
+
+  video.addEventListener('playing', () => {
+    if (state.firstPlayingMs === null) {
+      state.firstPlayingMs = performance.now() - t0;
+      state.startTime = video.currentTime;
+    }
+  });
+  video.addEventListener('error', () => {
+    const e = video.error;
+    error({ type: 'media', details: e ? `code ${e.code}: ${e.message}` : 'unknown', fatal: true });
+  });
+
+  if (!src) {
+    error({ type: 'setup', details: 'no ?src= playlist URL', fatal: true });
+  } else if (!window.Hls) {
+    error({ type: 'setup', details: 'hls.js did not load', fatal: true });
+  } else if (!Hls.isSupported()) {
+    error({ type: 'setup', details: 'hls.js is not supported here (no MediaSource?)', fatal: true });
+  } else {
+    state.hlsVersion = Hls.version;
+    hls = new Hls();
+    hls.on(Hls.Events.ERROR, (_event, d) => {
+      error({
+        type: d.type,
+        details: d.details,
+        fatal: d.fatal,
+        url: (d.frag && d.frag.url) || d.url || null,
+        code: (d.response && d.response.code) || null,
+        reason: d.reason || (d.error && String(d.error)) || null,
+      });
+    });
+    hls.on(Hls.Events.MANIFEST_PARSED, () => {
+      video.play().catch((e) => error({ type: 'play', details: String(e), fatal: true }));
+    });
+    hls.loadSource(src);
+    hls.attachMedia(video);
+  }
+
+  window.__snapshot = () => ({
+    currentTime: video.currentTime,
+    startTime: state.startTime,
+    firstPlayingMs: state.firstPlayingMs,
+    paused: video.paused,
+    readyState: video.readyState,
+    latency: hls && Number.isFinite(hls.latency) ? hls.latency : null,
+    hlsVersion: state.hlsVersion,
+    errors: state.errors,
+  });
+
+  setInterval(() => {
+    document.getElementById('status').textContent = JSON.stringify(window.__snapshot(), null, 1);
+  }, 500);
+})();
