@@ -8,6 +8,8 @@
 //! - FFI glue: `nginx` (only with the `nginx` feature); the only place with `unsafe`.
 
 pub mod conf;
+pub mod dash;
+pub mod files;
 pub mod hls;
 pub mod io;
 pub mod live;

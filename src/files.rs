@@ -1,0 +1,65 @@
+//! What file outputs (HLS, DASH, later recording) hand to the IO ring, and the interface every
+//! such output offers the worker. Pure: outputs describe file operations; the IO ring
+//! ([`crate::io`]) performs them.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+/// One step for the IO ring. Paths are absolute and always under one of the application's
+/// output directories (`hls_path`, `hls_key_path`, `dash_path`); the IO ring re-checks this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOp {
+    /// `mkdir -p` (for `hls_nested` and the first segment of a stream).
+    CreateDir { path: PathBuf },
+    /// Creates (or truncates) `path` for a segment being written; data follows with `Append`.
+    Open { path: PathBuf },
+    /// Appends to a file opened with `Open`.
+    Append { path: PathBuf, data: Bytes },
+    /// Closes a file opened with `Open` and renames it to `to` (a segment becomes complete
+    /// under its final name only when it is whole).
+    Commit { path: PathBuf, to: PathBuf },
+    /// Abandons a file opened with `Open` (deletes it).
+    Abort { path: PathBuf },
+    /// Writes a whole small file atomically (temp file + rename): playlists, keys.
+    WriteAtomic { path: PathBuf, data: Bytes },
+    /// Deletes a file (a segment that left the playlist and outlived its grace period).
+    Delete { path: PathBuf },
+}
+
+/// The two clocks the segmenters need, read by the glue once per event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Now {
+    /// Monotonic milliseconds (nginx's `ngx_current_msec`): grace periods and deadlines.
+    pub mono_ms: u64,
+    /// Wall-clock Unix time in milliseconds: `#EXT-X-PROGRAM-DATE-TIME`, `system` naming.
+    pub unix_ms: u64,
+}
+
+/// A file output fed by one publisher: turns media into [`FileOp`]s. One instance per
+/// published stream; it outlives the publisher until its cleanup is done.
+pub trait FileOutput {
+    /// One audio (`video == false`) or video message: the FLV tag body and its 32-bit RTMP
+    /// timestamp.
+    fn on_media(
+        &mut self,
+        video: bool,
+        timestamp: u32,
+        tag: &[u8],
+        now: Now,
+        ops: &mut Vec<FileOp>,
+    );
+    /// The publisher's `onMetaData` payload.
+    fn on_metadata(&mut self, payload: &[u8]);
+    /// The publisher left: close what is open and mark the stream as ended.
+    fn finish(&mut self, now: Now, ops: &mut Vec<FileOp>);
+    /// A republish of the same name in this worker: continue after a discontinuity.
+    fn restart(&mut self, now: Now, random: &mut dyn FnMut(&mut [u8]));
+    /// Deferred work (deletions after a grace period); returns when to call again (mono ms).
+    fn on_tick(&mut self, now: Now, ops: &mut Vec<FileOp>) -> Option<u64>;
+    /// Finished, and nothing left to do: the worker may drop it.
+    fn is_done(&self) -> bool;
+    /// The IO ring could not perform an operation on `path`; what was being written there is
+    /// lost and must not be listed.
+    fn on_write_failed(&mut self, path: &Path);
+}
