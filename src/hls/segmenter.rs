@@ -1423,3 +1423,40 @@ impl HlsStream {
 #[cfg(test)]
 #[path = "segmenter_tests.rs"]
 mod tests;
+
+impl crate::files::FileOutput for HlsStream {
+    fn on_media(
+        &mut self,
+        video: bool,
+        timestamp: u32,
+        tag: &[u8],
+        now: Now,
+        ops: &mut Vec<FileOp>,
+    ) {
+        HlsStream::on_media(self, video, timestamp, tag, now, ops);
+    }
+
+    fn on_metadata(&mut self, payload: &[u8]) {
+        HlsStream::on_metadata(self, payload);
+    }
+
+    fn finish(&mut self, now: Now, ops: &mut Vec<FileOp>) {
+        HlsStream::finish(self, now, ops);
+    }
+
+    fn restart(&mut self, now: Now, random: &mut dyn FnMut(&mut [u8])) {
+        HlsStream::restart(self, now, random);
+    }
+
+    fn on_tick(&mut self, now: Now, ops: &mut Vec<FileOp>) -> Option<u64> {
+        HlsStream::on_tick(self, now, ops)
+    }
+
+    fn is_done(&self) -> bool {
+        HlsStream::is_done(self)
+    }
+
+    fn on_write_failed(&mut self, path: &Path) {
+        HlsStream::on_write_failed(self, path);
+    }
+}

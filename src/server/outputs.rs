@@ -1,29 +1,56 @@
-//! What a publisher's media feeds besides live players: the file outputs (HLS now; DASH and
-//! recording later), one set per published stream, chosen from the application's settings.
-//! Each output turns media into [`FileOp`]s; [`Storage`] performs them.
+//! What a publisher's media feeds besides live players: the file outputs of its application
+//! (HLS; DASH next; recording later), built once per published stream from the application's
+//! settings and fed in order. Each output turns media into [`FileOp`]s; [`Storage`] performs
+//! them.
 
 use std::collections::HashMap;
 
 use crate::conf::Settings;
+use crate::files::{FileOp, FileOutput, Now};
 use crate::hls::segmenter::HlsStream;
-use crate::hls::{FileOp, Now};
-use crate::io::{NoStorage, Storage};
+use crate::io::{IoStats, NoStorage, Storage};
 use crate::live::StreamKey;
 
 use super::{LogLevel, LogLine};
 
-struct HlsOutput {
-    stream: HlsStream,
-    /// The last batch failed (disk full, permissions): logged once until writes succeed again.
+/// One kind of file output. An enum rather than a trait object so that what is specific to
+/// one kind (HLS variants sharing their measurements) stays reachable.
+enum Output {
+    Hls(HlsStream),
+}
+
+impl Output {
+    fn file(&mut self) -> &mut dyn FileOutput {
+        match self {
+            Output::Hls(h) => h,
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Output::Hls(_) => "hls",
+        }
+    }
+}
+
+struct Slot {
+    output: Output,
+    /// The last batch failed (disk full, permissions): logged once until a segment is whole
+    /// on disk again.
     failing: bool,
-    /// Still fed by a publisher (false: finished, kept until its cleanup is done).
+}
+
+/// The outputs of one stream: still fed by a publisher, or finished and kept until their
+/// cleanup is done.
+struct StreamOutputs {
+    slots: Vec<Slot>,
     live: bool,
 }
 
 /// The file outputs of every stream this worker publishes or recently published.
 pub struct Outputs {
     storage: Box<dyn Storage>,
-    hls: HashMap<StreamKey, HlsOutput>,
+    streams: HashMap<StreamKey, StreamOutputs>,
     ops: Vec<FileOp>,
     /// Unix ms minus monotonic ms, from the last wall-clock reading.
     wall_offset: i64,
@@ -39,13 +66,13 @@ impl Outputs {
     pub fn new(storage: Box<dyn Storage>) -> Self {
         Outputs {
             storage,
-            hls: HashMap::new(),
+            streams: HashMap::new(),
             ops: Vec::new(),
             wall_offset: 0,
         }
     }
 
-    pub fn io_stats(&self) -> crate::io::IoStats {
+    pub fn io_stats(&self) -> IoStats {
         self.storage.stats()
     }
 
@@ -60,7 +87,8 @@ impl Outputs {
         }
     }
 
-    /// A publisher started `key`: open (or reopen, for a republish) its file outputs.
+    /// A publisher started `key`: reopen its outputs (a republish) or build them from the
+    /// application's settings.
     pub fn publish(
         &mut self,
         key: &StreamKey,
@@ -68,32 +96,34 @@ impl Outputs {
         mono_ms: u64,
         random: &mut dyn FnMut(&mut [u8]),
     ) {
-        if !settings.hls.enabled || settings.hls.path.is_empty() {
-            return;
-        }
         let now = self.now(mono_ms);
-        if let Some(out) = self.hls.get_mut(key) {
-            out.stream.restart(now, random);
-            out.live = true;
+        if let Some(stream) = self.streams.get_mut(key) {
+            for slot in &mut stream.slots {
+                slot.output.file().restart(now, random);
+            }
+            stream.live = true;
             return;
         }
-        let path = HlsStream::playlist_path(&settings.hls, &key.name);
-        let previous = self.storage.read_small(&path);
-        let stream = HlsStream::new(
-            &settings.hls,
-            &key.app,
-            &key.name,
-            previous.as_deref(),
-            random,
-        );
-        self.hls.insert(
-            key.clone(),
-            HlsOutput {
-                stream,
+        let mut slots = Vec::new();
+        if settings.hls.enabled && !settings.hls.path.is_empty() {
+            let path = HlsStream::playlist_path(&settings.hls, &key.name);
+            let previous = self.storage.read_small(&path);
+            let hls = HlsStream::new(
+                &settings.hls,
+                &key.app,
+                &key.name,
+                previous.as_deref(),
+                random,
+            );
+            slots.push(Slot {
+                output: Output::Hls(hls),
                 failing: false,
-                live: true,
-            },
-        );
+            });
+        }
+        if !slots.is_empty() {
+            self.streams
+                .insert(key.clone(), StreamOutputs { slots, live: true });
+        }
     }
 
     pub fn media(
@@ -106,58 +136,46 @@ impl Outputs {
         logs: &mut Vec<LogLine>,
     ) {
         let now = self.now(mono_ms);
-        let Some(out) = self.hls.get_mut(key) else {
+        let Some(stream) = self.streams.get_mut(key) else {
             return;
         };
-        out.stream
-            .on_media(video, timestamp, tag, now, &mut self.ops);
-        let committed = self
-            .ops
-            .iter()
-            .any(|op| matches!(op, FileOp::Commit { .. }));
-        flush(&mut *self.storage, &mut self.ops, key, out, logs);
-        if committed {
+        let mut share = false;
+        for slot in &mut stream.slots {
+            slot.output
+                .file()
+                .on_media(video, timestamp, tag, now, &mut self.ops);
+            let committed = self
+                .ops
+                .iter()
+                .any(|op| matches!(op, FileOp::Commit { .. }));
+            share |= committed && matches!(slot.output, Output::Hls(_));
+            flush(&mut *self.storage, &mut self.ops, key, slot, logs);
+        }
+        if share {
             self.share_variant_info(key);
         }
     }
 
-    /// Variants of one master playlist are separate streams: each tells the others what it
-    /// measured, so whichever writes the master fills in every entry, not only its own.
-    fn share_variant_info(&mut self, key: &StreamKey) {
-        let Some(out) = self.hls.get(key) else {
-            return;
-        };
-        let Some((base, suffix)) = out.stream.variant_of() else {
-            return;
-        };
-        let (base, suffix) = (base.to_string(), suffix.to_string());
-        let info = out.stream.variant_info();
-        for (other_key, other) in self.hls.iter_mut() {
-            if other_key.app != key.app || other_key.server != key.server || other_key == key {
-                continue;
-            }
-            if other.stream.variant_of().is_some_and(|(b, _)| b == base) {
-                other.stream.set_sibling_info(&suffix, info.clone());
-            }
-        }
-    }
-
     pub fn metadata(&mut self, key: &StreamKey, payload: &[u8]) {
-        if let Some(out) = self.hls.get_mut(key) {
-            out.stream.on_metadata(payload);
+        if let Some(stream) = self.streams.get_mut(key) {
+            for slot in &mut stream.slots {
+                slot.output.file().on_metadata(payload);
+            }
         }
     }
 
-    /// The publisher left: end the outputs (the playlist gets `#EXT-X-ENDLIST`); they stay
-    /// until their cleanup is done.
+    /// The publisher left: end the outputs (final playlists and manifests); they stay until
+    /// their cleanup is done.
     pub fn unpublish(&mut self, key: &StreamKey, mono_ms: u64, logs: &mut Vec<LogLine>) {
         let now = self.now(mono_ms);
-        let Some(out) = self.hls.get_mut(key) else {
+        let Some(stream) = self.streams.get_mut(key) else {
             return;
         };
-        out.stream.finish(now, &mut self.ops);
-        out.live = false;
-        flush(&mut *self.storage, &mut self.ops, key, out, logs);
+        stream.live = false;
+        for slot in &mut stream.slots {
+            slot.output.file().finish(now, &mut self.ops);
+            flush(&mut *self.storage, &mut self.ops, key, slot, logs);
+        }
     }
 
     /// Deferred work (deletions after their grace period). Returns the delay until the next
@@ -166,59 +184,96 @@ impl Outputs {
         let now = self.now(mono_ms);
         let mut next: Option<u64> = None;
         let mut done = Vec::new();
-        for (key, out) in self.hls.iter_mut() {
-            let due = out.stream.on_tick(now, &mut self.ops);
-            flush(&mut *self.storage, &mut self.ops, key, out, logs);
-            match due {
-                Some(at) => {
+        for (key, stream) in self.streams.iter_mut() {
+            let mut all_done = !stream.live;
+            for slot in &mut stream.slots {
+                let due = slot.output.file().on_tick(now, &mut self.ops);
+                flush(&mut *self.storage, &mut self.ops, key, slot, logs);
+                if let Some(at) = due {
                     let delay = at.saturating_sub(mono_ms).max(1);
                     next = Some(next.map_or(delay, |n| n.min(delay)));
                 }
-                None if !out.live && out.stream.is_done() => done.push(key.clone()),
-                None => {}
+                all_done &= slot.output.file().is_done();
+            }
+            if all_done {
+                done.push(key.clone());
             }
         }
         for key in done {
-            self.hls.remove(&key);
+            self.streams.remove(&key);
         }
         next
     }
+
+    /// Variants of one HLS master playlist are separate streams: each tells the others what
+    /// it measured, so whichever writes the master fills in every entry, not only its own.
+    fn share_variant_info(&mut self, key: &StreamKey) {
+        let Some(own) = self.streams.get(key).and_then(|s| hls_of(&s.slots)) else {
+            return;
+        };
+        let Some((base, suffix)) = own.variant_of() else {
+            return;
+        };
+        let (base, suffix) = (base.to_string(), suffix.to_string());
+        let info = own.variant_info();
+        for (other_key, other) in self.streams.iter_mut() {
+            if other_key.app != key.app || other_key.server != key.server || other_key == key {
+                continue;
+            }
+            for slot in &mut other.slots {
+                #[allow(irrefutable_let_patterns)] // until DASH joins the enum
+                if let Output::Hls(h) = &mut slot.output {
+                    if h.variant_of().is_some_and(|(b, _)| b == base) {
+                        h.set_sibling_info(&suffix, info.clone());
+                    }
+                }
+            }
+        }
+    }
 }
 
-/// Performs the ops an output produced; a failure is logged once (not per frame) until writes
-/// succeed again, and never stops live playback.
+fn hls_of(slots: &[Slot]) -> Option<&HlsStream> {
+    #[allow(clippy::unnecessary_find_map)] // until DASH joins the enum
+    slots.iter().find_map(|s| match &s.output {
+        Output::Hls(h) => Some(h),
+    })
+}
+
+/// Performs the ops an output produced. A failure is logged once (not per frame) until a
+/// segment is whole on disk again, the output forgets what it lost, and live playback is never
+/// affected.
 fn flush(
     storage: &mut dyn Storage,
     ops: &mut Vec<FileOp>,
     key: &StreamKey,
-    out: &mut HlsOutput,
+    slot: &mut Slot,
     logs: &mut Vec<LogLine>,
 ) {
     if ops.is_empty() {
         return;
     }
+    let label = slot.output.label();
     match storage.apply(ops) {
         Ok(()) => {
-            // Recovery means a whole segment made it to disk, not just a file opened.
             let committed = ops.iter().any(|op| matches!(op, FileOp::Commit { .. }));
-            if out.failing && committed {
-                out.failing = false;
+            if slot.failing && committed {
+                slot.failing = false;
                 logs.push(LogLine {
                     level: LogLevel::Warn,
                     client: None,
-                    text: format!("hls: \"{}/{}\": writing again", key.app, key.name),
+                    text: format!("{label}: \"{}/{}\": writing again", key.app, key.name),
                 });
             }
         }
         Err(e) => {
-            out.stream.on_write_failed(&e.path);
-            if !out.failing {
-                out.failing = true;
+            slot.output.file().on_write_failed(&e.path);
+            if !slot.failing {
+                slot.failing = true;
                 logs.push(LogLine {
                     level: LogLevel::Error,
                     client: None,
                     text: format!(
-                        "hls: \"{}/{}\": {e}; live playback goes on",
+                        "{label}: \"{}/{}\": {e}; live playback goes on",
                         key.app, key.name
                     ),
                 });
