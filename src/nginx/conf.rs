@@ -357,6 +357,7 @@ extern "C" fn rtmp_directive(
         let path = match name {
             b"hls_path" => &level.hls.path,
             b"hls_key_path" => &level.hls.key_path,
+            b"dash_path" => &level.dash.path,
             _ => return CONF_OK,
         };
         let Some(path) = path.as_deref() else {
@@ -943,36 +944,45 @@ fn prepare_output_dirs(
     prefix: &[u8],
     created: &mut Vec<std::path::PathBuf>,
 ) -> Result<Option<String>, String> {
-    if !settings.hls.enabled {
-        return Ok(None);
-    }
-    if settings.hls.path.is_empty() {
-        // The C module silently skips HLS without a path; loading unchanged means we do too,
-        // but say so.
-        settings.hls.enabled = false;
-        return Ok(Some("\"hls on\" without \"hls_path\": HLS is off".into()));
-    }
     let absolute = |p: &str| -> String { prefixed(prefix, p).to_string_lossy().into_owned() };
-    let key_path_was_default = settings.hls.key_path == settings.hls.path;
-    settings.hls.path = absolute(&settings.hls.path);
-    settings.hls.key_path = if settings.hls.key_path.is_empty() || key_path_was_default {
-        settings.hls.path.clone()
-    } else {
-        absolute(&settings.hls.key_path)
-    };
-    let mut dirs = vec![settings.hls.path.clone()];
-    if settings.hls.keys && settings.hls.key_path != settings.hls.path {
-        dirs.push(settings.hls.key_path.clone());
+    let mut warnings = Vec::new();
+    let mut dirs = Vec::new();
+    // The C module silently skips HLS/DASH without a path; loading unchanged means we do too,
+    // but say so.
+    if settings.hls.enabled && settings.hls.path.is_empty() {
+        settings.hls.enabled = false;
+        warnings.push("\"hls on\" without \"hls_path\": HLS is off");
+    }
+    if settings.dash.enabled && settings.dash.path.is_empty() {
+        settings.dash.enabled = false;
+        warnings.push("\"dash on\" without \"dash_path\": DASH is off");
+    }
+    if settings.hls.enabled {
+        let key_path_was_default = settings.hls.key_path == settings.hls.path;
+        settings.hls.path = absolute(&settings.hls.path);
+        settings.hls.key_path = if settings.hls.key_path.is_empty() || key_path_was_default {
+            settings.hls.path.clone()
+        } else {
+            absolute(&settings.hls.key_path)
+        };
+        dirs.push(settings.hls.path.clone());
+        if settings.hls.keys && settings.hls.key_path != settings.hls.path {
+            dirs.push(settings.hls.key_path.clone());
+        }
+    }
+    if settings.dash.enabled {
+        settings.dash.path = absolute(&settings.dash.path);
+        dirs.push(settings.dash.path.clone());
     }
     for dir in dirs {
         let path = std::path::PathBuf::from(&dir);
         if !path.is_dir() {
             std::fs::create_dir_all(&path)
-                .map_err(|e| format!("cannot create hls directory \"{dir}\": {e}"))?;
+                .map_err(|e| format!("cannot create directory \"{dir}\": {e}"))?;
         }
         if !created.contains(&path) {
             created.push(path);
         }
     }
-    Ok(None)
+    Ok((!warnings.is_empty()).then(|| warnings.join("; ")))
 }
