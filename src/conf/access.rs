@@ -176,7 +176,7 @@ pub fn access_allowed(rules: &[AccessRule], ip: IpAddr, action: Action) -> bool 
     rules
         .iter()
         .find(|r| r.applies_to(action) && r.target.matches(ip))
-        .map_or(true, |r| !r.deny)
+        .is_none_or(|r| !r.deny)
 }
 
 #[cfg(test)]

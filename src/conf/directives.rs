@@ -178,12 +178,12 @@ pub static DIRECTIVES: &[Directive] = &[
     one("hls_key_url", R_S_A, Exactly(1), Implemented),
     one("hls_fragments_per_key", R_S_A, Exactly(1), Implemented),
     // DASH.
-    one("dash", R_S_A, Flag, Planned),
-    one("dash_path", R_S_A, Exactly(1), Planned),
-    one("dash_fragment", R_S_A, Exactly(1), Planned),
-    one("dash_playlist_length", R_S_A, Exactly(1), Planned),
-    one("dash_nested", R_S_A, Flag, Planned),
-    one("dash_cleanup", R_S_A, Flag, Planned),
+    one("dash", R_S_A, Flag, Implemented),
+    one("dash_path", R_S_A, Exactly(1), Implemented),
+    one("dash_fragment", R_S_A, Exactly(1), Implemented),
+    one("dash_playlist_length", R_S_A, Exactly(1), Implemented),
+    one("dash_nested", R_S_A, Flag, Implemented),
+    one("dash_cleanup", R_S_A, Flag, Implemented),
     // Access log.
     many("access_log", R_S_A, Between(1, 2), Planned),
     many("log_format", R_S_A, AtLeast(2), Planned),
@@ -229,8 +229,8 @@ pub static DIRECTIVES: &[Directive] = &[
     // sergey-dryabzhinsky/nginx-rtmp-module.
     one("hls_datetime", R_S_A, Exactly(1), Implemented),
     one("hls_allow_client_cache", R_S_A, Exactly(1), Planned),
-    one("dash_clock_compensation", R_S_A, Exactly(1), Planned),
-    one("dash_clock_helper_uri", R_S_A, Exactly(1), Planned),
+    one("dash_clock_compensation", R_S_A, Exactly(1), Implemented),
+    one("dash_clock_helper_uri", R_S_A, Exactly(1), Implemented),
     one("on_playlist", R_S_A, Exactly(1), Planned),
     one("on_record_started", R_S_A_REC, Exactly(1), Planned),
     many("exec_record_started", R_S_A_REC, AtLeast(1), Planned),
@@ -423,7 +423,7 @@ mod tests {
     }
 
     #[test]
-    fn implemented_set_is_core_live_access_and_hls() {
+    fn implemented_set_is_core_live_access_hls_and_dash() {
         let mut implemented: Vec<&str> = DIRECTIVES
             .iter()
             .filter(|d| d.support == Implemented)
@@ -475,6 +475,14 @@ mod tests {
             "hls_fragments_per_key",
             "hls_nested_index_filename",
             "hls_datetime",
+            "dash",
+            "dash_path",
+            "dash_fragment",
+            "dash_playlist_length",
+            "dash_nested",
+            "dash_cleanup",
+            "dash_clock_compensation",
+            "dash_clock_helper_uri",
         ];
         expected.sort_unstable();
         assert_eq!(implemented, expected);

@@ -626,7 +626,7 @@ fn relay_target(d: &'static str, args: &[&str]) -> Result<RelayTarget, ConfError
         if d == "push" {
             return Err(ConfError::Other("static push is not allowed".to_owned()));
         }
-        if t.name.as_deref().map_or(true, str::is_empty) {
+        if t.name.as_deref().is_none_or(str::is_empty) {
             return Err(ConfError::Other(
                 "stream name missing in static pull declaration".to_owned(),
             ));
@@ -884,7 +884,7 @@ impl RtmpConf {
                 let (suffix, attrs) = args.split_first().ok_or(ConfError::ArgCount(d))?;
                 if let Some(bad) = attrs
                     .iter()
-                    .find(|a| a.split_once('=').map_or(true, |(k, _)| k.is_empty()))
+                    .find(|a| a.split_once('=').is_none_or(|(k, _)| k.is_empty()))
                 {
                     return Err(ConfError::InvalidParameter {
                         directive: d,

@@ -91,7 +91,7 @@ impl CbcEncryptor {
     /// encrypts all of it in place.
     pub fn finish(&mut self, tail: &mut Vec<u8>) {
         let pad = BLOCK - tail.len() % BLOCK;
-        tail.extend(std::iter::repeat(pad as u8).take(pad));
+        tail.extend(std::iter::repeat_n(pad as u8, pad));
         self.encrypt_blocks(tail);
     }
 }
@@ -103,7 +103,7 @@ pub(crate) mod tests {
 
     /// AES-128-CBC decryption with PKCS#7 unpadding (for tests); `None` on bad padding.
     pub(crate) fn decrypt_cbc(key: &[u8; 16], iv: u128, data: &[u8]) -> Option<Vec<u8>> {
-        if data.is_empty() || data.len() % BLOCK != 0 {
+        if data.is_empty() || !data.len().is_multiple_of(BLOCK) {
             return None;
         }
         let cipher = Aes128::new(GenericArray::from_slice(key));

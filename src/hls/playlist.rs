@@ -390,9 +390,9 @@ pub fn parse_media(text: &str) -> Result<ParsedPlaylist, PlaylistError> {
         return Err(PlaylistError::TooLarge(text.len()));
     }
     let mut lines = text.lines().map(|l| l.trim_end_matches('\r'));
-    if !lines
+    if lines
         .next()
-        .is_some_and(|l| l.trim_start_matches('\u{feff}') == "#EXTM3U")
+        .is_none_or(|l| l.trim_start_matches('\u{feff}') != "#EXTM3U")
     {
         return Err(PlaylistError::NotM3u8);
     }

@@ -74,7 +74,7 @@ fn video_tag(key: bool, cts: i32, size: usize) -> Vec<u8> {
     v.extend(&cts.to_be_bytes()[1..]);
     v.extend(((size + 1) as u32).to_be_bytes());
     v.push(if key { 0x65 } else { 0x41 });
-    v.extend(std::iter::repeat(0xab).take(size));
+    v.extend(std::iter::repeat_n(0xab, size));
     v
 }
 
@@ -84,13 +84,13 @@ fn aac_header() -> Vec<u8> {
 
 fn aac_tag(size: usize) -> Vec<u8> {
     let mut v = vec![0xaf, 0x01];
-    v.extend(std::iter::repeat(0x21).take(size));
+    v.extend(std::iter::repeat_n(0x21, size));
     v
 }
 
 fn mp3_tag() -> Vec<u8> {
     let mut v = vec![0x2f, 0xff, 0xfb, 0x90, 0x64];
-    v.extend(std::iter::repeat(0).take(413));
+    v.extend(std::iter::repeat_n(0, 413));
     v
 }
 

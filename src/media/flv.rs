@@ -966,7 +966,7 @@ mod tests {
     #[test]
     fn enhanced_modex_with_16_bit_size() {
         let mut p = vec![0x97, 0xff, 0x01, 0x00]; // size 0x0100 + 1 = 257
-        p.extend(std::iter::repeat(0u8).take(257));
+        p.extend(std::iter::repeat_n(0u8, 257));
         p.extend([0x00, b'h', b'v', b'c', b'1']);
         let t = parse_video(&p).unwrap();
         assert!(t.is_sequence_header());

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use crate::conf::Settings;
+use crate::dash::segmenter::DashStream;
 use crate::files::{FileOp, FileOutput, Now};
 use crate::hls::segmenter::HlsStream;
 use crate::io::{IoStats, NoStorage, Storage};
@@ -16,19 +17,22 @@ use super::{LogLevel, LogLine};
 /// One kind of file output. An enum rather than a trait object so that what is specific to
 /// one kind (HLS variants sharing their measurements) stays reachable.
 enum Output {
-    Hls(HlsStream),
+    Hls(Box<HlsStream>),
+    Dash(Box<DashStream>),
 }
 
 impl Output {
     fn file(&mut self) -> &mut dyn FileOutput {
         match self {
-            Output::Hls(h) => h,
+            Output::Hls(h) => h.as_mut(),
+            Output::Dash(d) => d.as_mut(),
         }
     }
 
     fn label(&self) -> &'static str {
         match self {
             Output::Hls(_) => "hls",
+            Output::Dash(_) => "dash",
         }
     }
 }
@@ -116,7 +120,16 @@ impl Outputs {
                 random,
             );
             slots.push(Slot {
-                output: Output::Hls(hls),
+                output: Output::Hls(Box::new(hls)),
+                failing: false,
+            });
+        }
+        if settings.dash.enabled && !settings.dash.path.is_empty() {
+            let path = DashStream::manifest_path(&settings.dash, &key.name);
+            let previous = self.storage.read_small(&path);
+            let dash = DashStream::new(&settings.dash, &key.app, &key.name, previous.as_deref());
+            slots.push(Slot {
+                output: Output::Dash(Box::new(dash)),
                 failing: false,
             });
         }
@@ -221,7 +234,6 @@ impl Outputs {
                 continue;
             }
             for slot in &mut other.slots {
-                #[allow(irrefutable_let_patterns)] // until DASH joins the enum
                 if let Output::Hls(h) = &mut slot.output {
                     if h.variant_of().is_some_and(|(b, _)| b == base) {
                         h.set_sibling_info(&suffix, info.clone());
@@ -233,9 +245,9 @@ impl Outputs {
 }
 
 fn hls_of(slots: &[Slot]) -> Option<&HlsStream> {
-    #[allow(clippy::unnecessary_find_map)] // until DASH joins the enum
     slots.iter().find_map(|s| match &s.output {
-        Output::Hls(h) => Some(h),
+        Output::Hls(h) => Some(h.as_ref()),
+        Output::Dash(_) => None,
     })
 }
 
