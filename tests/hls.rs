@@ -496,7 +496,7 @@ fn nested_and_base_url_layout() {
             match http_get(server.http_port, &path) {
                 Ok(r) => {
                     checks.check(
-                        r.status == 200 && r.body.len() as u64 % TS_PACKET == 0,
+                        r.status == 200 && (r.body.len() as u64).is_multiple_of(TS_PACKET),
                         || format!("GET {path}: {} ({} bytes)", r.status, r.body.len()),
                     );
                 }
