@@ -39,6 +39,7 @@ nginx-rtmp-rs: starting nginx (Ctrl-C stops it; logs in build/run/logs/)
   ffmpeg -re -i in.flv -c copy -f flv rtmp://127.0.0.1/live/mykey
   play: ffplay rtmp://127.0.0.1/live/mykey   (or VLC: Media > Open Network Stream)
   HLS:  http://127.0.0.1:8080/hls/mykey.m3u8   (hls.js, Safari, VLC, ffplay; a few seconds after publishing starts)
+  DASH: http://127.0.0.1:8080/dash/mykey.mpd    (dash.js, Shaka, VLC, ffplay; a few seconds after publishing starts)
 MSG
 
 # exec: the script becomes nginx's master, so Ctrl-C (SIGINT) and SIGTERM reach it directly

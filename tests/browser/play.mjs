@@ -1,11 +1,14 @@
 // Usage: node play.mjs <page-url> [seconds]
 //
-// Opens the page in Debian's Chromium (never a downloaded browser), lets hls.js play for
-// <seconds>, and prints one JSON line:
-//   {"advanced": s, "errorCount": n, "errors": [...], "latency": s, "startupMs": ms, ...}
-// advanced: how far video.currentTime moved since playback started; latency: hls.js's estimate
-// of the distance to the live edge at the end. Exit status 0 when the run itself worked (the
-// caller judges the numbers), 2 when the browser could not be driven.
+// Opens a player page (index.html: hls.js, dash.html: dash.js) in Debian's Chromium (never a
+// downloaded browser), lets it play for <seconds>, and prints one JSON line:
+//   {"advanced": s, "errorCount": n, "errors": [...], "latency": s, "startupMs": ms,
+//    "outsideCount": n, ...}
+// advanced: how far video.currentTime moved since playback started; latency: the player's
+// estimate of the distance to the live edge at the end; outsideCount: requests the page made to
+// hosts other than 127.0.0.1/localhost (refused: a live stream must not need an outside server,
+// e.g. a time server). Exit status 0 when the run itself worked (the caller judges the numbers),
+// 2 when the browser could not be driven.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +30,10 @@ const result = {
   startupMs: null,
   currentTime: null,
   hlsVersion: null,
+  playerVersion: null,
+  loadErrors: [],
+  outsideCount: 0,
+  outside: [],
   console: [],
 };
 let context = null;
@@ -70,6 +77,16 @@ try {
     ],
     timeout: 30000,
   });
+  // Only this machine may be asked; anything else is recorded and refused.
+  const local = new Set(['127.0.0.1', 'localhost', '[::1]']);
+  await context.route(
+    (url) => (url.protocol === 'http:' || url.protocol === 'https:') && !local.has(url.hostname),
+    (route) => {
+      result.outsideCount += 1;
+      if (result.outside.length < 10) result.outside.push(route.request().url());
+      route.abort().catch(() => {});
+    },
+  );
   const page = context.pages()[0] ?? (await context.newPage());
   page.on('pageerror', (e) => result.errors.push({ type: 'pageerror', details: String(e), fatal: true }));
   page.on('console', (m) => {
@@ -87,7 +104,9 @@ try {
     result.advanced = snap.startTime === null ? 0 : snap.currentTime - snap.startTime;
     result.latency = snap.latency;
     result.startupMs = snap.firstPlayingMs;
-    result.hlsVersion = snap.hlsVersion;
+    result.hlsVersion = snap.hlsVersion ?? null;
+    result.playerVersion = snap.playerVersion ?? snap.hlsVersion ?? null;
+    result.loadErrors = snap.loadErrors ?? [];
     result.paused = snap.paused;
     result.readyState = snap.readyState;
     result.errors.push(...snap.errors);

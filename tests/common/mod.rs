@@ -18,6 +18,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod dash;
 pub mod ffmpeg;
 pub mod hls;
 

@@ -1,0 +1,90 @@
+// Plays the MPD named by ?src= with dash.js and exposes what a viewer would notice:
+// window.__snapshot() -> { currentTime, startTime, firstPlayingMs, errors, latency, ... }
+// (the same shape as player.js, so play.mjs drives both).
+'use strict';
+
+(function () {
+  const src = new URLSearchParams(location.search).get('src');
+  const video = document.getElementById('video');
+  const t0 = performance.now();
+  const state = {
+    errors: [],
+    loadErrors: [],
+    startTime: null,
+    firstPlayingMs: null,
+    playerVersion: null,
+  };
+  let player = null;
+
+  function error(e) {
+    state.errors.push(e);
+  }
+
+  video.addEventListener('playing', () => {
+    if (state.firstPlayingMs === null) {
+      state.firstPlayingMs = performance.now() - t0;
+      state.startTime = video.currentTime;
+    }
+  });
+  video.addEventListener('error', () => {
+    const e = video.error;
+    error({ type: 'media', details: e ? `code ${e.code}: ${e.message}` : 'unknown', fatal: true });
+  });
+
+  if (!src) {
+    error({ type: 'setup', details: 'no ?src= MPD URL', fatal: true });
+  } else if (!window.dashjs) {
+    error({ type: 'setup', details: 'dash.js did not load', fatal: true });
+  } else {
+    player = dashjs.MediaPlayer().create();
+    state.playerVersion = player.getVersion();
+    const events = dashjs.MediaPlayer.events;
+    // Errors dash.js gives up on or reports to the application.
+    player.on(events.ERROR, (e) => {
+      const err = e && e.error ? e.error : e;
+      error({
+        type: 'dashjs',
+        details: err && err.message ? err.message : String(err),
+        code: err && err.code !== undefined ? err.code : null,
+        fatal: true,
+      });
+    });
+    player.on(events.PLAYBACK_ERROR, (e) => {
+      error({ type: 'playback', details: String(e && e.error ? e.error : e), fatal: true });
+    });
+    // Segment requests that failed (dash.js retries them): counted apart, for the report.
+    player.on(events.FRAGMENT_LOADING_COMPLETED, (e) => {
+      if (e && e.error && state.loadErrors.length < 20) {
+        const req = e.request || {};
+        state.loadErrors.push({ url: req.url || null, details: String(e.error.message || e.error) });
+      }
+    });
+    player.initialize(video, src, true);
+  }
+
+  function latency() {
+    if (!player) return null;
+    try {
+      const l = player.getCurrentLiveLatency();
+      return Number.isFinite(l) ? l : null;
+    } catch {
+      return null;
+    }
+  }
+
+  window.__snapshot = () => ({
+    currentTime: video.currentTime,
+    startTime: state.startTime,
+    firstPlayingMs: state.firstPlayingMs,
+    paused: video.paused,
+    readyState: video.readyState,
+    latency: latency(),
+    playerVersion: state.playerVersion,
+    loadErrors: state.loadErrors,
+    errors: state.errors,
+  });
+
+  setInterval(() => {
+    document.getElementById('status').textContent = JSON.stringify(window.__snapshot(), null, 1);
+  }, 500);
+})();
