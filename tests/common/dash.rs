@@ -52,17 +52,7 @@ pub const CLAIM_TOLERANCE: f64 = 0.25;
 /// rtmp block with one application per `(name, directives)`: `live on; dash on;
 /// dash_path {PREFIX}/tmp/<name>;` then the directives.
 pub fn dash_rtmp_block(apps: &[(&str, &str)]) -> String {
-    let mut s = String::from(
-        "rtmp {\n    server {\n        listen 127.0.0.1:{RTMP_PORT};\n        chunk_size 4096;\n",
-    );
-    for (name, directives) in apps {
-        s.push_str(&format!(
-            "        application {name} {{\n            live on;\n            dash on;\n            \
-             dash_path {{PREFIX}}/tmp/{name};\n            {directives}\n        }}\n"
-        ));
-    }
-    s.push_str("    }\n}\n");
-    s
+    super::output_rtmp_block("dash", apps)
 }
 
 /// An http location serving directory `dir` (trailing slash) at `url_prefix` (trailing slash)

@@ -39,17 +39,7 @@ pub const TS_PACKET: u64 = 188;
 /// rtmp block with one application per `(name, directives)`: `live on; hls on;
 /// hls_path {PREFIX}/tmp/<name>;` then the directives.
 pub fn hls_rtmp_block(apps: &[(&str, &str)]) -> String {
-    let mut s = String::from(
-        "rtmp {\n    server {\n        listen 127.0.0.1:{RTMP_PORT};\n        chunk_size 4096;\n",
-    );
-    for (name, directives) in apps {
-        s.push_str(&format!(
-            "        application {name} {{\n            live on;\n            hls on;\n            \
-             hls_path {{PREFIX}}/tmp/{name};\n            {directives}\n        }}\n"
-        ));
-    }
-    s.push_str("    }\n}\n");
-    s
+    super::output_rtmp_block("hls", apps)
 }
 
 /// An http location serving directory `dir` (trailing slash) at `url_prefix` (trailing slash)

@@ -700,3 +700,19 @@ pub fn nginx_t_text(text: &str) -> ConfTest {
 pub fn nginx_test_config_file(path: &Path, prefix: &Path) -> (bool, String) {
     run_nginx_t(prefix, path)
 }
+
+/// rtmp block with one application per `(name, directives)`: `live on; <output> on;
+/// <output>_path {PREFIX}/tmp/<name>;` then the directives (`output` is `hls` or `dash`).
+pub fn output_rtmp_block(output: &str, apps: &[(&str, &str)]) -> String {
+    let mut s = String::from(
+        "rtmp {\n    server {\n        listen 127.0.0.1:{RTMP_PORT};\n        chunk_size 4096;\n",
+    );
+    for (name, directives) in apps {
+        s.push_str(&format!(
+            "        application {name} {{\n            live on;\n            {output} on;\n            \
+             {output}_path {{PREFIX}}/tmp/{name};\n            {directives}\n        }}\n"
+        ));
+    }
+    s.push_str("    }\n}\n");
+    s
+}
