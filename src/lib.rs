@@ -19,3 +19,6 @@ pub mod server;
 
 #[cfg(feature = "nginx")]
 mod nginx;
+
+#[cfg(test)]
+mod testutil;

@@ -901,48 +901,7 @@ mod tests {
 
     // ---- a real stream through the real tools ----
 
-    fn tool_available(name: &str) -> bool {
-        std::process::Command::new(name)
-            .arg("-version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }
-
-    /// Test artifacts go in the cargo target dir, next to the test binary's `deps/`.
-    fn artifact_dir() -> std::path::PathBuf {
-        let exe = std::env::current_exe().unwrap();
-        let dir = exe
-            .parent()
-            .and_then(|d| d.parent())
-            .unwrap()
-            .join("fmp4-test-artifacts");
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    /// (tag type, timestamp ms, body) of each FLV tag.
-    fn flv_tags(data: &[u8]) -> Vec<(u8, u32, &[u8])> {
-        assert_eq!(&data[..3], b"FLV");
-        let mut pos = u32::from_be_bytes([data[5], data[6], data[7], data[8]]) as usize + 4;
-        let mut tags = Vec::new();
-        while pos + 11 <= data.len() {
-            let h = &data[pos..pos + 11];
-            let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
-            let ts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
-            tags.push((h[0] & 0x1f, ts, &data[pos + 11..pos + 11 + size]));
-            pos += 11 + size + 4;
-        }
-        tags
-    }
-
-    fn run(cmd: &str, args: &[&str]) -> (String, String) {
-        let out = std::process::Command::new(cmd).args(args).output().unwrap();
-        assert!(out.status.success(), "{cmd} {args:?}: {out:?}");
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
+    use crate::testutil::{artifact_dir, flv_tags, run, tool_available};
 
     /// ffprobe's view of the file's single stream, as key=value.
     fn probe_stream(path: &str) -> HashMap<String, String> {
@@ -1010,7 +969,7 @@ mod tests {
             eprintln!("SKIPPED: ffprobe/ffmpeg not installed; fMP4 output was not checked by them");
             return;
         }
-        let dir = artifact_dir();
+        let dir = artifact_dir("fmp4-test-artifacts");
         let flv_path = dir.join("real-av.flv");
         let flv_str = flv_path.to_str().unwrap();
         run(

@@ -1,0 +1,45 @@
+//! Helpers shared by unit tests that run the real ffmpeg/ffprobe on what the pure core writes.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Whether `name -version` runs (ffmpeg and ffprobe are installed by scripts/test.sh).
+pub fn tool_available(name: &str) -> bool {
+    Command::new(name)
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A directory for test artifacts in the cargo target dir, next to the test binary's `deps/`.
+pub fn artifact_dir(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// (tag type, timestamp ms, body) of each tag of an FLV file made by ffmpeg.
+pub fn flv_tags(data: &[u8]) -> Vec<(u8, u32, &[u8])> {
+    assert_eq!(&data[..3], b"FLV");
+    let mut pos = u32::from_be_bytes([data[5], data[6], data[7], data[8]]) as usize + 4;
+    let mut tags = Vec::new();
+    while pos + 11 <= data.len() {
+        let h = &data[pos..pos + 11];
+        let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
+        let ts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
+        tags.push((h[0] & 0x1f, ts, &data[pos + 11..pos + 11 + size]));
+        pos += 11 + size + 4;
+    }
+    tags
+}
+
+/// Runs a command that must succeed; returns (stdout, stderr).
+pub fn run(cmd: &str, args: &[&str]) -> (String, String) {
+    let out = Command::new(cmd).args(args).output().unwrap();
+    assert!(out.status.success(), "{cmd} {args:?}: {out:?}");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
