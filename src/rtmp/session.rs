@@ -550,7 +550,14 @@ impl Session {
                     self.cfg.timeout_ms
                 ));
             }
-            return TickVerdict::Continue(self.cfg.timeout_ms - age);
+            // Wake again by the handshake deadline, or by the first ping if that comes sooner
+            // (a connect completing meanwhile must not delay its first ping to the deadline).
+            let deadline = self.cfg.timeout_ms - age;
+            let next = match self.cfg.ping_ms {
+                0 => deadline,
+                ping => deadline.min(ping),
+            };
+            return TickVerdict::Continue(next);
         }
         if self.cfg.ping_ms == 0 {
             return TickVerdict::Continue(self.cfg.timeout_ms.max(1000));

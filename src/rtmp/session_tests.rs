@@ -866,3 +866,24 @@ fn random_input_never_panics_in_any_phase() {
         let _ = p.session.tick(T0 + next() % 1_000_000);
     }
 }
+
+#[test]
+fn handshake_phase_wakes_by_the_first_ping_when_ping_is_shorter_than_timeout() {
+    let c = SessionConfig {
+        timeout_ms: 60_000,
+        ping_ms: 2_000,
+        ..cfg()
+    };
+    let mut p = Pair::new(c);
+    // Still before connect: the next tick must come by the ping interval, so a connect that
+    // completes meanwhile gets its first ping after `ping`, not after the handshake deadline.
+    assert_eq!(p.session.tick(T0), TickVerdict::Continue(2_000));
+    p.pump();
+    let r = p.client().request_connection("live".into());
+    p.absorb_one(r);
+    p.pump();
+    p.session.accept_connect();
+    p.pump();
+    // Connected, no input for 2 s: ping now.
+    assert_eq!(p.session.tick(T0 + 2_000), TickVerdict::Continue(30_000));
+}

@@ -21,6 +21,7 @@ pub mod client;
 pub mod dash;
 pub mod ffmpeg;
 pub mod hls;
+pub mod raw;
 
 use std::fs;
 use std::io::{self, Read};
