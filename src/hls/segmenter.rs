@@ -77,6 +77,9 @@ pub const MAX_NAME_LEN: usize = 512;
 pub const PDT_MAX_DRIFT_MS: u64 = 2000;
 /// After the stream ends, its playlist and segments stay this many playlist lengths.
 pub const FINAL_CLEANUP_FACTOR: u64 = 2;
+/// How far audio may run ahead of video and still wait in the buffer for its segment.
+const MAX_AUDIO_LEAD_MS: u64 = 1000;
+
 /// Bounds on the audio PES buffer (`hls_audio_buffer_size`).
 pub const MIN_AUDIO_BUFFER: usize = 8 * 1024;
 pub const MAX_AUDIO_BUFFER: usize = 16 * 1024 * 1024;
@@ -303,6 +306,8 @@ pub struct HlsStream {
 
     abuf: Vec<u8>,
     abuf_pts: u64,
+    /// (pts, end offset in `abuf`) of each buffered audio frame, so a cut can split them.
+    abuf_frames: Vec<(u64, usize)>,
     aframe_base: u64,
     aframe_num: u64,
 
@@ -391,6 +396,7 @@ impl HlsStream {
             aligned_first_period: None,
             abuf: Vec::new(),
             abuf_pts: 0,
+            abuf_frames: Vec::new(),
             aframe_base: 0,
             aframe_num: 0,
             segments: VecDeque::new(),
@@ -599,7 +605,8 @@ impl HlsStream {
             return;
         }
         if !self.abuf.is_empty() && dts >= self.abuf_pts.saturating_add(delay) {
-            self.flush_audio();
+            // Audio ahead of this frame waits: it may belong after the next keyframe.
+            self.flush_audio_before(dts.saturating_add(1));
         }
         let (Some(cur), Some(muxer)) = (self.cur.as_mut(), self.muxer.as_mut()) else {
             return;
@@ -777,12 +784,22 @@ impl HlsStream {
             .unwrap_or(MAX_AUDIO_BUFFER)
             .clamp(MIN_AUDIO_BUFFER, MAX_AUDIO_BUFFER);
         let delay = self.settings.max_audio_delay_ms.saturating_mul(90);
-        if !self.abuf.is_empty()
-            && (pts < self.abuf_pts
-                || pts >= self.abuf_pts.saturating_add(delay)
-                || self.abuf.len() + frame_len > cap)
-        {
-            self.flush_audio();
+        if !self.abuf.is_empty() {
+            if pts < self.abuf_pts || self.abuf.len() + frame_len > cap {
+                self.flush_audio();
+            } else if pts >= self.abuf_pts.saturating_add(delay) {
+                // With video, audio that runs ahead of it stays buffered (bounded by `cap`)
+                // until video catches up, so a keyframe cut can still move it to its segment.
+                match self.last_video_out {
+                    Some(v) => {
+                        // Bounded: if video stalls, audio more than a second ahead goes out.
+                        let lead_limit = pts.saturating_sub(MAX_AUDIO_LEAD_MS * 90);
+                        let video_limit = v.saturating_mul(90).saturating_add(1);
+                        self.flush_audio_before(video_limit.max(lead_limit));
+                    }
+                    None => self.flush_audio(),
+                }
+            }
         }
         if self.abuf.is_empty() {
             self.abuf_pts = pts;
@@ -791,6 +808,7 @@ impl HlsStream {
             self.abuf.extend_from_slice(&h);
         }
         self.abuf.extend_from_slice(body);
+        self.abuf_frames.push((pts, self.abuf.len()));
         if let Some(cur) = self.cur.as_mut() {
             cur.frames += 1;
             let dur = samples * 1000 / rate;
@@ -811,6 +829,33 @@ impl HlsStream {
             muxer.write_audio(self.abuf_pts, &self.abuf, &mut cur.buf);
         }
         self.abuf.clear();
+        self.abuf_frames.clear();
+    }
+
+    /// Writes the buffered audio frames that start before `cut` (90 kHz) into the open segment
+    /// and keeps the rest for the next one. Publishers often send audio ahead of the video it
+    /// goes with: without the split, audio just after a keyframe would land in the segment
+    /// before it, and the new segment would start with a hole in its audio (players seek over
+    /// it, hls.js reports `bufferSeekOverHole`).
+    fn flush_audio_before(&mut self, cut: u64) {
+        let Some(split) = self.abuf_frames.iter().position(|&(pts, _)| pts >= cut) else {
+            self.flush_audio();
+            return;
+        };
+        if split == 0 {
+            return;
+        }
+        let at = self.abuf_frames[split - 1].1;
+        let rest = self.abuf.split_off(at);
+        let rest_frames: Vec<(u64, usize)> = self
+            .abuf_frames
+            .drain(split..)
+            .map(|(pts, end)| (pts, end - at))
+            .collect();
+        self.flush_audio();
+        self.abuf_pts = rest_frames[0].0;
+        self.abuf = rest;
+        self.abuf_frames = rest_frames;
     }
 
     /// Hands whole chunks of the open segment to the IO ring (encrypted when keyed).
@@ -996,7 +1041,11 @@ impl HlsStream {
         ended: bool,
         ops: &mut Vec<FileOp>,
     ) -> bool {
-        self.flush_audio();
+        if ended {
+            self.flush_audio();
+        } else {
+            self.flush_audio_before(end_out.saturating_mul(90));
+        }
         let Some(mut cur) = self.cur.take() else {
             return false;
         };
@@ -1299,6 +1348,7 @@ impl HlsStream {
         self.audio_hint = None;
         self.meta_frame_rate = None;
         self.abuf.clear();
+        self.abuf_frames.clear();
         self.aframe_num = 0;
         self.last_video_out = None;
         self.aligned_first_period = None;
@@ -1335,6 +1385,7 @@ impl HlsStream {
         {
             self.cur = None;
             self.abuf.clear();
+            self.abuf_frames.clear();
             self.pending_discontinuity = true;
             return;
         }

@@ -1499,3 +1499,53 @@ fn hostile_or_foreign_previous_playlists_are_handled() {
         .files
         .contains_key(Path::new("/hls/other/x-123.ts")));
 }
+
+/// Publishers (ffmpeg under load, hardware encoders) send audio ahead of the video it goes
+/// with. Audio timed after a keyframe must start the keyframe's segment, not end the previous
+/// one: otherwise each new segment begins with a hole in its audio.
+#[test]
+fn audio_sent_ahead_of_the_keyframe_starts_the_new_segment() {
+    const LEAD_MS: u64 = 100;
+    let mut sim = Sim::new(&settings(), "lead");
+    sim.media(true, 0, &avc_header());
+    sim.media(false, 0, &aac_header());
+    let mut next_audio = 0u64;
+    for frame in 0..250u64 {
+        let t = frame * 40;
+        // All audio up to t + LEAD_MS goes out before the video frame of time t.
+        while next_audio <= t + LEAD_MS {
+            sim.clock = t;
+            sim.media(false, next_audio as u32, &aac_tag(20));
+            next_audio += 23;
+        }
+        sim.clock = t;
+        sim.media(true, t as u32, &video_tag(frame % 25 == 0, 0, 200));
+    }
+    sim.finish();
+    let p = sim.playlist("/hls/lead.m3u8");
+    assert!(p.segments.len() >= 4, "{} segments", p.segments.len());
+    let firsts: Vec<(u64, u64)> = p
+        .segments
+        .iter()
+        .map(|seg| {
+            let r = demux(&sim.segment_bytes("/hls/lead.m3u8", &seg.uri));
+            let first = |pid: u16| {
+                r.pes
+                    .iter()
+                    .filter(|pes| pes.0 == pid)
+                    .map(|pes| pes.1)
+                    .min()
+                    .expect("track present")
+            };
+            (first(0x100), first(0x101))
+        })
+        .collect();
+    // Every segment after the first starts its audio within one AAC frame of its keyframe.
+    for (i, (video, audio)) in firsts.iter().enumerate().skip(1) {
+        assert!(
+            audio <= &(video + 23 * 90),
+            "segment {i}: audio starts {} ms after its keyframe",
+            (audio - video) / 90
+        );
+    }
+}
