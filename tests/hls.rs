@@ -918,17 +918,7 @@ fn browser_plays(name: &str, app_directives: &str, extra_http: &str) {
                 r.advanced, r.json
             )
         });
-        // One tolerated, non-fatal event: hls.js skipping a hole of at most 0.2 s at a segment
-        // start (a publisher sending audio late relative to a keyframe can leave one; the
-        // player steps over it without a stall). Anything else, or more than one, fails.
-        let tolerated = r.error_count == Some(1.0)
-            && r.json
-                .contains("\"details\":\"bufferSeekOverHole\",\"fatal\":false")
-            && small_hole(&r.json);
-        if tolerated {
-            println!("tolerated: one non-fatal bufferSeekOverHole of <= 0.2 s");
-        }
-        checks.check(r.error_count == Some(0.0) || tolerated, || {
+        checks.check(r.error_count == Some(0.0), || {
             format!("hls.js reported errors: {}", r.json)
         });
     }
@@ -976,19 +966,4 @@ fn h264_mp3_stream_plays() {
         None => checks.fail(format!("no playlist {}", pl.display())),
     }
     checks.finish(server);
-}
-
-/// Whether hls.js's "seeking from A to B" reason describes a hole of at most 0.2 s.
-fn small_hole(json: &str) -> bool {
-    let Some(rest) = json.split("seeking from ").nth(1) else {
-        return false;
-    };
-    let mut nums = rest
-        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .filter(|t| !t.is_empty())
-        .filter_map(|t| t.parse::<f64>().ok());
-    match (nums.next(), nums.next()) {
-        (Some(from), Some(to)) => to >= from && to - from <= 0.2,
-        _ => false,
-    }
 }

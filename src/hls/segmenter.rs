@@ -263,6 +263,19 @@ struct OpenSegment {
     video_frames: u64,
 }
 
+/// A segment cut at a keyframe but not yet committed. Publishers interleave loosely: audio
+/// that plays just before a keyframe often arrives after it. Written into the new segment, it
+/// would start that segment ~100 ms before its video, a hole players seek over (hls.js:
+/// `bufferSeekOverHole`); so it goes into this segment until audio reaches the cut or video
+/// runs [`MAX_AUDIO_LEAD_MS`] past it. The TS continuity counters stay in order because audio
+/// only ever moves from this segment to the next.
+struct Closing {
+    seg: OpenSegment,
+    end_out: u64,
+    /// False once the new segment got audio: later audio can no longer come here.
+    accepts_audio: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PendingDelete {
     due_ms: u64,
@@ -296,6 +309,9 @@ pub struct HlsStream {
     annexb: Vec<u8>,
 
     cur: Option<OpenSegment>,
+    /// The segment just cut at a keyframe, kept open for audio that arrives after the keyframe
+    /// but plays before it (see [`Closing`]).
+    closing: Option<Closing>,
     pending_discontinuity: bool,
     /// `hls_continuous off` after a restart: the next commit replaces the listed segments.
     drop_listed_on_commit: bool,
@@ -310,6 +326,8 @@ pub struct HlsStream {
     abuf_frames: Vec<(u64, usize)>,
     aframe_base: u64,
     aframe_num: u64,
+    /// Duration of the last audio frame (90 kHz): a frame that straddles a cut goes after it.
+    aframe_dur: u64,
 
     segments: VecDeque<Segment>,
     discontinuity_sequence: u64,
@@ -389,6 +407,7 @@ impl HlsStream {
             muxer: None,
             annexb: Vec::new(),
             cur: None,
+            closing: None,
             pending_discontinuity: false,
             drop_listed_on_commit: false,
             last_video_out: None,
@@ -399,6 +418,7 @@ impl HlsStream {
             abuf_frames: Vec::new(),
             aframe_base: 0,
             aframe_num: 0,
+            aframe_dur: 0,
             segments: VecDeque::new(),
             discontinuity_sequence: 0,
             next_seq: 0,
@@ -594,6 +614,13 @@ impl HlsStream {
             }
         }
         self.last_video_out = Some(m.out_ms);
+        if self
+            .closing
+            .as_ref()
+            .is_some_and(|c| m.out_ms >= c.end_out.saturating_add(MAX_AUDIO_LEAD_MS))
+        {
+            self.commit_closing(now, ops);
+        }
 
         self.video_cut(m, key, now, ops);
 
@@ -676,9 +703,58 @@ impl HlsStream {
                 || self.at_boundary(cur, m, d));
         let forced = has_video && d >= self.max_fragment_ms();
         if cut || forced {
-            self.close_segment(now, m.out_ms, false, ops);
+            let has_audio = self.muxer_tracks().is_some_and(|t| t.audio.is_some());
+            if key && has_audio && !self.pending_discontinuity && !tracks_changed {
+                self.defer_close(now, m.out_ms, ops);
+            } else {
+                self.close_segment(now, m.out_ms, false, ops);
+            }
             self.open_segment(now, m, key, ops);
         }
+    }
+
+    /// Cuts the open segment at `end_out` and keeps it as [`Closing`] for late audio.
+    fn defer_close(&mut self, now: Now, end_out: u64, ops: &mut Vec<FileOp>) {
+        self.commit_closing(now, ops);
+        self.flush_audio_before(self.audio_cut_point(end_out));
+        if let Some(seg) = self.cur.take() {
+            self.next_seq = seg.seq.saturating_add(1);
+            self.closing = Some(Closing {
+                seg,
+                end_out,
+                accepts_audio: true,
+            });
+        }
+    }
+
+    /// Commits the segment waiting for late audio, if any.
+    fn commit_closing(&mut self, now: Now, ops: &mut Vec<FileOp>) {
+        if let Some(c) = self.closing.take() {
+            self.commit_segment(c.seg, now, c.end_out, false, ops);
+        }
+    }
+
+    /// Late audio (ending by the last cut) goes into the closing segment; audio after it,
+    /// or video well past it, commits that segment. Returns whether `pts` was taken.
+    fn late_audio(&mut self, pts: u64, frame: &[&[u8]], now: Now, ops: &mut Vec<FileOp>) -> bool {
+        let Some(end_out) = self.closing.as_ref().map(|c| c.end_out) else {
+            return false;
+        };
+        let cut = self.audio_cut_point(end_out);
+        let Some(c) = self.closing.as_mut() else {
+            return false;
+        };
+        if !c.accepts_audio || pts >= cut {
+            self.commit_closing(now, ops);
+            return false;
+        }
+        let Some(muxer) = self.muxer.as_mut() else {
+            return false;
+        };
+        let data = frame.concat();
+        muxer.write_audio(pts, &data, &mut c.seg.buf);
+        c.seg.frames += 1;
+        true
     }
 
     fn audio_cut(&mut self, m: Mapped, now: Now, ops: &mut Vec<FileOp>) {
@@ -779,6 +855,12 @@ impl HlsStream {
             self.aframe_num += 1;
         }
 
+        self.aframe_dur = samples * 90_000 / rate;
+        let adts: &[u8] = header.as_ref().map_or(&[], |h| &h[..]);
+        if self.late_audio(pts, &[adts, body], now, ops) {
+            return;
+        }
+
         let frame_len = body.len() + header.map_or(0, |h| h.len());
         let cap = usize::try_from(self.settings.audio_buffer_size)
             .unwrap_or(MAX_AUDIO_BUFFER)
@@ -827,9 +909,22 @@ impl HlsStream {
         }
         if let (Some(cur), Some(muxer)) = (self.cur.as_mut(), self.muxer.as_mut()) {
             muxer.write_audio(self.abuf_pts, &self.abuf, &mut cur.buf);
+            if let Some(c) = self.closing.as_mut() {
+                c.accepts_audio = false;
+            }
         }
         self.abuf.clear();
         self.abuf_frames.clear();
+    }
+
+    /// Audio frames starting at or after this point (90 kHz) go into the segment that starts at
+    /// `cut_ms`: those that end after the cut, so each segment's audio starts with its video,
+    /// never after it (a start hole players stall on).
+    fn audio_cut_point(&self, cut_ms: u64) -> u64 {
+        cut_ms
+            .saturating_mul(90)
+            .saturating_sub(self.aframe_dur)
+            .saturating_add(1)
     }
 
     /// Writes the buffered audio frames that start before `cut` (90 kHz) into the open segment
@@ -1041,14 +1136,32 @@ impl HlsStream {
         ended: bool,
         ops: &mut Vec<FileOp>,
     ) -> bool {
+        self.commit_closing(now, ops);
         if ended {
             self.flush_audio();
         } else {
-            self.flush_audio_before(end_out.saturating_mul(90));
+            let cut = if self.muxer_tracks().is_some_and(|t| t.video) {
+                self.audio_cut_point(end_out)
+            } else {
+                end_out.saturating_mul(90)
+            };
+            self.flush_audio_before(cut);
         }
-        let Some(mut cur) = self.cur.take() else {
+        let Some(cur) = self.cur.take() else {
             return false;
         };
+        self.commit_segment(cur, now, end_out, ended, ops)
+    }
+
+    /// Finishes a detached segment: its file is committed and listed, the playlists written.
+    fn commit_segment(
+        &mut self,
+        mut cur: OpenSegment,
+        now: Now,
+        end_out: u64,
+        ended: bool,
+        ops: &mut Vec<FileOp>,
+    ) -> bool {
         if cur.frames == 0 {
             ops.push(FileOp::Abort { path: cur.part });
             return false;
@@ -1096,7 +1209,7 @@ impl HlsStream {
             bytes: cur.bytes,
             video_frames: cur.video_frames,
         });
-        self.next_seq = cur.seq.saturating_add(1);
+        self.next_seq = self.next_seq.max(cur.seq.saturating_add(1));
         self.trim_window(now);
         self.write_playlist(ended, ops);
         self.write_master(ops);
@@ -1156,8 +1269,9 @@ impl HlsStream {
             .any(|s| s.key_path.as_deref() == Some(path))
             || self
                 .cur
-                .as_ref()
-                .is_some_and(|c| c.key.as_ref().is_some_and(|k| k.1 == path))
+                .iter()
+                .chain(self.closing.as_ref().map(|c| &c.seg))
+                .any(|c| c.key.as_ref().is_some_and(|k| k.1 == path))
             || self
                 .keys
                 .as_ref()
@@ -1379,6 +1493,15 @@ impl HlsStream {
     /// Either way the next listed segment follows a gap, so it gets a discontinuity.
     pub fn on_write_failed(&mut self, path: &Path) {
         if self
+            .closing
+            .as_ref()
+            .is_some_and(|c| c.seg.part == path || c.seg.path == path)
+        {
+            self.closing = None;
+            self.pending_discontinuity = true;
+            return;
+        }
+        if self
             .cur
             .as_ref()
             .is_some_and(|c| c.part == path || c.path == path)
@@ -1454,6 +1577,7 @@ impl HlsStream {
                 .iter()
                 .any(|s| s.path.as_deref() == Some(path.as_path()))
                 || self.cur.as_ref().is_some_and(|c| c.path == path)
+                || self.closing.as_ref().is_some_and(|c| c.seg.path == path)
                 || self.key_in_use(&path);
             if !listed {
                 ops.push(FileOp::Delete { path });

@@ -1540,12 +1540,63 @@ fn audio_sent_ahead_of_the_keyframe_starts_the_new_segment() {
             (first(0x100), first(0x101))
         })
         .collect();
-    // Every segment after the first starts its audio within one AAC frame of its keyframe.
+    // Every segment after the first starts its audio with its keyframe: at most one AAC frame
+    // (the one that straddles the cut) before it, never after it.
     for (i, (video, audio)) in firsts.iter().enumerate().skip(1) {
         assert!(
-            audio <= &(video + 23 * 90),
+            audio <= video && audio + 24 * 90 >= *video,
             "segment {i}: audio starts {} ms after its keyframe",
             (audio - video) / 90
         );
     }
+}
+
+/// Publishers under load send audio behind its video: the audio that plays just before a
+/// keyframe arrives after it. It still belongs to the segment before the cut (except the frame
+/// that straddles the cut), so every segment starts its audio with its video (no start hole),
+/// and the continuity counters stay unbroken across the whole stream.
+#[test]
+fn audio_sent_behind_the_keyframe_stays_in_the_segment_before_the_cut() {
+    const LAG_MS: u64 = 100;
+    let mut sim = Sim::new(&settings(), "lag");
+    sim.media(true, 0, &avc_header());
+    sim.media(false, 0, &aac_header());
+    let mut next_audio = 0u64;
+    for frame in 0..250u64 {
+        let t = frame * 40;
+        sim.clock = t;
+        sim.media(true, t as u32, &video_tag(frame % 25 == 0, 0, 200));
+        // Audio goes out only once it is LAG_MS behind the video just sent.
+        while next_audio + LAG_MS <= t {
+            sim.media(false, next_audio as u32, &aac_tag(20));
+            next_audio += 23;
+        }
+    }
+    sim.finish();
+    let p = sim.playlist("/hls/lag.m3u8");
+    assert!(p.segments.len() >= 4, "{} segments", p.segments.len());
+    let mut whole = Vec::new();
+    for (i, seg) in p.segments.iter().enumerate() {
+        let bytes = sim.segment_bytes("/hls/lag.m3u8", &seg.uri);
+        whole.extend_from_slice(&bytes);
+        if i == 0 {
+            continue;
+        }
+        let r = demux(&bytes);
+        let first = |pid: u16| {
+            r.pes
+                .iter()
+                .filter(|pes| pes.0 == pid)
+                .map(|pes| pes.1)
+                .min()
+        };
+        let (video, audio) = (first(0x100).expect("video"), first(0x101).expect("audio"));
+        assert!(
+            audio <= video && audio + 24 * 90 >= video,
+            "segment {i}: audio starts at {} ms, its keyframe at {} ms",
+            audio / 90,
+            video / 90
+        );
+    }
+    assert_eq!(demux(&whole).cc_errors, 0, "continuity across segments");
 }
