@@ -1,0 +1,488 @@
+//! Statistics for the `/stat` http handler: a plain-data snapshot of the server and three
+//! renderers of it (the C module's XML, JSON, Prometheus text).
+//!
+//! The glue fills a [`StatSnapshot`] (from this worker, or from shared memory for all workers),
+//! then calls [`render`] with the location's [`StatMask`] and the [`Format`] the request asked
+//! for. Rendering is pure text building: one `String` sized up front, no IO, no clock.
+//! The wire formats are described in `docs/stat.md`.
+
+pub mod json;
+pub mod prometheus;
+pub mod xml;
+
+pub use json::{render_json, render_json_masked};
+pub use prometheus::{render_prometheus, render_prometheus_masked};
+pub use xml::render_xml;
+
+use thiserror::Error;
+
+use crate::rtmp::command::escape_for_log;
+
+/// Everything `/stat` shows, taken at one instant. Counters are totals since start; `bw_*`
+/// values are bits per second (the C module's `bandwidth * 8`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatSnapshot {
+    pub nginx_version: String,
+    /// Shown as `<nginx_rtmp_version>` in XML.
+    pub module_version: String,
+    pub compiler: String,
+    /// Build date, the C module shows `__DATE__ __TIME__` ("Jan  1 2024 12:00:00").
+    pub built: String,
+    pub pid: u32,
+    pub uptime_s: u64,
+    /// Accepted RTMP connections.
+    pub naccepted: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Bits per second.
+    pub bw_in: u64,
+    /// Bits per second.
+    pub bw_out: u64,
+    /// The workers this snapshot covers (XML has no place for them; JSON and Prometheus do).
+    pub workers: Vec<WorkerInfo>,
+    /// One per `rtmp { server { } }`, in configuration order.
+    pub servers: Vec<ServerStat>,
+}
+
+/// One nginx worker process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerInfo {
+    pub pid: u32,
+    pub connections: u64,
+}
+
+/// One `server{}` block; `index` is what `/control?srv=` refers to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerStat {
+    pub index: usize,
+    pub applications: Vec<AppStat>,
+}
+
+/// One `application{}` block.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AppStat {
+    pub name: String,
+    /// `live on` in this application; without it the C module shows no `<live>` element.
+    pub live: bool,
+    pub streams: Vec<StreamStat>,
+}
+
+/// One live stream (a publisher and/or its players).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamStat {
+    pub name: String,
+    /// Milliseconds since the stream was created.
+    pub time_ms: u64,
+    /// Bits per second.
+    pub bw_in: u64,
+    pub bytes_in: u64,
+    /// Bits per second.
+    pub bw_out: u64,
+    pub bytes_out: u64,
+    /// Bits per second of incoming audio.
+    pub bw_audio: u64,
+    /// Bits per second of incoming video.
+    pub bw_video: u64,
+    /// A publisher is attached.
+    pub publishing: bool,
+    /// The stream has started (codec headers seen).
+    pub active: bool,
+    /// Publisher and players; `nclients` is the length of this list.
+    pub clients: Vec<ClientStat>,
+    pub video: Option<VideoMeta>,
+    pub audio: Option<AudioMeta>,
+}
+
+impl StreamStat {
+    /// `<nclients>`: the publisher and the players.
+    pub fn nclients(&self) -> usize {
+        self.clients.len()
+    }
+}
+
+/// One RTMP session attached to a stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientStat {
+    /// nginx's connection number (what `/control?clientid=` matches).
+    pub id: u64,
+    pub address: String,
+    /// Milliseconds since the connection was accepted.
+    pub time_ms: u64,
+    pub flashver: Option<String>,
+    pub pageurl: Option<String>,
+    pub swfurl: Option<String>,
+    /// Frames dropped for this player (slow consumer).
+    pub dropped: u64,
+    /// Audio timestamp minus video timestamp, milliseconds.
+    pub avsync: i64,
+    /// The session's current RTMP timestamp, milliseconds.
+    pub timestamp: u64,
+    pub publishing: bool,
+    pub active: bool,
+    pub worker_pid: u32,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// Video codec parameters of the publisher.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VideoMeta {
+    pub width: u32,
+    pub height: u32,
+    pub frame_rate: f64,
+    /// "H264", "HEVC", "AV1", "On2-VP6", ...; empty when unknown.
+    pub codec: String,
+    /// "Baseline", "Main", "High", ...
+    pub profile: Option<String>,
+    /// AVC profile compatibility byte.
+    pub compat: Option<u32>,
+    /// "3.1".
+    pub level: Option<String>,
+}
+
+/// Audio codec parameters of the publisher.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AudioMeta {
+    /// "AAC", "MP3", "Speex", "Opus", ...; empty when unknown.
+    pub codec: String,
+    /// "LC", "HE", "HEv2", ...
+    pub profile: Option<String>,
+    pub channels: Option<u32>,
+    pub sample_rate: Option<u32>,
+}
+
+/// Why an `rtmp_stat` value was refused.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum StatError {
+    #[error("rtmp_stat needs at least one of \"all\", \"global\", \"live\", \"clients\"")]
+    NoSections,
+    #[error(
+        "invalid rtmp_stat value \"{0}\": it must be one of \"all\", \"global\", \"live\", \"clients\""
+    )]
+    UnknownSection(String),
+}
+
+/// Which parts of the statistics a location shows (`rtmp_stat all|global|live|clients ...`).
+/// As in the C module the header (versions, pid, totals) and the server/application list are
+/// always shown; `play` (VOD sessions) is only reachable through `all`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatMask {
+    pub global: bool,
+    /// Streams of live applications.
+    pub live: bool,
+    /// Per-client details inside streams.
+    pub clients: bool,
+    /// VOD (`play`) sessions.
+    pub play: bool,
+}
+
+impl StatMask {
+    pub const ALL: StatMask = StatMask {
+        global: true,
+        live: true,
+        clients: true,
+        play: true,
+    };
+
+    /// Parses the directive's words; several words accumulate like nginx's bitmask slot.
+    pub fn parse(words: &[&str]) -> Result<StatMask, StatError> {
+        if words.is_empty() {
+            return Err(StatError::NoSections);
+        }
+        let mut m = StatMask::default();
+        for w in words {
+            match *w {
+                "all" => m = StatMask::ALL,
+                "global" => m.global = true,
+                "live" => m.live = true,
+                "clients" => m.clients = true,
+                other => return Err(StatError::UnknownSection(escape_for_log(other))),
+            }
+        }
+        Ok(m)
+    }
+}
+
+impl From<crate::conf::StatMask> for StatMask {
+    fn from(m: crate::conf::StatMask) -> StatMask {
+        use crate::conf::StatMask as C;
+        StatMask {
+            global: m.contains(C::GLOBAL),
+            live: m.contains(C::LIVE),
+            clients: m.contains(C::CLIENTS),
+            play: m.contains(C::PLAY),
+        }
+    }
+}
+
+/// Output format of `/stat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    /// The C module's XML (what `stat.xsl` reads).
+    #[default]
+    Xml,
+    Json,
+    /// Prometheus text exposition format 0.0.4.
+    Prometheus,
+}
+
+impl Format {
+    /// Reads `format=json|prometheus|xml` from a query string; XML when absent or unknown, so
+    /// old `/stat` URLs keep working.
+    pub fn from_query(args: &str) -> Format {
+        Format::from_query_or(args, Format::Xml)
+    }
+
+    /// Like [`Format::from_query`] with another default (`rtmp_stat_format json`).
+    pub fn from_query_or(args: &str, default: Format) -> Format {
+        match crate::control::query_arg(args, "format") {
+            Some(v) if v.eq_ignore_ascii_case("json") => Format::Json,
+            Some(v) if v.eq_ignore_ascii_case("prometheus") => Format::Prometheus,
+            Some(v) if v.eq_ignore_ascii_case("xml") => Format::Xml,
+            _ => default,
+        }
+    }
+
+    /// The Content-Type header value for this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Xml => "text/xml",
+            Format::Json => "application/json",
+            Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+impl From<crate::conf::StatFormat> for Format {
+    fn from(f: crate::conf::StatFormat) -> Format {
+        match f {
+            crate::conf::StatFormat::Xml => Format::Xml,
+            crate::conf::StatFormat::Json => Format::Json,
+        }
+    }
+}
+
+/// Renders `s` in `format`; `stylesheet` only applies to XML.
+pub fn render(
+    s: &StatSnapshot,
+    format: Format,
+    mask: StatMask,
+    stylesheet: Option<&str>,
+) -> String {
+    match format {
+        Format::Xml => render_xml(s, mask, stylesheet),
+        Format::Json => render_json_masked(s, mask),
+        Format::Prometheus => render_prometheus_masked(s, mask),
+    }
+}
+
+/// A rough size of the rendered output, so renderers allocate once.
+pub(crate) fn estimated_len(s: &StatSnapshot) -> usize {
+    let mut n = 1024usize;
+    for srv in &s.servers {
+        n = n.saturating_add(64);
+        for app in &srv.applications {
+            n = n.saturating_add(128 + app.name.len());
+            for st in &app.streams {
+                n = n.saturating_add(1024 + 4 * st.name.len());
+                for c in &st.clients {
+                    let opt = |o: &Option<String>| o.as_deref().map_or(0, str::len);
+                    n = n.saturating_add(
+                        320 + c.address.len() + opt(&c.flashver) + opt(&c.pageurl) + opt(&c.swfurl),
+                    );
+                }
+            }
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A snapshot with two servers, a hostile stream name, a publisher with full metadata and
+    /// a player; shared by the renderer tests.
+    pub(crate) fn sample() -> StatSnapshot {
+        let publisher = ClientStat {
+            id: 7,
+            address: "192.0.2.10".into(),
+            time_ms: 65_000,
+            flashver: Some("FMLE/3.0 (compatible; FMSc/1.0)".into()),
+            pageurl: None,
+            swfurl: Some("rtmp://example.com/live".into()),
+            dropped: 0,
+            avsync: -12,
+            timestamp: 64_900,
+            publishing: true,
+            active: true,
+            worker_pid: 4242,
+            bytes_in: 8_000_000,
+            bytes_out: 3_000,
+        };
+        let player = ClientStat {
+            id: 9,
+            address: "[2001:db8::1]".into(),
+            time_ms: 30_000,
+            flashver: Some("LNX 9,0,124,2".into()),
+            pageurl: Some("http://example.com/?a=1&b=<2>".into()),
+            swfurl: None,
+            dropped: 3,
+            avsync: 0,
+            timestamp: 64_800,
+            publishing: false,
+            active: true,
+            worker_pid: 4243,
+            bytes_in: 400,
+            bytes_out: 7_000_000,
+        };
+        let stream = StreamStat {
+            name: "cam1".into(),
+            time_ms: 65_100,
+            bw_in: 2_500_000,
+            bytes_in: 8_000_000,
+            bw_out: 2_400_000,
+            bytes_out: 7_000_000,
+            bw_audio: 128_000,
+            bw_video: 2_372_000,
+            publishing: true,
+            active: true,
+            clients: vec![publisher, player],
+            video: Some(VideoMeta {
+                width: 1280,
+                height: 720,
+                frame_rate: 29.97,
+                codec: "H264".into(),
+                profile: Some("High".into()),
+                compat: Some(0),
+                level: Some("3.1".into()),
+            }),
+            audio: Some(AudioMeta {
+                codec: "AAC".into(),
+                profile: Some("LC".into()),
+                channels: Some(2),
+                sample_rate: Some(44_100),
+            }),
+        };
+        let hostile = StreamStat {
+            name: "a<b>&\"c'\u{1}\n\td".into(),
+            time_ms: 5,
+            ..StreamStat::default()
+        };
+        StatSnapshot {
+            nginx_version: "1.28.3".into(),
+            module_version: "0.1.0".into(),
+            compiler: "rustc 1.88.0".into(),
+            built: "Jan  1 2025 00:00:00".into(),
+            pid: 4242,
+            uptime_s: 3600,
+            naccepted: 12,
+            bytes_in: 9_000_000,
+            bytes_out: 7_500_000,
+            bw_in: 2_600_000,
+            bw_out: 2_450_000,
+            workers: vec![
+                WorkerInfo {
+                    pid: 4242,
+                    connections: 2,
+                },
+                WorkerInfo {
+                    pid: 4243,
+                    connections: 1,
+                },
+            ],
+            servers: vec![
+                ServerStat {
+                    index: 0,
+                    applications: vec![
+                        AppStat {
+                            name: "live".into(),
+                            live: true,
+                            streams: vec![stream, hostile],
+                        },
+                        AppStat {
+                            name: "vod".into(),
+                            live: false,
+                            streams: vec![],
+                        },
+                    ],
+                },
+                ServerStat {
+                    index: 1,
+                    applications: vec![AppStat {
+                        name: "empty".into(),
+                        live: true,
+                        streams: vec![],
+                    }],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn stat_mask_all_sets_every_section_including_play() {
+        assert_eq!(StatMask::parse(&["all"]), Ok(StatMask::ALL));
+    }
+
+    #[test]
+    fn stat_mask_words_accumulate_and_play_is_only_in_all() {
+        let m = StatMask::parse(&["global", "live"]).unwrap();
+        assert!(m.global && m.live && !m.clients && !m.play);
+        let m = StatMask::parse(&["clients"]).unwrap();
+        assert!(m.clients && !m.live);
+    }
+
+    #[test]
+    fn stat_mask_refuses_unknown_words_and_empty_lists() {
+        assert_eq!(StatMask::parse(&[]), Err(StatError::NoSections));
+        assert!(matches!(
+            StatMask::parse(&["live", "play"]),
+            Err(StatError::UnknownSection(w)) if w == "play"
+        ));
+        let err = StatMask::parse(&["x\ny"]).unwrap_err().to_string();
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn stat_mask_converts_from_the_conf_bitmask() {
+        let c = crate::conf::parse_stat_mask(&["live", "clients"]).unwrap();
+        let m = StatMask::from(c);
+        assert!(m.live && m.clients && !m.global && !m.play);
+        assert_eq!(StatMask::from(crate::conf::StatMask::ALL), StatMask::ALL);
+    }
+
+    #[test]
+    fn format_is_read_from_the_query_and_defaults_to_xml() {
+        assert_eq!(Format::from_query(""), Format::Xml);
+        assert_eq!(Format::from_query("format=json"), Format::Json);
+        assert_eq!(
+            Format::from_query("a=1&format=prometheus"),
+            Format::Prometheus
+        );
+        assert_eq!(Format::from_query("format=xml"), Format::Xml);
+        assert_eq!(Format::from_query("format=yaml"), Format::Xml);
+        assert_eq!(Format::from_query("format=%ZZ"), Format::Xml);
+        assert_eq!(Format::from_query("FORMAT=JSON"), Format::Json);
+        assert_eq!(Format::from_query("xformat=json"), Format::Xml);
+        assert_eq!(Format::from_query_or("", Format::Json), Format::Json);
+        assert_eq!(
+            Format::from_query_or("format=xml", Format::Json),
+            Format::Xml
+        );
+    }
+
+    #[test]
+    fn each_format_has_its_content_type() {
+        assert_eq!(Format::Xml.content_type(), "text/xml");
+        assert_eq!(Format::Json.content_type(), "application/json");
+        assert!(Format::Prometheus.content_type().contains("version=0.0.4"));
+    }
+
+    #[test]
+    fn render_dispatches_on_format() {
+        let s = sample();
+        assert!(render(&s, Format::Xml, StatMask::ALL, None).starts_with("<?xml"));
+        assert!(render(&s, Format::Json, StatMask::ALL, None).starts_with('{'));
+        assert!(render(&s, Format::Prometheus, StatMask::ALL, None).starts_with("# HELP"));
+    }
+}
