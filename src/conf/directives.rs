@@ -11,6 +11,7 @@ use super::{ArgCount, Directive, Support};
 const R_S: &[Context] = &[Rtmp, Server];
 const R_S_A: &[Context] = &[Rtmp, Server, Application];
 const R_S_A_REC: &[Context] = &[Rtmp, Server, Application, Recorder];
+const RTMP: &[Context] = &[Rtmp];
 const SRV: &[Context] = &[Server];
 const APP: &[Context] = &[Application];
 const MAIN: &[Context] = &[Main];
@@ -120,21 +121,29 @@ pub static DIRECTIVES: &[Directive] = &[
     one("session_relay", R_S_A, Flag, Planned),
     one("relay_buffer", R_S, Exactly(1), Planned),
     // Notify and netcall.
-    one("on_connect", R_S, Exactly(1), Planned),
-    one("on_disconnect", R_S, Exactly(1), Planned),
-    one("on_publish", R_S_A, Exactly(1), Planned),
-    one("on_play", R_S_A, Exactly(1), Planned),
-    one("on_publish_done", R_S_A, Exactly(1), Planned),
-    one("on_play_done", R_S_A, Exactly(1), Planned),
-    one("on_done", R_S_A, Exactly(1), Planned),
+    one("on_connect", R_S, Exactly(1), Implemented),
+    one("on_disconnect", R_S, Exactly(1), Implemented),
+    one("on_publish", R_S_A, Exactly(1), Implemented),
+    one("on_play", R_S_A, Exactly(1), Implemented),
+    one("on_publish_done", R_S_A, Exactly(1), Implemented),
+    one("on_play_done", R_S_A, Exactly(1), Implemented),
+    one("on_done", R_S_A, Exactly(1), Implemented),
     one("on_record_done", R_S_A_REC, Exactly(1), Planned),
-    one("on_update", R_S_A, Exactly(1), Planned),
-    one("notify_method", R_S_A, Exactly(1), Planned),
-    one("notify_update_timeout", R_S_A, Exactly(1), Planned),
-    one("notify_update_strict", R_S_A, Flag, Planned),
+    one("on_update", R_S_A, Exactly(1), Implemented),
+    one("notify_method", R_S_A, Exactly(1), Implemented),
+    one("notify_update_timeout", R_S_A, Exactly(1), Implemented),
+    one("notify_update_strict", R_S_A, Flag, Implemented),
     one("notify_relay_redirect", R_S_A, Flag, Planned),
-    one("netcall_timeout", R_S, Exactly(1), Planned),
-    one("netcall_buffer", R_S, Exactly(1), Planned),
+    one("netcall_timeout", R_S, Exactly(1), Implemented),
+    one("netcall_buffer", R_S, Exactly(1), Implemented),
+    // nginx-rtmp-rs's own: https callbacks.
+    one("notify_ssl_verify", RTMP, Flag, Implemented),
+    one(
+        "notify_ssl_trusted_certificate",
+        RTMP,
+        Exactly(1),
+        Implemented,
+    ),
     // Exec.
     many("exec", R_S_A, AtLeast(1), Planned),
     many("exec_push", R_S_A, AtLeast(1), Planned),
@@ -185,8 +194,8 @@ pub static DIRECTIVES: &[Directive] = &[
     one("dash_nested", R_S_A, Flag, Implemented),
     one("dash_cleanup", R_S_A, Flag, Implemented),
     // Access log.
-    many("access_log", R_S_A, Between(1, 2), Planned),
-    many("log_format", R_S_A, AtLeast(2), Planned),
+    many("access_log", R_S_A, Between(1, 2), Implemented),
+    many("log_format", R_S_A, AtLeast(2), Implemented),
     // Multi-worker relays of the C module (main context, outside rtmp{}).
     one("rtmp_auto_push", MAIN, Flag, Unneeded(AUTO_PUSH)),
     one(
@@ -212,9 +221,9 @@ pub static DIRECTIVES: &[Directive] = &[
     one("hls_nested_index_filename", R_S_A, Exactly(1), Implemented),
     one("log_interval", R_S_A, Exactly(1), Planned),
     one("log_size", R_S_A, Exactly(1), Planned),
-    one("notify_no_resolve", R_S_A, Flag, Planned),
-    one("resolver", R_S_A, AtLeast(1), Planned),
-    one("resolver_timeout", R_S_A, Exactly(1), Planned),
+    one("notify_no_resolve", R_S_A, Flag, Implemented),
+    one("resolver", R_S_A, AtLeast(1), Implemented),
+    one("resolver_timeout", R_S_A, Exactly(1), Implemented),
     one("tcp_nodelay", R_S_A, Flag, Planned),
     one("tcp_nopush", R_S_A, Flag, Planned),
     one("send_timeout", R_S_A, Exactly(1), Planned),
@@ -400,11 +409,14 @@ mod tests {
         "record_interval_size",
     ];
 
+    /// Directives of our own, for what the C module cannot do (https callbacks).
+    const OWN: &[&str] = &["notify_ssl_verify", "notify_ssl_trusted_certificate"];
+
     #[test]
     fn table_holds_exactly_the_c_module_and_fork_directives() {
         assert_eq!(C_MODULE.len() + BLOCKS.len(), 117);
         assert_eq!(FORKS.len(), 29);
-        let mut expected: Vec<&str> = C_MODULE.iter().chain(FORKS).copied().collect();
+        let mut expected: Vec<&str> = C_MODULE.iter().chain(FORKS).chain(OWN).copied().collect();
         expected.sort_unstable();
         let mut actual: Vec<&str> = DIRECTIVES.iter().map(|d| d.name).collect();
         actual.sort_unstable();
@@ -423,7 +435,7 @@ mod tests {
     }
 
     #[test]
-    fn implemented_set_is_core_live_access_hls_and_dash() {
+    fn implemented_set_is_core_live_access_hls_dash_and_notify() {
         let mut implemented: Vec<&str> = DIRECTIVES
             .iter()
             .filter(|d| d.support == Implemented)
@@ -483,6 +495,26 @@ mod tests {
             "dash_cleanup",
             "dash_clock_compensation",
             "dash_clock_helper_uri",
+            "on_connect",
+            "on_disconnect",
+            "on_publish",
+            "on_play",
+            "on_publish_done",
+            "on_play_done",
+            "on_done",
+            "on_update",
+            "notify_method",
+            "notify_update_timeout",
+            "notify_update_strict",
+            "netcall_timeout",
+            "netcall_buffer",
+            "notify_no_resolve",
+            "resolver",
+            "resolver_timeout",
+            "notify_ssl_verify",
+            "notify_ssl_trusted_certificate",
+            "access_log",
+            "log_format",
         ];
         expected.sort_unstable();
         assert_eq!(implemented, expected);

@@ -241,6 +241,8 @@ conf_group! {
             netcall_buffer: u64,
             send_redirect: bool,
             no_resolve: bool,
+            ssl_verify: bool,
+            ssl_trusted_certificate: String,
         }
         append {}
         replace {}
@@ -846,6 +848,10 @@ impl RtmpConf {
             "netcall_buffer" => put(&mut nt.netcall_buffer, d, || size(d, v)),
             "notify_send_redirect" => overwrite(&mut nt.send_redirect, d, || flag(d, v)),
             "notify_no_resolve" => put(&mut nt.no_resolve, d, || flag(d, v)),
+            "notify_ssl_verify" => put(&mut nt.ssl_verify, d, || flag(d, v)),
+            "notify_ssl_trusted_certificate" => {
+                put(&mut nt.ssl_trusted_certificate, d, || Ok(v.to_owned()))
+            }
 
             // Exec.
             "exec" | "exec_push" => push_exec(&mut ex.push, args),
@@ -1113,6 +1119,8 @@ impl RtmpConf {
             netcall_buffer: n.netcall_buffer.unwrap_or(1024),
             send_redirect: n.send_redirect.unwrap_or(false),
             no_resolve: n.no_resolve.unwrap_or(true),
+            ssl_verify: n.ssl_verify.unwrap_or(true),
+            ssl_trusted_certificate: n.ssl_trusted_certificate.clone(),
         };
 
         let e = &self.exec;
@@ -1347,6 +1355,8 @@ mod tests {
         ("notify_method", &["get"]),
         ("notify_update_timeout", &["10s"]),
         ("notify_update_strict", &["on"]),
+        ("notify_ssl_verify", &["off"]),
+        ("notify_ssl_trusted_certificate", &["/etc/ssl/ca.pem"]),
         ("notify_relay_redirect", &["on"]),
         ("netcall_timeout", &["5s"]),
         ("netcall_buffer", &["4k"]),

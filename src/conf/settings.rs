@@ -256,6 +256,10 @@ pub struct NotifySettings {
     pub send_redirect: bool,
     /// `notify_no_resolve` (on; nginx-http-flv-module).
     pub no_resolve: bool,
+    /// `notify_ssl_verify` (on): check https callbacks' certificates and host names.
+    pub ssl_verify: bool,
+    /// `notify_ssl_trusted_certificate` (none): extra CA certificates for https callbacks.
+    pub ssl_trusted_certificate: Option<String>,
 }
 
 /// One resolved `exec*` line: with `exec_options on`, `name=` arguments become filters.

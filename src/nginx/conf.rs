@@ -550,6 +550,11 @@ unsafe fn build_runtime(
     if tree.servers.is_empty() {
         return CONF_OK;
     }
+    let top = tree.main.resolve();
+    super::netcall::set_tls_settings(super::netcall::TlsSettings {
+        verify: top.notify.ssl_verify,
+        trusted: top.notify.ssl_trusted_certificate.clone(),
+    });
     let mut seen: Vec<(model::ListenSpec, usize)> = Vec::new();
     for (index, server) in tree.servers.iter_mut().enumerate() {
         server.conf.merge_from(&tree.main);
@@ -580,12 +585,28 @@ unsafe fn build_runtime(
                     };
                 }
             }
+            for log in &settings.log.access_logs {
+                // SAFETY: cf is live.
+                if let Err(e) = unsafe { super::logfile::open(cf, log.path.as_deref()) } {
+                    return unsafe { conf_error(cf, &e) };
+                }
+            }
+            // SAFETY: cf is live.
+            if let Err(e) = unsafe { prepare_callbacks(cf, &settings) } {
+                return unsafe { conf_error(cf, &format!("application \"{}\": {e}", app.name)) };
+            }
             apps.push(AppConfig {
                 name: app.name.clone(),
                 settings,
             });
         }
         let settings = server.conf.resolve();
+        for log in &settings.log.access_logs {
+            // SAFETY: cf is live.
+            if let Err(e) = unsafe { super::logfile::open(cf, log.path.as_deref()) } {
+                return unsafe { conf_error(cf, &e) };
+            }
+        }
         let mut listens = server.conf.listens.clone();
         if listens.is_empty() {
             // Like http's implicit "listen 80": a server{} without listen takes the RTMP port.
@@ -643,6 +664,83 @@ unsafe fn build_runtime(
         main.servers.push(runtime);
     }
     CONF_OK
+}
+
+/// Makes callback hosts reachable without blocking a worker: with `resolver`, an nginx
+/// resolver (queried at each call); without, the addresses looked up now, as the C module does.
+///
+/// # Safety
+/// `cf` is nginx's live configuration parser.
+unsafe fn prepare_callbacks(cf: *mut ngx_conf_t, settings: &model::Settings) -> Result<(), String> {
+    use std::net::{IpAddr, ToSocketAddrs};
+    let n = &settings.notify;
+    let urls = [
+        &n.on_connect,
+        &n.on_disconnect,
+        &n.on_publish,
+        &n.on_play,
+        &n.on_publish_done,
+        &n.on_play_done,
+        &n.on_done,
+        &n.on_update,
+    ];
+    for url in urls.into_iter().flatten() {
+        if url.host.parse::<IpAddr>().is_ok() {
+            continue;
+        }
+        let resolver = &settings.net.resolver;
+        if !resolver.is_empty() {
+            // SAFETY: guaranteed by the caller.
+            unsafe { make_resolver(cf, resolver)? };
+            continue;
+        }
+        match (url.host.as_str(), url.port).to_socket_addrs() {
+            Ok(found) => {
+                let ips: Vec<IpAddr> = found.map(|a| a.ip()).collect();
+                super::netcall::remember_host(&url.host, ips);
+            }
+            Err(e) if n.no_resolve => {
+                let msg = format!(
+                    "host \"{}\" of callback \"{}\" not found now ({e}); calls to it will fail",
+                    url.host, url.url
+                );
+                // SAFETY: cf is live.
+                unsafe { conf_log(cf, ngx::ffi::NGX_LOG_WARN, &msg) };
+            }
+            Err(e) => return Err(format!("host not found in callback \"{}\": {e}", url.url)),
+        }
+    }
+    Ok(())
+}
+
+/// Creates (once per set of arguments) the nginx resolver for a `resolver` directive.
+///
+/// # Safety
+/// `cf` is nginx's live configuration parser.
+unsafe fn make_resolver(cf: *mut ngx_conf_t, args: &[String]) -> Result<(), String> {
+    // SAFETY (whole fn): strings are copied into the cycle pool, which outlives the resolver.
+    unsafe {
+        let key = args.join(" ");
+        let cycle = (*cf).cycle.cast();
+        if super::netcall::has_resolver(&key, cycle) {
+            return Ok(());
+        }
+        let mut names: Vec<ngx_str_t> = Vec::with_capacity(args.len());
+        for a in args {
+            let data = ngx::ffi::ngx_pnalloc((*cf).pool, a.len()) as *mut u8;
+            if data.is_null() {
+                return Err("out of memory".into());
+            }
+            ptr::copy_nonoverlapping(a.as_ptr(), data, a.len());
+            names.push(ngx_str_t { len: a.len(), data });
+        }
+        let r = ngx::ffi::ngx_resolver_create(cf, names.as_mut_ptr(), names.len() as ngx_uint_t);
+        if r.is_null() {
+            return Err(format!("invalid resolver \"{}\"", args.join(" ")));
+        }
+        super::netcall::remember_resolver(&key, cycle, r);
+        Ok(())
+    }
 }
 
 unsafe fn add_listening(
@@ -710,7 +808,7 @@ unsafe fn add_listening(
     }
 }
 
-fn sockaddr_from(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+pub(super) fn sockaddr_from(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
     let mut storage: libc::sockaddr_storage = unsafe { core::mem::zeroed() };
     match addr {

@@ -47,7 +47,7 @@ thread_local! {
     static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
 }
 
-fn with_worker<T>(f: impl FnOnce(&mut Worker) -> T) -> T {
+pub(super) fn with_worker<T>(f: impl FnOnce(&mut Worker) -> T) -> T {
     WORKER.with(|w| {
         let mut w = w.borrow_mut();
         let tp = ngx::ffi::ngx_timeofday();
@@ -90,6 +90,8 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             // Pending deletions must not keep an exiting worker alive.
             (*ev).set_cancelable(1);
             ngx::ffi::ngx_add_timer(ev, HOUSEKEEPING_MS as ngx::ffi::ngx_msec_t);
+            let tz = (*ngx::ffi::ngx_cached_time).gmtoff as i32;
+            with_worker(|w| w.set_tz_offset(tz));
         }
         NGX_OK as ngx_int_t
     })
@@ -320,13 +322,29 @@ extern "C" fn tick_handler(ev: *mut ngx_event_t) {
 /// Applies what the worker asked for: log lines, wake-ups of other clients, closes.
 /// Returns false if `c` itself was closed (the caller must not touch it any more).
 unsafe fn finish_outcome(c: *mut ngx_connection_t, self_id: u64, outcome: Outcome) -> bool {
-    // SAFETY (whole fn): c is live on entry; connections found in CONNS are live.
+    // SAFETY: c is live on entry.
+    unsafe {
+        dispatch(Some(self_id), (*c).log, outcome);
+        flush(c)
+    }
+}
+
+/// Applies an outcome that no connection's handler is running for (a callback's answer).
+pub(super) fn apply_outcome(outcome: Outcome) {
+    // SAFETY: ngx_cycle is live in a worker; dispatch only touches live connections.
+    unsafe { dispatch(None, (*ngx::ffi::ngx_cycle).log, outcome) }
+}
+
+/// Logs, closes and wakes what `outcome` names (except flushing `self_id`, which the caller
+/// does), and starts its HTTP callbacks.
+unsafe fn dispatch(self_id: Option<u64>, fallback_log: *mut ngx_log_t, outcome: Outcome) {
+    // SAFETY (whole fn): connections found in CONNS are live.
     unsafe {
         for line in &outcome.logs {
             let level = level_of(line.level);
             let target: *mut ngx_log_t = match line.client.and_then(conn_of) {
                 Some(other) => (*other).log,
-                None => (*c).log,
+                None => fallback_log,
             };
             log(level, target, &line.text);
         }
@@ -337,12 +355,12 @@ unsafe fn finish_outcome(c: *mut ngx_connection_t, self_id: u64, outcome: Outcom
             if matches!(mode, CloseMode::Now) {
                 with_worker(|w| w.discard_output(id));
             }
-            if id != self_id {
+            if Some(id) != self_id {
                 ngx_post_event((*other).write, ptr::addr_of_mut!(ngx_posted_events));
             }
         }
         for id in outcome.wake {
-            if id == self_id {
+            if Some(id) == self_id {
                 continue;
             }
             if let Some(other) = conn_of(id) {
@@ -352,7 +370,8 @@ unsafe fn finish_outcome(c: *mut ngx_connection_t, self_id: u64, outcome: Outcom
                 }
             }
         }
-        flush(c)
+        super::logfile::write(outcome.access);
+        super::netcall::start_all(outcome.calls);
     }
 }
 
@@ -466,5 +485,7 @@ unsafe fn close(c: *mut ngx_connection_t, reason: &str) {
         for line in outcome.logs {
             super::util::log_cycle(level_of(line.level), &line.text);
         }
+        super::logfile::write(outcome.access);
+        super::netcall::start_all(outcome.calls);
     }
 }

@@ -9,6 +9,8 @@
 mod conf;
 mod conn;
 mod http;
+mod logfile;
+mod netcall;
 mod util;
 
 use core::ffi::c_char;

@@ -70,7 +70,14 @@ pub enum SessionError {
     NotConnected(&'static str),
     #[error("media from a client that is not publishing")]
     NotPublishing,
+    #[error("more than {MAX_HELD_INPUT} bytes sent while waiting for a decision (on_connect, on_publish, on_play)")]
+    HeldInputTooLarge,
 }
+
+/// Input kept undecoded while `connect`/`publish`/`play` waits for its answer (a callback):
+/// about 10 s of a 6 Mbit/s stream, so a quick "yes" loses nothing, and a client cannot make
+/// us hold more than this.
+pub const MAX_HELD_INPUT: usize = 8 * 1024 * 1024;
 
 /// Decisions the application layer must take, in the order the client asked.
 #[derive(Debug, Clone)]
@@ -227,6 +234,9 @@ impl Session {
         }
         self.inbuf.extend_from_slice(data);
         self.resume(events)?;
+        if self.decision_pending() && self.inbuf.len() > MAX_HELD_INPUT {
+            return Err(SessionError::HeldInputTooLarge);
+        }
         if self.peer_window > 0 && self.received - self.acked >= u64::from(self.peer_window) {
             self.acked = self.received;
             chunk::acknowledgement(&mut self.out, self.received as u32);

@@ -4,8 +4,11 @@
 //! [`Worker::output_slices`] returns; everything it must do besides writing comes back as an
 //! [`Outcome`].
 
+mod notify;
 mod outputs;
+mod stat;
 
+pub use notify::NetCall;
 pub use outputs::Outputs;
 
 use std::collections::{HashMap, VecDeque};
@@ -17,6 +20,7 @@ use bytes::Bytes;
 
 use crate::conf::{access_allowed, Action, Meta, Settings};
 use crate::live::{ClientId, FrameKind, Hub, LiveError, PlayerNotice, PlayerOptions, StreamKey};
+use crate::notify::Call;
 use crate::rtmp::chunk;
 use crate::rtmp::command::{self, validate_name, NameKind};
 use crate::rtmp::session::{Session, SessionConfig, SessionEvent, TickVerdict};
@@ -93,6 +97,17 @@ pub struct Outcome {
     pub wake: Vec<ClientId>,
     pub close: Vec<(ClientId, CloseMode, String)>,
     pub logs: Vec<LogLine>,
+    /// HTTP callbacks to perform; answer each with [`Worker::on_call_done`].
+    pub calls: Vec<NetCall>,
+    /// RTMP access log lines to append.
+    pub access: Vec<AccessLine>,
+}
+
+/// One line for an `access_log` file (`None`: nginx's default http access log).
+#[derive(Debug, Clone)]
+pub struct AccessLine {
+    pub path: Option<String>,
+    pub line: String,
 }
 
 impl Outcome {
@@ -133,9 +148,33 @@ struct Client {
     out: VecDeque<Bytes>,
     out_offset: usize,
     last_media_ms: u64,
+    /// What callbacks say about this client (filled at `connect`).
+    vars: crate::notify::SessionVars,
+    /// `?args` of the `connect` (forwarded to `on_connect`).
+    connect_args: String,
+    /// The stream being published or played, with its `?args`.
+    stream: Option<command::StreamName>,
+    next_update_ms: Option<u64>,
+    connected_ms: u64,
+    /// Timestamp of the publisher's last media message (`on_update`'s `timestamp`).
+    last_timestamp: u32,
+    /// For the access log: the last stream name used, and what the client did.
+    logged_stream: Option<command::StreamName>,
+    played: bool,
+    published: bool,
+    /// Traffic counters for /stat.
+    counters: stat::ClientCounters,
 }
 
 impl Client {
+    /// Schedules `on_update` (if configured) one period from now.
+    fn start_updates(&mut self, now_ms: u64) {
+        self.next_update_ms = self
+            .app_settings()
+            .filter(|s| s.notify.on_update.is_some())
+            .map(|s| now_ms.saturating_add(s.notify.update_timeout_ms.max(1)));
+    }
+
     fn app_settings(&self) -> Option<&Settings> {
         self.app
             .and_then(|i| self.server.apps.get(i))
@@ -178,6 +217,14 @@ pub struct Worker {
     outputs: Outputs,
     /// Randomness for keys (the glue passes the OS's); tests get a fixed sequence.
     random: RandomSource,
+    /// Callbacks in flight.
+    calls: HashMap<u64, notify::PendingCall>,
+    next_call_token: u64,
+    /// (monotonic ms, Unix ms) at the last sync, and the local time zone, for the access log.
+    wall_clock: (u64, u64),
+    tz_offset_min: i32,
+    /// Totals and bandwidth meter for /stat.
+    counters: stat::WorkerCounters,
 }
 
 impl Default for Worker {
@@ -188,6 +235,11 @@ impl Default for Worker {
             clients: HashMap::new(),
             events: Vec::new(),
             outputs: Outputs::default(),
+            calls: HashMap::new(),
+            next_call_token: 1,
+            wall_clock: (0, 0),
+            tz_offset_min: 0,
+            counters: stat::WorkerCounters::default(),
             random: Box::new(move |buf: &mut [u8]| {
                 for b in buf {
                     state ^= state << 13;
@@ -221,6 +273,7 @@ impl Worker {
 
     /// Wall-clock time (for playlists' PROGRAM-DATE-TIME) at monotonic time `mono_ms`.
     pub fn sync_wall_clock(&mut self, mono_ms: u64, unix_ms: u64) {
+        self.wall_clock = (mono_ms, unix_ms);
         self.outputs.sync_wall_clock(mono_ms, unix_ms);
     }
 
@@ -256,8 +309,23 @@ impl Worker {
                 out: VecDeque::new(),
                 out_offset: 0,
                 last_media_ms: now_ms,
+                vars: crate::notify::SessionVars {
+                    addr: peer.map_or(String::new(), |p| p.to_string()),
+                    clientid: id,
+                    ..Default::default()
+                },
+                connect_args: String::new(),
+                stream: None,
+                next_update_ms: None,
+                connected_ms: now_ms,
+                last_timestamp: 0,
+                logged_stream: None,
+                played: false,
+                published: false,
+                counters: stat::ClientCounters::default(),
             },
         );
+        self.counters.accepted();
         first_tick
     }
 
@@ -266,9 +334,34 @@ impl Worker {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
+        self.counters.received(&mut client.counters, data.len());
         let mut events = std::mem::take(&mut self.events);
         events.clear();
-        let mut result = client.session.on_input(data, now_ms, &mut events);
+        let result = client.session.on_input(data, now_ms, &mut events);
+        self.process(id, events, result, now_ms, outcome);
+    }
+
+    /// Decodes what the session of `id` holds behind a decision that was just taken.
+    fn resume_session(&mut self, id: ClientId, now_ms: u64, outcome: &mut Outcome) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
+        let result = client.session.resume(&mut events);
+        self.process(id, events, result, now_ms, outcome);
+    }
+
+    /// Answers the session's events, then the ones decoded behind them, and closes the client
+    /// on a session error or unread replies.
+    fn process(
+        &mut self,
+        id: ClientId,
+        mut events: Vec<SessionEvent>,
+        mut result: Result<(), crate::rtmp::session::SessionError>,
+        now_ms: u64,
+        outcome: &mut Outcome,
+    ) {
         // Answer each batch of decisions, then let the session decode what was queued behind
         // them (commands and media pipelined in the same read).
         while !events.is_empty() {
@@ -308,8 +401,15 @@ impl Worker {
     fn on_event(&mut self, id: ClientId, event: SessionEvent, now_ms: u64, outcome: &mut Outcome) {
         match event {
             SessionEvent::Connect(req) => self.on_connect(id, req, outcome),
-            SessionEvent::Publish { name, .. } => self.on_publish(id, name, now_ms, outcome),
-            SessionEvent::Play { name, reset, .. } => self.on_play(id, name, reset, outcome),
+            SessionEvent::Publish { name, publish_type } => {
+                self.on_publish(id, name, publish_type, now_ms, outcome)
+            }
+            SessionEvent::Play {
+                name,
+                start,
+                duration,
+                reset,
+            } => self.on_play(id, name, (start, duration, reset), now_ms, outcome),
             SessionEvent::Pause(paused) => self.on_pause(id, paused, outcome),
             SessionEvent::StreamClosed => self.end_role(id, now_ms, outcome),
             SessionEvent::Metadata(payload) => {
@@ -352,7 +452,18 @@ impl Worker {
         match client.server.app(&app_name) {
             Some(index) => {
                 client.app = Some(index);
-                client.session.accept_connect();
+                client.vars.app = app_name;
+                client.vars.flashver = req.flash_ver;
+                client.vars.swfurl = req.swf_url;
+                client.vars.tcurl = req.tc_url;
+                client.vars.pageurl = req.page_url;
+                client.connect_args = req.app_args;
+                let waiting = notify::Waiting::Connect;
+                if !self.start_call(id, Call::Connect, None, vec![], waiting, outcome) {
+                    if let Some(client) = self.clients.get_mut(&id) {
+                        client.session.accept_connect();
+                    }
+                }
             }
             None => {
                 outcome.log(
@@ -413,26 +524,77 @@ impl Worker {
         ))
     }
 
+    /// `publish`: checks the name and allow/deny rules, asks `on_publish` if configured
+    /// (the session waits), then publishes.
     fn on_publish(
         &mut self,
         id: ClientId,
         name: command::StreamName,
+        kind: String,
+        now_ms: u64,
+        outcome: &mut Outcome,
+    ) {
+        if let Err(refusal) = self.admit(id, &name.name, Action::Publish, outcome) {
+            self.refuse(id, Action::Publish, refusal, outcome);
+            return;
+        }
+        let extras = vec![("type".to_string(), kind.clone())];
+        let waiting = notify::Waiting::Publish {
+            name: name.clone(),
+            kind: kind.clone(),
+        };
+        if self.start_call(id, Call::Publish, Some(&name), extras, waiting, outcome) {
+            return;
+        }
+        self.complete_publish(id, name, &kind, now_ms, outcome);
+    }
+
+    fn refuse(&mut self, id: ClientId, action: Action, refusal: Refusal, outcome: &mut Outcome) {
+        let (code, reason) = match (&refusal, action) {
+            (Refusal::BadName(r), Action::Publish) => (command::NS_PUBLISH_BAD_NAME, r),
+            (Refusal::Denied(r), Action::Publish) => (command::NS_PUBLISH_DENIED, r),
+            (Refusal::BadName(r) | Refusal::Denied(r), Action::Play) => {
+                (command::NS_PLAY_FAILED, r)
+            }
+        };
+        if action == Action::Publish {
+            self.refuse_publish(id, code, reason, outcome);
+        } else {
+            self.refuse_play(id, code, reason, outcome);
+        }
+    }
+
+    fn refuse_publish(&mut self, id: ClientId, code: &str, reason: &str, outcome: &mut Outcome) {
+        if let Some(c) = self.clients.get_mut(&id) {
+            c.session.reject_publish(code, reason);
+        }
+        outcome
+            .close
+            .push((id, CloseMode::AfterFlush, "publish refused".into()));
+    }
+
+    fn refuse_play(&mut self, id: ClientId, code: &str, reason: &str, outcome: &mut Outcome) {
+        if let Some(c) = self.clients.get_mut(&id) {
+            c.session.reject_play(code, reason);
+        }
+        outcome
+            .close
+            .push((id, CloseMode::AfterFlush, "play refused".into()));
+    }
+
+    /// Publishes `name` (after `on_publish` allowed it, or renamed it).
+    fn complete_publish(
+        &mut self,
+        id: ClientId,
+        name: command::StreamName,
+        _kind: &str,
         now_ms: u64,
         outcome: &mut Outcome,
     ) {
         let key = match self.admit(id, &name.name, Action::Publish, outcome) {
             Ok(key) => key,
             Err(refusal) => {
-                if let Some(c) = self.clients.get_mut(&id) {
-                    let (code, reason) = match &refusal {
-                        Refusal::BadName(r) => (command::NS_PUBLISH_BAD_NAME, r),
-                        Refusal::Denied(r) => (command::NS_PUBLISH_DENIED, r),
-                    };
-                    c.session.reject_publish(code, reason);
-                }
-                outcome
-                    .close
-                    .push((id, CloseMode::AfterFlush, "publish refused".into()));
+                self.refuse(id, Action::Publish, refusal, outcome);
                 return;
             }
         };
@@ -441,6 +603,11 @@ impl Worker {
                 if let Some(c) = self.clients.get_mut(&id) {
                     c.session.accept_publish(&name.name);
                     c.role = Role::Publisher(key.clone());
+                    c.counters.role_since_ms = now_ms;
+                    c.start_updates(now_ms);
+                    c.stream = Some(name.clone());
+                    c.logged_stream = Some(name.clone());
+                    c.published = true;
                     // drop_idle_publisher counts from the publish, not from the connect.
                     c.last_media_ms = now_ms;
                     if let Some(settings) = c.app_settings() {
@@ -477,22 +644,49 @@ impl Worker {
         }
     }
 
+    /// `play`: checks the name and allow/deny rules, asks `on_play` if configured (the
+    /// session waits), then joins the stream.
     fn on_play(
         &mut self,
         id: ClientId,
         name: command::StreamName,
+        (start, duration, reset): (f64, f64, bool),
+        now_ms: u64,
+        outcome: &mut Outcome,
+    ) {
+        if let Err(refusal) = self.admit(id, &name.name, Action::Play, outcome) {
+            self.refuse(id, Action::Play, refusal, outcome);
+            return;
+        }
+        // As the C module: whole numbers, reset as 0/1.
+        let extras = vec![
+            ("start".to_string(), (start as i64).to_string()),
+            ("duration".to_string(), (duration as i64).to_string()),
+            ("reset".to_string(), u8::from(reset).to_string()),
+        ];
+        let waiting = notify::Waiting::Play {
+            name: name.clone(),
+            reset,
+        };
+        if self.start_call(id, Call::Play, Some(&name), extras, waiting, outcome) {
+            return;
+        }
+        self.complete_play(id, name, reset, now_ms, outcome);
+    }
+
+    /// Joins `name` (after `on_play` allowed it, or renamed it).
+    fn complete_play(
+        &mut self,
+        id: ClientId,
+        name: command::StreamName,
         reset: bool,
+        now_ms: u64,
         outcome: &mut Outcome,
     ) {
         let key = match self.admit(id, &name.name, Action::Play, outcome) {
             Ok(key) => key,
-            Err(Refusal::BadName(reason) | Refusal::Denied(reason)) => {
-                if let Some(c) = self.clients.get_mut(&id) {
-                    c.session.reject_play(command::NS_PLAY_FAILED, &reason);
-                }
-                outcome
-                    .close
-                    .push((id, CloseMode::AfterFlush, "play refused".into()));
+            Err(refusal) => {
+                self.refuse(id, Action::Play, refusal, outcome);
                 return;
             }
         };
@@ -526,6 +720,11 @@ impl Worker {
                 client.session.accept_play(&name.name, reset);
                 client.collect_output();
                 client.role = Role::Player(key.clone());
+                client.counters.role_since_ms = now_ms;
+                client.start_updates(now_ms);
+                client.stream = Some(name.clone());
+                client.logged_stream = Some(name.clone());
+                client.played = true;
                 outcome.log(
                     LogLevel::Info,
                     id,
@@ -604,6 +803,8 @@ impl Worker {
         }
         if kind != FrameKind::Data {
             client.last_media_ms = now_ms;
+            client.last_timestamp = timestamp;
+            client.counters.media(kind, payload.len());
         }
         match kind {
             FrameKind::Audio | FrameKind::Video => {
@@ -626,7 +827,14 @@ impl Worker {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
-        match std::mem::replace(&mut client.role, Role::None) {
+        let stream = client.stream.take();
+        client.next_update_ms = None;
+        let role = std::mem::replace(&mut client.role, Role::None);
+        if let (Some(name), Role::Publisher(_) | Role::Player(_)) = (&stream, &role) {
+            let publisher = matches!(role, Role::Publisher(_));
+            self.calls_for_end(id, publisher, name, outcome);
+        }
+        match role {
             Role::Publisher(key) => {
                 let notices = self.hub.unpublish(&key, id);
                 self.outputs.unpublish(&key, now_ms, &mut outcome.logs);
@@ -747,6 +955,9 @@ impl Worker {
         if !client.out.is_empty() {
             outcome.wake.push(id);
         }
+        if let Some(update) = self.update_due(id, now_ms, outcome) {
+            next = next.min(update);
+        }
         Some(next)
     }
 
@@ -775,6 +986,7 @@ impl Worker {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
+        self.counters.sent(&mut client.counters, written);
         while written > 0 {
             let Some(front) = client.out.front() else {
                 break;
@@ -816,7 +1028,69 @@ impl Worker {
     /// The connection is gone.
     pub fn disconnect(&mut self, id: ClientId, now_ms: u64, outcome: &mut Outcome) {
         self.end_role(id, now_ms, outcome);
-        self.clients.remove(&id);
+        if self.clients.get(&id).is_some_and(|c| c.app.is_some()) {
+            let waiting = notify::Waiting::Nothing;
+            self.start_call(id, Call::Disconnect, None, vec![], waiting, outcome);
+        }
+        if let Some(client) = self.clients.remove(&id) {
+            self.access_log(id, &client, now_ms, outcome);
+        }
+    }
+
+    /// Local time zone offset (minutes east of UTC) for the access log's `$time_local`.
+    pub fn set_tz_offset(&mut self, minutes: i32) {
+        self.tz_offset_min = minutes;
+    }
+
+    /// One line per `access_log` of the client's application (or server) when it leaves, as
+    /// the C module writes them.
+    fn access_log(&self, id: ClientId, client: &Client, now_ms: u64, outcome: &mut Outcome) {
+        use crate::accesslog::{command_name, LogFormat, LogRecord};
+        let settings = client.app_settings().unwrap_or(&client.server.settings);
+        let logs = &settings.log;
+        if logs.access_logs.is_empty() {
+            return;
+        }
+        let (name, args) = client
+            .logged_stream
+            .as_ref()
+            .map_or((String::new(), String::new()), |n| {
+                (n.name.clone(), n.args.clone())
+            });
+        let record = LogRecord {
+            connection: id,
+            remote_addr: client.vars.addr.clone(),
+            app: client.vars.app.clone(),
+            name,
+            args,
+            flashver: client.vars.flashver.clone(),
+            swfurl: client.vars.swfurl.clone(),
+            tcurl: client.vars.tcurl.clone(),
+            pageurl: client.vars.pageurl.clone(),
+            command: command_name(client.played, client.published).to_string(),
+            bytes_sent: client.counters.bytes_out,
+            bytes_received: client.counters.bytes_in,
+            unix_ms: self.unix_ms(now_ms),
+            tz_offset_min: self.tz_offset_min,
+            session_ms: now_ms.saturating_sub(client.connected_ms),
+        };
+        for log in &logs.access_logs {
+            let Some(format) = logs.format(&log.format) else {
+                continue;
+            };
+            let mut line = String::new();
+            LogFormat::from_ops(format.ops.clone()).render(&record, &mut line);
+            outcome.access.push(AccessLine {
+                path: log.path.clone(),
+                line,
+            });
+        }
+    }
+
+    /// Wall-clock milliseconds at monotonic `now_ms` (from the last [`Worker::sync_wall_clock`]).
+    fn unix_ms(&self, now_ms: u64) -> u64 {
+        let (mono, unix) = self.wall_clock;
+        unix.saturating_add(now_ms.saturating_sub(mono))
     }
 
     pub fn client_count(&self) -> usize {

@@ -25,9 +25,9 @@ use crate::rtmp::amf0;
 // ---------------------------------------------------------------------------------------------
 // Configuration helpers
 
-type Directives<'a> = &'a [(&'a str, &'a [&'a str])];
+pub(super) type Directives<'a> = &'a [(&'a str, &'a [&'a str])];
 
-fn conf(directives: Directives) -> RtmpConf {
+pub(super) fn conf(directives: Directives) -> RtmpConf {
     let mut c = RtmpConf::default();
     for (name, args) in directives {
         c.apply(name, args)
@@ -38,7 +38,10 @@ fn conf(directives: Directives) -> RtmpConf {
 
 /// A `server {}` with `server_directives` and one `application live {}` with `live on` plus
 /// `app_directives` (merged with the server level, as nginx does).
-fn server_with(server_directives: Directives, app_directives: Directives) -> Rc<ServerConfig> {
+pub(super) fn server_with(
+    server_directives: Directives,
+    app_directives: Directives,
+) -> Rc<ServerConfig> {
     let server = conf(server_directives);
     let mut app = conf(app_directives);
     if !app_directives.iter().any(|(name, _)| *name == "live") {
@@ -59,21 +62,21 @@ fn default_server() -> Rc<ServerConfig> {
     server_with(&[], &[])
 }
 
-fn ip(s: &str) -> IpAddr {
+pub(super) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
 // Media payloads (FLV tag bodies)
 
-const AVC_HEADER: &[u8] = &[
+pub(super) const AVC_HEADER: &[u8] = &[
     0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 4, 0x67, 0x64, 0, 0x1f, 1, 0, 4, 0x68, 0xee,
     0x3c, 0x80,
 ];
-const AAC_HEADER: &[u8] = &[0xaf, 0, 0x12, 0x10];
+pub(super) const AAC_HEADER: &[u8] = &[0xaf, 0, 0x12, 0x10];
 
 /// An AVC keyframe (or inter frame) NALU body of `len` bytes tagged with `seq`.
-fn video_frame(key: bool, seq: u32, len: usize) -> Bytes {
+pub(super) fn video_frame(key: bool, seq: u32, len: usize) -> Bytes {
     let mut b = BytesMut::with_capacity(len.max(16));
     b.put_u8(if key { 0x17 } else { 0x27 });
     b.put_slice(&[1, 0, 0, 0]);
@@ -87,7 +90,7 @@ fn video_frame(key: bool, seq: u32, len: usize) -> Bytes {
     b.freeze()
 }
 
-fn audio_frame(seq: u32) -> Bytes {
+pub(super) fn audio_frame(seq: u32) -> Bytes {
     let mut b = BytesMut::new();
     b.put_slice(&[0xaf, 1]);
     b.put_u32(seq);
@@ -111,23 +114,23 @@ fn metadata() -> StreamMetadata {
 /// One message the client received, decoded by an independent chunk decoder (so user control
 /// events and status levels the high-level session hides can be checked).
 #[derive(Debug, Clone)]
-struct Received {
+pub(super) struct Received {
     timestamp: u32,
     stream_id: u32,
-    msg: RmlMessage,
+    pub(super) msg: RmlMessage,
 }
 
-struct TestClient {
+pub(super) struct TestClient {
     handshake: Option<Handshake>,
     session: Option<ClientSession>,
     /// Handshake only; everything after it is raw bytes the test writes itself.
     raw_mode: bool,
     raw: ChunkDeserializer,
-    to_server: Vec<u8>,
+    pub(super) to_server: Vec<u8>,
     events: Vec<ClientSessionEvent>,
-    received: Vec<Received>,
-    errors: Vec<String>,
-    closed: Option<(CloseMode, String)>,
+    pub(super) received: Vec<Received>,
+    pub(super) errors: Vec<String>,
+    pub(super) closed: Option<(CloseMode, String)>,
     /// The harness collects this client's output (false: a stalled reader).
     drain: bool,
     /// The client's bytes do not reach the server (a silent peer).
@@ -135,7 +138,7 @@ struct TestClient {
 }
 
 impl TestClient {
-    fn new(raw_mode: bool) -> Self {
+    pub(super) fn new(raw_mode: bool) -> Self {
         let mut hs = Handshake::new(PeerType::Client);
         let p0p1 = hs.generate_outbound_p0_and_p1().unwrap();
         TestClient {
@@ -153,15 +156,15 @@ impl TestClient {
         }
     }
 
-    fn is_open(&self) -> bool {
+    pub(super) fn is_open(&self) -> bool {
         self.closed.is_none()
     }
 
-    fn connected_transport(&self) -> bool {
+    pub(super) fn connected_transport(&self) -> bool {
         self.handshake.is_none()
     }
 
-    fn receive(&mut self, bytes: &[u8]) {
+    pub(super) fn receive(&mut self, bytes: &[u8]) {
         if let Some(hs) = self.handshake.as_mut() {
             match hs.process_bytes(bytes) {
                 Ok(HandshakeProcessResult::InProgress { response_bytes }) => {
@@ -225,7 +228,7 @@ impl TestClient {
         }
     }
 
-    fn absorb(
+    pub(super) fn absorb(
         &mut self,
         r: Result<Vec<ClientSessionResult>, rml_rtmp::sessions::ClientSessionError>,
     ) {
@@ -239,7 +242,7 @@ impl TestClient {
         }
     }
 
-    fn absorb_one(
+    pub(super) fn absorb_one(
         &mut self,
         r: Result<ClientSessionResult, rml_rtmp::sessions::ClientSessionError>,
     ) {
@@ -253,14 +256,14 @@ impl TestClient {
         }
     }
 
-    fn session(&mut self) -> &mut ClientSession {
+    pub(super) fn session(&mut self) -> &mut ClientSession {
         self.session
             .as_mut()
             .expect("client has no RTMP session yet")
     }
 
     /// `(level, code)` of every onStatus / `_error` the client received, in order.
-    fn statuses(&self) -> Vec<(String, String)> {
+    pub(super) fn statuses(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for r in &self.received {
             if let RmlMessage::Amf0Command {
@@ -284,15 +287,15 @@ impl TestClient {
         out
     }
 
-    fn codes(&self) -> Vec<String> {
+    pub(super) fn codes(&self) -> Vec<String> {
         self.statuses().into_iter().map(|(_, c)| c).collect()
     }
 
-    fn has_code(&self, code: &str) -> bool {
+    pub(super) fn has_code(&self, code: &str) -> bool {
         self.codes().iter().any(|c| c == code)
     }
 
-    fn user_controls(&self) -> Vec<UserControlEventType> {
+    pub(super) fn user_controls(&self) -> Vec<UserControlEventType> {
         self.received
             .iter()
             .filter_map(|r| match &r.msg {
@@ -302,7 +305,7 @@ impl TestClient {
             .collect()
     }
 
-    fn video(&self) -> Vec<(u32, Bytes)> {
+    pub(super) fn video(&self) -> Vec<(u32, Bytes)> {
         self.received
             .iter()
             .filter_map(|r| match &r.msg {
@@ -323,7 +326,7 @@ impl TestClient {
     }
 
     /// The media-level sequence: "meta", "vh" (video header), "ah" (audio header), "v", "a".
-    fn media_kinds(&self) -> Vec<&'static str> {
+    pub(super) fn media_kinds(&self) -> Vec<&'static str> {
         self.received
             .iter()
             .filter_map(|r| match &r.msg {
@@ -340,7 +343,7 @@ impl TestClient {
             .collect()
     }
 
-    fn has_event(&self, f: impl Fn(&ClientSessionEvent) -> bool) -> bool {
+    pub(super) fn has_event(&self, f: impl Fn(&ClientSessionEvent) -> bool) -> bool {
         self.events.iter().any(f)
     }
 }
@@ -623,7 +626,7 @@ impl Harness {
     }
 }
 
-fn xorshift(state: &mut u64) -> u64 {
+pub(super) fn xorshift(state: &mut u64) -> u64 {
     let mut x = *state;
     x ^= x << 13;
     x ^= x >> 7;
@@ -633,7 +636,7 @@ fn xorshift(state: &mut u64) -> u64 {
 }
 
 /// A command message as a raw chunk (fmt 0) on csid 3 of message stream `stream_id`.
-fn raw_command(stream_id: u32, payload: &[u8]) -> Vec<u8> {
+pub(super) fn raw_command(stream_id: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = BytesMut::new();
     chunk::encode_message(
         128,
@@ -647,7 +650,7 @@ fn raw_command(stream_id: u32, payload: &[u8]) -> Vec<u8> {
     out.to_vec()
 }
 
-fn connect_payload(app: &str) -> Vec<u8> {
+pub(super) fn connect_payload(app: &str) -> Vec<u8> {
     let mut p = Vec::new();
     amf0::write_string(&mut p, "connect");
     amf0::write_number(&mut p, 1.0);
@@ -1640,7 +1643,7 @@ fn publisher_script() -> Vec<Vec<u8>> {
     vec![connect, second, media.to_vec()]
 }
 
-fn publish_payload(name: &str) -> Vec<u8> {
+pub(super) fn publish_payload(name: &str) -> Vec<u8> {
     let mut p = Vec::new();
     amf0::write_string(&mut p, "publish");
     amf0::write_number(&mut p, 3.0);
@@ -1651,7 +1654,7 @@ fn publish_payload(name: &str) -> Vec<u8> {
 }
 
 /// `@setDataFrame onMetaData {width: 640}`.
-fn set_data_frame() -> Vec<u8> {
+pub(super) fn set_data_frame() -> Vec<u8> {
     let mut p = Vec::new();
     amf0::write_string(&mut p, "@setDataFrame");
     amf0::write_string(&mut p, "onMetaData");

@@ -8,6 +8,7 @@
 
 pub mod json;
 pub mod prometheus;
+pub mod wire;
 pub mod xml;
 
 pub use json::{render_json, render_json_masked};
@@ -160,6 +161,9 @@ pub enum StatError {
         "invalid rtmp_stat value \"{0}\": it must be one of \"all\", \"global\", \"live\", \"clients\""
     )]
     UnknownSection(String),
+    /// A snapshot read back from shared memory is not one [`StatSnapshot::encode`] wrote.
+    #[error("stat: corrupt snapshot: {0}")]
+    Corrupt(&'static str),
 }
 
 /// Which parts of the statistics a location shows (`rtmp_stat all|global|live|clients ...`).
@@ -274,6 +278,95 @@ pub fn render(
         Format::Json => render_json_masked(s, mask),
         Format::Prometheus => render_prometheus_masked(s, mask),
     }
+}
+
+/// Combines the parts of several worker processes into one document, because a publisher and
+/// its players may sit in different workers. The same stream (server index, application,
+/// name) becomes one stream: clients of every part (publishers first), byte and bandwidth
+/// counters summed, the longest `time_ms`, `publishing`/`active` if any part says so, and the
+/// codec information of the part that has the publisher. Top-level counters are summed and
+/// `workers` concatenated; versions and `pid` come from the first part (the glue sets them).
+pub fn merge(parts: Vec<StatSnapshot>) -> StatSnapshot {
+    let mut out = StatSnapshot::default();
+    for (i, p) in parts.into_iter().enumerate() {
+        if i == 0 {
+            out.nginx_version = p.nginx_version;
+            out.module_version = p.module_version;
+            out.compiler = p.compiler;
+            out.built = p.built;
+            out.pid = p.pid;
+        }
+        out.uptime_s = out.uptime_s.max(p.uptime_s);
+        out.naccepted = out.naccepted.saturating_add(p.naccepted);
+        out.bytes_in = out.bytes_in.saturating_add(p.bytes_in);
+        out.bytes_out = out.bytes_out.saturating_add(p.bytes_out);
+        out.bw_in = out.bw_in.saturating_add(p.bw_in);
+        out.bw_out = out.bw_out.saturating_add(p.bw_out);
+        out.workers.extend(p.workers);
+        for srv in p.servers {
+            match out.servers.iter_mut().find(|s| s.index == srv.index) {
+                Some(dst) => merge_apps(&mut dst.applications, srv.applications),
+                None => out.servers.push(srv),
+            }
+        }
+    }
+    out.servers.sort_by_key(|s| s.index);
+    for st in out
+        .servers
+        .iter_mut()
+        .flat_map(|s| s.applications.iter_mut())
+        .flat_map(|a| a.streams.iter_mut())
+    {
+        // Stable: each part's own order is kept within publishers and within players.
+        st.clients.sort_by_key(|c| !c.publishing);
+    }
+    out
+}
+
+fn merge_apps(dst: &mut Vec<AppStat>, src: Vec<AppStat>) {
+    for app in src {
+        let Some(d) = dst.iter_mut().find(|a| a.name == app.name) else {
+            dst.push(app);
+            continue;
+        };
+        d.live |= app.live;
+        let mut index: std::collections::HashMap<String, usize> = d
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        for st in app.streams {
+            match index.get(&st.name).and_then(|i| d.streams.get_mut(*i)) {
+                Some(ds) => merge_stream(ds, st),
+                None => {
+                    index.insert(st.name.clone(), d.streams.len());
+                    d.streams.push(st);
+                }
+            }
+        }
+    }
+}
+
+fn merge_stream(dst: &mut StreamStat, src: StreamStat) {
+    // Codec information is the publisher's; another part may only fill a gap.
+    if src.publishing && !dst.publishing {
+        dst.video = src.video.or(dst.video.take());
+        dst.audio = src.audio.or(dst.audio.take());
+    } else {
+        dst.video = dst.video.take().or(src.video);
+        dst.audio = dst.audio.take().or(src.audio);
+    }
+    dst.time_ms = dst.time_ms.max(src.time_ms);
+    dst.bw_in = dst.bw_in.saturating_add(src.bw_in);
+    dst.bytes_in = dst.bytes_in.saturating_add(src.bytes_in);
+    dst.bw_out = dst.bw_out.saturating_add(src.bw_out);
+    dst.bytes_out = dst.bytes_out.saturating_add(src.bytes_out);
+    dst.bw_audio = dst.bw_audio.saturating_add(src.bw_audio);
+    dst.bw_video = dst.bw_video.saturating_add(src.bw_video);
+    dst.publishing |= src.publishing;
+    dst.active |= src.active;
+    dst.clients.extend(src.clients);
 }
 
 /// A rough size of the rendered output, so renderers allocate once.
@@ -484,5 +577,133 @@ pub(crate) mod tests {
         assert!(render(&s, Format::Xml, StatMask::ALL, None).starts_with("<?xml"));
         assert!(render(&s, Format::Json, StatMask::ALL, None).starts_with('{'));
         assert!(render(&s, Format::Prometheus, StatMask::ALL, None).starts_with("# HELP"));
+    }
+
+    /// Worker `pid`'s part holding stream `live/cam1` with `clients` (id, publishing).
+    fn part(pid: u32, clients: &[(u64, bool)], with_meta: bool) -> StatSnapshot {
+        let clients: Vec<ClientStat> = clients
+            .iter()
+            .map(|&(id, publishing)| ClientStat {
+                id,
+                publishing,
+                worker_pid: pid,
+                ..ClientStat::default()
+            })
+            .collect();
+        let publishing = clients.iter().any(|c| c.publishing);
+        let full = sample();
+        let meta = &full.servers[0].applications[0].streams[0];
+        StatSnapshot {
+            pid,
+            naccepted: 3,
+            bytes_in: 100,
+            bytes_out: 200,
+            bw_in: 10,
+            bw_out: 20,
+            workers: vec![WorkerInfo {
+                pid,
+                connections: clients.len() as u64,
+            }],
+            servers: vec![ServerStat {
+                index: 0,
+                applications: vec![AppStat {
+                    name: "live".into(),
+                    live: true,
+                    streams: vec![StreamStat {
+                        name: "cam1".into(),
+                        time_ms: u64::from(pid),
+                        bytes_in: 1000,
+                        bytes_out: 2000,
+                        bw_in: 8,
+                        bw_out: 16,
+                        publishing,
+                        active: publishing,
+                        clients,
+                        video: with_meta.then(|| meta.video.clone()).flatten(),
+                        audio: with_meta.then(|| meta.audio.clone()).flatten(),
+                        ..StreamStat::default()
+                    }],
+                }],
+            }],
+            ..StatSnapshot::default()
+        }
+    }
+
+    #[test]
+    fn merge_joins_one_stream_seen_by_two_workers() {
+        // Worker 2 has two players, worker 1 the publisher and a player.
+        let a = part(2, &[(20, false), (21, false)], false);
+        let b = part(1, &[(10, true), (11, false)], true);
+        let m = merge(vec![a, b]);
+        assert_eq!(m.pid, 2);
+        assert_eq!(m.naccepted, 6);
+        assert_eq!(
+            (m.bytes_in, m.bytes_out, m.bw_in, m.bw_out),
+            (200, 400, 20, 40)
+        );
+        assert_eq!(m.workers.len(), 2);
+        assert_eq!(m.servers.len(), 1);
+        let apps = &m.servers[0].applications;
+        assert_eq!(apps.len(), 1);
+        assert_eq!(apps[0].streams.len(), 1);
+        let st = &apps[0].streams[0];
+        let ids: Vec<u64> = st.clients.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [10, 20, 21, 11]);
+        assert!(st.publishing && st.active);
+        assert_eq!(st.time_ms, 2);
+        assert_eq!(
+            (st.bytes_in, st.bytes_out, st.bw_in, st.bw_out),
+            (2000, 4000, 16, 32)
+        );
+        assert_eq!(st.video.as_ref().unwrap().width, 1280);
+        assert_eq!(st.audio.as_ref().unwrap().codec, "AAC");
+    }
+
+    #[test]
+    fn merge_prefers_the_publishers_metadata() {
+        let mut stale = part(1, &[(1, false)], true);
+        stale.servers[0].applications[0].streams[0]
+            .video
+            .as_mut()
+            .unwrap()
+            .width = 1;
+        let publisher = part(2, &[(2, true)], true);
+        let m = merge(vec![stale, publisher]);
+        let st = &m.servers[0].applications[0].streams[0];
+        assert_eq!(st.video.as_ref().unwrap().width, 1280);
+        assert_eq!(st.clients[0].id, 2);
+    }
+
+    #[test]
+    fn merge_keeps_distinct_servers_apps_and_streams_apart() {
+        let mut a = part(1, &[(1, true)], false);
+        let mut b = part(2, &[(2, true)], false);
+        b.servers[0].applications[0].streams[0].name = "cam2".into();
+        let mut c = part(3, &[(3, true)], false);
+        c.servers[0].index = 1;
+        let mut d = part(4, &[(4, true)], false);
+        d.servers[0].applications[0].name = "other".into();
+        a.servers[0].applications.push(AppStat {
+            name: "vod".into(),
+            live: false,
+            streams: vec![],
+        });
+        let m = merge(vec![c, a, b, d]);
+        let idx: Vec<usize> = m.servers.iter().map(|s| s.index).collect();
+        assert_eq!(idx, [0, 1]);
+        let names: Vec<&str> = m.servers[0]
+            .applications
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        assert_eq!(names, ["live", "vod", "other"]);
+        let streams: Vec<&str> = m.servers[0].applications[0]
+            .streams
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(streams, ["cam1", "cam2"]);
+        assert_eq!(merge(vec![]), StatSnapshot::default());
+        assert_eq!(merge(vec![sample()]), sample());
     }
 }

@@ -1,0 +1,599 @@
+//! HTTP callbacks on nginx's event loop: resolve (nginx's resolver when `resolver` is set,
+//! otherwise the addresses found when the configuration was read), connect without blocking,
+//! TLS through nginx's OpenSSL for `https://` (certificate and host name verified unless
+//! `notify_ssl_verify off`), write the request, read the response head, hand the result to the
+//! worker. One [`Call`] per request, freed when it ends; the whole exchange is bounded by
+//! `netcall_timeout`.
+
+use core::ffi::{c_char, c_void};
+use core::ptr;
+use std::cell::RefCell;
+use std::ffi::CString;
+use std::net::{IpAddr, SocketAddr};
+
+use ngx::ffi::{
+    ngx_close_connection, ngx_connection_t, ngx_create_pool, ngx_destroy_pool, ngx_event_t,
+    ngx_handle_read_event, ngx_handle_write_event, ngx_int_t, ngx_msec_t, ngx_peer_connection_t,
+    ngx_resolver_ctx_t, ngx_resolver_t, ngx_ssl_t, ngx_str_t, NGX_AGAIN, NGX_ERROR, NGX_LOG_ERR,
+    NGX_OK,
+};
+
+use super::util::{guard, log_cycle, now_ms};
+use crate::notify::{NotifyError, ResponseParser};
+use crate::server::{NetCall, Outcome};
+
+/// Bytes read per recv call.
+const READ_CHUNK: usize = 4096;
+
+/// Addresses of callback hosts, looked up when the configuration was read (no `resolver`).
+static RESOLVED: std::sync::Mutex<Vec<(String, Vec<IpAddr>)>> = std::sync::Mutex::new(Vec::new());
+
+/// nginx resolvers created from `resolver` directives: (arguments, cycle, resolver).
+static RESOLVERS: std::sync::Mutex<Vec<(String, usize, usize)>> = std::sync::Mutex::new(Vec::new());
+
+/// TLS settings of the https callbacks (from the configuration).
+#[derive(Clone, Debug, Default)]
+pub struct TlsSettings {
+    pub verify: bool,
+    /// Extra CA certificates (PEM), besides the system's store.
+    pub trusted: Option<String>,
+}
+
+static TLS_SETTINGS: std::sync::Mutex<Option<TlsSettings>> = std::sync::Mutex::new(None);
+
+thread_local! {
+    /// The worker's TLS client context, made on the first https call.
+    static SSL: RefCell<Option<Box<ngx_ssl_t>>> = const { RefCell::new(None) };
+}
+
+/// Remembers a host's addresses (configuration time, master process).
+pub fn remember_host(host: &str, addrs: Vec<IpAddr>) {
+    if let Ok(mut m) = RESOLVED.lock() {
+        m.retain(|(h, _)| h != host);
+        m.push((host.to_owned(), addrs));
+    }
+}
+
+/// Remembers the nginx resolver made for `resolver` arguments `key` while loading `cycle`.
+pub fn remember_resolver(key: &str, cycle: *mut c_void, r: *mut ngx_resolver_t) {
+    if let Ok(mut m) = RESOLVERS.lock() {
+        m.retain(|(k, _, _)| k != key);
+        m.push((key.to_owned(), cycle as usize, r as usize));
+    }
+}
+
+/// Whether `key` already has a resolver made while loading `cycle` (a reload makes new ones).
+pub fn has_resolver(key: &str, cycle: *mut c_void) -> bool {
+    RESOLVERS
+        .lock()
+        .is_ok_and(|m| m.iter().any(|(k, c, _)| k == key && *c == cycle as usize))
+}
+
+pub fn set_tls_settings(s: TlsSettings) {
+    if let Ok(mut t) = TLS_SETTINGS.lock() {
+        *t = Some(s);
+    }
+}
+
+fn resolver_for(args: &[String]) -> Option<*mut ngx_resolver_t> {
+    let key = args.join(" ");
+    let m = RESOLVERS.lock().ok()?;
+    m.iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|&(_, _, p)| p as *mut ngx_resolver_t)
+}
+
+fn known_host(host: &str) -> Option<IpAddr> {
+    let m = RESOLVED.lock().ok()?;
+    m.iter()
+        .find(|(h, _)| h == host)
+        .and_then(|(_, a)| a.first().copied())
+}
+
+/// One callback in flight. Lives in a Box from [`start`] until [`finish`].
+struct Call {
+    spec: NetCall,
+    /// NUL-terminated host name for SNI and the resolver.
+    host: CString,
+    peer: ngx_peer_connection_t,
+    peer_name: ngx_str_t,
+    addr: libc::sockaddr_storage,
+    conn: *mut ngx_connection_t,
+    resolving: *mut ngx_resolver_ctx_t,
+    timer: ngx_event_t,
+    sent: usize,
+    parser: ResponseParser,
+    connected: bool,
+}
+
+/// Starts every call an outcome asked for. Results come back through the worker later.
+pub fn start_all(calls: Vec<NetCall>) {
+    for spec in calls {
+        start(spec);
+    }
+}
+
+fn start(spec: NetCall) {
+    let host = CString::new(spec.url.host.clone()).unwrap_or_default();
+    let limit = spec.head_limit;
+    // SAFETY: an all-zero peer connection, event and sockaddr are valid "unset" values.
+    let call = Box::new(Call {
+        host,
+        peer: unsafe { core::mem::zeroed() },
+        peer_name: ngx_str_t {
+            len: 0,
+            data: ptr::null_mut(),
+        },
+        addr: unsafe { core::mem::zeroed() },
+        conn: ptr::null_mut(),
+        resolving: ptr::null_mut(),
+        timer: unsafe { core::mem::zeroed() },
+        sent: 0,
+        parser: ResponseParser::new(limit),
+        connected: false,
+        spec,
+    });
+    let call = Box::into_raw(call);
+    // SAFETY: call is a fresh, exclusively owned Box until finish() frees it; the timer lives
+    // inside it and is removed before the Box is dropped.
+    unsafe {
+        let log = (*ngx::ffi::ngx_cycle).log;
+        (*call).timer.handler = Some(timeout_handler);
+        (*call).timer.data = call.cast();
+        (*call).timer.log = log;
+        (*call).timer.set_cancelable(1);
+        ngx::ffi::ngx_add_timer(
+            ptr::addr_of_mut!((*call).timer),
+            (*call).spec.timeout_ms as ngx_msec_t,
+        );
+        let host = (*call).spec.url.host.clone();
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            connect(call, ip);
+        } else if let Some(r) = resolver_for(&(*call).spec.resolver) {
+            resolve(call, r);
+        } else if let Some(ip) = known_host(&host) {
+            connect(call, ip);
+        } else {
+            let why =
+                format!("host \"{host}\" was not resolved at start-up and no resolver is set");
+            finish(call, Err(NotifyError::Transport(why)));
+        }
+    }
+}
+
+/// # Safety
+/// `call` is live and owned by the caller's event chain.
+unsafe fn resolve(call: *mut Call, r: *mut ngx_resolver_t) {
+    // SAFETY: r is a resolver nginx made at configuration time; call is live.
+    unsafe {
+        let ctx = ngx::ffi::ngx_resolve_start(r, ptr::null_mut());
+        if ctx.is_null() || ctx as usize == usize::MAX {
+            let why = "cannot start a DNS query".to_string();
+            finish(call, Err(NotifyError::Transport(why)));
+            return;
+        }
+        (*call).resolving = ctx;
+        (*ctx).name = ngx_str_t {
+            len: (*call).host.as_bytes().len(),
+            data: (*call).host.as_ptr() as *mut u8,
+        };
+        (*ctx).handler = Some(resolved_handler);
+        (*ctx).data = call.cast();
+        (*ctx).timeout = (*call).spec.resolver_timeout_ms.max(1) as ngx_msec_t;
+        if ngx::ffi::ngx_resolve_name(ctx) != NGX_OK as ngx_int_t {
+            (*call).resolving = ptr::null_mut();
+            let why = "DNS query failed to start".to_string();
+            finish(call, Err(NotifyError::Transport(why)));
+        }
+    }
+}
+
+extern "C" fn resolved_handler(ctx: *mut ngx_resolver_ctx_t) {
+    guard("netcall resolved", (), || {
+        // SAFETY: ctx is the resolver context we started; its data is our live Call.
+        unsafe {
+            let call = (*ctx).data as *mut Call;
+            (*call).resolving = ptr::null_mut();
+            if (*ctx).state != 0 || (*ctx).naddrs == 0 {
+                let why = if (*ctx).state != 0 {
+                    let msg = ngx::ffi::ngx_resolver_strerror((*ctx).state);
+                    let msg = std::ffi::CStr::from_ptr(msg).to_string_lossy().into_owned();
+                    format!("could not resolve \"{}\": {msg}", (*call).spec.url.host)
+                } else {
+                    format!("\"{}\" has no address", (*call).spec.url.host)
+                };
+                ngx::ffi::ngx_resolve_name_done(ctx);
+                finish(call, Err(NotifyError::Transport(why)));
+                return;
+            }
+            let a = &*(*ctx).addrs;
+            let ip = sockaddr_ip(a.sockaddr as *const libc::sockaddr);
+            ngx::ffi::ngx_resolve_name_done(ctx);
+            match ip {
+                Some(ip) => connect(call, ip),
+                None => {
+                    let why = "resolver returned an unusable address".to_string();
+                    finish(call, Err(NotifyError::Transport(why)));
+                }
+            }
+        }
+    })
+}
+
+/// # Safety
+/// `sa` is null or points at a valid sockaddr.
+unsafe fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
+    // SAFETY: guaranteed by the caller; the family selects the concrete type.
+    unsafe {
+        if sa.is_null() {
+            return None;
+        }
+        match (*sa).sa_family as i32 {
+            libc::AF_INET => {
+                let sin = &*(sa as *const libc::sockaddr_in);
+                Some(IpAddr::from(
+                    u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                ))
+            }
+            libc::AF_INET6 => {
+                let sin6 = &*(sa as *const libc::sockaddr_in6);
+                Some(IpAddr::from(sin6.sin6_addr.s6_addr))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// # Safety
+/// `call` is live.
+unsafe fn connect(call: *mut Call, ip: IpAddr) {
+    // SAFETY: call is live; the peer fields point into the Call, which outlives the connection.
+    unsafe {
+        let (storage, len) =
+            super::conf::sockaddr_from(&SocketAddr::new(ip, (*call).spec.url.port));
+        (*call).addr = storage;
+        let label = (*call).spec.label.as_bytes();
+        (*call).peer_name = ngx_str_t {
+            len: label.len(),
+            data: label.as_ptr() as *mut u8,
+        };
+        let pc = ptr::addr_of_mut!((*call).peer);
+        (*pc).sockaddr = ptr::addr_of_mut!((*call).addr).cast();
+        (*pc).socklen = len;
+        (*pc).name = ptr::addr_of_mut!((*call).peer_name);
+        (*pc).get = Some(ngx::ffi::ngx_event_get_peer);
+        (*pc).log = (*ngx::ffi::ngx_cycle).log;
+        (*pc).set_log_error(ngx::ffi::ngx_connection_log_error_e_NGX_ERROR_ERR);
+        (*pc).type_ = libc::SOCK_STREAM;
+        (*pc).tries = 1;
+        let rc = ngx::ffi::ngx_event_connect_peer(pc);
+        if rc == NGX_ERROR as ngx_int_t || (*pc).connection.is_null() {
+            let why = format!("cannot connect to {ip}");
+            finish(call, Err(NotifyError::Transport(why)));
+            return;
+        }
+        let c = (*pc).connection;
+        (*call).conn = c;
+        (*c).data = call.cast();
+        (*c).pool = ngx_create_pool(4096, (*pc).log);
+        if (*c).pool.is_null() {
+            let why = "out of memory".to_string();
+            finish(call, Err(NotifyError::Transport(why)));
+            return;
+        }
+        (*(*c).read).handler = Some(read_handler);
+        (*(*c).write).handler = Some(write_handler);
+        if rc != NGX_AGAIN as ngx_int_t {
+            connected(call);
+        }
+    }
+}
+
+/// # Safety
+/// `call` and its connection are live.
+unsafe fn connected(call: *mut Call) {
+    // SAFETY: as above; TLS objects belong to the connection's pool.
+    unsafe {
+        let c = (*call).conn;
+        if (*call).connected {
+            return;
+        }
+        let mut err: libc::c_int = 0;
+        let mut len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let failed = libc::getsockopt(
+            (*c).fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            ptr::addr_of_mut!(err).cast(),
+            &mut len,
+        ) != 0
+            || err != 0;
+        if failed {
+            let e = std::io::Error::from_raw_os_error(err);
+            let why = format!("connect to {} failed: {e}", (*call).spec.url.host_header());
+            finish(call, Err(NotifyError::Transport(why)));
+            return;
+        }
+        (*call).connected = true;
+        if !(*call).spec.url.tls {
+            send(call);
+            return;
+        }
+        let Some(ssl) = client_ssl() else {
+            let why = "TLS is not available".to_string();
+            finish(call, Err(NotifyError::Transport(why)));
+            return;
+        };
+        let flags = (ngx::ffi::NGX_SSL_BUFFER | ngx::ffi::NGX_SSL_CLIENT) as ngx::ffi::ngx_uint_t;
+        if ngx::ffi::ngx_ssl_create_connection(ssl, c, flags) != NGX_OK as ngx_int_t {
+            let why = "cannot create a TLS connection".to_string();
+            finish(call, Err(NotifyError::Transport(why)));
+            return;
+        }
+        if (*call).spec.url.host.parse::<IpAddr>().is_err() {
+            ngx::ffi::SSL_ctrl(
+                (*(*c).ssl).connection,
+                ngx::ffi::SSL_CTRL_SET_TLSEXT_HOSTNAME as i32,
+                ngx::ffi::TLSEXT_NAMETYPE_host_name as libc::c_long,
+                (*call).host.as_ptr() as *mut c_void,
+            );
+        }
+        let rc = ngx::ffi::ngx_ssl_handshake(c);
+        if rc == NGX_AGAIN as ngx_int_t {
+            (*(*c).ssl).handler = Some(handshake_done);
+            return;
+        }
+        handshake_done(c);
+    }
+}
+
+extern "C" fn handshake_done(c: *mut ngx_connection_t) {
+    guard("netcall handshake", (), || {
+        // SAFETY: c is our callback connection; its data is the live Call.
+        unsafe {
+            let call = (*c).data as *mut Call;
+            if (*c).ssl.is_null() || (*(*c).ssl).handshaked() == 0 {
+                let why = "TLS handshake failed".to_string();
+                finish(call, Err(NotifyError::Transport(why)));
+                return;
+            }
+            if tls_settings().verify {
+                let rc = ngx::ffi::SSL_get_verify_result((*(*c).ssl).connection);
+                if rc != 0 {
+                    let msg = ngx::ffi::X509_verify_cert_error_string(rc);
+                    let msg = std::ffi::CStr::from_ptr(msg).to_string_lossy().into_owned();
+                    let why = format!("TLS certificate not trusted: {msg}");
+                    finish(call, Err(NotifyError::Transport(why)));
+                    return;
+                }
+                let mut name = ngx_str_t {
+                    len: (*call).host.as_bytes().len(),
+                    data: (*call).host.as_ptr() as *mut u8,
+                };
+                if ngx::ffi::ngx_ssl_check_host(c, &mut name) != NGX_OK as ngx_int_t {
+                    let why = format!(
+                        "TLS certificate does not match \"{}\"",
+                        (*call).spec.url.host
+                    );
+                    finish(call, Err(NotifyError::Transport(why)));
+                    return;
+                }
+            }
+            (*(*c).read).handler = Some(read_handler);
+            (*(*c).write).handler = Some(write_handler);
+            send(call);
+        }
+    })
+}
+
+fn tls_settings() -> TlsSettings {
+    TLS_SETTINGS
+        .lock()
+        .ok()
+        .and_then(|t| t.clone())
+        .unwrap_or(TlsSettings {
+            verify: true,
+            trusted: None,
+        })
+}
+
+/// The worker's TLS client context (made once).
+fn client_ssl() -> Option<*mut ngx_ssl_t> {
+    SSL.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.is_none() {
+            // SAFETY: a zeroed ngx_ssl_t is what nginx's own modules start from (ngx_pcalloc);
+            // ngx_ssl_create fills it in.
+            let mut ssl: Box<ngx_ssl_t> = Box::new(unsafe { core::mem::zeroed() });
+            // SAFETY: ngx_cycle is live; the context outlives every connection made from it.
+            unsafe {
+                ssl.log = (*ngx::ffi::ngx_cycle).log;
+                let protocols =
+                    (ngx::ffi::NGX_SSL_TLSv1_2 | ngx::ffi::NGX_SSL_TLSv1_3) as ngx::ffi::ngx_uint_t;
+                if ngx::ffi::ngx_ssl_create(&mut *ssl, protocols, ptr::null_mut())
+                    != NGX_OK as ngx_int_t
+                {
+                    log_cycle(
+                        NGX_LOG_ERR,
+                        "rtmp: cannot create a TLS context for callbacks",
+                    );
+                    return None;
+                }
+                ngx::ffi::SSL_CTX_set_default_verify_paths(ssl.ctx.cast());
+                if let Some(file) = tls_settings().trusted {
+                    let path = CString::new(file.clone()).unwrap_or_default();
+                    let ok = ngx::ffi::SSL_CTX_load_verify_locations(
+                        ssl.ctx.cast(),
+                        path.as_ptr() as *const c_char,
+                        ptr::null(),
+                    );
+                    if ok != 1 {
+                        log_cycle(
+                            NGX_LOG_ERR,
+                            &format!("rtmp: cannot load notify_ssl_trusted_certificate \"{file}\""),
+                        );
+                    }
+                }
+            }
+            *s = Some(ssl);
+        }
+        s.as_mut().map(|b| &mut **b as *mut ngx_ssl_t)
+    })
+}
+
+extern "C" fn write_handler(wev: *mut ngx_event_t) {
+    guard("netcall write", (), || {
+        // SAFETY: wev belongs to our callback connection; its data is the live Call.
+        unsafe {
+            let c = (*wev).data as *mut ngx_connection_t;
+            let call = (*c).data as *mut Call;
+            if !(*call).connected {
+                connected(call);
+            } else {
+                send(call);
+            }
+        }
+    })
+}
+
+/// # Safety
+/// `call` and its connection are live.
+unsafe fn send(call: *mut Call) {
+    // SAFETY: as above; c->send is nginx's (plain or TLS) sender.
+    unsafe {
+        let c = (*call).conn;
+        loop {
+            let req = &(*call).spec.request;
+            if (*call).sent >= req.len() {
+                break;
+            }
+            let rest = &req[(*call).sent..];
+            let Some(send) = (*c).send else {
+                finish(call, Err(NotifyError::Transport("no sender".into())));
+                return;
+            };
+            let n = send(c, rest.as_ptr() as *mut u8, rest.len());
+            if n == NGX_AGAIN as isize {
+                if ngx_handle_write_event((*c).write, 0) != NGX_OK as ngx_int_t {
+                    finish(call, Err(NotifyError::Transport("event error".into())));
+                }
+                return;
+            }
+            if n <= 0 {
+                let why = "sending the request failed".to_string();
+                finish(call, Err(NotifyError::Transport(why)));
+                return;
+            }
+            (*call).sent += n as usize;
+        }
+        read(call);
+    }
+}
+
+extern "C" fn read_handler(rev: *mut ngx_event_t) {
+    guard("netcall read", (), || {
+        // SAFETY: rev belongs to our callback connection; its data is the live Call.
+        unsafe {
+            let c = (*rev).data as *mut ngx_connection_t;
+            let call = (*c).data as *mut Call;
+            if !(*call).connected {
+                return;
+            }
+            if (*call).sent < (*call).spec.request.len() {
+                send(call);
+                return;
+            }
+            read(call);
+        }
+    })
+}
+
+/// # Safety
+/// `call` and its connection are live.
+unsafe fn read(call: *mut Call) {
+    // SAFETY: as above; c->recv is nginx's (plain or TLS) receiver.
+    unsafe {
+        let c = (*call).conn;
+        let mut buf = [0u8; READ_CHUNK];
+        loop {
+            let Some(recv) = (*c).recv else {
+                finish(call, Err(NotifyError::Transport("no receiver".into())));
+                return;
+            };
+            let n = recv(c, buf.as_mut_ptr(), buf.len());
+            if n == NGX_AGAIN as isize {
+                if ngx_handle_read_event((*c).read, 0) != NGX_OK as ngx_int_t {
+                    finish(call, Err(NotifyError::Transport("event error".into())));
+                }
+                return;
+            }
+            if n == 0 {
+                let result = (*call).parser.finish();
+                finish(call, result);
+                return;
+            }
+            if n < 0 {
+                let why = "reading the response failed".to_string();
+                finish(call, Err(NotifyError::Transport(why)));
+                return;
+            }
+            match (*call).parser.feed(&buf[..n as usize]) {
+                Ok(None) => {}
+                Ok(Some(head)) => {
+                    finish(call, Ok(head));
+                    return;
+                }
+                Err(e) => {
+                    finish(call, Err(e));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+extern "C" fn timeout_handler(ev: *mut ngx_event_t) {
+    guard("netcall timeout", (), || {
+        // SAFETY: ev is the timer inside our live Call.
+        unsafe {
+            let call = (*ev).data as *mut Call;
+            let why = format!("no answer within {} ms", (*call).spec.timeout_ms);
+            finish(call, Err(NotifyError::Transport(why)));
+        }
+    })
+}
+
+/// Ends a call: frees everything it holds, then gives the result to the worker.
+///
+/// # Safety
+/// `call` is live; it is freed here and must not be used afterwards.
+unsafe fn finish(call: *mut Call, result: Result<crate::notify::ResponseHead, NotifyError>) {
+    // SAFETY: every pointer in the Call is either null or owned by it.
+    let token = unsafe {
+        let timer = ptr::addr_of_mut!((*call).timer);
+        if (*timer).timer_set() != 0 {
+            ngx::ffi::ngx_del_timer(timer);
+        }
+        if !(*call).resolving.is_null() {
+            ngx::ffi::ngx_resolve_name_done((*call).resolving);
+            (*call).resolving = ptr::null_mut();
+        }
+        let c = (*call).conn;
+        if !c.is_null() {
+            if !(*c).ssl.is_null() {
+                (*(*c).ssl).set_no_wait_shutdown(1);
+                ngx::ffi::ngx_ssl_shutdown(c);
+            }
+            let pool = (*c).pool;
+            ngx_close_connection(c);
+            if !pool.is_null() {
+                ngx_destroy_pool(pool);
+            }
+        }
+        let call = Box::from_raw(call);
+        call.spec.token
+    };
+    let mut outcome = Outcome::default();
+    super::conn::with_worker(|w| w.on_call_done(token, result, now_ms(), &mut outcome));
+    super::conn::apply_outcome(outcome);
+}

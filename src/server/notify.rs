@@ -1,0 +1,336 @@
+//! HTTP callbacks from the worker's side: which `on_*` a session event triggers, the request it
+//! carries, and what the session does with the answer. The glue performs the request (resolve,
+//! connect, TLS, write, read the response head) and reports back with
+//! [`Worker::on_call_done`]; until then a `connect`/`publish`/`play` stays pending in its
+//! session, which holds the client's further input (bounded by `MAX_HELD_INPUT`).
+
+use bytes::Bytes;
+
+use super::{CloseMode, LogLevel, Outcome, Role, Worker};
+use crate::conf::{NotifyMethod, Settings};
+use crate::live::ClientId;
+use crate::notify::{
+    self, build_request, check_client_args, verdict, Call, CallRequest, CallbackUrl, NotifyError,
+    ResponseHead, Verdict,
+};
+use crate::rtmp::command::{self, StreamName};
+
+/// One HTTP request for the glue to perform.
+#[derive(Debug, Clone)]
+pub struct NetCall {
+    /// Handed back to [`Worker::on_call_done`].
+    pub token: u64,
+    pub url: CallbackUrl,
+    /// The complete request (head and body).
+    pub request: Bytes,
+    /// `netcall_timeout`: for the whole exchange (resolve, connect, TLS, response head).
+    pub timeout_ms: u64,
+    /// Largest response head accepted (`netcall_buffer`, raised to a sane minimum).
+    pub head_limit: usize,
+    /// `resolver` addresses (empty: names are resolved by the system when the worker starts).
+    pub resolver: Vec<String>,
+    pub resolver_timeout_ms: u64,
+    /// What the call is about, for log lines: `on_publish for "live/cam1"`.
+    pub label: String,
+}
+
+/// What waits on a call's answer.
+#[derive(Debug, Clone)]
+pub(super) enum Waiting {
+    Connect,
+    Publish {
+        name: StreamName,
+        kind: String,
+    },
+    Play {
+        name: StreamName,
+        reset: bool,
+    },
+    Update,
+    /// `*_done`, `disconnect`: the answer changes nothing.
+    Nothing,
+}
+
+#[derive(Debug)]
+pub(super) struct PendingCall {
+    client: ClientId,
+    call: Call,
+    strict: bool,
+    waiting: Waiting,
+    label: String,
+}
+
+fn url_of(settings: &Settings, call: Call) -> Option<&crate::conf::HttpUrl> {
+    let n = &settings.notify;
+    match call {
+        Call::Connect => n.on_connect.as_ref(),
+        Call::Disconnect => n.on_disconnect.as_ref(),
+        Call::Publish => n.on_publish.as_ref(),
+        Call::Play => n.on_play.as_ref(),
+        Call::PublishDone => n.on_publish_done.as_ref(),
+        Call::PlayDone => n.on_play_done.as_ref(),
+        Call::Done => n.on_done.as_ref(),
+        Call::RecordDone => n.on_record_done.as_ref(),
+        Call::Update => n.on_update.as_ref(),
+    }
+}
+
+impl Worker {
+    /// Starts `call` for client `id` if its application configures it. Returns whether a
+    /// request went out (then `waiting` is resumed by [`Worker::on_call_done`]).
+    pub(super) fn start_call(
+        &mut self,
+        id: ClientId,
+        call: Call,
+        name: Option<&StreamName>,
+        extras: Vec<(String, String)>,
+        waiting: Waiting,
+        outcome: &mut Outcome,
+    ) -> bool {
+        let Some(client) = self.clients.get(&id) else {
+            return false;
+        };
+        let settings = client.app_settings().unwrap_or(&client.server.settings);
+        let Some(url) = url_of(settings, call) else {
+            return false;
+        };
+        let cb = match CallbackUrl::parse(&url.url) {
+            Ok(cb) => cb,
+            Err(e) => {
+                let text = format!("rtmp: on_{} \"{}\" not called: {e}", call.as_str(), url.url);
+                outcome.log(LogLevel::Warn, id, text);
+                return false;
+            }
+        };
+        let mut args = name.map_or(client.connect_args.as_str(), |n| n.args.as_str());
+        if let Err(e) = check_client_args(args) {
+            outcome.log(
+                LogLevel::Warn,
+                id,
+                format!("rtmp: on_{}: {e}", call.as_str()),
+            );
+            args = "";
+        }
+        let role = match (&client.role, call) {
+            (Role::Publisher(_), Call::Update) => Some(notify::Role::Publisher),
+            (Role::Player(_), Call::Update) => Some(notify::Role::Player),
+            _ => None,
+        };
+        let stream = name.map_or(String::new(), |n| n.name.clone());
+        let label = if stream.is_empty() {
+            format!("on_{} for \"{}\"", call.as_str(), client.vars.app)
+        } else {
+            format!("on_{} for \"{}/{stream}\"", call.as_str(), client.vars.app)
+        };
+        let req = CallRequest {
+            call,
+            vars: client.vars.clone(),
+            name: name.map(|n| n.name.clone()),
+            extras,
+            client_args: args.to_owned(),
+            role,
+        };
+        let n = &settings.notify;
+        let method = match n.method {
+            NotifyMethod::Get => notify::Method::Get,
+            NotifyMethod::Post => notify::Method::Post,
+        };
+        let token = self.next_call_token;
+        self.next_call_token += 1;
+        outcome.calls.push(NetCall {
+            token,
+            request: Bytes::from(build_request(&cb, method, &req)),
+            url: cb,
+            timeout_ms: n.netcall_timeout_ms.max(1),
+            head_limit: usize::try_from(n.netcall_buffer).unwrap_or(usize::MAX),
+            resolver: settings.net.resolver.clone(),
+            resolver_timeout_ms: settings.net.resolver_timeout_ms,
+            label: label.clone(),
+        });
+        self.calls.insert(
+            token,
+            PendingCall {
+                client: id,
+                call,
+                strict: n.update_strict,
+                waiting,
+                label,
+            },
+        );
+        true
+    }
+
+    /// Notifications when a client stops publishing or playing `name`.
+    pub(super) fn calls_for_end(
+        &mut self,
+        id: ClientId,
+        was_publisher: bool,
+        name: &StreamName,
+        outcome: &mut Outcome,
+    ) {
+        let call = if was_publisher {
+            Call::PublishDone
+        } else {
+            Call::PlayDone
+        };
+        self.start_call(id, call, Some(name), Vec::new(), Waiting::Nothing, outcome);
+        self.start_call(
+            id,
+            Call::Done,
+            Some(name),
+            Vec::new(),
+            Waiting::Nothing,
+            outcome,
+        );
+    }
+
+    /// The glue finished call `token`: `result` is the response head, or why there is none.
+    pub fn on_call_done(
+        &mut self,
+        token: u64,
+        result: Result<ResponseHead, NotifyError>,
+        now_ms: u64,
+        outcome: &mut Outcome,
+    ) {
+        let Some(p) = self.calls.remove(&token) else {
+            return;
+        };
+        let v = verdict(result.as_ref(), p.strict, p.call);
+        let answer = match &result {
+            Ok(head) => format!("answered {}", head.status),
+            Err(e) => e.to_string(),
+        };
+        let id = p.client;
+        if p.call.is_notification() {
+            if result.is_err() {
+                outcome.log(LogLevel::Warn, id, format!("rtmp: {}: {answer}", p.label));
+            }
+            return;
+        }
+        if !self.clients.contains_key(&id) {
+            return;
+        }
+        let level = if matches!(v, Verdict::Deny(_)) {
+            LogLevel::Warn
+        } else {
+            LogLevel::Info
+        };
+        let decision = match &v {
+            Verdict::Allow => "allowed".to_string(),
+            Verdict::Rename(n) => format!("renamed to \"{n}\""),
+            Verdict::Relay(u) => {
+                format!("relay to {u} (relays are not supported; goes on locally)")
+            }
+            Verdict::Deny(_) => "denied".to_string(),
+        };
+        outcome.log(level, id, format!("rtmp: {} {answer}: {decision}", p.label));
+        match p.waiting {
+            Waiting::Connect => self.connect_answered(id, &v, outcome),
+            Waiting::Publish { name, kind } => match v {
+                Verdict::Deny(_) => self.refuse_publish(
+                    id,
+                    command::NS_PUBLISH_DENIED,
+                    "Publishing refused by on_publish.",
+                    outcome,
+                ),
+                Verdict::Rename(new) => {
+                    let renamed = renamed(&new, &name);
+                    self.complete_publish(id, renamed, &kind, now_ms, outcome)
+                }
+                Verdict::Allow | Verdict::Relay(_) => {
+                    self.complete_publish(id, name, &kind, now_ms, outcome)
+                }
+            },
+            Waiting::Play { name, reset } => match v {
+                Verdict::Deny(_) => self.refuse_play(
+                    id,
+                    command::NS_PLAY_FAILED,
+                    "Playing refused by on_play.",
+                    outcome,
+                ),
+                Verdict::Rename(new) => {
+                    let renamed = renamed(&new, &name);
+                    self.complete_play(id, renamed, reset, now_ms, outcome)
+                }
+                Verdict::Allow | Verdict::Relay(_) => {
+                    self.complete_play(id, name, reset, now_ms, outcome)
+                }
+            },
+            Waiting::Update => {
+                if let Verdict::Deny(_) = v {
+                    outcome
+                        .close
+                        .push((id, CloseMode::Now, "on_update denied the session".into()));
+                }
+                return;
+            }
+            Waiting::Nothing => return,
+        }
+        // The session may have input queued behind the decision; its replies go out now.
+        self.resume_session(id, now_ms, outcome);
+        outcome.wake.push(id);
+    }
+
+    fn connect_answered(&mut self, id: ClientId, v: &Verdict, outcome: &mut Outcome) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if let Verdict::Deny(_) = v {
+            client
+                .session
+                .reject_connect("Connection refused by on_connect.");
+            outcome
+                .close
+                .push((id, CloseMode::AfterFlush, "on_connect denied".into()));
+        } else {
+            client.session.accept_connect();
+        }
+    }
+
+    /// `on_update`: due for client `id`? Starts it and returns the delay to the next one.
+    pub(super) fn update_due(
+        &mut self,
+        id: ClientId,
+        now_ms: u64,
+        outcome: &mut Outcome,
+    ) -> Option<u64> {
+        let client = self.clients.get_mut(&id)?;
+        let due = client.next_update_ms?;
+        let period = client.app_settings()?.notify.update_timeout_ms.max(1);
+        if now_ms < due {
+            return Some(due - now_ms);
+        }
+        client.next_update_ms = Some(now_ms.saturating_add(period));
+        let name = client.stream.clone()?;
+        let extras = vec![
+            (
+                "time".to_string(),
+                (now_ms.saturating_sub(client.connected_ms) / 1000).to_string(),
+            ),
+            ("timestamp".to_string(), client.last_timestamp.to_string()),
+        ];
+        self.start_call(
+            id,
+            Call::Update,
+            Some(&name),
+            extras,
+            Waiting::Update,
+            outcome,
+        );
+        Some(period)
+    }
+}
+
+/// The stream a callback's `Location` renames to; the client's own `?args` are kept unless
+/// the callback gave new ones.
+fn renamed(location: &str, old: &StreamName) -> StreamName {
+    let mut name = StreamName::parse(location);
+    if name.args.is_empty() {
+        name.args = old.args.clone();
+    }
+    name
+}
+
+#[cfg(test)]
+#[path = "notify_tests.rs"]
+mod tests;

@@ -1,0 +1,494 @@
+//! A compact binary form of [`StatSnapshot`], so a worker can leave its part of `/stat` in
+//! shared memory and whichever worker answers the request can read every part back.
+//!
+//! The reader treats the bytes as hostile (another process wrote them, possibly half-way
+//! through a crash): every length and count is checked against what is left and against a
+//! named limit, strings must be UTF-8, and anything wrong is a [`StatError::Corrupt`], never a
+//! panic or an allocation larger than the input.
+//!
+//! Layout (version 1): the magic `RSS1`, then the fields in declaration order. Integers are
+//! LEB128 varints (signed ones zigzag-encoded), `f64` is 8 bytes little-endian, `bool` and
+//! `Option` tags are one byte (0/1), strings and lists are a varint count followed by their
+//! bytes or elements.
+
+use super::{
+    AppStat, AudioMeta, ClientStat, ServerStat, StatError, StatSnapshot, StreamStat, VideoMeta,
+    WorkerInfo,
+};
+
+/// First bytes of an encoded snapshot (format version 1).
+pub const STAT_MAGIC: [u8; 4] = *b"RSS1";
+/// Longest encoded snapshot [`StatSnapshot::decode`] accepts.
+pub const MAX_ENCODED_STAT_LEN: usize = 64 * 1024 * 1024;
+/// Longest string kept; [`StatSnapshot::encode`] cuts longer ones (at a character boundary)
+/// so its output always decodes.
+pub const MAX_STAT_STRING_LEN: usize = 4096;
+/// Most elements of one list (servers, applications, streams, clients, workers).
+pub const MAX_STAT_LIST_LEN: usize = 1 << 20;
+
+impl StatSnapshot {
+    /// The binary form described in the module docs.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::with_capacity(super::estimated_len(self) / 2));
+        w.0.extend_from_slice(&STAT_MAGIC);
+        w.str(&self.nginx_version);
+        w.str(&self.module_version);
+        w.str(&self.compiler);
+        w.str(&self.built);
+        w.uint(u64::from(self.pid));
+        w.uint(self.uptime_s);
+        w.uint(self.naccepted);
+        w.uint(self.bytes_in);
+        w.uint(self.bytes_out);
+        w.uint(self.bw_in);
+        w.uint(self.bw_out);
+        w.list(&self.workers, |w, x| {
+            w.uint(u64::from(x.pid));
+            w.uint(x.connections);
+        });
+        w.list(&self.servers, |w, srv| {
+            w.uint(srv.index as u64);
+            w.list(&srv.applications, |w, app| {
+                w.str(&app.name);
+                w.bool(app.live);
+                w.list(&app.streams, encode_stream);
+            });
+        });
+        w.0
+    }
+
+    /// Reads what [`StatSnapshot::encode`] wrote; refuses anything else without panicking.
+    pub fn decode(bytes: &[u8]) -> Result<StatSnapshot, StatError> {
+        if bytes.len() > MAX_ENCODED_STAT_LEN {
+            return Err(StatError::Corrupt("snapshot too large"));
+        }
+        let mut r = Reader { buf: bytes, pos: 0 };
+        if r.take(STAT_MAGIC.len())? != STAT_MAGIC {
+            return Err(StatError::Corrupt("bad magic or version"));
+        }
+        let s = StatSnapshot {
+            nginx_version: r.str()?,
+            module_version: r.str()?,
+            compiler: r.str()?,
+            built: r.str()?,
+            pid: r.u32()?,
+            uptime_s: r.uint()?,
+            naccepted: r.uint()?,
+            bytes_in: r.uint()?,
+            bytes_out: r.uint()?,
+            bw_in: r.uint()?,
+            bw_out: r.uint()?,
+            workers: r.list(|r| {
+                Ok(WorkerInfo {
+                    pid: r.u32()?,
+                    connections: r.uint()?,
+                })
+            })?,
+            servers: r.list(|r| {
+                Ok(ServerStat {
+                    index: r.usize()?,
+                    applications: r.list(|r| {
+                        Ok(AppStat {
+                            name: r.str()?,
+                            live: r.bool()?,
+                            streams: r.list(decode_stream)?,
+                        })
+                    })?,
+                })
+            })?,
+        };
+        if r.pos != bytes.len() {
+            return Err(StatError::Corrupt("trailing bytes"));
+        }
+        Ok(s)
+    }
+}
+
+fn encode_stream(w: &mut Writer, st: &StreamStat) {
+    w.str(&st.name);
+    w.uint(st.time_ms);
+    w.uint(st.bw_in);
+    w.uint(st.bytes_in);
+    w.uint(st.bw_out);
+    w.uint(st.bytes_out);
+    w.uint(st.bw_audio);
+    w.uint(st.bw_video);
+    w.bool(st.publishing);
+    w.bool(st.active);
+    w.list(&st.clients, |w, c| {
+        w.uint(c.id);
+        w.str(&c.address);
+        w.uint(c.time_ms);
+        w.opt_str(&c.flashver);
+        w.opt_str(&c.pageurl);
+        w.opt_str(&c.swfurl);
+        w.uint(c.dropped);
+        w.int(c.avsync);
+        w.uint(c.timestamp);
+        w.bool(c.publishing);
+        w.bool(c.active);
+        w.uint(u64::from(c.worker_pid));
+        w.uint(c.bytes_in);
+        w.uint(c.bytes_out);
+    });
+    w.bool(st.video.is_some());
+    if let Some(v) = &st.video {
+        w.uint(u64::from(v.width));
+        w.uint(u64::from(v.height));
+        w.0.extend_from_slice(&v.frame_rate.to_le_bytes());
+        w.str(&v.codec);
+        w.opt_str(&v.profile);
+        w.opt_u32(v.compat);
+        w.opt_str(&v.level);
+    }
+    w.bool(st.audio.is_some());
+    if let Some(a) = &st.audio {
+        w.str(&a.codec);
+        w.opt_str(&a.profile);
+        w.opt_u32(a.channels);
+        w.opt_u32(a.sample_rate);
+    }
+}
+
+fn decode_stream(r: &mut Reader<'_>) -> Result<StreamStat, StatError> {
+    Ok(StreamStat {
+        name: r.str()?,
+        time_ms: r.uint()?,
+        bw_in: r.uint()?,
+        bytes_in: r.uint()?,
+        bw_out: r.uint()?,
+        bytes_out: r.uint()?,
+        bw_audio: r.uint()?,
+        bw_video: r.uint()?,
+        publishing: r.bool()?,
+        active: r.bool()?,
+        clients: r.list(|r| {
+            Ok(ClientStat {
+                id: r.uint()?,
+                address: r.str()?,
+                time_ms: r.uint()?,
+                flashver: r.opt_str()?,
+                pageurl: r.opt_str()?,
+                swfurl: r.opt_str()?,
+                dropped: r.uint()?,
+                avsync: r.int()?,
+                timestamp: r.uint()?,
+                publishing: r.bool()?,
+                active: r.bool()?,
+                worker_pid: r.u32()?,
+                bytes_in: r.uint()?,
+                bytes_out: r.uint()?,
+            })
+        })?,
+        video: if r.bool()? {
+            Some(VideoMeta {
+                width: r.u32()?,
+                height: r.u32()?,
+                frame_rate: r.f64()?,
+                codec: r.str()?,
+                profile: r.opt_str()?,
+                compat: r.opt_u32()?,
+                level: r.opt_str()?,
+            })
+        } else {
+            None
+        },
+        audio: if r.bool()? {
+            Some(AudioMeta {
+                codec: r.str()?,
+                profile: r.opt_str()?,
+                channels: r.opt_u32()?,
+                sample_rate: r.opt_u32()?,
+            })
+        } else {
+            None
+        },
+    })
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn uint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+
+    fn int(&mut self, v: i64) {
+        self.uint(((v << 1) ^ (v >> 63)) as u64);
+    }
+
+    fn bool(&mut self, b: bool) {
+        self.0.push(u8::from(b));
+    }
+
+    fn str(&mut self, s: &str) {
+        let mut end = s.len().min(MAX_STAT_STRING_LEN);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        let s = &s[..end];
+        self.uint(s.len() as u64);
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    fn opt_str(&mut self, s: &Option<String>) {
+        self.bool(s.is_some());
+        if let Some(s) = s {
+            self.str(s);
+        }
+    }
+
+    fn opt_u32(&mut self, v: Option<u32>) {
+        self.bool(v.is_some());
+        if let Some(v) = v {
+            self.uint(u64::from(v));
+        }
+    }
+
+    /// A count and the elements; lists past [`MAX_STAT_LIST_LEN`] are cut so the output
+    /// always decodes.
+    fn list<T>(&mut self, items: &[T], mut each: impl FnMut(&mut Writer, &T)) {
+        let items = &items[..items.len().min(MAX_STAT_LIST_LEN)];
+        self.uint(items.len() as u64);
+        for x in items {
+            each(self, x);
+        }
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StatError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or(StatError::Corrupt("truncated"))?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(StatError::Corrupt("truncated"))?;
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn byte(&mut self) -> Result<u8, StatError> {
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or(StatError::Corrupt("truncated"))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn uint(&mut self) -> Result<u64, StatError> {
+        let mut v: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            let part = u64::from(b & 0x7f);
+            // The 10th byte may only carry the top bit of a u64.
+            if shift == 63 && part > 1 {
+                return Err(StatError::Corrupt("integer overflow"));
+            }
+            v |= part << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(StatError::Corrupt("integer overflow"))
+    }
+
+    fn int(&mut self) -> Result<i64, StatError> {
+        let z = self.uint()?;
+        Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
+    }
+
+    fn u32(&mut self) -> Result<u32, StatError> {
+        u32::try_from(self.uint()?).map_err(|_| StatError::Corrupt("value out of range"))
+    }
+
+    fn usize(&mut self) -> Result<usize, StatError> {
+        usize::try_from(self.uint()?).map_err(|_| StatError::Corrupt("value out of range"))
+    }
+
+    fn bool(&mut self) -> Result<bool, StatError> {
+        match self.byte()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(StatError::Corrupt("invalid flag")),
+        }
+    }
+
+    fn f64(&mut self) -> Result<f64, StatError> {
+        let b: [u8; 8] = self
+            .take(8)?
+            .try_into()
+            .map_err(|_| StatError::Corrupt("truncated"))?;
+        Ok(f64::from_le_bytes(b))
+    }
+
+    fn str(&mut self) -> Result<String, StatError> {
+        let len = self.usize()?;
+        if len > MAX_STAT_STRING_LEN {
+            return Err(StatError::Corrupt("string too long"));
+        }
+        let bytes = self.take(len)?;
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| StatError::Corrupt("string is not UTF-8"))
+    }
+
+    fn opt_str(&mut self) -> Result<Option<String>, StatError> {
+        if self.bool()? {
+            self.str().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn opt_u32(&mut self) -> Result<Option<u32>, StatError> {
+        if self.bool()? {
+            self.u32().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// A counted list; the count is checked before anything is allocated (every element
+    /// takes at least one byte, so a count above what is left is a lie).
+    fn list<T>(
+        &mut self,
+        mut each: impl FnMut(&mut Reader<'a>) -> Result<T, StatError>,
+    ) -> Result<Vec<T>, StatError> {
+        let n = self.usize()?;
+        if n > MAX_STAT_LIST_LEN || n > self.remaining() {
+            return Err(StatError::Corrupt("list too long"));
+        }
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(each(self)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stat::tests::sample;
+
+    #[test]
+    fn encoded_snapshot_decodes_to_the_same_value() {
+        let s = sample();
+        let bytes = s.encode();
+        assert!(bytes.starts_with(&STAT_MAGIC));
+        assert_eq!(StatSnapshot::decode(&bytes), Ok(s));
+        let empty = StatSnapshot::default();
+        assert_eq!(StatSnapshot::decode(&empty.encode()), Ok(empty));
+    }
+
+    #[test]
+    fn extreme_values_roundtrip() {
+        let mut s = sample();
+        s.bytes_in = u64::MAX;
+        s.pid = u32::MAX;
+        s.servers[0].index = usize::MAX;
+        let st = &mut s.servers[0].applications[0].streams[0];
+        st.clients[0].avsync = i64::MIN;
+        st.clients[1].avsync = i64::MAX;
+        st.video.as_mut().unwrap().frame_rate = f64::INFINITY;
+        let back = StatSnapshot::decode(&s.encode()).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn overlong_strings_are_cut_at_a_character_boundary_and_still_decode() {
+        let mut s = sample();
+        s.compiler = "é".repeat(MAX_STAT_STRING_LEN);
+        let back = StatSnapshot::decode(&s.encode()).unwrap();
+        assert!(back.compiler.len() <= MAX_STAT_STRING_LEN);
+        assert!(back.compiler.chars().all(|c| c == 'é'));
+        assert_eq!(back.compiler.len(), MAX_STAT_STRING_LEN);
+    }
+
+    #[test]
+    fn every_truncation_of_a_valid_snapshot_is_refused() {
+        let bytes = sample().encode();
+        for n in 0..bytes.len() {
+            assert!(StatSnapshot::decode(&bytes[..n]).is_err(), "prefix {n}");
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_bad_magic_and_bad_flags_are_refused() {
+        let mut bytes = sample().encode();
+        bytes.push(0);
+        assert_eq!(
+            StatSnapshot::decode(&bytes),
+            Err(StatError::Corrupt("trailing bytes"))
+        );
+        assert_eq!(
+            StatSnapshot::decode(b"RSS2"),
+            Err(StatError::Corrupt("bad magic or version"))
+        );
+        // Four empty strings, seven zero counters, then a workers count far past the end.
+        let mut lie = STAT_MAGIC.to_vec();
+        lie.extend_from_slice(&[0, 0, 0, 0]);
+        lie.extend_from_slice(&[0; 7]);
+        lie.extend_from_slice(&[0xff, 0xff, 0xff, 0x7f]);
+        assert_eq!(
+            StatSnapshot::decode(&lie),
+            Err(StatError::Corrupt("list too long"))
+        );
+        let mut overflow = STAT_MAGIC.to_vec();
+        overflow.extend_from_slice(&[0xff; 11]);
+        assert_eq!(
+            StatSnapshot::decode(&overflow),
+            Err(StatError::Corrupt("integer overflow"))
+        );
+        let mut bad_utf8 = STAT_MAGIC.to_vec();
+        bad_utf8.extend_from_slice(&[2, 0xc3, 0x28]);
+        assert_eq!(
+            StatSnapshot::decode(&bad_utf8),
+            Err(StatError::Corrupt("string is not UTF-8"))
+        );
+    }
+
+    #[test]
+    fn random_and_mutated_bytes_never_panic() {
+        let valid = sample().encode();
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for i in 0..3000 {
+            let mut bytes = if i % 2 == 0 {
+                let len = (next() % 300) as usize;
+                let mut b = STAT_MAGIC.to_vec();
+                b.extend((0..len).map(|_| next() as u8));
+                b
+            } else {
+                valid.clone()
+            };
+            for _ in 0..(1 + next() % 8) {
+                let at = (next() as usize) % bytes.len();
+                bytes[at] = next() as u8;
+            }
+            let _ = StatSnapshot::decode(&bytes);
+        }
+    }
+}
