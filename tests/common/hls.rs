@@ -911,19 +911,26 @@ pub struct ExampleNginx {
 
 impl ExampleNginx {
     pub fn start() -> ExampleNginx {
-        let text = fs::read_to_string(manifest_dir().join("nginx-conf/nginx.conf"))
-            .expect("read nginx-conf/nginx.conf");
+        ExampleNginx::start_file("nginx.conf")
+    }
+
+    /// Runs `nginx-conf/<file>`; an internal `127.0.0.1:8081` (the stream-key example's auth
+    /// server) moves to a free port too.
+    pub fn start_file(file: &str) -> ExampleNginx {
+        let text = fs::read_to_string(manifest_dir().join("nginx-conf").join(file))
+            .unwrap_or_else(|e| panic!("read nginx-conf/{file}: {e}"));
         for needle in ["listen 1935;", "listen 8080;", "load_module modules/"] {
             assert!(
                 text.contains(needle),
-                "nginx-conf/nginx.conf no longer has `{needle}`: update ExampleNginx"
+                "nginx-conf/{file} no longer has `{needle}`: update ExampleNginx"
             );
         }
         for _attempt in 0..5 {
             let prefix = fresh_prefix();
             let rtmp_port = free_port();
             let http_port = free_port();
-            if rtmp_port == http_port {
+            let auth_port = free_port();
+            if rtmp_port == http_port || auth_port == rtmp_port || auth_port == http_port {
                 continue;
             }
             let conf = text
@@ -934,6 +941,7 @@ impl ExampleNginx {
                     } else {
                         l.replace("listen 1935;", &format!("listen 127.0.0.1:{rtmp_port};"))
                             .replace("listen 8080;", &format!("listen 127.0.0.1:{http_port};"))
+                            .replace("127.0.0.1:8081", &format!("127.0.0.1:{auth_port}"))
                     }
                 })
                 .collect::<Vec<_>>()
