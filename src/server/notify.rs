@@ -275,15 +275,34 @@ impl Worker {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
-        if let Verdict::Deny(_) = v {
-            client
-                .session
-                .reject_connect("Connection refused by on_connect.");
+        let refuse = |client: &mut super::Client, outcome: &mut Outcome, why: &str| {
+            client.session.reject_connect(why);
             outcome
                 .close
                 .push((id, CloseMode::AfterFlush, "on_connect denied".into()));
-        } else {
-            client.session.accept_connect();
+        };
+        match v {
+            Verdict::Deny(_) => refuse(client, outcome, "Connection refused by on_connect."),
+            // As in C: a 3xx Location names the application to use instead.
+            Verdict::Rename(app) => {
+                let app = app.trim_start_matches('/');
+                let app = app.split('?').next().unwrap_or_default();
+                match client.server.app(app) {
+                    Some(index) => {
+                        client.app = Some(index);
+                        client.vars.app = app.to_owned();
+                        client.session.accept_connect();
+                    }
+                    None => {
+                        let text = format!(
+                            "rtmp: on_connect moved the client to unknown application \"{app}\""
+                        );
+                        outcome.log(LogLevel::Warn, id, text);
+                        refuse(client, outcome, "Application not found.");
+                    }
+                }
+            }
+            Verdict::Allow | Verdict::Relay(_) => client.session.accept_connect(),
         }
     }
 
@@ -302,12 +321,23 @@ impl Worker {
         }
         client.next_update_ms = Some(now_ms.saturating_add(period));
         let name = client.stream.clone()?;
+        let since = client.counters.role_since_ms;
+        let timestamp = client.last_timestamp;
+        // A slow callback never has two updates of one session in flight (as in C, where
+        // the next one is scheduled from the answer).
+        let pending = self
+            .calls
+            .values()
+            .any(|p| p.client == id && p.call == Call::Update);
+        if pending {
+            return Some(period);
+        }
         let extras = vec![
             (
                 "time".to_string(),
-                (now_ms.saturating_sub(client.connected_ms) / 1000).to_string(),
+                (now_ms.saturating_sub(since) / 1000).to_string(),
             ),
-            ("timestamp".to_string(), client.last_timestamp.to_string()),
+            ("timestamp".to_string(), timestamp.to_string()),
         ];
         self.start_call(
             id,
