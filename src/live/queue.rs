@@ -4,6 +4,8 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
+use bytes::Bytes;
+
 use super::frame::{Frame, FrameKind};
 
 /// Default message bound (the `out_queue` directive's default).
@@ -175,6 +177,41 @@ impl PlayerQueue {
                     n += 1;
                 }
                 _ => {}
+            }
+        }
+        n
+    }
+
+    /// The unwritten rest of the front message when it was partly written (a zero-copy
+    /// slice). It must go out before anything else reaches the socket: a message cut in the
+    /// middle breaks the client's chunk stream.
+    pub fn partial_head(&self) -> Option<Bytes> {
+        let front = self.items.front()?;
+        (self.offset > 0 && self.offset < front.chunked.len())
+            .then(|| front.chunked.slice(self.offset..))
+    }
+
+    /// [`PlayerQueue::partial_head`], borrowed, for a vectored write.
+    pub fn io_slices_partial_head(&self) -> Option<&[u8]> {
+        let front = self.items.front()?;
+        (self.offset > 0)
+            .then(|| front.chunked.get(self.offset..))
+            .flatten()
+            .filter(|b| !b.is_empty())
+    }
+
+    /// [`PlayerQueue::io_slices`], leaving out the front message when `skip_head` (the
+    /// caller already placed its partly written rest).
+    pub fn io_slices_after<'a>(&'a self, skip_head: bool, dst: &mut [IoSlice<'a>]) -> usize {
+        if !skip_head {
+            return self.io_slices(dst);
+        }
+        let mut n = 0;
+        for f in self.items.iter().skip(1) {
+            let Some(slot) = dst.get_mut(n) else { break };
+            if !f.chunked.is_empty() {
+                *slot = IoSlice::new(&f.chunked);
+                n += 1;
             }
         }
         n

@@ -769,6 +769,7 @@ impl Worker {
             return;
         };
         if paused {
+            self.keep_partial_head(id);
             self.hub.stop_play(id);
             return;
         }
@@ -846,6 +847,7 @@ impl Worker {
                 self.notify_players(&key, notices, outcome);
             }
             Role::Player(_) => {
+                self.keep_partial_head(id);
                 self.hub.stop_play(id);
             }
             Role::None => {}
@@ -967,6 +969,13 @@ impl Worker {
             return 0;
         };
         let mut n = 0;
+        let queue = self.hub.queue(id);
+        // A live message cut in the middle is finished before any session output.
+        let partial = queue.and_then(|q| q.io_slices_partial_head());
+        if let (Some(rest), Some(slot)) = (partial, dst.first_mut()) {
+            *slot = IoSlice::new(rest);
+            n = 1;
+        }
         for (i, bytes) in client.out.iter().enumerate() {
             if n == dst.len() {
                 return n;
@@ -975,8 +984,8 @@ impl Worker {
             dst[n] = IoSlice::new(&bytes[start.min(bytes.len())..]);
             n += 1;
         }
-        if let Some(queue) = self.hub.queue(id) {
-            n += queue.io_slices(&mut dst[n..]);
+        if let Some(queue) = queue {
+            n += queue.io_slices_after(partial.is_some(), &mut dst[n..]);
         }
         n
     }
@@ -987,6 +996,13 @@ impl Worker {
             return;
         };
         self.counters.sent(&mut client.counters, written);
+        if let Some(queue) = self.hub.queue_mut(id) {
+            if let Some(rest) = queue.io_slices_partial_head().map(<[u8]>::len) {
+                let done = written.min(rest);
+                queue.advance(done);
+                written -= done;
+            }
+        }
         while written > 0 {
             let Some(front) = client.out.front() else {
                 break;
@@ -1005,6 +1021,19 @@ impl Worker {
             if let Some(queue) = self.hub.queue_mut(id) {
                 queue.advance(written);
             }
+        }
+    }
+
+    /// Before a player leaves its queue (pause, stop, redirect): the rest of a partly written
+    /// message moves to the session output, so the client's chunk stream stays whole.
+    fn keep_partial_head(&mut self, id: ClientId) {
+        let Some(rest) = self.hub.queue(id).and_then(|q| q.partial_head()) else {
+            return;
+        };
+        if let Some(c) = self.clients.get_mut(&id) {
+            // Ahead of anything not yet started (a partly written session reply stays first).
+            let at = usize::from(c.out_offset > 0).min(c.out.len());
+            c.out.insert(at, rest);
         }
     }
 

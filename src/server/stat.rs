@@ -157,6 +157,15 @@ impl Worker {
             })
             .collect();
 
+        // Paused players have left the fan-out but still play their stream.
+        let mut paused: HashMap<&StreamKey, Vec<ClientId>> = HashMap::new();
+        for (id, c) in clients.iter() {
+            if let Role::Player(key) = &c.role {
+                if hub.player_stats(*id).is_none() {
+                    paused.entry(key).or_default().push(*id);
+                }
+            }
+        }
         let mut keys: Vec<_> = hub.streams().collect();
         keys.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         let mut old_samples = std::mem::take(&mut counters.streams);
@@ -200,6 +209,14 @@ impl Worker {
                 });
                 cs.timestamp = u64::from(queued.unwrap_or(if ps.playing { stream_ts } else { 0 }));
                 list.push(cs);
+            }
+            if let Some(ids) = paused.get_mut(key) {
+                ids.sort_unstable();
+                for id in ids.iter() {
+                    if let Some(c) = clients.get(id) {
+                        list.push(client_stat(*id, c, now_ms, pid));
+                    }
+                }
             }
             let cur = [stats.bytes_in, bytes_out, audio, video];
             let mut sample = old_samples
@@ -331,14 +348,9 @@ impl Worker {
                 command::escape_for_log(&name.name)
             ),
         );
-        let head = self.partial_head(id);
+        // end_role keeps the rest of a partly written message (keep_partial_head).
         self.end_role(id, now_ms, outcome);
-        if let (Some(rest), Some(c)) = (head, self.clients.get_mut(&id)) {
-            // Ahead of anything not yet started (a partly written session reply stays first).
-            let at = usize::from(c.out_offset > 0).min(c.out.len());
-            c.out.insert(at, rest);
-            outcome.wake.push(id);
-        }
+        outcome.wake.push(id);
         let shown = name.name.clone();
         if publishing {
             self.complete_publish(id, name, "live", now_ms, outcome);
@@ -379,23 +391,6 @@ impl Worker {
         };
         c.out.extend(messages);
         outcome.wake.push(id);
-    }
-}
-
-impl Worker {
-    /// The unwritten rest of a player's partly written queue head. Leaving the stream drops
-    /// the queue, but a message cut in the middle would break the client's chunk stream, so
-    /// the rest must still go out.
-    fn partial_head(&self, id: ClientId) -> Option<bytes::Bytes> {
-        let q = self.hub.queue(id)?;
-        let front = q.iter().next()?;
-        let mut slices = [std::io::IoSlice::new(&[])];
-        if q.io_slices(&mut slices) == 0 {
-            return None;
-        }
-        let rest = slices[0].len();
-        let total = front.chunked.len();
-        (rest > 0 && rest < total).then(|| front.chunked.slice(total - rest..))
     }
 }
 
@@ -558,4 +553,708 @@ fn audio_meta(gop: &GopCache, meta: &MetaInfo) -> Option<AudioMeta> {
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use std::collections::BTreeMap;
+    use std::io::IoSlice;
+
+    use bytes::Bytes;
+    use rml_rtmp::messages::UserControlEventType;
+    use rml_rtmp::sessions::{ClientSessionEvent, PublishRequestType, StreamMetadata};
+    use rml_rtmp::time::RtmpTimestamp;
+
+    use super::super::tests::{audio_frame, server_with, video_frame, TestClient};
+    use super::super::LogLine;
+    use super::*;
+    use crate::control::parse_control;
+    use crate::live::Hub;
+    use crate::stat::{merge, render_xml, StatMask};
+
+    /// A real x264 sequence header (High 3.1, 640x360) and AAC-LC 48 kHz stereo config, as
+    /// ffmpeg writes them into FLV.
+    const AVC_HEADER: &[u8] = &[
+        0x17, 0x00, 0x00, 0x00, 0x00, 0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x64,
+        0x00, 0x1f, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01,
+        0x00, 0x00, 0x03, 0x00, 0x32, 0x0f, 0x18, 0x31, 0x96, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3,
+        0xcb, 0x22, 0xc0, 0xfd, 0xf8, 0xf8, 0x00,
+    ];
+    const AAC_HEADER: &[u8] = &[0xaf, 0x00, 0x11, 0x90, 0x56, 0xe5, 0x00];
+    const PID: u32 = 4242;
+
+    /// A worker and rml_rtmp clients wired together in memory (the same model as the worker
+    /// tests in `tests.rs`, reduced to what /stat and /control need).
+    struct H {
+        worker: Worker,
+        server: Rc<ServerConfig>,
+        clients: BTreeMap<ClientId, TestClient>,
+        now: u64,
+        logs: Vec<LogLine>,
+        closes: Vec<(ClientId, CloseMode, String)>,
+    }
+
+    impl H {
+        fn new() -> Self {
+            H {
+                worker: Worker::new(),
+                server: server_with(&[], &[]),
+                clients: BTreeMap::new(),
+                now: 1_000_000,
+                logs: Vec::new(),
+                closes: Vec::new(),
+            }
+        }
+
+        fn c(&self, id: ClientId) -> &TestClient {
+            &self.clients[&id]
+        }
+
+        fn cm(&mut self, id: ClientId) -> &mut TestClient {
+            self.clients.get_mut(&id).unwrap()
+        }
+
+        fn is_open(&self, id: ClientId) -> bool {
+            self.c(id).is_open()
+        }
+
+        fn apply(&mut self, o: Outcome) {
+            self.logs.extend(o.logs);
+            for (id, mode, reason) in o.close {
+                self.closes.push((id, mode, reason.clone()));
+                if !self.clients.get(&id).is_some_and(TestClient::is_open) {
+                    continue;
+                }
+                if mode == CloseMode::AfterFlush {
+                    let bytes = self.collect(id, usize::MAX);
+                    self.cm(id).receive(&bytes);
+                } else {
+                    self.worker.discard_output(id);
+                }
+                self.cm(id).closed = Some((mode, reason));
+                let mut o = Outcome::default();
+                self.worker.disconnect(id, self.now, &mut o);
+                self.apply(o);
+            }
+        }
+
+        /// Up to `limit` bytes of the worker's output for `id`, as a socket write would take.
+        fn collect(&mut self, id: ClientId, limit: usize) -> Vec<u8> {
+            let mut out = Vec::new();
+            while out.len() < limit {
+                let mut slices = [IoSlice::new(&[]); 16];
+                let n = self.worker.output_slices(id, &mut slices);
+                let before = out.len();
+                for s in &slices[..n] {
+                    let room = limit - out.len();
+                    out.extend_from_slice(&s[..s.len().min(room)]);
+                }
+                if out.len() == before {
+                    break;
+                }
+                self.worker.advance(id, out.len() - before);
+            }
+            out
+        }
+
+        fn pump(&mut self) {
+            for _ in 0..10_000 {
+                let mut progress = false;
+                let ids: Vec<ClientId> = self.clients.keys().copied().collect();
+                for id in ids {
+                    if !self.is_open(id) {
+                        continue;
+                    }
+                    let bytes = std::mem::take(&mut self.cm(id).to_server);
+                    if !bytes.is_empty() {
+                        let mut o = Outcome::default();
+                        self.worker.on_input(id, &bytes, self.now, &mut o);
+                        self.apply(o);
+                        progress = true;
+                    }
+                    if self.is_open(id) {
+                        let bytes = self.collect(id, usize::MAX);
+                        if !bytes.is_empty() {
+                            self.cm(id).receive(&bytes);
+                            progress = true;
+                        }
+                    }
+                }
+                if !progress {
+                    return;
+                }
+            }
+            panic!("pump did not settle");
+        }
+
+        fn connect(&mut self, id: ClientId, peer: &str) {
+            let mut rng = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            let mut random = |buf: &mut [u8]| {
+                for b in buf {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    *b = rng as u8;
+                }
+            };
+            let peer = Some(peer.parse().unwrap());
+            let server = self.server.clone();
+            self.worker.connect(id, peer, server, self.now, &mut random);
+            self.clients.insert(id, TestClient::new(false));
+            self.pump();
+            let r = self.cm(id).session().request_connection("live".into());
+            self.cm(id).absorb_one(r);
+            self.pump();
+            assert!(self
+                .c(id)
+                .has_event(|e| *e == ClientSessionEvent::ConnectionRequestAccepted));
+        }
+
+        fn publisher(&mut self, id: ClientId, peer: &str, name: &str) {
+            self.connect(id, peer);
+            let r = self
+                .cm(id)
+                .session()
+                .request_publishing(name.into(), PublishRequestType::Live);
+            self.cm(id).absorb_one(r);
+            self.pump();
+            assert!(self
+                .c(id)
+                .has_event(|e| *e == ClientSessionEvent::PublishRequestAccepted));
+        }
+
+        fn player(&mut self, id: ClientId, peer: &str, name: &str) {
+            self.connect(id, peer);
+            let r = self.cm(id).session().request_playback(name.into());
+            self.cm(id).absorb_one(r);
+            self.pump();
+            assert!(self
+                .c(id)
+                .has_event(|e| *e == ClientSessionEvent::PlaybackRequestAccepted));
+        }
+
+        fn video(&mut self, id: ClientId, ts: u32, data: Bytes) {
+            let r = self
+                .cm(id)
+                .session()
+                .publish_video_data(data, RtmpTimestamp::new(ts), false);
+            self.cm(id).absorb_one(r);
+            self.pump();
+        }
+
+        fn audio(&mut self, id: ClientId, ts: u32, data: Bytes) {
+            let r = self
+                .cm(id)
+                .session()
+                .publish_audio_data(data, RtmpTimestamp::new(ts), false);
+            self.cm(id).absorb_one(r);
+            self.pump();
+        }
+
+        /// Metadata (30 fps), the real codec headers and a keyframe tagged `seq`.
+        fn start(&mut self, id: ClientId, seq: u32) -> Bytes {
+            let mut m = StreamMetadata::new();
+            m.video_width = Some(640);
+            m.video_height = Some(360);
+            m.video_frame_rate = Some(30.0);
+            m.video_codec_id = Some(7);
+            m.audio_codec_id = Some(10);
+            let r = self.cm(id).session().publish_metadata(&m);
+            self.cm(id).absorb_one(r);
+            self.pump();
+            self.video(id, 0, Bytes::from_static(AVC_HEADER));
+            self.audio(id, 0, Bytes::from_static(AAC_HEADER));
+            let key = video_frame(true, seq, 300);
+            self.video(id, 0, key.clone());
+            key
+        }
+
+        fn control(&mut self, path: &str, args: &str) -> usize {
+            let req = parse_control(path, args).unwrap();
+            let mut o = Outcome::default();
+            let n = self.worker.control(&req, self.now, &mut o);
+            self.apply(o);
+            self.pump();
+            n
+        }
+
+        fn stat(&mut self) -> StatSnapshot {
+            self.worker.stat_part(self.now, PID)
+        }
+    }
+
+    fn only_stream(s: &StatSnapshot) -> &StreamStat {
+        let streams: Vec<&StreamStat> = s
+            .servers
+            .iter()
+            .flat_map(|srv| &srv.applications)
+            .flat_map(|a| &a.streams)
+            .collect();
+        assert_eq!(streams.len(), 1, "{s:#?}");
+        streams[0]
+    }
+
+    fn stream<'a>(s: &'a StatSnapshot, name: &str) -> Option<&'a StreamStat> {
+        s.servers
+            .iter()
+            .flat_map(|srv| &srv.applications)
+            .flat_map(|a| &a.streams)
+            .find(|st| st.name == name)
+    }
+
+    /// The independent decoder read every message. (rml_rtmp's high-level session refuses a
+    /// second Play.Start on a playing stream; that strictness is not checked here.)
+    fn assert_no_chunk_errors(c: &TestClient) {
+        let bad: Vec<&String> = c
+            .errors
+            .iter()
+            .filter(|e| !e.contains("SessionInInvalidState"))
+            .collect();
+        assert!(bad.is_empty(), "{bad:?}");
+    }
+
+    fn ids(st: &StreamStat) -> Vec<ClientId> {
+        st.clients.iter().map(|c| c.id).collect()
+    }
+
+    /// A publisher (1) and two players (2, 3) of `live/cam`, media flowing.
+    fn three_clients() -> H {
+        let mut h = H::new();
+        h.publisher(1, "192.0.2.1", "cam");
+        h.now += 500;
+        h.player(2, "192.0.2.2", "cam");
+        h.player(3, "192.0.2.3", "cam");
+        h.now += 500;
+        h.start(1, 1);
+        h
+    }
+
+    #[test]
+    fn stat_lists_the_publisher_first_then_players_with_flags_and_times() {
+        let mut h = three_clients();
+        h.now += 2000;
+        let s = h.stat();
+        assert_eq!(s.pid, PID);
+        assert_eq!(s.module_version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(s.naccepted, 3);
+        assert_eq!(
+            s.workers,
+            [WorkerInfo {
+                pid: PID,
+                connections: 3
+            }]
+        );
+        assert_eq!(s.servers.len(), 1);
+        assert_eq!(s.servers[0].index, 0);
+        let app = &s.servers[0].applications[0];
+        assert_eq!((app.name.as_str(), app.live), ("live", true));
+        let st = only_stream(&s);
+        assert_eq!(st.name, "cam");
+        assert_eq!(ids(st), [1, 2, 3]);
+        assert!(st.publishing && st.active);
+        // Published at 1_000_000, now 1_003_000.
+        assert_eq!(st.time_ms, 3000);
+        let (p, a) = (&st.clients[0], &st.clients[1]);
+        assert!(p.publishing && p.active);
+        assert!(!a.publishing && a.active);
+        assert_eq!(p.address, "192.0.2.1");
+        assert_eq!(a.address, "192.0.2.2");
+        assert_eq!((p.time_ms, a.time_ms), (3000, 2500));
+        assert_eq!(p.flashver.as_deref(), Some("WIN 23,0,0,207"));
+        assert!(st
+            .clients
+            .iter()
+            .all(|c| c.worker_pid == PID && c.avsync == 0));
+        assert!(p.bytes_in > 300 && a.bytes_out > 300, "{p:?} {a:?}");
+        assert!(st.bytes_in >= 300 && st.bytes_out > 2 * 300);
+        assert_eq!(
+            s.bytes_in,
+            st.clients.iter().map(|c| c.bytes_in).sum::<u64>()
+        );
+        assert_eq!(
+            s.bytes_out,
+            st.clients.iter().map(|c| c.bytes_out).sum::<u64>()
+        );
+        assert_eq!(s.bw_in, 0, "first call measures nothing");
+    }
+
+    #[test]
+    fn stat_reads_codec_details_from_real_sequence_headers_and_metadata() {
+        let mut h = three_clients();
+        let s = h.stat();
+        let st = only_stream(&s);
+        let v = st.video.as_ref().unwrap();
+        assert_eq!((v.width, v.height), (640, 360));
+        assert_eq!(v.codec, "H264");
+        assert_eq!(v.profile.as_deref(), Some("High"));
+        assert_eq!(v.level.as_deref(), Some("3.1"));
+        assert_eq!(v.compat, Some(0));
+        assert_eq!(v.frame_rate, 30.0);
+        let a = st.audio.as_ref().unwrap();
+        assert_eq!(a.codec, "AAC");
+        assert_eq!(a.profile.as_deref(), Some("LC"));
+        assert_eq!((a.channels, a.sample_rate), (Some(2), Some(48_000)));
+    }
+
+    #[test]
+    fn stat_part_renders_as_xml_that_parses() {
+        let mut h = three_clients();
+        let s = h.stat();
+        let xml = render_xml(&s, StatMask::ALL, None);
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let stream = doc
+            .descendants()
+            .find(|n| n.has_tag_name("stream"))
+            .unwrap();
+        let child = |name: &str| {
+            stream
+                .children()
+                .find(|n| n.has_tag_name(name))
+                .and_then(|n| n.text())
+                .map(str::to_string)
+        };
+        assert_eq!(child("name").as_deref(), Some("cam"));
+        assert_eq!(child("nclients").as_deref(), Some("3"));
+        let clients: Vec<_> = stream
+            .children()
+            .filter(|n| n.has_tag_name("client"))
+            .collect();
+        assert_eq!(clients.len(), 3);
+        assert!(clients[0].children().any(|n| n.has_tag_name("publishing")));
+        let width = doc.descendants().find(|n| n.has_tag_name("width")).unwrap();
+        assert_eq!(width.text(), Some("640"));
+    }
+
+    #[test]
+    fn bytes_grow_and_bandwidth_is_measured_over_at_least_a_second() {
+        let mut h = three_clients();
+        let first = h.stat();
+        let st0 = only_stream(&first).clone();
+        assert_eq!((st0.bw_in, st0.bw_out, st0.bw_video), (0, 0, 0));
+        for i in 1..=10 {
+            h.video(1, i * 40, video_frame(false, i, 1000));
+            h.audio(1, i * 40, audio_frame(i));
+        }
+        h.now += 500;
+        let early = h.stat();
+        let st1 = only_stream(&early).clone();
+        assert!(st1.bytes_in > st0.bytes_in + 10_000);
+        assert!(st1.bytes_out > st0.bytes_out + 20_000);
+        assert!(early.bytes_in > first.bytes_in && early.bytes_out > first.bytes_out);
+        assert!(st1.clients[0].bytes_in > st0.clients[0].bytes_in);
+        assert!(st1.clients[1].bytes_out > st0.clients[1].bytes_out);
+        assert_eq!(st1.bw_in, 0, "half a second is too short to measure");
+        h.now += 1500;
+        let later = h.stat();
+        let st2 = only_stream(&later);
+        // Two seconds since the first reading.
+        assert_eq!(st2.bw_in, (st2.bytes_in - st0.bytes_in) * 8 / 2);
+        assert_eq!(st2.bw_out, (st2.bytes_out - st0.bytes_out) * 8 / 2);
+        assert!(st2.bw_video > 0 && st2.bw_audio > 0);
+        assert_eq!(st2.bw_video + st2.bw_audio, st2.bw_in);
+        assert_eq!(later.bw_in, (later.bytes_in - first.bytes_in) * 8 / 2);
+        assert_eq!(later.bw_out, (later.bytes_out - first.bytes_out) * 8 / 2);
+        // Nothing moves for the next two seconds: the rate falls to 0.
+        h.now += 2000;
+        let idle = h.stat();
+        assert_eq!((only_stream(&idle).bw_in, idle.bw_in), (0, 0));
+    }
+
+    #[test]
+    fn parts_of_two_workers_merge_into_one_stream_and_survive_encoding() {
+        let mut a = H::new();
+        a.publisher(1, "192.0.2.1", "cam");
+        a.player(2, "192.0.2.2", "cam");
+        a.start(1, 1);
+        let mut b = H::new();
+        // Another worker's player of the same name waits (idle_streams) for its publisher.
+        b.player(7, "192.0.2.7", "cam");
+        let pa = a.worker.stat_part(a.now, 100);
+        let pb = b.worker.stat_part(b.now, 200);
+        assert!(!only_stream(&pb).publishing && only_stream(&pb).video.is_none());
+        let (ea, eb) = (pa.encode(), pb.encode());
+        let parts = vec![
+            StatSnapshot::decode(&eb).unwrap(),
+            StatSnapshot::decode(&ea).unwrap(),
+        ];
+        assert_eq!(parts[1], pa);
+        let m = merge(parts);
+        let st = only_stream(&m);
+        assert_eq!(ids(st), [1, 7, 2]);
+        assert!(st.publishing);
+        assert_eq!(st.video.as_ref().unwrap().width, 640);
+        assert_eq!(m.naccepted, 3);
+        let pids: Vec<u32> = m.workers.iter().map(|w| w.pid).collect();
+        assert_eq!(pids, [200, 100]);
+        assert_eq!(st.clients[1].worker_pid, 200);
+    }
+
+    #[test]
+    fn control_drop_of_a_subscriber_by_clientid_drops_exactly_it() {
+        let mut h = three_clients();
+        assert_eq!(h.control("drop/subscriber", "app=live&clientid=1"), 0);
+        assert_eq!(h.control("drop/subscriber", "app=live&clientid=9"), 0);
+        assert!(h.closes.is_empty());
+        assert_eq!(h.control("drop/subscriber", "app=live&clientid=2"), 1);
+        assert_eq!(
+            h.closes,
+            [(2, CloseMode::Now, "dropped by /control".to_string())]
+        );
+        assert!(h
+            .logs
+            .iter()
+            .any(|l| l.client == Some(2) && l.level == LogLevel::Info));
+        assert!(!h.is_open(2) && h.is_open(1) && h.is_open(3));
+        let before = h.c(3).video().len();
+        h.video(1, 40, video_frame(false, 2, 200));
+        assert_eq!(h.c(3).video().len(), before + 1);
+        assert_eq!(ids(only_stream(&h.stat())), [1, 3]);
+    }
+
+    #[test]
+    fn control_drop_of_a_publisher_by_app_and_name() {
+        let mut h = three_clients();
+        h.publisher(4, "192.0.2.4", "other");
+        assert_eq!(h.control("drop/publisher", "srv=1&app=live&name=cam"), 0);
+        assert_eq!(h.control("drop/publisher", "app=vod&name=cam"), 0);
+        assert_eq!(
+            h.control("drop/publisher", "app=live&name=cam&addr=192.0.2.9"),
+            0
+        );
+        assert_eq!(
+            h.control("drop/publisher", "app=live&name=cam&addr=192.0.2.1"),
+            1
+        );
+        assert!(!h.is_open(1));
+        assert!(h.is_open(2) && h.is_open(3) && h.is_open(4));
+        assert!(h
+            .c(2)
+            .user_controls()
+            .contains(&UserControlEventType::StreamEof));
+        let s = h.stat();
+        assert!(stream(&s, "other").unwrap().publishing);
+        assert!(!stream(&s, "cam").unwrap().publishing);
+        // `client` selects everyone left on the stream.
+        assert_eq!(h.control("drop/client", "name=cam"), 2);
+    }
+
+    #[test]
+    fn control_redirect_moves_a_player_to_another_stream() {
+        let mut h = H::new();
+        h.publisher(1, "192.0.2.1", "cam1");
+        h.publisher(2, "192.0.2.2", "cam2");
+        h.player(3, "192.0.2.3", "cam1");
+        h.start(1, 100);
+        let key2 = h.start(2, 200);
+        assert_eq!(h.c(3).video().len(), 2);
+        assert_eq!(
+            h.control("redirect/subscriber", "name=cam1&newname=cam2"),
+            1
+        );
+        assert!(h.is_open(3));
+        let codes = h.c(3).codes();
+        let tail = &codes[codes.len() - 2..];
+        assert_eq!(tail, [command::NS_PLAY_RESET, command::NS_PLAY_START]);
+        // The cached start of cam2 follows: its keyframe, then its live frames only.
+        let video = h.c(3).video();
+        assert_eq!(video.len(), 4, "{:?}", h.c(3).media_kinds());
+        assert_eq!(video[3].1, key2);
+        h.video(1, 40, video_frame(false, 101, 300));
+        let inter2 = video_frame(false, 201, 300);
+        h.video(2, 40, inter2.clone());
+        let video = h.c(3).video();
+        assert_eq!(video.len(), 5);
+        assert_eq!(video[4].1, inter2);
+        assert_no_chunk_errors(h.c(3));
+        let s = h.stat();
+        assert_eq!(ids(stream(&s, "cam2").unwrap()), [2, 3]);
+        assert_eq!(ids(stream(&s, "cam1").unwrap()), [1]);
+        assert!(h.logs.iter().any(|l| l.client == Some(3)
+            && l.text
+                .contains("redirected by /control from \"live/cam1\" to \"cam2\"")));
+    }
+
+    #[test]
+    fn redirect_finishes_a_message_the_player_was_half_way_through() {
+        let mut h = H::new();
+        h.publisher(1, "192.0.2.1", "cam1");
+        h.publisher(2, "192.0.2.2", "cam2");
+        h.player(3, "192.0.2.3", "cam1");
+        h.start(1, 100);
+        h.start(2, 200);
+        // A large frame for the player, of which the socket takes only 100 bytes.
+        let big = video_frame(false, 101, 20_000);
+        let r = h
+            .cm(1)
+            .session()
+            .publish_video_data(big.clone(), RtmpTimestamp::new(40), false);
+        h.cm(1).absorb_one(r);
+        let bytes = std::mem::take(&mut h.cm(1).to_server);
+        let mut o = Outcome::default();
+        h.worker.on_input(1, &bytes, h.now, &mut o);
+        h.apply(o);
+        let part = h.collect(3, 100);
+        assert_eq!(part.len(), 100);
+        h.cm(3).receive(&part);
+        assert_eq!(
+            h.control("redirect/subscriber", "clientid=3&newname=cam2"),
+            1
+        );
+        let video = h.c(3).video();
+        assert_no_chunk_errors(h.c(3));
+        assert!(
+            video.iter().any(|(_, d)| *d == big),
+            "the cut frame arrives whole"
+        );
+        assert!(h.c(3).has_code(command::NS_PLAY_RESET));
+    }
+
+    #[test]
+    fn control_redirect_republishes_a_publisher_under_the_new_name() {
+        let mut h = H::new();
+        h.publisher(1, "192.0.2.1", "cam");
+        h.player(2, "192.0.2.2", "studio");
+        h.start(1, 1);
+        assert!(h.c(2).video().is_empty());
+        let begins = |h: &H| {
+            let uc = h.c(2).user_controls();
+            uc.iter()
+                .filter(|e| **e == UserControlEventType::StreamBegin)
+                .count()
+        };
+        let before = begins(&h);
+        assert_eq!(
+            h.control("redirect/publisher", "app=live&name=cam&newname=studio"),
+            1
+        );
+        assert!(h.is_open(1));
+        assert_eq!(
+            begins(&h),
+            before + 1,
+            "the waiting player hears the publisher start"
+        );
+        let inter = video_frame(false, 2, 300);
+        h.video(1, 40, video_frame(true, 3, 300));
+        h.video(1, 80, inter.clone());
+        assert_eq!(h.c(2).video().last().unwrap().1, inter);
+        let s = h.stat();
+        assert!(stream(&s, "cam").is_none());
+        let st = stream(&s, "studio").unwrap();
+        assert!(st.publishing);
+        assert_eq!(ids(st), [1, 2]);
+        assert_no_chunk_errors(h.c(1));
+    }
+
+    #[test]
+    fn redirect_to_a_name_already_published_closes_the_publisher() {
+        let mut h = H::new();
+        h.publisher(1, "192.0.2.1", "cam");
+        h.publisher(2, "192.0.2.2", "taken");
+        assert_eq!(h.control("redirect/publisher", "name=cam&newname=taken"), 1);
+        assert!(!h.is_open(1) && h.is_open(2));
+        assert!(h.c(1).has_code(command::NS_PUBLISH_BAD_NAME));
+    }
+
+    #[test]
+    fn a_paused_player_is_still_listed_but_not_active() {
+        let mut h = three_clients();
+        let mut p = Vec::new();
+        amf0::write_string(&mut p, "pause");
+        amf0::write_number(&mut p, 0.0);
+        amf0::write_null(&mut p);
+        amf0::write_bool(&mut p, true);
+        amf0::write_number(&mut p, 0.0);
+        let mut m = bytes::BytesMut::new();
+        crate::rtmp::chunk::encode_message(
+            4096,
+            20,
+            0,
+            crate::rtmp::chunk::MSG_COMMAND_AMF0,
+            1,
+            &p,
+            &mut m,
+        );
+        let mut o = Outcome::default();
+        h.worker.on_input(2, &m, h.now, &mut o);
+        h.apply(o);
+        h.pump();
+        assert!(h.c(2).has_code("NetStream.Pause.Notify"));
+        let s = h.stat();
+        let st = only_stream(&s);
+        assert_eq!(ids(st), [1, 3, 2]);
+        assert!(!st.clients[2].active && st.clients[1].active);
+        assert_eq!(h.control("drop/subscriber", "clientid=2"), 1);
+    }
+
+    #[test]
+    fn record_requests_act_on_nothing_yet() {
+        let mut h = three_clients();
+        assert_eq!(h.control("record/start", "app=live&name=cam"), 0);
+        assert_eq!(h.control("record/stop", "app=live&name=cam"), 0);
+        assert!(h.closes.is_empty());
+    }
+
+    #[test]
+    fn garbage_codec_headers_and_metadata_never_panic() {
+        let key = StreamKey::new("live", "x");
+        let mut state = 0x1234_5678_9abc_def1_u64;
+        for i in 0..500 {
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            let mut hub = Hub::new();
+            hub.publish(&key, 1).unwrap();
+            let mut junk = |first: &[u8]| {
+                let mut b = first.to_vec();
+                let len = (next() % 64) as usize;
+                b.extend((0..len).map(|_| next() as u8));
+                b
+            };
+            let (v, a, m) = if i % 2 == 0 {
+                (junk(&[0x17, 0]), junk(&[0xaf, 0]), junk(&[2, 0, 10]))
+            } else {
+                let mut v = AVC_HEADER.to_vec();
+                let at = 5 + (i % (AVC_HEADER.len() - 5));
+                v[at] = i as u8;
+                v.truncate(at + 1 + i % 7);
+                (v, AAC_HEADER[..i % 7].to_vec(), junk(&[]))
+            };
+            hub.publisher_frame(&key, FrameKind::Data, 0, &m, 4096);
+            hub.publisher_frame(&key, FrameKind::Video, 0, &v, 4096);
+            hub.publisher_frame(&key, FrameKind::Audio, 0, &a, 4096);
+            if let Some(gop) = hub.gop(&key) {
+                let _ = codec_meta(gop);
+            }
+        }
+    }
+
+    #[test]
+    fn metadata_alone_describes_a_stream_without_sequence_headers() {
+        let mut payload = Vec::new();
+        amf0::write_string(&mut payload, "onMetaData");
+        amf0::write_ecma_array_start(&mut payload, 5);
+        for (k, v) in [
+            ("width", 320.0),
+            ("height", 240.0),
+            ("framerate", 15.0),
+            ("videocodecid", 4.0),
+            ("audiocodecid", 2.0),
+        ] {
+            amf0::write_key(&mut payload, k);
+            amf0::write_number(&mut payload, v);
+        }
+        amf0::write_key(&mut payload, "stereo");
+        amf0::write_bool(&mut payload, false);
+        amf0::write_object_end(&mut payload);
+        let key = StreamKey::new("live", "x");
+        let mut hub = Hub::new();
+        hub.publish(&key, 1).unwrap();
+        hub.publisher_frame(&key, FrameKind::Data, 0, &payload, 4096);
+        let (v, a) = codec_meta(hub.gop(&key).unwrap());
+        let v = v.unwrap();
+        assert_eq!((v.width, v.height, v.frame_rate), (320, 240, 15.0));
+        assert_eq!(v.codec, "On2-VP6");
+        let a = a.unwrap();
+        assert_eq!((a.codec.as_str(), a.channels), ("MP3", Some(1)));
+    }
+}

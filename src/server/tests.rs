@@ -784,6 +784,31 @@ fn output_written_a_few_bytes_at_a_time_arrives_intact() {
     h.assert_no_client_errors();
 }
 
+/// A ping (session output) queued while a player's live message is half written must wait
+/// for the end of that message: spliced into its middle, it would corrupt the chunk stream.
+#[test]
+fn session_output_never_splits_a_half_written_live_message() {
+    let mut h = Harness::new(default_server());
+    h.publisher(1, "k");
+    h.player(2, "k");
+    h.client(2).drain = false;
+    let big = video_frame(true, 0, 20_000);
+    h.send_meta(1);
+    h.send_video(1, 0, Bytes::from_static(AVC_HEADER));
+    h.send_video(1, 0, big.clone());
+    // The socket takes a few hundred bytes: the frame's message is cut in the middle.
+    let part = h.collect(2, 300);
+    h.client(2).receive(&part);
+    // The server pings the idle-looking player now.
+    h.now += 120_000;
+    h.tick(2);
+    h.client(2).drain = true;
+    h.pump();
+    h.assert_no_client_errors();
+    let got: Vec<Bytes> = h.c(2).video().into_iter().map(|(_, b)| b).collect();
+    assert_eq!(got.last(), Some(&big), "the frame arrives whole");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Publish
 
