@@ -206,12 +206,12 @@ pub static DIRECTIVES: &[Directive] = &[
     ),
     one("rtmp_socket_dir", MAIN, Exactly(1), Unneeded(AUTO_PUSH)),
     // HTTP handlers.
-    many("rtmp_stat", HTTP, AtLeast(1), Planned),
-    one("rtmp_stat_stylesheet", HTTP, Exactly(1), Planned),
-    many("rtmp_control", HTTP, AtLeast(1), Planned),
+    many("rtmp_stat", HTTP, AtLeast(1), Implemented),
+    one("rtmp_stat_stylesheet", HTTP, Exactly(1), Implemented),
+    many("rtmp_control", HTTP, AtLeast(1), Implemented),
     // nginx-http-flv-module.
     one("flv_live", HTTP, Flag, Planned),
-    one("rtmp_stat_format", HTTP, Exactly(1), Planned),
+    one("rtmp_stat_format", HTTP, Exactly(1), Implemented),
     one("gop_cache", APP, Flag, Planned),
     one("gop_max_frame_count", APP, Exactly(1), Planned),
     one("gop_max_audio_count", APP, Exactly(1), Planned),
@@ -515,6 +515,10 @@ mod tests {
             "notify_ssl_trusted_certificate",
             "access_log",
             "log_format",
+            "rtmp_stat",
+            "rtmp_stat_stylesheet",
+            "rtmp_stat_format",
+            "rtmp_control",
         ];
         expected.sort_unstable();
         assert_eq!(implemented, expected);

@@ -251,6 +251,9 @@ unsafe fn parse_rtmp_block(cf: *mut ngx_conf_t, main: &mut MainConf) -> *mut c_c
         if rv != CONF_OK {
             return rv;
         }
+        if let Err(e) = super::shm::add_zone(cf) {
+            return conf_error(cf, &e);
+        }
         build_runtime(cf, &mut *tree, main)
     }
 }
@@ -969,7 +972,7 @@ unsafe fn conf_array(cf: *mut ngx_conf_t, level: *mut RtmpConf) -> *mut *mut c_v
 }
 
 /// Moves `value` into memory owned by `pool`: dropped when the pool is destroyed.
-unsafe fn pool_owned<T>(pool: *mut ngx::ffi::ngx_pool_t, value: T) -> *mut T {
+pub(super) unsafe fn pool_owned<T>(pool: *mut ngx::ffi::ngx_pool_t, value: T) -> *mut T {
     unsafe extern "C" fn drop_box<T>(data: *mut c_void) {
         // SAFETY: data is the pointer Box::into_raw returned below, dropped exactly once.
         drop(unsafe { Box::from_raw(data as *mut T) });

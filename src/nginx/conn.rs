@@ -92,6 +92,7 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             ngx::ffi::ngx_add_timer(ev, HOUSEKEEPING_MS as ngx::ffi::ngx_msec_t);
             let tz = (*ngx::ffi::ngx_cached_time).gmtoff as i32;
             with_worker(|w| w.set_tz_offset(tz));
+            super::shm::init_process(cycle);
         }
         NGX_OK as ngx_int_t
     })
@@ -122,6 +123,7 @@ fn level_of(level: LogLevel) -> u32 {
 /// event loop was ever held by a file write.
 pub extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
     guard("exit_process", (), || {
+        super::shm::exit_process();
         let stats = with_worker(|w| w.io_stats());
         if stats.ops > 0 {
             super::util::log_cycle(

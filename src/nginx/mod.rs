@@ -11,6 +11,7 @@ mod conn;
 mod http;
 mod logfile;
 mod netcall;
+mod shm;
 mod util;
 
 use core::ffi::c_char;

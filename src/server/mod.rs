@@ -206,6 +206,14 @@ fn player_options(client: &Client) -> Option<PlayerOptions> {
 /// bound, a client that sends pings and never reads would grow our memory without limit.
 pub const MAX_UNREAD_REPLY_BYTES: usize = 1024 * 1024;
 
+/// Stream names published anywhere on this server (every worker process): one publisher per
+/// name across workers. The glue backs it with shared memory; a lone worker needs none.
+pub trait PublishRegistry {
+    /// Claims `key` for this worker; false when another live worker publishes it.
+    fn claim(&mut self, key: &StreamKey) -> bool;
+    fn release(&mut self, key: &StreamKey);
+}
+
 /// Fills a buffer with random bytes (key material).
 pub type RandomSource = Box<dyn FnMut(&mut [u8])>;
 
@@ -217,6 +225,8 @@ pub struct Worker {
     outputs: Outputs,
     /// Randomness for keys (the glue passes the OS's); tests get a fixed sequence.
     random: RandomSource,
+    /// Cross-worker stream names (None: this worker is alone).
+    registry: Option<Box<dyn PublishRegistry>>,
     /// Callbacks in flight.
     calls: HashMap<u64, notify::PendingCall>,
     next_call_token: u64,
@@ -235,6 +245,7 @@ impl Default for Worker {
             clients: HashMap::new(),
             events: Vec::new(),
             outputs: Outputs::default(),
+            registry: None,
             calls: HashMap::new(),
             next_call_token: 1,
             wall_clock: (0, 0),
@@ -264,6 +275,11 @@ impl Worker {
             random,
             ..Self::default()
         }
+    }
+
+    /// Makes publishing coordinate with other worker processes.
+    pub fn set_publish_registry(&mut self, registry: Box<dyn PublishRegistry>) {
+        self.registry = Some(registry);
     }
 
     /// File IO performed for this worker's outputs (ops, bytes, slowest single operation).
@@ -598,7 +614,14 @@ impl Worker {
                 return;
             }
         };
-        match self.hub.publish(&key, id) {
+        let elsewhere =
+            !self.hub.is_publishing(&key) && self.registry.as_mut().is_some_and(|r| !r.claim(&key));
+        let published = if elsewhere {
+            Err(LiveError::AlreadyPublishing(key.clone()))
+        } else {
+            self.hub.publish(&key, id)
+        };
+        match published {
             Ok(notices) => {
                 if let Some(c) = self.clients.get_mut(&id) {
                     c.session.accept_publish(&name.name);
@@ -838,6 +861,9 @@ impl Worker {
         match role {
             Role::Publisher(key) => {
                 let notices = self.hub.unpublish(&key, id);
+                if let Some(r) = self.registry.as_mut() {
+                    r.release(&key);
+                }
                 self.outputs.unpublish(&key, now_ms, &mut outcome.logs);
                 outcome.log(
                     LogLevel::Info,

@@ -1,0 +1,770 @@
+// nginx-rtmp-rs live page: lists the live streams of /stat?format=json (every 2 s) and plays
+// the chosen one with hls.js (or the browser's own HLS, e.g. Safari) or dash.js, both served
+// by this nginx (no CDN).
+//
+// Stream names and every other value of /stat come from the network (whoever publishes picks
+// the name): they reach the page only as textContent or as attribute values set through the
+// DOM, never as HTML.
+'use strict';
+
+(function () {
+  const POLL_MS = 2000;
+  const STAT_TIMEOUT_MS = 5000;
+  // A stream that was just published has no playlist yet: try again every RETRY_MS.
+  const RETRY_MS = 2000;
+  const MAX_RETRIES = 15;
+  const FORMAT_KEY = 'nginx-rtmp-rs.format';
+
+  function meta(name, fallback) {
+    const el = document.querySelector('meta[name="' + name + '"]');
+    return el && el.content ? el.content : fallback;
+  }
+
+  const cfg = {
+    stat: meta('rtmp-stat-url', 'stat?format=json'),
+    hls: meta('rtmp-hls-url', 'hls/{name}.m3u8'),
+    dash: meta('rtmp-dash-url', 'dash/{name}.mpd'),
+    hlsScript: meta('rtmp-hls-script', 'vendor/hls.min.js'),
+    dashScript: meta('rtmp-dash-script', 'vendor/dash.all.min.js'),
+  };
+
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    status: $('status'),
+    error: $('stat-error'),
+    empty: $('stat-empty'),
+    emptyFfmpeg: $('empty-ffmpeg'),
+    emptyObs: $('empty-obs'),
+    table: $('streams'),
+    body: $('streams-body'),
+    serverInfo: $('server-info'),
+    player: $('player'),
+    playerTitle: $('player-title'),
+    playerEngine: $('player-engine'),
+    playerLink: $('player-link'),
+    playerMsg: $('player-msg'),
+    playerClose: $('player-close'),
+    video: $('video'),
+  };
+
+  // ---------------------------------------------------------------------------------------
+  // Formatting
+
+  function pad2(n) {
+    return n < 10 ? '0' + n : String(n);
+  }
+
+  /** h:mm:ss */
+  function formatUptime(ms) {
+    const t = Math.max(0, Math.floor(Number(ms) / 1000)) || 0;
+    return Math.floor(t / 3600) + ':' + pad2(Math.floor((t % 3600) / 60)) + ':' + pad2(t % 60);
+  }
+
+  function formatBitrate(bps) {
+    const b = Number(bps);
+    if (!Number.isFinite(b) || b < 0) return '—';
+    if (b >= 1e6) return (b / 1e6).toFixed(b >= 1e7 ? 1 : 2) + ' Mbit/s';
+    return Math.round(b / 1e3) + ' kbit/s';
+  }
+
+  /** 44100 -> "44.1 kHz", 48000 -> "48 kHz". */
+  function formatRate(hz) {
+    const n = Number(hz);
+    return Number.isFinite(n) && n > 0 ? parseFloat((n / 1000).toFixed(2)) + ' kHz' : null;
+  }
+
+  function text(v) {
+    return v === null || v === undefined || v === '' ? null : String(v);
+  }
+
+  function hasVideo(s) {
+    const v = s.video;
+    return !!(v && (text(v.codec) || Number(v.width) > 0));
+  }
+
+  function hasAudio(s) {
+    return !!(s.audio && text(s.audio.codec));
+  }
+
+  function resolutionOf(s) {
+    const v = s.video;
+    if (v && Number(v.width) > 0 && Number(v.height) > 0) {
+      return Math.round(Number(v.width)) + 'x' + Math.round(Number(v.height));
+    }
+    if (!hasVideo(s) && hasAudio(s)) return 'audio only';
+    return '—';
+  }
+
+  function frameRateOf(s) {
+    const fr = s.video ? Number(s.video.frame_rate) : NaN;
+    return Number.isFinite(fr) && fr > 0 ? parseFloat(fr.toFixed(2)) + ' fps' : '';
+  }
+
+  /** "H264 High 3.1 / AAC LC 44.1 kHz" */
+  function codecsOf(s) {
+    const parts = [];
+    if (hasVideo(s)) {
+      const v = s.video;
+      const t = [text(v.codec), text(v.profile), text(v.level)].filter(Boolean).join(' ');
+      if (t) parts.push(t);
+    }
+    if (hasAudio(s)) {
+      const a = s.audio;
+      parts.push([text(a.codec), text(a.profile), formatRate(a.sample_rate)].filter(Boolean).join(' '));
+    }
+    return parts.length ? parts.join(' / ') : '—';
+  }
+
+  function channelsOf(s) {
+    const c = s.audio ? Number(s.audio.channels) : NaN;
+    if (c === 1) return 'mono';
+    if (c === 2) return 'stereo';
+    return Number.isFinite(c) && c > 0 ? c + ' channels' : '';
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // /stat
+
+  /** The live streams of a /stat JSON document, sorted by application and name. */
+  function streamsOf(doc) {
+    const out = [];
+    const servers = Array.isArray(doc.servers) ? doc.servers : [];
+    servers.forEach((srv, si) => {
+      const server = srv && Number.isInteger(srv.index) ? srv.index : si;
+      const apps = srv && Array.isArray(srv.applications) ? srv.applications : [];
+      for (const app of apps) {
+        if (!app || !Array.isArray(app.streams)) continue;
+        for (const s of app.streams) {
+          // Only streams someone publishes; players waiting for a publisher are not "live".
+          if (!s || !s.publishing) continue;
+          const appName = String(app.name);
+          const name = String(s.name);
+          out.push({
+            key: server + '\u0000' + appName + '\u0000' + name,
+            server,
+            app: appName,
+            name,
+            raw: s,
+          });
+        }
+      }
+    });
+    out.sort(
+      (a, b) => a.server - b.server || cmp(a.app, b.app) || cmp(a.name, b.name),
+    );
+    return out;
+  }
+
+  function cmp(a, b) {
+    return a < b ? -1 : a > b ? 1 : 0;
+  }
+
+  /** The first application with `live on`, for the "publish with" hint. */
+  function liveAppOf(doc) {
+    for (const srv of Array.isArray(doc.servers) ? doc.servers : []) {
+      for (const app of srv && Array.isArray(srv.applications) ? srv.applications : []) {
+        if (app && app.live && app.name) return String(app.name);
+      }
+    }
+    return 'live';
+  }
+
+  const state = {
+    streams: new Map(), // key -> stream (latest poll)
+    rows: new Map(), // key -> { tr, cells }
+    fetchedAt: 0, // performance.now() of the latest good poll
+    stale: false,
+    multiServer: false,
+    pendingHash: location.hash.length > 1 ? location.hash.slice(1) : null,
+  };
+
+  let pollTimer = 0;
+  let polling = false;
+
+  async function poll() {
+    clearTimeout(pollTimer);
+    if (polling) return;
+    polling = true;
+    try {
+      const doc = await fetchStat();
+      showStat(doc);
+    } catch (e) {
+      showStatError(e);
+    } finally {
+      polling = false;
+      pollTimer = setTimeout(tick, POLL_MS);
+    }
+  }
+
+  function tick() {
+    // A hidden tab does not poll; it catches up when shown again.
+    if (document.hidden) {
+      pollTimer = setTimeout(tick, POLL_MS);
+    } else {
+      poll();
+    }
+  }
+
+  async function fetchStat() {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), STAT_TIMEOUT_MS);
+    let res;
+    try {
+      res = await fetch(cfg.stat, {
+        cache: 'no-store',
+        headers: { Accept: 'application/json' },
+        signal: ctl.signal,
+      });
+    } catch (e) {
+      throw new Error(
+        e && e.name === 'AbortError'
+          ? 'no answer within ' + STAT_TIMEOUT_MS / 1000 + ' s'
+          : 'the server cannot be reached',
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!res.ok) {
+      const hint = res.status === 404 ? ' (is "rtmp_stat all;" configured at /stat?)' : '';
+      throw new Error('HTTP ' + res.status + hint);
+    }
+    let doc;
+    try {
+      doc = await res.json();
+    } catch {
+      throw new Error('the answer is not JSON (is the module new enough for ?format=json?)');
+    }
+    if (!doc || typeof doc !== 'object' || !Array.isArray(doc.servers)) {
+      throw new Error('the answer has no "servers" list');
+    }
+    return doc;
+  }
+
+  function showStat(doc) {
+    const list = streamsOf(doc);
+    state.fetchedAt = performance.now();
+    state.stale = false;
+    state.multiServer = new Set(list.map((s) => s.server)).size > 1;
+    state.streams = new Map(list.map((s) => [s.key, s]));
+
+    el.error.hidden = true;
+    el.table.classList.remove('stale');
+    renderRows(list);
+
+    const app = liveAppOf(doc);
+    const host = location.hostname || 'HOST';
+    el.emptyFfmpeg.textContent =
+      'ffmpeg -re -i input.mp4 -c:v libx264 -c:a aac -f flv rtmp://' + host + '/' + app + '/KEY';
+    el.emptyObs.textContent = 'rtmp://' + host + '/' + app;
+    el.empty.hidden = list.length > 0;
+    el.table.hidden = list.length === 0;
+    document.body.dataset.stat = list.length ? 'ok' : 'empty';
+
+    const n = list.length;
+    el.status.textContent =
+      (n === 0 ? 'No live streams' : n === 1 ? '1 live stream' : n + ' live streams') +
+      ' · updated ' + new Date().toLocaleTimeString();
+
+    const info = [];
+    if (text(doc.nginx_version)) info.push('nginx ' + doc.nginx_version);
+    if (text(doc.module_version)) info.push('nginx-rtmp-rs ' + doc.module_version);
+    if (Number.isFinite(Number(doc.uptime_s)) && doc.uptime_s !== null) {
+      info.push('up ' + formatUptime(Number(doc.uptime_s) * 1000));
+    }
+    el.serverInfo.textContent = info.join(' · ');
+
+    playerStreamUpdate();
+    openPendingHash();
+  }
+
+  function showStatError(e) {
+    state.stale = true;
+    document.body.dataset.stat = 'error';
+    el.error.textContent = '';
+    const strong = document.createElement('strong');
+    strong.textContent = 'Cannot read the stream list';
+    el.error.append(strong, ' from ' + cfg.stat + ': ' + (e && e.message ? e.message : String(e)) + '. Retrying…');
+    el.error.hidden = false;
+    el.empty.hidden = true;
+    el.table.classList.add('stale');
+    el.status.textContent = 'Stream list unavailable';
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // The table (rows are kept per stream, so focus and selection survive each poll)
+
+  const COLUMNS = [
+    ['name', 'Stream'],
+    ['uptime', 'Uptime'],
+    ['res', 'Resolution'],
+    ['codecs', 'Codecs'],
+    ['bitrate', 'Bitrate'],
+    ['viewers', 'Viewers'],
+  ];
+
+  function makeRow(s) {
+    const tr = document.createElement('tr');
+    tr.className = 'stream-row';
+    const cells = {};
+    for (const [cls, label] of COLUMNS) {
+      const td = document.createElement('td');
+      td.className = 'c-' + cls;
+      td.dataset.label = label;
+      cells[cls] = td;
+      tr.appendChild(td);
+    }
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'stream-name';
+    const srv = document.createElement('span');
+    srv.className = 'badge';
+    const nameText = document.createElement('span');
+    button.append(srv, nameText);
+    cells.name.appendChild(button);
+    cells.srvBadge = srv;
+    cells.nameText = nameText;
+    const resWrap = document.createElement('span');
+    const resText = document.createElement('span');
+    const fps = document.createElement('span');
+    fps.className = 'sub';
+    resWrap.append(resText, fps);
+    cells.res.appendChild(resWrap);
+    cells.resText = resText;
+    cells.fps = fps;
+    // The whole row is a target; the button makes it reachable by keyboard.
+    tr.addEventListener('click', () => {
+      const cur = state.streams.get(tr.dataset.key);
+      if (cur) select(cur);
+    });
+    return { tr, cells };
+  }
+
+  function updateRow(row, s) {
+    const r = s.raw;
+    const c = row.cells;
+    row.tr.dataset.key = s.key;
+    setText(c.nameText, s.app + '/' + s.name);
+    setText(c.srvBadge, state.multiServer ? 'srv ' + s.server : '');
+    c.srvBadge.hidden = !state.multiServer;
+    setText(c.uptime, formatUptime(r.time_ms));
+    setText(c.resText, resolutionOf(s.raw));
+    setText(c.fps, frameRateOf(s.raw));
+    setText(c.codecs, codecsOf(s.raw));
+    c.codecs.title = channelsOf(s.raw);
+    setText(c.bitrate, formatBitrate(r.bw_in));
+    const n = Number(r.nclients);
+    const viewers = Number.isFinite(n) ? Math.max(0, n - (r.publishing ? 1 : 0)) : 0;
+    setText(c.viewers, String(viewers));
+  }
+
+  function setText(node, t) {
+    if (node.textContent !== t) node.textContent = t;
+  }
+
+  function renderRows(list) {
+    const keep = new Set(list.map((s) => s.key));
+    for (const [key, row] of state.rows) {
+      if (!keep.has(key)) {
+        row.tr.remove();
+        state.rows.delete(key);
+      }
+    }
+    const order = [];
+    for (const s of list) {
+      let row = state.rows.get(s.key);
+      if (!row) {
+        row = makeRow(s);
+        state.rows.set(s.key, row);
+      }
+      updateRow(row, s);
+      order.push(row.tr);
+    }
+    markSelected();
+    // Re-append only when the order changed (moving a focused row would lose its focus).
+    const current = Array.from(el.body.children);
+    if (current.length !== order.length || current.some((tr, i) => tr !== order[i])) {
+      el.body.append(...order);
+    }
+  }
+
+  // Uptimes tick between polls (not while the list is stale).
+  setInterval(() => {
+    if (state.stale || !state.fetchedAt) return;
+    const dt = performance.now() - state.fetchedAt;
+    for (const [key, row] of state.rows) {
+      const s = state.streams.get(key);
+      if (s) setText(row.cells.uptime, formatUptime(Number(s.raw.time_ms) + dt));
+    }
+  }, 1000);
+
+  // ---------------------------------------------------------------------------------------
+  // The player
+
+  const player = {
+    gen: 0, // bumped by every start/stop; async steps of an older one give up
+    stream: null,
+    format: 'hls',
+    hls: null,
+    dash: null,
+    retries: 0,
+    retryTimer: 0,
+    mediaRecoveries: 0,
+    gone: false,
+  };
+
+  function streamUrl(template, s) {
+    const path = template.replace(/\{(app|name)\}/g, (_, k) =>
+      encodeURIComponent(k === 'app' ? s.app : s.name),
+    );
+    return new URL(path, document.baseURI).href;
+  }
+
+  function setPlayer(stateName, message) {
+    el.player.dataset.state = stateName;
+    setText(el.playerMsg, message || '');
+    el.playerMsg.hidden = !message;
+  }
+
+  function select(s) {
+    if (player.stream && player.stream.key === s.key && el.player.dataset.state !== 'error'
+        && el.player.dataset.state !== 'ended') {
+      return; // already playing it
+    }
+    setHash(s);
+    start(s, currentFormat(), 0);
+    el.player.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
+  }
+
+  function start(s, format, retries) {
+    stop();
+    const gen = player.gen;
+    player.stream = s;
+    player.format = format;
+    player.retries = retries;
+    player.mediaRecoveries = 0;
+    player.gone = false;
+    el.player.hidden = false;
+    setText(el.playerTitle, s.app + '/' + s.name);
+    setText(el.playerEngine, '');
+    const url = streamUrl(format === 'dash' ? cfg.dash : cfg.hls, s);
+    el.playerLink.href = url;
+    setText(el.playerLink, format === 'dash' ? 'MPD' : 'Playlist');
+    setPlayer('loading', retries ? el.playerMsg.textContent : 'Loading ' + format.toUpperCase() + '…');
+    markSelected();
+    (format === 'dash' ? startDash : startHls)(url, gen);
+  }
+
+  function stop() {
+    player.gen += 1;
+    clearTimeout(player.retryTimer);
+    if (player.hls) {
+      try {
+        player.hls.destroy();
+      } catch {
+        // already torn down
+      }
+      player.hls = null;
+    }
+    if (player.dash) {
+      try {
+        player.dash.destroy();
+      } catch {
+        // already torn down
+      }
+      player.dash = null;
+    }
+    const v = el.video;
+    if (v.hasAttribute('src')) {
+      v.removeAttribute('src');
+      v.load();
+    }
+  }
+
+  function close() {
+    stop();
+    player.stream = null;
+    el.player.hidden = true;
+    setPlayer('idle', '');
+    setHash(null);
+    markSelected();
+  }
+
+  function markSelected() {
+    for (const [key, row] of state.rows) {
+      const selected = player.stream !== null && player.stream.key === key;
+      row.tr.classList.toggle('selected', selected);
+      if (selected) row.tr.setAttribute('aria-current', 'true');
+      else row.tr.removeAttribute('aria-current');
+    }
+  }
+
+  function fail(message) {
+    stop();
+    setPlayer('error', message);
+  }
+
+  /** Tries the same stream again later (its playlist may not exist yet), or gives up. */
+  function retryLater(why, gen) {
+    if (gen !== player.gen) return;
+    const s = player.stream;
+    if (player.gone) {
+      fail('The stream has ended.');
+      return;
+    }
+    if (player.retries >= MAX_RETRIES) {
+      fail('Cannot play this stream (' + why + '). Is ' + player.format.toUpperCase() + ' on for its application?');
+      return;
+    }
+    const retries = player.retries + 1;
+    const format = player.format;
+    stop();
+    setPlayer('waiting', 'Waiting for the stream to become available (' + why + ')…');
+    player.retryTimer = setTimeout(() => {
+      // player.stream is replaced by each poll's fresh copy: compare keys.
+      if (player.stream && player.stream.key === s.key) start(player.stream, format, retries);
+    }, RETRY_MS);
+  }
+
+  /** Keeps the playing stream's data fresh; notes when it left /stat. */
+  function playerStreamUpdate() {
+    if (!player.stream) return;
+    const cur = state.streams.get(player.stream.key);
+    if (cur) {
+      player.stream = cur;
+      player.gone = false;
+    } else {
+      player.gone = true;
+      if (el.player.dataset.state === 'waiting') fail('The stream has ended.');
+    }
+  }
+
+  function playVideo(gen) {
+    const v = el.video;
+    const p = v.play();
+    if (!p || !p.catch) return;
+    p.catch((e) => {
+      if (gen !== player.gen) return;
+      if (e && e.name === 'NotAllowedError' && !v.muted) {
+        // Autoplay with sound refused (e.g. Safari after an asynchronous load): start muted.
+        v.muted = true;
+        playVideo(gen);
+        setPlayer(el.player.dataset.state, 'Muted: the browser refused to start with sound; unmute in the controls.');
+      } else if (e && e.name === 'NotAllowedError') {
+        setPlayer('paused', 'Press play to start.');
+      }
+      // AbortError: a newer load or pause() interrupted this play(); nothing to report.
+    });
+  }
+
+  // One set of listeners on the <video> for every engine.
+  el.video.addEventListener('playing', () => {
+    if (!player.stream) return;
+    player.retries = 0;
+    const muted = el.playerMsg.textContent.startsWith('Muted');
+    setPlayer('playing', muted ? el.playerMsg.textContent : '');
+  });
+  el.video.addEventListener('waiting', () => {
+    if (player.stream && el.player.dataset.state === 'playing') setPlayer('buffering', 'Buffering…');
+  });
+  el.video.addEventListener('ended', () => {
+    if (player.stream) setPlayer('ended', 'The stream has ended.');
+  });
+  el.video.addEventListener('error', () => {
+    // Only errors of the current source (stop() empties it, which is no error).
+    if (!player.stream || !el.video.currentSrc) return;
+    const e = el.video.error;
+    const gen = player.gen;
+    if (player.format === 'hls' && !player.hls && !player.gone) {
+      // The browser's own HLS: most likely no playlist yet.
+      retryLater('the browser could not load it' + (e && e.code ? ', code ' + e.code : ''), gen);
+    } else {
+      fail('Playback failed' + (e && e.message ? ': ' + e.message : '') + '.');
+    }
+  });
+
+  const scripts = new Map();
+  function loadScript(src) {
+    if (!scripts.has(src)) {
+      scripts.set(
+        src,
+        new Promise((resolve, reject) => {
+          const s = document.createElement('script');
+          s.src = src;
+          s.async = true;
+          s.onload = () => resolve();
+          s.onerror = () => {
+            scripts.delete(src);
+            s.remove();
+            reject(new Error('could not load ' + src));
+          };
+          document.head.appendChild(s);
+        }),
+      );
+    }
+    return scripts.get(src);
+  }
+
+  async function startHls(url, gen) {
+    let loadError = null;
+    try {
+      await loadScript(cfg.hlsScript);
+    } catch (e) {
+      loadError = e;
+    }
+    if (gen !== player.gen) return;
+    const Hls = window.Hls;
+    if (Hls && Hls.isSupported()) {
+      const hls = new Hls({ liveDurationInfinity: true, backBufferLength: 30 });
+      player.hls = hls;
+      setText(el.playerEngine, 'hls.js ' + Hls.version);
+      hls.on(Hls.Events.MANIFEST_PARSED, () => {
+        if (gen === player.gen) playVideo(gen);
+      });
+      hls.on(Hls.Events.ERROR, (_event, d) => {
+        if (gen !== player.gen || !d || !d.fatal) return;
+        if (d.type === Hls.ErrorTypes.MEDIA_ERROR && player.mediaRecoveries < 2) {
+          player.mediaRecoveries += 1;
+          hls.recoverMediaError();
+        } else if (d.type === Hls.ErrorTypes.NETWORK_ERROR) {
+          const code = d.response && d.response.code ? 'HTTP ' + d.response.code : d.details;
+          retryLater(code, gen);
+        } else {
+          fail('Playback failed (' + d.details + ').');
+        }
+      });
+      hls.loadSource(url);
+      hls.attachMedia(el.video);
+    } else if (el.video.canPlayType('application/vnd.apple.mpegurl')) {
+      // Safari (and iOS before Managed Media Source): the browser plays HLS itself.
+      setText(el.playerEngine, 'native HLS');
+      el.video.src = url;
+      playVideo(gen);
+    } else if (loadError) {
+      fail('The HLS player (' + cfg.hlsScript + ') could not be loaded; this browser cannot play HLS without it.');
+    } else {
+      fail('This browser cannot play HLS (no Media Source Extensions).');
+    }
+  }
+
+  async function startDash(url, gen) {
+    try {
+      await loadScript(cfg.dashScript);
+    } catch {
+      if (gen === player.gen) fail('The DASH player (' + cfg.dashScript + ') could not be loaded.');
+      return;
+    }
+    if (gen !== player.gen) return;
+    const dashjs = window.dashjs;
+    if (!dashjs) {
+      fail('The DASH player (' + cfg.dashScript + ') did not start.');
+      return;
+    }
+    if (typeof dashjs.supportsMediaSource === 'function' && !dashjs.supportsMediaSource()) {
+      fail('This browser cannot play DASH (no Media Source Extensions).');
+      return;
+    }
+    const p = dashjs.MediaPlayer().create();
+    player.dash = p;
+    setText(el.playerEngine, 'dash.js ' + p.getVersion());
+    // The module's MPD names its own clock (UTCTiming); should one lack it, dash.js would ask
+    // a public time server: ask this server's Date header instead.
+    p.updateSettings({
+      streaming: {
+        utcSynchronization: {
+          defaultTimingSource: {
+            scheme: 'urn:mpeg:dash:utc:http-head:2014',
+            value: new URL(cfg.stat, document.baseURI).href,
+          },
+        },
+      },
+    });
+    const ev = dashjs.MediaPlayer.events;
+    p.on(ev.ERROR, (e) => {
+      if (gen !== player.gen) return;
+      const err = e && e.error ? e.error : e;
+      const code = err && err.code;
+      // 10: the MPD could not be downloaded, 11: the manifest loader failed (e.g. 404).
+      if (code === 10 || code === 11 || code === 25) {
+        retryLater('no MPD yet', gen);
+      } else {
+        fail('Playback failed (' + (err && err.message ? err.message : 'dash.js error ' + code) + ').');
+      }
+    });
+    p.on(ev.PLAYBACK_NOT_ALLOWED, () => {
+      if (gen !== player.gen) return;
+      el.video.muted = true;
+      playVideo(gen);
+      setPlayer(el.player.dataset.state, 'Muted: the browser refused to start with sound; unmute in the controls.');
+    });
+    p.initialize(el.video, url, true);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Format toggle, deep links, wiring
+
+  function currentFormat() {
+    const checked = document.querySelector('input[name="format"]:checked');
+    return checked && checked.value === 'dash' ? 'dash' : 'hls';
+  }
+
+  try {
+    const saved = localStorage.getItem(FORMAT_KEY);
+    if (saved === 'dash' || saved === 'hls') {
+      document.querySelector('input[name="format"][value="' + saved + '"]').checked = true;
+    }
+  } catch {
+    // no storage (private mode, file://): the default it is
+  }
+
+  for (const input of document.querySelectorAll('input[name="format"]')) {
+    input.addEventListener('change', () => {
+      const f = currentFormat();
+      try {
+        localStorage.setItem(FORMAT_KEY, f);
+      } catch {
+        // not remembered then
+      }
+      if (player.stream) start(player.stream, f, 0);
+    });
+  }
+
+  el.playerClose.addEventListener('click', close);
+
+  // #APP/NAME opens that stream once it is listed.
+  function setHash(s) {
+    const h = s ? '#' + encodeURIComponent(s.app) + '/' + encodeURIComponent(s.name) : '';
+    history.replaceState(null, '', location.pathname + location.search + h);
+  }
+
+  function decodeHash(h) {
+    const at = h.indexOf('/');
+    if (at < 0) return null;
+    try {
+      return { app: decodeURIComponent(h.slice(0, at)), name: decodeURIComponent(h.slice(at + 1)) };
+    } catch {
+      return null;
+    }
+  }
+
+  function openPendingHash() {
+    if (!state.pendingHash || player.stream) return;
+    const want = decodeHash(state.pendingHash);
+    if (!want) {
+      state.pendingHash = null;
+      return;
+    }
+    for (const s of state.streams.values()) {
+      if (s.app === want.app && s.name === want.name) {
+        state.pendingHash = null;
+        start(s, currentFormat(), 0);
+        return;
+      }
+    }
+  }
+
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden) poll();
+  });
+
+  poll();
+})();
