@@ -372,6 +372,16 @@ unsafe fn dispatch(self_id: Option<u64>, fallback_log: *mut ngx_log_t, outcome: 
                 }
             }
         }
+        for (id, delay) in outcome.retick {
+            if let Some(other) = conn_of(id) {
+                let octx = &mut *((*other).data as *mut ConnCtx);
+                let tick = ptr::addr_of_mut!(octx.tick);
+                let due = ngx::ffi::ngx_current_msec + delay as ngx::ffi::ngx_msec_t;
+                if (*tick).timer_set() == 0 || (*tick).timer.key > due {
+                    ngx::ffi::ngx_add_timer(tick, delay.max(1) as ngx::ffi::ngx_msec_t);
+                }
+            }
+        }
         super::logfile::write(outcome.access);
         super::netcall::start_all(outcome.calls);
     }

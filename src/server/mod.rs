@@ -101,6 +101,9 @@ pub struct Outcome {
     pub calls: Vec<NetCall>,
     /// RTMP access log lines to append.
     pub access: Vec<AccessLine>,
+    /// Clients whose next [`Worker::on_tick`] must come within this many ms (an `on_update`
+    /// period shorter than the timer already set).
+    pub retick: Vec<(ClientId, u64)>,
 }
 
 /// One line for an `access_log` file (`None`: nginx's default http access log).
@@ -167,12 +170,14 @@ struct Client {
 }
 
 impl Client {
-    /// Schedules `on_update` (if configured) one period from now.
-    fn start_updates(&mut self, now_ms: u64) {
-        self.next_update_ms = self
+    /// Schedules `on_update` (if configured) one period from now; returns the period.
+    fn start_updates(&mut self, now_ms: u64) -> Option<u64> {
+        let period = self
             .app_settings()
             .filter(|s| s.notify.on_update.is_some())
-            .map(|s| now_ms.saturating_add(s.notify.update_timeout_ms.max(1)));
+            .map(|s| s.notify.update_timeout_ms.max(1));
+        self.next_update_ms = period.map(|p| now_ms.saturating_add(p));
+        period
     }
 
     fn app_settings(&self) -> Option<&Settings> {
@@ -627,7 +632,9 @@ impl Worker {
                     c.session.accept_publish(&name.name);
                     c.role = Role::Publisher(key.clone());
                     c.counters.role_since_ms = now_ms;
-                    c.start_updates(now_ms);
+                    if let Some(due) = c.start_updates(now_ms) {
+                        outcome.retick.push((id, due));
+                    }
                     c.stream = Some(name.clone());
                     c.logged_stream = Some(name.clone());
                     c.published = true;
@@ -744,7 +751,9 @@ impl Worker {
                 client.collect_output();
                 client.role = Role::Player(key.clone());
                 client.counters.role_since_ms = now_ms;
-                client.start_updates(now_ms);
+                if let Some(due) = client.start_updates(now_ms) {
+                    outcome.retick.push((id, due));
+                }
                 client.stream = Some(name.clone());
                 client.logged_stream = Some(name.clone());
                 client.played = true;

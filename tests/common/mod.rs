@@ -17,6 +17,7 @@
 //! `reload::new_player_after_reload_can_play` (streams stay in the old worker).
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod client;
 pub mod dash;
 pub mod ffmpeg;
