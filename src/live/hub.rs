@@ -298,7 +298,7 @@ impl LocalStream {
 
 /// Keyframe and sequence-header flags of a publisher message. Multitrack messages are
 /// forwarded as plain frames: only the main track decides where players can start.
-fn classify(kind: FrameKind, payload: &[u8]) -> (bool, bool) {
+pub fn classify(kind: FrameKind, payload: &[u8]) -> (bool, bool) {
     match kind {
         FrameKind::Video => match flv::parse_video(payload) {
             Ok(t) if t.multitrack.is_none() => (t.is_keyframe(), t.is_sequence_header()),

@@ -16,7 +16,7 @@ use ngx::ffi::{ngx_conf_t, ngx_event_t, ngx_int_t, ngx_shm_zone_t, ngx_str_t, NG
 use super::util::{guard, log_cycle, now_ms};
 use crate::control::ControlRequest;
 use crate::live::StreamKey;
-use crate::server::{Outcome, PublishRegistry};
+use crate::server::{Outcome, PublishRegistry, RemoteFrame, RemoteFrameRef};
 use crate::stat::{merge, StatSnapshot};
 
 const MAGIC: u64 = 0x7274_6d70_5f72_7331; // "rtmp_rs1"
@@ -29,19 +29,30 @@ const MAILBOX: usize = 4096;
 const REG_ENTRIES: usize = 2048;
 const REG_ENTRY: usize = 320;
 const REG_KEY_MAX: usize = REG_ENTRY - 8;
-/// Total size of the zone.
-pub const ZONE_SIZE: usize = HEADER + SLOTS * SLOT_SIZE + REG_ENTRIES * REG_ENTRY;
-/// How often a worker refreshes its `/stat` part and reads its mailbox.
-const PUBLISH_MS: u64 = 250;
-/// Stat parts are refreshed every this many mailbox checks (about 1 s).
-const STAT_EVERY: u32 = 4;
+/// Media rings: streams published at once whose media other workers can play.
+const RINGS: usize = 32;
+/// Ring header: owner, positions, key, and the latest metadata and codec headers.
+const RING_HEADER: usize = 64 * 1024;
+/// Media bytes per ring: several seconds of a high-bitrate stream, so a joining player in
+/// another worker starts from the last keyframe.
+const RING_DATA: usize = 8 * 1024 * 1024;
+const RING_SIZE: usize = RING_HEADER + RING_DATA;
+/// Total size of the zone. Pages are only backed by memory once touched.
+pub const ZONE_SIZE: usize =
+    HEADER + SLOTS * SLOT_SIZE + REG_ENTRIES * REG_ENTRY + RINGS * RING_SIZE;
+/// How often a worker reads its mailbox and looks for streams its players wait for.
+const PUBLISH_MS: u64 = 100;
+/// How often a worker that plays other workers' streams moves their new messages.
+const FOLLOW_MS: u64 = 10;
+/// How often a worker refreshes its `/stat` part.
+const STAT_MS: u64 = 1000;
 
 /// Base address of the zone in this process (0: no rtmp{} block, so no zone).
 static BASE: AtomicUsize = AtomicUsize::new(0);
 /// This worker's slot + 1 (0: none).
 static MY_SLOT: AtomicUsize = AtomicUsize::new(0);
 static mut TIMER: core::mem::MaybeUninit<ngx_event_t> = core::mem::MaybeUninit::zeroed();
-static mut TICKS: u32 = 0;
+static mut LAST_STAT_MS: u64 = 0;
 static mut STARTED_MS: u64 = 0;
 
 fn pid() -> u32 {
@@ -163,9 +174,12 @@ extern "C" fn zone_init(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int
                 return ngx::ffi::NGX_ERROR as ngx_int_t;
             }
             // A reload reuses the old mapping (data = its old data): workers of the old cycle
-            // keep their slots and published names.
-            if data.is_null() || ptr::read(base as *const u64) != MAGIC {
-                ptr::write_bytes(base, 0, ZONE_SIZE);
+            // keep their slots, published names and media rings. A new mapping is already
+            // zero (anonymous shared memory), and touching it all would back it with RAM.
+            if ptr::read(base as *const u64) != MAGIC {
+                if !data.is_null() {
+                    ptr::write_bytes(base, 0, ZONE_SIZE);
+                }
                 ptr::write(base as *mut u64, MAGIC);
             }
             (*zone).data = base.cast();
@@ -227,21 +241,24 @@ pub fn exit_process() {
         release_names_of(base, me);
         slot_pid(slot(base, i)).store(0, Ordering::Relaxed);
     });
+    rings::end_all_of(me);
 }
 
 extern "C" fn timer_handler(ev: *mut ngx_event_t) {
     guard("shm timer", (), || {
         run_mailbox();
-        // SAFETY: the worker's only thread; TICKS is ours.
-        let refresh = unsafe {
-            TICKS = TICKS.wrapping_add(1);
-            TICKS.is_multiple_of(STAT_EVERY)
-        };
+        let mut outcome = Outcome::default();
+        let following = super::conn::with_worker(|w| w.pump_remote(&mut outcome));
+        super::conn::apply_outcome(outcome);
+        let now = now_ms();
+        // SAFETY: the worker's only thread; LAST_STAT_MS is ours.
+        let refresh = unsafe { now.saturating_sub(LAST_STAT_MS) >= STAT_MS };
         if refresh {
             publish_own(local_part());
         }
+        let next = if following { FOLLOW_MS } else { PUBLISH_MS };
         // SAFETY: ev is our static timer.
-        unsafe { ngx::ffi::ngx_add_timer(ev, PUBLISH_MS as ngx::ffi::ngx_msec_t) };
+        unsafe { ngx::ffi::ngx_add_timer(ev, next as ngx::ffi::ngx_msec_t) };
     })
 }
 
@@ -263,6 +280,8 @@ fn publish_own(part: StatSnapshot) {
     let Some(i) = MY_SLOT.load(Ordering::Acquire).checked_sub(1) else {
         return;
     };
+    // SAFETY: the worker's only thread.
+    unsafe { LAST_STAT_MS = now_ms() };
     let mut bytes = part.encode();
     if bytes.len() > SLOT_SIZE - SLOT_STAT {
         let mut slim = part;
@@ -416,8 +435,8 @@ fn run_mailbox() {
     if !text.is_empty() {
         // Dropped sessions close in this loop iteration: refresh the /stat part at the next
         // tick, not a second later.
-        // SAFETY: the worker's only thread; TICKS is ours.
-        unsafe { TICKS = STAT_EVERY - 1 };
+        // SAFETY: the worker's only thread.
+        unsafe { LAST_STAT_MS = 0 };
     }
 }
 
@@ -485,7 +504,24 @@ impl PublishRegistry for ShmRegistry {
         .unwrap_or(true)
     }
 
+    fn media(&mut self, key: &StreamKey, frame: RemoteFrameRef<'_>) {
+        rings::write(key, frame);
+    }
+
+    fn follow(&mut self, key: &StreamKey) -> Option<Vec<RemoteFrame>> {
+        rings::follow(key)
+    }
+
+    fn poll(&mut self, key: &StreamKey, out: &mut Vec<RemoteFrame>) -> bool {
+        rings::poll(key, out)
+    }
+
+    fn unfollow(&mut self, key: &StreamKey) {
+        rings::unfollow(key);
+    }
+
     fn release(&mut self, key: &StreamKey) {
+        rings::end(key);
         let k = key_bytes(key);
         let me = pid();
         locked(|base| {
@@ -503,5 +539,367 @@ impl PublishRegistry for ShmRegistry {
                 }
             }
         });
+    }
+}
+
+/// Media rings: the publishing worker appends every message of a stream; workers with players
+/// of it read them (lock-free: one writer per ring, readers check they were not lapped).
+mod rings {
+    use super::*;
+    use bytes::Bytes;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use crate::live::FrameKind;
+
+    // Ring header fields (byte offsets).
+    const OWNER: usize = 0; // u32 pid, 0 = free
+    const ENDED: usize = 4; // u32
+    const GEN: usize = 8; // AtomicU64
+    const RESERVE: usize = 16; // AtomicU64: bytes written or being written
+    const WRITTEN: usize = 24; // AtomicU64: bytes complete
+    const KEYPOS: usize = 32; // AtomicU64: position of the last keyframe record (+1; 0 none)
+    const HVER: usize = 40; // AtomicU64: seqlock of the header copies
+    const KEYLEN: usize = 48; // u32
+    const KEY: usize = 64; // key bytes (REG_KEY_MAX)
+    /// Latest metadata, video and audio codec headers: (offset of length, capacity).
+    const HEADERS: [(usize, usize); 3] = [
+        (1024, 16 * 1024),
+        (18 * 1024, 32 * 1024),
+        (52 * 1024, 8 * 1024),
+    ];
+    const REC_HEADER: usize = 16;
+    /// Messages read per poll and followed stream (the rest comes at the next poll).
+    const MAX_BATCH: usize = 512;
+
+    struct Follow {
+        ring: usize,
+        generation: u64,
+        owner: u32,
+        pos: u64,
+    }
+
+    thread_local! {
+        /// Rings this worker writes, by stream.
+        static WRITING: RefCell<HashMap<StreamKey, usize>> = RefCell::new(HashMap::new());
+        /// Rings this worker reads, by stream.
+        static FOLLOWING: RefCell<HashMap<StreamKey, Follow>> = RefCell::new(HashMap::new());
+    }
+
+    fn ring(base: *mut u8, i: usize) -> *mut u8 {
+        // SAFETY: i < RINGS, inside the zone.
+        unsafe { base.add(HEADER + SLOTS * SLOT_SIZE + REG_ENTRIES * REG_ENTRY + i * RING_SIZE) }
+    }
+
+    fn atomic(r: *mut u8, off: usize) -> &'static AtomicU64 {
+        // SAFETY: ring headers are 8-aligned; these fields are only used atomically.
+        unsafe { &*(r.add(off) as *const AtomicU64) }
+    }
+
+    fn owner(r: *mut u8) -> &'static AtomicU32 {
+        // SAFETY: as above, a 4-aligned u32 used atomically.
+        unsafe { &*(r.add(OWNER) as *const AtomicU32) }
+    }
+
+    fn ended(r: *mut u8) -> &'static AtomicU32 {
+        // SAFETY: as above.
+        unsafe { &*(r.add(ENDED) as *const AtomicU32) }
+    }
+
+    fn key_matches(r: *mut u8, k: &[u8]) -> bool {
+        // SAFETY: the key area is inside the ring header; its length is bounded.
+        unsafe {
+            let len = (u32_at(r.add(KEYLEN)) as usize).min(REG_KEY_MAX);
+            len == k.len() && std::slice::from_raw_parts(r.add(KEY), len) == k
+        }
+    }
+
+    /// Copies `dst.len()` bytes from ring position `pos` (wrapping).
+    fn read_at(r: *mut u8, pos: u64, dst: &mut [u8]) {
+        let data = RING_HEADER;
+        let start = (pos % RING_DATA as u64) as usize;
+        let first = dst.len().min(RING_DATA - start);
+        // SAFETY: both pieces are inside the ring's data area.
+        unsafe {
+            ptr::copy_nonoverlapping(r.add(data + start), dst.as_mut_ptr(), first);
+            ptr::copy_nonoverlapping(r.add(data), dst.as_mut_ptr().add(first), dst.len() - first);
+        }
+    }
+
+    fn write_at(r: *mut u8, pos: u64, src: &[u8]) {
+        let data = RING_HEADER;
+        let start = (pos % RING_DATA as u64) as usize;
+        let first = src.len().min(RING_DATA - start);
+        // SAFETY: both pieces are inside the ring's data area.
+        unsafe {
+            ptr::copy_nonoverlapping(src.as_ptr(), r.add(data + start), first);
+            ptr::copy_nonoverlapping(src.as_ptr().add(first), r.add(data), src.len() - first);
+        }
+    }
+
+    /// The ring this worker writes `key` into, taking a free one on the first message.
+    fn writer_ring(base: *mut u8, key: &StreamKey) -> Option<usize> {
+        if let Some(i) = WRITING.with(|w| w.borrow().get(key).copied()) {
+            return Some(i);
+        }
+        let k = key_bytes(key);
+        let me = pid();
+        let taken = locked(|_| {
+            for i in 0..RINGS {
+                let r = ring(base, i);
+                let o = owner(r).load(Ordering::Relaxed);
+                let free = o == 0 || ended(r).load(Ordering::Relaxed) != 0 || !alive(o);
+                if free {
+                    owner(r).store(me, Ordering::Relaxed);
+                    ended(r).store(0, Ordering::Relaxed);
+                    atomic(r, GEN).fetch_add(1, Ordering::AcqRel);
+                    atomic(r, KEYPOS).store(0, Ordering::Release);
+                    // SAFETY: inside the ring header; we hold the lock.
+                    unsafe {
+                        set_u32(r.add(KEYLEN), k.len() as u32);
+                        ptr::copy_nonoverlapping(k.as_ptr(), r.add(KEY), k.len());
+                        for (off, _) in HEADERS {
+                            set_u32(r.add(off), 0);
+                        }
+                    }
+                    return Some(i);
+                }
+            }
+            None
+        })
+        .flatten();
+        match taken {
+            Some(i) => WRITING.with(|w| w.borrow_mut().insert(key.clone(), i)),
+            None => {
+                log_cycle(
+                    ngx::ffi::NGX_LOG_WARN,
+                    &format!("rtmp: all {RINGS} media rings in use; \"{key}\" plays only in its own worker"),
+                );
+                WRITING.with(|w| w.borrow_mut().insert(key.clone(), usize::MAX))
+            }
+        };
+        taken
+    }
+
+    /// Appends one message of a stream this worker publishes.
+    pub fn write(key: &StreamKey, f: RemoteFrameRef<'_>) {
+        let Some(base) = zone() else { return };
+        let Some(i) = writer_ring(base, key) else {
+            return;
+        };
+        if i >= RINGS {
+            return;
+        }
+        let r = ring(base, i);
+        if f.sequence_header || f.kind == FrameKind::Data {
+            let slot = match f.kind {
+                FrameKind::Data => 0,
+                FrameKind::Video => 1,
+                _ => 2,
+            };
+            let (off, cap) = HEADERS[slot];
+            if f.payload.len() <= cap {
+                let v = atomic(r, HVER);
+                v.fetch_add(1, Ordering::AcqRel);
+                // SAFETY: inside the ring header (capacity checked).
+                unsafe {
+                    set_u32(r.add(off), f.payload.len() as u32);
+                    set_u32(r.add(off + 4), f.timestamp);
+                    ptr::copy_nonoverlapping(f.payload.as_ptr(), r.add(off + 8), f.payload.len());
+                }
+                v.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        let len = (REC_HEADER + f.payload.len()).next_multiple_of(8);
+        if len > RING_DATA / 4 {
+            return;
+        }
+        let pos = atomic(r, WRITTEN).load(Ordering::Relaxed);
+        // Readers still copying bytes about to be overwritten see this and resynchronise.
+        atomic(r, RESERVE).store(pos + len as u64, Ordering::SeqCst);
+        core::sync::atomic::fence(Ordering::SeqCst);
+        let mut head = [0u8; REC_HEADER];
+        head[0..4].copy_from_slice(&(len as u32).to_le_bytes());
+        head[4..8].copy_from_slice(&(f.payload.len() as u32).to_le_bytes());
+        head[8] = match f.kind {
+            FrameKind::Audio => 8,
+            FrameKind::Video => 9,
+            _ => 18,
+        };
+        head[9] = u8::from(f.keyframe) | (u8::from(f.sequence_header) << 1);
+        head[12..16].copy_from_slice(&f.timestamp.to_le_bytes());
+        write_at(r, pos, &head);
+        write_at(r, pos + REC_HEADER as u64, f.payload);
+        if f.keyframe && f.kind == FrameKind::Video {
+            atomic(r, KEYPOS).store(pos + 1, Ordering::Release);
+        }
+        atomic(r, WRITTEN).store(pos + len as u64, Ordering::Release);
+    }
+
+    /// The publisher of `key` left this worker: its ring ends (readers tell their players).
+    pub fn end(key: &StreamKey) {
+        let Some(base) = zone() else { return };
+        if let Some(i) = WRITING.with(|w| w.borrow_mut().remove(key)) {
+            if i < RINGS {
+                ended(ring(base, i)).store(1, Ordering::Release);
+            }
+        }
+    }
+
+    /// Worker exit: every ring it writes ends.
+    pub fn end_all_of(me: u32) {
+        let Some(base) = zone() else { return };
+        WRITING.with(|w| w.borrow_mut().clear());
+        for i in 0..RINGS {
+            let r = ring(base, i);
+            if owner(r).load(Ordering::Relaxed) == me {
+                ended(r).store(1, Ordering::Release);
+            }
+        }
+    }
+
+    fn kind_of(t: u8) -> FrameKind {
+        match t {
+            8 => FrameKind::Audio,
+            9 => FrameKind::Video,
+            _ => FrameKind::Data,
+        }
+    }
+
+    /// Reads the codec headers and metadata (retrying while the writer updates them).
+    fn read_headers(r: *mut u8) -> Vec<RemoteFrame> {
+        let v = atomic(r, HVER);
+        for _ in 0..16 {
+            let before = v.load(Ordering::Acquire);
+            if before % 2 == 1 {
+                std::thread::yield_now();
+                continue;
+            }
+            let mut out = Vec::new();
+            for (slot, (off, cap)) in HEADERS.iter().enumerate() {
+                // SAFETY: inside the ring header; the length is bounded by the capacity.
+                unsafe {
+                    let len = (u32_at(r.add(*off)) as usize).min(*cap);
+                    if len == 0 {
+                        continue;
+                    }
+                    let ts = u32_at(r.add(off + 4));
+                    let bytes = std::slice::from_raw_parts(r.add(off + 8), len).to_vec();
+                    let kind = [FrameKind::Data, FrameKind::Video, FrameKind::Audio][slot];
+                    out.push(RemoteFrame {
+                        kind,
+                        timestamp: ts,
+                        keyframe: false,
+                        sequence_header: kind != FrameKind::Data,
+                        payload: Bytes::from(bytes),
+                    });
+                }
+            }
+            if v.load(Ordering::Acquire) == before {
+                return out;
+            }
+        }
+        Vec::new()
+    }
+
+    /// Reads records from `f.pos` up to what is written (at most [`MAX_BATCH`]). Returns
+    /// false when the reader was lapped (the caller resynchronises).
+    fn read_records(r: *mut u8, f: &mut Follow, out: &mut Vec<RemoteFrame>) -> bool {
+        let written = atomic(r, WRITTEN).load(Ordering::Acquire);
+        let mut n = 0;
+        while f.pos < written && n < MAX_BATCH {
+            let mut head = [0u8; REC_HEADER];
+            read_at(r, f.pos, &mut head);
+            let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+            let plen = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+            if !(REC_HEADER..=RING_DATA / 4).contains(&len) || plen > len - REC_HEADER {
+                return false;
+            }
+            let mut payload = vec![0u8; plen];
+            read_at(r, f.pos + REC_HEADER as u64, &mut payload);
+            // Lapped while copying: the bytes may be torn.
+            core::sync::atomic::fence(Ordering::SeqCst);
+            let reserve = atomic(r, RESERVE).load(Ordering::SeqCst);
+            if reserve.saturating_sub(f.pos) > RING_DATA as u64 {
+                return false;
+            }
+            out.push(RemoteFrame {
+                kind: kind_of(head[8]),
+                timestamp: u32::from_le_bytes([head[12], head[13], head[14], head[15]]),
+                keyframe: head[9] & 1 != 0,
+                sequence_header: head[9] & 2 != 0,
+                payload: Bytes::from(payload),
+            });
+            f.pos += len as u64;
+            n += 1;
+        }
+        true
+    }
+
+    /// Where a reader starts: the last keyframe if it is still in the ring, else the end.
+    fn start_pos(r: *mut u8) -> u64 {
+        let written = atomic(r, WRITTEN).load(Ordering::Acquire);
+        let reserve = atomic(r, RESERVE).load(Ordering::SeqCst);
+        match atomic(r, KEYPOS).load(Ordering::Acquire) {
+            0 => written,
+            k if reserve.saturating_sub(k - 1) <= RING_DATA as u64 => k - 1,
+            _ => written,
+        }
+    }
+
+    pub fn follow(key: &StreamKey) -> Option<Vec<RemoteFrame>> {
+        let base = zone()?;
+        let k = key_bytes(key);
+        let me = pid();
+        for i in 0..RINGS {
+            let r = ring(base, i);
+            let o = owner(r).load(Ordering::Acquire);
+            if o == 0 || o == me || ended(r).load(Ordering::Acquire) != 0 || !alive(o) {
+                continue;
+            }
+            if !key_matches(r, &k) {
+                continue;
+            }
+            let generation = atomic(r, GEN).load(Ordering::Acquire);
+            let mut out = read_headers(r);
+            let mut f = Follow {
+                ring: i,
+                generation,
+                owner: o,
+                pos: start_pos(r),
+            };
+            if !read_records(r, &mut f, &mut out) {
+                f.pos = atomic(r, WRITTEN).load(Ordering::Acquire);
+            }
+            FOLLOWING.with(|m| m.borrow_mut().insert(key.clone(), f));
+            return Some(out);
+        }
+        None
+    }
+
+    /// New messages of a followed stream; true when its publisher has gone.
+    pub fn poll(key: &StreamKey, out: &mut Vec<RemoteFrame>) -> bool {
+        let Some(base) = zone() else { return true };
+        FOLLOWING.with(|m| {
+            let mut m = m.borrow_mut();
+            let Some(f) = m.get_mut(key) else { return true };
+            let r = ring(base, f.ring);
+            if atomic(r, GEN).load(Ordering::Acquire) != f.generation
+                || owner(r).load(Ordering::Acquire) != f.owner
+            {
+                return true;
+            }
+            if !read_records(r, f, out) {
+                // Too far behind: continue from the last keyframe (players skip the gap).
+                f.pos = start_pos(r);
+            }
+            let done = ended(r).load(Ordering::Acquire) != 0
+                && f.pos >= atomic(r, WRITTEN).load(Ordering::Acquire);
+            done || !alive(f.owner)
+        })
+    }
+
+    pub fn unfollow(key: &StreamKey) {
+        FOLLOWING.with(|m| m.borrow_mut().remove(key));
     }
 }

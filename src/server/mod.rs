@@ -4,6 +4,7 @@
 //! [`Worker::output_slices`] returns; everything it must do besides writing comes back as an
 //! [`Outcome`].
 
+mod mirror;
 mod notify;
 mod outputs;
 mod stat;
@@ -211,13 +212,46 @@ fn player_options(client: &Client) -> Option<PlayerOptions> {
 /// bound, a client that sends pings and never reads would grow our memory without limit.
 pub const MAX_UNREAD_REPLY_BYTES: usize = 1024 * 1024;
 
-/// Stream names published anywhere on this server (every worker process): one publisher per
-/// name across workers. The glue backs it with shared memory; a lone worker needs none.
+/// Streams across worker processes: one publisher per name on the whole server, and media
+/// of a stream published in one worker played from any other. The glue backs it with shared
+/// memory; a lone worker needs none.
 pub trait PublishRegistry {
     /// Claims `key` for this worker; false when another live worker publishes it.
     fn claim(&mut self, key: &StreamKey) -> bool;
     fn release(&mut self, key: &StreamKey);
+    /// A message of a stream this worker publishes (for the other workers' players).
+    fn media(&mut self, key: &StreamKey, frame: RemoteFrameRef<'_>);
+    /// Starts following `key`, published by another worker: what a joining player needs
+    /// (metadata, codec headers, then the frames from the last keyframe). None when no other
+    /// worker publishes it.
+    fn follow(&mut self, key: &StreamKey) -> Option<Vec<RemoteFrame>>;
+    /// New messages of a followed stream; `ended` once its publisher left.
+    fn poll(&mut self, key: &StreamKey, out: &mut Vec<RemoteFrame>) -> bool;
+    fn unfollow(&mut self, key: &StreamKey);
 }
+
+/// A publisher message on its way to other workers (borrowed: no copy before shared memory).
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteFrameRef<'a> {
+    pub kind: FrameKind,
+    pub timestamp: u32,
+    pub keyframe: bool,
+    pub sequence_header: bool,
+    pub payload: &'a [u8],
+}
+
+/// A publisher message crossing worker processes.
+#[derive(Debug, Clone)]
+pub struct RemoteFrame {
+    pub kind: FrameKind,
+    pub timestamp: u32,
+    pub keyframe: bool,
+    pub sequence_header: bool,
+    pub payload: Bytes,
+}
+
+/// Pseudo-client ids of followed streams' publishers (far above nginx's connection numbers).
+const MIRROR_IDS: ClientId = 1 << 62;
 
 /// Fills a buffer with random bytes (key material).
 pub type RandomSource = Box<dyn FnMut(&mut [u8])>;
@@ -232,6 +266,10 @@ pub struct Worker {
     random: RandomSource,
     /// Cross-worker stream names (None: this worker is alone).
     registry: Option<Box<dyn PublishRegistry>>,
+    /// Streams of other workers fed into this worker's hub for its players: key → the
+    /// pseudo-client that publishes them here, and the chunk size to encode with.
+    mirrors: HashMap<StreamKey, (ClientId, u32)>,
+    next_mirror_id: ClientId,
     /// Callbacks in flight.
     calls: HashMap<u64, notify::PendingCall>,
     next_call_token: u64,
@@ -251,6 +289,8 @@ impl Default for Worker {
             events: Vec::new(),
             outputs: Outputs::default(),
             registry: None,
+            mirrors: HashMap::new(),
+            next_mirror_id: MIRROR_IDS,
             calls: HashMap::new(),
             next_call_token: 1,
             wall_clock: (0, 0),
@@ -720,6 +760,16 @@ impl Worker {
                 return;
             }
         };
+        // A stream another worker publishes plays here as well (from its last keyframe).
+        if let Some(chunk_size) = self
+            .clients
+            .get(&id)
+            .map(|c| c.server.settings.core.chunk_size)
+        {
+            if !self.hub.is_publishing(&key) {
+                self.follow_remote(&key, chunk_size, outcome);
+            }
+        }
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
@@ -849,6 +899,19 @@ impl Worker {
             FrameKind::Control => {}
         }
         let chunk_size = client.server.settings.core.chunk_size;
+        if let Some(r) = self.registry.as_mut() {
+            if kind != FrameKind::Control {
+                let (keyframe, sequence_header) = crate::live::hub::classify(kind, payload);
+                let frame = RemoteFrameRef {
+                    kind,
+                    timestamp,
+                    keyframe,
+                    sequence_header,
+                    payload,
+                };
+                r.media(key, frame);
+            }
+        }
         let woken = self
             .hub
             .publisher_frame(key, kind, timestamp, payload, chunk_size);
