@@ -1,9 +1,7 @@
 //! `nginx -s reload` (SIGHUP) with live streams: nothing crashes, running publishers and
-//! players keep going in the old worker, and the new worker serves new streams.
-//!
-//! Not yet: a player arriving after the reload cannot watch a stream whose publisher is still
-//! connected to the old worker (the C module has the same gap). Streams shared across worker
-//! processes (issue 5) close it; its test belongs with that work.
+//! players keep going in the old worker, and the new worker serves new streams. A player
+//! arriving after the reload watching a stream still published to the old worker is tested
+//! with the other cross-worker cases in `multiworker.rs`.
 
 mod common;
 
