@@ -176,10 +176,15 @@ extern "C" fn zone_init(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int
             // A reload reuses the old mapping (data = its old data): workers of the old cycle
             // keep their slots, published names and media rings. A new mapping is already
             // zero (anonymous shared memory), and touching it all would back it with RAM.
-            if ptr::read(base as *const u64) != MAGIC {
-                if !data.is_null() {
-                    ptr::write_bytes(base, 0, ZONE_SIZE);
-                }
+            if data.is_null() {
+                // nginx set a slab allocator up at the start of every new zone (its header and
+                // page table); we do not use it: clear what it wrote.
+                let sp = base as *const ngx::ffi::ngx_slab_pool_t;
+                let used = ((*sp).start as usize).saturating_sub(base as usize);
+                ptr::write_bytes(base, 0, used.min(ZONE_SIZE));
+                ptr::write(base as *mut u64, MAGIC);
+            } else if ptr::read(base as *const u64) != MAGIC {
+                ptr::write_bytes(base, 0, ZONE_SIZE);
                 ptr::write(base as *mut u64, MAGIC);
             }
             (*zone).data = base.cast();
