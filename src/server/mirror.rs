@@ -113,3 +113,7 @@ impl Worker {
         any_waiting || !self.mirrors.is_empty()
     }
 }
+
+#[cfg(test)]
+#[path = "mirror_tests.rs"]
+mod tests;

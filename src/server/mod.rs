@@ -858,6 +858,11 @@ impl Worker {
         let Some(opts) = player_options(client) else {
             return;
         };
+        let chunk_size = client.server.settings.core.chunk_size;
+        // While paused, the stream's follow (another worker's stream) may have been dropped.
+        if !self.hub.is_publishing(&key) {
+            self.follow_remote(&key, chunk_size, outcome);
+        }
         if self.hub.play(key, id, opts, std::iter::empty()).is_ok() {
             outcome.wake.push(id);
         }
