@@ -47,6 +47,10 @@ const FOLLOW_MS: u64 = 10;
 /// How often a worker refreshes its `/stat` part.
 const STAT_MS: u64 = 1000;
 
+/// Room for nginx's slab header and page table at the start of the zone (about 24 bytes
+/// per 4 KiB page, so ~1.7 MB here), which our layout follows.
+const SLAB_OVERHEAD: usize = 4 * 1024 * 1024;
+
 /// Base address of the zone in this process (0: no rtmp{} block, so no zone).
 static BASE: AtomicUsize = AtomicUsize::new(0);
 /// This worker's slot + 1 (0: none).
@@ -155,7 +159,7 @@ pub unsafe fn add_zone(cf: *mut ngx_conf_t) -> Result<(), String> {
             data: name.as_ptr() as *mut u8,
         };
         let tag = ptr::addr_of_mut!(super::ngx_rtmp_rs_module) as *mut c_void;
-        let zone = ngx::ffi::ngx_shared_memory_add(cf, &mut n, ZONE_SIZE, tag);
+        let zone = ngx::ffi::ngx_shared_memory_add(cf, &mut n, ZONE_SIZE + SLAB_OVERHEAD, tag);
         if zone.is_null() {
             return Err("cannot add the shared memory zone".into());
         }
@@ -165,28 +169,32 @@ pub unsafe fn add_zone(cf: *mut ngx_conf_t) -> Result<(), String> {
 }
 
 extern "C" fn zone_init(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
-    guard("shm init", NGX_OK as ngx_int_t, || {
-        // SAFETY: nginx mapped shm.size bytes at shm.addr for this zone.
+    guard("shm init", ngx::ffi::NGX_ERROR as ngx_int_t, || {
+        // SAFETY: nginx mapped shm.size bytes at shm.addr for this zone and set its slab
+        // allocator up at the start (header, then page table, then pages from `start`).
         unsafe {
-            let base = (*zone).shm.addr;
-            let size = (*zone).shm.size;
-            if size < ZONE_SIZE {
-                return ngx::ffi::NGX_ERROR as ngx_int_t;
-            }
-            // A reload reuses the old mapping (data = its old data): workers of the old cycle
-            // keep their slots, published names and media rings. A new mapping is already
-            // zero (anonymous shared memory), and touching it all would back it with RAM.
-            if data.is_null() {
-                // nginx set a slab allocator up at the start of every new zone (its header and
-                // page table); we do not use it: clear what it wrote.
-                let sp = base as *const ngx::ffi::ngx_slab_pool_t;
-                let used = ((*sp).start as usize).saturating_sub(base as usize);
-                ptr::write_bytes(base, 0, used.min(ZONE_SIZE));
-                ptr::write(base as *mut u64, MAGIC);
-            } else if ptr::read(base as *const u64) != MAGIC {
-                ptr::write_bytes(base, 0, ZONE_SIZE);
-                ptr::write(base as *mut u64, MAGIC);
-            }
+            let base = if data.is_null() {
+                // Our layout starts after nginx's slab header and page table: nginx's master
+                // uses the header's mutex when a worker exits, so it must stay intact. The
+                // pages there are untouched, hence still zero (anonymous shared memory):
+                // nothing to clear, and nothing backed by RAM until used.
+                let sp = (*zone).shm.addr as *const ngx::ffi::ngx_slab_pool_t;
+                let start = (*sp).start;
+                let end = (*zone).shm.addr.add((*zone).shm.size);
+                if start.is_null() || (end as usize).saturating_sub(start as usize) < ZONE_SIZE {
+                    return ngx::ffi::NGX_ERROR as ngx_int_t;
+                }
+                ptr::write(start as *mut u64, MAGIC);
+                start
+            } else {
+                // A reload reuses the old mapping (data = our base from then): workers of the
+                // old cycle keep their slots, published names and media rings.
+                let start = data as *mut u8;
+                if ptr::read(start as *const u64) != MAGIC {
+                    return ngx::ffi::NGX_ERROR as ngx_int_t;
+                }
+                start
+            };
             (*zone).data = base.cast();
             BASE.store(base as usize, Ordering::Release);
             NGX_OK as ngx_int_t
