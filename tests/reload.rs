@@ -59,3 +59,52 @@ fn streams_published_after_reload_play_on_the_new_worker() {
     drop(old_publisher);
     server.finish();
 }
+
+/// The master outlives its workers: after a reload (old workers exit) and after a worker is
+/// killed (it is respawned), nginx is still running and serving.
+#[test]
+fn master_survives_reload_and_a_killed_worker() {
+    let mut server = Server::start_live("");
+    let url = server.rtmp_url("live/m");
+    let mut publisher = publish(&url, 12);
+    thread::sleep(Duration::from_millis(1000));
+    server.reload();
+    thread::sleep(Duration::from_millis(1500));
+    assert!(server.is_running(), "nginx exited after the reload");
+    drop(publisher);
+    thread::sleep(Duration::from_millis(1500));
+    let workers = child_pids(server.pid());
+    assert!(!workers.is_empty(), "no worker process");
+    // SAFETY: kill() on a worker of the nginx this test started.
+    unsafe { libc::kill(workers[0], libc::SIGKILL) };
+    thread::sleep(Duration::from_millis(1500));
+    assert!(
+        server.is_running(),
+        "nginx's master died when a worker was killed"
+    );
+    publisher = publish(&url, 6);
+    thread::sleep(Duration::from_millis(1500));
+    play_decode(&url, 2).assert_decoded(1.5, "stream after a worker was killed");
+    drop(publisher);
+    // The killed worker's crash is expected here; nothing else may be in the log.
+    server.stop();
+}
+
+/// Child processes of `pid` (from /proc).
+fn child_pids(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<i32>().ok());
+        if ppid == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
+}
