@@ -12,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # ffmpeg/ffprobe publish, play and probe; rtmpdump is a librtmp player; the C module lets the
 # tests check that loading both modules is refused with a clear message; chromium is the
 # browser of the HLS browser test (Debian's: no browser is ever downloaded).
-ensure_packages "${BUILD_PACKAGES[@]}" ffmpeg rtmpdump libnginx-mod-rtmp chromium
+ensure_packages "${BUILD_PACKAGES[@]}" ffmpeg rtmpdump libnginx-mod-rtmp chromium openssl
 # Node.js drives that browser (playwright-core) and serves hls.js from npm (tests/browser/).
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     ensure_packages nodejs npm
