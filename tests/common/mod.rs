@@ -23,6 +23,7 @@ pub mod dash;
 pub mod ffmpeg;
 pub mod hls;
 pub mod raw;
+pub mod workers;
 
 use std::fs;
 use std::io::{self, Read};
@@ -463,6 +464,10 @@ impl Server {
             Some(st) => {
                 self.child = None;
                 self.stopped_status = Some(st);
+                // A master killed by a signal crashed (e.g. while reaping a worker).
+                if let Some(sig) = std::os::unix::process::ExitStatusExt::signal(&st) {
+                    problem.get_or_insert_with(|| format!("the nginx master died of signal {sig}"));
+                }
             }
             None => self.kill_group(),
         }
