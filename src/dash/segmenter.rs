@@ -36,10 +36,10 @@
 //!   when they move by more than half a frame (a lost frame): no drift, no 1 ms jitter.
 //! - Periods: a new Period starts when the publisher restarts (republish in this worker) or a
 //!   track appears or changes its codec configuration (a new init segment, named
-//!   `<name>-init-<n>.m4v`; an unchanged one is reused). A restart or a timestamp jump that
-//!   left the media behind the wall clock by more than [`RESYNC_THRESHOLD_MS`] continues
-//!   the presentation timeline at the wall clock: a gap in the `SegmentTimeline`, never an
-//!   overlap. `previous_mpd` (another worker's or an earlier run's) gives the
+//!   `<name>-init-<n>.m4v`; an unchanged one is reused). A restart whose media is behind the
+//!   wall clock, or a timestamp jump that left it behind by more than [`RESYNC_THRESHOLD_MS`],
+//!   continues the presentation timeline at the wall clock: a gap in the `SegmentTimeline`,
+//!   never an overlap, and never a segment announced before it exists. `previous_mpd` (another worker's or an earlier run's) gives the
 //!   `availabilityStartTime`, the end of its timeline and its Period ids: the new MPD goes
 //!   on after it, and its files are deleted after a grace once the new MPD replaced it.
 //! - Unpublish: the MPD becomes `type="static"` with `mediaPresentationDuration`, starting
@@ -384,6 +384,8 @@ pub struct DashStream {
     offset: i64,
     /// `availabilityStartTime` (Unix ms).
     ast: Option<u64>,
+    /// A publisher restarted: its first segment starts at the wall clock if that is later.
+    restarted: bool,
     /// The next segment may jump forward to the wall clock (after a restart or a jump).
     resync: bool,
     /// End of a previous MPD's timeline (ms).
@@ -458,6 +460,7 @@ impl DashStream {
             meta_frame_rate: None,
             offset: 0,
             ast: None,
+            restarted: false,
             resync: true,
             restored_end_ms: 0,
             new_period: true,
@@ -995,9 +998,17 @@ impl DashStream {
             Some(ast) => {
                 let mut target = pt_c.max(bound);
                 let wall = now.unix_ms.saturating_sub(ast);
-                if self.resync && wall > target.saturating_add(RESYNC_THRESHOLD_MS) {
+                // After a restart the new media starts now: never earlier on the timeline,
+                // or its segments would be announced before they exist.
+                let threshold = if self.restarted {
+                    0
+                } else {
+                    RESYNC_THRESHOLD_MS
+                };
+                if self.resync && wall > target.saturating_add(threshold) {
                     target = wall;
                 }
+                self.restarted = false;
                 target
             }
         };
@@ -1626,6 +1637,7 @@ impl DashStream {
         self.video_step = None;
         self.new_period = true;
         self.resync = true;
+        self.restarted = true;
     }
 
     /// The IO ring could not perform an operation on `path`: it and everything after it in

@@ -1373,3 +1373,26 @@ fn hostile_tags_never_panic_and_the_disk_stays_consistent() {
     sim.idle_until(sim.clock + 300_000);
     assert!(sim.s.is_done());
 }
+
+/// A publisher back within a second of leaving: its first segment starts at the wall clock,
+/// not right after the old timeline's end, which would announce its segments before they
+/// exist (every MPD write is checked for that).
+#[test]
+fn quick_republish_never_announces_segments_early() {
+    let mut set = settings();
+    set.playlist_length_ms = 120_000;
+    let mut sim = Sim::new(&set, "stream");
+    sim.feed(&Plan::av(1000, 6000), 0, 0);
+    sim.finish();
+    sim.clock = 6_400;
+    sim.restart();
+    sim.feed(&Plan::av(1000, 6000), 0, 6_400);
+    let m = sim.mpd(MPD);
+    assert_eq!(m.periods.len(), 2);
+    assert!(
+        m.periods[1].start_ms >= 6_400,
+        "second period starts at {} ms, before the republish",
+        m.periods[1].start_ms
+    );
+    check_segments(&sim, MPD);
+}
