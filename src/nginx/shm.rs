@@ -226,7 +226,10 @@ pub fn init_process(cycle: *mut ngx::ffi::ngx_cycle_t) {
     })
     .flatten();
     match taken {
-        Some(i) => MY_SLOT.store(i + 1, Ordering::Release),
+        Some(i) => {
+            MY_SLOT.store(i + 1, Ordering::Release);
+            rings::forget_follows();
+        }
         None => log_cycle(
             ngx::ffi::NGX_LOG_WARN,
             "rtmp: no free worker slot in the shared zone; /stat will not show this worker",
@@ -255,6 +258,7 @@ pub fn exit_process() {
         slot_pid(slot(base, i)).store(0, Ordering::Relaxed);
     });
     rings::end_all_of(me);
+    rings::forget_follows();
 }
 
 extern "C" fn timer_handler(ev: *mut ngx_event_t) {
@@ -574,6 +578,7 @@ mod rings {
     const KEYPOS: usize = 32; // AtomicU64: position of the last keyframe record (+1; 0 none)
     const HVER: usize = 40; // AtomicU64: seqlock of the header copies
     const KEYLEN: usize = 48; // u32
+    const FOLLOWERS: usize = 56; // AtomicU64: bit n = the worker in slot n follows this ring
     const KEY: usize = 64; // key bytes (REG_KEY_MAX)
     /// Latest metadata, video and audio codec headers: (offset of length, capacity).
     const HEADERS: [(usize, usize); 3] = [
@@ -667,6 +672,7 @@ mod rings {
                     ended(r).store(0, Ordering::Relaxed);
                     atomic(r, GEN).fetch_add(1, Ordering::AcqRel);
                     atomic(r, KEYPOS).store(0, Ordering::Release);
+                    atomic(r, FOLLOWERS).store(0, Ordering::Release);
                     // SAFETY: inside the ring header; we hold the lock.
                     unsafe {
                         set_u32(r.add(KEYLEN), k.len() as u32);
@@ -722,6 +728,15 @@ mod rings {
                 }
                 v.fetch_add(1, Ordering::AcqRel);
             }
+        }
+        // Messages go to the ring only while another worker follows the stream: an unwatched
+        // ring costs no memory (its pages are never touched). A first follower starts at the
+        // next keyframe; later players in its worker join from that worker's own cache.
+        if atomic(r, FOLLOWERS).load(Ordering::Acquire) == 0 {
+            if atomic(r, KEYPOS).load(Ordering::Relaxed) != 0 {
+                atomic(r, KEYPOS).store(0, Ordering::Release);
+            }
+            return;
         }
         let len = (REC_HEADER + f.payload.len()).next_multiple_of(8);
         if len > RING_DATA / 4 {
@@ -860,8 +875,26 @@ mod rings {
         }
     }
 
+    /// This worker's bit in the rings' follower sets.
+    fn my_bit() -> Option<u64> {
+        let slot = MY_SLOT.load(Ordering::Acquire).checked_sub(1)?;
+        (slot < 64).then(|| 1u64 << slot)
+    }
+
+    /// Clears this worker's follower bit in every ring (start: a dead predecessor in the same
+    /// slot may have left it set; exit).
+    pub fn forget_follows() {
+        let (Some(base), Some(bit)) = (zone(), my_bit()) else {
+            return;
+        };
+        for i in 0..RINGS {
+            atomic(ring(base, i), FOLLOWERS).fetch_and(!bit, Ordering::AcqRel);
+        }
+    }
+
     pub fn follow(key: &StreamKey) -> Option<Vec<RemoteFrame>> {
         let base = zone()?;
+        let bit = my_bit()?;
         let k = key_bytes(key);
         let me = pid();
         for i in 0..RINGS {
@@ -874,6 +907,7 @@ mod rings {
                 continue;
             }
             let generation = atomic(r, GEN).load(Ordering::Acquire);
+            atomic(r, FOLLOWERS).fetch_or(bit, Ordering::AcqRel);
             let mut out = read_headers(r);
             let mut f = Follow {
                 ring: i,
@@ -913,6 +947,14 @@ mod rings {
     }
 
     pub fn unfollow(key: &StreamKey) {
-        FOLLOWING.with(|m| m.borrow_mut().remove(key));
+        let Some(f) = FOLLOWING.with(|m| m.borrow_mut().remove(key)) else {
+            return;
+        };
+        if let (Some(base), Some(bit)) = (zone(), my_bit()) {
+            let r = ring(base, f.ring);
+            if atomic(r, GEN).load(Ordering::Acquire) == f.generation {
+                atomic(r, FOLLOWERS).fetch_and(!bit, Ordering::AcqRel);
+            }
+        }
     }
 }
