@@ -33,9 +33,9 @@ const REG_KEY_MAX: usize = REG_ENTRY - 8;
 const RINGS: usize = 32;
 /// Ring header: owner, positions, key, and the latest metadata and codec headers.
 const RING_HEADER: usize = 64 * 1024;
-/// Media bytes per ring: several seconds of a high-bitrate stream, so a joining player in
-/// another worker starts from the last keyframe.
-const RING_DATA: usize = 8 * 1024 * 1024;
+/// Media bytes per ring: several seconds of a high-bitrate stream (13 s at 2.5 Mbit/s), so
+/// a joining player in another worker starts from the last keyframe.
+const RING_DATA: usize = 4 * 1024 * 1024;
 const RING_SIZE: usize = RING_HEADER + RING_DATA;
 /// Total size of the zone. Pages are only backed by memory once touched.
 pub const ZONE_SIZE: usize =
@@ -55,6 +55,9 @@ const SLAB_OVERHEAD: usize = 4 * 1024 * 1024;
 static BASE: AtomicUsize = AtomicUsize::new(0);
 /// This worker's slot + 1 (0: none).
 static MY_SLOT: AtomicUsize = AtomicUsize::new(0);
+/// Whether nginx runs several workers (`worker_processes`): then every published stream is
+/// kept in its ring, ready for players of other workers.
+static MANY_WORKERS: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 static mut TIMER: core::mem::MaybeUninit<ngx_event_t> = core::mem::MaybeUninit::zeroed();
 static mut LAST_STAT_MS: u64 = 0;
 static mut STARTED_MS: u64 = 0;
@@ -236,6 +239,17 @@ pub fn init_process(cycle: *mut ngx::ffi::ngx_cycle_t) {
         ),
     }
     super::conn::with_worker(|w| w.set_publish_registry(Box::new(ShmRegistry)));
+    // SAFETY: the core module's configuration lives in the cycle for the process's lifetime.
+    let workers = unsafe {
+        let ccf = *(*cycle).conf_ctx.add(ngx::ffi::ngx_core_module.index)
+            as *const ngx::ffi::ngx_core_conf_t;
+        if ccf.is_null() {
+            1
+        } else {
+            (*ccf).worker_processes
+        }
+    };
+    MANY_WORKERS.store(workers > 1, Ordering::Release);
     // SAFETY: single-threaded worker start-up; the event lives for the process.
     unsafe {
         STARTED_MS = now_ms();
@@ -729,10 +743,12 @@ mod rings {
                 v.fetch_add(1, Ordering::AcqRel);
             }
         }
-        // Messages go to the ring only while another worker follows the stream: an unwatched
-        // ring costs no memory (its pages are never touched). A first follower starts at the
-        // next keyframe; later players in its worker join from that worker's own cache.
-        if atomic(r, FOLLOWERS).load(Ordering::Acquire) == 0 {
+        // With several workers every stream is kept, so a player in any worker starts at once
+        // from the last keyframe. With one worker, messages go to the ring only while another
+        // worker follows (after a reload): an unwatched ring then costs no memory (its pages
+        // are never touched), and a first follower starts at the next keyframe.
+        let kept = MANY_WORKERS.load(Ordering::Relaxed);
+        if !kept && atomic(r, FOLLOWERS).load(Ordering::Acquire) == 0 {
             if atomic(r, KEYPOS).load(Ordering::Relaxed) != 0 {
                 atomic(r, KEYPOS).store(0, Ordering::Release);
             }
