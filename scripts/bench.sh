@@ -33,6 +33,7 @@
 #                                      module from scripts/build-system-nginx.sh (same nginx
 #                                      binary for both sides)
 #   BENCH_SKIP_BUILD=1                 use the module and nginx builds that are there
+#   BENCH_RS_APP="play_flush_interval off;"  extra directives for our application only
 #
 # Measure on a quiet machine: the load client, the publisher(s) and nginx share the CPUs,
 # and the load client's own CPU is reported next to each fan-out figure.
@@ -79,6 +80,7 @@ BENCH_DIR=${BENCH_DIR:-$ROOT/build/bench}
 BENCH_LOAD_THREADS=${BENCH_LOAD_THREADS:-}
 BENCH_OURS=${BENCH_OURS:-vendored}
 BENCH_SKIP_BUILD=${BENCH_SKIP_BUILD:-}
+BENCH_RS_APP=${BENCH_RS_APP:-}
 # The test media: 720p25, GOP 2 s, ~2.3 Mbit/s video + 128 kbit/s AAC.
 FPS=25
 MEDIA_SECONDS=30
@@ -192,21 +194,24 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 port_free() {
-    [ -z "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
+    [ -z "$(ss -Hatn "sport = :$1" 2>/dev/null)" ]
 }
+# Below the kernel's ephemeral range: 1000 players' own ports cannot take it between the
+# check and nginx's bind.
 free_port() {
-    local p
+    local p low
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
     while :; do
-        p=$((20000 + RANDOM % 30000))
+        p=$((low > 11000 ? 10000 + RANDOM % (low - 11000) : 20000 + RANDOM % 30000))
         port_free "$p" && { echo "$p"; return; }
     done
 }
 
 # start_nginx TARGET(rs|c) WORKERS HLSDASH(0|1) NAME: sets NGX_PID, NGX_PORT, NGX_PREFIX.
 start_nginx() {
-    local target=$1 workers=$2 segmenters=$3 name=$4 bin module reuseport=""
+    local target=$1 workers=$2 segmenters=$3 name=$4 bin module reuseport="" extra=""
     if [ "$target" = rs ]; then
-        bin=$RS_NGINX module=$RS_MODULE
+        bin=$RS_NGINX module=$RS_MODULE extra=$BENCH_RS_APP
         ((workers > 1)) && reuseport=" reuseport"
     else
         bin=$C_NGINX module=$C_MODULE
@@ -248,6 +253,7 @@ rtmp {
         chunk_size 4096;
         application live {
             live on;$seg
+            $extra
         }
     }
 }
@@ -552,7 +558,7 @@ report=$BENCH_DIR/bench-results.md
     echo "- C module: $c_ver ($C_NGINX) + libnginx-mod-rtmp $c_mod_ver"
     echo "- settings: players \"$BENCH_PLAYERS\", ${BENCH_SECONDS}s per run, publishers" \
         "\"$BENCH_PUBLISHERS\", $BENCH_JOINS joins, HLS/DASH watched ${BENCH_LATENCY_SECONDS}s," \
-        "workers \"$BENCH_WORKERS\" with $BENCH_WORKER_PLAYERS players"
+        "workers \"$BENCH_WORKERS\" with $BENCH_WORKER_PLAYERS players${BENCH_RS_APP:+, ours with \`$BENCH_RS_APP\`}"
     echo "- media: 1280x720 ${FPS} fps H.264 (GOP 2 s) ~2.3 Mbit/s + AAC 128 kbit/s," \
         "\`ffmpeg -re -stream_loop -1 -c copy\`; 2 s fragments, 10 s playlists"
     echo

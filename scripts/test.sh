@@ -63,6 +63,8 @@ fi
 # Integration tests start nginx and run real ffmpeg encoders/decoders: two at a time fits
 # a 2-core machine.
 step "cargo test" cargo test --no-default-features --no-fail-fast -- --test-threads=2
+# Each criterion micro-benchmark once, as a test (the timed runs: scripts/microbench.sh).
+step "micro-benchmarks (once each)" cargo test --no-default-features --bench hot_paths
 # Every fuzz target for 10 s from its seeds (the long runs: scripts/fuzz.sh [seconds]).
 step "fuzz smoke" bash scripts/fuzz.sh --smoke
 

@@ -227,3 +227,86 @@ fn librtmp_player_receives_the_stream() {
     drop(publisher);
     server.finish();
 }
+
+/// Splits arrival times into write groups (messages less than 10 ms apart) and returns the
+/// median group size and the longest gap between groups, skipping the first `skip` (the
+/// cached start, which comes in one burst).
+fn write_groups(arrivals: &[std::time::Instant], skip: Duration) -> (usize, Duration) {
+    let Some(&first) = arrivals.first() else {
+        return (0, Duration::ZERO);
+    };
+    let steady: Vec<_> = arrivals
+        .iter()
+        .copied()
+        .filter(|t| t.duration_since(first) >= skip)
+        .collect();
+    let mut sizes = Vec::new();
+    let mut longest_gap = Duration::ZERO;
+    let mut size = 0;
+    for pair in steady.windows(2) {
+        size += 1;
+        let gap = pair[1].duration_since(pair[0]);
+        if gap >= Duration::from_millis(10) {
+            sizes.push(size);
+            size = 0;
+            longest_gap = longest_gap.max(gap);
+        }
+    }
+    sizes.sort_unstable();
+    (
+        sizes.get(sizes.len() / 2).copied().unwrap_or(0),
+        longest_gap,
+    )
+}
+
+#[test]
+fn play_flush_interval_gathers_live_media_into_fewer_writes_with_bounded_delay() {
+    // The publisher sends a video and an audio message every 40 ms in real time.
+    for (setting, interval_ms) in [
+        ("play_flush_interval 200ms;", 200),
+        ("play_flush_interval off;", 0),
+    ] {
+        let server = Server::start_live(setting);
+        let mut publisher = RtmpClient::connect(&server.rtmp_addr(), "live").expect("connect");
+        assert_eq!(
+            publisher.publish("gather").expect("publish"),
+            "NetStream.Publish.Start"
+        );
+        let mut player = RtmpClient::connect(&server.rtmp_addr(), "live").expect("connect");
+        player.play("gather").expect("play");
+        let sender = thread::spawn(move || {
+            publisher
+                .send_test_frames_paced(75, Duration::from_millis(40))
+                .expect("publish frames");
+            publisher
+        });
+        let arrivals = player.media_arrivals_for(Duration::from_millis(2800));
+        let publisher = sender.join().expect("publisher thread");
+        let (median, longest_gap) = write_groups(&arrivals, Duration::from_millis(500));
+        println!(
+            "{setting} {} messages; median messages per write group {median}, longest gap {:?}",
+            arrivals.len(),
+            longest_gap
+        );
+        assert!(
+            arrivals.len() >= 120,
+            "only {} messages arrived",
+            arrivals.len()
+        );
+        if interval_ms > 0 {
+            // ~10 messages arrive per 200 ms: they must come together, never much later.
+            assert!(median >= 6, "media was not gathered: median group {median}");
+            assert!(
+                longest_gap <= Duration::from_millis(interval_ms + 120),
+                "media waited {longest_gap:?} with a {interval_ms} ms interval"
+            );
+        } else {
+            assert!(
+                median <= 3,
+                "off must write as media comes: median group {median}"
+            );
+        }
+        drop((player, publisher));
+        server.finish();
+    }
+}

@@ -92,6 +92,8 @@ pub static DIRECTIVES: &[Directive] = &[
     one("play_restart", R_S_A, Flag, Implemented),
     one("idle_streams", R_S_A, Flag, Implemented),
     one("buffer", R_S_A, Exactly(1), Planned),
+    // nginx-rtmp-rs's own: players' writes gathered over a short interval.
+    one("play_flush_interval", R_S_A, Exactly(1), Implemented),
     one(
         "stream_buckets",
         R_S_A,
@@ -409,8 +411,12 @@ mod tests {
         "record_interval_size",
     ];
 
-    /// Directives of our own, for what the C module cannot do (https callbacks).
-    const OWN: &[&str] = &["notify_ssl_verify", "notify_ssl_trusted_certificate"];
+    /// Directives of our own, for what the C module cannot do (https callbacks, gathered writes).
+    const OWN: &[&str] = &[
+        "notify_ssl_verify",
+        "notify_ssl_trusted_certificate",
+        "play_flush_interval",
+    ];
 
     #[test]
     fn table_holds_exactly_the_c_module_and_fork_directives() {
@@ -461,6 +467,7 @@ mod tests {
             "publish_notify",
             "meta",
             "play_restart",
+            "play_flush_interval",
             "out_queue",
             "max_streams",
             "hls",

@@ -44,7 +44,7 @@ pub use settings::{
     AccessSettings, CoreSettings, DashClock, DashSettings, ExecSettings, ExecSpec, HlsDatetime,
     HlsNaming, HlsSettings, HlsSlicing, HlsType, LiveSettings, LogSettings, Meta, NetSettings,
     NotifyMethod, NotifySettings, PlaySettings, RecordFlags, RecordSettings, RelaySettings,
-    Settings,
+    Settings, DEFAULT_PLAY_FLUSH_INTERVAL_MS, MAX_PLAY_FLUSH_INTERVAL_MS,
 };
 pub use url::{parse_http_url, parse_rtmp_url, HttpUrl, RtmpUrl, Scheme};
 

@@ -167,6 +167,7 @@ conf_group! {
             gop_max_frame_count: u64,
             gop_max_audio_count: u64,
             gop_max_video_count: u64,
+            play_flush_interval_ms: u64,
         }
         append {}
         replace {}
@@ -783,6 +784,14 @@ impl RtmpConf {
             "gop_max_frame_count" => put(&mut lv.gop_max_frame_count, d, || num(d, v)),
             "gop_max_audio_count" => put(&mut lv.gop_max_audio_count, d, || num(d, v)),
             "gop_max_video_count" => put(&mut lv.gop_max_video_count, d, || num(d, v)),
+            "play_flush_interval" => put(&mut lv.play_flush_interval_ms, d, || {
+                let ms = msec_or_off(d, v)?;
+                if ms > MAX_PLAY_FLUSH_INTERVAL_MS {
+                    let limit = format!("it must be at most {MAX_PLAY_FLUSH_INTERVAL_MS}ms");
+                    return Err(invalid_expect(d, v, limit));
+                }
+                Ok(ms)
+            }),
 
             // Record.
             "record" => record_flags(d, &mut rec.flags, args),
@@ -1061,6 +1070,9 @@ impl RtmpConf {
             gop_max_frame_count: l.gop_max_frame_count.unwrap_or(4096),
             gop_max_audio_count: l.gop_max_audio_count.unwrap_or(2048),
             gop_max_video_count: l.gop_max_video_count.unwrap_or(2048),
+            play_flush_interval_ms: l
+                .play_flush_interval_ms
+                .unwrap_or(DEFAULT_PLAY_FLUSH_INTERVAL_MS),
         };
 
         let r = &self.record;
@@ -1313,6 +1325,7 @@ mod tests {
         ("play_restart", &["on"]),
         ("idle_streams", &["off"]),
         ("buffer", &["1s"]),
+        ("play_flush_interval", &["20ms"]),
         ("stream_buckets", &["1024"]),
         ("record", &["all", "manual"]),
         ("record_path", &["/var/rec"]),
@@ -1642,6 +1655,12 @@ mod tests {
                     .into(),
             ),
             (
+                "play_flush_interval",
+                &["2s"],
+                "invalid value \"2s\" in \"play_flush_interval\" directive, it must be at most 1000ms"
+                    .into(),
+            ),
+            (
                 "out_queue",
                 &["0"],
                 "invalid value \"0\" in \"out_queue\" directive, it must be between 1 and 1048576"
@@ -1868,6 +1887,7 @@ mod tests {
             ),
             (4096, 2048, 2048)
         );
+        assert_eq!(l.play_flush_interval_ms, DEFAULT_PLAY_FLUSH_INTERVAL_MS);
 
         let r = &s.record;
         assert_eq!(r.flags, RecordFlags::default());

@@ -132,6 +132,12 @@ pub struct AccessSettings {
     pub max_connections: Option<u64>,
 }
 
+/// Default of `play_flush_interval`: new media waits up to this long for more, so a player
+/// gets a few messages per write instead of one (fewer syscalls and TCP segments per byte).
+pub const DEFAULT_PLAY_FLUSH_INTERVAL_MS: u64 = 40;
+/// Upper bound of `play_flush_interval`: beyond it, the wait would be felt as latency.
+pub const MAX_PLAY_FLUSH_INTERVAL_MS: u64 = 1000;
+
 /// Live fan-out settings.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct LiveSettings {
@@ -167,6 +173,9 @@ pub struct LiveSettings {
     pub gop_max_audio_count: u64,
     /// `gop_max_video_count` (2048).
     pub gop_max_video_count: u64,
+    /// `play_flush_interval` (ours, [`DEFAULT_PLAY_FLUSH_INTERVAL_MS`]): how long a player's
+    /// new media may wait so that several messages leave in one write; 0 writes each at once.
+    pub play_flush_interval_ms: u64,
 }
 
 /// FLV recording settings of one level (an application or a `recorder{}`).

@@ -30,6 +30,8 @@ struct ConnCtx {
     id: u64,
     /// Our periodic timer (pings, idle publisher, handshake deadline).
     tick: ngx_event_t,
+    /// Set while new live media waits `play_flush_interval` to be written with what follows.
+    flush: ngx_event_t,
     /// Close once the output queue has drained (after a final status message).
     closing: Option<String>,
     /// When the client last fell behind: output pending and the socket full. Cleared only when
@@ -183,12 +185,18 @@ pub extern "C" fn init_connection(c: *mut ngx_connection_t) {
             let ctx = Box::into_raw(Box::new(ConnCtx {
                 id,
                 tick: core::mem::zeroed(),
+                flush: core::mem::zeroed(),
                 closing: None,
                 behind_since: None,
             }));
             (*ctx).tick.data = c.cast();
             (*ctx).tick.log = (*c).log;
             (*ctx).tick.handler = Some(tick_handler);
+            (*ctx).flush.data = c.cast();
+            (*ctx).flush.log = (*c).log;
+            (*ctx).flush.handler = Some(flush_handler);
+            // Only a short delay of a write: it must not hold up a graceful shutdown.
+            (*ctx).flush.set_cancelable(1);
             (*c).data = ctx.cast();
             (*(*c).log).connection = (*c).number;
             // Resets and timeouts of clients are routine: info, as nginx logs them elsewhere.
@@ -321,6 +329,20 @@ extern "C" fn tick_handler(ev: *mut ngx_event_t) {
     })
 }
 
+extern "C" fn flush_handler(ev: *mut ngx_event_t) {
+    guard("flush_handler", (), || {
+        // SAFETY: ev is the flush event embedded in the ConnCtx of the live connection in
+        // ev->data (close() unlinks it before freeing).
+        unsafe {
+            let c = (*ev).data as *mut ngx_connection_t;
+            // Not ready: the socket is full and its write event will flush when it drains.
+            if (*(*c).write).ready() != 0 {
+                flush(c);
+            }
+        }
+    })
+}
+
 /// Applies what the worker asked for: log lines, wake-ups of other clients, closes.
 /// Returns false if `c` itself was closed (the caller must not touch it any more).
 unsafe fn finish_outcome(c: *mut ngx_connection_t, self_id: u64, outcome: Outcome) -> bool {
@@ -372,6 +394,13 @@ unsafe fn dispatch(self_id: Option<u64>, fallback_log: *mut ngx_log_t, outcome: 
                 }
             }
         }
+        for id in outcome.wake_media {
+            if Some(id) != self_id {
+                if let Some(other) = conn_of(id) {
+                    wake_for_media(id, other);
+                }
+            }
+        }
         for (id, delay) in outcome.retick {
             if let Some(other) = conn_of(id) {
                 let octx = &mut *((*other).data as *mut ConnCtx);
@@ -384,6 +413,27 @@ unsafe fn dispatch(self_id: Option<u64>, fallback_log: *mut ngx_log_t, outcome: 
         }
         super::logfile::write(outcome.access);
         super::netcall::start_all(outcome.calls);
+    }
+}
+
+/// A player got live media: write it after its `play_flush_interval`, so the messages that
+/// arrive meanwhile leave in the same writev (at once when the interval is 0).
+unsafe fn wake_for_media(id: u64, c: *mut ngx_connection_t) {
+    // SAFETY (whole fn): c is a live connection of ours.
+    unsafe {
+        let wev = (*c).write;
+        if (*wev).ready() == 0 || (*wev).posted() != 0 {
+            return; // its write event comes anyway
+        }
+        let ctx = &mut *((*c).data as *mut ConnCtx);
+        let flush_ev = ptr::addr_of_mut!(ctx.flush);
+        if (*flush_ev).timer_set() != 0 {
+            return;
+        }
+        match with_worker(|w| w.play_flush_interval_ms(id)) {
+            0 => ngx_post_event(wev, ptr::addr_of_mut!(ngx_posted_events)),
+            delay => ngx::ffi::ngx_add_timer(flush_ev, delay as ngx::ffi::ngx_msec_t),
+        }
     }
 }
 
@@ -477,6 +527,10 @@ unsafe fn close(c: *mut ngx_connection_t, reason: &str) {
         if (*tick).posted() != 0 {
             ngx::ffi::ngx_delete_posted_event(tick);
         }
+        let flush_ev = ptr::addr_of_mut!((*ctx_ptr).flush);
+        if (*flush_ev).timer_set() != 0 {
+            ngx_del_timer(flush_ev);
+        }
         drop(Box::from_raw(ctx_ptr));
         let pool = (*c).pool;
         ngx_close_connection(c);
@@ -489,7 +543,7 @@ unsafe fn close(c: *mut ngx_connection_t, reason: &str) {
                 ngx_post_event((*other).write, ptr::addr_of_mut!(ngx_posted_events));
             }
         }
-        for other_id in outcome.wake {
+        for other_id in outcome.wake.into_iter().chain(outcome.wake_media) {
             if let Some(other) = conn_of(other_id) {
                 ngx_post_event((*other).write, ptr::addr_of_mut!(ngx_posted_events));
             }

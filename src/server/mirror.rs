@@ -48,7 +48,7 @@ impl Worker {
             let woken = self
                 .hub
                 .publisher_frame(key, f.kind, f.timestamp, &f.payload, chunk_size);
-            outcome.wake.extend_from_slice(woken);
+            outcome.wake_media.extend_from_slice(woken);
         }
     }
 

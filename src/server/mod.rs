@@ -96,6 +96,9 @@ pub enum CloseMode {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub wake: Vec<ClientId>,
+    /// Players with new live media: the glue may gather it for
+    /// [`Worker::play_flush_interval_ms`] before writing (unlike `wake`, which is at once).
+    pub wake_media: Vec<ClientId>,
     pub close: Vec<(ClientId, CloseMode, String)>,
     pub logs: Vec<LogLine>,
     /// HTTP callbacks to perform; answer each with [`Worker::on_call_done`].
@@ -920,7 +923,7 @@ impl Worker {
         let woken = self
             .hub
             .publisher_frame(key, kind, timestamp, payload, chunk_size);
-        outcome.wake.extend_from_slice(woken);
+        outcome.wake_media.extend_from_slice(woken);
     }
 
     /// The client stopped publishing or playing (command, or disconnect).
@@ -1150,6 +1153,15 @@ impl Worker {
     }
 
     /// How long a write may stall before the client is dropped (`timeout`).
+    /// How long new live media for `id` may wait to be written with what follows it
+    /// (`play_flush_interval` of its application).
+    pub fn play_flush_interval_ms(&self, id: ClientId) -> u64 {
+        self.clients
+            .get(&id)
+            .and_then(|c| c.app_settings())
+            .map_or(0, |s| s.live.play_flush_interval_ms)
+    }
+
     pub fn write_timeout_ms(&self, id: ClientId) -> u64 {
         self.clients
             .get(&id)

@@ -359,6 +359,7 @@ struct Harness {
     logs: Vec<LogLine>,
     closes: Vec<(ClientId, CloseMode, String)>,
     wakes: Vec<ClientId>,
+    media_wakes: Vec<ClientId>,
     rng: u64,
     /// Feed client bytes to the worker in pieces of at most this many bytes.
     input_piece: usize,
@@ -376,6 +377,7 @@ impl Harness {
             logs: Vec::new(),
             closes: Vec::new(),
             wakes: Vec::new(),
+            media_wakes: Vec::new(),
             rng: 0x9e37_79b9_7f4a_7c15,
             input_piece: usize::MAX,
             write_limit: usize::MAX,
@@ -424,6 +426,7 @@ impl Harness {
     fn apply(&mut self, outcome: Outcome) {
         self.logs.extend(outcome.logs);
         self.wakes.extend(outcome.wake);
+        self.media_wakes.extend(outcome.wake_media);
         for (id, mode, reason) in outcome.close {
             self.closes.push((id, mode, reason.clone()));
             let open = self.clients.get(&id).is_some_and(TestClient::is_open);
@@ -1093,6 +1096,42 @@ fn player_joining_after_a_second_keyframe_starts_from_the_latest_one() {
 }
 
 #[test]
+fn live_media_wakes_players_for_a_gathered_write_while_statuses_wake_them_at_once() {
+    let server = server_with(&[], &[("play_flush_interval", &["25ms"])]);
+    let mut h = Harness::new(server);
+    h.publisher(1, "k");
+    h.player(2, "k");
+    assert_eq!(h.worker.play_flush_interval_ms(2), 25);
+    assert_eq!(h.worker.play_flush_interval_ms(99), 0, "unknown client");
+    h.wakes.clear();
+    h.start_stream(1, 3);
+    assert!(h.media_wakes.contains(&2), "media must wake the player");
+    assert!(
+        !h.wakes.contains(&2),
+        "media must not ask for an immediate write"
+    );
+    assert!(!h.media_wakes.contains(&1), "the publisher gets no media");
+
+    let mut o = Outcome::default();
+    h.worker.disconnect(1, h.now, &mut o);
+    assert!(o.wake.contains(&2), "the unpublish status goes out at once");
+}
+
+#[test]
+fn play_flush_interval_defaults_on_and_can_be_turned_off() {
+    let mut h = Harness::new(default_server());
+    h.publisher(1, "k");
+    h.player(2, "k");
+    assert_eq!(
+        h.worker.play_flush_interval_ms(2),
+        crate::conf::DEFAULT_PLAY_FLUSH_INTERVAL_MS
+    );
+    let mut h = Harness::new(server_with(&[], &[("play_flush_interval", &["off"])]));
+    h.player(2, "k");
+    assert_eq!(h.worker.play_flush_interval_ms(2), 0);
+}
+
+#[test]
 fn player_waiting_before_the_publisher_gets_publish_notify_and_media() {
     let server = server_with(&[], &[("publish_notify", &["on"])]);
     let mut h = Harness::new(server);
@@ -1105,6 +1144,7 @@ fn player_waiting_before_the_publisher_gets_publish_notify_and_media() {
     h.publisher(1, "k");
     assert!(h.c(2).has_code("NetStream.Play.PublishNotify"));
     assert!(h.wakes.contains(&2));
+    assert!(h.media_wakes.is_empty());
     let sent = h.start_stream(1, 2);
     let got: Vec<Bytes> = h.c(2).video().into_iter().map(|(_, b)| b).collect();
     assert_eq!(got[1..], sent[..]);

@@ -409,10 +409,41 @@ impl RtmpClient {
         }
     }
 
+    /// Reads media for `duration` and returns when each media message arrived.
+    pub fn media_arrivals_for(&mut self, duration: Duration) -> Vec<Instant> {
+        let deadline = Instant::now() + duration;
+        let mut arrivals = Vec::new();
+        loop {
+            let now = Instant::now();
+            for ev in self.take_events() {
+                if matches!(
+                    ev,
+                    ClientSessionEvent::VideoDataReceived { .. }
+                        | ClientSessionEvent::AudioDataReceived { .. }
+                ) {
+                    arrivals.push(now);
+                }
+            }
+            if self.pump(deadline).is_err() {
+                return arrivals;
+            }
+        }
+    }
+
     /// While publishing: sends metadata, the AVC and AAC sequence headers, then `frames` video
     /// keyframes (fake slice data after a real SPS/PPS) each followed by an AAC frame, 40 ms apart
     /// in timestamps (sent without pacing).
     pub fn send_test_frames(&mut self, frames: u32) -> Result<(), ClientError> {
+        self.send_test_frames_paced(frames, Duration::ZERO)
+    }
+
+    /// [`Self::send_test_frames`], sleeping `pace` after each video + audio pair (40 ms: real
+    /// time).
+    pub fn send_test_frames_paced(
+        &mut self,
+        frames: u32,
+        pace: Duration,
+    ) -> Result<(), ClientError> {
         let mut meta = rml_rtmp::sessions::StreamMetadata::new();
         meta.video_width = Some(320);
         meta.video_height = Some(240);
@@ -451,6 +482,9 @@ impl RtmpClient {
             aac.resize(aac.len() + 20 + (i % 7) as usize, 0x21);
             self.send_audio(aac, ts)?;
             self.next_ts = ts + 40;
+            if !pace.is_zero() {
+                std::thread::sleep(pace);
+            }
         }
         Ok(())
     }
