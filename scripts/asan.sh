@@ -238,12 +238,15 @@ ensure_packages ffmpeg rtmpdump openssl
 mkdir -p "$REPORTS"
 rm -f "$REPORTS"/asan.*
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:log_path=$REPORTS/asan${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+# nginx's own leaks at exit (scripts/asan.supp); `nginx -t` runs of the tests add
+# detect_leaks=0 themselves (tests/common/mod.rs), as the preflight above does.
+export LSAN_OPTIONS="suppressions=$ROOT/scripts/asan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 if command -v llvm-symbolizer >/dev/null 2>&1; then
     export ASAN_SYMBOLIZER_PATH=${ASAN_SYMBOLIZER_PATH:-$(command -v llvm-symbolizer)}
 fi
 test_flags=()
 for t in "${tests[@]}"; do test_flags+=(--test "$t"); done
-cmd=(cargo test --no-default-features "${test_flags[@]}" -- --test-threads=1 "${test_args[@]}")
+cmd=(cargo test --no-default-features --no-fail-fast "${test_flags[@]}" -- --test-threads=1 "${test_args[@]}")
 echo "==> ASAN_OPTIONS=$ASAN_OPTIONS"
 echo "==> NGINX_BIN=${NGINX_OUT#"$ROOT"/} RTMP_MODULE=${MODULE_OUT#"$ROOT"/} ${cmd[*]}"
 test_rc=0

@@ -126,6 +126,7 @@ fn level_of(level: LogLevel) -> u32 {
 pub extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
     guard("exit_process", (), || {
         super::shm::exit_process();
+        super::netcall::exit_process();
         let stats = with_worker(|w| w.io_stats());
         if stats.ops > 0 {
             super::util::log_cycle(

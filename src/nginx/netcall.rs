@@ -397,6 +397,15 @@ fn tls_settings() -> TlsSettings {
         })
 }
 
+/// Worker exit: frees the TLS client context (connections still open hold their own
+/// reference to it, so this only drops ours).
+pub(super) fn exit_process() {
+    if let Some(mut ssl) = SSL.with(|s| s.borrow_mut().take()) {
+        // SAFETY: ssl was filled in by ngx_ssl_create and is freed exactly once, here.
+        unsafe { ngx::ffi::ngx_ssl_cleanup_ctx((&mut *ssl as *mut ngx_ssl_t).cast()) };
+    }
+}
+
 /// The worker's TLS client context (made once).
 fn client_ssl() -> Option<*mut ngx_ssl_t> {
     SSL.with(|s| {
