@@ -240,7 +240,7 @@ rm -f "$REPORTS"/asan.*
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:log_path=$REPORTS/asan${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 # nginx's own leaks at exit (scripts/asan.supp); `nginx -t` runs of the tests add
 # detect_leaks=0 themselves (tests/common/mod.rs), as the preflight above does.
-export LSAN_OPTIONS="suppressions=$ROOT/scripts/asan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export LSAN_OPTIONS="suppressions=$ROOT/scripts/asan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 if command -v llvm-symbolizer >/dev/null 2>&1; then
     export ASAN_SYMBOLIZER_PATH=${ASAN_SYMBOLIZER_PATH:-$(command -v llvm-symbolizer)}
 fi
