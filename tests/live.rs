@@ -310,3 +310,61 @@ fn play_flush_interval_gathers_live_media_into_fewer_writes_with_bounded_delay()
         server.finish();
     }
 }
+
+/// Context switches of `pid` it asked for (each a sleep in epoll_wait that something ended).
+fn voluntary_switches(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("voluntary_ctxt_switches in /proc/PID/status")
+}
+
+#[test]
+fn a_publisher_sending_many_small_segments_does_not_wake_the_worker_for_each() {
+    let server = Server::start_live("");
+    let worker = *common::raw::worker_pids(server.pid())
+        .first()
+        .expect("a worker process");
+    let mut publisher = RtmpClient::connect(&server.rtmp_addr(), "live").expect("connect");
+    publisher.set_nodelay().expect("TCP_NODELAY");
+    assert_eq!(
+        publisher.publish("segments").expect("publish"),
+        "NetStream.Publish.Start"
+    );
+    let mut player = RtmpClient::connect(&server.rtmp_addr(), "live").expect("connect");
+    player.play("segments").expect("play");
+
+    // 1500 video + audio pairs, one every ~1 ms: about 3000 small TCP segments in ~2 s.
+    let before = voluntary_switches(worker);
+    let started = std::time::Instant::now();
+    let sender = thread::spawn(move || {
+        publisher
+            .send_test_frames_paced(1500, Duration::from_millis(1))
+            .expect("publish frames");
+        publisher
+    });
+    let (count, err) = player.read_media_for(Duration::from_millis(3500));
+    let publisher = sender.join().expect("publisher thread");
+    let elapsed = started.elapsed();
+    let wakeups = voluntary_switches(worker) - before;
+    println!(
+        "{} video + {} audio messages played; worker woke {wakeups} times in {elapsed:?}",
+        count.video, count.audio
+    );
+    assert!(err.is_none(), "player: {err:?}");
+    assert!(
+        count.video >= 1400,
+        "only {} video messages arrived",
+        count.video
+    );
+    // Without batching, each segment wakes the worker (~3000 here); with it, a read every
+    // 20 ms plus one per 16 KB (~180 ticks + ~45 in 3.5 s) and the player's writes.
+    assert!(
+        wakeups < 1000,
+        "the worker woke {wakeups} times for ~3000 segments"
+    );
+    drop((player, publisher));
+    server.finish();
+}

@@ -24,6 +24,12 @@ const READ_CHUNK: usize = 64 * 1024;
 const READS_PER_EVENT: usize = 16;
 /// iovecs per writev call.
 const IOVECS: usize = 64;
+/// A publisher's socket wakes the worker only once this much input is waiting (SO_RCVLOWAT):
+/// encoders send a TCP segment per chunk, and one wake-up per segment costs more CPU than
+/// the media it carries.
+const PUBLISHER_RCVLOWAT: i32 = 16 * 1024;
+/// ...and whatever is waiting below that is read this often (the most added ingest delay).
+const PUBLISHER_READ_INTERVAL_MS: ngx::ffi::ngx_msec_t = 20;
 
 /// Per-connection state kept in `c->data`.
 struct ConnCtx {
@@ -32,6 +38,8 @@ struct ConnCtx {
     tick: ngx_event_t,
     /// Set while new live media waits `play_flush_interval` to be written with what follows.
     flush: ngx_event_t,
+    /// A publisher's periodic read of input below [`PUBLISHER_RCVLOWAT`].
+    pull: ngx_event_t,
     /// Close once the output queue has drained (after a final status message).
     closing: Option<String>,
     /// When the client last fell behind: output pending and the socket full. Cleared only when
@@ -187,6 +195,7 @@ pub extern "C" fn init_connection(c: *mut ngx_connection_t) {
                 id,
                 tick: core::mem::zeroed(),
                 flush: core::mem::zeroed(),
+                pull: core::mem::zeroed(),
                 closing: None,
                 behind_since: None,
             }));
@@ -198,6 +207,10 @@ pub extern "C" fn init_connection(c: *mut ngx_connection_t) {
             (*ctx).flush.handler = Some(flush_handler);
             // Only a short delay of a write: it must not hold up a graceful shutdown.
             (*ctx).flush.set_cancelable(1);
+            (*ctx).pull.data = c.cast();
+            (*ctx).pull.log = (*c).log;
+            (*ctx).pull.handler = Some(pull_handler);
+            (*ctx).pull.set_cancelable(1);
             (*c).data = ctx.cast();
             (*(*c).log).connection = (*c).number;
             // Resets and timeouts of clients are routine: info, as nginx logs them elsewhere.
@@ -344,6 +357,51 @@ extern "C" fn flush_handler(ev: *mut ngx_event_t) {
     })
 }
 
+extern "C" fn pull_handler(ev: *mut ngx_event_t) {
+    guard("pull_handler", (), || {
+        // SAFETY: ev is the pull event embedded in the ConnCtx of the live connection in
+        // ev->data (close() unlinks it before freeing).
+        unsafe {
+            let c = (*ev).data as *mut ngx_connection_t;
+            let id = (*((*c).data as *const ConnCtx)).id;
+            let rev = (*c).read;
+            // Below SO_RCVLOWAT no read event comes: say there may be input, as epoll would,
+            // so c->recv really reads (it returns NGX_AGAIN at once when nothing is there).
+            (*rev).set_ready(1);
+            (*rev).available = -1;
+            read_handler(rev);
+            if conn_of(id).is_some() {
+                ngx::ffi::ngx_add_timer(ev, PUBLISHER_READ_INTERVAL_MS);
+            }
+        }
+    })
+}
+
+/// A client started publishing: from now on its socket wakes the worker per
+/// [`PUBLISHER_RCVLOWAT`] bytes, and the rest is read every [`PUBLISHER_READ_INTERVAL_MS`].
+unsafe fn batch_reads(c: *mut ngx_connection_t) {
+    // SAFETY (whole fn): c is a live connection of ours; setsockopt gets a valid int.
+    unsafe {
+        let ctx = &mut *((*c).data as *mut ConnCtx);
+        let pull = ptr::addr_of_mut!(ctx.pull);
+        if (*pull).timer_set() != 0 {
+            return;
+        }
+        let lowat = PUBLISHER_RCVLOWAT;
+        let rc = libc::setsockopt(
+            (*c).fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            ptr::addr_of!(lowat).cast(),
+            core::mem::size_of::<i32>() as libc::socklen_t,
+        );
+        // Unix sockets and old kernels may refuse it: then reads stay as they were.
+        if rc == 0 {
+            ngx::ffi::ngx_add_timer(pull, PUBLISHER_READ_INTERVAL_MS);
+        }
+    }
+}
+
 /// Applies what the worker asked for: log lines, wake-ups of other clients, closes.
 /// Returns false if `c` itself was closed (the caller must not touch it any more).
 unsafe fn finish_outcome(c: *mut ngx_connection_t, self_id: u64, outcome: Outcome) -> bool {
@@ -393,6 +451,11 @@ unsafe fn dispatch(self_id: Option<u64>, fallback_log: *mut ngx_log_t, outcome: 
                 if (*wev).ready() != 0 && (*wev).posted() == 0 {
                     ngx_post_event(wev, ptr::addr_of_mut!(ngx_posted_events));
                 }
+            }
+        }
+        for id in outcome.batch_reads {
+            if let Some(c) = conn_of(id) {
+                batch_reads(c);
             }
         }
         for id in outcome.wake_media {
@@ -528,9 +591,13 @@ unsafe fn close(c: *mut ngx_connection_t, reason: &str) {
         if (*tick).posted() != 0 {
             ngx::ffi::ngx_delete_posted_event(tick);
         }
-        let flush_ev = ptr::addr_of_mut!((*ctx_ptr).flush);
-        if (*flush_ev).timer_set() != 0 {
-            ngx_del_timer(flush_ev);
+        for ev in [
+            ptr::addr_of_mut!((*ctx_ptr).flush),
+            ptr::addr_of_mut!((*ctx_ptr).pull),
+        ] {
+            if (*ev).timer_set() != 0 {
+                ngx_del_timer(ev);
+            }
         }
         drop(Box::from_raw(ctx_ptr));
         let pool = (*c).pool;

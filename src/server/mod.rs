@@ -99,6 +99,9 @@ pub struct Outcome {
     /// Players with new live media: the glue may gather it for
     /// [`Worker::play_flush_interval_ms`] before writing (unlike `wake`, which is at once).
     pub wake_media: Vec<ClientId>,
+    /// Clients that started publishing: their input is media, which the glue may let gather
+    /// in the socket for a few ms and read in larger pieces (fewer wake-ups per byte).
+    pub batch_reads: Vec<ClientId>,
     pub close: Vec<(ClientId, CloseMode, String)>,
     pub logs: Vec<LogLine>,
     /// HTTP callbacks to perform; answer each with [`Worker::on_call_done`].
@@ -674,6 +677,7 @@ impl Worker {
                 if let Some(c) = self.clients.get_mut(&id) {
                     c.session.accept_publish(&name.name);
                     c.role = Role::Publisher(key.clone());
+                    outcome.batch_reads.push(id);
                     c.counters.role_since_ms = now_ms;
                     if let Some(due) = c.start_updates(now_ms) {
                         outcome.retick.push((id, due));

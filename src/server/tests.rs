@@ -360,6 +360,7 @@ struct Harness {
     closes: Vec<(ClientId, CloseMode, String)>,
     wakes: Vec<ClientId>,
     media_wakes: Vec<ClientId>,
+    batch_reads: Vec<ClientId>,
     rng: u64,
     /// Feed client bytes to the worker in pieces of at most this many bytes.
     input_piece: usize,
@@ -378,6 +379,7 @@ impl Harness {
             closes: Vec::new(),
             wakes: Vec::new(),
             media_wakes: Vec::new(),
+            batch_reads: Vec::new(),
             rng: 0x9e37_79b9_7f4a_7c15,
             input_piece: usize::MAX,
             write_limit: usize::MAX,
@@ -427,6 +429,7 @@ impl Harness {
         self.logs.extend(outcome.logs);
         self.wakes.extend(outcome.wake);
         self.media_wakes.extend(outcome.wake_media);
+        self.batch_reads.extend(outcome.batch_reads);
         for (id, mode, reason) in outcome.close {
             self.closes.push((id, mode, reason.clone()));
             let open = self.clients.get(&id).is_some_and(TestClient::is_open);
@@ -1115,6 +1118,16 @@ fn live_media_wakes_players_for_a_gathered_write_while_statuses_wake_them_at_onc
     let mut o = Outcome::default();
     h.worker.disconnect(1, h.now, &mut o);
     assert!(o.wake.contains(&2), "the unpublish status goes out at once");
+}
+
+#[test]
+fn only_an_accepted_publisher_has_its_reads_batched() {
+    let mut h = Harness::new(default_server());
+    h.publisher(1, "k");
+    h.player(2, "k");
+    assert!(h.connect(3, "127.0.0.1", "live"));
+    assert!(!h.publish(3, "k"), "a second publisher of k is refused");
+    assert_eq!(h.batch_reads, vec![1]);
 }
 
 #[test]

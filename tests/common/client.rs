@@ -538,6 +538,11 @@ impl RtmpClient {
         }
     }
 
+    /// Every write leaves in its own TCP segment (as encoders that send one chunk per write).
+    pub fn set_nodelay(&self) -> io::Result<()> {
+        self.stream.set_nodelay(true)
+    }
+
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.stream.local_addr()
     }
