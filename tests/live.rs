@@ -301,8 +301,9 @@ fn play_flush_interval_gathers_live_media_into_fewer_writes_with_bounded_delay()
                 "media waited {longest_gap:?} with a {interval_ms} ms interval"
             );
         } else {
+            // The publisher's input is read every 50 ms: one or two of its pairs per read.
             assert!(
-                median <= 3,
+                median <= 4,
                 "off must write as media comes: median group {median}"
             );
         }
@@ -360,7 +361,7 @@ fn a_publisher_sending_many_small_segments_does_not_wake_the_worker_for_each() {
         count.video
     );
     // Without batching, each segment wakes the worker (~3000 here); with it, a read every
-    // 20 ms plus one per 16 KB (~180 ticks + ~45 in 3.5 s) and the player's writes.
+    // 50 ms plus one per 16 KB (~70 ticks + ~45 in 3.5 s) and the player's writes.
     assert!(
         wakeups < 1000,
         "the worker woke {wakeups} times for ~3000 segments"
