@@ -15,7 +15,7 @@ use std::hint::black_box;
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-use nginx_rtmp_rs::conf::{HlsDatetime, HlsNaming, HlsSettings, HlsSlicing, HlsType};
+use nginx_rtmp_rs::conf::{HlsSettings, RtmpConf};
 use nginx_rtmp_rs::dash::fmp4::{self, Sample, TrackCodec};
 use nginx_rtmp_rs::hls::segmenter::HlsStream;
 use nginx_rtmp_rs::hls::ts::{TsAudio, TsMuxer, TsTracks, TS_PACKET_SIZE};
@@ -369,35 +369,14 @@ fn mux_ts(msgs: &[Msg], avc_cfg: &AvcConfig, aac_cfg: &AacConfig, out: &mut Vec<
     }
 }
 
+/// The C module's defaults (as an empty `rtmp{}` resolves them), with HLS on, 2 s fragments.
 fn hls_settings() -> HlsSettings {
-    HlsSettings {
-        enabled: true,
-        path: "/hls".into(),
-        fragment_ms: 2000,
-        max_fragment_ms: 20_000,
-        playlist_length_ms: 30_000,
-        sync_ms: 2,
-        continuous: true,
-        nested: false,
-        base_url: String::new(),
-        cleanup: true,
-        naming: HlsNaming::Sequential,
-        naming_granularity: 0,
-        slicing: HlsSlicing::Plain,
-        hls_type: HlsType::Live,
-        muxdelay_ms: 700,
-        max_audio_delay_ms: 300,
-        audio_buffer_size: 1 << 20,
-        variants: Vec::new(),
-        keys: false,
-        key_path: "/hls".into(),
-        key_url: String::new(),
-        fragments_per_key: 0,
-        dir_access: 0o744,
-        nested_index_filename: "index".into(),
-        datetime: HlsDatetime::None,
-        allow_client_cache: None,
-    }
+    let mut hls = RtmpConf::default().resolve().hls;
+    hls.enabled = true;
+    hls.path = "/hls".into();
+    hls.fragment_ms = 2000;
+    hls.playlist_length_ms = 30_000;
+    hls
 }
 
 /// One publisher session through [`HlsStream`], the ops drained after every message as the
