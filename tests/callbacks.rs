@@ -702,6 +702,68 @@ fn get_method_and_https_with_a_trusted_self_signed_certificate() {
     drop(tls_other);
 }
 
+/// Fail closed: an `on_publish` that cannot be made (nothing listens at the backend's port, its
+/// host name does not resolve) denies the publish, with one log line naming why. (The untrusted and mismatched TLS certificates are in the https test.)
+#[test]
+fn a_callback_that_cannot_be_made_denies_the_publish() {
+    let dns = DnsServer::start("callback.test", Ipv4Addr::LOCALHOST);
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        l.local_addr().expect("local addr").port()
+    };
+    let refused_app = format!("on_publish http://127.0.0.1:{closed_port}/auth;");
+    let unresolved_app = format!("on_publish http://nowhere.test:{closed_port}/auth;");
+    let server_extra = format!("resolver 127.0.0.1:{};", dns.port);
+    let block = rtmp_block(
+        "",
+        &server_extra,
+        &[
+            ("refused", refused_app.as_str()),
+            ("unresolved", unresolved_app.as_str()),
+        ],
+    );
+    let server = Server::start(&block, "");
+    let mut checks = Checks::new();
+    for (app, why) in [("refused", "connect to"), ("unresolved", "nowhere.test")] {
+        let offset = server.log_len();
+        let code = client_publish(&server, app, "cam");
+        checks.check(
+            matches!(&code, Ok(c) if c == "NetStream.Publish.Denied"),
+            || {
+                format!(
+                    "{app}: a callback that cannot be made must deny the publish, got {code:?}\n{}",
+                    server.log_since(offset)
+                )
+            },
+        );
+        let label = format!("on_publish for \"{app}/cam\"");
+        let deadline = Instant::now() + CALL_WAIT;
+        let line = loop {
+            let log = server.log_since(offset);
+            let line = log
+                .lines()
+                .find(|l| l.contains(&label) && l.ends_with(": denied"))
+                .map(str::to_owned);
+            if line.is_some() || Instant::now() > deadline {
+                break line;
+            }
+            thread::sleep(Duration::from_millis(50));
+        };
+        match line {
+            Some(l) => {
+                checks.check(l.contains(why) && l.contains("[warn]"), || {
+                    format!("{app}: the denial should be a [warn] naming {why:?}: {l}")
+                });
+            }
+            None => checks.fail(format!(
+                "{app}: no `{label} ...: denied` line:\n{}",
+                server.log_since(offset)
+            )),
+        }
+    }
+    checks.finish(server);
+}
+
 /// `log_format` with the C module's variables and `access_log` to a file: one line per RTMP
 /// connection when it closes, in the configured format.
 #[test]

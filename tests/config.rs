@@ -129,6 +129,25 @@ fn live_at_main_level_is_rejected_with_file_and_line() {
     assert_rejected_at(&conf, "# misplaced", "live");
 }
 
+/// A callback URL the call-time code could not call is refused by `nginx -t` at its line
+/// (it used to pass and then every publish was allowed, unchecked).
+#[test]
+fn callback_urls_that_cannot_be_called_are_rejected_with_file_and_line() {
+    for (url, reason) in [
+        ("\"http://127.0.0.1:9/auth/\u{e9}\"", "non-ASCII"),
+        ("\"http://auth host/x\"", "spaces"),
+        ("http://user@127.0.0.1/x", "user info"),
+        ("ftp://127.0.0.1/x", "unsupported scheme"),
+        ("http://127.0.0.1:0/x", "invalid port"),
+    ] {
+        let conf = conf_with(&live_rtmp_block(
+            "",
+            &format!("on_publish {url}; # bad url"),
+        ));
+        assert_rejected_at(&conf, "# bad url", reason);
+    }
+}
+
 #[test]
 fn listen_with_a_bad_port_is_rejected_with_file_and_line() {
     for bad in ["127.0.0.1:99999", "127.0.0.1:12ab", "0"] {

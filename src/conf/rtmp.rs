@@ -1764,6 +1764,21 @@ mod tests {
                 "no host in url \"http:///vod\" of the \"play\" directive".into(),
             ),
             (
+                "on_publish",
+                &["http://127.0.0.1:9/auth/\u{e9}"],
+                "non-ASCII characters must be percent-encoded in url \"http://127.0.0.1:9/auth/\u{e9}\" of the \"on_publish\" directive".into(),
+            ),
+            (
+                "on_play",
+                &["http://auth host/x"],
+                "URL contains spaces or control characters in url \"http://auth host/x\" of the \"on_play\" directive".into(),
+            ),
+            (
+                "on_connect",
+                &["http://user@auth/x"],
+                "user info (user@host) is not allowed in url \"http://user@auth/x\" of the \"on_connect\" directive".into(),
+            ),
+            (
                 "exec_kill_signal",
                 &["NOPE"],
                 "invalid value \"NOPE\" in \"exec_kill_signal\" directive, it must be a signal number or name like KILL or TERM"

@@ -315,7 +315,7 @@ unsafe fn connected(call: *mut Call) {
             return;
         }
         (*call).connected = true;
-        if !(*call).spec.url.tls {
+        if !(*call).spec.url.is_tls() {
             send(call);
             return;
         }

@@ -7,14 +7,14 @@
 //! ngx_rtmp_netcall_module.c) so existing auth servers keep working.
 
 pub mod http;
-pub mod url;
 
 use std::fmt::Write as _;
 
 use thiserror::Error;
 
+use crate::conf::HttpUrl;
+
 pub use http::{verdict, ResponseHead, ResponseParser};
-pub use url::CallbackUrl;
 
 /// Longest client query string forwarded to a callback (the C module keeps them in 512-byte
 /// buffers; we allow more because the request is built on the heap, but not unbounded).
@@ -23,8 +23,6 @@ pub const MAX_CLIENT_ARGS_LEN: usize = 4096;
 /// Errors of the callback layer; each is one log line.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum NotifyError {
-    #[error("invalid callback URL: {0}")]
-    InvalidUrl(&'static str),
     #[error("client arguments not forwarded: they contain spaces or control characters")]
     BadClientArgs,
     #[error("client arguments not forwarded: longer than {MAX_CLIENT_ARGS_LEN} bytes")]
@@ -254,18 +252,14 @@ pub fn form_body(req: &CallRequest) -> String {
 
 /// The complete HTTP/1.0 request (the C module speaks HTTP/1.0, so no chunked replies are
 /// asked for and the server closes when done).
-pub fn build_request(url: &CallbackUrl, method: Method, req: &CallRequest) -> Vec<u8> {
+pub fn build_request(url: &HttpUrl, method: Method, req: &CallRequest) -> Vec<u8> {
     let body = form_body(req);
-    let mut head = String::with_capacity(256 + url.path_and_query.len() + body.len());
+    let mut head = String::with_capacity(256 + url.path.len() + body.len());
     let _ = match method {
-        Method::Post => write!(head, "POST {} HTTP/1.0\r\n", url.path_and_query),
+        Method::Post => write!(head, "POST {} HTTP/1.0\r\n", url.path),
         Method::Get => {
-            let sep = if url.path_and_query.contains('?') {
-                '&'
-            } else {
-                '?'
-            };
-            write!(head, "GET {}{sep}{body} HTTP/1.0\r\n", url.path_and_query)
+            let sep = if url.path.contains('?') { '&' } else { '?' };
+            write!(head, "GET {}{sep}{body} HTTP/1.0\r\n", url.path)
         }
     };
     let _ = write!(
@@ -292,6 +286,7 @@ pub fn build_request(url: &CallbackUrl, method: Method, req: &CallRequest) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conf::parse_http_url;
 
     fn vars() -> SessionVars {
         SessionVars {
@@ -436,7 +431,7 @@ mod tests {
                 "{bad:?}"
             );
             assert_eq!(form_body(&r), format!("{SESSION}&call=publish&name=n"));
-            let bytes = build_request(&CallbackUrl::parse("h/x").unwrap(), Method::Get, &r);
+            let bytes = build_request(&parse_http_url("h/x").unwrap(), Method::Get, &r);
             let text = String::from_utf8(bytes).unwrap();
             assert_eq!(text.matches("\r\n").count(), 5, "{text:?}");
         }
@@ -460,7 +455,7 @@ mod tests {
 
     #[test]
     fn post_request_is_complete_http_1_0() {
-        let url = CallbackUrl::parse("http://auth.local:8080/on_publish").unwrap();
+        let url = parse_http_url("http://auth.local:8080/on_publish").unwrap();
         let mut r = req(Call::Publish);
         r.name = Some("cam".into());
         r.extras = ext(&[("type", "live")]);
@@ -486,7 +481,7 @@ mod tests {
     fn get_request_puts_form_in_query() {
         let mut r = req(Call::Play);
         r.name = Some("cam".into());
-        let url = CallbackUrl::parse("https://auth.example/cb").unwrap();
+        let url = parse_http_url("https://auth.example/cb").unwrap();
         let text = String::from_utf8(build_request(&url, Method::Get, &r)).unwrap();
         assert_eq!(
             text,
@@ -498,7 +493,7 @@ mod tests {
                 env!("CARGO_PKG_VERSION")
             )
         );
-        let url = CallbackUrl::parse("http://a/cb?token=t").unwrap();
+        let url = parse_http_url("http://a/cb?token=t").unwrap();
         let text = String::from_utf8(build_request(&url, Method::Get, &r)).unwrap();
         assert!(text.starts_with(&format!("GET /cb?token=t&{SESSION}&call=play")));
     }

@@ -7,11 +7,11 @@
 use bytes::Bytes;
 
 use super::{CloseMode, LogLevel, Outcome, Role, Worker};
-use crate::conf::{NotifyMethod, Settings};
+use crate::conf::{HttpUrl, NotifyMethod, Settings};
 use crate::live::ClientId;
 use crate::notify::{
-    self, build_request, check_client_args, verdict, Call, CallRequest, CallbackUrl, NotifyError,
-    ResponseHead, Verdict,
+    self, build_request, check_client_args, verdict, Call, CallRequest, NotifyError, ResponseHead,
+    Verdict,
 };
 use crate::rtmp::command::{self, StreamName};
 
@@ -20,7 +20,7 @@ use crate::rtmp::command::{self, StreamName};
 pub struct NetCall {
     /// Handed back to [`Worker::on_call_done`].
     pub token: u64,
-    pub url: CallbackUrl,
+    pub url: HttpUrl,
     /// The complete request (head and body).
     pub request: Bytes,
     /// `netcall_timeout`: for the whole exchange (resolve, connect, TLS, response head).
@@ -60,7 +60,7 @@ pub(super) struct PendingCall {
     label: String,
 }
 
-fn url_of(settings: &Settings, call: Call) -> Option<&crate::conf::HttpUrl> {
+fn url_of(settings: &Settings, call: Call) -> Option<&HttpUrl> {
     let n = &settings.notify;
     match call {
         Call::Connect => n.on_connect.as_ref(),
@@ -93,14 +93,6 @@ impl Worker {
         let settings = client.app_settings().unwrap_or(&client.server.settings);
         let Some(url) = url_of(settings, call) else {
             return false;
-        };
-        let cb = match CallbackUrl::parse(&url.url) {
-            Ok(cb) => cb,
-            Err(e) => {
-                let text = format!("rtmp: on_{} \"{}\" not called: {e}", call.as_str(), url.url);
-                outcome.log(LogLevel::Warn, id, text);
-                return false;
-            }
         };
         let mut args = name.map_or(client.connect_args.as_str(), |n| n.args.as_str());
         if let Err(e) = check_client_args(args) {
@@ -139,8 +131,8 @@ impl Worker {
         self.next_call_token += 1;
         outcome.calls.push(NetCall {
             token,
-            request: Bytes::from(build_request(&cb, method, &req)),
-            url: cb,
+            request: Bytes::from(build_request(url, method, &req)),
+            url: url.clone(),
             timeout_ms: n.netcall_timeout_ms.max(1),
             head_limit: usize::try_from(n.netcall_buffer).unwrap_or(usize::MAX),
             resolver: settings.net.resolver.clone(),

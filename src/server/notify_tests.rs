@@ -489,7 +489,7 @@ fn publish_waits_for_on_publish_which_gets_one_post_with_the_c_module_fields() {
     let call = h.only_call();
     assert_eq!(call.url.host, "127.0.0.1");
     assert_eq!(call.url.port, 9);
-    assert!(!call.url.tls);
+    assert!(!call.url.is_tls());
     assert_eq!(call.timeout_ms, 10_000, "netcall_timeout default");
     assert!(call.label.contains("on_publish"), "{}", call.label);
     assert!(call.label.contains("live/cam"), "{}", call.label);
