@@ -1151,6 +1151,63 @@ fn is_optional_path(p: &str) -> bool {
         || p.contains("/application/play")
 }
 
+/// `compiler` and `built` as build.rs stamps them: `rustc 1.x.y (...)` and
+/// `Mmm dd yyyy hh:mm:ss (nginx-rtmp-rs <version> <commit>)` (C's `__DATE__ " " __TIME__`
+/// first, as the C module shows it). The commit is 12 hex digits, or `unknown` when this test
+/// was itself built without git; a module built at another commit than these tests only gets
+/// a note (build/ may hold a module from before the last commit).
+fn check_build_stamp(what: &str, compiler: &str, built: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !compiler.starts_with("rustc 1.") {
+        problems.push(format!(
+            "{what}: compiler {compiler:?} does not start with \"rustc 1.\""
+        ));
+    }
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let suffix = format!(" (nginx-rtmp-rs {} ", env!("CARGO_PKG_VERSION"));
+    let Some((date, rest)) = built.split_once(suffix.as_str()) else {
+        problems.push(format!("{what}: built {built:?} has no {suffix:?}"));
+        return problems;
+    };
+    // "Dec  6 2026 08:27:31": the day padded with a space to two characters.
+    let date_ok = date.len() == 20
+        && date.is_ascii()
+        && MONTHS.contains(&&date[..3])
+        && date[3..4] == *" "
+        && date[4..6]
+            .trim_start()
+            .parse::<u32>()
+            .is_ok_and(|d| (1..=31).contains(&d))
+        && !date[4..6].starts_with('0')
+        && date[6..7] == *" "
+        && date[7..11].parse::<u32>().is_ok_and(|y| y >= 2024)
+        && date[11..12] == *" "
+        && date[12..]
+            .split(':')
+            .map(|f| f.len() == 2 && f.parse::<u32>().is_ok_and(|n| n < 60))
+            .filter(|ok| *ok)
+            .count()
+            == 3;
+    if !date_ok {
+        problems.push(format!(
+            "{what}: built {built:?} does not start with a date like \"Dec  6 2026 08:27:31\""
+        ));
+    }
+    let commit = rest.strip_suffix(')').unwrap_or("");
+    let ours = env!("RTMP_RS_COMMIT");
+    let hash_ok = commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit());
+    if !(hash_ok || (commit == "unknown" && ours == "unknown")) {
+        problems.push(format!(
+            "{what}: built {built:?} does not end with a 12-digit commit (these tests: {ours})"
+        ));
+    } else if commit != ours {
+        println!("note: the module was built at commit {commit}, these tests at {ours}");
+    }
+    problems
+}
+
 /// Waits until an XML answer of `path` has stream `name` with `meta` and `clients` clients.
 fn wait_xml_ready(server: &Server, path: &str, name: &str, clients: usize) -> HttpResponse {
     let deadline = Instant::now() + STAT_CATCH_UP + Duration::from_secs(5);
@@ -1572,6 +1629,22 @@ fn xml_stat_has_the_c_module_element_tree() {
         problems.push(format!(
             "clients: XML {xml_ids:?}, JSON {json_ids:?}, connected {want:?}"
         ));
+    }
+    // compiler and built, stamped by build.rs, the same in XML and JSON.
+    match roxmltree::Document::parse(&text) {
+        Err(e) => problems.push(format!("XML does not parse: {e}")),
+        Ok(doc) => {
+            let root = doc.root_element();
+            let leaf = |name| child(root, name).and_then(|n| n.text()).unwrap_or("");
+            let (compiler, built) = (leaf("compiler"), leaf("built"));
+            problems.extend(check_build_stamp("XML", compiler, built));
+            if j.v["compiler"].as_str() != Some(compiler) || j.v["built"].as_str() != Some(built) {
+                problems.push(format!(
+                    "JSON compiler {} and built {} differ from the XML's {compiler:?}, {built:?}",
+                    j.v["compiler"], j.v["built"]
+                ));
+            }
+        }
     }
     let jr = get(&server, "/stat?format=json");
     if jr.header("Content-Type") != Some("application/json") {

@@ -297,8 +297,18 @@ extern "C" fn timer_handler(ev: *mut ngx_event_t) {
 fn local_part() -> StatSnapshot {
     let mut part = super::conn::with_worker(|w| w.stat_part(now_ms(), pid()));
     part.nginx_version = ngx::ffi::NGINX_VERSION.to_string_lossy().into_owned();
-    part.compiler = format!("rustc (nginx-rtmp-rs {})", env!("CARGO_PKG_VERSION"));
-    part.built = env!("CARGO_PKG_VERSION").to_string();
+    // Stamped by build.rs: `rustc 1.95.0 (...)` and `Dec  6 2026 08:27:31 (nginx-rtmp-rs
+    // 0.1.0 abcdef123456)` (the C module's `__DATE__ " " __TIME__`, then version and commit).
+    part.compiler = env!("RTMP_RS_RUSTC").to_string();
+    part.built = concat!(
+        env!("RTMP_RS_BUILT"),
+        " (nginx-rtmp-rs ",
+        env!("CARGO_PKG_VERSION"),
+        " ",
+        env!("RTMP_RS_COMMIT"),
+        ")"
+    )
+    .to_string();
     // SAFETY: written once at start-up on this thread.
     let started = unsafe { STARTED_MS };
     part.uptime_s = now_ms().saturating_sub(started) / 1000;
