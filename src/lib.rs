@@ -1,10 +1,13 @@
 //! nginx-rtmp-rs: RTMP ingest and live playback inside nginx.
 //!
-//! Three rings (see DESIGN.md):
+//! Three rings (see docs/architecture.md):
 //! - pure core: [`rtmp`] (handshake, chunks, AMF, commands, session), [`media`] (FLV tags,
 //!   codec headers), [`live`] (stream registry, GOP cache, player queues), [`conf`] (directives,
-//!   values, merge). No nginx types, no clock reads, no sockets, no files.
-//! - safe IO: none yet (HLS/DASH writers come later).
+//!   values, merge), [`hls`] and [`dash`] (muxers, segmenters, playlists), [`files`] (the file
+//!   operations they ask for), [`server`] (one worker's sessions and outputs), [`notify`]
+//!   (callbacks), [`stat`], [`control`], [`accesslog`]. No nginx types, no clock reads, no
+//!   sockets, no files.
+//! - safe IO: [`io`], which performs those file operations (atomic renames, no `unsafe`).
 //! - FFI glue: `nginx` (only with the `nginx` feature); the only place with `unsafe`.
 
 pub mod accesslog;

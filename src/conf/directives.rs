@@ -548,9 +548,9 @@ mod tests {
         assert!(!find("hls").unwrap().allowed_in(Recorder));
     }
 
-    const DOC: &str = include_str!("../../README.md");
+    const DOC: &str = include_str!("../../docs/directives.md");
 
-    /// The text of `#### name`'s section in the README's directive reference.
+    /// The text of `#### name`'s section in the directive reference (docs/directives.md).
     fn doc_section(name: &str) -> Option<&'static str> {
         let heading = format!("\n#### {name}\n");
         let start = DOC.find(&heading)? + heading.len();
@@ -584,7 +584,7 @@ mod tests {
         assert_eq!(DOC.matches("\n#### ").count(), DIRECTIVES.len());
         for d in DIRECTIVES {
             let section = doc_section(d.name)
-                .unwrap_or_else(|| panic!("README.md has no \"#### {}\"", d.name));
+                .unwrap_or_else(|| panic!("docs/directives.md has no \"#### {}\"", d.name));
             assert!(
                 section.contains(&format!("- Syntax: `{} ", d.name))
                     || section.contains(&format!("- Syntax: `{};", d.name)),

@@ -1,11 +1,17 @@
-//! The shared zone every worker process maps: what makes `/stat`, `/control` and the
-//! one-publisher-per-name rule cover all workers, not just the one that answers.
+//! The shared zone every worker process maps: what makes `/stat`, `/control`, the
+//! one-publisher-per-name rule and playback cover all workers, not just the one that answers.
 //!
 //! Layout (fixed, no allocator): a header with a lock; one slot per worker process holding its
-//! latest `/stat` part (refreshed every [`PUBLISH_MS`] and on each `/stat` request) and a
-//! mailbox of `/control` requests for it; a registry of published stream names. The lock is a
-//! pid-owned spin lock: a worker that dies holding it (SIGKILL) is detected and the lock
-//! taken over. Critical sections are memory copies of at most one slot.
+//! latest `/stat` part (refreshed every [`STAT_MS`] and on each `/stat` request) and a
+//! mailbox of `/control` requests for it; a registry of published stream names; [`RINGS`]
+//! media rings, through which players in one worker get a stream published in another. The
+//! lock is a pid-owned spin lock: a worker that dies holding it (SIGKILL) is detected and the
+//! lock taken over. Critical sections copy and scan zone memory (with `kill(pid, 0)` liveness
+//! checks), never IO: taking a slot, writing one's own `/stat` part or emptying one's mailbox,
+//! copying every other live worker's part out (`/stat`; `/control` also appends to their
+//! mailboxes), scanning the name registry to claim or release names, scanning the ring
+//! headers to take a ring. Media goes through the rings without the lock (one writer per
+//! ring; readers check they were not lapped).
 
 use core::ffi::c_void;
 use core::ptr;
