@@ -59,7 +59,11 @@ pub trait FileOutput {
     fn on_tick(&mut self, now: Now, ops: &mut Vec<FileOp>) -> Option<u64>;
     /// Finished, and nothing left to do: the worker may drop it.
     fn is_done(&self) -> bool;
-    /// The IO ring could not perform an operation on `path`; what was being written there is
-    /// lost and must not be listed.
+    /// The IO ring performed the next `ops` of the operations this output asked for (they
+    /// are performed in order, possibly later and on another thread).
+    fn on_written(&mut self, _ops: usize) {}
+    /// The IO ring could not perform the next operation, on `path`, and every operation asked
+    /// for after it is lost too; what was being written there must not be listed. Called once
+    /// more for each other path those lost operations wrote.
     fn on_write_failed(&mut self, path: &Path);
 }

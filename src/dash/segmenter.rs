@@ -48,8 +48,8 @@
 //!   skipped: an HEVC+AAC stream is an audio-only DASH stream until `fmp4` learns HEVC. Only
 //!   `video_codec`, `audio_codec`, `frame_ok` and `frame_ticks` know codecs; the rest
 //!   works on [`TrackCodec`] (adding HEVC/AV1 is one arm in each).
-//! - Each publisher call's operations are journalled: when the IO ring reports a failure,
-//!   everything from the failed operation on is undone in the model (segments unlisted, init
+//! - Operations are journalled until the IO ring reports them performed (`on_written`): when
+//!   it reports a failure, everything from the failed operation on is undone in the model (segments unlisted, init
 //!   and directory rewritten, deletions held while the MPD on disk is stale).
 
 use std::collections::{HashSet, VecDeque};
@@ -570,11 +570,8 @@ impl DashStream {
         self.out.push(op);
     }
 
-    /// Starts a publisher call: what `restart` queued goes first, and its journal with it.
+    /// Starts a publisher call: what `restart` queued goes first.
     fn begin(&mut self, now: Now) {
-        if self.out.is_empty() {
-            self.journal.clear();
-        }
         self.clock_offset = now.mono_ms as i64 - now.unix_ms as i64;
     }
 
@@ -1622,9 +1619,6 @@ impl DashStream {
         if !self.valid {
             return;
         }
-        if self.out.is_empty() {
-            self.journal.clear();
-        }
         if !self.finished {
             self.hard_close(now);
         }
@@ -1644,6 +1638,29 @@ impl DashStream {
     /// the same call's operations did not happen. Segments are unlisted (a gap), init
     /// segments and the directory are written again before the next MPD, and deletions wait
     /// while the MPD on disk may be older than ours.
+    /// The IO ring performed the next `ops` operations: their journal entries go, except the
+    /// final renames of a cut whose other files are still to be written (if one of those
+    /// fails, the renamed file is an orphan to delete).
+    pub fn on_written(&mut self, ops: usize) {
+        let n = ops.min(self.journal.len());
+        let open_cuts: Vec<u64> = self
+            .journal
+            .get(n..)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|j| match j.effect {
+                Effect::Segment { cut, .. } => Some(cut),
+                _ => None,
+            })
+            .collect();
+        let mut index = 0;
+        self.journal.retain(|j| {
+            index += 1;
+            index > n
+                || matches!(j.effect, Effect::Segment { cut, committed: true } if open_cuts.contains(&cut))
+        });
+    }
+
     pub fn on_write_failed(&mut self, path: &Path) {
         let Some(i) = self
             .journal
@@ -1829,6 +1846,10 @@ impl FileOutput for DashStream {
 
     fn is_done(&self) -> bool {
         DashStream::is_done(self)
+    }
+
+    fn on_written(&mut self, ops: usize) {
+        DashStream::on_written(self, ops);
     }
 
     fn on_write_failed(&mut self, path: &Path) {

@@ -525,6 +525,7 @@ impl Sim {
                 return;
             }
             self.disk.apply(&op, now.mono_ms);
+            self.s.on_written(1);
             if let FileOp::WriteAtomic { path, data } = &op {
                 if path.extension().and_then(|e| e.to_str()) == Some("mpd") {
                     let text = String::from_utf8(data.to_vec()).unwrap();

@@ -1,6 +1,8 @@
-//! The safe IO ring: performs the [`FileOp`]s the segmenters ask for, in order, with atomic
-//! renames, and measures how long each takes (they run on the event loop, so they must stay
-//! short: segments arrive as many small appends, never as one big write).
+//! The safe IO ring: performs the [`FileOp`]s the file outputs ask for, in order, with atomic
+//! renames. A batch of one output's operations is an [`IoJob`]; [`perform`] does it wherever
+//! it is called: on one of nginx's thread-pool threads in the module (so a slow disk never holds
+//! up the event loop), or at once with [`DiskStorage`] (tests, nginx without threads). A job
+//! owns everything it touches (paths, `Bytes`, the output's open files), so it can cross threads.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -9,7 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::hls::FileOp;
+use crate::files::FileOp;
 
 /// Segments, playlists and keys: readable by the web server, writable only by the worker
 /// (nginx does not set a umask, so the mode is explicit).
@@ -28,17 +30,45 @@ pub struct IoFailure {
     pub source: io::Error,
 }
 
-/// What the worker needs from the file system.
+/// The files one output keeps open between jobs (a TS segment is written over many).
+#[derive(Debug, Default)]
+pub struct OpenFiles(HashMap<PathBuf, File>);
+
+impl OpenFiles {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One output's operations, to be performed in order, stopping at the first failure.
+#[derive(Debug)]
+pub struct IoJob {
+    /// Which output asked (handed back in [`IoDone`]).
+    pub output: u64,
+    pub ops: Vec<FileOp>,
+    pub files: OpenFiles,
+}
+
+/// What became of an [`IoJob`].
+#[derive(Debug)]
+pub struct IoDone {
+    pub output: u64,
+    pub files: OpenFiles,
+    /// Operations performed, from the first.
+    pub done: usize,
+    /// Why the operation after those failed (then `rest` holds the ones never tried).
+    pub failure: Option<IoFailure>,
+    pub rest: Vec<FileOp>,
+    pub stats: IoStats,
+}
+
+/// Where jobs are performed.
 pub trait Storage {
     /// Reads a small text file (a previous playlist); None if absent, unreadable or too big.
     fn read_small(&mut self, path: &Path) -> Option<String>;
-    /// Performs `ops` in order, stopping at the first failure. Files left open by a failed
-    /// batch are abandoned (deleted), so a half-written segment never gets a final name.
-    fn apply(&mut self, ops: &[FileOp]) -> Result<(), IoFailure>;
-    /// Counters and the slowest operation so far.
-    fn stats(&self) -> IoStats {
-        IoStats::default()
-    }
+    /// Starts `job`. Returns what became of it when it was performed at once; `None` when the
+    /// result comes back later (the module's thread pool, through `Worker::on_io_done`).
+    fn submit(&mut self, job: IoJob) -> Option<IoDone>;
 }
 
 /// No file system: for workers without HLS/DASH (and tests of the RTMP core).
@@ -50,8 +80,15 @@ impl Storage for NoStorage {
         None
     }
 
-    fn apply(&mut self, _ops: &[FileOp]) -> Result<(), IoFailure> {
-        Ok(())
+    fn submit(&mut self, job: IoJob) -> Option<IoDone> {
+        Some(IoDone {
+            output: job.output,
+            files: job.files,
+            done: job.ops.len(),
+            failure: None,
+            rest: Vec::new(),
+            stats: IoStats::default(),
+        })
     }
 }
 
@@ -63,111 +100,143 @@ pub struct IoStats {
     pub slowest: Duration,
 }
 
-/// The real disk.
-#[derive(Default)]
-pub struct DiskStorage {
-    open: HashMap<PathBuf, File>,
-    stats: IoStats,
+impl IoStats {
+    pub fn add(&mut self, other: IoStats) {
+        self.ops += other.ops;
+        self.bytes += other.bytes;
+        self.slowest = self.slowest.max(other.slowest);
+    }
 }
+
+/// The real disk, here and now: every job is performed when it is submitted.
+#[derive(Default)]
+pub struct DiskStorage;
 
 impl DiskStorage {
     pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn perform(&mut self, op: &FileOp) -> Result<u64, IoFailure> {
-        match op {
-            FileOp::CreateDir { path } => {
-                checked(path)?;
-                fs::create_dir_all(path).map_err(fail("create directory", path))?;
-                Ok(0)
-            }
-            FileOp::Open { path } => {
-                checked(path)?;
-                let file = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(FILE_MODE)
-                    .open(path)
-                    .map_err(fail("create", path))?;
-                self.open.insert(path.clone(), file);
-                Ok(0)
-            }
-            FileOp::Append { path, data } => {
-                let file = self.open.get_mut(path).ok_or_else(|| IoFailure {
-                    action: "append to",
-                    path: path.clone(),
-                    source: io::Error::other("file is not open"),
-                })?;
-                file.write_all(data).map_err(fail("write", path))?;
-                Ok(data.len() as u64)
-            }
-            FileOp::Commit { path, to } => {
-                checked(to)?;
-                // Closing flushes nothing (no userspace buffer); the rename publishes the name.
-                self.open.remove(path);
-                // Reported under the final name: that is the segment the playlist would list.
-                if let Err(e) = fs::rename(path, to) {
-                    let _ = fs::remove_file(path);
-                    return Err(fail("rename", to)(e));
-                }
-                Ok(0)
-            }
-            FileOp::Abort { path } => {
-                self.open.remove(path);
-                let _ = fs::remove_file(path);
-                Ok(0)
-            }
-            FileOp::WriteAtomic { path, data } => {
-                checked(path)?;
-                write_atomic(path, data).map_err(fail("write", path))?;
-                Ok(data.len() as u64)
-            }
-            FileOp::Delete { path } => {
-                checked(path)?;
-                match fs::remove_file(path) {
-                    Ok(()) => Ok(0),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
-                    Err(e) => Err(fail("delete", path)(e)),
-                }
-            }
-        }
+        DiskStorage
     }
 }
 
 impl Storage for DiskStorage {
-    fn stats(&self) -> IoStats {
-        self.stats
-    }
-
     fn read_small(&mut self, path: &Path) -> Option<String> {
-        let meta = fs::metadata(path).ok()?;
-        if !meta.is_file() || meta.len() > MAX_SMALL_READ {
-            return None;
-        }
-        fs::read_to_string(path).ok()
+        read_small(path)
     }
 
-    fn apply(&mut self, ops: &[FileOp]) -> Result<(), IoFailure> {
-        for op in ops {
-            let started = Instant::now();
-            let result = self.perform(op);
-            let took = started.elapsed();
-            self.stats.ops += 1;
-            self.stats.slowest = self.stats.slowest.max(took);
-            match result {
-                Ok(bytes) => self.stats.bytes += bytes,
-                Err(e) => {
-                    if let FileOp::Open { path } | FileOp::Append { path, .. } = op {
-                        self.open.remove(path);
-                        let _ = fs::remove_file(path);
-                    }
-                    return Err(e);
+    fn submit(&mut self, job: IoJob) -> Option<IoDone> {
+        Some(perform(job))
+    }
+}
+
+/// Reads a small text file; None if absent, unreadable or larger than [`MAX_SMALL_READ`].
+pub fn read_small(path: &Path) -> Option<String> {
+    let meta = fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > MAX_SMALL_READ {
+        return None;
+    }
+    fs::read_to_string(path).ok()
+}
+
+/// Performs a job's operations in order (blocking), stopping at the first failure. A file
+/// left open by a failed operation is abandoned (deleted), so a half-written segment never
+/// gets a final name.
+pub fn perform(job: IoJob) -> IoDone {
+    let IoJob {
+        output,
+        ops,
+        mut files,
+    } = job;
+    let mut stats = IoStats::default();
+    let mut ops = ops.into_iter();
+    let mut done = 0;
+    let mut failure = None;
+    for op in ops.by_ref() {
+        let started = Instant::now();
+        let result = perform_one(&mut files, &op);
+        stats.ops += 1;
+        stats.slowest = stats.slowest.max(started.elapsed());
+        match result {
+            Ok(bytes) => {
+                stats.bytes += bytes;
+                done += 1;
+            }
+            Err(e) => {
+                if let FileOp::Open { path } | FileOp::Append { path, .. } = &op {
+                    files.0.remove(path);
+                    let _ = fs::remove_file(path);
                 }
+                failure = Some(e);
+                break;
             }
         }
-        Ok(())
+    }
+    IoDone {
+        output,
+        files,
+        done,
+        failure,
+        rest: ops.collect(),
+        stats,
+    }
+}
+
+fn perform_one(files: &mut OpenFiles, op: &FileOp) -> Result<u64, IoFailure> {
+    match op {
+        FileOp::CreateDir { path } => {
+            checked(path)?;
+            fs::create_dir_all(path).map_err(fail("create directory", path))?;
+            Ok(0)
+        }
+        FileOp::Open { path } => {
+            checked(path)?;
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(FILE_MODE)
+                .open(path)
+                .map_err(fail("create", path))?;
+            files.0.insert(path.clone(), file);
+            Ok(0)
+        }
+        FileOp::Append { path, data } => {
+            let file = files.0.get_mut(path).ok_or_else(|| IoFailure {
+                action: "append to",
+                path: path.clone(),
+                source: io::Error::other("file is not open"),
+            })?;
+            file.write_all(data).map_err(fail("write", path))?;
+            Ok(data.len() as u64)
+        }
+        FileOp::Commit { path, to } => {
+            checked(to)?;
+            // Closing flushes nothing (no userspace buffer); the rename publishes the name.
+            files.0.remove(path);
+            // Reported under the final name: that is the segment the playlist would list.
+            if let Err(e) = fs::rename(path, to) {
+                let _ = fs::remove_file(path);
+                return Err(fail("rename", to)(e));
+            }
+            Ok(0)
+        }
+        FileOp::Abort { path } => {
+            files.0.remove(path);
+            let _ = fs::remove_file(path);
+            Ok(0)
+        }
+        FileOp::WriteAtomic { path, data } => {
+            checked(path)?;
+            write_atomic(path, data).map_err(fail("write", path))?;
+            Ok(data.len() as u64)
+        }
+        FileOp::Delete { path } => {
+            checked(path)?;
+            match fs::remove_file(path) {
+                Ok(()) => Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+                Err(e) => Err(fail("delete", path)(e)),
+            }
+        }
     }
 }
 
@@ -232,35 +301,55 @@ mod tests {
         dir
     }
 
+    /// Performs `ops` with `files`, returning the files and the failure, if any.
+    fn run(files: OpenFiles, ops: Vec<FileOp>) -> IoDone {
+        perform(IoJob {
+            output: 7,
+            ops,
+            files,
+        })
+    }
+
     #[test]
     fn segment_gets_its_final_name_only_when_committed() {
         let dir = scratch("commit");
         let part = dir.join("a-1.ts.part");
         let done = dir.join("a-1.ts");
-        let mut disk = DiskStorage::new();
-        disk.apply(&[
-            FileOp::Open { path: part.clone() },
-            FileOp::Append {
-                path: part.clone(),
-                data: Bytes::from_static(b"abc"),
-            },
-        ])
-        .unwrap();
+        let first = run(
+            OpenFiles::default(),
+            vec![
+                FileOp::Open { path: part.clone() },
+                FileOp::Append {
+                    path: part.clone(),
+                    data: Bytes::from_static(b"abc"),
+                },
+            ],
+        );
+        assert!(first.failure.is_none());
+        assert_eq!((first.output, first.done), (7, 2));
         assert!(!done.exists());
-        disk.apply(&[
-            FileOp::Append {
-                path: part.clone(),
-                data: Bytes::from_static(b"def"),
-            },
-            FileOp::Commit {
-                path: part.clone(),
-                to: done.clone(),
-            },
-        ])
-        .unwrap();
+        assert!(
+            !first.files.is_empty(),
+            "the segment stays open between jobs"
+        );
+        let second = run(
+            first.files,
+            vec![
+                FileOp::Append {
+                    path: part.clone(),
+                    data: Bytes::from_static(b"def"),
+                },
+                FileOp::Commit {
+                    path: part.clone(),
+                    to: done.clone(),
+                },
+            ],
+        );
+        assert!(second.failure.is_none());
         assert_eq!(fs::read(&done).unwrap(), b"abcdef");
         assert!(!part.exists());
-        assert_eq!(disk.stats().bytes, 6);
+        assert!(second.files.is_empty());
+        assert_eq!((first.stats.bytes, second.stats.bytes), (3, 3));
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -269,16 +358,19 @@ mod tests {
         let dir = scratch("atomic");
         let p = dir.join("x.m3u8");
         let mut disk = DiskStorage::new();
-        disk.apply(&[FileOp::WriteAtomic {
-            path: p.clone(),
-            data: Bytes::from_static(b"1"),
-        }])
-        .unwrap();
-        disk.apply(&[FileOp::WriteAtomic {
-            path: p.clone(),
-            data: Bytes::from_static(b"22"),
-        }])
-        .unwrap();
+        for data in [&b"1"[..], b"22"] {
+            let done = disk
+                .submit(IoJob {
+                    output: 1,
+                    ops: vec![FileOp::WriteAtomic {
+                        path: p.clone(),
+                        data: Bytes::copy_from_slice(data),
+                    }],
+                    files: OpenFiles::default(),
+                })
+                .expect("the disk storage performs jobs at once");
+            assert!(done.failure.is_none());
+        }
         assert_eq!(fs::read(&p).unwrap(), b"22");
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
         assert_eq!(disk.read_small(&p).as_deref(), Some("22"));
@@ -286,44 +378,51 @@ mod tests {
     }
 
     #[test]
-    fn failure_stops_the_batch_and_abandons_the_open_file() {
+    fn failure_stops_the_job_and_hands_back_what_was_not_tried() {
         let dir = scratch("fail");
         let part = dir.join("missing-dir/s.ts.part");
         let playlist = dir.join("s.m3u8");
-        let mut disk = DiskStorage::new();
-        let err = disk
-            .apply(&[
+        let done = run(
+            OpenFiles::default(),
+            vec![
+                FileOp::CreateDir { path: dir.clone() },
                 FileOp::Open { path: part.clone() },
                 FileOp::WriteAtomic {
                     path: playlist.clone(),
                     data: Bytes::from_static(b"x"),
                 },
-            ])
-            .unwrap_err();
+            ],
+        );
+        let err = done.failure.expect("open in a missing directory fails");
         assert!(err.to_string().starts_with("cannot create "), "{err}");
-        assert!(!playlist.exists(), "the batch must stop at the failure");
+        assert_eq!(err.path, part);
+        assert_eq!(done.done, 1);
+        assert!(matches!(&done.rest[..], [FileOp::WriteAtomic { .. }]));
+        assert!(!playlist.exists(), "the job must stop at the failure");
+        assert!(done.files.is_empty());
         fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn relative_and_dotdot_paths_are_refused() {
-        let mut disk = DiskStorage::new();
         for p in ["rel/x.ts", "/tmp/a/../b.ts"] {
             let op = FileOp::Delete {
                 path: PathBuf::from(p),
             };
-            assert!(disk.apply(&[op]).is_err(), "{p}");
+            assert!(run(OpenFiles::default(), vec![op]).failure.is_some(), "{p}");
         }
     }
 
     #[test]
     fn deleting_a_missing_file_is_not_an_error() {
         let dir = scratch("delete");
-        let mut disk = DiskStorage::new();
-        disk.apply(&[FileOp::Delete {
-            path: dir.join("gone.ts"),
-        }])
-        .unwrap();
+        let done = run(
+            OpenFiles::default(),
+            vec![FileOp::Delete {
+                path: dir.join("gone.ts"),
+            }],
+        );
+        assert!(done.failure.is_none());
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -598,6 +598,13 @@ unsafe fn build_runtime(
             if let Err(e) = unsafe { prepare_callbacks(cf, &settings) } {
                 return unsafe { conf_error(cf, &format!("application \"{}\": {e}", app.name)) };
             }
+            // HLS and DASH files are written on nginx's thread pool.
+            if settings.hls.enabled || settings.dash.enabled {
+                // SAFETY: cf is live.
+                if let Err(e) = unsafe { super::filejobs::require_pool(cf) } {
+                    return unsafe { conf_error(cf, &e) };
+                }
+            }
             apps.push(AppConfig {
                 name: app.name.clone(),
                 settings,

@@ -54,7 +54,7 @@ struct ConnCtx {
 
 thread_local! {
     static WORKER: RefCell<Worker> = RefCell::new(Worker::with_storage(
-        Box::new(crate::io::DiskStorage::new()),
+        Box::new(super::filejobs::PoolStorage),
         Box::new(os_random),
     ));
     static CONNS: RefCell<HashMap<u64, *mut ngx_connection_t>> = RefCell::new(HashMap::new());
@@ -106,6 +106,7 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             ngx::ffi::ngx_add_timer(ev, HOUSEKEEPING_MS as ngx::ffi::ngx_msec_t);
             let tz = (*ngx::ffi::ngx_cached_time).gmtoff as i32;
             with_worker(|w| w.set_tz_offset(tz));
+            super::filejobs::init_process(cycle);
             super::shm::init_process(cycle);
         }
         NGX_OK as ngx_int_t
@@ -116,13 +117,18 @@ extern "C" fn housekeeping_handler(ev: *mut ngx_event_t) {
     guard("housekeeping", (), || {
         let mut outcome = Outcome::default();
         let next = with_worker(|w| w.on_housekeeping(now_ms(), &mut outcome));
-        for line in &outcome.logs {
-            super::util::log_cycle(level_of(line.level), &line.text);
-        }
+        log_lines(&outcome.logs);
         let delay = next.unwrap_or(HOUSEKEEPING_MS).clamp(1, HOUSEKEEPING_MS);
         // SAFETY: ev is our static housekeeping event.
         unsafe { ngx::ffi::ngx_add_timer(ev, delay as ngx::ffi::ngx_msec_t) };
     })
+}
+
+/// Logs lines that belong to no connection to the cycle's log.
+pub(super) fn log_lines(lines: &[crate::server::LogLine]) {
+    for line in lines {
+        super::util::log_cycle(level_of(line.level), &line.text);
+    }
 }
 
 fn level_of(level: LogLevel) -> u32 {

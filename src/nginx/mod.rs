@@ -8,6 +8,7 @@
 
 mod conf;
 mod conn;
+mod filejobs;
 mod http;
 mod logfile;
 mod netcall;

@@ -344,6 +344,16 @@ impl Worker {
         self.outputs.sync_wall_clock(mono_ms, unix_ms);
     }
 
+    /// A file job submitted to the thread pool came back.
+    pub fn on_io_done(&mut self, done: crate::io::IoDone, outcome: &mut Outcome) {
+        self.outputs.io_done(done, &mut outcome.logs);
+    }
+
+    /// Whether file work is queued or in flight.
+    pub fn io_pending(&self) -> bool {
+        self.outputs.io_pending()
+    }
+
     /// Deferred file work (segment deletions after their grace period). Returns the delay
     /// until the next call, or None when nothing is pending.
     pub fn on_housekeeping(&mut self, now_ms: u64, outcome: &mut Outcome) -> Option<u64> {
@@ -901,15 +911,6 @@ impl Worker {
             client.last_timestamp = timestamp;
             client.counters.media(kind, payload.len());
         }
-        match kind {
-            FrameKind::Audio | FrameKind::Video => {
-                let video = kind == FrameKind::Video;
-                self.outputs
-                    .media(key, video, timestamp, payload, now_ms, &mut outcome.logs);
-            }
-            FrameKind::Data => self.outputs.metadata(key, payload),
-            FrameKind::Control => {}
-        }
         let chunk_size = client.server.settings.core.chunk_size;
         if let Some(r) = self.registry.as_mut() {
             if kind != FrameKind::Control {
@@ -928,6 +929,17 @@ impl Worker {
             .hub
             .publisher_frame(key, kind, timestamp, payload, chunk_size);
         outcome.wake_media.extend_from_slice(woken);
+        // File outputs after live players: muxing never delays the fan-out, and their disk
+        // work happens off the event loop.
+        match kind {
+            FrameKind::Audio | FrameKind::Video => {
+                let video = kind == FrameKind::Video;
+                self.outputs
+                    .media(key, video, timestamp, payload, now_ms, &mut outcome.logs);
+            }
+            FrameKind::Data => self.outputs.metadata(key, payload),
+            FrameKind::Control => {}
+        }
     }
 
     /// The client stopped publishing or playing (command, or disconnect).

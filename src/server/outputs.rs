@@ -1,18 +1,31 @@
 //! What a publisher's media feeds besides live players: the file outputs of its application
-//! (HLS; DASH next; recording later), built once per published stream from the application's
+//! (HLS, DASH; recording later), built once per published stream from the application's
 //! settings and fed in order. Each output turns media into [`FileOp`]s; [`Storage`] performs
-//! them.
+//! them, as jobs off the event loop in the module.
+//!
+//! Each output has its own queue and at most one job in flight, so its operations happen in
+//! the order it asked for them (a playlist is written only after the segment it lists is
+//! whole), and it hears back in that order ([`FileOutput::on_written`],
+//! [`FileOutput::on_write_failed`]). A stalled disk cannot grow memory without bound: past
+//! [`MAX_QUEUED_BYTES`] of one output's data waiting, what it writes next is dropped, whole
+//! segments at a time and unlisted, until the queue has drained.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 
 use crate::conf::Settings;
 use crate::dash::segmenter::DashStream;
 use crate::files::{FileOp, FileOutput, Now};
 use crate::hls::segmenter::HlsStream;
-use crate::io::{IoStats, NoStorage, Storage};
+use crate::io::{IoDone, IoJob, IoStats, NoStorage, OpenFiles, Storage};
 use crate::live::StreamKey;
 
 use super::{LogLevel, LogLine};
+
+/// Most bytes of one output's file data waiting for the disk (queued or being written). A
+/// batch that arrives when the queue is empty is always taken, however large (a DASH segment
+/// is handed over whole).
+pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 
 /// One kind of file output. An enum rather than a trait object so that what is specific to
 /// one kind (HLS variants sharing their measurements) stays reachable.
@@ -37,11 +50,63 @@ impl Output {
     }
 }
 
+/// An operation waiting for the IO ring; `own` when the output asked for it (and hears back
+/// about it), not when this module added it to clean up after a loss.
+struct Queued {
+    op: FileOp,
+    own: bool,
+}
+
+/// What is in flight for one output.
+struct InFlight {
+    /// For each operation of the job, whether it is the output's own.
+    own: Vec<bool>,
+    bytes: usize,
+    /// The job commits one of the output's segments.
+    commits: bool,
+}
+
+/// Operations dropped because the queue was full, remembered until the queue has drained.
+#[derive(Default)]
+struct Overflow {
+    /// The output's own operations that were dropped (its journal holds them).
+    ops: Vec<FileOp>,
+    bytes: usize,
+}
+
 struct Slot {
+    id: u64,
     output: Output,
-    /// The last batch failed (disk full, permissions): logged once until a segment is whole
-    /// on disk again.
+    /// The last job failed (disk full, permissions): logged once until a segment is whole on
+    /// disk again.
     failing: bool,
+    queue: VecDeque<Queued>,
+    /// Data bytes queued or in flight.
+    queued_bytes: usize,
+    in_flight: Option<InFlight>,
+    /// The output's open files, here while no job is in flight.
+    files: Option<OpenFiles>,
+    overflow: Option<Overflow>,
+}
+
+impl Slot {
+    fn new(id: u64, output: Output) -> Self {
+        Slot {
+            id,
+            output,
+            failing: false,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            in_flight: None,
+            files: Some(OpenFiles::default()),
+            overflow: None,
+        }
+    }
+
+    /// Nothing queued, in flight or waiting to be reported.
+    fn is_idle(&self) -> bool {
+        self.queue.is_empty() && self.in_flight.is_none() && self.overflow.is_none()
+    }
 }
 
 /// The outputs of one stream: still fed by a publisher, or finished and kept until their
@@ -53,11 +118,22 @@ struct StreamOutputs {
 
 /// The file outputs of every stream this worker publishes or recently published.
 pub struct Outputs {
-    storage: Box<dyn Storage>,
+    io: Io,
     streams: HashMap<StreamKey, StreamOutputs>,
     ops: Vec<FileOp>,
     /// Unix ms minus monotonic ms, from the last wall-clock reading.
     wall_offset: i64,
+    next_slot_id: u64,
+}
+
+/// The IO ring as the outputs see it: where jobs go, and what came back.
+struct Io {
+    storage: Box<dyn Storage>,
+    /// [`MAX_QUEUED_BYTES`] (smaller in tests).
+    max_queued_bytes: usize,
+    stats: IoStats,
+    /// Jobs submitted whose result has not come back.
+    jobs_in_flight: usize,
 }
 
 impl Default for Outputs {
@@ -69,15 +145,51 @@ impl Default for Outputs {
 impl Outputs {
     pub fn new(storage: Box<dyn Storage>) -> Self {
         Outputs {
-            storage,
+            io: Io {
+                storage,
+                max_queued_bytes: MAX_QUEUED_BYTES,
+                stats: IoStats::default(),
+                jobs_in_flight: 0,
+            },
             streams: HashMap::new(),
             ops: Vec::new(),
             wall_offset: 0,
+            next_slot_id: 1,
         }
     }
 
+    /// File IO performed so far for this worker's outputs (ops, bytes, slowest operation).
     pub fn io_stats(&self) -> IoStats {
-        self.storage.stats()
+        self.io.stats
+    }
+
+    /// Whether file work is queued or in flight (the worker must not exit before it is done).
+    pub fn io_pending(&self) -> bool {
+        self.io.jobs_in_flight > 0
+            || self
+                .streams
+                .values()
+                .any(|s| s.slots.iter().any(|slot| !slot.is_idle()))
+    }
+
+    /// A job submitted earlier came back (from the thread pool).
+    pub fn io_done(&mut self, done: IoDone, logs: &mut Vec<LogLine>) {
+        for (key, stream) in self.streams.iter_mut() {
+            if let Some(slot) = stream.slots.iter_mut().find(|s| s.id == done.output) {
+                self.io.finish_job(slot, key, done, logs);
+                self.io.pump(slot, key, logs);
+                return;
+            }
+        }
+        // Its stream is gone (cannot happen while a job is in flight); count it back.
+        self.io.jobs_in_flight = self.io.jobs_in_flight.saturating_sub(1);
+        self.io.stats.add(done.stats);
+    }
+
+    fn next_slot_id(&mut self) -> u64 {
+        let id = self.next_slot_id;
+        self.next_slot_id += 1;
+        id
     }
 
     pub fn sync_wall_clock(&mut self, mono_ms: u64, unix_ms: u64) {
@@ -111,7 +223,7 @@ impl Outputs {
         let mut slots = Vec::new();
         if settings.hls.enabled && !settings.hls.path.is_empty() {
             let path = HlsStream::playlist_path(&settings.hls, &key.name);
-            let previous = self.storage.read_small(&path);
+            let previous = self.io.storage.read_small(&path);
             let hls = HlsStream::new(
                 &settings.hls,
                 &key.app,
@@ -119,19 +231,13 @@ impl Outputs {
                 previous.as_deref(),
                 random,
             );
-            slots.push(Slot {
-                output: Output::Hls(Box::new(hls)),
-                failing: false,
-            });
+            slots.push(Slot::new(self.next_slot_id(), Output::Hls(Box::new(hls))));
         }
         if settings.dash.enabled && !settings.dash.path.is_empty() {
             let path = DashStream::manifest_path(&settings.dash, &key.name);
-            let previous = self.storage.read_small(&path);
+            let previous = self.io.storage.read_small(&path);
             let dash = DashStream::new(&settings.dash, &key.app, &key.name, previous.as_deref());
-            slots.push(Slot {
-                output: Output::Dash(Box::new(dash)),
-                failing: false,
-            });
+            slots.push(Slot::new(self.next_slot_id(), Output::Dash(Box::new(dash))));
         }
         if !slots.is_empty() {
             self.streams
@@ -162,7 +268,7 @@ impl Outputs {
                 .iter()
                 .any(|op| matches!(op, FileOp::Commit { .. }));
             share |= committed && matches!(slot.output, Output::Hls(_));
-            flush(&mut *self.storage, &mut self.ops, key, slot, logs);
+            self.io.enqueue(slot, key, &mut self.ops, logs);
         }
         if share {
             self.share_variant_info(key);
@@ -187,7 +293,7 @@ impl Outputs {
         stream.live = false;
         for slot in &mut stream.slots {
             slot.output.file().finish(now, &mut self.ops);
-            flush(&mut *self.storage, &mut self.ops, key, slot, logs);
+            self.io.enqueue(slot, key, &mut self.ops, logs);
         }
     }
 
@@ -201,12 +307,12 @@ impl Outputs {
             let mut all_done = !stream.live;
             for slot in &mut stream.slots {
                 let due = slot.output.file().on_tick(now, &mut self.ops);
-                flush(&mut *self.storage, &mut self.ops, key, slot, logs);
+                self.io.enqueue(slot, key, &mut self.ops, logs);
                 if let Some(at) = due {
                     let delay = at.saturating_sub(mono_ms).max(1);
                     next = Some(next.map_or(delay, |n| n.min(delay)));
                 }
-                all_done &= slot.output.file().is_done();
+                all_done &= slot.output.file().is_done() && slot.is_idle();
             }
             if all_done {
                 done.push(key.clone());
@@ -251,46 +357,240 @@ fn hls_of(slots: &[Slot]) -> Option<&HlsStream> {
     })
 }
 
-/// Performs the ops an output produced. A failure is logged once (not per frame) until a
-/// segment is whole on disk again, the output forgets what it lost, and live playback is never
-/// affected.
-fn flush(
-    storage: &mut dyn Storage,
-    ops: &mut Vec<FileOp>,
-    key: &StreamKey,
-    slot: &mut Slot,
-    logs: &mut Vec<LogLine>,
-) {
-    if ops.is_empty() {
-        return;
-    }
-    let label = slot.output.label();
-    match storage.apply(ops) {
-        Ok(()) => {
-            let committed = ops.iter().any(|op| matches!(op, FileOp::Commit { .. }));
-            if slot.failing && committed {
-                slot.failing = false;
-                logs.push(LogLine {
-                    level: LogLevel::Warn,
-                    client: None,
-                    text: format!("{label}: \"{}/{}\": writing again", key.app, key.name),
-                });
-            }
-        }
-        Err(e) => {
-            slot.output.file().on_write_failed(&e.path);
-            if !slot.failing {
-                slot.failing = true;
-                logs.push(LogLine {
-                    level: LogLevel::Error,
-                    client: None,
-                    text: format!(
-                        "{label}: \"{}/{}\": {e}; live playback goes on",
-                        key.app, key.name
-                    ),
-                });
-            }
-        }
-    }
-    ops.clear();
+/// Bytes of file data in `ops`.
+fn data_bytes(ops: &[FileOp]) -> usize {
+    ops.iter()
+        .map(|op| match op {
+            FileOp::Append { data, .. } | FileOp::WriteAtomic { data, .. } => data.len(),
+            _ => 0,
+        })
+        .sum()
 }
+
+/// `op` without its data: what is remembered of a dropped operation.
+fn without_data(op: FileOp) -> FileOp {
+    match op {
+        FileOp::Append { path, .. } => FileOp::Append {
+            path,
+            data: Default::default(),
+        },
+        FileOp::WriteAtomic { path, .. } => FileOp::WriteAtomic {
+            path,
+            data: Default::default(),
+        },
+        other => other,
+    }
+}
+
+fn push_unique(list: &mut Vec<PathBuf>, path: PathBuf) {
+    if !list.contains(&path) {
+        list.push(path);
+    }
+}
+
+fn stream_line(level: LogLevel, label: &str, key: &StreamKey, what: String) -> LogLine {
+    LogLine {
+        level,
+        client: None,
+        text: format!("{label}: \"{}/{}\": {what}", key.app, key.name),
+    }
+}
+
+impl Io {
+    /// Queues what an output asked for and starts a job if none is in flight.
+    fn enqueue(
+        &mut self,
+        slot: &mut Slot,
+        key: &StreamKey,
+        ops: &mut Vec<FileOp>,
+        logs: &mut Vec<LogLine>,
+    ) {
+        if ops.is_empty() {
+            return;
+        }
+        let bytes = data_bytes(ops);
+        if let Some(overflow) = &mut slot.overflow {
+            overflow.bytes += bytes;
+            overflow.ops.extend(ops.drain(..).map(without_data));
+            return;
+        }
+        if slot.queued_bytes > 0 && slot.queued_bytes + bytes > self.max_queued_bytes {
+            let what = format!(
+                "the disk is {} MB behind; dropping whole segments until it catches up \
+                 (live playback goes on)",
+                slot.queued_bytes / (1024 * 1024)
+            );
+            logs.push(stream_line(LogLevel::Warn, slot.output.label(), key, what));
+            slot.overflow = Some(Overflow {
+                ops: ops.drain(..).map(without_data).collect(),
+                bytes,
+            });
+            return;
+        }
+        slot.queued_bytes += bytes;
+        slot.queue
+            .extend(ops.drain(..).map(|op| Queued { op, own: true }));
+        self.pump(slot, key, logs);
+    }
+
+    /// Starts the next job of `slot` unless one is in flight; a job performed at once is
+    /// finished here, and the next one started.
+    fn pump(&mut self, slot: &mut Slot, key: &StreamKey, logs: &mut Vec<LogLine>) {
+        while slot.in_flight.is_none() {
+            if slot.queue.is_empty() {
+                match slot.overflow.take() {
+                    Some(overflow) => {
+                        let what = format!(
+                            "the disk caught up; {} MB of segments were dropped",
+                            overflow.bytes.div_ceil(1024 * 1024)
+                        );
+                        logs.push(stream_line(LogLevel::Warn, slot.output.label(), key, what));
+                        lose(slot, overflow.ops);
+                        continue;
+                    }
+                    None => return,
+                }
+            }
+            let mut own = Vec::with_capacity(slot.queue.len());
+            let mut ops = Vec::with_capacity(slot.queue.len());
+            let mut commits = false;
+            for q in slot.queue.drain(..) {
+                commits |= q.own && matches!(q.op, FileOp::Commit { .. });
+                own.push(q.own);
+                ops.push(q.op);
+            }
+            let bytes = data_bytes(&ops);
+            slot.in_flight = Some(InFlight {
+                own,
+                bytes,
+                commits,
+            });
+            let files = slot.files.take().unwrap_or_default();
+            self.jobs_in_flight += 1;
+            let job = IoJob {
+                output: slot.id,
+                ops,
+                files,
+            };
+            if let Some(done) = self.storage.submit(job) {
+                self.finish_job(slot, key, done, logs);
+            }
+        }
+    }
+
+    /// What became of `slot`'s job: tell its output, and after a failure drop what was asked
+    /// for behind the failed operation (it was asked for by an output that did not know).
+    fn finish_job(
+        &mut self,
+        slot: &mut Slot,
+        key: &StreamKey,
+        done: IoDone,
+        logs: &mut Vec<LogLine>,
+    ) {
+        self.jobs_in_flight = self.jobs_in_flight.saturating_sub(1);
+        self.stats.add(done.stats);
+        let Some(flight) = slot.in_flight.take() else {
+            return;
+        };
+        slot.files = Some(done.files);
+        slot.queued_bytes = slot.queued_bytes.saturating_sub(flight.bytes);
+        let own_done = flight
+            .own
+            .iter()
+            .take(done.done)
+            .filter(|own| **own)
+            .count();
+        slot.output.file().on_written(own_done);
+        let label = slot.output.label();
+        let Some(failure) = done.failure else {
+            if slot.failing && flight.commits {
+                slot.failing = false;
+                logs.push(stream_line(
+                    LogLevel::Warn,
+                    label,
+                    key,
+                    "writing again".into(),
+                ));
+            }
+            return;
+        };
+        if flight.own.get(done.done).copied().unwrap_or(false) {
+            slot.output.file().on_write_failed(&failure.path);
+        }
+        let rest_own = flight.own.iter().skip(done.done + 1).copied();
+        let mut lost: Vec<FileOp> = Vec::new();
+        let mut kept: Vec<FileOp> = Vec::new();
+        for (op, own) in done.rest.into_iter().zip(rest_own) {
+            if own {
+                lost.push(op)
+            } else {
+                kept.push(op)
+            }
+        }
+        for q in slot.queue.drain(..) {
+            if q.own {
+                lost.push(q.op)
+            } else {
+                kept.push(q.op)
+            }
+        }
+        if let Some(overflow) = slot.overflow.take() {
+            lost.extend(overflow.ops);
+        }
+        slot.queued_bytes = 0;
+        slot.queue
+            .extend(kept.into_iter().map(|op| Queued { op, own: false }));
+        lose(slot, lost);
+        if !slot.failing {
+            slot.failing = true;
+            logs.push(stream_line(
+                LogLevel::Error,
+                label,
+                key,
+                format!("{failure}; live playback goes on"),
+            ));
+        }
+    }
+}
+
+/// `lost` (the output's own operations, in the order it asked for them) will never be
+/// performed: the output forgets what they wrote, what they left open is abandoned, and the
+/// deletions among them still happen (nothing lists those files any more).
+fn lose(slot: &mut Slot, lost: Vec<FileOp>) {
+    let mut failed: Vec<PathBuf> = Vec::new();
+    let mut abandon: Vec<PathBuf> = Vec::new();
+    let mut cleanup: Vec<FileOp> = Vec::new();
+    for op in lost {
+        match op {
+            FileOp::Open { path } | FileOp::Append { path, .. } => {
+                push_unique(&mut abandon, path.clone());
+                push_unique(&mut failed, path);
+            }
+            FileOp::Commit { path, to } => {
+                push_unique(&mut abandon, path);
+                push_unique(&mut failed, to);
+            }
+            FileOp::CreateDir { path } | FileOp::WriteAtomic { path, .. } => {
+                push_unique(&mut failed, path);
+            }
+            FileOp::Delete { path } => {
+                // The first lost operation is where the output's journal is cut.
+                if failed.is_empty() {
+                    failed.push(path.clone());
+                }
+                cleanup.push(FileOp::Delete { path });
+            }
+            FileOp::Abort { path } => push_unique(&mut abandon, path),
+        }
+    }
+    for path in &failed {
+        slot.output.file().on_write_failed(path);
+    }
+    let aborts = abandon.into_iter().map(|path| FileOp::Abort { path });
+    slot.queue
+        .extend(aborts.chain(cleanup).map(|op| Queued { op, own: false }));
+}
+
+#[cfg(test)]
+#[path = "outputs_tests.rs"]
+mod tests;

@@ -204,9 +204,14 @@ impl Server {
     /// (inserted inside the http `server {}` that listens on `{HTTP_PORT}`, e.g. locations).
     /// Panics with the error log if nginx does not come up within [`START_TIMEOUT`].
     pub fn start(rtmp_block: &str, extra_http: &str) -> Server {
+        Self::start_with_env(rtmp_block, extra_http, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables for nginx (e.g. `LD_PRELOAD`).
+    pub fn start_with_env(rtmp_block: &str, extra_http: &str, env: &[(&str, &str)]) -> Server {
         let mut last_err = String::new();
         for _attempt in 0..5 {
-            match Self::try_start(rtmp_block, extra_http) {
+            match Self::try_start(rtmp_block, extra_http, env) {
                 Ok(s) => return s,
                 Err(StartError::PortTaken(log)) => last_err = log,
                 Err(StartError::Failed(msg)) => panic!("{msg}"),
@@ -220,7 +225,11 @@ impl Server {
         Self::start(&live_rtmp_block("", app_extra), "")
     }
 
-    fn try_start(rtmp_block: &str, extra_http: &str) -> Result<Server, StartError> {
+    fn try_start(
+        rtmp_block: &str,
+        extra_http: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Server, StartError> {
         let prefix = fresh_prefix();
         let rtmp_port = free_port();
         let mut http_port = free_port();
@@ -243,6 +252,7 @@ impl Server {
             .arg(&log_path)
             // The C module resolves some relative paths (hls_path, ...) against the cwd.
             .current_dir(&prefix)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
@@ -544,6 +554,18 @@ enum StartError {
 /// A log line matching [`FORBIDDEN_LOG_PATTERNS`]. `[alert]`/`[emerg]` count only as the line's
 /// level (`YYYY/MM/DD HH:MM:SS [level] ...`), so a client-supplied name that is logged escaped
 /// and happens to contain "[alert]" is not mistaken for one.
+/// A test that cannot run here (no root for a mount, a missing tool) fails, naming why, unless
+/// the run explicitly allows skipping with `RTMP_TESTS_ALLOW_SKIP=1`; then it prints a SKIP
+/// line and the caller returns.
+pub fn skip_or_fail(test: &str, why: &str) {
+    let allowed = std::env::var_os("RTMP_TESTS_ALLOW_SKIP").is_some_and(|v| v == "1");
+    assert!(
+        allowed,
+        "{test} could not run: {why} (set RTMP_TESTS_ALLOW_SKIP=1 to let it pass unchecked)"
+    );
+    println!("SKIP {test}: {why}");
+}
+
 pub fn is_forbidden_log_line(line: &str) -> bool {
     let level = line.split_whitespace().nth(2).unwrap_or("");
     let dated = line.as_bytes().get(4) == Some(&b'/') && line.as_bytes().get(7) == Some(&b'/');

@@ -1,0 +1,249 @@
+//! File jobs (HLS/DASH segments, playlists, deletions) on nginx's thread pool, so a slow disk
+//! never holds up the event loop: the worker hands each output's job over here, one of the
+//! pool's threads performs it ([`crate::io::perform`], which owns everything it touches), and
+//! the result comes back on the event loop through the task's completion event.
+//!
+//! The pool is nginx's `default` one (`thread_pool default threads=32 max_queue=65536;`
+//! unless the configuration declares it otherwise), added when an application writes HLS or
+//! DASH. An nginx built without threads, or a pool that refuses a task, gets the job performed
+//! at once, on the event loop, as before; the first time is logged.
+
+use core::ffi::c_void;
+use core::ptr;
+use std::cell::Cell;
+use std::path::Path;
+
+use ngx::ffi::{ngx_conf_t, ngx_cycle_t, ngx_event_t, ngx_log_t};
+
+use super::conn::{log_lines, with_worker};
+use super::util::{guard, log_cycle};
+use crate::io::{self, IoDone, IoJob, IoStats, OpenFiles, Storage};
+use crate::server::Outcome;
+
+/// How often an exiting worker looks again whether its file jobs are done.
+const EXIT_WAIT_MS: ngx::ffi::ngx_msec_t = 100;
+
+thread_local! {
+    /// The worker's thread pool (null: jobs are performed at once).
+    static POOL: Cell<*mut c_void> = const { Cell::new(ptr::null_mut()) };
+    /// Whether running jobs on the event loop has been logged.
+    static SAID_INLINE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The event that keeps a worker from exiting while file jobs are queued or in flight (a
+/// timer that is not cancelable does that); it looks again every [`EXIT_WAIT_MS`].
+static mut PENDING: core::mem::MaybeUninit<ngx_event_t> = core::mem::MaybeUninit::zeroed();
+
+fn pool_name() -> ngx::ffi::ngx_str_t {
+    ngx::ffi::ngx_str_t {
+        len: 7,
+        data: c"default".as_ptr() as *mut u8,
+    }
+}
+
+/// Makes sure the `default` thread pool exists (configuration time).
+///
+/// # Safety
+/// `cf` is nginx's live configuration parser.
+pub unsafe fn require_pool(cf: *mut ngx_conf_t) -> Result<(), String> {
+    #[cfg(ngx_threads)]
+    {
+        let mut name = pool_name();
+        // SAFETY: cf is live; nginx copies nothing of name but its pointer into the pool
+        // record, and the name is a static string.
+        let tp = unsafe { ngx::ffi::ngx_thread_pool_add(cf, &mut name) };
+        if tp.is_null() {
+            return Err("cannot add the \"default\" thread pool".into());
+        }
+    }
+    #[cfg(not(ngx_threads))]
+    let _ = cf;
+    Ok(())
+}
+
+/// Finds the pool when a worker starts.
+///
+/// # Safety
+/// `cycle` is the worker's live cycle.
+pub unsafe fn init_process(cycle: *mut ngx_cycle_t) {
+    #[cfg(ngx_threads)]
+    {
+        let mut name = pool_name();
+        // SAFETY: cycle is live; the lookup only reads the thread pool module's configuration.
+        let tp = unsafe { ngx::ffi::ngx_thread_pool_get(cycle, &mut name) };
+        POOL.with(|p| p.set(tp.cast()));
+    }
+    // SAFETY: single-threaded worker start-up; the event lives for the process.
+    unsafe {
+        let ev = (*ptr::addr_of_mut!(PENDING)).as_mut_ptr();
+        (*ev).handler = Some(pending_handler);
+        (*ev).log = (*cycle).log;
+        (*ev).data = ptr::null_mut();
+    }
+}
+
+/// Storage that hands jobs to the thread pool.
+#[derive(Default)]
+pub struct PoolStorage;
+
+impl Storage for PoolStorage {
+    fn read_small(&mut self, path: &Path) -> Option<String> {
+        io::read_small(path)
+    }
+
+    fn submit(&mut self, job: IoJob) -> Option<IoDone> {
+        let pool = POOL.with(Cell::get);
+        if pool.is_null() {
+            say_inline("no thread pool");
+            return Some(io::perform(job));
+        }
+        match post(pool, job) {
+            Ok(()) => {
+                arm();
+                None
+            }
+            Err(job) => {
+                say_inline("the thread pool refused a task");
+                Some(io::perform(job))
+            }
+        }
+    }
+}
+
+fn say_inline(why: &str) {
+    if !SAID_INLINE.with(|s| s.replace(true)) {
+        log_cycle(
+            ngx::ffi::NGX_LOG_WARN,
+            &format!(
+                "rtmp: {why}: HLS/DASH files are written on the event loop, where a slow disk \
+                 delays every stream of the worker (nginx needs --with-threads)"
+            ),
+        );
+    }
+}
+
+/// One job on its way through the pool.
+struct Task {
+    task: ngx::ffi::ngx_thread_task_t,
+    output: u64,
+    job: Option<IoJob>,
+    done: Option<IoDone>,
+}
+
+#[cfg(ngx_threads)]
+fn post(pool: *mut c_void, job: IoJob) -> Result<(), IoJob> {
+    // SAFETY: an all-zero task (null pointers, no handlers, inactive event) is nginx's
+    // "unset" value, filled in below.
+    let task = Box::new(Task {
+        task: unsafe { core::mem::zeroed() },
+        output: job.output,
+        job: Some(job),
+        done: None,
+    });
+    let task = Box::into_raw(task);
+    // SAFETY: task is a fresh Box owned by this function until nginx takes it; after a
+    // successful post only the pool thread touches it (run) and then the event loop (done),
+    // in that order, nginx's pool mutex between them.
+    unsafe {
+        (*task).task.ctx = task.cast();
+        (*task).task.handler = Some(run);
+        (*task).task.event.handler = Some(done);
+        (*task).task.event.data = task.cast();
+        (*task).task.event.log = (*ngx::ffi::ngx_cycle).log;
+        let posted = ngx::ffi::ngx_thread_task_post(pool.cast(), ptr::addr_of_mut!((*task).task));
+        if posted != ngx::ffi::NGX_OK as ngx::ffi::ngx_int_t {
+            let mut task = Box::from_raw(task);
+            return Err(task.job.take().unwrap_or_else(unreachable_job));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(ngx_threads))]
+fn post(_pool: *mut c_void, job: IoJob) -> Result<(), IoJob> {
+    Err(job)
+}
+
+/// A job that vanished (cannot happen): an empty one, so the caller's accounting holds.
+fn unreachable_job() -> IoJob {
+    IoJob {
+        output: 0,
+        ops: Vec::new(),
+        files: OpenFiles::default(),
+    }
+}
+
+/// On a pool thread: performs the job. Touches only the task, which the event loop leaves
+/// alone until [`done`].
+#[cfg_attr(not(ngx_threads), allow(dead_code))]
+unsafe extern "C" fn run(data: *mut c_void, _log: *mut ngx_log_t) {
+    let task = data as *mut Task;
+    // A panic must not unwind into nginx's thread; the job is then reported lost in `done`.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: data is the Task posted in `post`, owned by this thread until it returns.
+        unsafe {
+            if let Some(job) = (*task).job.take() {
+                (*task).done = Some(io::perform(job));
+            }
+        }
+    }));
+}
+
+/// On the event loop: the pool finished the task; the worker hears what became of it.
+#[cfg_attr(not(ngx_threads), allow(dead_code))]
+extern "C" fn done(ev: *mut ngx_event_t) {
+    guard("file job done", (), || {
+        // SAFETY: ev is the task's own event, whose data is the Task leaked in `post`; the
+        // pool is done with it, so it is ours again, once.
+        let task = unsafe { Box::from_raw((*ev).data as *mut Task) };
+        let Task { output, done, .. } = *task;
+        let done = done.unwrap_or_else(|| IoDone {
+            output,
+            files: OpenFiles::default(),
+            done: 0,
+            failure: Some(io::IoFailure {
+                action: "perform",
+                path: Default::default(),
+                source: std::io::Error::other("the file job panicked"),
+            }),
+            rest: Vec::new(),
+            stats: IoStats::default(),
+        });
+        let mut outcome = Outcome::default();
+        with_worker(|w| w.on_io_done(done, &mut outcome));
+        log_lines(&outcome.logs);
+        keep_alive();
+    })
+}
+
+/// Sets (`true`) or removes the timer that keeps the worker alive while file work is
+/// pending, so a graceful quit or reload still writes the final playlists.
+fn set_pending_timer(pending: bool) {
+    // SAFETY: PENDING is our process-wide event, set up in init_process; only the event loop
+    // touches it.
+    unsafe {
+        let ev = (*ptr::addr_of_mut!(PENDING)).as_mut_ptr();
+        if (*ev).handler.is_none() {
+            return;
+        }
+        if pending && (*ev).timer_set() == 0 {
+            ngx::ffi::ngx_add_timer(ev, EXIT_WAIT_MS);
+        } else if !pending && (*ev).timer_set() != 0 {
+            ngx::ffi::ngx_del_timer(ev);
+        }
+    }
+}
+
+/// A job went out (called while the worker is borrowed, so it does not ask it).
+fn arm() {
+    set_pending_timer(true);
+}
+
+/// Asks the worker whether file work is still pending and sets the timer accordingly.
+fn keep_alive() {
+    set_pending_timer(with_worker(|w| w.io_pending()));
+}
+
+extern "C" fn pending_handler(_ev: *mut ngx_event_t) {
+    guard("file jobs pending", (), keep_alive);
+}

@@ -1,0 +1,298 @@
+//! The file outputs' queue in front of the IO ring, with a storage whose jobs finish only when
+//! the test says (as nginx's thread pool does, later): order, one job in flight per output,
+//! failures behind a queue, and a disk too slow to keep up.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use super::*;
+use crate::server::tests::{audio_frame, conf, video_frame, AAC_HEADER, AVC_HEADER};
+
+/// An in-memory disk behind a queue of jobs that finish when the test says.
+#[derive(Default)]
+struct Disk {
+    files: BTreeMap<PathBuf, Vec<u8>>,
+    /// Open files and what has been written to them.
+    open: BTreeMap<PathBuf, Vec<u8>>,
+    jobs: Vec<IoJob>,
+    /// The next operation on this path fails.
+    fail_on: Option<PathBuf>,
+    most_in_flight: BTreeMap<u64, usize>,
+}
+
+#[derive(Clone, Default)]
+struct Deferred(Rc<RefCell<Disk>>);
+
+impl Storage for Deferred {
+    fn read_small(&mut self, _path: &Path) -> Option<String> {
+        None
+    }
+
+    fn submit(&mut self, job: IoJob) -> Option<IoDone> {
+        let mut d = self.0.borrow_mut();
+        d.jobs.push(job);
+        let mut per_output = BTreeMap::new();
+        for j in &d.jobs {
+            *per_output.entry(j.output).or_insert(0) += 1;
+        }
+        for (out, n) in per_output {
+            let most = d.most_in_flight.entry(out).or_insert(0);
+            *most = (*most).max(n);
+        }
+        None
+    }
+}
+
+impl Deferred {
+    /// Performs the oldest job, as `io::perform` would on the in-memory disk.
+    fn finish_one(&self) -> Option<IoDone> {
+        let mut d = self.0.borrow_mut();
+        if d.jobs.is_empty() {
+            return None;
+        }
+        let job = d.jobs.remove(0);
+        let mut ops = job.ops.into_iter();
+        let mut done = 0;
+        let mut failure = None;
+        for op in ops.by_ref() {
+            let path = match &op {
+                FileOp::Commit { to, .. } => to.clone(),
+                FileOp::CreateDir { path }
+                | FileOp::Open { path }
+                | FileOp::Append { path, .. }
+                | FileOp::Abort { path }
+                | FileOp::WriteAtomic { path, .. }
+                | FileOp::Delete { path } => path.clone(),
+            };
+            if d.fail_on.as_ref() == Some(&path) {
+                d.fail_on = None;
+                // As io::perform: the file the failed operation had open is abandoned.
+                if let FileOp::Commit { path: part, .. } = &op {
+                    d.open.remove(part);
+                }
+                d.open.remove(&path);
+                failure = Some(crate::io::IoFailure {
+                    action: "write",
+                    path,
+                    source: std::io::Error::other("No space left on device"),
+                });
+                break;
+            }
+            match op {
+                FileOp::CreateDir { .. } => {}
+                FileOp::Open { path } => {
+                    d.open.insert(path, Vec::new());
+                }
+                FileOp::Append { path, data } => {
+                    d.open
+                        .get_mut(&path)
+                        .expect("append to an open file")
+                        .extend(&data[..]);
+                }
+                FileOp::Commit { path, to } => {
+                    let data = d.open.remove(&path).expect("commit an open file");
+                    d.files.insert(to, data);
+                }
+                FileOp::Abort { path } => {
+                    d.open.remove(&path);
+                }
+                FileOp::WriteAtomic { path, data } => {
+                    d.files.insert(path, data.to_vec());
+                }
+                FileOp::Delete { path } => {
+                    d.files.remove(&path);
+                }
+            }
+            done += 1;
+        }
+        Some(IoDone {
+            output: job.output,
+            files: job.files,
+            done,
+            failure,
+            rest: ops.collect(),
+            stats: IoStats::default(),
+        })
+    }
+
+    fn playlist(&self) -> String {
+        let d = self.0.borrow();
+        let data = d.files.get(Path::new("/hls/cam.m3u8")).expect("a playlist");
+        String::from_utf8(data.clone()).unwrap()
+    }
+
+    /// Every segment the playlist lists exists on the disk.
+    fn check_listed_segments_exist(&self) -> usize {
+        let text = self.playlist();
+        let d = self.0.borrow();
+        let listed: Vec<&str> = text.lines().filter(|l| l.ends_with(".ts")).collect();
+        for name in &listed {
+            assert!(
+                d.files.contains_key(&Path::new("/hls").join(name)),
+                "{name} is listed but not on disk:\n{text}"
+            );
+        }
+        listed.len()
+    }
+}
+
+struct Feed {
+    outputs: Outputs,
+    disk: Deferred,
+    key: StreamKey,
+    logs: Vec<LogLine>,
+    /// Media milliseconds fed so far.
+    t: u32,
+}
+
+impl Feed {
+    fn new() -> Feed {
+        let disk = Deferred::default();
+        let mut outputs = Outputs::new(Box::new(disk.clone()));
+        let mut c = conf(&[
+            ("hls", &["on"]),
+            ("hls_path", &["/hls"]),
+            ("hls_fragment", &["1s"]),
+            ("hls_playlist_length", &["30s"]),
+        ]);
+        c.apply("live", &["on"]).unwrap();
+        let settings = c.resolve();
+        let key = StreamKey {
+            server: 0,
+            app: "live".into(),
+            name: "cam".into(),
+        };
+        outputs.publish(&key, &settings, 0, &mut |b: &mut [u8]| b.fill(7));
+        let mut f = Feed {
+            outputs,
+            disk,
+            key,
+            logs: Vec::new(),
+            t: 0,
+        };
+        f.media(true, 0, AVC_HEADER);
+        f.media(false, 0, AAC_HEADER);
+        f
+    }
+
+    fn media(&mut self, video: bool, ts: u32, tag: &[u8]) {
+        let (key, logs) = (&self.key, &mut self.logs);
+        self.outputs.media(key, video, ts, tag, u64::from(ts), logs);
+    }
+
+    /// `ms` more of 25 fps video (a keyframe every second, `frame_len` bytes a frame) and audio.
+    fn play(&mut self, ms: u32, frame_len: usize) {
+        let end = self.t + ms;
+        while self.t < end {
+            let t = self.t;
+            self.media(true, t, &video_frame(t.is_multiple_of(1000), t, frame_len));
+            self.media(false, t, &audio_frame(t));
+            self.t += 40;
+        }
+    }
+
+    /// Finishes every job, including those the results start.
+    fn drain(&mut self) {
+        while let Some(done) = self.disk.finish_one() {
+            self.outputs.io_done(done, &mut self.logs);
+        }
+    }
+
+    fn jobs_waiting(&self) -> usize {
+        self.disk.0.borrow().jobs.len()
+    }
+}
+
+#[test]
+fn one_job_at_a_time_in_order_and_media_never_waits_for_the_disk() {
+    let mut f = Feed::new();
+    // Five seconds of media while the disk does nothing: it is all taken, nothing blocks.
+    f.play(5000, 2000);
+    assert_eq!(
+        f.jobs_waiting(),
+        1,
+        "one job in flight, the rest queued behind it"
+    );
+    assert!(f.outputs.io_pending());
+    f.drain();
+    assert!(!f.outputs.io_pending());
+    assert_eq!(f.disk.0.borrow().most_in_flight.values().max(), Some(&1));
+    let listed = f.disk.check_listed_segments_exist();
+    assert!(listed >= 4, "{}", f.disk.playlist());
+    assert!(f.logs.is_empty(), "{:?}", f.logs);
+    let stats = f.outputs.io_stats();
+    assert_eq!(stats.ops, 0, "the deferred disk reports no timings");
+}
+
+#[test]
+fn a_failure_drops_what_was_queued_behind_it_and_no_playlist_lists_a_lost_segment() {
+    let mut f = Feed::new();
+    f.play(1000, 2000);
+    f.drain();
+    // cam-0.ts is being written; it will fail when it is committed, with later segments
+    // and playlists queued behind it by an output that does not know yet.
+    f.disk.0.borrow_mut().fail_on = Some(PathBuf::from("/hls/cam-0.ts"));
+    f.play(4000, 2000);
+    f.drain();
+    let errors: Vec<_> = f
+        .logs
+        .iter()
+        .filter(|l| l.level == LogLevel::Error)
+        .collect();
+    assert_eq!(errors.len(), 1, "{:?}", f.logs);
+    assert!(errors[0].text.contains("cam-0.ts"), "{}", errors[0].text);
+    // The stream goes on: new segments are written and listed, none that was lost.
+    f.play(3000, 2000);
+    f.drain();
+    let listed = f.disk.check_listed_segments_exist();
+    assert!(listed >= 2, "{}", f.disk.playlist());
+    let text = f.disk.playlist();
+    assert!(!text.contains("cam-0.ts"), "{text}");
+    let open: Vec<PathBuf> = f.disk.0.borrow().open.keys().cloned().collect();
+    assert!(open.len() <= 1, "lost files are abandoned: {open:?}");
+    assert!(
+        f.logs.iter().any(|l| l.text.contains("writing again")),
+        "{:?}",
+        f.logs
+    );
+}
+
+#[test]
+fn a_stalled_disk_bounds_what_waits_and_drops_whole_segments_unlisted() {
+    let mut f = Feed::new();
+    f.outputs.io.max_queued_bytes = 200_000;
+    f.play(1000, 2000);
+    f.drain();
+    // The disk stalls: 8 s of 10 kB frames is 2 MB, ten times the bound.
+    f.play(8000, 10_000);
+    let waiting: usize = f
+        .outputs
+        .streams
+        .values()
+        .flat_map(|s| &s.slots)
+        .map(|s| s.queued_bytes)
+        .sum();
+    assert!(
+        waiting <= 200_000 + 20_000,
+        "{waiting} bytes wait for the disk"
+    );
+    let warned = f.logs.iter().filter(|l| l.text.contains("behind")).count();
+    assert_eq!(warned, 1, "{:?}", f.logs);
+    f.drain();
+    assert!(
+        f.logs.iter().any(|l| l.text.contains("caught up")),
+        "{:?}",
+        f.logs
+    );
+    // Writing resumes at the next keyframe; nothing lost is ever listed.
+    f.play(3000, 2000);
+    f.drain();
+    let listed = f.disk.check_listed_segments_exist();
+    assert!(listed >= 2, "{}", f.disk.playlist());
+    assert!(
+        f.disk.0.borrow().open.len() <= 1,
+        "dropped files are abandoned"
+    );
+}
