@@ -10,6 +10,9 @@
 //! - safe IO: [`io`], which performs those file operations (atomic renames, no `unsafe`).
 //! - FFI glue: `nginx` (only with the `nginx` feature); the only place with `unsafe`.
 
+// Only the FFI glue may use `unsafe`; the compiler holds every other module to it.
+#![deny(unsafe_code)]
+
 pub mod accesslog;
 pub mod conf;
 pub mod control;
@@ -25,6 +28,7 @@ pub mod server;
 pub mod stat;
 
 #[cfg(feature = "nginx")]
+#[allow(unsafe_code)]
 mod nginx;
 
 #[cfg(test)]

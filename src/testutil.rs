@@ -11,6 +11,30 @@ pub fn tool_available(name: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Environment variable that lets a test whose tool is missing pass with a SKIPPED line
+/// (`RTMP_TESTS_ALLOW_SKIP=1`); without it, a missing tool fails the test.
+pub const ALLOW_SKIP_ENV: &str = "RTMP_TESTS_ALLOW_SKIP";
+
+/// Whether every tool in `names` runs. When one does not: `false` with a SKIPPED line if the
+/// run allows skipping ([`ALLOW_SKIP_ENV`]), otherwise the test fails, naming what is missing.
+pub fn require_tools(names: &[&str], unchecked: &str) -> bool {
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| !tool_available(n))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let why = format!("{} not installed; {unchecked}", missing.join(", "));
+    assert!(
+        std::env::var_os(ALLOW_SKIP_ENV).is_some_and(|v| v == "1"),
+        "{why} (install them, or set {ALLOW_SKIP_ENV}=1 to let this test pass unchecked)"
+    );
+    eprintln!("SKIPPED: {why}");
+    false
+}
+
 /// A directory for test artifacts in the cargo target dir, next to the test binary's `deps/`.
 pub fn artifact_dir(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();

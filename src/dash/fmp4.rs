@@ -901,7 +901,7 @@ mod tests {
 
     // ---- a real stream through the real tools ----
 
-    use crate::testutil::{artifact_dir, flv_tags, run, tool_available};
+    use crate::testutil::{artifact_dir, flv_tags, require_tools, run};
 
     /// ffprobe's view of the file's single stream, as key=value.
     fn probe_stream(path: &str) -> HashMap<String, String> {
@@ -965,8 +965,10 @@ mod tests {
 
     #[test]
     fn ffprobe_and_ffmpeg_play_real_h264_and_aac_tracks() {
-        if !tool_available("ffprobe") || !tool_available("ffmpeg") {
-            eprintln!("SKIPPED: ffprobe/ffmpeg not installed; fMP4 output was not checked by them");
+        if !require_tools(
+            &["ffprobe", "ffmpeg"],
+            "fMP4 output was not checked by them",
+        ) {
             return;
         }
         let dir = artifact_dir("fmp4-test-artifacts");

@@ -1128,7 +1128,7 @@ mod tests {
 
     // ---- a real stream through the real tools ----
 
-    use crate::testutil::{artifact_dir, flv_tags, run, tool_available};
+    use crate::testutil::{artifact_dir, flv_tags, require_tools, run};
 
     struct Muxed {
         ts: Vec<u8>,
@@ -1247,10 +1247,10 @@ mod tests {
 
     #[test]
     fn ffprobe_and_ffmpeg_accept_a_real_stream_and_each_segment_alone() {
-        if !tool_available("ffprobe") || !tool_available("ffmpeg") {
-            eprintln!(
-                "SKIPPED: ffprobe/ffmpeg not installed; the TS muxer was not checked by them"
-            );
+        if !require_tools(
+            &["ffprobe", "ffmpeg"],
+            "the TS muxer was not checked by them",
+        ) {
             return;
         }
         let dir = artifact_dir("ts-test-artifacts");
