@@ -4,6 +4,8 @@
 //! up the event loop), or at once with [`DiskStorage`] (tests, nginx without threads). A job
 //! owns everything it touches (paths, `Bytes`, the output's open files), so it can cross threads.
 
+pub mod lock;
+
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
