@@ -6,7 +6,7 @@ use super::directives::find;
 use super::listen::{parse_listen_warn, ListenSpec};
 use super::log::{compile_log_format, AccessLog, LogFormat, COMBINED_LOG_FORMAT};
 use super::settings::*;
-use super::url::{parse_http_url, parse_rtmp_url, HttpUrl, RtmpUrl};
+use super::url::{parse_http_url, parse_rtmp_url, HttpUrl};
 use super::value::{parse_enum, parse_flag, parse_msec, parse_size, parse_uint};
 use super::{Applied, ConfError, Context};
 
@@ -22,57 +22,12 @@ pub const MAX_OUT_QUEUE: u64 = 1 << 20;
 /// Largest signal number `exec_kill_signal` accepts.
 pub const MAX_SIGNAL: u64 = 64;
 
-/// One `play` entry: a local directory or an HTTP location (files fetched on demand).
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum PlayEntry {
-    Local(String),
-    Http(HttpUrl),
-}
-
-/// One `push`/`pull` line.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct RelayTarget {
-    /// The remote URL.
-    pub url: RtmpUrl,
-    /// `app=`: remote application (default: the URL's first path segment).
-    pub app: Option<String>,
-    /// `name=`: local stream name this relay applies to (default: every stream).
-    pub name: Option<String>,
-    /// `tcUrl=`.
-    pub tc_url: Option<String>,
-    /// `pageUrl=`.
-    pub page_url: Option<String>,
-    /// `swfUrl=`.
-    pub swf_url: Option<String>,
-    /// `flashVer=`.
-    pub flash_ver: Option<String>,
-    /// `playPath=`: remote stream name (default: the rest of the URL's path, else the local name).
-    pub play_path: Option<String>,
-    /// `live=`.
-    pub live: Option<u64>,
-    /// `start=`.
-    pub start: Option<u64>,
-    /// `stop=`.
-    pub stop: Option<u64>,
-    /// `static`: pull at startup instead of on demand (pull only).
-    pub static_pull: bool,
-}
-
 /// One `exec*` line as written: the command and its arguments (`name=` filters are split off
 /// by [`RtmpConf::resolve`] when `exec_options on`).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ExecCommand {
     pub cmd: String,
     pub args: Vec<String>,
-}
-
-/// One `hls_variant suffix [ATTR=value ...]` line.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct HlsVariant {
-    /// Appended to the stream name to find the variant's playlist.
-    pub suffix: String,
-    /// `EXT-X-STREAM-INF` attributes, written after `PROGRAM-ID=1,`.
-    pub attrs: Vec<String>,
 }
 
 /// `access_log` lines of one level: when a level has any, the parent's are not inherited.

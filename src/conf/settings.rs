@@ -5,8 +5,52 @@
 use super::access::AccessRule;
 use super::listen::ListenSpec;
 use super::log::{AccessLog, LogFormat};
-use super::rtmp::{HlsVariant, PlayEntry, RelayTarget};
-use super::url::HttpUrl;
+use super::url::{HttpUrl, RtmpUrl};
+
+/// One `play` entry: a local directory or an HTTP location (files fetched on demand).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum PlayEntry {
+    Local(String),
+    Http(HttpUrl),
+}
+
+/// One `push`/`pull` line.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct RelayTarget {
+    /// The remote URL.
+    pub url: RtmpUrl,
+    /// `app=`: remote application (default: the URL's first path segment).
+    pub app: Option<String>,
+    /// `name=`: local stream name this relay applies to (default: every stream).
+    pub name: Option<String>,
+    /// `tcUrl=`.
+    pub tc_url: Option<String>,
+    /// `pageUrl=`.
+    pub page_url: Option<String>,
+    /// `swfUrl=`.
+    pub swf_url: Option<String>,
+    /// `flashVer=`.
+    pub flash_ver: Option<String>,
+    /// `playPath=`: remote stream name (default: the rest of the URL's path, else the local name).
+    pub play_path: Option<String>,
+    /// `live=`.
+    pub live: Option<u64>,
+    /// `start=`.
+    pub start: Option<u64>,
+    /// `stop=`.
+    pub stop: Option<u64>,
+    /// `static`: pull at startup instead of on demand (pull only).
+    pub static_pull: bool,
+}
+
+/// One `hls_variant suffix [ATTR=value ...]` line.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct HlsVariant {
+    /// Appended to the stream name to find the variant's playlist.
+    pub suffix: String,
+    /// `EXT-X-STREAM-INF` attributes, written after `PROGRAM-ID=1,`.
+    pub attrs: Vec<String>,
+}
 
 /// `meta on|copy|off`: what metadata players get.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
