@@ -12,6 +12,11 @@
 
 // Only the FFI glue may use `unsafe`; the compiler holds every other module to it.
 #![deny(unsafe_code)]
+// A hostile stream must never panic a worker; tests may index freely.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 pub mod accesslog;
 pub mod conf;

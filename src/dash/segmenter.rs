@@ -106,10 +106,21 @@ const V: usize = 0;
 const A: usize = 1;
 
 impl Kind {
-    fn idx(self) -> usize {
+    /// This kind's entry of a per-kind pair (`[video, audio]`, the order of `V` and `A`).
+    fn of<T>(self, pair: &[T; 2]) -> &T {
+        let [video, audio] = pair;
         match self {
-            Kind::Video => V,
-            Kind::Audio => A,
+            Kind::Video => video,
+            Kind::Audio => audio,
+        }
+    }
+
+    /// Mutable [`Kind::of`].
+    fn of_mut<T>(self, pair: &mut [T; 2]) -> &mut T {
+        let [video, audio] = pair;
+        match self {
+            Kind::Video => video,
+            Kind::Audio => audio,
         }
     }
 
@@ -528,7 +539,7 @@ impl DashStream {
         for (media, ts) in &prev.templates {
             for kind in [Kind::Video, Kind::Audio] {
                 if *media == self.layout.media_template(kind, None) {
-                    self.plain_ts[kind.idx()] = Some(*ts);
+                    *kind.of_mut(&mut self.plain_ts) = Some(*ts);
                 }
             }
         }
@@ -538,7 +549,7 @@ impl DashStream {
                 continue;
             };
             if let Some((kind, v)) = version {
-                let next = &mut self.next_init_version[kind.idx()];
+                let next = kind.of_mut(&mut self.next_init_version);
                 *next = (*next).max(v.saturating_add(1));
             }
             if !files.contains(&path) {
@@ -606,7 +617,7 @@ impl DashStream {
     fn current_track(&self, kind: Kind) -> Option<&PeriodTrack> {
         let seg = self.seg.as_ref()?;
         let track = self.period(seg.period)?.track(kind)?;
-        let src = self.sources[kind.idx()].as_ref()?;
+        let src = kind.of(&self.sources).as_ref()?;
         (track.codec == src.codec).then_some(track)
     }
 
@@ -683,8 +694,8 @@ impl DashStream {
 
     fn set_source(&mut self, kind: Kind, source: Option<Source>) {
         let Some(src) = source else { return };
-        let k = kind.idx();
-        if self.sources[k]
+        if kind
+            .of(&self.sources)
             .as_ref()
             .is_some_and(|s| s.codec == src.codec)
         {
@@ -693,7 +704,7 @@ impl DashStream {
         if kind == Kind::Audio {
             self.preroll.clear();
         }
-        self.sources[k] = Some(src);
+        *kind.of_mut(&mut self.sources) = Some(src);
         if self.seg.is_some() {
             // A track appeared or changed: a new Period at the next cut.
             self.new_period = true;
@@ -948,7 +959,7 @@ impl DashStream {
         let kinds: Vec<Kind> = if self.video_mode() {
             [Kind::Video, Kind::Audio]
                 .into_iter()
-                .filter(|k| self.sources[k.idx()].is_some())
+                .filter(|k| k.of(&self.sources).is_some())
                 .collect()
         } else if self.sources[A].is_some() {
             vec![Kind::Audio]
@@ -961,7 +972,7 @@ impl DashStream {
                 p.tracks.len() == kinds.len()
                     && kinds.iter().all(|k| {
                         p.track(*k).is_some_and(|t| {
-                            self.sources[k.idx()]
+                            k.of(&self.sources)
                                 .as_ref()
                                 .is_some_and(|s| s.codec == t.codec)
                         })
@@ -1046,14 +1057,14 @@ impl DashStream {
         self.next_period_id = self.next_period_id.saturating_add(1);
         let mut tracks = Vec::new();
         for &kind in kinds {
-            let k = kind.idx();
-            let Some(src) = self.sources[k].clone() else {
+            let Some(src) = kind.of(&self.sources).clone() else {
                 continue;
             };
             let timescale = src.codec.timescale().max(1);
-            let suffix_ts = match self.plain_ts[k] {
+            let plain_ts = kind.of_mut(&mut self.plain_ts);
+            let suffix_ts = match *plain_ts {
                 None => {
-                    self.plain_ts[k] = Some(timescale);
+                    *plain_ts = Some(timescale);
                     None
                 }
                 Some(ts) if ts == timescale => None,
@@ -1068,8 +1079,9 @@ impl DashStream {
                 .find(|t| t.init == src.init)
                 .map(|t| (t.init_path.clone(), t.init_uri.clone()));
             let (init_path, init_uri) = existing.unwrap_or_else(|| {
-                let v = self.next_init_version[k];
-                self.next_init_version[k] = v.saturating_add(1);
+                let next = kind.of_mut(&mut self.next_init_version);
+                let v = *next;
+                *next = v.saturating_add(1);
                 let file = self.layout.init_file(kind, v);
                 (self.layout.dir.join(&file), mpd::uri_escape(&file))
             });
@@ -1238,15 +1250,15 @@ impl DashStream {
         let mut entries = Vec::new();
         let mut end_ms = 0u64;
         for (kind, ts, suffix_ts) in plans {
-            let samples = &seg.samples[kind.idx()];
+            let samples = kind.of(&seg.samples);
             let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
                 continue;
             };
-            let seq = self.sequence[kind.idx()];
+            let seq = *kind.of(&self.sequence);
             let Ok(data) = fmp4::media_segment(seq, samples) else {
                 continue;
             };
-            self.sequence[kind.idx()] = seq.wrapping_add(1);
+            *kind.of_mut(&mut self.sequence) = seq.wrapping_add(1);
             let t = first.dts;
             let d = last
                 .dts

@@ -301,8 +301,9 @@ pub fn parse_date_time(s: &str) -> Option<u64> {
         if pos == start || pos - start > 9 {
             return None;
         }
-        for (i, c) in b[start..pos.min(start + 3)].iter().enumerate() {
-            ms += u64::from(c - b'0') * [100, 10, 1][i];
+        // Milliseconds: the first three fraction digits, the rest are dropped.
+        for (c, scale) in b.get(start..pos)?.iter().zip([100, 10, 1]) {
+            ms += u64::from(c - b'0') * scale;
         }
     }
     let offset_min: i64 = match b.get(pos) {

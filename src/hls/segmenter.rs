@@ -937,10 +937,10 @@ impl HlsStream {
             self.flush_audio();
             return;
         };
-        if split == 0 {
+        // Nothing before the cut when the first frame is already after it.
+        let Some(&(_, at)) = split.checked_sub(1).and_then(|i| self.abuf_frames.get(i)) else {
             return;
-        }
-        let at = self.abuf_frames[split - 1].1;
+        };
         let rest = self.abuf.split_off(at);
         let rest_frames: Vec<(u64, usize)> = self
             .abuf_frames
@@ -948,7 +948,10 @@ impl HlsStream {
             .map(|(pts, end)| (pts, end - at))
             .collect();
         self.flush_audio();
-        self.abuf_pts = rest_frames[0].0;
+        // `split` found a frame, so `rest_frames` starts with it.
+        if let Some(&(pts, _)) = rest_frames.first() {
+            self.abuf_pts = pts;
+        }
         self.abuf = rest;
         self.abuf_frames = rest_frames;
     }
@@ -965,7 +968,7 @@ impl HlsStream {
             cur.buf.len()
         };
         let mut rest = Vec::with_capacity(APPEND_CHUNK_BYTES + 4096);
-        rest.extend_from_slice(&cur.buf[n..]);
+        rest.extend_from_slice(cur.buf.get(n..).unwrap_or_default());
         let mut chunk = std::mem::replace(&mut cur.buf, rest);
         chunk.truncate(n);
         if let Some(c) = cur.cipher.as_mut() {

@@ -167,26 +167,19 @@ impl TsMuxer {
         ];
         write_section(out, PID_PAT, &mut self.cc_pat, &pat);
 
-        let mut pmt = [0u8; 12 + 2 * 5];
-        let mut streams = 0usize;
-        let mut add_stream = |pmt: &mut [u8; 22], stream_type: u8, pid: u16| {
-            let at = 12 + 5 * streams;
-            if let Some(slot) = pmt.get_mut(at..at + 5) {
-                slot.copy_from_slice(&[stream_type, 0xe0 | (pid >> 8) as u8, pid as u8, 0xf0, 0]);
-                streams += 1;
-            }
-        };
-        if self.tracks.video {
-            add_stream(&mut pmt, STREAM_TYPE_H264, PID_VIDEO);
-        }
-        if let Some(audio) = self.tracks.audio {
-            add_stream(&mut pmt, audio.stream_type(), PID_AUDIO);
-        }
-        let len = 12 + 5 * streams;
+        // (stream_type, elementary PID) of each declared track, video first.
+        let streams = [
+            self.tracks.video.then_some((STREAM_TYPE_H264, PID_VIDEO)),
+            self.tracks
+                .audio
+                .map(|audio| (audio.stream_type(), PID_AUDIO)),
+        ];
+        let len = 12 + 5 * streams.iter().flatten().count();
         // section_length counts from after itself to the end of the CRC.
         let section_length = (len - 3 + 4) as u16;
         let pcr_pid = self.pcr_pid();
-        pmt[..12].copy_from_slice(&[
+        let mut pmt = Vec::with_capacity(len);
+        pmt.extend_from_slice(&[
             0x02, // table_id: TS_program_map_section
             0xb0 | (section_length >> 8) as u8,
             section_length as u8,
@@ -200,7 +193,10 @@ impl TsMuxer {
             0xf0, // reserved, program_info_length 0
             0x00,
         ]);
-        write_section(out, PID_PMT, &mut self.cc_pmt, &pmt[..len]);
+        for (stream_type, pid) in streams.into_iter().flatten() {
+            pmt.extend_from_slice(&[stream_type, 0xe0 | (pid >> 8) as u8, pid as u8, 0xf0, 0]);
+        }
+        write_section(out, PID_PMT, &mut self.cc_pmt, &pmt);
     }
 
     /// One H.264 access unit (Annex B) with 90 kHz PTS/DTS (wrapped to 33 bits here).
@@ -425,9 +421,10 @@ const CRC_TABLE: [u32; 256] = crc_table();
 
 const fn crc_table() -> [u32; 256] {
     let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = (i as u32) << 24;
+    let mut rest: &mut [u32] = &mut table;
+    let mut i: u32 = 0;
+    while let [slot, tail @ ..] = rest {
+        let mut c = i << 24;
         let mut bit = 0;
         while bit < 8 {
             c = if c & 0x8000_0000 != 0 {
@@ -437,7 +434,8 @@ const fn crc_table() -> [u32; 256] {
             };
             bit += 1;
         }
-        table[i] = c;
+        *slot = c;
+        rest = tail;
         i += 1;
     }
     table
@@ -446,7 +444,11 @@ const fn crc_table() -> [u32; 256] {
 /// CRC-32/MPEG-2 (polynomial 0x04c11db7, initial 0xffffffff, not reflected) for PSI.
 pub fn crc32_mpeg2(data: &[u8]) -> u32 {
     data.iter().fold(0xffff_ffff, |crc, b| {
-        (crc << 8) ^ CRC_TABLE[usize::from((crc >> 24) as u8 ^ b)]
+        let index = usize::from((crc >> 24) as u8 ^ b);
+        // Cannot panic: a u8 index into a 256-entry table.
+        #[allow(clippy::indexing_slicing)]
+        let entry = CRC_TABLE[index];
+        (crc << 8) ^ entry
     })
 }
 

@@ -340,14 +340,19 @@ impl<'a> Cursor<'a> {
         Ok(s)
     }
 
+    /// The next `N` bytes as an array.
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], FlvError> {
+        let b = self.bytes(N, what)?;
+        <[u8; N]>::try_from(b).map_err(|_| FlvError::Truncated(what))
+    }
+
     fn u16(&mut self, what: &'static str) -> Result<u16, FlvError> {
-        let b = self.bytes(2, what)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
+        Ok(u16::from_be_bytes(self.array(what)?))
     }
 
     fn u24(&mut self, what: &'static str) -> Result<u32, FlvError> {
-        let b = self.bytes(3, what)?;
-        Ok(u32::from_be_bytes([0, b[0], b[1], b[2]]))
+        let [b0, b1, b2] = self.array(what)?;
+        Ok(u32::from_be_bytes([0, b0, b1, b2]))
     }
 
     /// Signed 24-bit big-endian (composition time).
@@ -358,8 +363,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn fourcc(&mut self, what: &'static str) -> Result<FourCc, FlvError> {
-        let b = self.bytes(4, what)?;
-        Ok(FourCc([b[0], b[1], b[2], b[3]]))
+        Ok(FourCc(self.array(what)?))
     }
 }
 
@@ -508,8 +512,15 @@ fn parse_ex_video(cur: &mut Cursor<'_>, b0: u8) -> Result<VideoTag, FlvError> {
     })
 }
 
-/// Sound rates of the legacy 2-bit field.
-const LEGACY_RATES: [u32; 4] = [5512, 11025, 22050, 44100];
+/// Sound rate of the legacy 2-bit field (only its low two bits are read).
+fn legacy_rate(field: u8) -> u32 {
+    match field & 0x03 {
+        0 => 5512,
+        1 => 11025,
+        2 => 22050,
+        _ => 44100,
+    }
+}
 /// Legacy sound format 9 is the Enhanced RTMP ExHeader marker.
 const SOUND_FORMAT_EX_HEADER: u8 = 9;
 
@@ -522,7 +533,7 @@ pub fn parse_audio(payload: &[u8]) -> Result<AudioTag, FlvError> {
         return parse_ex_audio(&mut cur, b0 & 0x0f);
     }
     let mut legacy = LegacyAudioFormat {
-        sample_rate: LEGACY_RATES[usize::from((b0 >> 2) & 0x03)],
+        sample_rate: legacy_rate(b0 >> 2),
         sample_bits: if b0 & 0x02 != 0 { 16 } else { 8 },
         channels: if b0 & 0x01 != 0 { 2 } else { 1 },
     };

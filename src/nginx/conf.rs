@@ -273,7 +273,10 @@ extern "C" fn server_block(
                 apps: Vec::new(),
             });
             let index = tree.servers.len() - 1;
-            let level: *mut RtmpConf = &mut *tree.servers[index].conf;
+            let Some(server) = tree.servers.last_mut() else {
+                return conf_error(cf, "internal error: server block not recorded");
+            };
+            let level: *mut RtmpConf = &mut *server.conf;
             parse_level(cf, parent, level, RTMP_SRV_CONF, index, 0)
         }
     })
@@ -297,7 +300,9 @@ extern "C" fn application_block(
                 return conf_error(cf, &format!("invalid application name: {e}"));
             }
             let tree = &mut *parent.tree;
-            let server = &mut tree.servers[parent.server];
+            let Some(server) = tree.servers.get_mut(parent.server) else {
+                return conf_error(cf, "application outside a server block");
+            };
             if server.apps.iter().any(|a| a.name == name) {
                 return conf_error(cf, &format!("duplicate application \"{name}\""));
             }
@@ -307,7 +312,10 @@ extern "C" fn application_block(
                 recorders: Vec::new(),
             });
             let index = server.apps.len() - 1;
-            let level: *mut RtmpConf = &mut *server.apps[index].conf;
+            let Some(app) = server.apps.last_mut() else {
+                return conf_error(cf, "internal error: application block not recorded");
+            };
+            let level: *mut RtmpConf = &mut *app.conf;
             parse_level(cf, parent, level, RTMP_APP_CONF, parent.server, index)
         }
     })
@@ -326,13 +334,21 @@ extern "C" fn recorder_block(
                 return conf_error(cf, "invalid recorder name");
             };
             let tree = &mut *parent.tree;
-            let app = &mut tree.servers[parent.server].apps[parent.app];
+            let Some(app) = tree
+                .servers
+                .get_mut(parent.server)
+                .and_then(|s| s.apps.get_mut(parent.app))
+            else {
+                return conf_error(cf, "recorder outside an application block");
+            };
             if app.recorders.iter().any(|(n, _)| *n == name) {
                 return conf_error(cf, &format!("duplicate recorder \"{name}\""));
             }
             app.recorders.push((name, Box::default()));
-            let index = app.recorders.len() - 1;
-            let level: *mut RtmpConf = &mut *app.recorders[index].1;
+            let Some((_, conf)) = app.recorders.last_mut() else {
+                return conf_error(cf, "internal error: recorder block not recorded");
+            };
+            let level: *mut RtmpConf = &mut **conf;
             parse_level(cf, parent, level, RTMP_REC_CONF, parent.server, parent.app)
         }
     })
@@ -478,11 +494,12 @@ unsafe fn ensure_core_commands() {
             if contexts == 0 {
                 continue;
             }
-            let name: &'static core::ffi::CStr = Box::leak(
-                std::ffi::CString::new(d.name)
-                    .expect("directive names have no NUL")
-                    .into_boxed_c_str(),
-            );
+            // Directive names are static ASCII words; one with a NUL could not be registered
+            // (nginx would then report it as an unknown directive).
+            let Ok(name) = std::ffi::CString::new(d.name) else {
+                continue;
+            };
+            let name: &'static core::ffi::CStr = Box::leak(name.into_boxed_c_str());
             table.push(ngx_command_t {
                 name: ngx_str_t {
                     len: d.name.len(),
@@ -532,7 +549,11 @@ pub fn arg_flags(args: ArgCount) -> ngx_uint_t {
     let flags = match args {
         ArgCount::Flag => NGX_CONF_TAKE1,
         ArgCount::Exactly(n) => TAKE.get(n as usize).copied().unwrap_or(NGX_CONF_1MORE),
-        ArgCount::Between(lo, hi) if hi <= 7 => (lo..=hi).fold(0, |acc, n| acc | TAKE[n as usize]),
+        ArgCount::Between(lo, hi) if hi <= 7 => TAKE
+            .get(usize::from(lo)..=usize::from(hi))
+            .unwrap_or_default()
+            .iter()
+            .fold(0, |acc, flag| acc | flag),
         ArgCount::Between(lo, _) | ArgCount::AtLeast(lo) => match lo {
             0 => NGX_CONF_ANY,
             1 => NGX_CONF_1MORE,

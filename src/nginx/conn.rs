@@ -74,7 +74,9 @@ pub(super) fn with_worker<T>(f: impl FnOnce(&mut Worker) -> T) -> T {
 fn os_random(buf: &mut [u8]) {
     let mut filled = 0;
     while filled < buf.len() {
-        let rest = &mut buf[filled..];
+        let Some(rest) = buf.get_mut(filled..) else {
+            return;
+        };
         // SAFETY: getrandom writes at most rest.len() bytes into rest.
         let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
         if n > 0 {
@@ -278,10 +280,16 @@ extern "C" fn read_handler(rev: *mut ngx_event_t) {
                 reads += 1;
                 let n = READ_BUF.with(|b| {
                     let mut b = b.borrow_mut();
-                    let recv = (*c).recv.expect("nginx sets c->recv");
+                    // nginx always sets c->recv; without it the connection can only close.
+                    let Some(recv) = (*c).recv else {
+                        return ngx::ffi::NGX_ERROR as isize;
+                    };
                     let n = recv(c, b.as_mut_ptr(), b.len());
-                    if n > 0 {
-                        with_worker(|w| w.on_input(id, &b[..n as usize], now_ms(), &mut outcome));
+                    // recv returns at most b.len() bytes.
+                    if let Some(data) = usize::try_from(n).ok().and_then(|n| b.get(..n)) {
+                        if !data.is_empty() {
+                            with_worker(|w| w.on_input(id, data, now_ms(), &mut outcome));
+                        }
                     }
                     n
                 });

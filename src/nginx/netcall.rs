@@ -473,10 +473,9 @@ unsafe fn send(call: *mut Call) {
         let c = (*call).conn;
         loop {
             let req = &(*call).spec.request;
-            if (*call).sent >= req.len() {
+            let Some(rest) = req.get((*call).sent..).filter(|r| !r.is_empty()) else {
                 break;
-            }
-            let rest = &req[(*call).sent..];
+            };
             let Some(send) = (*c).send else {
                 finish(call, Err(NotifyError::Transport("no sender".into())));
                 return;
@@ -546,7 +545,13 @@ unsafe fn read(call: *mut Call) {
                 finish(call, Err(NotifyError::Transport(why)));
                 return;
             }
-            match (*call).parser.feed(&buf[..n as usize]) {
+            // recv returns at most buf.len() bytes.
+            let Some(data) = buf.get(..n as usize) else {
+                let why = "the receiver returned more than it was given".to_string();
+                finish(call, Err(NotifyError::Transport(why)));
+                return;
+            };
+            match (*call).parser.feed(data) {
                 Ok(None) => {}
                 Ok(Some(head)) => {
                     finish(call, Ok(head));

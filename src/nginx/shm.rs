@@ -610,12 +610,24 @@ mod rings {
     const KEYLEN: usize = 48; // u32
     const FOLLOWERS: usize = 56; // AtomicU64: bit n = the worker in slot n follows this ring
     const KEY: usize = 64; // key bytes (REG_KEY_MAX)
-    /// Latest metadata, video and audio codec headers: (offset of length, capacity).
-    const HEADERS: [(usize, usize); 3] = [
-        (1024, 16 * 1024),
-        (18 * 1024, 32 * 1024),
-        (52 * 1024, 8 * 1024),
+    /// Latest metadata, video and audio codec headers: (kind, offset of length, capacity).
+    const HEADERS: [(FrameKind, usize, usize); 3] = [
+        (FrameKind::Data, 1024, 16 * 1024),
+        (FrameKind::Video, 18 * 1024, 32 * 1024),
+        (FrameKind::Audio, 52 * 1024, 8 * 1024),
     ];
+
+    /// (offset of length, capacity) of the header copy a message of `kind` goes to: audio for
+    /// anything but metadata and video.
+    fn header_area(kind: FrameKind) -> (usize, usize) {
+        let [data, video, audio] = HEADERS;
+        let (_, off, cap) = match kind {
+            FrameKind::Data => data,
+            FrameKind::Video => video,
+            _ => audio,
+        };
+        (off, cap)
+    }
     const REC_HEADER: usize = 16;
     /// Messages read per poll and followed stream (the rest comes at the next poll).
     const MAX_BATCH: usize = 512;
@@ -707,7 +719,7 @@ mod rings {
                     unsafe {
                         set_u32(r.add(KEYLEN), k.len() as u32);
                         ptr::copy_nonoverlapping(k.as_ptr(), r.add(KEY), k.len());
-                        for (off, _) in HEADERS {
+                        for (_, off, _) in HEADERS {
                             set_u32(r.add(off), 0);
                         }
                     }
@@ -741,12 +753,7 @@ mod rings {
         }
         let r = ring(base, i);
         if f.sequence_header || f.kind == FrameKind::Data {
-            let slot = match f.kind {
-                FrameKind::Data => 0,
-                FrameKind::Video => 1,
-                _ => 2,
-            };
-            let (off, cap) = HEADERS[slot];
+            let (off, cap) = header_area(f.kind);
             if f.payload.len() <= cap {
                 let v = atomic(r, HVER);
                 v.fetch_add(1, Ordering::AcqRel);
@@ -836,16 +843,15 @@ mod rings {
                 continue;
             }
             let mut out = Vec::new();
-            for (slot, (off, cap)) in HEADERS.iter().enumerate() {
+            for (kind, off, cap) in HEADERS {
                 // SAFETY: inside the ring header; the length is bounded by the capacity.
                 unsafe {
-                    let len = (u32_at(r.add(*off)) as usize).min(*cap);
+                    let len = (u32_at(r.add(off)) as usize).min(cap);
                     if len == 0 {
                         continue;
                     }
                     let ts = u32_at(r.add(off + 4));
                     let bytes = std::slice::from_raw_parts(r.add(off + 8), len).to_vec();
-                    let kind = [FrameKind::Data, FrameKind::Video, FrameKind::Audio][slot];
                     out.push(RemoteFrame {
                         kind,
                         timestamp: ts,

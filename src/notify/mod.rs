@@ -160,7 +160,11 @@ pub fn check_client_args(args: &str) -> Result<(), NotifyError> {
 /// Appends `s` form-encoded (application/x-www-form-urlencoded): unreserved bytes kept,
 /// space as `+`, everything else `%XX`.
 pub fn form_encode_into(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    // An upper-case hex digit for the low four bits of `n`.
+    fn hex(n: u8) -> char {
+        let n = n & 0x0f;
+        char::from(if n < 10 { b'0' + n } else { b'A' + (n - 10) })
+    }
     for &c in s.as_bytes() {
         if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
             out.push(char::from(c));
@@ -168,8 +172,8 @@ pub fn form_encode_into(out: &mut String, s: &str) {
             out.push('+');
         } else {
             out.push('%');
-            out.push(char::from(HEX[usize::from(c >> 4)]));
-            out.push(char::from(HEX[usize::from(c & 0x0f)]));
+            out.push(hex(c >> 4));
+            out.push(hex(c));
         }
     }
 }

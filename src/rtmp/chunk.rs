@@ -31,7 +31,14 @@ pub const DEFAULT_MAX_CHUNK_STREAMS: usize = 64;
 /// The 24-bit timestamp value that announces a 4-byte extended timestamp.
 const EXTENDED_TIMESTAMP: u32 = 0xFF_FFFF;
 /// Message header length by chunk type (fmt 0..=3).
-const MESSAGE_HEADER_LEN: [usize; 4] = [11, 7, 3, 0];
+const fn message_header_len(fmt: u8) -> usize {
+    match fmt & 3 {
+        0 => 11,
+        1 => 7,
+        2 => 3,
+        _ => 0,
+    }
+}
 /// FLV tag header inside an aggregate message.
 const FLV_TAG_HEADER_LEN: usize = 11;
 /// FLV "previous tag size" back pointer after each aggregate sub-message.
@@ -288,7 +295,7 @@ impl ChunkDecoder {
         let (mut ts_field, mut length, mut type_id, mut stream_id, mut extended) = prev
             .map(|p| (p.ts_field, p.length, p.type_id, p.stream_id, p.extended))
             .unwrap_or_default();
-        let header_len = MESSAGE_HEADER_LEN[usize::from(fmt & 3)];
+        let header_len = message_header_len(fmt);
         let Some(h) = b.get(pos..pos + header_len).map(pad11) else {
             return Ok(false);
         };
@@ -649,14 +656,13 @@ fn put_control_u32(out: &mut BytesMut, type_id: u8, value: u32) {
 }
 
 fn user_control(out: &mut BytesMut, event: u16, values: &[u32]) {
-    let mut payload = [0u8; 10];
-    payload[..2].copy_from_slice(&event.to_be_bytes());
-    let mut len = 2;
-    for (slot, v) in payload[2..].chunks_exact_mut(4).zip(values) {
-        slot.copy_from_slice(&v.to_be_bytes());
-        len += 4;
+    // The event type and at most two values (10 bytes).
+    let mut payload = Vec::with_capacity(10);
+    payload.extend_from_slice(&event.to_be_bytes());
+    for v in values.iter().take(2) {
+        payload.extend_from_slice(&v.to_be_bytes());
     }
-    put_control(out, MSG_USER_CONTROL, &payload[..len]);
+    put_control(out, MSG_USER_CONTROL, &payload);
 }
 
 /// The caller must also switch its own encoder to `size` after this message.

@@ -53,18 +53,21 @@ const SERVER_VERSION: [u8; 4] = [0x0D, 0x0E, 0x0A, 0x0D];
 /// tell many servers to skip the digest.
 const CLIENT_VERSION: [u8; 4] = [0x09, 0x00, 0x7C, 0x02];
 
+/// `prefix` followed by [`KEY_SUFFIX`]. Only evaluated in constants, so a length mismatch
+/// (`N != P + 32`) is a compile error, never a runtime panic.
 const fn concat_key<const P: usize, const N: usize>(prefix: &[u8; P]) -> [u8; N] {
     let mut key = [0u8; N];
-    let mut i = 0;
-    while i < P {
-        key[i] = prefix[i];
-        i += 1;
-    }
-    while i < N {
-        key[i] = KEY_SUFFIX[i - P];
-        i += 1;
-    }
+    let (head, tail) = key.split_at_mut(P);
+    head.copy_from_slice(prefix);
+    tail.copy_from_slice(&KEY_SUFFIX);
     key
+}
+
+/// The first 8 bytes of a C1/S1: a big-endian time, then a version.
+fn packet_header(time: u32, version: [u8; 4]) -> [u8; 8] {
+    let [t0, t1, t2, t3] = time.to_be_bytes();
+    let [v0, v1, v2, v3] = version;
+    [t0, t1, t2, t3, v0, v1, v2, v3]
 }
 
 /// Errors of the handshake layer.
@@ -110,7 +113,12 @@ impl DigestScheme {
             DigestScheme::Scheme0 => 8,
             DigestScheme::Scheme1 => 772,
         };
-        let sum: usize = packet[base..base + 4].iter().map(|&b| usize::from(b)).sum();
+        let sum: usize = packet
+            .iter()
+            .skip(base)
+            .take(4)
+            .map(|&b| usize::from(b))
+            .sum();
         sum % 728 + base + 4
     }
 }
@@ -128,8 +136,15 @@ fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; DIGEST_LEN] {
 }
 
 /// The digest of `packet` for the digest at `offset`: HMAC over every byte except the digest.
-fn packet_digest(packet: &[u8; HANDSHAKE_SIZE], offset: usize, key: &[u8]) -> [u8; DIGEST_LEN] {
-    hmac_sha256(key, &[&packet[..offset], &packet[offset + DIGEST_LEN..]])
+/// `None` if the digest would not fit, which [`DigestScheme::digest_offset`] rules out.
+fn packet_digest(
+    packet: &[u8; HANDSHAKE_SIZE],
+    offset: usize,
+    key: &[u8],
+) -> Option<[u8; DIGEST_LEN]> {
+    let (before, rest) = packet.split_at_checked(offset)?;
+    let after = rest.get(DIGEST_LEN..)?;
+    Some(hmac_sha256(key, &[before, after]))
 }
 
 /// Finds a valid digest in `packet` (scheme 0 first, then 1), returning it and its scheme.
@@ -141,8 +156,9 @@ fn find_digest(
         .into_iter()
         .find_map(|scheme| {
             let offset = scheme.digest_offset(packet);
-            let digest = packet_digest(packet, offset, key);
-            (packet[offset..offset + DIGEST_LEN] == digest).then_some((scheme, digest))
+            let digest = packet_digest(packet, offset, key)?;
+            let stored = packet.get(offset..offset + DIGEST_LEN)?;
+            (*stored == digest).then_some((scheme, digest))
         })
 }
 
@@ -153,8 +169,14 @@ fn write_digest(
     key: &[u8],
 ) -> [u8; DIGEST_LEN] {
     let offset = scheme.digest_offset(packet);
-    let digest = packet_digest(packet, offset, key);
-    packet[offset..offset + DIGEST_LEN].copy_from_slice(&digest);
+    // The digest always fits (see `digest_offset`); the fallback, an unwritten packet and an
+    // all-zero digest that never validates, only keeps this panic-free.
+    let Some(digest) = packet_digest(packet, offset, key) else {
+        return [0; DIGEST_LEN];
+    };
+    if let Some(slot) = packet.get_mut(offset..offset + DIGEST_LEN) {
+        slot.copy_from_slice(&digest);
+    }
     digest
 }
 
@@ -162,7 +184,9 @@ fn write_digest(
 /// HMAC(key = HMAC(full_key, peer_digest), data = packet[..1504]).
 fn sign_response(packet: &mut [u8; HANDSHAKE_SIZE], full_key: &[u8], peer_digest: &[u8]) {
     let signature = response_signature(packet, full_key, peer_digest);
-    packet[SIGNATURE_START..].copy_from_slice(&signature);
+    if let Some((_, slot)) = packet.split_last_chunk_mut::<DIGEST_LEN>() {
+        *slot = signature;
+    }
 }
 
 fn response_signature(
@@ -171,7 +195,23 @@ fn response_signature(
     peer_digest: &[u8],
 ) -> [u8; DIGEST_LEN] {
     let key = hmac_sha256(full_key, &[peer_digest]);
-    hmac_sha256(&key, &[&packet[..SIGNATURE_START]])
+    hmac_sha256(&key, &[unsigned_part(packet)])
+}
+
+/// The bytes of a C2/S2 before its signature (`SIGNATURE_START` < `HANDSHAKE_SIZE`, so the
+/// empty fallback is never taken).
+fn unsigned_part(packet: &[u8; HANDSHAKE_SIZE]) -> &[u8] {
+    packet
+        .split_at_checked(SIGNATURE_START)
+        .map_or(&[], |(head, _)| head)
+}
+
+/// Mutable [`unsigned_part`].
+fn unsigned_part_mut(packet: &mut [u8; HANDSHAKE_SIZE]) -> &mut [u8] {
+    match packet.split_at_mut_checked(SIGNATURE_START) {
+        Some((head, _)) => head,
+        None => &mut [],
+    }
 }
 
 /// Copies up to `HANDSHAKE_SIZE - *have` bytes of `input` into `packet`; returns bytes used.
@@ -218,10 +258,12 @@ impl ServerHandshake {
     /// RNG; tests a deterministic one). Pure: no OS randomness here.
     pub fn new(epoch_ms: u32, random: &mut dyn FnMut(&mut [u8])) -> Self {
         let mut s1 = Box::new([0u8; HANDSHAKE_SIZE]);
-        s1[..4].copy_from_slice(&epoch_ms.to_be_bytes());
-        random(&mut s1[8..]);
+        if let Some((header, rest)) = s1.split_first_chunk_mut::<8>() {
+            *header = packet_header(epoch_ms, [0; 4]);
+            random(rest);
+        }
         let mut s2 = Box::new([0u8; HANDSHAKE_SIZE]);
-        random(&mut s2[..SIGNATURE_START]);
+        random(unsigned_part_mut(&mut s2));
         ServerHandshake {
             state: ServerState::C0,
             c1: Box::new([0u8; HANDSHAKE_SIZE]),
@@ -283,15 +325,14 @@ impl ServerHandshake {
     fn respond(&mut self, out: &mut Vec<u8>) {
         out.reserve(1 + 2 * HANDSHAKE_SIZE);
         out.push(RTMP_VERSION);
-        match find_digest(&self.c1, &GENUINE_FP_KEY[..FP_KEY_PREFIX.len()]) {
+        // The digest keys are the key prefixes (the first bytes of the full keys).
+        match find_digest(&self.c1, FP_KEY_PREFIX) {
             Some((scheme, client_digest)) => {
                 self.scheme = Some(scheme);
-                self.s1[4..8].copy_from_slice(&SERVER_VERSION);
-                write_digest(
-                    &mut self.s1,
-                    scheme,
-                    &GENUINE_FMS_KEY[..FMS_KEY_PREFIX.len()],
-                );
+                if let Some([_, _, _, _, version @ ..]) = self.s1.first_chunk_mut::<8>() {
+                    *version = SERVER_VERSION;
+                }
+                write_digest(&mut self.s1, scheme, FMS_KEY_PREFIX);
                 sign_response(&mut self.s2, &GENUINE_FMS_KEY, &client_digest);
                 out.extend_from_slice(&self.s1[..]);
                 out.extend_from_slice(&self.s2[..]);
@@ -332,16 +373,13 @@ impl ClientHandshake {
     /// `epoch_ms`: our uptime for C1's time field. `random`: fills bytes.
     pub fn new(epoch_ms: u32, random: &mut dyn FnMut(&mut [u8])) -> Self {
         let mut c1 = Box::new([0u8; HANDSHAKE_SIZE]);
-        c1[..4].copy_from_slice(&epoch_ms.to_be_bytes());
-        c1[4..8].copy_from_slice(&CLIENT_VERSION);
-        random(&mut c1[8..]);
-        let c1_digest = write_digest(
-            &mut c1,
-            DigestScheme::Scheme0,
-            &GENUINE_FP_KEY[..FP_KEY_PREFIX.len()],
-        );
+        if let Some((header, rest)) = c1.split_first_chunk_mut::<8>() {
+            *header = packet_header(epoch_ms, CLIENT_VERSION);
+            random(rest);
+        }
+        let c1_digest = write_digest(&mut c1, DigestScheme::Scheme0, FP_KEY_PREFIX);
         let mut c2 = Box::new([0u8; HANDSHAKE_SIZE]);
-        random(&mut c2[..SIGNATURE_START]);
+        random(unsigned_part_mut(&mut c2));
         ClientHandshake {
             state: ClientState::S0,
             started: false,
@@ -420,7 +458,7 @@ impl ClientHandshake {
     }
 
     fn send_c2(&mut self, out: &mut Vec<u8>) {
-        match find_digest(&self.incoming, &GENUINE_FMS_KEY[..FMS_KEY_PREFIX.len()]) {
+        match find_digest(&self.incoming, FMS_KEY_PREFIX) {
             Some((_, server_digest)) => {
                 self.server_digest = true;
                 sign_response(&mut self.c2, &GENUINE_FP_KEY, &server_digest);
@@ -433,8 +471,8 @@ impl ClientHandshake {
     fn check_s2(&self) -> bool {
         let s2 = &self.incoming;
         s2[..] == self.c1[..]
-            || s2[SIGNATURE_START..]
-                == response_signature(s2, &GENUINE_FMS_KEY, &self.c1_digest)[..]
+            || s2.last_chunk::<DIGEST_LEN>()
+                == Some(&response_signature(s2, &GENUINE_FMS_KEY, &self.c1_digest))
     }
 }
 

@@ -578,7 +578,11 @@ impl Worker {
             Refusal::BadName(format!("Invalid stream name: {e}"))
         })?;
         let app_index = client.app.ok_or(Refusal::BadName(String::new()))?;
-        let app = &client.server.apps[app_index];
+        let app = client
+            .server
+            .apps
+            .get(app_index)
+            .ok_or(Refusal::BadName(String::new()))?;
         if let Some(peer) = client.peer {
             if !access_allowed(&app.settings.access.rules, peer, action) {
                 outcome.log(
@@ -1099,15 +1103,16 @@ impl Worker {
             n = 1;
         }
         for (i, bytes) in client.out.iter().enumerate() {
-            if n == dst.len() {
+            let Some(slot) = dst.get_mut(n) else {
                 return n;
-            }
+            };
             let start = if i == 0 { client.out_offset } else { 0 };
-            dst[n] = IoSlice::new(&bytes[start.min(bytes.len())..]);
+            *slot = IoSlice::new(bytes.get(start..).unwrap_or_default());
             n += 1;
         }
         if let Some(queue) = queue {
-            n += queue.io_slices_after(partial.is_some(), &mut dst[n..]);
+            // `n` <= `dst.len()`: a slot was filled for each count.
+            n += queue.io_slices_after(partial.is_some(), dst.get_mut(n..).unwrap_or_default());
         }
         n
     }

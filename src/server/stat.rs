@@ -248,19 +248,14 @@ impl Worker {
                 index,
                 applications: Vec::new(),
             });
-            let app = match server.applications.iter().position(|a| a.name == key.app) {
-                Some(i) => &mut server.applications[i],
-                None => {
-                    server.applications.push(AppStat {
-                        name: key.app.clone(),
-                        live: true,
-                        streams: Vec::new(),
-                    });
-                    let last = server.applications.len() - 1;
-                    &mut server.applications[last]
-                }
-            };
-            app.streams.push(stream);
+            match server.applications.iter_mut().find(|a| a.name == key.app) {
+                Some(app) => app.streams.push(stream),
+                None => server.applications.push(AppStat {
+                    name: key.app.clone(),
+                    live: true,
+                    streams: vec![stream],
+                }),
+            }
         }
 
         let cur = [counters.bytes_in, counters.bytes_out];

@@ -252,7 +252,7 @@ impl Writer {
     /// A count and the elements; lists past [`MAX_STAT_LIST_LEN`] are cut so the output
     /// always decodes.
     fn list<T>(&mut self, items: &[T], mut each: impl FnMut(&mut Writer, &T)) {
-        let items = &items[..items.len().min(MAX_STAT_LIST_LEN)];
+        let items = items.get(..MAX_STAT_LIST_LEN).unwrap_or(items);
         self.uint(items.len() as u64);
         for x in items {
             each(self, x);
