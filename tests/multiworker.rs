@@ -2114,3 +2114,75 @@ fn assert_master_alive(server: &mut Server, when: &str) {
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     );
 }
+
+/// `max_connections 10` with 4 workers: the count spans every worker (connections land on
+/// workers at random with `reuseport`), so the 11th is refused with
+/// `NetConnection.Connect.Rejected` whichever worker takes it, the ten stay connected, and a
+/// place freed by one of them lets the next client in.
+#[test]
+fn max_connections_counts_every_worker() {
+    let block = rtmp_block(true).replace(
+        "chunk_size 4096;",
+        "chunk_size 4096;\n        max_connections 10;",
+    );
+    let server = Launch::workers(4).start(&block, HTTP_LOCATIONS);
+    wait_workers(&server, 4);
+    let offset = server.log_len();
+    let mut held: Vec<RtmpClient> = (1..=10)
+        .map(|n| {
+            RtmpClient::connect(&server.rtmp_addr(), APP)
+                .unwrap_or_else(|e| panic!("connection {n} of 10 should be accepted: {e}"))
+        })
+        .collect();
+    let mut refusing_workers = BTreeSet::new();
+    for attempt in 1..=6 {
+        let start = server.log_len();
+        match RtmpClient::connect(&server.rtmp_addr(), APP) {
+            Err(ClientError::Rejected(description)) => {
+                assert!(
+                    description.contains("Too many connections"),
+                    "attempt {attempt}: {description:?}"
+                );
+            }
+            Ok(_) => panic!("attempt {attempt}: connection 11 was accepted"),
+            Err(e) => panic!("attempt {attempt}: connection 11 failed otherwise: {e}"),
+        }
+        let (worker, _) = conn_of(
+            &server,
+            start,
+            "connect refused: 11 connections, max_connections is 10",
+            Duration::from_secs(5),
+        );
+        refusing_workers.insert(worker);
+    }
+    println!("refused by workers {refusing_workers:?}");
+    let accepted_by: BTreeSet<u32> = server
+        .log_since(offset)
+        .lines()
+        .filter(|l| l.contains("rtmp: client ") && l.contains(" connected to "))
+        .filter_map(parse_conn)
+        .map(|(pid, _)| pid)
+        .collect();
+    println!("connections accepted by workers {accepted_by:?}");
+    for (n, client) in held.iter_mut().enumerate() {
+        assert!(
+            client.idle(Duration::from_millis(10)).is_ok(),
+            "connection {} was disturbed by the refusals",
+            n + 1
+        );
+    }
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match RtmpClient::connect(&server.rtmp_addr(), APP) {
+            Ok(_) => break,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "a freed place should let a client in: {e}"
+            ),
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    drop(held);
+    finish_checked(server);
+}

@@ -79,7 +79,7 @@ pub static DIRECTIVES: &[Directive] = &[
     // Access and limits.
     many("allow", R_S_A, Between(1, 2), Implemented),
     many("deny", R_S_A, Between(1, 2), Implemented),
-    one("max_connections", R_S_A, Exactly(1), Planned),
+    one("max_connections", R_S_A, Exactly(1), Implemented),
     // Live and codec.
     one("live", R_S_A, Flag, Implemented),
     one("meta", R_S_A, Exactly(1), Implemented),
@@ -460,6 +460,7 @@ mod tests {
             "buflen",
             "allow",
             "deny",
+            "max_connections",
             "wait_key",
             "wait_video",
             "idle_streams",

@@ -141,8 +141,8 @@ fn level_of(level: LogLevel) -> u32 {
     }
 }
 
-/// One line with the worker's file IO figures: the slowest single operation is how long the
-/// event loop was ever held by a file write.
+/// One line with the worker's file IO figures (the slowest single operation, on the thread
+/// pool unless nginx has no threads).
 pub extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
     guard("exit_process", (), || {
         super::shm::exit_process();
@@ -238,7 +238,11 @@ pub extern "C" fn init_connection(c: *mut ngx_connection_t) {
             let now = now_ms();
             let first_tick =
                 with_worker(|w| w.connect(id, peer, listen.server.clone(), now, &mut random_bytes));
-            CONNS.with(|m| m.borrow_mut().insert(id, c));
+            CONNS.with(|m| {
+                let mut m = m.borrow_mut();
+                m.insert(id, c);
+                super::shm::set_connection_count(m.len());
+            });
             log(
                 NGX_LOG_INFO,
                 (*c).log,
@@ -597,7 +601,11 @@ unsafe fn close(c: *mut ngx_connection_t, reason: &str) {
     unsafe {
         let ctx_ptr = (*c).data as *mut ConnCtx;
         let id = (*ctx_ptr).id;
-        CONNS.with(|m| m.borrow_mut().remove(&id));
+        CONNS.with(|m| {
+            let mut m = m.borrow_mut();
+            m.remove(&id);
+            super::shm::set_connection_count(m.len());
+        });
         log(
             NGX_LOG_INFO,
             (*c).log,

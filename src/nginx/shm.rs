@@ -5,8 +5,9 @@
 //! latest `/stat` part (refreshed every [`STAT_MS`] and on each `/stat` request) and a
 //! mailbox of `/control` requests for it; a registry of published stream names; [`RINGS`]
 //! media rings, through which players in one worker get a stream published in another. The
-//! lock is a pid-owned spin lock: a worker that dies holding it (SIGKILL) is detected and the
-//! lock taken over. Critical sections copy and scan zone memory (with `kill(pid, 0)` liveness
+//! lock ([`crate::io::lock`]) is owned by pid and process start time and released by a guard:
+//! a worker that dies holding it (SIGKILL) is detected and the lock taken over, even if its
+//! pid was reused. Critical sections copy and scan zone memory (with `kill(pid, 0)` liveness
 //! checks), never IO: taking a slot, writing one's own `/stat` part or emptying one's mailbox,
 //! copying every other live worker's part out (`/stat`; `/control` also appends to their
 //! mailboxes), scanning the name registry to claim or release names, scanning the ring
@@ -90,45 +91,52 @@ fn lock_word(base: *mut u8) -> &'static AtomicU64 {
     unsafe { &*(base.add(8) as *const AtomicU64) }
 }
 
-/// Runs `f` with the zone locked.
+/// Runs `f` with the zone locked ([`crate::io::lock`]: released by a guard, so also when `f`
+/// panics; taken over from a holder that died inside, pid reuse included).
 fn locked<T>(f: impl FnOnce(*mut u8) -> T) -> Option<T> {
     let base = zone()?;
-    let word = lock_word(base);
-    let me = u64::from(pid());
-    let mut spins = 0u32;
-    loop {
-        if word
-            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            break;
-        }
-        let holder = word.load(Ordering::Relaxed);
-        if holder != 0 && !alive(holder as u32) {
-            // Its holder died (SIGKILL, crash) mid-copy: take it over; the data it was
-            // writing is one slot or entry, checked again by readers (lengths, decode).
-            if word
-                .compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                break;
-            }
-        }
-        spins += 1;
-        if spins.is_multiple_of(64) {
-            std::thread::yield_now();
-        } else {
-            core::hint::spin_loop();
-        }
-    }
-    let out = f(base);
-    word.store(0, Ordering::Release);
-    Some(out)
+    let _guard = crate::io::lock::lock(lock_word(base));
+    // A holder that died mid-copy left at most one slot or entry half written; readers check
+    // what they read (lengths, decode) anyway.
+    Some(f(base))
 }
 
 fn slot(base: *mut u8, i: usize) -> *mut u8 {
     // SAFETY: i < SLOTS, inside the zone.
     unsafe { base.add(HEADER + i * SLOT_SIZE) }
+}
+
+/// Offset in a worker's slot of its number of RTMP connections (written only by that worker,
+/// without the lock; summed by any worker for `max_connections`).
+const SLOT_CONNECTIONS: usize = 12;
+
+fn slot_connections(s: *mut u8) -> &'static AtomicU32 {
+    // SAFETY: offset 12 of a slot is a 4-aligned u32 (slots are 4096-aligned), zeroed when the
+    // slot is taken, and used only atomically.
+    unsafe { &*(s.add(SLOT_CONNECTIONS) as *const AtomicU32) }
+}
+
+/// This worker now has `n` RTMP connections.
+pub fn set_connection_count(n: usize) {
+    let (Some(base), Some(i)) = (zone(), MY_SLOT.load(Ordering::Acquire).checked_sub(1)) else {
+        return;
+    };
+    let n = u32::try_from(n).unwrap_or(u32::MAX);
+    slot_connections(slot(base, i)).store(n, Ordering::Relaxed);
+}
+
+/// RTMP connections of every live worker.
+fn connection_total() -> Option<u64> {
+    let base = zone()?;
+    let mut total = 0u64;
+    for i in 0..SLOTS {
+        let s = slot(base, i);
+        let owner = slot_pid(s).load(Ordering::Relaxed);
+        if owner != 0 && (owner == pid() || alive(owner)) {
+            total += u64::from(slot_connections(s).load(Ordering::Relaxed));
+        }
+    }
+    Some(total)
 }
 
 fn slot_pid(s: *mut u8) -> &'static AtomicU32 {
@@ -509,6 +517,10 @@ fn key_bytes(key: &StreamKey) -> Vec<u8> {
 }
 
 impl PublishRegistry for ShmRegistry {
+    fn connections(&self) -> Option<u64> {
+        connection_total()
+    }
+
     fn claim(&mut self, key: &StreamKey) -> bool {
         let k = key_bytes(key);
         let me = pid();

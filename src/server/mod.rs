@@ -234,6 +234,11 @@ pub trait PublishRegistry {
     /// New messages of a followed stream; `ended` once its publisher left.
     fn poll(&mut self, key: &StreamKey, out: &mut Vec<RemoteFrame>) -> bool;
     fn unfollow(&mut self, key: &StreamKey);
+    /// RTMP connections of every worker (for `max_connections`); None: only this worker's
+    /// are known.
+    fn connections(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A publisher message on its way to other workers (borrowed: no copy before shared memory).
@@ -535,6 +540,21 @@ impl Worker {
                 client.vars.tcurl = req.tc_url;
                 client.vars.pageurl = req.page_url;
                 client.connect_args = req.app_args;
+                if let Some(max) = client.app_settings().and_then(|s| s.access.max_connections) {
+                    // Counted when accepted, this connection included, in every worker.
+                    let local = self.clients.len() as u64;
+                    let count = self.registry.as_ref().and_then(|r| r.connections());
+                    let count = count.unwrap_or(local).max(local);
+                    if count > max {
+                        self.refuse_connect(
+                            id,
+                            &format!("{count} connections, max_connections is {max}"),
+                            "Too many connections.",
+                            outcome,
+                        );
+                        return;
+                    }
+                }
                 let waiting = notify::Waiting::Connect;
                 if !self.start_call(id, Call::Connect, None, vec![], waiting, outcome) {
                     if let Some(client) = self.clients.get_mut(&id) {
@@ -554,6 +574,24 @@ impl Worker {
                     .push((id, CloseMode::AfterFlush, "application not found".into()));
             }
         }
+    }
+
+    /// Answers `connect` with `NetConnection.Connect.Rejected` and closes after it is sent.
+    fn refuse_connect(
+        &mut self,
+        id: ClientId,
+        why: &str,
+        description: &str,
+        outcome: &mut Outcome,
+    ) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        outcome.log(LogLevel::Warn, id, format!("rtmp: connect refused: {why}"));
+        client.session.reject_connect(description);
+        outcome
+            .close
+            .push((id, CloseMode::AfterFlush, format!("connect refused: {why}")));
     }
 
     /// Shared checks for publish and play: a safe name, an application, and allow/deny rules.

@@ -738,6 +738,33 @@ fn connect_to_unknown_app_is_rejected_and_closed_after_flush() {
 }
 
 #[test]
+fn max_connections_rejects_the_connect_over_the_limit_and_keeps_the_others() {
+    let server = server_with(&[("max_connections", &["2"])], &[]);
+    let mut h = Harness::new(server);
+    assert!(h.connect(1, "127.0.0.1", "live"));
+    assert!(h.connect(2, "127.0.0.1", "live"));
+    assert!(!h.connect(3, "127.0.0.1", "live"));
+    let c = h.c(3);
+    assert!(c.has_code("NetConnection.Connect.Rejected"));
+    let (_, mode, _) = h.close_of(3).expect("the third is closed");
+    assert_eq!(*mode, CloseMode::AfterFlush);
+    assert!(h.close_of(1).is_none() && h.close_of(2).is_none());
+    let warns: Vec<_> = h
+        .logs
+        .iter()
+        .filter(|l| l.level == LogLevel::Warn)
+        .collect();
+    assert_eq!(warns.len(), 1, "{warns:?}");
+    assert!(
+        warns[0]
+            .text
+            .contains("3 connections, max_connections is 2"),
+        "{}",
+        warns[0].text
+    );
+}
+
+#[test]
 fn connect_with_path_traversal_app_is_rejected() {
     let mut h = Harness::new(default_server());
     assert!(!h.connect(1, "127.0.0.1", "../live"));
