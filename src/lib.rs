@@ -3,7 +3,8 @@
 //! Three rings (see docs/architecture.md):
 //! - pure core: [`rtmp`] (handshake, chunks, AMF, commands, session), [`media`] (FLV tags,
 //!   codec headers), [`live`] (stream registry, GOP cache, player queues), [`conf`] (directives,
-//!   values, merge), [`hls`] and [`dash`] (muxers, segmenters, playlists), [`files`] (the file
+//!   values, merge), [`segment`] (what HLS and DASH share: timeline, cut policy, limits),
+//!   [`hls`] and [`dash`] (muxers, segmenters, playlists), [`files`] (the file
 //!   operations they ask for), [`server`] (one worker's sessions and outputs), [`notify`]
 //!   (callbacks), [`stat`], [`control`], [`accesslog`]. No nginx types, no clock reads, no
 //!   sockets, no files.
@@ -29,6 +30,7 @@ pub mod live;
 pub mod media;
 pub mod notify;
 pub mod rtmp;
+pub mod segment;
 pub mod server;
 pub mod stat;
 

@@ -15,7 +15,7 @@
 //!   [`FINAL_CLEANUP_FACTOR`] × that long, and is deleted *before* the rest.
 //!
 //! Choices (beyond the C module, see issue 4):
-//! - Timeline: RTMP timestamps go through [`crate::hls::timeline`] (32-bit wraps, jumps,
+//! - Timeline: RTMP timestamps go through [`crate::segment::timeline`] (32-bit wraps, jumps,
 //!   per-track references) and then onto the *presentation timeline*, in ms since
 //!   `availabilityStartTime`, which is the wall clock when the first segment started. Media
 //!   time equals presentation time (`tfdt` = S@t = presentation time × timescale), so the
@@ -25,10 +25,11 @@
 //!   `<name>-<t>.m4v|m4a` with `t` = S@t in that timescale (the C module's timescale is
 //!   1000, so its `t` is in ms); an audio track whose timescale differs from the first one of
 //!   the stream is named `<name>-<t>-<timescale>.m4a` so names never collide.
-//! - Cuts: at the first video keyframe once `dash_fragment` has passed; audio is cut at the
+//! - Cuts ([`crate::segment::cut`], with [`MAX_SEGMENT_FACTOR`] × `dash_fragment` as the
+//!   max): at the first video keyframe once `dash_fragment` has passed; audio is cut at the
 //!   same instant (the segment waits up to [`MAX_AUDIO_WAIT_MS`] for audio to reach it).
 //!   Audio-only streams are cut by duration at any frame. Without a keyframe for
-//!   [`MAX_SEGMENT_FACTOR`] × `dash_fragment` (or [`MAX_SEGMENT_BYTES`]) a segment is cut
+//!   [`MAX_SEGMENT_FACTOR`] × `dash_fragment` (or [`cut::MAX_SEGMENT_BYTES`]) a segment is cut
 //!   anyway; the next one does not start with a sync sample, so `startWithSAP` is left out
 //!   while it is listed, and it ends at the next keyframe.
 //! - Sample times: video durations from the next frame's timestamp; audio frames at 1024
@@ -61,39 +62,29 @@ use super::fmp4::{self, Sample, TrackCodec};
 use super::mpd::{self, ContentType};
 use crate::conf::{DashClock, DashSettings};
 use crate::files::{FileOp, FileOutput, Now};
-use crate::hls::segmenter::is_valid_name;
-use crate::hls::timeline::{Timeline, Track, BACKWARD_TOLERANCE_MS};
 use crate::media::flv::{self, AudioPacket, FourCc, MultitrackKind, VideoPacket};
 use crate::rtmp::amf0;
+use crate::segment::cut::{self, Boundary, CutPolicy, Decision, SegmentSoFar};
+use crate::segment::names::{basename, is_valid_name};
+use crate::segment::timeline::{Timeline, Track, BACKWARD_TOLERANCE_MS};
+use crate::segment::{
+    AAC_FRAME_SAMPLES, APPEND_CHUNK_BYTES, DEFAULT_VIDEO_STEP_MS, MAX_AUDIO_FRAME, MAX_CTS_MS,
+    PART_SUFFIX,
+};
 
-/// Segment bytes are handed to the IO ring in appends of this size.
-pub const APPEND_CHUNK_BYTES: usize = 64 * 1024;
-/// Suffix of a segment being written; renamed away when whole.
-pub const PART_SUFFIX: &str = ".part";
-/// Composition offsets beyond ±this (ms) are a lying tag and are clamped.
-pub const MAX_CTS_MS: i32 = 10_000;
-/// Frame step assumed for video before two frames were seen (ms).
-pub const DEFAULT_VIDEO_STEP_MS: u64 = 40;
-/// A video segment with no keyframe is cut after this many `dash_fragment`s.
+/// A video segment with no keyframe is cut after this many `dash_fragment`s (DASH's max
+/// fragment: it has no `dash_max_fragment` directive).
 pub const MAX_SEGMENT_FACTOR: u64 = 10;
-/// A segment is cut once its samples reach this size (they are held in memory until the cut).
-pub const MAX_SEGMENT_BYTES: usize = 64 * 1024 * 1024;
-/// ... or this many samples in one track.
-pub const MAX_SEGMENT_SAMPLES: usize = 60_000;
 /// How long (media ms) a video cut waits for audio to reach it before closing without.
 pub const MAX_AUDIO_WAIT_MS: u64 = 1500;
 /// Audio frames kept while waiting for the first video keyframe.
 pub const MAX_PREROLL_FRAMES: usize = 1024;
-/// Largest audio frame accepted.
-pub const MAX_AUDIO_FRAME: usize = 64 * 1024;
 /// A gap in audio up to this long (ms) is bridged by the frame before it, not a timeline gap.
 pub const MAX_AUDIO_STRETCH_MS: u64 = 1000;
 /// At a restart or jump, media further behind the wall clock than this jumps forward to it.
 pub const RESYNC_THRESHOLD_MS: u64 = 1000;
 /// After the stream ends, its MPD and segments stay this many grace periods.
 pub const FINAL_CLEANUP_FACTOR: u64 = 2;
-/// AAC frame length in samples of the core decoder.
-const AAC_FRAME_SAMPLES: u64 = 1024;
 
 /// Track kinds, in MPD order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,10 +187,6 @@ fn frame_ticks(codec: &TrackCodec) -> u64 {
 }
 
 // ---- layout ----
-
-fn basename(s: &str) -> &str {
-    s.rsplit('/').next().unwrap_or(s)
-}
 
 /// Where a stream's files go and what the MPD calls them (the C module's layout).
 #[derive(Debug, Clone)]
@@ -343,6 +330,22 @@ struct OpenSeg {
     bytes: usize,
 }
 
+impl OpenSeg {
+    /// The segment as the cut policy sees it at presentation time `ms`. Its samples are held
+    /// in memory until the cut, so it can be full.
+    fn so_far(&self, ms: u64) -> SegmentSoFar {
+        SegmentSoFar {
+            length_ms: ms.saturating_sub(self.start_ms),
+            start_src_ms: 0,
+            independent: self.sap,
+            full: cut::is_full(
+                self.bytes,
+                self.samples.iter().map(Vec::len).max().unwrap_or(0),
+            ),
+        }
+    }
+}
+
 /// A segment whose video ended at `boundary_ms`, waiting for audio to get there.
 #[derive(Debug)]
 struct Closing {
@@ -387,6 +390,7 @@ pub struct DashStream {
     valid: bool,
     layout: Layout,
 
+    cut: CutPolicy,
     timeline: Timeline,
     sources: [Option<Source>; 2],
     meta_frame_rate: Option<f64>,
@@ -459,14 +463,16 @@ impl DashStream {
     /// found on disk; the new timeline goes on after it (see the module docs).
     pub fn new(settings: &DashSettings, app: &str, name: &str, previous_mpd: Option<&str>) -> Self {
         let valid = is_valid_name(name) && !settings.path.is_empty();
-        let forward_limit = settings.fragment_ms.saturating_mul(MAX_SEGMENT_FACTOR);
+        let max_ms = settings.fragment_ms.saturating_mul(MAX_SEGMENT_FACTOR);
+        let cut = CutPolicy::new(settings.fragment_ms, max_ms, Boundary::Duration);
         let mut s = DashStream {
             settings: settings.clone(),
             app: app.to_owned(),
             name: name.to_owned(),
             valid,
             layout: Layout::new(settings, name),
-            timeline: Timeline::new(BACKWARD_TOLERANCE_MS as u64, forward_limit),
+            cut,
+            timeline: Timeline::new(BACKWARD_TOLERANCE_MS as u64, cut.max_ms()),
             sources: [None, None],
             meta_frame_rate: None,
             offset: 0,
@@ -771,18 +777,8 @@ impl DashStream {
             };
             let ts = track.timescale;
             let Some(seg) = self.seg.as_ref() else { return };
-            let d = ms.saturating_sub(seg.start_ms);
-            let full = seg.bytes >= MAX_SEGMENT_BYTES
-                || seg.samples.iter().any(|s| s.len() >= MAX_SEGMENT_SAMPLES);
-            let cut = d > 0
-                && ((key && (d >= self.settings.fragment_ms || !seg.sap))
-                    || d >= self
-                        .settings
-                        .fragment_ms
-                        .saturating_mul(MAX_SEGMENT_FACTOR)
-                        .max(1)
-                    || full);
-            if cut {
+            // A restart (new Period, jump) closed the segment above: never one here.
+            if self.cut.video(&seg.so_far(ms), 0, key, false) != Decision::Keep {
                 let dts = self.video_dts(ms, ts);
                 self.soft_cut(ms, dts, key, now);
             }
@@ -864,16 +860,11 @@ impl DashStream {
             }
             // Video stopped: the segment still ends, after MAX_SEGMENT_FACTOR fragments or
             // at the size caps; the next one starts here, without a sync sample.
-            let over = self.seg.as_ref().is_some_and(|seg| {
-                self.media_ms(m.out_ms).saturating_sub(seg.start_ms)
-                    >= self
-                        .settings
-                        .fragment_ms
-                        .saturating_mul(MAX_SEGMENT_FACTOR)
-                        .max(1)
-                    || seg.bytes >= MAX_SEGMENT_BYTES
-                    || seg.samples.iter().any(|s| s.len() >= MAX_SEGMENT_SAMPLES)
-            });
+            let at = self.media_ms(m.out_ms);
+            let over = self
+                .seg
+                .as_ref()
+                .is_some_and(|seg| self.cut.forced(&seg.so_far(at)));
             if over {
                 self.hard_close(now);
                 if !self.open(m.out_ms, false, now) {
@@ -897,10 +888,7 @@ impl DashStream {
                 self.push_audio(ms, data, now);
             }
             Some(seg) => {
-                let d = ms.saturating_sub(seg.start_ms);
-                let full = seg.bytes >= MAX_SEGMENT_BYTES
-                    || seg.samples.iter().any(|s| s.len() >= MAX_SEGMENT_SAMPLES);
-                if d > 0 && (d >= self.settings.fragment_ms || full) {
+                if self.cut.audio_only(&seg.so_far(ms), 0, false) {
                     if let Some((ts, frame)) = self
                         .current_track(Kind::Audio)
                         .map(|t| (t.timescale, t.frame_ticks))

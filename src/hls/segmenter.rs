@@ -11,15 +11,16 @@
 //!   [`FINAL_CLEANUP_FACTOR`] × `hls_playlist_length` and is deleted *before* its segments.
 //!
 //! Choices (beyond the C module, see the issue):
-//! - Timeline: see [`super::timeline`]. TS timestamps stay continuous across timestamp jumps
+//! - Timeline: see [`crate::segment::timeline`]. TS timestamps stay continuous across timestamp jumps
 //!   and publisher restarts within one `HlsStream`; the first segment after a jump carries one
 //!   `#EXT-X-DISCONTINUITY` (several jumps before the next cut still give one).
-//! - Cuts: at the first keyframe once `hls_fragment` has passed (or, `aligned`, once the
-//!   publisher's timestamp enters a new multiple of `hls_fragment`); any frame at
-//!   `hls_max_fragment` forces a cut. A segment that did not start on a keyframe is closed at
-//!   the next keyframe whatever its length, to get back onto keyframes quickly; while such a
-//!   segment is listed, `#EXT-X-INDEPENDENT-SEGMENTS` is left out. Audio-only: cut by
-//!   duration at any audio frame.
+//! - Cuts ([`crate::segment::cut`], with `hls_max_fragment` as the max): at the first
+//!   keyframe once `hls_fragment` has passed (or, `aligned`, once the publisher's timestamp
+//!   enters a new multiple of `hls_fragment`); any frame at `hls_max_fragment` forces a cut.
+//!   A segment that did not start on a keyframe is closed at the next keyframe whatever its
+//!   length, to get back onto keyframes quickly; while such a segment is listed,
+//!   `#EXT-X-INDEPENDENT-SEGMENTS` is left out. Audio-only: cut by duration at any audio
+//!   frame.
 //! - Window: `hls_playlist_length / hls_fragment` segments as the C module, but never fewer
 //!   than three target durations of media (RFC 8216 §6.2.2). `hls_type event` never drops.
 //! - Target duration: ceiling of the longest listed segment (never below an `EXTINF`).
@@ -53,7 +54,6 @@ use bytes::Bytes;
 
 use super::keys::{CbcEncryptor, KeyGenerator, BLOCK};
 use super::playlist::{self, KeyTag, MediaHeader, SegmentEntry, VariantEntry, VariantInfo};
-use super::timeline::{Mapped, Timeline, Track, BACKWARD_TOLERANCE_MS};
 use super::ts::{TsAudio, TsMuxer, TsTracks};
 use super::{FileOp, Now};
 use crate::conf::{HlsDatetime, HlsNaming, HlsSettings, HlsSlicing, HlsType};
@@ -62,17 +62,14 @@ use crate::media::flv::{
     self, AacConfig, AudioPacket, AvcConfig, FourCc, MultitrackKind, VideoPacket,
 };
 use crate::rtmp::amf0;
+use crate::segment::cut::{Boundary, CutPolicy, Decision, SegmentSoFar};
+use crate::segment::names::{basename, is_valid_name};
+use crate::segment::timeline::{Mapped, Timeline, Track, BACKWARD_TOLERANCE_MS};
+use crate::segment::{
+    AAC_FRAME_SAMPLES, APPEND_CHUNK_BYTES, DEFAULT_VIDEO_STEP_MS, MAX_AUDIO_FRAME, MAX_CTS_MS,
+    PART_SUFFIX,
+};
 
-/// Segment bytes are handed to the IO ring in appends of about this size (and at the cut).
-pub const APPEND_CHUNK_BYTES: usize = 64 * 1024;
-/// Suffix of a segment being written; renamed away at the cut.
-pub const PART_SUFFIX: &str = ".part";
-/// Composition offsets are clamped to 0..=this (ms); beyond is a lying tag.
-pub const MAX_CTS_MS: i64 = 10_000;
-/// Frame step assumed for video before two frames were seen (ms).
-pub const DEFAULT_VIDEO_STEP_MS: u64 = 40;
-/// Longest stream name accepted for file names.
-pub const MAX_NAME_LEN: usize = 512;
 /// Wall-clock drift (ms) after which the program date is re-anchored to the clock.
 pub const PDT_MAX_DRIFT_MS: u64 = 2000;
 /// After the stream ends, its playlist and segments stay this many playlist lengths.
@@ -83,10 +80,7 @@ const MAX_AUDIO_LEAD_MS: u64 = 1000;
 /// Bounds on the audio PES buffer (`hls_audio_buffer_size`).
 pub const MIN_AUDIO_BUFFER: usize = 8 * 1024;
 pub const MAX_AUDIO_BUFFER: usize = 16 * 1024 * 1024;
-/// Largest audio frame accepted (MP3 frames are < 3 KiB; ADTS caps AAC at 8 KiB).
-pub const MAX_AUDIO_FRAME: usize = 64 * 1024;
-/// Samples per frame used for timing: AAC and MPEG-1 layer III.
-const AAC_FRAME_SAMPLES: u64 = 1024;
+/// Samples per frame used for timing of MPEG-1 layer III (AAC: [`AAC_FRAME_SAMPLES`]).
 const MP3_FRAME_SAMPLES: u64 = 1152;
 
 /// Percent-encodes what may not appear raw in a playlist URI (RFC 3986 unreserved, sub-delims,
@@ -101,22 +95,6 @@ fn uri_escape(s: &str) -> String {
         }
     }
     out
-}
-
-/// Last '/'-separated component.
-fn basename(s: &str) -> &str {
-    s.rsplit('/').next().unwrap_or(s)
-}
-
-/// Whether `name` can be used for file names under `hls_path`: not empty, no `..`, no
-/// absolute path or empty component, no control characters or backslashes.
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && !name.contains("..")
-        && !name.starts_with('/')
-        && !name.split('/').any(|c| c.is_empty() || c == ".")
-        && !name.chars().any(|c| c.is_control() || c == '\\')
 }
 
 /// Trailing decimal digits before `suffix` (`name-12.ts` -> 12).
@@ -296,6 +274,7 @@ pub struct HlsStream {
     /// Measured attributes of the other variants of the same base name (from their streams).
     siblings: HashMap<String, VariantInfo>,
 
+    cut: CutPolicy,
     timeline: Timeline,
     avc: Option<AvcConfig>,
     sps: Option<SpsInfo>,
@@ -382,7 +361,11 @@ impl HlsStream {
             });
         let muxdelay = settings.muxdelay_ms.min(1000);
         let start_out = BACKWARD_TOLERANCE_MS as u64 + muxdelay;
-        let forward_limit = settings.max_fragment_ms.max(settings.fragment_ms);
+        let boundary = match settings.slicing {
+            HlsSlicing::Plain => Boundary::Duration,
+            HlsSlicing::Aligned => Boundary::Aligned,
+        };
+        let cut = CutPolicy::new(settings.fragment_ms, settings.max_fragment_ms, boundary);
         let keys = settings.keys.then(|| KeyState {
             generator: KeyGenerator::new(random),
             current: None,
@@ -397,7 +380,8 @@ impl HlsStream {
             variant,
             last_master: None,
             siblings: HashMap::new(),
-            timeline: Timeline::new(start_out, forward_limit),
+            cut,
+            timeline: Timeline::new(start_out, cut.max_ms()),
             avc: None,
             sps: None,
             aac: None,
@@ -626,7 +610,7 @@ impl HlsStream {
 
         let delay = self.settings.max_audio_delay_ms.saturating_mul(90);
         let dts = m.out_ms.saturating_mul(90);
-        let cts = i64::from(t.composition_time_ms).clamp(0, MAX_CTS_MS) as u64;
+        let cts = u64::try_from(t.composition_time_ms.clamp(0, MAX_CTS_MS)).unwrap_or(0);
         let pts = dts.saturating_add(cts * 90);
         if !self.muxer_tracks().is_some_and(|t| t.video) || self.cur.is_none() {
             return;
@@ -645,42 +629,20 @@ impl HlsStream {
         self.append_ready(ops);
     }
 
-    /// Period index for `aligned` slicing.
-    fn period(&self, src_ms: i64) -> i64 {
-        let f = i64::try_from(self.settings.fragment_ms.max(1)).unwrap_or(i64::MAX);
-        src_ms.div_euclid(f)
-    }
-
-    /// `aligned`: whether the first segment may start at `src_ms` (on a multiple of
-    /// `hls_fragment`, or after the first period boundary seen), so that servers fed the same
-    /// stream start on the same cut.
+    /// `aligned`: whether the first segment may start at `src_ms` (see [`CutPolicy::may_start`]).
     fn aligned_ready(&mut self, src_ms: i64) -> bool {
-        if self.settings.slicing != HlsSlicing::Aligned || self.settings.fragment_ms == 0 {
-            return true;
-        }
-        let p = self.period(src_ms);
-        match self.aligned_first_period {
-            None => {
-                self.aligned_first_period = Some(p);
-                src_ms.rem_euclid(self.settings.fragment_ms as i64) == 0
-            }
-            Some(first) => p != first,
-        }
+        self.cut.may_start(&mut self.aligned_first_period, src_ms)
     }
 
-    /// Whether the open segment reached its normal end at `m` (duration `d`).
-    fn at_boundary(&self, cur: &OpenSegment, m: Mapped, d: u64) -> bool {
-        match self.settings.slicing {
-            HlsSlicing::Plain => d >= self.settings.fragment_ms,
-            HlsSlicing::Aligned => self.period(m.src_ms) != self.period(cur.start_src),
+    /// The open segment as the cut policy sees it at `m`. TS segments are streamed out in
+    /// appends, so they are never full.
+    fn so_far(cur: &OpenSegment, m: Mapped) -> SegmentSoFar {
+        SegmentSoFar {
+            length_ms: m.out_ms.saturating_sub(cur.start_out),
+            start_src_ms: cur.start_src,
+            independent: cur.independent,
+            full: false,
         }
-    }
-
-    fn max_fragment_ms(&self) -> u64 {
-        self.settings
-            .max_fragment_ms
-            .max(self.settings.fragment_ms)
-            .max(1)
     }
 
     fn video_cut(&mut self, m: Mapped, key: bool, now: Now, ops: &mut Vec<FileOp>) {
@@ -690,19 +652,19 @@ impl HlsStream {
             }
             return;
         };
-        let d = m.out_ms.saturating_sub(cur.start_out);
-        if d == 0 {
-            return;
-        }
         let tracks_changed = self.muxer_tracks() != Some(self.desired_tracks());
         let has_video = self.muxer_tracks().is_some_and(|t| t.video);
-        let cut = key
-            && (self.pending_discontinuity
-                || tracks_changed
-                || !cur.independent
-                || self.at_boundary(cur, m, d));
-        let forced = has_video && d >= self.max_fragment_ms();
-        if cut || forced {
+        let restart = self.pending_discontinuity || tracks_changed;
+        // A forced cut needs a video track in the muxer (else the keyframe brings it in).
+        let cut = match self
+            .cut
+            .video(&Self::so_far(cur, m), m.src_ms, key, restart)
+        {
+            Decision::Keep => false,
+            Decision::AtKeyframe => true,
+            Decision::Forced => has_video,
+        };
+        if cut {
             let has_audio = self.muxer_tracks().is_some_and(|t| t.audio.is_some());
             if key && has_audio && !self.pending_discontinuity && !tracks_changed {
                 self.defer_close(now, m.out_ms, ops);
@@ -765,17 +727,13 @@ impl HlsStream {
             }
             return;
         };
-        let d = m.out_ms.saturating_sub(cur.start_out);
-        if d == 0 {
-            return;
-        }
+        let seg = Self::so_far(cur, m);
         let cut = if video_mode {
-            d >= self.max_fragment_ms()
+            self.cut.forced(&seg)
         } else {
-            self.pending_discontinuity
-                || self.muxer_tracks() != Some(self.desired_tracks())
-                || self.at_boundary(cur, m, d)
-                || d >= self.max_fragment_ms()
+            let restart =
+                self.pending_discontinuity || self.muxer_tracks() != Some(self.desired_tracks());
+            self.cut.audio_only(&seg, m.src_ms, restart)
         };
         if cut {
             self.close_segment(now, m.out_ms, false, ops);

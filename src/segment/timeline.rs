@@ -1,4 +1,5 @@
-//! The segmenter's clock: 32-bit RTMP millisecond timestamps extended to a 64-bit timeline.
+//! The segmenters' clock (HLS and DASH): 32-bit RTMP millisecond timestamps extended to a
+//! 64-bit timeline.
 //!
 //! Each track (audio, video) keeps its own reference, because publishers interleave tracks
 //! loosely and some start them at different values; one shared reference would see every
@@ -17,7 +18,8 @@
 /// A timestamp this far behind its track's newest is still in order (loose interleaving,
 /// B-frame reordering by muxers that put PTS in the timestamp); further back is a jump.
 pub const BACKWARD_TOLERANCE_MS: i64 = 1000;
-/// The smallest forward gap taken for a jump (the segmenter passes max(this, hls_max_fragment)).
+/// The smallest forward gap taken for a jump (a segmenter passes its max fragment,
+/// [`super::cut::CutPolicy::max_ms`]; the larger of the two counts).
 pub const MIN_FORWARD_JUMP_MS: i64 = 10_000;
 /// Longest step between frames remembered for bridging a jump.
 const MAX_STEP_MS: i64 = 1000;
