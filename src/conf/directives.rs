@@ -80,6 +80,15 @@ pub static DIRECTIVES: &[Directive] = &[
     many("allow", R_S_A, Between(1, 2), Implemented),
     many("deny", R_S_A, Between(1, 2), Implemented),
     one("max_connections", R_S_A, Exactly(1), Implemented),
+    // TLS of `listen ... ssl` (RTMPS): ours, named as in nginx's stream module.
+    many("ssl_certificate", R_S, Exactly(1), Implemented),
+    many("ssl_certificate_key", R_S, Exactly(1), Implemented),
+    one("ssl_protocols", R_S, AtLeast(1), Implemented),
+    one("ssl_ciphers", R_S, Exactly(1), Implemented),
+    one("ssl_prefer_server_ciphers", R_S, Flag, Implemented),
+    one("ssl_session_cache", R_S, Between(1, 2), Implemented),
+    one("ssl_session_timeout", R_S, Exactly(1), Implemented),
+    one("ssl_handshake_timeout", R_S, Exactly(1), Implemented),
     // Live and codec.
     one("live", R_S_A, Flag, Implemented),
     one("meta", R_S_A, Exactly(1), Implemented),
@@ -411,11 +420,20 @@ mod tests {
         "record_interval_size",
     ];
 
-    /// Directives of our own, for what the C module cannot do (https callbacks, gathered writes).
+    /// Directives of our own, for what the C module cannot do (https callbacks, gathered writes,
+    /// RTMPS).
     const OWN: &[&str] = &[
         "notify_ssl_verify",
         "notify_ssl_trusted_certificate",
         "play_flush_interval",
+        "ssl_certificate",
+        "ssl_certificate_key",
+        "ssl_protocols",
+        "ssl_ciphers",
+        "ssl_prefer_server_ciphers",
+        "ssl_session_cache",
+        "ssl_session_timeout",
+        "ssl_handshake_timeout",
     ];
 
     #[test]
@@ -461,6 +479,14 @@ mod tests {
             "allow",
             "deny",
             "max_connections",
+            "ssl_certificate",
+            "ssl_certificate_key",
+            "ssl_protocols",
+            "ssl_ciphers",
+            "ssl_prefer_server_ciphers",
+            "ssl_session_cache",
+            "ssl_session_timeout",
+            "ssl_handshake_timeout",
             "wait_key",
             "wait_video",
             "idle_streams",

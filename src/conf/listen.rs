@@ -59,6 +59,8 @@ pub struct ListenSpec {
     pub so_keepalive: Option<Keepalive>,
     pub reuseport: bool,
     pub proxy_protocol: bool,
+    /// `ssl`: RTMPS on this socket, with the server's `ssl_*` settings.
+    pub ssl: bool,
     pub backlog: Option<i32>,
     /// `default` / `default_server`: accepted and ignored (RTMP has no virtual servers).
     pub default_server: bool,
@@ -225,6 +227,7 @@ pub(crate) fn parse_listen_warn(args: &[&str]) -> Result<(ListenSpec, Option<Str
         so_keepalive: None,
         reuseport: false,
         proxy_protocol: false,
+        ssl: false,
         backlog: None,
         default_server: false,
     };
@@ -243,6 +246,8 @@ pub(crate) fn parse_listen_warn(args: &[&str]) -> Result<(ListenSpec, Option<Str
             spec.bind = true;
         } else if opt == "proxy_protocol" {
             spec.proxy_protocol = true;
+        } else if opt == "ssl" {
+            spec.ssl = true;
         } else if let Some(v) = opt.strip_prefix("ipv6only=") {
             let on = match v {
                 "on" => true,
@@ -453,9 +458,10 @@ mod tests {
     fn bad_options_are_refused() {
         let err = |o: &str| parse_listen(&["1935", o]).unwrap_err().to_string();
         assert_eq!(
-            err("ssl"),
-            "invalid parameter \"ssl\" in \"listen\" directive"
+            err("tls"),
+            "invalid parameter \"tls\" in \"listen\" directive"
         );
+        assert!(parse_listen(&["1936", "ssl"]).unwrap().ssl);
         assert_eq!(
             err("ipv6only=yes"),
             "invalid ipv6only flags \"yes\" in \"listen\" directive"

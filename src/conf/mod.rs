@@ -37,15 +37,15 @@ pub use listen::{
 pub use log::{compile_log_format, AccessLog, LogFormat, LogOp, LogVar, COMBINED_LOG_FORMAT};
 pub use rtmp::{
     AccessConf, CoreConf, DashConf, ExecCommand, ExecConf, HlsConf, LiveConf, LogConf, NetConf,
-    NotifyConf, PlayConf, RecordConf, RelayConf, RtmpConf, MAX_CHUNK_SIZE, MAX_OUT_QUEUE,
+    NotifyConf, PlayConf, RecordConf, RelayConf, RtmpConf, SslConf, MAX_CHUNK_SIZE, MAX_OUT_QUEUE,
     MAX_STREAMS, MIN_CHUNK_SIZE,
 };
 pub use settings::{
     AccessSettings, CoreSettings, DashClock, DashSettings, ExecSettings, ExecSpec, HlsDatetime,
     HlsNaming, HlsSettings, HlsSlicing, HlsType, HlsVariant, LiveSettings, LogSettings, Meta,
     NetSettings, NotifyMethod, NotifySettings, PlayEntry, PlaySettings, RecordFlags,
-    RecordSettings, RelaySettings, RelayTarget, Settings, DEFAULT_PLAY_FLUSH_INTERVAL_MS,
-    MAX_PLAY_FLUSH_INTERVAL_MS,
+    RecordSettings, RelaySettings, RelayTarget, SessionCache, Settings, SslSettings, TlsProtocol,
+    DEFAULT_PLAY_FLUSH_INTERVAL_MS, MAX_PLAY_FLUSH_INTERVAL_MS,
 };
 pub use url::{parse_http_url, parse_rtmp_url, HttpUrl, RtmpUrl, Scheme};
 

@@ -314,6 +314,22 @@ conf_group! {
     }
 }
 
+conf_group! {
+    /// TLS of `listen ... ssl` (RTMPS), as nginx's stream module names it.
+    SslConf {
+        opts {
+            protocols: Vec<TlsProtocol>,
+            ciphers: String,
+            prefer_server_ciphers: bool,
+            session_cache: SessionCache,
+            session_timeout_ms: u64,
+            handshake_timeout_ms: u64,
+        }
+        append {}
+        replace { certificates: String, certificate_keys: String, }
+    }
+}
+
 /// All settings of one level, as written. Fields are `None`/empty when the level does not set
 /// them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -332,6 +348,7 @@ pub struct RtmpConf {
     pub dash: DashConf,
     pub log: LogConf,
     pub net: NetConf,
+    pub ssl: SslConf,
 }
 
 // ---- value helpers: each returns nginx's message on failure -------------------------------
@@ -938,6 +955,30 @@ impl RtmpConf {
             "merge_slashes" => put(&mut net.merge_slashes, d, || flag(d, v)),
             "connection_pool_size" => put(&mut net.connection_pool_size, d, || size(d, v)),
 
+            // TLS (RTMPS).
+            "ssl_certificate" => {
+                self.ssl.certificates.push(v.to_owned());
+                Ok(None)
+            }
+            "ssl_certificate_key" => {
+                self.ssl.certificate_keys.push(v.to_owned());
+                Ok(None)
+            }
+            "ssl_protocols" => {
+                let protocols = tls_protocols(d, args)?;
+                put(&mut self.ssl.protocols, d, || Ok(protocols))
+            }
+            "ssl_ciphers" => put(&mut self.ssl.ciphers, d, || Ok(v.to_owned())),
+            "ssl_prefer_server_ciphers" => {
+                put(&mut self.ssl.prefer_server_ciphers, d, || flag(d, v))
+            }
+            "ssl_session_cache" => {
+                let cache = session_cache(d, args)?;
+                put(&mut self.ssl.session_cache, d, || Ok(cache))
+            }
+            "ssl_session_timeout" => put(&mut self.ssl.session_timeout_ms, d, || msec(d, v)),
+            "ssl_handshake_timeout" => put(&mut self.ssl.handshake_timeout_ms, d, || msec(d, v)),
+
             _ => Err(ConfError::NotAllowedHere(d)),
         }
     }
@@ -961,6 +1002,7 @@ impl RtmpConf {
         self.dash.merge_from(&parent.dash);
         self.log.merge_from(&parent.log);
         self.net.merge_from(&parent.net);
+        self.ssl.merge_from(&parent.ssl);
     }
 
     /// Checks what can only be checked after merging: every `access_log` names a known
@@ -1195,6 +1237,23 @@ impl RtmpConf {
             connection_pool_size: nt.connection_pool_size.unwrap_or(512),
         };
 
+        let sl = &self.ssl;
+        let ssl = SslSettings {
+            certificates: sl.certificates.clone(),
+            certificate_keys: sl.certificate_keys.clone(),
+            protocols: sl
+                .protocols
+                .clone()
+                .unwrap_or_else(|| vec![TlsProtocol::Tls1_2, TlsProtocol::Tls1_3]),
+            ciphers: sl
+                .ciphers
+                .clone()
+                .unwrap_or_else(|| "HIGH:!aNULL:!MD5".to_owned()),
+            prefer_server_ciphers: sl.prefer_server_ciphers.unwrap_or(false),
+            session_cache: sl.session_cache.clone().unwrap_or_default(),
+            session_timeout_ms: sl.session_timeout_ms.unwrap_or(300_000),
+            handshake_timeout_ms: sl.handshake_timeout_ms.unwrap_or(60_000),
+        };
         Settings {
             listens: self.listens.clone(),
             core,
@@ -1209,8 +1268,59 @@ impl RtmpConf {
             dash,
             log,
             net,
+            ssl,
         }
     }
+}
+
+/// `ssl_protocols` words, as nginx's (`TLSv1` ... `TLSv1.3`; SSLv2/SSLv3 are refused).
+fn tls_protocols(d: &'static str, args: &[&str]) -> Result<Vec<TlsProtocol>, ConfError> {
+    args.iter()
+        .map(|a| match *a {
+            "TLSv1" => Ok(TlsProtocol::Tls1),
+            "TLSv1.1" => Ok(TlsProtocol::Tls1_1),
+            "TLSv1.2" => Ok(TlsProtocol::Tls1_2),
+            "TLSv1.3" => Ok(TlsProtocol::Tls1_3),
+            other => Err(ConfError::Other(format!(
+                "invalid value \"{other}\" in \"{d}\" directive, it must be TLSv1, TLSv1.1, \
+                 TLSv1.2 or TLSv1.3"
+            ))),
+        })
+        .collect()
+}
+
+/// `ssl_session_cache off | none | [builtin[:size]] [shared:name:size]`, with nginx's messages.
+fn session_cache(d: &'static str, args: &[&str]) -> Result<SessionCache, ConfError> {
+    let bad = |a: &str| {
+        ConfError::Other(format!(
+            "invalid session cache \"{a}\" in \"{d}\" directive"
+        ))
+    };
+    let mut cache = SessionCache::default();
+    for &a in args {
+        match a {
+            "off" | "none" if args.len() == 1 => cache.off = a == "off",
+            "builtin" => cache.builtin = Some(None),
+            _ => {
+                if let Some(n) = a.strip_prefix("builtin:") {
+                    let n = parse_uint(n).filter(|n| *n > 0).ok_or_else(|| bad(a))?;
+                    cache.builtin = Some(Some(n));
+                } else if let Some(rest) = a.strip_prefix("shared:") {
+                    let (name, size) = rest.rsplit_once(':').ok_or_else(|| bad(a))?;
+                    let size = parse_size(size)
+                        .filter(|n| *n >= 8 * 4096)
+                        .ok_or_else(|| bad(a))?;
+                    if name.is_empty() {
+                        return Err(bad(a));
+                    }
+                    cache.shared = Some((name.to_owned(), size));
+                } else {
+                    return Err(bad(a));
+                }
+            }
+        }
+    }
+    Ok(cache)
 }
 
 /// ASCII case-insensitive prefix test that cannot split a multi-byte character.
@@ -1269,6 +1379,14 @@ mod tests {
         ("allow", &["publish", "127.0.0.1"]),
         ("deny", &["play", "all"]),
         ("max_connections", &["100"]),
+        ("ssl_certificate", &["/etc/ssl/rtmp.pem"]),
+        ("ssl_certificate_key", &["/etc/ssl/rtmp.key"]),
+        ("ssl_protocols", &["TLSv1.2", "TLSv1.3"]),
+        ("ssl_ciphers", &["HIGH:!aNULL"]),
+        ("ssl_prefer_server_ciphers", &["on"]),
+        ("ssl_session_cache", &["shared:RTMPS:10m"]),
+        ("ssl_session_timeout", &["10m"]),
+        ("ssl_handshake_timeout", &["10s"]),
         ("live", &["on"]),
         ("meta", &["copy"]),
         ("interleave", &["on"]),
@@ -1760,7 +1878,7 @@ mod tests {
                 &["record", "all"],
                 "invalid value \"record\" in \"deny\" directive, it must be \"publish\" or \"play\"".into(),
             ),
-            ("listen", &["1935", "ssl"], "invalid parameter \"ssl\" in \"listen\" directive".into()),
+            ("listen", &["1935", "tls"], "invalid parameter \"tls\" in \"listen\" directive".into()),
             ("listen", &["99999"], "invalid port in \"99999\" of the \"listen\" directive".into()),
             ("server_name", &["*x"], "server name \"*x\" is invalid in \"server_name\" directive".into()),
             ("stream_buckets", &["many"], "invalid value \"many\" in \"stream_buckets\" directive".into()),

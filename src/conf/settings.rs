@@ -471,6 +471,48 @@ pub struct NetSettings {
     pub connection_pool_size: u64,
 }
 
+/// TLS protocol versions `ssl_protocols` accepts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TlsProtocol {
+    Tls1,
+    Tls1_1,
+    Tls1_2,
+    Tls1_3,
+}
+
+/// `ssl_session_cache`: as nginx's (`off`, `none`, `builtin[:size]`, `shared:name:size`).
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct SessionCache {
+    /// `off`: sessions are never reused.
+    pub off: bool,
+    /// `builtin[:size]`: OpenSSL's per-worker cache (`Some(None)`: its default size).
+    pub builtin: Option<Option<u64>>,
+    /// `shared:name:size`: a cache shared by the workers, `size` bytes.
+    pub shared: Option<(String, u64)>,
+}
+
+/// TLS of `listen ... ssl` (RTMPS): named and behaving as in nginx's `stream` module.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct SslSettings {
+    /// `ssl_certificate` files (one per key type, as nginx allows).
+    pub certificates: Vec<String>,
+    /// `ssl_certificate_key` files, one per certificate.
+    pub certificate_keys: Vec<String>,
+    /// `ssl_protocols` (TLSv1.2 TLSv1.3).
+    pub protocols: Vec<TlsProtocol>,
+    /// `ssl_ciphers` (HIGH:!aNULL:!MD5).
+    pub ciphers: String,
+    /// `ssl_prefer_server_ciphers` (off).
+    pub prefer_server_ciphers: bool,
+    /// `ssl_session_cache` (none).
+    pub session_cache: SessionCache,
+    /// `ssl_session_timeout` (5m).
+    pub session_timeout_ms: u64,
+    /// `ssl_handshake_timeout` (60s): a client that has not finished its handshake by then is
+    /// closed.
+    pub handshake_timeout_ms: u64,
+}
+
 /// Everything one level resolves to.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Settings {
@@ -488,4 +530,5 @@ pub struct Settings {
     pub dash: DashSettings,
     pub log: LogSettings,
     pub net: NetSettings,
+    pub ssl: SslSettings,
 }

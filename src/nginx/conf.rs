@@ -75,6 +75,10 @@ pub struct MainConf {
 /// `ls->servers` of each of our listening sockets.
 pub struct ListenCtx {
     pub server: Rc<ServerConfig>,
+    /// The server's TLS context for an `ssl` listener (null: plain RTMP).
+    pub ssl: *mut ngx::ffi::ngx_ssl_t,
+    /// `ssl_handshake_timeout`.
+    pub handshake_timeout_ms: u64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -646,6 +650,17 @@ unsafe fn build_runtime(
                 Err(e) => return unsafe { conf_error(cf, &e.to_string()) },
             }
         }
+        // One TLS context per server, for its `ssl` listeners (RTMPS).
+        let ssl = if listens.iter().any(|l| l.ssl) {
+            // SAFETY: cf is live.
+            match unsafe { super::tls::server_context(cf, &settings.ssl) } {
+                Ok(ssl) => ssl,
+                Err(e) => return unsafe { conf_error(cf, &e) },
+            }
+        } else {
+            ptr::null_mut()
+        };
+        let handshake_timeout_ms = settings.ssl.handshake_timeout_ms;
         let runtime = Rc::new(ServerConfig::new(index, settings, apps));
         for spec in &listens {
             if let Some((_, other)) = seen.iter().find(|(l, _)| l.same_address(spec)) {
@@ -664,6 +679,8 @@ unsafe fn build_runtime(
                     (*cf).pool,
                     ListenCtx {
                         server: runtime.clone(),
+                        ssl: if spec.ssl { ssl } else { ptr::null_mut() },
+                        handshake_timeout_ms,
                     },
                 )
             };

@@ -195,11 +195,64 @@ unsafe fn peer_ip(c: *mut ngx_connection_t) -> Option<IpAddr> {
     }
 }
 
-/// `ls->handler`: a new TCP connection on one of our listening sockets.
+/// `ls->handler`: a new TCP connection on one of our listening sockets. On an `ssl` listener
+/// the TLS handshake comes first ([`tls_done`] then starts the session).
 pub extern "C" fn init_connection(c: *mut ngx_connection_t) {
     guard("init_connection", (), || {
         // SAFETY: nginx hands us a freshly accepted connection with its own pool; our ListenCtx
         // was stored in ls->servers when the socket was created and lives as long as the cycle.
+        unsafe {
+            let listen = &*((*(*c).listening).servers as *const ListenCtx);
+            if listen.ssl.is_null() {
+                start_session(c, None);
+            } else {
+                super::tls::start(c, listen.ssl, listen.handshake_timeout_ms, tls_done);
+            }
+        }
+    })
+}
+
+/// The TLS handshake of a new connection is over: an RTMP session starts, or the connection
+/// closes (failed, timed out, or not TLS at all), with one info line and nothing else touched.
+unsafe extern "C" fn tls_done(c: *mut ngx_connection_t) {
+    guard("tls handshake", (), || {
+        // SAFETY: c is the live connection whose handshake this was; nothing of ours is
+        // attached to it yet, so closing it here frees everything.
+        unsafe {
+            if super::tls::handshaked(c) {
+                let tls = super::tls::describe(c);
+                start_session(c, Some(tls));
+                return;
+            }
+            let why = if (*(*c).read).timedout() != 0 {
+                "TLS handshake timed out"
+            } else {
+                "TLS handshake failed"
+            };
+            log(
+                NGX_LOG_INFO,
+                (*c).log,
+                &format!(
+                    "rtmp: client {} closed: {why}",
+                    String::from_utf8_lossy(super::util::str_bytes(&(*c).addr_text))
+                ),
+            );
+            super::tls::shutdown(c);
+            let pool = (*c).pool;
+            ngx_close_connection(c);
+            ngx_destroy_pool(pool);
+        }
+    })
+}
+
+/// Starts the RTMP session of a new connection (after its TLS handshake on an `ssl` listener:
+/// `tls` then says which version and SNI name, for the log).
+///
+/// # Safety
+/// `c` is a live connection of one of our listeners with nothing of ours attached yet.
+unsafe fn start_session(c: *mut ngx_connection_t, tls: Option<String>) {
+    {
+        // SAFETY: as in init_connection.
         unsafe {
             let listen = &*((*(*c).listening).servers as *const ListenCtx);
             let id = (*c).number;
@@ -243,11 +296,12 @@ pub extern "C" fn init_connection(c: *mut ngx_connection_t) {
                 m.insert(id, c);
                 super::shm::set_connection_count(m.len());
             });
+            let over = tls.map_or(String::new(), |t| format!(" over {t}"));
             log(
                 NGX_LOG_INFO,
                 (*c).log,
                 &format!(
-                    "rtmp: client {} connected to {}",
+                    "rtmp: client {} connected to {}{over}",
                     String::from_utf8_lossy(super::util::str_bytes(&(*c).addr_text)),
                     String::from_utf8_lossy(super::util::str_bytes(&(*(*c).listening).addr_text)),
                 ),
@@ -257,13 +311,14 @@ pub extern "C" fn init_connection(c: *mut ngx_connection_t) {
                 first_tick as ngx::ffi::ngx_msec_t,
             );
 
-            if (*(*c).read).ready() != 0 {
+            // After a TLS handshake, data may already wait decrypted inside OpenSSL.
+            if (*(*c).read).ready() != 0 || !(*c).ssl.is_null() {
                 read_handler((*c).read);
             } else if ngx_handle_read_event((*c).read, 0) != NGX_OK as ngx_int_t {
                 close(c, "cannot register read event");
             }
         }
-    })
+    }
 }
 
 extern "C" fn read_handler(rev: *mut ngx_event_t) {
@@ -545,12 +600,18 @@ unsafe fn flush(c: *mut ngx_connection_t) -> bool {
                 if count == 0 {
                     return Ok(0);
                 }
-                let n = libc::writev((*c).fd, slices.as_ptr().cast(), count as i32);
-                if n < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                w.advance(id, n as usize);
-                Ok(n as usize)
+                let slices = slices.get(..count).unwrap_or_default();
+                let n = if (*c).ssl.is_null() {
+                    let n = libc::writev((*c).fd, slices.as_ptr().cast(), slices.len() as i32);
+                    if n < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    n as usize
+                } else {
+                    super::tls::write(c, slices)?
+                };
+                w.advance(id, n);
+                Ok(n)
             });
             match written {
                 Ok(0) => {
@@ -627,6 +688,7 @@ unsafe fn close(c: *mut ngx_connection_t, reason: &str) {
             }
         }
         drop(Box::from_raw(ctx_ptr));
+        super::tls::shutdown(c);
         let pool = (*c).pool;
         ngx_close_connection(c);
         ngx_destroy_pool(pool);

@@ -13,6 +13,7 @@ mod http;
 mod logfile;
 mod netcall;
 mod shm;
+mod tls;
 mod util;
 
 use core::ffi::c_char;

@@ -1,0 +1,322 @@
+//! RTMPS: TLS on `listen ... ssl` sockets through nginx's OpenSSL, as nginx's `stream` module
+//! does it. A server's TLS context is made when the configuration is read (certificates,
+//! protocols, ciphers, session cache); an accepted connection does its handshake on the event
+//! loop, bounded by `ssl_handshake_timeout`, before it becomes an RTMP session; afterwards
+//! nginx's `c->recv` reads through TLS and [`write`] writes through it.
+
+use core::ffi::c_void;
+use core::ptr;
+use std::cell::RefCell;
+use std::io::IoSlice;
+
+use ngx::ffi::{
+    ngx_array_t, ngx_conf_t, ngx_connection_t, ngx_int_t, ngx_pool_cleanup_add, ngx_ssl_t,
+    ngx_str_t, NGX_AGAIN, NGX_OK,
+};
+
+use crate::conf::{SslSettings, TlsProtocol};
+
+/// Plaintext bytes handed to one TLS write (one record's worth).
+const WRITE_CHUNK: usize = 16 * 1024;
+
+/// Session id context of our sessions (a session of another server type is never resumed).
+static mut SESSION_CONTEXT: ngx_str_t = ngx_str_t {
+    len: 4,
+    data: c"RTMP".as_ptr() as *mut u8,
+};
+
+thread_local! {
+    /// Where a TLS connection's queued output is gathered before it is encrypted.
+    static GATHER: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(WRITE_CHUNK));
+}
+
+/// Copies `s` into `pool`, NUL-terminated (OpenSSL opens files by C string).
+///
+/// # Safety
+/// `pool` is a live nginx pool.
+unsafe fn pool_str(pool: *mut ngx::ffi::ngx_pool_t, s: &str) -> Option<ngx_str_t> {
+    // SAFETY: ngx_pnalloc returns len + 1 writable bytes or null.
+    unsafe {
+        let data = ngx::ffi::ngx_pnalloc(pool, s.len() + 1) as *mut u8;
+        if data.is_null() {
+            return None;
+        }
+        ptr::copy_nonoverlapping(s.as_ptr(), data, s.len());
+        *data.add(s.len()) = 0;
+        Some(ngx_str_t { len: s.len(), data })
+    }
+}
+
+/// An nginx array of pool strings.
+///
+/// # Safety
+/// `pool` is a live nginx pool.
+unsafe fn pool_strs(pool: *mut ngx::ffi::ngx_pool_t, items: &[String]) -> Option<*mut ngx_array_t> {
+    // SAFETY: the array and its elements live in the pool.
+    unsafe {
+        let arr = ngx::ffi::ngx_array_create(pool, items.len().max(1), size_of::<ngx_str_t>());
+        if arr.is_null() {
+            return None;
+        }
+        for s in items {
+            let slot = ngx::ffi::ngx_array_push(arr) as *mut ngx_str_t;
+            if slot.is_null() {
+                return None;
+            }
+            *slot = pool_str(pool, s)?;
+        }
+        Some(arr)
+    }
+}
+
+fn protocol_bits(protocols: &[TlsProtocol]) -> ngx::ffi::ngx_uint_t {
+    protocols
+        .iter()
+        .map(|p| match p {
+            TlsProtocol::Tls1 => ngx::ffi::NGX_SSL_TLSv1,
+            TlsProtocol::Tls1_1 => ngx::ffi::NGX_SSL_TLSv1_1,
+            TlsProtocol::Tls1_2 => ngx::ffi::NGX_SSL_TLSv1_2,
+            TlsProtocol::Tls1_3 => ngx::ffi::NGX_SSL_TLSv1_3,
+        })
+        .fold(0, |a, b| a | b as ngx::ffi::ngx_uint_t)
+}
+
+/// Makes a server's TLS context (configuration time). The error names what is wrong; nginx's
+/// own functions have logged OpenSSL's reason before it.
+///
+/// # Safety
+/// `cf` is nginx's live configuration parser.
+pub unsafe fn server_context(
+    cf: *mut ngx_conf_t,
+    s: &SslSettings,
+) -> Result<*mut ngx_ssl_t, String> {
+    if s.certificates.is_empty() {
+        return Err(
+            "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive".into(),
+        );
+    }
+    if s.certificate_keys.len() != s.certificates.len() {
+        return Err(format!(
+            "{} \"ssl_certificate\" but {} \"ssl_certificate_key\": give one key per certificate",
+            s.certificates.len(),
+            s.certificate_keys.len()
+        ));
+    }
+    // SAFETY (whole fn): cf is live; everything made here lives in the cycle pool, and the
+    // OpenSSL context is freed by the cleanup registered right after it is made.
+    unsafe {
+        let pool = (*cf).pool;
+        let ssl = ngx::ffi::ngx_pcalloc(pool, size_of::<ngx_ssl_t>()) as *mut ngx_ssl_t;
+        if ssl.is_null() {
+            return Err("out of memory".into());
+        }
+        (*ssl).log = (*cf).log;
+        if ngx::ffi::ngx_ssl_create(ssl, protocol_bits(&s.protocols), ptr::null_mut())
+            != NGX_OK as ngx_int_t
+        {
+            return Err("cannot create the TLS context".into());
+        }
+        let cln = ngx_pool_cleanup_add(pool, 0);
+        if cln.is_null() {
+            return Err("out of memory".into());
+        }
+        (*cln).handler = Some(ngx::ffi::ngx_ssl_cleanup_ctx);
+        (*cln).data = ssl.cast();
+
+        let (Some(certs), Some(keys)) = (
+            pool_strs(pool, &s.certificates),
+            pool_strs(pool, &s.certificate_keys),
+        ) else {
+            return Err("out of memory".into());
+        };
+        if ngx::ffi::ngx_ssl_certificates(cf, ssl, certs, keys, ptr::null_mut())
+            != NGX_OK as ngx_int_t
+        {
+            return Err(format!(
+                "cannot load \"ssl_certificate\" {}",
+                s.certificates.join(", ")
+            ));
+        }
+        let Some(mut ciphers) = pool_str(pool, &s.ciphers) else {
+            return Err("out of memory".into());
+        };
+        if ngx::ffi::ngx_ssl_ciphers(
+            cf,
+            ssl,
+            &mut ciphers,
+            ngx::ffi::ngx_uint_t::from(s.prefer_server_ciphers),
+        ) != NGX_OK as ngx_int_t
+        {
+            return Err(format!("invalid \"ssl_ciphers\" \"{}\"", s.ciphers));
+        }
+        let Some(mut curve) = pool_str(pool, "auto") else {
+            return Err("out of memory".into());
+        };
+        if ngx::ffi::ngx_ssl_ecdh_curve(cf, ssl, &mut curve) != NGX_OK as ngx_int_t {
+            return Err("cannot set the ECDH curves".into());
+        }
+        let cache = &s.session_cache;
+        let builtin: isize = if cache.off {
+            ngx::ffi::NGX_SSL_NO_SCACHE as isize
+        } else {
+            match cache.builtin {
+                Some(Some(n)) => isize::try_from(n).unwrap_or(isize::MAX),
+                Some(None) => ngx::ffi::NGX_SSL_DFLT_BUILTIN_SCACHE as isize,
+                None if cache.shared.is_some() => ngx::ffi::NGX_SSL_NO_BUILTIN_SCACHE as isize,
+                None => ngx::ffi::NGX_SSL_NONE_SCACHE as isize,
+            }
+        };
+        let mut zone: *mut ngx::ffi::ngx_shm_zone_t = ptr::null_mut();
+        if let Some((name, size)) = &cache.shared {
+            let Some(mut n) = pool_str(pool, name) else {
+                return Err("out of memory".into());
+            };
+            let tag = ptr::addr_of_mut!(super::ngx_rtmp_rs_module) as *mut c_void;
+            zone = ngx::ffi::ngx_shared_memory_add(
+                cf,
+                &mut n,
+                usize::try_from(*size).unwrap_or(usize::MAX),
+                tag,
+            );
+            if zone.is_null() {
+                return Err(format!("cannot add the TLS session cache zone \"{name}\""));
+            }
+            (*zone).init = Some(ngx::ffi::ngx_ssl_session_cache_init);
+        }
+        if ngx::ffi::ngx_ssl_session_cache(
+            ssl,
+            ptr::addr_of_mut!(SESSION_CONTEXT),
+            certs,
+            builtin,
+            zone,
+            (s.session_timeout_ms / 1000) as ngx::ffi::time_t,
+        ) != NGX_OK as ngx_int_t
+        {
+            return Err("cannot set the TLS session cache".into());
+        }
+        Ok(ssl)
+    }
+}
+
+/// Starts the TLS handshake of an accepted connection. `then` runs once it is over (at once or
+/// later from the event loop), successful or not: it checks [`handshaked`].
+///
+/// # Safety
+/// `c` is a freshly accepted connection; `ssl` a context made by [`server_context`].
+pub unsafe fn start(
+    c: *mut ngx_connection_t,
+    ssl: *mut ngx_ssl_t,
+    timeout_ms: u64,
+    then: unsafe extern "C" fn(*mut ngx_connection_t),
+) {
+    // SAFETY (whole fn): c is live and ours; nginx keeps c->ssl until ngx_ssl_shutdown.
+    unsafe {
+        if ngx::ffi::ngx_ssl_create_connection(ssl, c, 0) != NGX_OK as ngx_int_t {
+            then(c);
+            return;
+        }
+        let rc = ngx::ffi::ngx_ssl_handshake(c);
+        if rc == NGX_AGAIN as ngx_int_t {
+            ngx::ffi::ngx_add_timer((*c).read, timeout_ms.max(1) as ngx::ffi::ngx_msec_t);
+            (*(*c).ssl).handler = Some(then);
+            return;
+        }
+        then(c);
+    }
+}
+
+/// Whether `c`'s handshake completed (false: it failed or timed out). Removes the handshake
+/// timer.
+///
+/// # Safety
+/// `c` is a live connection that went through [`start`].
+pub unsafe fn handshaked(c: *mut ngx_connection_t) -> bool {
+    // SAFETY: c is live; c->ssl is set by ngx_ssl_create_connection (null if that failed).
+    unsafe {
+        if (*(*c).read).timer_set() != 0 {
+            ngx::ffi::ngx_del_timer((*c).read);
+        }
+        !(*c).ssl.is_null() && (*(*c).ssl).handshaked() != 0
+    }
+}
+
+/// "TLSv1.3, SNI cam.example.com" for the log line of a new client.
+///
+/// # Safety
+/// `c` is a live, handshaked connection.
+pub unsafe fn describe(c: *mut ngx_connection_t) -> String {
+    // SAFETY: the getters copy into c's pool.
+    unsafe {
+        let mut proto = ngx_str_t {
+            len: 0,
+            data: ptr::null_mut(),
+        };
+        let mut sni = ngx_str_t {
+            len: 0,
+            data: ptr::null_mut(),
+        };
+        ngx::ffi::ngx_ssl_get_protocol(c, (*c).pool, &mut proto);
+        ngx::ffi::ngx_ssl_get_server_name(c, (*c).pool, &mut sni);
+        // The protocol getter sets only `data`, a C string from OpenSSL.
+        let proto = if proto.data.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(proto.data as *const core::ffi::c_char)
+                .to_string_lossy()
+                .into_owned()
+        };
+        let sni = String::from_utf8_lossy(super::util::str_bytes(&sni)).into_owned();
+        if sni.is_empty() {
+            proto
+        } else {
+            format!("{proto}, SNI {sni}")
+        }
+    }
+}
+
+/// Writes as much of `slices` as TLS takes now: the plaintext bytes taken (Ok(0) never means
+/// "closed"), `WouldBlock` when the socket is full, another error when the connection failed.
+///
+/// # Safety
+/// `c` is a live, handshaked TLS connection.
+pub unsafe fn write(c: *mut ngx_connection_t, slices: &[IoSlice<'_>]) -> std::io::Result<usize> {
+    GATHER.with(|g| {
+        let mut g = g.borrow_mut();
+        g.clear();
+        for s in slices {
+            let room = WRITE_CHUNK - g.len();
+            if room == 0 {
+                break;
+            }
+            g.extend_from_slice(s.get(..room.min(s.len())).unwrap_or(s));
+        }
+        if g.is_empty() {
+            return Ok(0);
+        }
+        // SAFETY: c is a live TLS connection; g holds g.len() readable bytes. A retry after
+        // NGX_AGAIN gathers the same bytes first (the queue only advances on success), which
+        // is what OpenSSL asks of a repeated write.
+        let n = unsafe { ngx::ffi::ngx_ssl_write(c, g.as_mut_ptr(), g.len()) };
+        if n > 0 {
+            Ok(n as usize)
+        } else if n == NGX_AGAIN as isize {
+            Err(std::io::ErrorKind::WouldBlock.into())
+        } else {
+            Err(std::io::Error::other("TLS write failed"))
+        }
+    })
+}
+
+/// Frees `c`'s TLS state before the connection is closed (no close_notify is waited for).
+///
+/// # Safety
+/// `c` is a live connection about to be closed.
+pub unsafe fn shutdown(c: *mut ngx_connection_t) {
+    // SAFETY: c is live; ngx_ssl_shutdown frees c->ssl's SSL object and clears nothing else.
+    unsafe {
+        if !(*c).ssl.is_null() {
+            (*(*c).ssl).set_no_wait_shutdown(1);
+            ngx::ffi::ngx_ssl_shutdown(c);
+        }
+    }
+}
