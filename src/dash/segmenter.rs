@@ -10,9 +10,10 @@
 //!   write. A segment finished early (publisher ahead of the clock) is held back and listed by
 //!   a later write ([`DashStream::on_tick`] is asked to run then);
 //! - a segment that left the window is deleted only after a grace period
-//!   (max(`dash_playlist_length`, 3 × longest listed segment) + `dash_fragment`); init
-//!   segments stay while a Period using them is listed; after the stream ends, its MPD stays
-//!   [`FINAL_CLEANUP_FACTOR`] × that long, and is deleted *before* the rest.
+//!   (max(`dash_playlist_length`, 3 × longest listed segment) + `dash_fragment`, see
+//!   [`crate::segment::retention`]); init segments stay while a Period using them is listed;
+//!   after the stream ends, its MPD stays [`retention::FINAL_CLEANUP_FACTOR`] × that long,
+//!   and is deleted *before* the rest.
 //!
 //! Choices (beyond the C module, see issue 4):
 //! - Timeline: RTMP timestamps go through [`crate::segment::timeline`] (32-bit wraps, jumps,
@@ -66,6 +67,7 @@ use crate::media::flv::{self, AudioPacket, FourCc, MultitrackKind, VideoPacket};
 use crate::rtmp::amf0;
 use crate::segment::cut::{self, Boundary, CutPolicy, Decision, SegmentSoFar};
 use crate::segment::names::{basename, is_valid_name};
+use crate::segment::retention::{self, Grace, Retention};
 use crate::segment::timeline::{Timeline, Track, BACKWARD_TOLERANCE_MS};
 use crate::segment::{
     AAC_FRAME_SAMPLES, APPEND_CHUNK_BYTES, DEFAULT_VIDEO_STEP_MS, MAX_AUDIO_FRAME, MAX_CTS_MS,
@@ -83,8 +85,6 @@ pub const MAX_PREROLL_FRAMES: usize = 1024;
 pub const MAX_AUDIO_STRETCH_MS: u64 = 1000;
 /// At a restart or jump, media further behind the wall clock than this jumps forward to it.
 pub const RESYNC_THRESHOLD_MS: u64 = 1000;
-/// After the stream ends, its MPD and segments stay this many grace periods.
-pub const FINAL_CLEANUP_FACTOR: u64 = 2;
 
 /// Track kinds, in MPD order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -427,7 +427,7 @@ pub struct DashStream {
     inits_on_disk: HashSet<PathBuf>,
     dir_created: bool,
 
-    pending_deletes: Vec<(u64, PathBuf)>,
+    retention: Retention,
     /// Files of a previous MPD: deleted after a grace once our MPD replaced it.
     deletes_after_mpd: Vec<PathBuf>,
     mpd_written: bool,
@@ -438,7 +438,6 @@ pub struct DashStream {
     /// mono − unix of the latest call (to turn hold times into deadlines).
     clock_offset: i64,
 
-    final_cleanup_at: Option<u64>,
     finished: bool,
 
     /// Operations not yet handed out (produced by `restart`, which has no `ops`).
@@ -495,13 +494,12 @@ impl DashStream {
             plain_ts: [None, None],
             inits_on_disk: HashSet::new(),
             dir_created: false,
-            pending_deletes: Vec::new(),
+            retention: Retention::new(),
             deletes_after_mpd: Vec::new(),
             mpd_written: false,
             mpd_stale: false,
             hold_until: None,
             clock_offset: 0,
-            final_cleanup_at: None,
             finished: false,
             out: Vec::new(),
             journal: Vec::new(),
@@ -1362,12 +1360,15 @@ impl DashStream {
             .unwrap_or(0)
     }
 
-    /// How long a file that left the MPD stays on disk.
+    /// How long a file that left the MPD stays on disk (see [`Grace`] for the DASH
+    /// measures).
     fn grace_ms(&self) -> u64 {
-        self.settings
-            .playlist_length_ms
-            .max(self.longest_listed_ms().saturating_mul(3))
-            .saturating_add(self.settings.fragment_ms)
+        retention::grace_ms(Grace {
+            window_ms: self.settings.playlist_length_ms,
+            longest_ms: self.longest_listed_ms(),
+            listed_ms: 0,
+            refresh_ms: self.settings.fragment_ms,
+        })
     }
 
     fn deletes_enabled(&self) -> bool {
@@ -1429,8 +1430,7 @@ impl DashStream {
             }
         }
         if self.deletes_enabled() {
-            self.pending_deletes
-                .extend(dropped.into_iter().map(|p| (due, p)));
+            self.retention.schedule_all(due, dropped);
         }
     }
 
@@ -1576,19 +1576,17 @@ impl DashStream {
         if self.mpd_stale {
             // The MPD on disk listed until now what we had dropped: a fresh grace.
             self.mpd_stale = false;
-            for d in &mut self.pending_deletes {
-                d.0 = d.0.max(due);
-            }
+            self.retention.postpone_until(due);
         }
         let restored = std::mem::take(&mut self.deletes_after_mpd);
-        self.pending_deletes
-            .extend(restored.into_iter().map(|p| (due, p)));
+        self.retention.schedule_all(due, restored);
     }
 
     // ---- end, restart, housekeeping ----
 
     /// The publisher left: the open segment is written and the MPD becomes static. With
-    /// cleanup, the MPD and its files go after [`FINAL_CLEANUP_FACTOR`] grace periods.
+    /// cleanup, the MPD and its files go after [`retention::FINAL_CLEANUP_FACTOR`] grace
+    /// periods.
     pub fn finish(&mut self, now: Now, ops: &mut Vec<FileOp>) {
         self.begin(now);
         if self.active() {
@@ -1604,8 +1602,10 @@ impl DashStream {
                 self.write_mpd(now, false);
             }
             if self.deletes_enabled() && self.mpd_written {
-                let wait = self.grace_ms().saturating_mul(FINAL_CLEANUP_FACTOR);
-                self.final_cleanup_at = Some(now.mono_ms.saturating_add(wait));
+                // DASH counts the final wait in grace periods.
+                let wait = retention::final_wait_ms(self.grace_ms(), self.grace_ms());
+                self.retention
+                    .set_final(Some(now.mono_ms.saturating_add(wait)));
             }
         }
         self.finished = true;
@@ -1623,7 +1623,7 @@ impl DashStream {
             self.hard_close(now);
         }
         self.finished = false;
-        self.final_cleanup_at = None;
+        self.retention.set_final(None);
         self.timeline.reset();
         self.sources = [None, None];
         self.preroll.clear();
@@ -1708,8 +1708,7 @@ impl DashStream {
         }
         if self.deletes_enabled() {
             // Nothing lists them: they go at the next tick.
-            self.pending_deletes
-                .extend(written.into_iter().map(|p| (0, p)));
+            self.retention.schedule_all(0, written);
         }
     }
 
@@ -1722,12 +1721,8 @@ impl DashStream {
                 u64::try_from((u as i64).saturating_add(self.clock_offset).max(0)).unwrap_or(0)
             })
         };
-        let deletes = if self.mpd_stale {
-            None
-        } else {
-            self.pending_deletes.iter().map(|d| d.0).min()
-        };
-        [hold, deletes, self.final_cleanup_at]
+        // Deletions wait while the MPD on disk may list what we dropped.
+        [hold, self.retention.next_deadline(self.mpd_stale)]
             .into_iter()
             .flatten()
             .min()
@@ -1740,42 +1735,25 @@ impl DashStream {
         if self.active() {
             self.release_held(now);
         }
-        if self.final_cleanup_at.is_some_and(|at| at <= now.mono_ms) {
-            self.final_cleanup_at = None;
-            let mpd = self.layout.mpd.clone();
-            self.emit(FileOp::Delete { path: mpd }, Effect::Other);
+        if self.retention.take_final(now.mono_ms) {
             self.mpd_written = false;
-            let mut files: Vec<PathBuf> = Vec::new();
-            for p in std::mem::take(&mut self.periods) {
-                for t in p.tracks {
-                    files.extend(t.entries.into_iter().map(|e| e.path));
-                    if !files.contains(&t.init_path) {
-                        files.push(t.init_path);
-                    }
-                }
-            }
+            let files = std::mem::take(&mut self.periods)
+                .into_iter()
+                .flat_map(|p| p.tracks)
+                .flat_map(|t| {
+                    let entries = t.entries.into_iter().map(|e| e.path);
+                    entries.chain(std::iter::once(t.init_path))
+                });
+            let mpd = self.layout.mpd.clone();
+            let deletes = self.retention.final_deletes(mpd, files, Vec::new());
             self.cuts.clear();
             self.inits_on_disk.clear();
-            for (_, p) in std::mem::take(&mut self.pending_deletes) {
-                if !files.contains(&p) {
-                    files.push(p);
-                }
-            }
-            for path in files {
+            for path in deletes {
                 self.emit(FileOp::Delete { path }, Effect::Other);
             }
         }
         if !self.mpd_stale {
-            let mut due = Vec::new();
-            self.pending_deletes.retain(|(at, p)| {
-                if *at <= now.mono_ms {
-                    due.push(p.clone());
-                    false
-                } else {
-                    true
-                }
-            });
-            for path in due {
+            for path in self.retention.take_due(now.mono_ms) {
                 if !self.referenced(&path) {
                     self.emit(FileOp::Delete { path }, Effect::Other);
                 }
@@ -1787,10 +1765,7 @@ impl DashStream {
 
     /// True once finished and nothing remains to do.
     pub fn is_done(&self) -> bool {
-        self.finished
-            && self.final_cleanup_at.is_none()
-            && self.pending_deletes.is_empty()
-            && self.out.is_empty()
+        self.finished && self.retention.is_idle() && self.out.is_empty()
     }
 }
 

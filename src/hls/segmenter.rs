@@ -8,12 +8,14 @@
 //!   before any playlist references it;
 //! - a segment is deleted only after it left the playlist and a grace period passed
 //!   ([`HlsStream::on_tick`]); after the stream ends, its last playlist stays for
-//!   [`FINAL_CLEANUP_FACTOR`] × `hls_playlist_length` and is deleted *before* its segments.
+//!   [`retention::FINAL_CLEANUP_FACTOR`] × `hls_playlist_length` and is deleted *before* its
+//!   segments.
 //!
 //! Choices (beyond the C module, see the issue):
-//! - Timeline: see [`crate::segment::timeline`]. TS timestamps stay continuous across timestamp jumps
-//!   and publisher restarts within one `HlsStream`; the first segment after a jump carries one
-//!   `#EXT-X-DISCONTINUITY` (several jumps before the next cut still give one).
+//! - Timeline: see [`crate::segment::timeline`]. TS timestamps stay continuous across
+//!   timestamp jumps and publisher restarts within one `HlsStream`; the first segment after a
+//!   jump carries one `#EXT-X-DISCONTINUITY` (several jumps before the next cut still give
+//!   one).
 //! - Cuts ([`crate::segment::cut`], with `hls_max_fragment` as the max): at the first
 //!   keyframe once `hls_fragment` has passed (or, `aligned`, once the publisher's timestamp
 //!   enters a new multiple of `hls_fragment`); any frame at `hls_max_fragment` forces a cut.
@@ -25,7 +27,7 @@
 //!   than three target durations of media (RFC 8216 §6.2.2). `hls_type event` never drops.
 //! - Target duration: ceiling of the longest listed segment (never below an `EXTINF`).
 //! - Cleanup grace for a segment leaving the window: max(`hls_playlist_length`, 3 × target
-//!   duration, duration of the window then listed).
+//!   duration, duration of the window then listed) ([`retention::Grace`]).
 //! - AES-128: one key per `hls_fragments_per_key` segments (0: per session), key id = media
 //!   sequence number of its first segment; every segment is encrypted with IV = its own
 //!   media sequence number and gets its own `EXT-X-KEY` line with that IV (the C module reuses
@@ -64,6 +66,7 @@ use crate::media::flv::{
 use crate::rtmp::amf0;
 use crate::segment::cut::{Boundary, CutPolicy, Decision, SegmentSoFar};
 use crate::segment::names::{basename, is_valid_name};
+use crate::segment::retention::{self, Grace, Retention};
 use crate::segment::timeline::{Mapped, Timeline, Track, BACKWARD_TOLERANCE_MS};
 use crate::segment::{
     AAC_FRAME_SAMPLES, APPEND_CHUNK_BYTES, DEFAULT_VIDEO_STEP_MS, MAX_AUDIO_FRAME, MAX_CTS_MS,
@@ -72,8 +75,6 @@ use crate::segment::{
 
 /// Wall-clock drift (ms) after which the program date is re-anchored to the clock.
 pub const PDT_MAX_DRIFT_MS: u64 = 2000;
-/// After the stream ends, its playlist and segments stay this many playlist lengths.
-pub const FINAL_CLEANUP_FACTOR: u64 = 2;
 /// How far audio may run ahead of video and still wait in the buffer for its segment.
 const MAX_AUDIO_LEAD_MS: u64 = 1000;
 
@@ -254,12 +255,6 @@ struct Closing {
     accepts_audio: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct PendingDelete {
-    due_ms: u64,
-    path: PathBuf,
-}
-
 /// The HLS output of one published stream. See the module docs.
 pub struct HlsStream {
     settings: HlsSettings,
@@ -316,8 +311,7 @@ pub struct HlsStream {
     keys: Option<KeyState>,
     pdt_anchor: Option<(u64, u64)>,
 
-    pending_deletes: Vec<PendingDelete>,
-    final_cleanup_at: Option<u64>,
+    retention: Retention,
     finished: bool,
     /// Operations produced where no `ops` was at hand (`restart`), emitted at the next call.
     queued: Vec<FileOp>,
@@ -410,8 +404,7 @@ impl HlsStream {
             dirs_created: false,
             keys,
             pdt_anchor: None,
-            pending_deletes: Vec::new(),
-            final_cleanup_at: None,
+            retention: Retention::new(),
             finished: false,
             queued: Vec::new(),
         };
@@ -1185,12 +1178,15 @@ impl HlsStream {
         self.segments.iter().map(|s| s.entry.duration_ms).sum()
     }
 
-    /// How long a segment that left the playlist stays on disk.
+    /// How long a segment that left the playlist stays on disk (see [`Grace`] for the HLS
+    /// measures).
     fn grace_ms(&self) -> u64 {
-        self.settings
-            .playlist_length_ms
-            .max(self.target_ms().saturating_mul(3))
-            .max(self.listed_ms())
+        retention::grace_ms(Grace {
+            window_ms: self.settings.playlist_length_ms,
+            longest_ms: self.target_ms(),
+            listed_ms: self.listed_ms(),
+            refresh_ms: 0,
+        })
     }
 
     /// Drops segments beyond the window (live only) and schedules their deletion.
@@ -1245,11 +1241,11 @@ impl HlsStream {
             return;
         }
         if let Some(path) = seg.path {
-            self.pending_deletes.push(PendingDelete { due_ms, path });
+            self.retention.schedule(due_ms, path);
         }
         if let Some(k) = seg.key_path {
             if !self.key_in_use(&k) {
-                self.pending_deletes.push(PendingDelete { due_ms, path: k });
+                self.retention.schedule(due_ms, k);
             }
         }
     }
@@ -1377,7 +1373,7 @@ impl HlsStream {
 
     /// The publisher left: the open segment is committed and the playlist gets
     /// `#EXT-X-ENDLIST`. With cleanup, the playlist and its files go after
-    /// [`FINAL_CLEANUP_FACTOR`] playlist lengths (see `on_tick`).
+    /// [`retention::FINAL_CLEANUP_FACTOR`] playlist lengths (see `on_tick`).
     pub fn finish(&mut self, now: Now, ops: &mut Vec<FileOp>) {
         ops.append(&mut self.queued);
         if !self.active() {
@@ -1391,12 +1387,9 @@ impl HlsStream {
             self.write_playlist(true, ops);
         }
         if self.deletes_enabled() && !self.segments.is_empty() {
-            let wait = self
-                .settings
-                .playlist_length_ms
-                .saturating_mul(FINAL_CLEANUP_FACTOR)
-                .max(self.grace_ms());
-            self.final_cleanup_at = Some(now.mono_ms.saturating_add(wait));
+            let wait = retention::final_wait_ms(self.settings.playlist_length_ms, self.grace_ms());
+            self.retention
+                .set_final(Some(now.mono_ms.saturating_add(wait)));
         }
     }
 
@@ -1414,7 +1407,7 @@ impl HlsStream {
             self.queued.extend(q);
         }
         self.finished = false;
-        self.final_cleanup_at = None;
+        self.retention.set_final(None);
         self.timeline.reset();
         self.avc = None;
         self.sps = None;
@@ -1481,11 +1474,7 @@ impl HlsStream {
     }
 
     pub fn next_deadline(&self) -> Option<u64> {
-        let d = self.pending_deletes.iter().map(|d| d.due_ms).min();
-        match (d, self.final_cleanup_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.retention.next_deadline(false)
     }
 
     /// Deferred work: deletions whose grace period ran out, and the final cleanup of an
@@ -1493,46 +1482,23 @@ impl HlsStream {
     /// again; `None` when nothing is pending.
     pub fn on_tick(&mut self, now: Now, ops: &mut Vec<FileOp>) -> Option<u64> {
         ops.append(&mut self.queued);
-        if self.final_cleanup_at.is_some_and(|at| at <= now.mono_ms) {
-            self.final_cleanup_at = None;
-            ops.push(FileOp::Delete {
-                path: self.layout.playlist.clone(),
-            });
-            let mut keys: Vec<PathBuf> = Vec::new();
-            for seg in std::mem::take(&mut self.segments) {
-                if let Some(p) = seg.path {
-                    ops.push(FileOp::Delete { path: p });
-                }
-                if let Some(k) = seg.key_path {
-                    if !keys.contains(&k) {
-                        keys.push(k);
-                    }
-                }
-            }
-            if let Some(ks) = self.keys.as_mut() {
-                if let Some(c) = ks.current.take() {
-                    if !keys.contains(&c.path) {
-                        keys.push(c.path);
-                    }
-                }
-            }
-            for d in std::mem::take(&mut self.pending_deletes) {
-                if !keys.contains(&d.path) {
-                    ops.push(FileOp::Delete { path: d.path });
-                }
-            }
-            ops.extend(keys.into_iter().map(|path| FileOp::Delete { path }));
+        if self.retention.take_final(now.mono_ms) {
+            // Keys go last: after every segment encrypted with them.
+            let segments = std::mem::take(&mut self.segments);
+            let mut keys: Vec<PathBuf> =
+                segments.iter().filter_map(|s| s.key_path.clone()).collect();
+            keys.extend(
+                self.keys
+                    .as_mut()
+                    .and_then(|k| k.current.take())
+                    .map(|c| c.path),
+            );
+            let files = segments.into_iter().filter_map(|s| s.path);
+            let playlist = self.layout.playlist.clone();
+            let deletes = self.retention.final_deletes(playlist, files, keys);
+            ops.extend(deletes.into_iter().map(|path| FileOp::Delete { path }));
         }
-        let mut due = Vec::new();
-        self.pending_deletes.retain(|d| {
-            if d.due_ms <= now.mono_ms {
-                due.push(d.path.clone());
-                false
-            } else {
-                true
-            }
-        });
-        for path in due {
+        for path in self.retention.take_due(now.mono_ms) {
             let listed = self
                 .segments
                 .iter()
@@ -1549,10 +1515,7 @@ impl HlsStream {
 
     /// True once finished and nothing remains to do.
     pub fn is_done(&self) -> bool {
-        self.finished
-            && self.final_cleanup_at.is_none()
-            && self.pending_deletes.is_empty()
-            && self.queued.is_empty()
+        self.finished && self.retention.is_idle() && self.queued.is_empty()
     }
 }
 

@@ -5,11 +5,14 @@
 //!
 //! - [`timeline`]: 32-bit RTMP timestamps onto one continuous 64-bit timeline;
 //! - [`cut`]: when a segment is cut (keyframe after the fragment length, forced at the max);
+//! - [`retention`]: how long a file that left the manifest stays, the deletions waiting, the
+//!   final cleanup of an ended stream;
 //! - [`names`]: which stream names can name files;
 //! - the named limits below, one value and one type each, for every format.
 
 pub mod cut;
 pub mod names;
+pub mod retention;
 pub mod timeline;
 
 /// Segment bytes are handed to the IO ring in appends of about this size (and at the cut).
