@@ -132,8 +132,8 @@ pub static mut ngx_rtmp_rs_module: ngx_module_t = ngx_module_t {
     ctx: ptr::addr_of_mut!(CORE_CTX) as *mut c_void,
     commands: ptr::addr_of_mut!(CORE_COMMANDS) as *mut ngx_command_t,
     type_: NGX_CORE_MODULE as ngx_uint_t,
-    init_process: Some(super::conn::init_process),
-    exit_process: Some(super::conn::exit_process),
+    init_process: Some(super::worker::init_process),
+    exit_process: Some(super::worker::exit_process),
     ..ngx_module_t::default()
 };
 

@@ -15,8 +15,8 @@ use std::path::Path;
 
 use ngx::ffi::{ngx_conf_t, ngx_cycle_t, ngx_event_t, ngx_log_t};
 
-use super::conn::{log_lines, with_worker};
 use super::util::{guard, log_cycle};
+use super::worker::{log_lines, with_worker};
 use crate::io::{self, IoDone, IoJob, IoStats, OpenFiles, Storage};
 use crate::server::Outcome;
 

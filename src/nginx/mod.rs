@@ -15,6 +15,7 @@ mod netcall;
 mod shm;
 mod tls;
 mod util;
+mod worker;
 
 use core::ffi::c_char;
 use core::ptr;

@@ -608,6 +608,6 @@ unsafe fn finish(call: *mut Call, result: Result<crate::notify::ResponseHead, No
         call.spec.token
     };
     let mut outcome = Outcome::default();
-    super::conn::with_worker(|w| w.on_call_done(token, result, now_ms(), &mut outcome));
+    super::worker::with_worker(|w| w.on_call_done(token, result, now_ms(), &mut outcome));
     super::conn::apply_outcome(outcome);
 }

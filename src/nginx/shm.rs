@@ -252,7 +252,7 @@ pub fn init_process(cycle: *mut ngx::ffi::ngx_cycle_t) {
             "rtmp: no free worker slot in the shared zone; /stat will not show this worker",
         ),
     }
-    super::conn::with_worker(|w| w.set_publish_registry(Box::new(ShmRegistry)));
+    super::worker::with_worker(|w| w.set_publish_registry(Box::new(ShmRegistry)));
     // SAFETY: the core module's configuration lives in the cycle for the process's lifetime.
     let workers = unsafe {
         let ccf = *(*cycle).conf_ctx.add(ngx::ffi::ngx_core_module.index)
@@ -293,7 +293,7 @@ extern "C" fn timer_handler(ev: *mut ngx_event_t) {
     guard("shm timer", (), || {
         run_mailbox();
         let mut outcome = Outcome::default();
-        let following = super::conn::with_worker(|w| w.pump_remote(&mut outcome));
+        let following = super::worker::with_worker(|w| w.pump_remote(&mut outcome));
         super::conn::apply_outcome(outcome);
         let now = now_ms();
         // SAFETY: the worker's only thread; LAST_STAT_MS is ours.
@@ -309,7 +309,7 @@ extern "C" fn timer_handler(ev: *mut ngx_event_t) {
 
 /// This worker's `/stat` part with the fields only the glue knows.
 fn local_part() -> StatSnapshot {
-    let mut part = super::conn::with_worker(|w| w.stat_part(now_ms(), pid()));
+    let mut part = super::worker::with_worker(|w| w.stat_part(now_ms(), pid()));
     part.nginx_version = ngx::ffi::NGINX_VERSION.to_string_lossy().into_owned();
     // Stamped by build.rs: `rustc 1.95.0 (...)` and `Dec  6 2026 08:27:31 (nginx-rtmp-rs
     // 0.1.0 abcdef123456)` (the C module's `__DATE__ " " __TIME__`, then version and commit).
@@ -402,7 +402,7 @@ pub fn stat_snapshot() -> StatSnapshot {
 /// counting other workers' from their latest `/stat` parts.
 pub fn control(req: &ControlRequest, uri: &str, args: &str) -> usize {
     let mut outcome = Outcome::default();
-    let local = super::conn::with_worker(|w| w.control(req, now_ms(), &mut outcome));
+    let local = super::worker::with_worker(|w| w.control(req, now_ms(), &mut outcome));
     super::conn::apply_outcome(outcome);
     let me = pid();
     let line = format!("{uri}?{args}\n");
@@ -483,7 +483,7 @@ fn run_mailbox() {
         let (uri, args) = line.split_once('?').unwrap_or((line, ""));
         if let Ok(req) = crate::control::parse_control(uri, args) {
             let mut outcome = Outcome::default();
-            super::conn::with_worker(|w| w.control(&req, now_ms(), &mut outcome));
+            super::worker::with_worker(|w| w.control(&req, now_ms(), &mut outcome));
             super::conn::apply_outcome(outcome);
         }
     }
