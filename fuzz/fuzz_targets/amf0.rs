@@ -4,10 +4,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use nginx_rtmp_rs::media::metadata::parse_metadata;
 use nginx_rtmp_rs::rtmp::amf0::{self, Amf0Value, Decoder};
 use nginx_rtmp_rs::rtmp::command::{
-    app_from_tc_url, escape_for_log, parse_command, parse_metadata, strip_set_data_frame,
-    validate_name, Command, NameKind, StreamName,
+    app_from_tc_url, escape_for_log, parse_command, strip_set_data_frame, validate_name, Command,
+    NameKind, StreamName,
 };
 
 fn check_name(s: &str) {

@@ -64,7 +64,7 @@ use super::mpd::{self, ContentType};
 use crate::conf::{DashClock, DashSettings};
 use crate::files::{FileOp, FileOutput, Now};
 use crate::media::flv::{self, AudioPacket, FourCc, MultitrackKind, VideoPacket};
-use crate::rtmp::amf0;
+use crate::media::metadata;
 use crate::segment::cut::{self, Boundary, CutPolicy, Decision, SegmentSoFar};
 use crate::segment::names::{basename, is_valid_name};
 use crate::segment::retention::{self, Grace, Retention};
@@ -659,19 +659,8 @@ impl DashStream {
 
     /// The publisher's onMetaData: the frame rate for the MPD.
     pub fn on_metadata(&mut self, payload: &[u8]) {
-        let mut dec = amf0::Decoder::new(payload);
-        for _ in 0..4 {
-            let Ok(Some(v)) = dec.next_value() else { break };
-            if v.properties().is_none() {
-                continue;
-            }
-            let rate = v
-                .get("framerate")
-                .or_else(|| v.get("fps"))
-                .and_then(amf0::Amf0Value::as_f64);
-            if let Some(r) = rate.filter(|r| r.is_finite() && *r > 0.0 && *r <= 1000.0) {
-                self.meta_frame_rate = Some(r);
-            }
+        if let Some(r) = metadata::parse_metadata(payload).frame_rate {
+            self.meta_frame_rate = Some(r);
         }
     }
 

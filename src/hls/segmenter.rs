@@ -63,7 +63,7 @@ use crate::media::avc::{self, SpsInfo};
 use crate::media::flv::{
     self, AacConfig, AudioPacket, AvcConfig, FourCc, MultitrackKind, VideoPacket,
 };
-use crate::rtmp::amf0;
+use crate::media::metadata::{self, CodecId};
 use crate::segment::cut::{Boundary, CutPolicy, Decision, SegmentSoFar};
 use crate::segment::names::{basename, is_valid_name};
 use crate::segment::retention::{self, Grace, Retention};
@@ -511,27 +511,12 @@ impl HlsStream {
     /// The publisher's onMetaData (any AMF0 data message payload): frame rate for the master
     /// playlist, and MP3 announced before its first frame.
     pub fn on_metadata(&mut self, payload: &[u8]) {
-        let mut dec = amf0::Decoder::new(payload);
-        for _ in 0..4 {
-            let Ok(Some(v)) = dec.next_value() else { break };
-            if v.properties().is_none() {
-                continue;
-            }
-            let rate = v
-                .get("framerate")
-                .or_else(|| v.get("fps"))
-                .and_then(amf0::Amf0Value::as_f64);
-            if let Some(r) = rate.filter(|r| r.is_finite() && *r > 0.0 && *r <= 1000.0) {
-                self.meta_frame_rate = Some(r);
-            }
-            let mp3 = match v.get("audiocodecid") {
-                Some(amf0::Amf0Value::Number(n)) => *n == 2.0 || *n == 14.0,
-                Some(other) => other.as_str() == Some(".mp3"),
-                None => false,
-            };
-            if mp3 {
-                self.audio_hint = Some(TsAudio::Mp3);
-            }
+        let meta = metadata::parse_metadata(payload);
+        if let Some(r) = meta.frame_rate {
+            self.meta_frame_rate = Some(r);
+        }
+        if meta.audio_codec.is_some_and(CodecId::is_mp3) {
+            self.audio_hint = Some(TsAudio::Mp3);
         }
     }
 

@@ -6,6 +6,7 @@ use crate::conf::HlsVariant;
 use crate::hls::keys::tests::decrypt_cbc;
 use crate::hls::playlist::{parse_media, ParsedPlaylist};
 use crate::hls::ts::{PID_AUDIO, PID_PAT, PID_PMT, PID_VIDEO, TS_PACKET_SIZE};
+use crate::rtmp::amf0;
 use mpeg2ts_reader::demultiplex::{
     self, DemuxContext, FilterChangeset, FilterRequest, NullPacketFilter, PatPacketFilter,
     PmtPacketFilter,

@@ -1,4 +1,6 @@
-//! Media payloads as RTMP carries them (FLV tag bodies) and the codec data inside them.
+//! Media payloads as RTMP carries them (FLV tag bodies), the codec data inside them, and
+//! the publisher's `onMetaData` about them.
 
 pub mod avc;
 pub mod flv;
+pub mod metadata;

@@ -78,8 +78,6 @@ pub enum CommandError {
     Play2WithoutObject { found: &'static str },
     #[error("@setDataFrame: handler name is missing or not a string (found {found})")]
     SetDataFrameWithoutName { found: &'static str },
-    #[error("metadata: properties object is missing (found {found})")]
-    MetadataWithoutObject { found: &'static str },
 }
 
 fn found(v: Option<&Amf0Value>) -> &'static str {
@@ -801,91 +799,6 @@ pub fn strip_set_data_frame(payload: &[u8]) -> Result<Option<Bytes>, CommandErro
     }
     let rest = payload.get(rest_at..).unwrap_or_default();
     Ok(Some(Bytes::copy_from_slice(rest)))
-}
-
-/// A codec as named by metadata: a legacy FLV codec id (7 = AVC, 10 = AAC, ...) or an
-/// Enhanced RTMP FourCC ("hvc1", "av01", "Opus"), sent as a string or as its 32-bit number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CodecId {
-    Legacy(u8),
-    FourCc([u8; 4]),
-}
-
-impl CodecId {
-    fn from_value(v: &Amf0Value) -> Option<CodecId> {
-        match v {
-            Amf0Value::Number(n) if n.fract() == 0.0 && (0.0..256.0).contains(n) => {
-                Some(CodecId::Legacy(*n as u8))
-            }
-            Amf0Value::Number(n)
-                if n.fract() == 0.0 && (256.0..=f64::from(u32::MAX)).contains(n) =>
-            {
-                Some(CodecId::FourCc((*n as u32).to_be_bytes()))
-            }
-            Amf0Value::String(s) | Amf0Value::LongString(s) => {
-                <[u8; 4]>::try_from(s.as_bytes()).ok().map(CodecId::FourCc)
-            }
-            _ => None,
-        }
-    }
-}
-
-/// The `onMetaData` fields the server uses (stat page, codec hints); all optional because
-/// encoders send different subsets.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Metadata {
-    pub width: Option<f64>,
-    pub height: Option<f64>,
-    /// `framerate`, or `fps` from older encoders.
-    pub framerate: Option<f64>,
-    pub videodatarate: Option<f64>,
-    pub audiodatarate: Option<f64>,
-    pub videocodecid: Option<CodecId>,
-    pub audiocodecid: Option<CodecId>,
-    pub audiosamplerate: Option<f64>,
-    /// `audiochannels` (OBS), or 2/1 from ffmpeg's `stereo` flag.
-    pub audiochannels: Option<f64>,
-    pub duration: Option<f64>,
-    pub encoder: Option<String>,
-}
-
-/// Reads metadata from a data message, with or without the leading "@setDataFrame"
-/// (`["@setDataFrame",] "onMetaData", {...}` where {...} is an object or ECMA array).
-pub fn parse_metadata(payload: &[u8]) -> Result<Metadata, CommandError> {
-    let mut d = Decoder::new(payload);
-    let props = loop {
-        match d.next_value()? {
-            Some(Amf0Value::String(_) | Amf0Value::LongString(_)) => continue,
-            Some(v) if v.properties().is_some() => break v,
-            other => {
-                return Err(CommandError::MetadataWithoutObject {
-                    found: found(other.as_ref()),
-                })
-            }
-        }
-    };
-    let num = |k: &str| props.get(k).and_then(Amf0Value::as_f64);
-    Ok(Metadata {
-        width: num("width"),
-        height: num("height"),
-        framerate: num("framerate").or_else(|| num("fps")),
-        videodatarate: num("videodatarate"),
-        audiodatarate: num("audiodatarate"),
-        videocodecid: props.get("videocodecid").and_then(CodecId::from_value),
-        audiocodecid: props.get("audiocodecid").and_then(CodecId::from_value),
-        audiosamplerate: num("audiosamplerate"),
-        audiochannels: num("audiochannels").or_else(|| {
-            props
-                .get("stereo")
-                .and_then(Amf0Value::as_bool)
-                .map(|stereo| if stereo { 2.0 } else { 1.0 })
-        }),
-        duration: num("duration"),
-        encoder: props
-            .get("encoder")
-            .and_then(Amf0Value::as_str)
-            .map(str::to_owned),
-    })
 }
 
 #[cfg(test)]
@@ -1645,66 +1558,5 @@ mod tests {
             strip_set_data_frame(&with[..20]),
             Err(CommandError::Amf(_))
         ));
-    }
-
-    #[test]
-    fn ffmpeg_metadata_is_parsed() {
-        let expected = Metadata {
-            width: Some(1280.0),
-            height: Some(720.0),
-            framerate: Some(30.0),
-            videodatarate: Some(2500.0),
-            audiodatarate: Some(128.0),
-            videocodecid: Some(CodecId::Legacy(7)),
-            audiocodecid: Some(CodecId::Legacy(10)),
-            audiosamplerate: Some(44100.0),
-            audiochannels: Some(2.0),
-            duration: Some(0.0),
-            encoder: Some("Lavf61.7.100".into()),
-        };
-        assert_eq!(parse_metadata(&ffmpeg_metadata(true)), Ok(expected.clone()));
-        assert_eq!(parse_metadata(&ffmpeg_metadata(false)), Ok(expected));
-    }
-
-    #[test]
-    fn enhanced_rtmp_metadata_codec_ids_are_fourcc() {
-        let hvc1 = f64::from(u32::from_be_bytes(*b"hvc1"));
-        let b = wire(&[
-            vs("onMetaData"),
-            vobj(&[
-                ("videocodecid", V::Number(hvc1)),
-                ("audiocodecid", vs("Opus")),
-                ("audiochannels", V::Number(1.0)),
-                ("fps", V::Number(25.0)),
-            ]),
-        ]);
-        let m = parse_metadata(&b).unwrap();
-        assert_eq!(m.videocodecid, Some(CodecId::FourCc(*b"hvc1")));
-        assert_eq!(m.audiocodecid, Some(CodecId::FourCc(*b"Opus")));
-        assert_eq!(m.audiochannels, Some(1.0));
-        assert_eq!(m.framerate, Some(25.0));
-        assert_eq!(m.width, None);
-        // Nonsense ids are dropped, not guessed.
-        let b = wire(&[
-            vs("onMetaData"),
-            vobj(&[
-                ("videocodecid", V::Number(7.5)),
-                ("audiocodecid", vs("toolong")),
-            ]),
-        ]);
-        let m = parse_metadata(&b).unwrap();
-        assert_eq!((m.videocodecid, m.audiocodecid), (None, None));
-    }
-
-    #[test]
-    fn metadata_without_an_object_is_an_error() {
-        assert_eq!(
-            parse_metadata(&wire(&[vs("onMetaData")])),
-            Err(CommandError::MetadataWithoutObject { found: "nothing" })
-        );
-        assert_eq!(
-            parse_metadata(&wire(&[vs("onMetaData"), V::Number(1.0)])),
-            Err(CommandError::MetadataWithoutObject { found: "number" })
-        );
     }
 }

@@ -10,8 +10,9 @@ use std::rc::Rc;
 use super::{Client, CloseMode, LogLevel, Outcome, Role, ServerConfig, Worker};
 use crate::control::{Action as ControlAction, ControlRequest};
 use crate::live::{ClientId, FrameKind, GopCache, StreamKey};
+use crate::media::metadata::{parse_metadata, CodecId, Metadata};
 use crate::media::{avc, flv};
-use crate::rtmp::{amf0, command};
+use crate::rtmp::command;
 use crate::stat::{
     AppStat, AudioMeta, ClientStat, ServerStat, StatSnapshot, StreamStat, VideoMeta, WorkerInfo,
 };
@@ -19,8 +20,6 @@ use crate::stat::{
 /// Shortest interval a bandwidth is measured over: `/stat` requests closer together than this
 /// see the previous measurement instead of a noisy one.
 pub const MIN_BW_WINDOW_MS: u64 = 1000;
-/// AMF values of a metadata message looked at for the object with `framerate`.
-const MAX_METADATA_VALUES: usize = 4;
 /// Reason given to the glue for sessions `/control/drop` closes.
 pub const DROP_REASON: &str = "dropped by /control";
 
@@ -410,63 +409,9 @@ fn client_stat(id: ClientId, c: &Client, now_ms: u64, pid: u32) -> ClientStat {
     }
 }
 
-/// What `onMetaData` says (the fallback when a codec header is missing or unreadable).
-#[derive(Debug, Default)]
-struct MetaInfo {
-    width: Option<u32>,
-    height: Option<u32>,
-    frame_rate: Option<f64>,
-    video_codec_id: Option<u8>,
-    audio_codec_id: Option<u8>,
-    sample_rate: Option<u32>,
-    channels: Option<u32>,
-}
-
-/// A positive, finite number that fits `u32` (metadata is the publisher's word).
-fn positive_u32(v: Option<&amf0::Amf0Value>) -> Option<u32> {
-    let n = v?.as_f64()?;
-    (n.is_finite() && n >= 1.0 && n <= f64::from(u32::MAX)).then_some(n as u32)
-}
-
-fn small_id(v: Option<&amf0::Amf0Value>) -> Option<u8> {
-    let n = v?.as_f64()?;
-    (n.is_finite() && (0.0..=255.0).contains(&n)).then_some(n as u8)
-}
-
-fn parse_metadata(payload: &[u8]) -> MetaInfo {
-    let mut d = amf0::Decoder::new(payload);
-    for _ in 0..MAX_METADATA_VALUES {
-        let Ok(Some(v)) = d.next_value() else {
-            break;
-        };
-        if v.properties().is_none() {
-            continue;
-        }
-        let rate = v
-            .get("framerate")
-            .or_else(|| v.get("videoframerate"))
-            .and_then(amf0::Amf0Value::as_f64)
-            .filter(|f| f.is_finite() && *f > 0.0 && *f <= avc::MAX_FRAME_RATE);
-        let channels = positive_u32(v.get("audiochannels")).or_else(|| {
-            v.get("stereo")
-                .and_then(amf0::Amf0Value::as_bool)
-                .map(|s| if s { 2 } else { 1 })
-        });
-        return MetaInfo {
-            width: positive_u32(v.get("width")),
-            height: positive_u32(v.get("height")),
-            frame_rate: rate,
-            video_codec_id: small_id(v.get("videocodecid")),
-            audio_codec_id: small_id(v.get("audiocodecid")),
-            sample_rate: positive_u32(v.get("audiosamplerate")),
-            channels,
-        };
-    }
-    MetaInfo::default()
-}
-
-/// Codec information of a published stream from its cached sequence headers and metadata,
-/// as the C module's codec module shows it.
+/// Codec information of a published stream from its cached sequence headers and metadata
+/// (the fallback when a codec header is missing or unreadable), as the C module's codec
+/// module shows it.
 fn codec_meta(gop: &GopCache) -> (Option<VideoMeta>, Option<AudioMeta>) {
     let meta = gop
         .metadata()
@@ -475,7 +420,7 @@ fn codec_meta(gop: &GopCache) -> (Option<VideoMeta>, Option<AudioMeta>) {
     (video_meta(gop, &meta), audio_meta(gop, &meta))
 }
 
-fn video_meta(gop: &GopCache, meta: &MetaInfo) -> Option<VideoMeta> {
+fn video_meta(gop: &GopCache, meta: &Metadata) -> Option<VideoMeta> {
     let tag = gop
         .video_header()
         .and_then(|h| flv::parse_video(h).ok().map(|t| (h, t)));
@@ -506,14 +451,14 @@ fn video_meta(gop: &GopCache, meta: &MetaInfo) -> Option<VideoMeta> {
             }
         }
         None => {
-            let id = meta.video_codec_id?;
+            let id = meta.video_codec.and_then(CodecId::legacy)?;
             v.codec = flv::VideoCodec::from_legacy_id(id).name().to_string();
         }
     }
     Some(v)
 }
 
-fn audio_meta(gop: &GopCache, meta: &MetaInfo) -> Option<AudioMeta> {
+fn audio_meta(gop: &GopCache, meta: &Metadata) -> Option<AudioMeta> {
     let tag = gop
         .audio_header()
         .and_then(|h| flv::parse_audio(h).ok().map(|t| (h, t)));
@@ -540,7 +485,7 @@ fn audio_meta(gop: &GopCache, meta: &MetaInfo) -> Option<AudioMeta> {
             }
         }
         None => {
-            let id = meta.audio_codec_id?;
+            let id = meta.audio_codec.and_then(CodecId::legacy)?;
             a.codec = flv::AudioCodec::from_legacy_format(id).name().to_string();
         }
     }
@@ -562,6 +507,7 @@ mod tests {
     use super::*;
     use crate::control::parse_control;
     use crate::live::Hub;
+    use crate::rtmp::amf0;
     use crate::stat::{merge, render_xml, StatMask};
 
     /// A real x264 sequence header (High 3.1, 640x360) and AAC-LC 48 kHz stereo config, as
