@@ -39,13 +39,13 @@ pub struct Now {
 /// A file output fed by one publisher: turns media into [`FileOp`]s. One instance per
 /// published stream; it outlives the publisher until its cleanup is done.
 pub trait FileOutput {
-    /// One audio (`video == false`) or video message: the FLV tag body and its 32-bit RTMP
-    /// timestamp.
+    /// One audio (`video == false`) or video message: the FLV tag body (the publisher's own
+    /// buffer: an output keeps slices of it, never a copy) and its 32-bit RTMP timestamp.
     fn on_media(
         &mut self,
         video: bool,
         timestamp: u32,
-        tag: &[u8],
+        tag: &Bytes,
         now: Now,
         ops: &mut Vec<FileOp>,
     );

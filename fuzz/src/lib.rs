@@ -157,7 +157,13 @@ pub fn drive(output: &mut dyn FileOutput, ops: MediaOps<'_>, unix0: u64) {
                 video,
                 timestamp,
                 tag,
-            } => output.on_media(video, timestamp, tag, now, &mut file_ops),
+            } => output.on_media(
+                video,
+                timestamp,
+                &bytes::Bytes::copy_from_slice(tag),
+                now,
+                &mut file_ops,
+            ),
             MediaOp::Metadata(payload) => output.on_metadata(payload),
             MediaOp::Tick(_) => {
                 let _ = output.on_tick(now, &mut file_ops);

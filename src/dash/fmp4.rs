@@ -7,10 +7,10 @@
 
 use bytes::{Bytes, BytesMut};
 use mp4_atom::{
-    esds, Atom, Audio, Avc1, Avcc, Buf, BufMut, Codec, Dinf, Dref, DrefEntry, Encode, Esds,
-    FixedPoint, Ftyp, Hdlr, Mdat, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl,
-    Stco, Stsc, Stsd, Stsz, Stts, Styp, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry,
-    TrunSamples, Url, Visual, Vmhd,
+    esds, Atom, Audio, Avc1, Avcc, Buf, Codec, Dinf, Dref, DrefEntry, Encode, Esds, FixedPoint,
+    Ftyp, Hdlr, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl, Stco, Stsc, Stsd,
+    Stsz, Stts, Styp, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Url,
+    Visual, Vmhd,
 };
 use thiserror::Error;
 
@@ -393,6 +393,20 @@ fn avcc(config: &AvcConfig, record: &[u8]) -> Result<Avcc, Fmp4Error> {
 /// default-base-is-moof, 64-bit `tfdt` = first sample's dts, `trun` with per-sample duration,
 /// size, flags and, when any is non-zero, signed composition offsets) + `mdat`.
 pub fn media_segment(sequence_number: u32, samples: &[Sample]) -> Result<Bytes, Fmp4Error> {
+    let head = media_segment_head(sequence_number, samples)?;
+    let data_len: usize = samples.iter().map(|s| s.data.len()).sum();
+    let mut out = BytesMut::with_capacity(head.len().saturating_add(data_len));
+    out.extend_from_slice(&head);
+    for s in samples {
+        out.extend_from_slice(&s.data);
+    }
+    Ok(out.freeze())
+}
+
+/// Everything of [`media_segment`] before the samples' data (`styp`, `moof` and the `mdat`
+/// box header): the file is this followed by each sample's `data` in order, so a writer can
+/// hand the samples' own buffers to the disk instead of copying them into one.
+pub fn media_segment_head(sequence_number: u32, samples: &[Sample]) -> Result<Bytes, Fmp4Error> {
     let first = samples.first().ok_or(Fmp4Error::NoSamples)?;
     if samples.len() > MAX_SEGMENT_SAMPLES {
         return Err(Fmp4Error::TooManySamples(samples.len()));
@@ -445,9 +459,7 @@ pub fn media_segment(sequence_number: u32, samples: &[Sample]) -> Result<Bytes, 
     };
 
     // styp + moof are small: 16 bytes a sample plus about 150 bytes of headers.
-    let capacity = 256usize
-        .saturating_add(samples.len().saturating_mul(16))
-        .saturating_add(usize::try_from(mdat_len).unwrap_or(usize::MAX));
+    let capacity = 256usize.saturating_add(samples.len().saturating_mul(16));
     let mut out = BytesMut::with_capacity(capacity);
     styp.encode(&mut out)?;
     // The data offset (from the moof's first byte to the first sample) depends on the moof's
@@ -465,12 +477,9 @@ pub fn media_segment(sequence_number: u32, samples: &[Sample]) -> Result<Bytes, 
     out.truncate(moof_start);
     moof.encode(&mut out)?;
 
-    out.encode_atom(Mdat::KIND, |buf| {
-        for s in samples {
-            buf.append_slice(&s.data);
-        }
-        Ok(())
-    })?;
+    // The mdat header: its size (checked above to fit 32 bits) and kind; the data follows.
+    out.extend_from_slice(&u32::try_from(mdat_len).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(b"mdat");
     Ok(out.freeze())
 }
 

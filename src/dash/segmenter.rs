@@ -70,8 +70,7 @@ use crate::segment::names::{basename, is_valid_name};
 use crate::segment::retention::{self, Grace, Retention};
 use crate::segment::timeline::{Timeline, Track, BACKWARD_TOLERANCE_MS};
 use crate::segment::{
-    AAC_FRAME_SAMPLES, APPEND_CHUNK_BYTES, DEFAULT_VIDEO_STEP_MS, MAX_AUDIO_FRAME, MAX_CTS_MS,
-    PART_SUFFIX,
+    AAC_FRAME_SAMPLES, DEFAULT_VIDEO_STEP_MS, MAX_AUDIO_FRAME, MAX_CTS_MS, PART_SUFFIX,
 };
 
 /// A video segment with no keyframe is cut after this many `dash_fragment`s (DASH's max
@@ -149,6 +148,15 @@ fn audio_codec(fourcc: Option<FourCc>, body: &[u8]) -> Option<TrackCodec> {
 }
 
 /// Whether a frame body can be a sample of `codec` (AVC: whole length-prefixed NAL units).
+/// A frame's body as a slice of the publisher's buffer (shared, not copied).
+fn body_of(tag: &Bytes, offset: usize) -> Bytes {
+    if offset <= tag.len() {
+        tag.slice(offset..)
+    } else {
+        Bytes::new()
+    }
+}
+
 fn frame_ok(codec: &TrackCodec, body: &[u8]) -> bool {
     match codec {
         TrackCodec::Avc { config, .. } => {
@@ -669,7 +677,7 @@ impl DashStream {
         &mut self,
         video: bool,
         timestamp: u32,
-        tag: &[u8],
+        tag: &Bytes,
         now: Now,
         ops: &mut Vec<FileOp>,
     ) {
@@ -704,7 +712,7 @@ impl DashStream {
         }
     }
 
-    fn on_video(&mut self, timestamp: u32, tag: &[u8], now: Now) {
+    fn on_video(&mut self, timestamp: u32, tag: &Bytes, now: Now) {
         let Ok(t) = flv::parse_video(tag) else { return };
         if t.multitrack
             .is_some_and(|m| m.kind != MultitrackKind::OneTrack || m.first_track_id != 0)
@@ -756,7 +764,7 @@ impl DashStream {
                 return;
             }
             let ms = self.media_ms(m.out_ms);
-            self.push_video(ms, t.composition_time_ms, key, Bytes::copy_from_slice(body));
+            self.push_video(ms, t.composition_time_ms, key, body_of(tag, t.body_offset));
             return;
         } else {
             let Some(track) = self.current_track(Kind::Video) else {
@@ -770,7 +778,7 @@ impl DashStream {
                 self.soft_cut(ms, dts, key, now);
             }
         }
-        self.push_video(ms, t.composition_time_ms, key, Bytes::copy_from_slice(body));
+        self.push_video(ms, t.composition_time_ms, key, body_of(tag, t.body_offset));
     }
 
     fn push_video(&mut self, ms: u64, cts_ms: i32, key: bool, data: Bytes) {
@@ -800,7 +808,7 @@ impl DashStream {
         self.last_dts[V] = Some(dts);
     }
 
-    fn on_audio(&mut self, timestamp: u32, tag: &[u8], now: Now) {
+    fn on_audio(&mut self, timestamp: u32, tag: &Bytes, now: Now) {
         let Ok(t) = flv::parse_audio(tag) else { return };
         if t.multitrack
             .is_some_and(|m| m.kind != MultitrackKind::OneTrack || m.first_track_id != 0)
@@ -831,7 +839,7 @@ impl DashStream {
         if Some(src.fourcc) != fourcc || !frame_ok(&src.codec, body) {
             return;
         }
-        let data = Bytes::copy_from_slice(body);
+        let data = body_of(tag, t.body_offset);
         let m = self.timeline.map(Track::Audio, timestamp);
         if m.rebased {
             self.hard_close(now);
@@ -1230,7 +1238,7 @@ impl DashStream {
                 continue;
             };
             let seq = *kind.of(&self.sequence);
-            let Ok(data) = fmp4::media_segment(seq, samples) else {
+            let Ok(head) = fmp4::media_segment_head(seq, samples) else {
                 continue;
             };
             *kind.of_mut(&mut self.sequence) = seq.wrapping_add(1);
@@ -1248,17 +1256,20 @@ impl DashStream {
             self.ensure_dir();
             let seg_effect = |committed| Effect::Segment { cut, committed };
             self.emit(FileOp::Open { path: part.clone() }, seg_effect(false));
-            let mut off = 0;
-            while off < data.len() {
-                let end = (off + APPEND_CHUNK_BYTES).min(data.len());
+            // The samples' own buffers (slices of what the publisher sent) go to the disk
+            // after the header: no copy of the media into one segment buffer.
+            let parts: Vec<Bytes> = std::iter::once(head)
+                .chain(samples.iter().map(|s| s.data.clone()))
+                .collect();
+            let file_len: usize = parts.iter().map(Bytes::len).sum();
+            for data in parts {
                 self.emit(
                     FileOp::Append {
                         path: part.clone(),
-                        data: data.slice(off..end),
+                        data,
                     },
                     seg_effect(false),
                 );
-                off = end;
             }
             self.emit(
                 FileOp::Commit {
@@ -1279,7 +1290,7 @@ impl DashStream {
                     t,
                     d,
                     path,
-                    bytes: data.len() as u64,
+                    bytes: file_len as u64,
                     frames: samples.len() as u64,
                     sap: samples.first().is_some_and(|s| s.keyframe),
                 },
@@ -1785,7 +1796,7 @@ impl FileOutput for DashStream {
         &mut self,
         video: bool,
         timestamp: u32,
-        tag: &[u8],
+        tag: &Bytes,
         now: Now,
         ops: &mut Vec<FileOp>,
     ) {

@@ -568,7 +568,8 @@ impl Sim {
     fn media(&mut self, video: bool, ts: u32, tag: &[u8]) {
         let mut ops = Vec::new();
         let now = self.now();
-        self.s.on_media(video, ts, tag, now, &mut ops);
+        self.s
+            .on_media(video, ts, &Bytes::copy_from_slice(tag), now, &mut ops);
         self.apply(ops);
         self.tick();
     }
@@ -801,7 +802,13 @@ fn on_tick_asks_to_run_when_a_held_segment_becomes_available() {
         sim.clock = t / 4;
         let mut ops = Vec::new();
         let now = sim.now();
-        sim.s.on_media(video, t as u32, &tag, now, &mut ops);
+        sim.s.on_media(
+            video,
+            t as u32,
+            &Bytes::copy_from_slice(&tag),
+            now,
+            &mut ops,
+        );
         sim.apply(ops);
     }
     assert!(!sim.disk.files.contains_key(Path::new(MPD)));

@@ -1513,7 +1513,7 @@ impl crate::files::FileOutput for HlsStream {
         &mut self,
         video: bool,
         timestamp: u32,
-        tag: &[u8],
+        tag: &Bytes,
         now: Now,
         ops: &mut Vec<FileOp>,
     ) {

@@ -149,21 +149,29 @@ pub fn perform(job: IoJob) -> IoDone {
         mut files,
     } = job;
     let mut stats = IoStats::default();
-    let mut ops = ops.into_iter();
     let mut done = 0;
     let mut failure = None;
-    for op in ops.by_ref() {
+    while done < ops.len() {
+        // Appends to one file in a row (a DASH segment's header and samples) go in one
+        // vectored write.
+        let run = appends_in_a_row(ops.get(done..).unwrap_or_default());
         let started = Instant::now();
-        let result = perform_one(&mut files, &op);
-        stats.ops += 1;
+        let result = match run {
+            [FileOp::Append { path, .. }, _, ..] => append_all(&mut files, path, run),
+            _ => match ops.get(done) {
+                Some(op) => perform_one(&mut files, op),
+                None => break,
+            },
+        };
+        stats.ops += run.len().max(1) as u64;
         stats.slowest = stats.slowest.max(started.elapsed());
         match result {
             Ok(bytes) => {
                 stats.bytes += bytes;
-                done += 1;
+                done += run.len().max(1);
             }
             Err(e) => {
-                if let FileOp::Open { path } | FileOp::Append { path, .. } = &op {
+                if let Some(FileOp::Open { path } | FileOp::Append { path, .. }) = ops.get(done) {
                     files.0.remove(path);
                     let _ = fs::remove_file(path);
                 }
@@ -172,14 +180,60 @@ pub fn perform(job: IoJob) -> IoDone {
             }
         }
     }
+    let rest = if failure.is_some() {
+        ops.into_iter().skip(done + 1).collect()
+    } else {
+        Vec::new()
+    };
     IoDone {
         output,
         files,
         done,
         failure,
-        rest: ops.collect(),
+        rest,
         stats,
     }
+}
+
+/// The longest run of appends to one file at the start of `ops` (empty if `ops` does not
+/// start with one).
+fn appends_in_a_row(ops: &[FileOp]) -> &[FileOp] {
+    let Some(FileOp::Append { path: first, .. }) = ops.first() else {
+        return &[];
+    };
+    let n = ops
+        .iter()
+        .take_while(|op| matches!(op, FileOp::Append { path, .. } if path == first))
+        .count();
+    ops.get(..n).unwrap_or_default()
+}
+
+/// Writes the data of `run` (appends to `path`) with as few `writev` calls as the kernel
+/// allows.
+fn append_all(files: &mut OpenFiles, path: &Path, run: &[FileOp]) -> Result<u64, IoFailure> {
+    let file = files.0.get_mut(path).ok_or_else(|| IoFailure {
+        action: "append to",
+        path: path.to_path_buf(),
+        source: io::Error::other("file is not open"),
+    })?;
+    let mut slices: Vec<io::IoSlice<'_>> = run
+        .iter()
+        .filter_map(|op| match op {
+            FileOp::Append { data, .. } if !data.is_empty() => Some(io::IoSlice::new(data)),
+            _ => None,
+        })
+        .collect();
+    let total: usize = slices.iter().map(|s| s.len()).sum();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(fail("write", path)(io::ErrorKind::WriteZero.into())),
+            Ok(n) => io::IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(fail("write", path)(e)),
+        }
+    }
+    Ok(total as u64)
 }
 
 fn perform_one(files: &mut OpenFiles, op: &FileOp) -> Result<u64, IoFailure> {
@@ -402,6 +456,52 @@ mod tests {
         assert!(matches!(&done.rest[..], [FileOp::WriteAtomic { .. }]));
         assert!(!playlist.exists(), "the job must stop at the failure");
         assert!(done.files.is_empty());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn appends_in_a_row_are_written_together_in_order() {
+        let dir = scratch("vectored");
+        let part = dir.join("s-0.m4v.part");
+        let done = dir.join("s-0.m4v");
+        let mut ops = vec![FileOp::Open { path: part.clone() }];
+        let mut want = Vec::new();
+        for i in 0..300u32 {
+            let data = Bytes::from(vec![(i % 251) as u8; (i as usize * 37) % 900]);
+            want.extend_from_slice(&data);
+            ops.push(FileOp::Append {
+                path: part.clone(),
+                data,
+            });
+        }
+        ops.push(FileOp::Commit {
+            path: part.clone(),
+            to: done.clone(),
+        });
+        let n = ops.len();
+        let result = run(OpenFiles::default(), ops);
+        assert!(result.failure.is_none());
+        assert_eq!(result.done, n);
+        assert_eq!(result.stats.ops, n as u64);
+        assert_eq!(result.stats.bytes, want.len() as u64);
+        assert_eq!(fs::read(&done).unwrap(), want);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn appends_to_a_file_that_is_not_open_fail_at_the_first() {
+        let dir = scratch("not-open");
+        let part = dir.join("x.part");
+        let ops: Vec<FileOp> = (0..3)
+            .map(|_| FileOp::Append {
+                path: part.clone(),
+                data: Bytes::from_static(b"abc"),
+            })
+            .collect();
+        let result = run(OpenFiles::default(), ops);
+        assert_eq!(result.done, 0);
+        assert_eq!(result.rest.len(), 2);
+        assert!(result.failure.is_some());
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -932,7 +932,7 @@ impl Worker {
         id: ClientId,
         kind: FrameKind,
         timestamp: u32,
-        payload: &[u8],
+        payload: &Bytes,
         now_ms: u64,
         outcome: &mut Outcome,
     ) {

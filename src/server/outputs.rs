@@ -250,7 +250,7 @@ impl Outputs {
         key: &StreamKey,
         video: bool,
         timestamp: u32,
-        tag: &[u8],
+        tag: &bytes::Bytes,
         mono_ms: u64,
         logs: &mut Vec<LogLine>,
     ) {

@@ -179,7 +179,9 @@ impl Feed {
 
     fn media(&mut self, video: bool, ts: u32, tag: &[u8]) {
         let (key, logs) = (&self.key, &mut self.logs);
-        self.outputs.media(key, video, ts, tag, u64::from(ts), logs);
+        let tag = bytes::Bytes::copy_from_slice(tag);
+        self.outputs
+            .media(key, video, ts, &tag, u64::from(ts), logs);
     }
 
     /// `ms` more of 25 fps video (a keyframe every second, `frame_len` bytes a frame) and audio.
