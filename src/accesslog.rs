@@ -60,6 +60,10 @@ pub struct LogRecord {
     pub tz_offset_min: i32,
     /// How long the session lasted.
     pub session_ms: u64,
+    /// TLS version of a client of an `ssl` listener; empty for plain RTMP.
+    pub ssl_protocol: String,
+    /// The SNI name that client sent; empty when none (or plain RTMP).
+    pub ssl_server_name: String,
 }
 
 impl LogFormat {
@@ -118,6 +122,18 @@ fn render_var(var: LogVar, r: &LogRecord, out: &mut String) {
         }
         LogVar::SessionTime => push_num(out, r.session_ms / 1000),
         LogVar::SessionReadableTime => readable_time(out, r.session_ms / 1000),
+        LogVar::SslProtocol => escape_or_dash(out, &r.ssl_protocol),
+        LogVar::SslServerName => escape_or_dash(out, &r.ssl_server_name),
+    }
+}
+
+/// An empty value as `-`: what nginx's http access log writes for its `$ssl_*` variables on a
+/// plain connection (or without SNI), which are "not found" there.
+fn escape_or_dash(out: &mut String, s: &str) {
+    if s.is_empty() {
+        out.push('-');
+    } else {
+        escape_into(out, s);
     }
 }
 
@@ -222,6 +238,8 @@ mod tests {
             unix_ms: NOV_21_2026_10H,
             tz_offset_min: 0,
             session_ms: 3_723_999,
+            ssl_protocol: String::new(),
+            ssl_server_name: String::new(),
         }
     }
 
@@ -257,6 +275,27 @@ mod tests {
         assert_eq!(one("$command", &r), "PUBLISH");
         assert_eq!(one("$bytes_sent", &r), "3409");
         assert_eq!(one("$bytes_received", &r), "123456789012");
+    }
+
+    #[test]
+    fn tls_variables_render_the_handshake_or_a_dash_like_nginx_http() {
+        let mut r = record();
+        // Plain RTMP: nginx's http log writes "-" for a variable that is not found.
+        assert_eq!(one("$ssl_protocol|$ssl_server_name", &r), "-|-");
+        r.ssl_protocol = "TLSv1.3".into();
+        assert_eq!(one("$ssl_protocol|$ssl_server_name", &r), "TLSv1.3|-");
+        r.ssl_server_name = "cam.example.com".into();
+        assert_eq!(
+            one("$ssl_protocol|$ssl_server_name", &r),
+            "TLSv1.3|cam.example.com"
+        );
+        // Escaped like every other value.
+        r.ssl_server_name = "a\"b\nc".into();
+        assert_eq!(one("$ssl_server_name", &r), "a\\x22b\\x0Ac");
+        // The combined format does not change.
+        let mut out = String::new();
+        LogFormat::combined().render(&r, &mut out);
+        assert!(!out.contains("TLSv1"), "{out}");
     }
 
     #[test]

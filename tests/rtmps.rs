@@ -1,18 +1,30 @@
 //! RTMPS (`listen ... ssl`): ffmpeg publishes and plays over TLS, next to a plain listener of
-//! the same server; `deny publish` acts on the real client address behind TLS; garbage and a
-//! half-open client on the TLS port are closed (one info line each) without disturbing a live
-//! player; and a server with an `ssl` listener but no certificate fails `nginx -t` at its line.
+//! the same server; `/stat?format=json` and the access log (`$ssl_protocol`,
+//! `$ssl_server_name`) show each client's real address and TLS (none for plain RTMP);
+//! `deny publish` acts on the real client address behind TLS; garbage and a half-open client
+//! on the TLS port are closed (one info line each) without disturbing a live player; and a
+//! server with an `ssl` listener but no certificate fails `nginx -t` at its line.
 
 mod common;
 
+use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use common::backend::self_signed_cert;
-use common::hls::Checks;
+use common::hls::{http_get, Checks};
 use common::*;
+
+/// The http side of the test server: JSON /stat.
+const STAT_LOCATION: &str = "        location /stat { rtmp_stat all; }";
+/// The RTMP access log of the test server (under its prefix), one `|`-separated line per
+/// session: address, TLS version, SNI name, command.
+const ACCESS_LOG: &str = "logs/rtmps.log";
 
 /// `ssl_handshake_timeout` of the test server: a half-open client is closed this soon.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -23,9 +35,90 @@ fn rtmps_block(tls_port: u16, cert: &str, key: &str) -> String {
          listen 127.0.0.1:{tls_port} ssl;\n        ssl_certificate {cert};\n        \
          ssl_certificate_key {key};\n        ssl_session_cache shared:RTMPS:1m;\n        \
          ssl_handshake_timeout 2s;\n        chunk_size 4096;\n        \
+         log_format tls '$remote_addr|$ssl_protocol|$ssl_server_name|$command';\n        \
+         access_log {ACCESS_LOG} tls;\n        \
          application live {{\n            live on;\n        }}\n        \
          application secure {{\n            live on;\n            deny publish 127.0.0.1;\n        }}\n    }}\n}}\n"
     )
+}
+
+/// The clients of `live/cam` in `/stat?format=json` once `ready` accepts them (polled for up
+/// to 10 s: a worker's part is refreshed every second); the last answer otherwise.
+fn stat_clients(server: &Server, ready: impl Fn(&[Value]) -> bool) -> Result<Vec<Value>, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = String::from("no answer");
+    while Instant::now() < deadline {
+        match http_get(server.http_port, "/stat?format=json") {
+            Ok(r) if r.status == 200 => match serde_json::from_slice::<Value>(&r.body) {
+                Ok(v) => {
+                    let clients = cam_clients(&v);
+                    if ready(&clients) {
+                        return Ok(clients);
+                    }
+                    last = v.to_string();
+                }
+                Err(e) => {
+                    last = format!("not JSON ({e}): {}", String::from_utf8_lossy(&r.body));
+                }
+            },
+            Ok(r) => {
+                last = format!("status {}: {}", r.status, String::from_utf8_lossy(&r.body));
+            }
+            Err(e) => last = e,
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+    Err(last)
+}
+
+fn cam_clients(v: &Value) -> Vec<Value> {
+    let list = |v: &Value, key: &str| v[key].as_array().cloned().unwrap_or_default();
+    list(v, "servers")
+        .iter()
+        .flat_map(|srv| list(srv, "applications"))
+        .filter(|app| app["name"] == "live")
+        .flat_map(|app| list(&app, "streams"))
+        .filter(|st| st["name"] == "cam")
+        .flat_map(|st| list(&st, "clients"))
+        .collect()
+}
+
+/// A TLS client that sends SNI `name`, completes the handshake and hangs up (openssl s_client
+/// with no input); whether it finished in time.
+fn tls_hello_with_sni(port: u16, name: &str) -> bool {
+    let child = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", name])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return false;
+    };
+    let done = wait_timeout(&mut child, Duration::from_secs(10)).is_some();
+    if !done {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    done
+}
+
+/// The access log's lines once `ready` accepts them (bounded); what was there otherwise.
+fn access_lines(server: &Server, ready: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let path = server.prefix.join(ACCESS_LOG);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines: Vec<String> = fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        if ready(&lines) || Instant::now() > deadline {
+            return lines;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Waits until `stream` is closed by the server (EOF or reset); how long that took.
@@ -60,7 +153,7 @@ fn ffmpeg_publishes_and_plays_over_rtmps_and_bad_tls_clients_disturb_nothing() {
         cert.to_str().expect("utf-8"),
         key.to_str().expect("utf-8"),
     );
-    let server = Server::start(&block, "");
+    let server = Server::start(&block, STAT_LOCATION);
     let mut checks = Checks::new();
     let rtmps = |path: &str| format!("rtmps://127.0.0.1:{tls_port}/{path}");
 
@@ -134,6 +227,68 @@ fn ffmpeg_publishes_and_plays_over_rtmps_and_bad_tls_clients_disturb_nothing() {
         });
     }
 
+    // /stat: the TLS publisher with its real address and TLS version, the plain player
+    // without TLS. ffmpeg sends no SNI for a numeric host (its OpenSSL and GnuTLS backends
+    // only set it for names), so the publisher's `sni` is null.
+    let clients = stat_clients(&server, |cs| {
+        cs.iter()
+            .any(|c| c["publishing"] == true && c["tls"].is_object())
+            && cs.iter().any(|c| c["publishing"] == false)
+    });
+    match clients {
+        Ok(clients) => {
+            for c in &clients {
+                println!("/stat client: {c}");
+            }
+            let publisher = clients.iter().find(|c| c["publishing"] == true);
+            checks.check(
+                publisher.is_some_and(|p| {
+                    p["address"] == "127.0.0.1"
+                        && p["tls"]["version"]
+                            .as_str()
+                            .is_some_and(|v| v.starts_with("TLSv1."))
+                        && p["tls"]["sni"].is_null()
+                }),
+                || format!("the TLS publisher should show 127.0.0.1, TLSv1.x and no SNI: {publisher:?}"),
+            );
+            let plain: Vec<&Value> = clients
+                .iter()
+                .filter(|c| c["publishing"] == false)
+                .collect();
+            checks.check(
+                !plain.is_empty()
+                    && plain.iter().all(|c| {
+                        c["address"] == "127.0.0.1"
+                            && c.as_object().is_some_and(|o| o.contains_key("tls"))
+                            && c["tls"].is_null()
+                    }),
+                || format!("the plain RTMP player should show \"tls\": null: {plain:?}"),
+            );
+        }
+        Err(last) => {
+            checks.check(false, || {
+                format!(
+                    "/stat?format=json never listed the TLS publisher and the plain player:\n{last}"
+                )
+            });
+        }
+    }
+
+    // A client that sends SNI: the connect line and the access log name it.
+    let offset_sni = server.log_len();
+    checks.check(tls_hello_with_sni(tls_port, "rtmps.test"), || {
+        "openssl s_client -servername did not finish".into()
+    });
+    checks.check(
+        server.wait_for_log(offset_sni, ", SNI rtmps.test", Duration::from_secs(5)),
+        || {
+            format!(
+                "the SNI client's connect line should name it:\n{}",
+                server.log_since(offset_sni)
+            )
+        },
+    );
+
     // deny publish acts on the real address behind TLS.
     let denied = publish(&rtmps("secure/cam"), 5).wait_timeout(Duration::from_secs(10));
     checks.check(denied.is_some_and(|st| !st.success()), || {
@@ -145,6 +300,30 @@ fn ffmpeg_publishes_and_plays_over_rtmps_and_bad_tls_clients_disturb_nothing() {
     });
     drop(player);
     drop(publisher);
+
+    // The access log: TLS version and SNI name for TLS sessions, "-" for plain RTMP.
+    let tls_line = |l: &str, sni: &str, command: &str| {
+        let f: Vec<&str> = l.split('|').collect();
+        f.len() == 4
+            && f[0] == "127.0.0.1"
+            && f[1].starts_with("TLSv1.")
+            && f[2] == sni
+            && f[3] == command
+    };
+    let lines = access_lines(&server, |ls| {
+        ls.iter().any(|l| l.ends_with("|PUBLISH")) && ls.iter().any(|l| l.ends_with("|PLAY"))
+    });
+    println!("access log:\n{}", lines.join("\n"));
+    checks.check(lines.iter().any(|l| tls_line(l, "-", "PUBLISH")), || {
+        format!("no \"127.0.0.1|TLSv1.x|-|PUBLISH\" line for the TLS publisher:\n{lines:?}")
+    });
+    checks.check(
+        lines.iter().any(|l| tls_line(l, "rtmps.test", "NONE")),
+        || format!("no \"127.0.0.1|TLSv1.x|rtmps.test|NONE\" line for the SNI client:\n{lines:?}"),
+    );
+    checks.check(lines.iter().any(|l| l == "127.0.0.1|-|-|PLAY"), || {
+        format!("no \"127.0.0.1|-|-|PLAY\" line for the plain player:\n{lines:?}")
+    });
     checks.finish(server);
 }
 

@@ -25,6 +25,10 @@ pub enum LogVar {
     Msec,
     SessionTime,
     SessionReadableTime,
+    /// TLS version of an `ssl` listener's client (nginx's `$ssl_protocol`).
+    SslProtocol,
+    /// SNI name that client sent (nginx's `$ssl_server_name`).
+    SslServerName,
 }
 
 const LOG_VARS: &[(&str, LogVar)] = &[
@@ -44,6 +48,8 @@ const LOG_VARS: &[(&str, LogVar)] = &[
     ("msec", LogVar::Msec),
     ("session_time", LogVar::SessionTime),
     ("session_readable_time", LogVar::SessionReadableTime),
+    ("ssl_protocol", LogVar::SslProtocol),
+    ("ssl_server_name", LogVar::SslServerName),
 ];
 
 impl LogVar {
@@ -170,6 +176,20 @@ mod tests {
                 LogOp::Literal(" ".into()),
             ]
         );
+    }
+
+    #[test]
+    fn tls_variables_compile() {
+        let ops = compile_log_format(&["$ssl_protocol ${ssl_server_name}"]).unwrap();
+        assert_eq!(
+            ops,
+            vec![
+                LogOp::Var(LogVar::SslProtocol),
+                LogOp::Literal(" ".into()),
+                LogOp::Var(LogVar::SslServerName),
+            ]
+        );
+        assert!(compile_log_format(&["$ssl_cipher"]).is_err());
     }
 
     #[test]

@@ -134,11 +134,11 @@ unsafe extern "C" fn tls_done(c: *mut ngx_connection_t) {
 }
 
 /// Starts the RTMP session of a new connection (after its TLS handshake on an `ssl` listener:
-/// `tls` then says which version and SNI name, for the log).
+/// `tls` then says which version and SNI name, for the log, /stat and the access log).
 ///
 /// # Safety
 /// `c` is a live connection of one of our listeners with nothing of ours attached yet.
-unsafe fn start_session(c: *mut ngx_connection_t, tls: Option<String>) {
+unsafe fn start_session(c: *mut ngx_connection_t, tls: Option<crate::server::TlsInfo>) {
     {
         // SAFETY: as in init_connection.
         unsafe {
@@ -177,14 +177,22 @@ unsafe fn start_session(c: *mut ngx_connection_t, tls: Option<String>) {
 
             let peer = peer_ip(c);
             let now = now_ms();
-            let first_tick =
-                with_worker(|w| w.connect(id, peer, listen.server.clone(), now, &mut random_bytes));
+            let over = tls.as_ref().map_or(String::new(), |t| match &t.sni {
+                Some(sni) => format!(" over {}, SNI {sni}", t.version),
+                None => format!(" over {}", t.version),
+            });
+            let first_tick = with_worker(|w| {
+                let first_tick = w.connect(id, peer, listen.server.clone(), now, &mut random_bytes);
+                if let Some(tls) = tls {
+                    w.set_client_tls(id, tls);
+                }
+                first_tick
+            });
             CONNS.with(|m| {
                 let mut m = m.borrow_mut();
                 m.insert(id, c);
                 super::shm::set_connection_count(m.len());
             });
-            let over = tls.map_or(String::new(), |t| format!(" over {t}"));
             log(
                 NGX_LOG_INFO,
                 (*c).log,

@@ -240,11 +240,12 @@ pub unsafe fn handshaked(c: *mut ngx_connection_t) -> bool {
     }
 }
 
-/// "TLSv1.3, SNI cam.example.com" for the log line of a new client.
+/// The version and SNI name the handshake agreed on ("TLSv1.3", "cam.example.com"), cleaned
+/// and bounded by [`crate::server::TlsInfo::new`] (the name is the client's).
 ///
 /// # Safety
 /// `c` is a live, handshaked connection.
-pub unsafe fn describe(c: *mut ngx_connection_t) -> String {
+pub unsafe fn describe(c: *mut ngx_connection_t) -> crate::server::TlsInfo {
     // SAFETY: the getters copy into c's pool.
     unsafe {
         let mut proto = ngx_str_t {
@@ -265,12 +266,8 @@ pub unsafe fn describe(c: *mut ngx_connection_t) -> String {
                 .to_string_lossy()
                 .into_owned()
         };
-        let sni = String::from_utf8_lossy(super::util::str_bytes(&sni)).into_owned();
-        if sni.is_empty() {
-            proto
-        } else {
-            format!("{proto}, SNI {sni}")
-        }
+        let sni = String::from_utf8_lossy(super::util::str_bytes(&sni));
+        crate::server::TlsInfo::new(&proto, Some(&sni))
     }
 }
 

@@ -134,6 +134,45 @@ impl Outcome {
     }
 }
 
+/// What the TLS handshake of a client on an `ssl` listener agreed on, for /stat and the access
+/// log. The SNI name comes from the client: [`TlsInfo::new`] drops control characters and
+/// bounds both values, so neither can grow a stat document or forge a log line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// "TLSv1.3", "TLSv1.2", ...
+    pub version: String,
+    /// The server name the client asked for; None when it sent none.
+    pub sni: Option<String>,
+}
+
+impl TlsInfo {
+    /// Longest protocol version kept (OpenSSL's names are under 10 bytes).
+    pub const MAX_VERSION_LEN: usize = 32;
+    /// Longest SNI name kept: the host_name limit of OpenSSL (`TLSEXT_MAXLEN_host_name`).
+    pub const MAX_SNI_LEN: usize = 255;
+
+    /// Cleans what the handshake reported: control characters dropped, each value cut (at a
+    /// character boundary) to its limit; an SNI name left empty becomes None.
+    pub fn new(version: &str, sni: Option<&str>) -> TlsInfo {
+        fn clean(s: &str, max: usize) -> String {
+            let mut out = String::with_capacity(s.len().min(max));
+            for c in s.chars().filter(|c| !c.is_control()) {
+                if out.len() + c.len_utf8() > max {
+                    break;
+                }
+                out.push(c);
+            }
+            out
+        }
+        TlsInfo {
+            version: clean(version, Self::MAX_VERSION_LEN),
+            sni: sni
+                .map(|s| clean(s, Self::MAX_SNI_LEN))
+                .filter(|s| !s.is_empty()),
+        }
+    }
+}
+
 /// Why a publish or play was refused (the text goes to the client in onStatus).
 enum Refusal {
     BadName(String),
@@ -174,6 +213,8 @@ struct Client {
     published: bool,
     /// Traffic counters for /stat.
     counters: stat::ClientCounters,
+    /// Set by [`Worker::set_client_tls`] for a client of an `ssl` listener.
+    tls: Option<TlsInfo>,
 }
 
 impl Client {
@@ -405,10 +446,19 @@ impl Worker {
                 played: false,
                 published: false,
                 counters: stat::ClientCounters::default(),
+                tls: None,
             },
         );
         self.counters.accepted();
         first_tick
+    }
+
+    /// Client `id` came over TLS (the glue calls this right after [`Worker::connect`]): /stat
+    /// and the access log show `info`.
+    pub fn set_client_tls(&mut self, id: ClientId, info: TlsInfo) {
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.tls = Some(info);
+        }
     }
 
     /// Bytes received from client `id`.
@@ -1276,6 +1326,15 @@ impl Worker {
             unix_ms: self.unix_ms(now_ms),
             tz_offset_min: self.tz_offset_min,
             session_ms: now_ms.saturating_sub(client.connected_ms),
+            ssl_protocol: client
+                .tls
+                .as_ref()
+                .map_or(String::new(), |t| t.version.clone()),
+            ssl_server_name: client
+                .tls
+                .as_ref()
+                .and_then(|t| t.sni.clone())
+                .unwrap_or_default(),
         };
         for log in &logs.access_logs {
             let Some(format) = logs.format(&log.format) else {

@@ -14,7 +14,8 @@ use crate::media::metadata::{parse_metadata, CodecId, Metadata};
 use crate::media::{avc, flv};
 use crate::rtmp::command;
 use crate::stat::{
-    AppStat, AudioMeta, ClientStat, ServerStat, StatSnapshot, StreamStat, VideoMeta, WorkerInfo,
+    AppStat, AudioMeta, ClientStat, ClientTls, ServerStat, StatSnapshot, StreamStat, VideoMeta,
+    WorkerInfo,
 };
 
 /// Shortest interval a bandwidth is measured over: `/stat` requests closer together than this
@@ -406,6 +407,10 @@ fn client_stat(id: ClientId, c: &Client, now_ms: u64, pid: u32) -> ClientStat {
         worker_pid: pid,
         bytes_in: c.counters.bytes_in,
         bytes_out: c.counters.bytes_out,
+        tls: c.tls.as_ref().map(|t| ClientTls {
+            version: t.version.clone(),
+            sni: t.sni.clone(),
+        }),
     }
 }
 
@@ -832,6 +837,97 @@ mod tests {
         assert_eq!(a.codec, "AAC");
         assert_eq!(a.profile.as_deref(), Some("LC"));
         assert_eq!((a.channels, a.sample_rate), (Some(2), Some(48_000)));
+    }
+
+    #[test]
+    fn tls_clients_show_version_and_sni_and_plain_ones_none() {
+        use crate::server::TlsInfo;
+        let mut h = three_clients();
+        h.worker
+            .set_client_tls(1, TlsInfo::new("TLSv1.3", Some("cam.example.com")));
+        h.worker.set_client_tls(3, TlsInfo::new("TLSv1.2", None));
+        // An unknown client: nothing happens.
+        h.worker.set_client_tls(99, TlsInfo::new("TLSv1.3", None));
+        let s = h.stat();
+        let st = only_stream(&s);
+        assert_eq!(ids(st), [1, 2, 3]);
+        let tls: Vec<Option<ClientTls>> = st.clients.iter().map(|c| c.tls.clone()).collect();
+        assert_eq!(
+            tls,
+            [
+                Some(ClientTls {
+                    version: "TLSv1.3".into(),
+                    sni: Some("cam.example.com".into()),
+                }),
+                None,
+                Some(ClientTls {
+                    version: "TLSv1.2".into(),
+                    sni: None,
+                }),
+            ]
+        );
+        // Through shared memory and into the JSON document.
+        let back = StatSnapshot::decode(&s.encode()).unwrap();
+        assert_eq!(back, s);
+        let json = crate::stat::render_json(&back);
+        assert!(json.contains(r#""tls":{"version":"TLSv1.3","sni":"cam.example.com"}"#));
+        assert!(json.contains(r#""tls":{"version":"TLSv1.2","sni":null}"#));
+        assert!(json.contains(r#""tls":null"#));
+    }
+
+    #[test]
+    fn tls_info_drops_control_characters_and_bounds_lengths() {
+        use crate::server::TlsInfo;
+        let t = TlsInfo::new("TLSv1.3\n", Some("cam\r\n.example\u{7f}.com\0"));
+        assert_eq!(t.version, "TLSv1.3");
+        assert_eq!(t.sni.as_deref(), Some("cam.example.com"));
+        assert_eq!(TlsInfo::new("TLSv1.2", Some("")).sni, None);
+        assert_eq!(TlsInfo::new("TLSv1.2", Some("\u{1}\u{9b}")).sni, None);
+        assert_eq!(TlsInfo::new("TLSv1.2", None).sni, None);
+        let long = TlsInfo::new(&"v".repeat(100), Some(&"\u{e9}".repeat(300)));
+        assert_eq!(long.version.len(), TlsInfo::MAX_VERSION_LEN);
+        let sni = long.sni.unwrap();
+        // Cut at a character boundary: 127 two-byte characters.
+        assert_eq!(sni.len(), TlsInfo::MAX_SNI_LEN - 1);
+        assert!(sni.chars().all(|c| c == '\u{e9}'));
+    }
+
+    #[test]
+    fn access_log_shows_the_tls_of_a_client_and_dashes_for_a_plain_one() {
+        use crate::server::TlsInfo;
+        let mut h = H::new();
+        h.server = server_with(
+            &[
+                (
+                    "log_format",
+                    &["tls", "$remote_addr|$ssl_protocol|$ssl_server_name"],
+                ),
+                ("access_log", &["logs/rtmp.log", "tls"]),
+            ],
+            &[],
+        );
+        h.connect(1, "192.0.2.1");
+        h.worker.set_client_tls(
+            1,
+            TlsInfo::new("TLSv1.3", Some("cam.example.com\n1.2.3.4|x")),
+        );
+        h.connect(2, "192.0.2.2");
+        h.connect(3, "192.0.2.3");
+        h.worker.set_client_tls(3, TlsInfo::new("TLSv1.2", None));
+        let mut lines = Vec::new();
+        for id in [1, 2, 3] {
+            let mut o = Outcome::default();
+            h.worker.disconnect(id, h.now, &mut o);
+            lines.extend(o.access.into_iter().map(|a| a.line));
+        }
+        assert_eq!(
+            lines,
+            [
+                "192.0.2.1|TLSv1.3|cam.example.com1.2.3.4|x\n",
+                "192.0.2.2|-|-\n",
+                "192.0.2.3|TLSv1.2|-\n",
+            ]
+        );
     }
 
     #[test]

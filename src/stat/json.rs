@@ -212,6 +212,16 @@ impl Json {
         self.num_field("worker_pid", c.worker_pid);
         self.num_field("bytes_in", c.bytes_in);
         self.num_field("bytes_out", c.bytes_out);
+        match &c.tls {
+            Some(t) => {
+                self.key("tls");
+                self.out.push('{');
+                self.str_field("version", &t.version);
+                self.opt_str_field("sni", t.sni.as_deref());
+                self.close('}');
+            }
+            None => self.null_field("tls"),
+        }
         self.close('}');
     }
 }
@@ -300,6 +310,32 @@ mod tests {
         assert_eq!(st["clients"][1]["publishing"], false);
         assert_eq!(app["streams"][1]["video"], Value::Null);
         assert_eq!(app["streams"][1]["audio"], Value::Null);
+    }
+
+    #[test]
+    fn clients_show_their_tls_version_and_sni_or_null() {
+        let v = parse(&render_json(&sample()));
+        let clients = &v["servers"][0]["applications"][0]["streams"][0]["clients"];
+        assert_eq!(
+            clients[0]["tls"],
+            serde_json::json!({"version": "TLSv1.3", "sni": "cam.example.com"})
+        );
+        assert_eq!(clients[1]["tls"], Value::Null);
+        assert!(clients[1].as_object().unwrap().contains_key("tls"));
+        let mut s = sample();
+        let c = &mut s.servers[0].applications[0].streams[0].clients[0];
+        c.tls = Some(crate::stat::ClientTls {
+            version: "TLSv1.2".into(),
+            sni: None,
+        });
+        let v = parse(&render_json(&s));
+        let tls = &v["servers"][0]["applications"][0]["streams"][0]["clients"][0]["tls"];
+        assert_eq!(tls, &serde_json::json!({"version": "TLSv1.2", "sni": null}));
+        // The client object still ends cleanly after it.
+        assert_eq!(
+            v["servers"][0]["applications"][0]["streams"][0]["clients"][0]["bytes_out"],
+            3_000
+        );
     }
 
     #[test]

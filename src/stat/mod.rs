@@ -123,6 +123,18 @@ pub struct ClientStat {
     pub worker_pid: u32,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// What TLS the client came over (an `ssl` listener); None for plain RTMP. Not in the
+    /// C module's XML; JSON only.
+    pub tls: Option<ClientTls>,
+}
+
+/// The TLS of a client's connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// "TLSv1.3", "TLSv1.2", ...
+    pub version: String,
+    /// The server name (SNI) the client asked for, if any.
+    pub sni: Option<String>,
 }
 
 /// Video codec parameters of the publisher.
@@ -380,8 +392,16 @@ pub(crate) fn estimated_len(s: &StatSnapshot) -> usize {
                 n = n.saturating_add(1024 + 4 * st.name.len());
                 for c in &st.clients {
                     let opt = |o: &Option<String>| o.as_deref().map_or(0, str::len);
+                    let tls = c
+                        .tls
+                        .as_ref()
+                        .map_or(0, |t| 40 + t.version.len() + opt(&t.sni));
                     n = n.saturating_add(
-                        320 + c.address.len() + opt(&c.flashver) + opt(&c.pageurl) + opt(&c.swfurl),
+                        320 + c.address.len()
+                            + opt(&c.flashver)
+                            + opt(&c.pageurl)
+                            + opt(&c.swfurl)
+                            + tls,
                     );
                 }
             }
@@ -412,6 +432,10 @@ pub(crate) mod tests {
             worker_pid: 4242,
             bytes_in: 8_000_000,
             bytes_out: 3_000,
+            tls: Some(ClientTls {
+                version: "TLSv1.3".into(),
+                sni: Some("cam.example.com".into()),
+            }),
         };
         let player = ClientStat {
             id: 9,
@@ -428,6 +452,7 @@ pub(crate) mod tests {
             worker_pid: 4243,
             bytes_in: 400,
             bytes_out: 7_000_000,
+            tls: None,
         };
         let stream = StreamStat {
             name: "cam1".into(),

@@ -6,18 +6,22 @@
 //! named limit, strings must be UTF-8, and anything wrong is a [`StatError::Corrupt`], never a
 //! panic or an allocation larger than the input.
 //!
-//! Layout (version 1): the magic `RSS1`, then the fields in declaration order. Integers are
+//! Layout (version 2): the magic `RSS2`, then the fields in declaration order. Integers are
 //! LEB128 varints (signed ones zigzag-encoded), `f64` is 8 bytes little-endian, `bool` and
 //! `Option` tags are one byte (0/1), strings and lists are a varint count followed by their
-//! bytes or elements.
+//! bytes or elements. Version 2 adds one field at the end of each client, `tls` (an `Option`
+//! tag, then `version` and `sni`); version 1 (`RSS1`, a part written by an older build) is
+//! still read, its clients with `tls: None`.
 
 use super::{
-    AppStat, AudioMeta, ClientStat, ServerStat, StatError, StatSnapshot, StreamStat, VideoMeta,
-    WorkerInfo,
+    AppStat, AudioMeta, ClientStat, ClientTls, ServerStat, StatError, StatSnapshot, StreamStat,
+    VideoMeta, WorkerInfo,
 };
 
-/// First bytes of an encoded snapshot (format version 1).
-pub const STAT_MAGIC: [u8; 4] = *b"RSS1";
+/// First bytes of an encoded snapshot (format version 2, what [`StatSnapshot::encode`] writes).
+pub const STAT_MAGIC: [u8; 4] = *b"RSS2";
+/// First bytes of a version 1 snapshot (no client `tls`), still accepted by the decoder.
+pub const STAT_MAGIC_V1: [u8; 4] = *b"RSS1";
 /// Longest encoded snapshot [`StatSnapshot::decode`] accepts.
 pub const MAX_ENCODED_STAT_LEN: usize = 64 * 1024 * 1024;
 /// Longest string kept; [`StatSnapshot::encode`] cuts longer ones (at a character boundary)
@@ -29,8 +33,20 @@ pub const MAX_STAT_LIST_LEN: usize = 1 << 20;
 impl StatSnapshot {
     /// The binary form described in the module docs.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer(Vec::with_capacity(super::estimated_len(self) / 2));
-        w.0.extend_from_slice(&STAT_MAGIC);
+        self.encode_version(2)
+    }
+
+    /// Version 1 leaves the client `tls` out (tests check that the decoder still reads it).
+    fn encode_version(&self, version: u8) -> Vec<u8> {
+        let mut w = Writer {
+            out: Vec::with_capacity(super::estimated_len(self) / 2),
+            version,
+        };
+        w.out.extend_from_slice(if version < 2 {
+            &STAT_MAGIC_V1
+        } else {
+            &STAT_MAGIC
+        });
         w.str(&self.nginx_version);
         w.str(&self.module_version);
         w.str(&self.compiler);
@@ -54,7 +70,7 @@ impl StatSnapshot {
                 w.list(&app.streams, encode_stream);
             });
         });
-        w.0
+        w.out
     }
 
     /// Reads what [`StatSnapshot::encode`] wrote; refuses anything else without panicking.
@@ -62,8 +78,15 @@ impl StatSnapshot {
         if bytes.len() > MAX_ENCODED_STAT_LEN {
             return Err(StatError::Corrupt("snapshot too large"));
         }
-        let mut r = Reader { buf: bytes, pos: 0 };
-        if r.take(STAT_MAGIC.len())? != STAT_MAGIC {
+        let mut r = Reader {
+            buf: bytes,
+            pos: 0,
+            version: 2,
+        };
+        let magic = r.take(STAT_MAGIC.len())?;
+        if magic == STAT_MAGIC_V1 {
+            r.version = 1;
+        } else if magic != STAT_MAGIC {
             return Err(StatError::Corrupt("bad magic or version"));
         }
         let s = StatSnapshot {
@@ -130,12 +153,19 @@ fn encode_stream(w: &mut Writer, st: &StreamStat) {
         w.uint(u64::from(c.worker_pid));
         w.uint(c.bytes_in);
         w.uint(c.bytes_out);
+        if w.version >= 2 {
+            w.bool(c.tls.is_some());
+            if let Some(t) = &c.tls {
+                w.str(&t.version);
+                w.opt_str(&t.sni);
+            }
+        }
     });
     w.bool(st.video.is_some());
     if let Some(v) = &st.video {
         w.uint(u64::from(v.width));
         w.uint(u64::from(v.height));
-        w.0.extend_from_slice(&v.frame_rate.to_le_bytes());
+        w.out.extend_from_slice(&v.frame_rate.to_le_bytes());
         w.str(&v.codec);
         w.opt_str(&v.profile);
         w.opt_u32(v.compat);
@@ -178,6 +208,14 @@ fn decode_stream(r: &mut Reader<'_>) -> Result<StreamStat, StatError> {
                 worker_pid: r.u32()?,
                 bytes_in: r.uint()?,
                 bytes_out: r.uint()?,
+                tls: if r.version >= 2 && r.bool()? {
+                    Some(ClientTls {
+                        version: r.str()?,
+                        sni: r.opt_str()?,
+                    })
+                } else {
+                    None
+                },
             })
         })?,
         video: if r.bool()? {
@@ -206,15 +244,19 @@ fn decode_stream(r: &mut Reader<'_>) -> Result<StreamStat, StatError> {
     })
 }
 
-struct Writer(Vec<u8>);
+struct Writer {
+    out: Vec<u8>,
+    /// Format version being written (1 or 2).
+    version: u8,
+}
 
 impl Writer {
     fn uint(&mut self, mut v: u64) {
         while v >= 0x80 {
-            self.0.push((v as u8) | 0x80);
+            self.out.push((v as u8) | 0x80);
             v >>= 7;
         }
-        self.0.push(v as u8);
+        self.out.push(v as u8);
     }
 
     fn int(&mut self, v: i64) {
@@ -222,7 +264,7 @@ impl Writer {
     }
 
     fn bool(&mut self, b: bool) {
-        self.0.push(u8::from(b));
+        self.out.push(u8::from(b));
     }
 
     fn str(&mut self, s: &str) {
@@ -232,7 +274,7 @@ impl Writer {
         }
         let s = &s[..end];
         self.uint(s.len() as u64);
-        self.0.extend_from_slice(s.as_bytes());
+        self.out.extend_from_slice(s.as_bytes());
     }
 
     fn opt_str(&mut self, s: &Option<String>) {
@@ -263,6 +305,8 @@ impl Writer {
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Format version of the input (from its magic).
+    version: u8,
 }
 
 impl<'a> Reader<'a> {
@@ -413,6 +457,71 @@ mod tests {
     }
 
     #[test]
+    fn client_tls_round_trips_with_and_without_sni() {
+        let mut s = sample();
+        let clients = &mut s.servers[0].applications[0].streams[0].clients;
+        assert_eq!(
+            clients[0].tls.as_ref().map(|t| t.version.as_str()),
+            Some("TLSv1.3")
+        );
+        clients[1].tls = Some(ClientTls {
+            version: "TLSv1.2".into(),
+            sni: None,
+        });
+        let bytes = s.encode();
+        assert!(bytes.starts_with(b"RSS2"));
+        let back = StatSnapshot::decode(&bytes).unwrap();
+        assert_eq!(back, s);
+        let c = &back.servers[0].applications[0].streams[0].clients;
+        assert_eq!(
+            c[0].tls.as_ref().unwrap().sni.as_deref(),
+            Some("cam.example.com")
+        );
+        assert_eq!(c[1].tls.as_ref().unwrap().sni, None);
+        // A value past the string limit is cut, never refused.
+        s.servers[0].applications[0].streams[0].clients[0].tls = Some(ClientTls {
+            version: "v".repeat(MAX_STAT_STRING_LEN + 1),
+            sni: Some("s".repeat(MAX_STAT_STRING_LEN * 2)),
+        });
+        let back = StatSnapshot::decode(&s.encode()).unwrap();
+        let t = back.servers[0].applications[0].streams[0].clients[0]
+            .tls
+            .clone()
+            .unwrap();
+        assert_eq!(t.version.len(), MAX_STAT_STRING_LEN);
+        assert_eq!(t.sni.map(|n| n.len()), Some(MAX_STAT_STRING_LEN));
+    }
+
+    #[test]
+    fn version_1_parts_still_decode_with_no_tls() {
+        let s = sample();
+        let v1 = s.encode_version(1);
+        assert!(v1.starts_with(&STAT_MAGIC_V1));
+        let mut expected = s.clone();
+        for c in expected
+            .servers
+            .iter_mut()
+            .flat_map(|srv| &mut srv.applications)
+            .flat_map(|a| &mut a.streams)
+            .flat_map(|st| &mut st.clients)
+        {
+            c.tls = None;
+        }
+        assert_eq!(StatSnapshot::decode(&v1), Ok(expected.clone()));
+        // Version 2 of the same clients without TLS is version 1 plus one tag per client.
+        let v2 = expected.encode();
+        assert_eq!(v2.len(), v1.len() + 2);
+        assert_eq!(StatSnapshot::decode(&v2), Ok(expected));
+        // A version 1 part is not read as version 2 nor the other way round.
+        let mut relabelled = v1.clone();
+        relabelled[..4].copy_from_slice(&STAT_MAGIC);
+        assert!(StatSnapshot::decode(&relabelled).is_err());
+        for n in 0..v1.len() {
+            assert!(StatSnapshot::decode(&v1[..n]).is_err(), "v1 prefix {n}");
+        }
+    }
+
+    #[test]
     fn overlong_strings_are_cut_at_a_character_boundary_and_still_decode() {
         let mut s = sample();
         s.compiler = "é".repeat(MAX_STAT_STRING_LEN);
@@ -439,7 +548,7 @@ mod tests {
             Err(StatError::Corrupt("trailing bytes"))
         );
         assert_eq!(
-            StatSnapshot::decode(b"RSS2"),
+            StatSnapshot::decode(b"RSS3"),
             Err(StatError::Corrupt("bad magic or version"))
         );
         // Four empty strings, seven zero counters, then a workers count far past the end.
