@@ -194,21 +194,13 @@ mod tests {
     use super::*;
 
     fn frame(kind: FrameKind, ts: u32, key: bool, len: usize) -> Frame {
-        Frame {
-            kind,
-            timestamp: ts,
-            keyframe: key,
-            sequence_header: false,
-            chunked: Bytes::from(vec![0u8; len]),
-            payload_len: len,
-        }
+        Frame::test_frame(kind, ts, key, &vec![0u8; len])
     }
 
     fn header(kind: FrameKind) -> Frame {
-        Frame {
-            sequence_header: true,
-            ..frame(kind, 0, false, 4)
-        }
+        let mut f = frame(kind, 0, false, 4);
+        f.sequence_header = true;
+        f
     }
 
     #[test]

@@ -450,7 +450,7 @@ impl Hub {
         key: &StreamKey,
         kind: FrameKind,
         timestamp: u32,
-        payload: &[u8],
+        payload: &Bytes,
         chunk_size: u32,
     ) -> &[ClientId] {
         self.woken.clear();
@@ -573,7 +573,8 @@ mod tests {
     }
 
     fn send(hub: &mut Hub, kind: FrameKind, ts: u32, payload: &[u8]) -> Vec<ClientId> {
-        hub.publisher_frame(&key(), kind, ts, payload, CS).to_vec()
+        hub.publisher_frame(&key(), kind, ts, &Bytes::copy_from_slice(payload), CS)
+            .to_vec()
     }
 
     /// A publisher that sent metadata, headers and two GOPs.
@@ -602,7 +603,8 @@ mod tests {
 
     /// The timestamp field of the type-0 header in an encoded message.
     fn wire_timestamp(f: &Frame) -> u32 {
-        u32::from_be_bytes([0, f.chunked[1], f.chunked[2], f.chunked[3]])
+        let w = f.wire_bytes();
+        u32::from_be_bytes([0, w[1], w[2], w[3]])
     }
 
     fn drain(hub: &mut Hub, player: ClientId) {
@@ -639,8 +641,8 @@ mod tests {
         assert!(wire.windows(2).all(|w| w[0] <= w[1]), "{wire:?}");
         // The re-encoded header carries the payload unchanged.
         let vh = q.iter().nth(1).unwrap();
-        assert_eq!(&vh.chunked[12..], AVC_HEADER);
-        assert_eq!(vh.chunked[0], 7);
+        assert_eq!(&vh.wire_bytes()[12..], AVC_HEADER);
+        assert_eq!(vh.wire_bytes()[0], 7);
     }
 
     #[test]
@@ -656,7 +658,7 @@ mod tests {
                 .iter()
                 .last()
                 .unwrap()
-                .chunked
+                .payload
                 .clone()
         };
         assert_eq!(last(10).as_ptr(), last(11).as_ptr());
@@ -667,7 +669,7 @@ mod tests {
             .frames()
             .next()
             .unwrap()
-            .chunked
+            .payload
             .as_ptr();
         let joined = hub
             .queue(10)
@@ -675,7 +677,7 @@ mod tests {
             .iter()
             .nth(3)
             .unwrap()
-            .chunked
+            .payload
             .as_ptr();
         assert_eq!(cached, joined);
     }
@@ -892,7 +894,7 @@ mod tests {
         let status = Bytes::from_static(b"onStatus Play.Start");
         hub.play(key(), 10, opts(), [status.clone()]).unwrap();
         let q = hub.queue(10).unwrap();
-        assert_eq!(q.iter().next().unwrap().chunked, status);
+        assert_eq!(q.iter().next().unwrap().wire_bytes(), status);
         assert_eq!(q.len(), 7);
         assert!(!hub.enqueue_control(10, Bytes::from_static(b"x")));
         drain(&mut hub, 10);

@@ -167,37 +167,52 @@ impl PlayerQueue {
     /// Fills `dst` with the unwritten bytes in order (up to `dst.len()` slices) for a
     /// vectored write; returns how many slices were filled.
     pub fn io_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        self.fill(self.items.iter(), self.offset, dst)
+    }
+
+    /// Slices of `frames`, the first from `offset`, into `dst`.
+    fn fill<'a>(
+        &'a self,
+        frames: impl Iterator<Item = &'a Frame>,
+        offset: usize,
+        dst: &mut [IoSlice<'a>],
+    ) -> usize {
         let mut n = 0;
-        for (i, f) in self.items.iter().enumerate() {
-            let Some(slot) = dst.get_mut(n) else { break };
-            let start = if i == 0 { self.offset } else { 0 };
-            match f.chunked.get(start..) {
-                Some(b) if !b.is_empty() => {
-                    *slot = IoSlice::new(b);
-                    n += 1;
-                }
-                _ => {}
-            }
+        let mut from = offset;
+        for f in frames {
+            let Some(rest) = dst.get_mut(n..).filter(|r| !r.is_empty()) else {
+                break;
+            };
+            n += f.io_slices_from(from, rest);
+            from = 0;
         }
         n
     }
 
-    /// The unwritten rest of the front message when it was partly written (a zero-copy
-    /// slice). It must go out before anything else reaches the socket: a message cut in the
-    /// middle breaks the client's chunk stream.
+    /// The unwritten rest of the front message when it was partly written (copied into one
+    /// buffer: this happens only when a player leaves mid-message). It must go out before
+    /// anything else reaches the socket: a message cut in the middle breaks the client's chunk
+    /// stream.
     pub fn partial_head(&self) -> Option<Bytes> {
         let front = self.items.front()?;
-        (self.offset > 0 && self.offset < front.chunked.len())
-            .then(|| front.chunked.slice(self.offset..))
+        (self.offset > 0 && self.offset < front.len()).then(|| front.bytes_from(self.offset))
     }
 
-    /// [`PlayerQueue::partial_head`], borrowed, for a vectored write.
-    pub fn io_slices_partial_head(&self) -> Option<&[u8]> {
+    /// Bytes left of the front message when it was partly written.
+    pub fn partial_head_len(&self) -> Option<usize> {
         let front = self.items.front()?;
-        (self.offset > 0)
-            .then(|| front.chunked.get(self.offset..))
-            .flatten()
-            .filter(|b| !b.is_empty())
+        (self.offset > 0 && self.offset < front.len()).then(|| front.len() - self.offset)
+    }
+
+    /// [`PlayerQueue::partial_head`], borrowed, as slices for a vectored write; returns how
+    /// many slices were filled (0 when the front message was not partly written).
+    pub fn io_slices_partial_head<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        match self.items.front() {
+            Some(front) if self.partial_head_len().is_some() => {
+                front.io_slices_from(self.offset, dst)
+            }
+            _ => 0,
+        }
     }
 
     /// [`PlayerQueue::io_slices`], leaving out the front message when `skip_head` (the
@@ -206,15 +221,7 @@ impl PlayerQueue {
         if !skip_head {
             return self.io_slices(dst);
         }
-        let mut n = 0;
-        for f in self.items.iter().skip(1) {
-            let Some(slot) = dst.get_mut(n) else { break };
-            if !f.chunked.is_empty() {
-                *slot = IoSlice::new(&f.chunked);
-                n += 1;
-            }
-        }
-        n
+        self.fill(self.items.iter().skip(1), 0, dst)
     }
 
     /// Records that `written` bytes from the front were sent.
@@ -291,14 +298,7 @@ mod tests {
     use bytes::Bytes;
 
     fn frame(kind: FrameKind, ts: u32, key: bool, bytes: &[u8]) -> Frame {
-        Frame {
-            kind,
-            timestamp: ts,
-            keyframe: key,
-            sequence_header: false,
-            chunked: Bytes::copy_from_slice(bytes),
-            payload_len: bytes.len(),
-        }
+        Frame::test_frame(kind, ts, key, bytes)
     }
 
     fn video(ts: u32, key: bool) -> Frame {

@@ -24,8 +24,8 @@ use crate::server::{CloseMode, Outcome};
 const READ_CHUNK: usize = 64 * 1024;
 /// Reads per read event before yielding to other connections (fairness under a flood).
 const READS_PER_EVENT: usize = 16;
-/// iovecs per writev call.
-const IOVECS: usize = 64;
+/// iovecs per writev call (Linux IOV_MAX): a message is its chunk headers and payload pieces.
+const IOVECS: usize = 1024;
 /// A publisher's socket wakes the worker only once this much input is waiting (SO_RCVLOWAT):
 /// encoders send a TCP segment per chunk, and one wake-up per segment costs more CPU than
 /// the media it carries.

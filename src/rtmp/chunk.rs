@@ -526,6 +526,39 @@ pub fn encode_message_bytes(
 }
 
 /// The encoder proper; arguments are already valid.
+/// The chunk headers of one message, for a sender that keeps the payload apart (the live
+/// fan-out shares the publisher's payload instead of copying it between headers): the first
+/// chunk's header (basic header, type-0 message header, extended timestamp), then the header
+/// every later chunk starts with (type 3, extended timestamp). Returns the first one's length.
+/// With the payload cut into `chunk_size` pieces between them, the bytes are exactly what
+/// [`encode_message`] writes.
+pub fn encode_chunk_headers(
+    csid: u32,
+    timestamp: u32,
+    type_id: u8,
+    stream_id: u32,
+    payload_len: usize,
+    out: &mut BytesMut,
+) -> usize {
+    let csid = csid.clamp(MIN_CSID, MAX_CSID);
+    let start = out.len();
+    let extended = timestamp >= EXTENDED_TIMESTAMP;
+    put_basic_header(out, 0, csid);
+    out.put_uint(u64::from(timestamp.min(EXTENDED_TIMESTAMP)), 3);
+    out.put_uint(payload_len.min(MAX_MESSAGE_LEN) as u64, 3);
+    out.put_u8(type_id);
+    out.put_u32_le(stream_id);
+    if extended {
+        out.put_u32(timestamp);
+    }
+    let first = out.len() - start;
+    put_basic_header(out, 3, csid);
+    if extended {
+        out.put_u32(timestamp);
+    }
+    first
+}
+
 fn write_message(
     chunk_size: u32,
     csid: u32,

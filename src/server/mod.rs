@@ -1182,14 +1182,10 @@ impl Worker {
         let Some(client) = self.clients.get(&id) else {
             return 0;
         };
-        let mut n = 0;
         let queue = self.hub.queue(id);
         // A live message cut in the middle is finished before any session output.
-        let partial = queue.and_then(|q| q.io_slices_partial_head());
-        if let (Some(rest), Some(slot)) = (partial, dst.first_mut()) {
-            *slot = IoSlice::new(rest);
-            n = 1;
-        }
+        let mut n = queue.map_or(0, |q| q.io_slices_partial_head(dst));
+        let partial = n > 0;
         for (i, bytes) in client.out.iter().enumerate() {
             let Some(slot) = dst.get_mut(n) else {
                 return n;
@@ -1200,7 +1196,7 @@ impl Worker {
         }
         if let Some(queue) = queue {
             // `n` <= `dst.len()`: a slot was filled for each count.
-            n += queue.io_slices_after(partial.is_some(), dst.get_mut(n..).unwrap_or_default());
+            n += queue.io_slices_after(partial, dst.get_mut(n..).unwrap_or_default());
         }
         n
     }
@@ -1212,7 +1208,7 @@ impl Worker {
         };
         self.counters.sent(&mut client.counters, written);
         if let Some(queue) = self.hub.queue_mut(id) {
-            if let Some(rest) = queue.io_slices_partial_head().map(<[u8]>::len) {
+            if let Some(rest) = queue.partial_head_len() {
                 let done = written.min(rest);
                 queue.advance(done);
                 written -= done;

@@ -1256,9 +1256,9 @@ mod tests {
                 v.truncate(at + 1 + i % 7);
                 (v, AAC_HEADER[..i % 7].to_vec(), junk(&[]))
             };
-            hub.publisher_frame(&key, FrameKind::Data, 0, &m, 4096);
-            hub.publisher_frame(&key, FrameKind::Video, 0, &v, 4096);
-            hub.publisher_frame(&key, FrameKind::Audio, 0, &a, 4096);
+            hub.publisher_frame(&key, FrameKind::Data, 0, &Bytes::from(m), 4096);
+            hub.publisher_frame(&key, FrameKind::Video, 0, &Bytes::from(v), 4096);
+            hub.publisher_frame(&key, FrameKind::Audio, 0, &Bytes::from(a), 4096);
             if let Some(gop) = hub.gop(&key) {
                 let _ = codec_meta(gop);
             }
@@ -1286,7 +1286,7 @@ mod tests {
         let key = StreamKey::new("live", "x");
         let mut hub = Hub::new();
         hub.publish(&key, 1).unwrap();
-        hub.publisher_frame(&key, FrameKind::Data, 0, &payload, 4096);
+        hub.publisher_frame(&key, FrameKind::Data, 0, &Bytes::from(payload), 4096);
         let (v, a) = codec_meta(hub.gop(&key).unwrap());
         let v = v.unwrap();
         assert_eq!((v.width, v.height, v.frame_rate), (320, 240, 15.0));
