@@ -67,3 +67,17 @@ pub fn run(cmd: &str, args: &[&str]) -> (String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// AMF0 values encoded by the independent `amf` crate, as a client would send them.
+pub fn amf0_wire(values: &[amf::amf0::Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for v in values {
+        v.write_to(&mut out).unwrap();
+    }
+    out
+}
+
+/// An AMF0 string value of the `amf` crate.
+pub fn amf0_str(x: &str) -> amf::amf0::Value {
+    amf::amf0::Value::String(x.to_owned())
+}

@@ -124,18 +124,7 @@ mod tests {
     use super::*;
     use amf::amf0::Value as V;
 
-    /// Encodes with the independent `amf` crate, as a client would.
-    fn wire(values: &[V]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for v in values {
-            v.write_to(&mut out).unwrap();
-        }
-        out
-    }
-
-    fn vs(x: &str) -> V {
-        V::String(x.to_owned())
-    }
+    use crate::testutil::{amf0_str as vs, amf0_wire as wire};
 
     fn pairs(props: &[(&str, V)]) -> Vec<amf::Pair<String, V>> {
         props

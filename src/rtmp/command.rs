@@ -810,18 +810,7 @@ mod tests {
         Amf0Value::String(x.to_owned())
     }
 
-    /// Encodes with the independent `amf` crate, as a client would.
-    fn wire(values: &[V]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for v in values {
-            v.write_to(&mut out).unwrap();
-        }
-        out
-    }
-
-    fn vs(x: &str) -> V {
-        V::String(x.to_owned())
-    }
+    use crate::testutil::{amf0_str as vs, amf0_wire as wire};
 
     fn vobj(props: &[(&str, V)]) -> V {
         V::Object {
