@@ -81,3 +81,39 @@ pub fn amf0_wire(values: &[amf::amf0::Value]) -> Vec<u8> {
 pub fn amf0_str(x: &str) -> amf::amf0::Value {
     amf::amf0::Value::String(x.to_owned())
 }
+
+/// The `onMetaData` data message ffmpeg 7 sends for 720p30 H.264 + AAC (optionally with the
+/// `@setDataFrame` wrapper it comes in on the wire).
+pub fn ffmpeg_metadata(with_set_data_frame: bool) -> Vec<u8> {
+    use amf::amf0::Value as V;
+    let mut vals = Vec::new();
+    if with_set_data_frame {
+        vals.push(amf0_str("@setDataFrame"));
+    }
+    vals.push(amf0_str("onMetaData"));
+    let entries = [
+        ("duration", V::Number(0.0)),
+        ("width", V::Number(1280.0)),
+        ("height", V::Number(720.0)),
+        ("videodatarate", V::Number(2500.0)),
+        ("framerate", V::Number(30.0)),
+        ("videocodecid", V::Number(7.0)),
+        ("audiodatarate", V::Number(128.0)),
+        ("audiosamplerate", V::Number(44100.0)),
+        ("audiosamplesize", V::Number(16.0)),
+        ("stereo", V::Boolean(true)),
+        ("audiocodecid", V::Number(10.0)),
+        ("encoder", amf0_str("Lavf61.7.100")),
+        ("filesize", V::Number(0.0)),
+    ];
+    vals.push(V::EcmaArray {
+        entries: entries
+            .into_iter()
+            .map(|(k, v)| amf::Pair {
+                key: k.to_owned(),
+                value: v,
+            })
+            .collect(),
+    });
+    amf0_wire(&vals)
+}

@@ -124,7 +124,7 @@ mod tests {
     use super::*;
     use amf::amf0::Value as V;
 
-    use crate::testutil::{amf0_str as vs, amf0_wire as wire};
+    use crate::testutil::{amf0_str as vs, amf0_wire as wire, ffmpeg_metadata};
 
     fn pairs(props: &[(&str, V)]) -> Vec<amf::Pair<String, V>> {
         props
@@ -141,32 +141,6 @@ mod tests {
             class_name: None,
             entries: pairs(props),
         }
-    }
-
-    fn ffmpeg_metadata(with_set_data_frame: bool) -> Vec<u8> {
-        let mut vals = Vec::new();
-        if with_set_data_frame {
-            vals.push(vs("@setDataFrame"));
-        }
-        vals.push(vs("onMetaData"));
-        vals.push(V::EcmaArray {
-            entries: pairs(&[
-                ("duration", V::Number(0.0)),
-                ("width", V::Number(1280.0)),
-                ("height", V::Number(720.0)),
-                ("videodatarate", V::Number(2500.0)),
-                ("framerate", V::Number(30.0)),
-                ("videocodecid", V::Number(7.0)),
-                ("audiodatarate", V::Number(128.0)),
-                ("audiosamplerate", V::Number(44100.0)),
-                ("audiosamplesize", V::Number(16.0)),
-                ("stereo", V::Boolean(true)),
-                ("audiocodecid", V::Number(10.0)),
-                ("encoder", vs("Lavf61.7.100")),
-                ("filesize", V::Number(0.0)),
-            ]),
-        });
-        wire(&vals)
     }
 
     #[test]

@@ -810,7 +810,7 @@ mod tests {
         Amf0Value::String(x.to_owned())
     }
 
-    use crate::testutil::{amf0_str as vs, amf0_wire as wire};
+    use crate::testutil::{amf0_str as vs, amf0_wire as wire, ffmpeg_metadata};
 
     fn vobj(props: &[(&str, V)]) -> V {
         V::Object {
@@ -1495,38 +1495,6 @@ mod tests {
         let v = decode(&on_fc_unpublish("key"));
         assert_eq!(v[0], s("onFCUnpublish"));
         assert_eq!(info(&v[3], "code"), NS_UNPUBLISH_SUCCESS);
-    }
-
-    fn ffmpeg_metadata(with_set_data_frame: bool) -> Vec<u8> {
-        let mut vals = Vec::new();
-        if with_set_data_frame {
-            vals.push(vs("@setDataFrame"));
-        }
-        vals.push(vs("onMetaData"));
-        vals.push(V::EcmaArray {
-            entries: [
-                ("duration", V::Number(0.0)),
-                ("width", V::Number(1280.0)),
-                ("height", V::Number(720.0)),
-                ("videodatarate", V::Number(2500.0)),
-                ("framerate", V::Number(30.0)),
-                ("videocodecid", V::Number(7.0)),
-                ("audiodatarate", V::Number(128.0)),
-                ("audiosamplerate", V::Number(44100.0)),
-                ("audiosamplesize", V::Number(16.0)),
-                ("stereo", V::Boolean(true)),
-                ("audiocodecid", V::Number(10.0)),
-                ("encoder", vs("Lavf61.7.100")),
-                ("filesize", V::Number(0.0)),
-            ]
-            .into_iter()
-            .map(|(k, v)| amf::Pair {
-                key: k.to_owned(),
-                value: v,
-            })
-            .collect(),
-        });
-        wire(&vals)
     }
 
     #[test]
