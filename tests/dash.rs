@@ -258,6 +258,45 @@ fn no_segment_is_announced_before_it_exists() {
     checks.finish(server);
 }
 
+/// ffmpeg's DASH reader, at the live edge, asks for the URL after the newest listed segment in
+/// a busy loop (hundreds of 404s a second). When it got a segment before the MPD listed it, it
+/// read it again once the MPD did ("non monotonically increasing dts" by one segment). With
+/// several workers the HTTP worker sees the disk at any moment, and a segment held back for the
+/// MPD's clock used to have its final name tens of milliseconds before it was listed; now it
+/// gets that name only right before the MPD that lists it.
+#[test]
+fn ffmpeg_at_the_live_edge_reads_each_segment_once_with_several_workers() {
+    let server = common::workers::Launch::workers(2).start(
+        &dash_rtmp_block(&[("live", "dash_fragment 1s; dash_playlist_length 10s;")]),
+        &dash_http_location("/dash/", "{PREFIX}/tmp/"),
+    );
+    let mut checks = Checks::new();
+    let stream = Stream::new(&server, "live", "edge", false);
+    let secs = 26;
+    let mut publisher = publish_with(&server.rtmp_url("live/edge"), secs, &[]);
+    let live = stream.wait(MPD_TIMEOUT, "an MPD listing 2 s", |m| {
+        m.reps().count() == 2 && m.listed_seconds() >= 2.0
+    });
+    if checks.ok(live).is_some() {
+        // Well past the window, so the reader lives at the live edge.
+        let d = decode_dash(&stream.url, Some(18.0), Duration::from_secs(40));
+        checks.check(d.ok && d.seconds >= 17.5, || {
+            let errors: Vec<&str> = d.stderr.lines().collect();
+            format!(
+                "ffmpeg decoding 18 s at the live edge of {}: {} s decoded, {:?}, {} error \
+                 lines, first: {:?}",
+                stream.url,
+                d.seconds,
+                d.status,
+                errors.len(),
+                &errors[..errors.len().min(3)]
+            )
+        });
+    }
+    wait_publisher(&mut publisher, secs);
+    checks.finish(server);
+}
+
 #[test]
 fn cleanup_keeps_referenced_files() {
     let server = start_dash(

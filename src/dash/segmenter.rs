@@ -4,7 +4,8 @@
 //!
 //! - an init segment is written (`WriteAtomic`) when its Period opens, before any MPD that
 //!   names it; a media segment is written under `<final>.part` (`Open`, `Append`) and renamed
-//!   (`Commit`) before the MPD that lists it (`WriteAtomic`);
+//!   (`Commit`) right before the MPD that lists it (`WriteAtomic`), not before: readers that
+//!   guess the next URL (ffmpeg's) must not find a segment the MPD does not list yet;
 //! - a segment is listed only once it is *available* by the MPD's own clock:
 //!   `availabilityStartTime` + its end on the presentation timeline <= the wall clock of the
 //!   write. A segment finished early (publisher ahead of the clock) is held back and listed by
@@ -326,6 +327,10 @@ struct Cut {
     /// Latest end of its segments on the presentation timeline (ms, rounded up).
     end_ms: u64,
     listed: bool,
+    /// Its files' final renames (`.part` to the listed name), held until the MPD lists
+    /// them: a reader that guesses the next segment's URL (ffmpeg's) finds nothing before
+    /// the MPD that lists it is written right after.
+    renames: Vec<(PathBuf, PathBuf)>,
 }
 
 /// The segment being filled.
@@ -369,7 +374,7 @@ struct Source {
     init: Bytes,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 enum Effect {
     Dir,
     Init,
@@ -1231,6 +1236,7 @@ impl DashStream {
             .collect();
         let cut = self.next_cut;
         let mut entries = Vec::new();
+        let mut renames = Vec::new();
         let mut end_ms = 0u64;
         for (kind, ts, suffix_ts) in plans {
             let samples = kind.of(&seg.samples);
@@ -1254,8 +1260,11 @@ impl DashStream {
             part.push(PART_SUFFIX);
             let part = PathBuf::from(part);
             self.ensure_dir();
-            let seg_effect = |committed| Effect::Segment { cut, committed };
-            self.emit(FileOp::Open { path: part.clone() }, seg_effect(false));
+            let written = Effect::Segment {
+                cut,
+                committed: false,
+            };
+            self.emit(FileOp::Open { path: part.clone() }, written);
             // The samples' own buffers (slices of what the publisher sent) go to the disk
             // after the header: no copy of the media into one segment buffer.
             let parts: Vec<Bytes> = std::iter::once(head)
@@ -1268,16 +1277,10 @@ impl DashStream {
                         path: part.clone(),
                         data,
                     },
-                    seg_effect(false),
+                    written,
                 );
             }
-            self.emit(
-                FileOp::Commit {
-                    path: part,
-                    to: path.clone(),
-                },
-                seg_effect(true),
-            );
+            renames.push((part, path.clone()));
             let pto = mpd::ms_to_ticks(start, ts);
             end_ms = end_ms.max(start.saturating_add(mpd::ticks_to_ms_ceil(
                 t.saturating_add(d).saturating_sub(pto),
@@ -1313,6 +1316,7 @@ impl DashStream {
             start_ms: seg.start_ms,
             end_ms,
             listed: false,
+            renames,
         });
         if !self.finished {
             self.list_available(now, false);
@@ -1327,21 +1331,40 @@ impl DashStream {
         let Some(ast) = self.ast else { return };
         let mut newly = false;
         self.hold_until = None;
+        let mut renames = Vec::new();
         for c in self.cuts.iter_mut().filter(|c| !c.listed) {
             let avail = ast.saturating_add(c.end_ms);
             if avail <= now.unix_ms {
                 c.listed = true;
                 newly = true;
+                let index = c.index;
+                renames.extend(
+                    std::mem::take(&mut c.renames)
+                        .into_iter()
+                        .map(|r| (index, r)),
+                );
             } else {
                 self.hold_until = Some(avail);
                 break;
             }
         }
+        self.emit_renames(renames);
         if newly {
             self.trim(now);
         }
         if newly || force {
             self.write_mpd(now, true);
+        }
+    }
+
+    /// Gives listed segments their final names, just before the MPD that lists them.
+    fn emit_renames(&mut self, renames: Vec<(u64, (PathBuf, PathBuf))>) {
+        for (cut, (path, to)) in renames {
+            let effect = Effect::Segment {
+                cut,
+                committed: true,
+            };
+            self.emit(FileOp::Commit { path, to }, effect);
         }
     }
 
@@ -1595,9 +1618,17 @@ impl DashStream {
             self.hard_close(now);
             self.hold_until = None;
             if !self.cuts.is_empty() {
+                let mut renames = Vec::new();
                 for c in &mut self.cuts {
                     c.listed = true;
+                    let index = c.index;
+                    renames.extend(
+                        std::mem::take(&mut c.renames)
+                            .into_iter()
+                            .map(|r| (index, r)),
+                    );
                 }
+                self.emit_renames(renames);
                 self.trim(now);
                 self.write_mpd(now, false);
             }
