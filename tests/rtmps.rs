@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use common::backend::self_signed_cert;
-use common::hls::{http_get, Checks};
+use common::hls::{http_get, run_bounded, Checks};
 use common::*;
 
 /// The http side of the test server: JSON /stat.
@@ -340,6 +340,150 @@ fn ssl_listener_without_a_certificate_fails_nginx_t() {
     );
     assert!(
         t.stderr.contains("no \"ssl_certificate\" is defined"),
+        "{}",
+        t.stderr
+    );
+    assert!(
+        t.stderr.contains(&format!("in {}:", t.path.display())),
+        "{}",
+        t.stderr
+    );
+}
+
+/// The certificate a TLS client gets from `port` (PEM, as `openssl s_client` prints it), sending
+/// SNI `name` (none for `None`); `None` when the handshake fails.
+fn served_certificate(port: u16, name: Option<&str>) -> Option<String> {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}")]);
+    match name {
+        Some(n) => cmd.args(["-servername", n]),
+        None => cmd.arg("-noservername"),
+    };
+    let (status, out, _) = run_bounded(&mut cmd, Duration::from_secs(10));
+    let pem_of = |text: &str| {
+        let start = text.find("-----BEGIN CERTIFICATE-----")?;
+        let end = text.find("-----END CERTIFICATE-----")? + "-----END CERTIFICATE-----".len();
+        Some(text.get(start..end)?.to_owned())
+    };
+    status.filter(|s| s.success()).and(pem_of(&out))
+}
+
+fn pem_file(path: &std::path::Path) -> String {
+    let text = fs::read_to_string(path).expect("read certificate");
+    text.trim().to_owned()
+}
+
+#[test]
+fn certificates_named_by_sni_are_read_at_each_handshake_and_a_reload_takes_new_files() {
+    let certs = TestPrefix::new();
+    let dir = certs.0.to_str().expect("utf-8").to_owned();
+    let (a_cert, _) = self_signed_cert(&certs.0, "a.rtmps.test");
+    let (b_cert, _) = self_signed_cert(&certs.0, "b.rtmps.test");
+    let (old_cert, old_key) = self_signed_cert(&certs.0, "old.rtmps.test");
+    let fixed_cert = certs.0.join("fixed.crt.pem");
+    let fixed_key = certs.0.join("fixed.key.pem");
+    fs::copy(&old_cert, &fixed_cert).expect("copy");
+    fs::copy(&old_key, &fixed_key).expect("copy");
+    let (by_name, fixed) = (free_port(), free_port());
+    let block = format!(
+        "rtmp {{\n    server {{\n        listen 127.0.0.1:{{RTMP_PORT}};\n        \
+         listen 127.0.0.1:{by_name} ssl;\n        \
+         ssl_certificate {dir}/${{ssl_server_name}}.crt.pem;\n        \
+         ssl_certificate_key {dir}/$ssl_server_name.key.pem;\n        \
+         application live {{\n            live on;\n        }}\n    }}\n    server {{\n        \
+         listen 127.0.0.1:{fixed} ssl;\n        ssl_certificate {};\n        \
+         ssl_certificate_key {};\n        \
+         application live {{\n            live on;\n        }}\n    }}\n}}\n",
+        fixed_cert.display(),
+        fixed_key.display()
+    );
+    let mut server = Server::start(&block, "");
+    let mut checks = Checks::new();
+
+    // Each name gets its own certificate; case does not matter (host names).
+    for (sni, file) in [("a.rtmps.test", &a_cert), ("B.RTMPS.test", &b_cert)] {
+        let got = served_certificate(by_name, Some(sni));
+        checks.check(got.as_deref() == Some(pem_file(file).as_str()), || {
+            format!(
+                "SNI {sni}: expected the certificate of {}, got {got:?}",
+                file.display()
+            )
+        });
+    }
+    // No SNI: no file is named ".crt.pem", so the handshake fails, as in nginx.
+    let got = served_certificate(by_name, None);
+    checks.check(got.is_none(), || {
+        format!("no SNI still got a certificate: {got:?}")
+    });
+    // A name that would climb out of the directory never names a file.
+    fs::write(certs.0.join("x.crt.pem"), pem_file(&a_cert)).expect("write");
+    let offset = server.log_len();
+    let got = served_certificate(by_name, Some("../x"));
+    checks.check(got.is_none(), || {
+        format!("SNI \"../x\" got a certificate: {got:?}")
+    });
+    let refused = server.wait_for_log(
+        offset,
+        "cannot name a certificate file",
+        Duration::from_secs(5),
+    );
+    checks.check(refused, || {
+        format!(
+            "no log line for the hostile SNI name:\n{}",
+            server.log_since(offset)
+        )
+    });
+
+    // A renewed file is used at the next handshake, without a reload.
+    let (renewed, _) = self_signed_cert(&certs.0, "a.rtmps.test");
+    let got = served_certificate(by_name, Some("a.rtmps.test"));
+    checks.check(got.as_deref() == Some(pem_file(&renewed).as_str()), || {
+        "the renewed a.rtmps.test certificate was not used at the next handshake".into()
+    });
+
+    // A fixed certificate is read with the configuration: replaced on disk, it is served
+    // only after `nginx -s reload`.
+    let before = served_certificate(fixed, Some("any.test"));
+    checks.check(
+        before.as_deref() == Some(pem_file(&old_cert).as_str()),
+        || format!("fixed listener before the change: {before:?}"),
+    );
+    // Replaced as renewal tools do (a new file renamed over the old name): nginx's own
+    // certificate cache keeps a file whose inode and mtime (in seconds) did not change.
+    let (new_cert, new_key) = self_signed_cert(&certs.0, "new.rtmps.test");
+    fs::rename(&new_cert, &fixed_cert).expect("rename");
+    fs::rename(&new_key, &fixed_key).expect("rename");
+    let new_cert = fixed_cert.clone();
+    let still = served_certificate(fixed, Some("any.test"));
+    checks.check(still == before, || {
+        "the fixed certificate changed without a reload".into()
+    });
+    server.reload();
+    // The old workers stop accepting soon after the new ones start.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut after = served_certificate(fixed, Some("any.test"));
+    while after != Some(pem_file(&new_cert)) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+        after = served_certificate(fixed, Some("any.test"));
+    }
+    checks.check(
+        after.as_deref() == Some(pem_file(&new_cert).as_str()),
+        || format!("after reload the fixed listener should serve the new certificate: {after:?}"),
+    );
+    checks.finish(server);
+}
+
+#[test]
+fn a_certificate_name_with_another_variable_fails_nginx_t_at_its_line() {
+    let block = "rtmp {\n    server {\n        listen 127.0.0.1:1936 ssl;\n        \
+                 ssl_certificate /etc/ssl/$server_addr.pem;\n        \
+                 ssl_certificate_key /etc/ssl/key.pem;\n        \
+                 application live {\n            live on;\n        }\n    }\n}\n";
+    let conf = render_conf(std::path::Path::new("{PREFIX}"), block, "", 1935, 8080);
+    let t = nginx_t_text(&conf);
+    assert!(!t.ok, "nginx -t accepted $server_addr in ssl_certificate");
+    assert!(
+        t.stderr.contains("unknown variable \"$server_addr\""),
         "{}",
         t.stderr
     );

@@ -16,6 +16,7 @@
 //! `ngx_conf_log_error`, which appends " in /path/nginx.conf:12".
 
 mod access;
+pub mod certpath;
 mod directives;
 mod http;
 mod listen;

@@ -956,12 +956,16 @@ impl RtmpConf {
             "connection_pool_size" => put(&mut net.connection_pool_size, d, || size(d, v)),
 
             // TLS (RTMPS).
-            "ssl_certificate" => {
-                self.ssl.certificates.push(v.to_owned());
-                Ok(None)
-            }
-            "ssl_certificate_key" => {
-                self.ssl.certificate_keys.push(v.to_owned());
+            "ssl_certificate" | "ssl_certificate_key" => {
+                // Variables are checked here so that `nginx -t` names the line.
+                super::certpath::CertPath::parse(v)
+                    .map_err(|e| ConfError::Other(format!("{e} in \"{d}\" directive")))?;
+                let list = if d == "ssl_certificate" {
+                    &mut self.ssl.certificates
+                } else {
+                    &mut self.ssl.certificate_keys
+                };
+                list.push(v.to_owned());
                 Ok(None)
             }
             "ssl_protocols" => {

@@ -4,7 +4,7 @@
 //! loop, bounded by `ssl_handshake_timeout`, before it becomes an RTMP session; afterwards
 //! nginx's `c->recv` reads through TLS and [`write`] writes through it.
 
-use core::ffi::c_void;
+use core::ffi::{c_int, c_void};
 use core::ptr;
 use std::cell::RefCell;
 use std::io::IoSlice;
@@ -14,6 +14,7 @@ use ngx::ffi::{
     ngx_str_t, NGX_AGAIN, NGX_OK,
 };
 
+use crate::conf::certpath::{server_name_for_path, CertPath};
 use crate::conf::{SslSettings, TlsProtocol};
 
 /// Plaintext bytes handed to one TLS write (one record's worth).
@@ -129,7 +130,24 @@ pub unsafe fn server_context(
         ) else {
             return Err("out of memory".into());
         };
-        if ngx::ffi::ngx_ssl_certificates(cf, ssl, certs, keys, ptr::null_mut())
+        let pairs: Vec<(CertPath, CertPath)> = s
+            .certificates
+            .iter()
+            .zip(&s.certificate_keys)
+            .filter_map(|(c, k)| Some((CertPath::parse(c).ok()?, CertPath::parse(k).ok()?)))
+            .collect();
+        if pairs
+            .iter()
+            .any(|(c, k)| c.has_variables() || k.has_variables())
+        {
+            // As nginx's stream module: named by the client's SNI, read at each handshake
+            // (so a renewed certificate is used at once).
+            let arg = super::conf::pool_owned(pool, pairs);
+            if arg.is_null() {
+                return Err("out of memory".into());
+            }
+            ngx::ffi::SSL_CTX_set_cert_cb((*ssl).ctx.cast(), Some(load_certificates), arg.cast());
+        } else if ngx::ffi::ngx_ssl_certificates(cf, ssl, certs, keys, ptr::null_mut())
             != NGX_OK as ngx_int_t
         {
             return Err(format!(
@@ -196,6 +214,66 @@ pub unsafe fn server_context(
         }
         Ok(ssl)
     }
+}
+
+/// OpenSSL's certificate callback for `ssl_certificate` names with `$ssl_server_name`: loads
+/// the pairs named after the client's SNI name into its connection. A client whose name cannot
+/// name a file (see [`server_name_for_path`]) fails its handshake with one `[info]` line; one
+/// without SNI gets the names with an empty server name, as in nginx.
+unsafe extern "C" fn load_certificates(ssl: *mut ngx::ffi::SSL, arg: *mut c_void) -> c_int {
+    super::util::guard("ssl_certificate", 0, || {
+        // SAFETY: OpenSSL calls this during a handshake of a connection nginx made
+        // (ngx_ssl_create_connection put it at ngx_ssl_connection_index); arg is the pairs
+        // Vec owned by the cycle pool, which outlives every connection of its listeners.
+        unsafe {
+            let c = ngx::ffi::SSL_get_ex_data(ssl, ngx::ffi::ngx_ssl_connection_index)
+                as *mut ngx_connection_t;
+            let pairs = arg as *const Vec<(CertPath, CertPath)>;
+            if c.is_null() || pairs.is_null() {
+                return 0;
+            }
+            let raw =
+                ngx::ffi::SSL_get_servername(ssl, ngx::ffi::TLSEXT_NAMETYPE_host_name as c_int);
+            let name = if raw.is_null() {
+                String::new()
+            } else {
+                let bytes = core::ffi::CStr::from_ptr(raw).to_bytes();
+                match server_name_for_path(bytes) {
+                    Some(name) => name,
+                    None => {
+                        super::util::log(
+                            ngx::ffi::NGX_LOG_INFO,
+                            (*c).log,
+                            "rtmp: TLS client's SNI name cannot name a certificate file; \
+                             handshake refused",
+                        );
+                        return 0;
+                    }
+                }
+            };
+            for (cert, key) in &*pairs {
+                let (Some(mut cert), Some(mut key)) = (
+                    pool_str((*c).pool, &cert.expand(&name)),
+                    pool_str((*c).pool, &key.expand(&name)),
+                ) else {
+                    return 0;
+                };
+                // nginx logs why a pair cannot be loaded.
+                if ngx::ffi::ngx_ssl_connection_certificate(
+                    c,
+                    (*c).pool,
+                    &mut cert,
+                    &mut key,
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                ) != NGX_OK as ngx_int_t
+                {
+                    return 0;
+                }
+            }
+            1
+        }
+    })
 }
 
 /// Starts the TLS handshake of an accepted connection. `then` runs once it is over (at once or
