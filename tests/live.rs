@@ -66,6 +66,48 @@ fn one_publisher_four_players_all_decode() {
     server.finish();
 }
 
+/// `gop_cache off` (nginx-http-flv-module's directive; on by default here): no frames are
+/// kept for joining players, which then get the codec headers at once and wait for the next
+/// keyframe, as with the C module, in exchange for the memory of one GOP per stream.
+#[test]
+fn with_gop_cache_off_a_joining_player_waits_for_the_next_keyframe() {
+    let server = Server::start_live("gop_cache off; wait_key on;");
+    let url = server.rtmp_url("live/nocache");
+    let mut publisher = publish(&url, 12);
+    thread::sleep(Duration::from_millis(2300));
+    let mut delays = Vec::new();
+    // Four joins 370 ms apart land at four points of the 1 s GOP: at most one of them can
+    // be within 200 ms of the next keyframe.
+    for _ in 0..4 {
+        let mut player = RtmpClient::connect(&server.rtmp_addr(), "live").expect("connect");
+        player.play("nocache").expect("play");
+        let info = player
+            .wait_keyframe(Duration::from_secs(5))
+            .expect("a keyframe within 5 s");
+        assert!(info.seq_header_first, "headers first: {info:?}");
+        assert_eq!(info.non_key_video_before, 0, "{info:?}");
+        delays.push(info.keyframe_after.expect("keyframe time"));
+        drop(player);
+        thread::sleep(Duration::from_millis(370));
+    }
+    println!("first keyframe after play, gop_cache off: {delays:?}");
+    let waited = delays
+        .iter()
+        .filter(|d| **d >= Duration::from_millis(200))
+        .count();
+    assert!(
+        waited >= 3,
+        "without a start cache most joins wait for the next keyframe: {delays:?}"
+    );
+    assert!(
+        publisher.is_running(),
+        "publisher stopped early: {}",
+        publisher.stderr()
+    );
+    drop(publisher);
+    server.finish();
+}
+
 #[test]
 fn player_joining_mid_stream_gets_a_keyframe_quickly() {
     let server = Server::start_live("");

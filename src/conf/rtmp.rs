@@ -1067,7 +1067,7 @@ impl RtmpConf {
             idle_streams: l.idle_streams.unwrap_or(true),
             buffer_ms: l.buffer_ms.unwrap_or(0),
             stream_buckets: l.stream_buckets.unwrap_or(1024),
-            gop_cache: l.gop_cache.unwrap_or(false),
+            gop_cache: l.gop_cache.unwrap_or(true),
             gop_max_frame_count: l.gop_max_frame_count.unwrap_or(4096),
             gop_max_audio_count: l.gop_max_audio_count.unwrap_or(2048),
             gop_max_video_count: l.gop_max_video_count.unwrap_or(2048),
@@ -1970,7 +1970,8 @@ mod tests {
         assert_eq!(l.meta, Meta::On);
         assert_eq!(l.drop_idle_publisher_ms, None);
         assert_eq!((l.sync_ms, l.buffer_ms, l.stream_buckets), (300, 0, 1024));
-        assert!(!l.gop_cache);
+        // Not a C module directive; on here (instant joins), off in nginx-http-flv-module.
+        assert!(l.gop_cache);
         assert_eq!(
             (
                 l.gop_max_frame_count,

@@ -209,7 +209,8 @@ pub struct LiveSettings {
     pub buffer_ms: u64,
     /// `stream_buckets` (1024; not needed here).
     pub stream_buckets: u64,
-    /// `gop_cache` (off; nginx-http-flv-module).
+    /// `gop_cache` (on here, off in nginx-http-flv-module): a joining player starts at once
+    /// from the last keyframe.
     pub gop_cache: bool,
     /// `gop_max_frame_count` (4096).
     pub gop_max_frame_count: u64,

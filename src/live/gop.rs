@@ -16,9 +16,38 @@ pub const MAX_GOP_FRAMES: usize = 2048;
 /// Audio-only streams keep about this much audio (by timestamp) for joining players.
 pub const AUDIO_ONLY_TAIL_MS: u32 = 1000;
 
+/// What one stream's start cache may hold: `gop_cache` and the `gop_max_*` counts of
+/// nginx-http-flv-module. Past a count the cache is dropped until the next keyframe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartCache {
+    /// Frames are kept at all (`gop_cache`). Off, joining players still get metadata and
+    /// codec headers at once, and then wait for the next keyframe (the C module's way).
+    pub frames: bool,
+    /// `gop_max_frame_count`.
+    pub max_frames: usize,
+    /// `gop_max_video_count`.
+    pub max_video: usize,
+    /// `gop_max_audio_count`.
+    pub max_audio: usize,
+}
+
+impl Default for StartCache {
+    fn default() -> Self {
+        StartCache {
+            frames: true,
+            max_frames: MAX_GOP_FRAMES,
+            max_video: MAX_GOP_FRAMES,
+            max_audio: MAX_GOP_FRAMES,
+        }
+    }
+}
+
 /// The start cache of one stream.
 #[derive(Debug, Default)]
 pub struct GopCache {
+    limits: StartCache,
+    video_frames: usize,
+    audio_frames: usize,
     metadata: Option<Bytes>,
     video_header: Option<Bytes>,
     audio_header: Option<Bytes>,
@@ -35,9 +64,27 @@ impl GopCache {
         Self::default()
     }
 
-    /// Forgets everything (a new publisher starts from scratch).
+    /// Forgets everything (a new publisher starts from scratch); the limits stay.
     pub fn clear(&mut self) {
-        *self = Self::default();
+        *self = Self {
+            limits: self.limits,
+            ..Self::default()
+        };
+    }
+
+    /// Sets what the cache may hold (the publishing application's settings).
+    pub fn set_limits(&mut self, limits: StartCache) {
+        self.limits = limits;
+        if !limits.frames || self.over_limits() {
+            self.drop_frames();
+        }
+    }
+
+    fn over_limits(&self) -> bool {
+        self.frames.len() > self.limits.max_frames
+            || self.video_frames > self.limits.max_video
+            || self.audio_frames > self.limits.max_audio
+            || self.bytes > MAX_GOP_BYTES
     }
 
     /// Records one publisher message. `payload` is the message body; only metadata and codec
@@ -81,7 +128,7 @@ impl GopCache {
             return;
         }
         self.push(frame);
-        if self.frames.len() > MAX_GOP_FRAMES || self.bytes > MAX_GOP_BYTES {
+        if self.over_limits() {
             self.drop_frames();
         }
     }
@@ -90,7 +137,7 @@ impl GopCache {
         if self.has_video {
             if self.gop_started() {
                 self.push(frame);
-                if self.frames.len() > MAX_GOP_FRAMES || self.bytes > MAX_GOP_BYTES {
+                if self.over_limits() {
                     self.drop_frames();
                 }
             }
@@ -102,26 +149,33 @@ impl GopCache {
                 (Some(first), Some(last)) => last.timestamp.wrapping_sub(first.timestamp),
                 _ => 0,
             };
-            if span <= AUDIO_ONLY_TAIL_MS
-                && self.frames.len() <= MAX_GOP_FRAMES
-                && self.bytes <= MAX_GOP_BYTES
-            {
+            if span <= AUDIO_ONLY_TAIL_MS && !self.over_limits() {
                 break;
             }
             if let Some(old) = self.frames.pop_front() {
                 self.bytes = self.bytes.saturating_sub(old.len());
+                self.audio_frames = self.audio_frames.saturating_sub(1);
             }
         }
     }
 
     fn push(&mut self, frame: &Frame) {
+        if !self.limits.frames {
+            return;
+        }
         self.bytes = self.bytes.saturating_add(frame.len());
+        match frame.kind {
+            FrameKind::Video => self.video_frames += 1,
+            _ => self.audio_frames += 1,
+        }
         self.frames.push_back(frame.clone());
     }
 
     fn drop_frames(&mut self) {
         self.frames.clear();
         self.bytes = 0;
+        self.video_frames = 0;
+        self.audio_frames = 0;
     }
 
     /// Whether the cached frames start with a video keyframe.
@@ -217,6 +271,58 @@ mod tests {
         assert_eq!(g.start_timestamp(), 80);
         assert_eq!(g.bytes(), 15);
         assert_eq!(&g.video_header().unwrap()[..], &[0x17, 0]);
+    }
+
+    #[test]
+    fn without_frames_only_metadata_and_headers_are_kept_and_clear_keeps_the_limits() {
+        let mut g = GopCache::new();
+        g.set_limits(StartCache {
+            frames: false,
+            ..StartCache::default()
+        });
+        g.update(&header(FrameKind::Video), &[0x17, 0]);
+        g.update(&frame(FrameKind::Video, 0, true, 10), &[]);
+        g.update(&frame(FrameKind::Audio, 10, false, 5), &[]);
+        assert!(g.is_empty());
+        assert_eq!(g.bytes(), 0);
+        assert_eq!(&g.video_header().unwrap()[..], &[0x17, 0]);
+        g.clear();
+        g.update(&frame(FrameKind::Video, 40, true, 10), &[]);
+        assert!(
+            g.is_empty(),
+            "a new publisher keeps the application's limits"
+        );
+    }
+
+    #[test]
+    fn video_and_audio_counts_are_bounded_separately() {
+        let mut g = GopCache::new();
+        g.set_limits(StartCache {
+            max_audio: 3,
+            ..StartCache::default()
+        });
+        g.update(&frame(FrameKind::Video, 0, true, 10), &[]);
+        for ts in 1..=3 {
+            g.update(&frame(FrameKind::Audio, ts, false, 5), &[]);
+        }
+        assert_eq!(g.len(), 4);
+        g.update(&frame(FrameKind::Audio, 4, false, 5), &[]);
+        assert!(
+            g.is_empty(),
+            "the fourth audio frame is over gop_max_audio_count"
+        );
+        g.update(&frame(FrameKind::Video, 40, true, 10), &[]);
+        assert_eq!(g.len(), 1, "counts start again at the next keyframe");
+        // An audio-only tail is bounded by the count too.
+        let mut a = GopCache::new();
+        a.set_limits(StartCache {
+            max_audio: 2,
+            ..StartCache::default()
+        });
+        for ts in 0..5 {
+            a.update(&frame(FrameKind::Audio, ts * 20, false, 5), &[]);
+        }
+        assert_eq!(a.len(), 2);
     }
 
     #[test]

@@ -353,6 +353,13 @@ impl Hub {
         Ok(notices)
     }
 
+    /// Sets what `key`'s start cache may hold (the publishing application's `gop_cache`).
+    pub fn set_start_cache(&mut self, key: &StreamKey, limits: super::gop::StartCache) {
+        if let Some(stream) = self.streams.get_mut(key) {
+            stream.gop.set_limits(limits);
+        }
+    }
+
     /// Ends `publisher`'s publishing of `key` (ignored if it does not publish it). Returns
     /// what to tell each player.
     pub fn unpublish(

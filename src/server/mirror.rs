@@ -11,7 +11,7 @@ impl Worker {
     pub(super) fn follow_remote(
         &mut self,
         key: &StreamKey,
-        chunk_size: u32,
+        player: ClientId,
         outcome: &mut Outcome,
     ) -> bool {
         if self.hub.is_publishing(key) {
@@ -28,6 +28,12 @@ impl Worker {
             }
             return false;
         };
+        // The player's server and application say how chunks are cut and what to cache.
+        let client = self.clients.get(&player);
+        let chunk_size = client.map_or(4096, |c| c.server.settings.core.chunk_size);
+        if let Some(settings) = client.and_then(|c| c.app_settings()) {
+            self.hub.set_start_cache(key, super::start_cache(settings));
+        }
         self.mirrors.insert(key.clone(), (id, chunk_size));
         self.notify_players(key, notices, outcome);
         self.feed_mirror(key, chunk_size, &frames, outcome);
@@ -102,11 +108,7 @@ impl Worker {
             .collect();
         let mut any_waiting = false;
         for (key, player) in waiting {
-            let chunk_size = self
-                .clients
-                .get(&player)
-                .map_or(4096, |c| c.server.settings.core.chunk_size);
-            if !self.follow_remote(&key, chunk_size, outcome) {
+            if !self.follow_remote(&key, player, outcome) {
                 any_waiting = true;
             }
         }

@@ -41,6 +41,18 @@ pub struct ServerConfig {
     pub apps: Vec<AppConfig>,
 }
 
+/// The start cache an application asks for (`gop_cache`, `gop_max_*`).
+fn start_cache(settings: &Settings) -> crate::live::gop::StartCache {
+    let live = &settings.live;
+    let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    crate::live::gop::StartCache {
+        frames: live.gop_cache,
+        max_frames: count(live.gop_max_frame_count),
+        max_video: count(live.gop_max_video_count),
+        max_audio: count(live.gop_max_audio_count),
+    }
+}
+
 impl ServerConfig {
     pub fn new(index: usize, settings: Settings, apps: Vec<AppConfig>) -> Self {
         ServerConfig {
@@ -774,6 +786,11 @@ impl Worker {
         } else {
             self.hub.publish(&key, id)
         };
+        if published.is_ok() {
+            if let Some(settings) = self.clients.get(&id).and_then(|c| c.app_settings()) {
+                self.hub.set_start_cache(&key, start_cache(settings));
+            }
+        }
         match published {
             Ok(notices) => {
                 if let Some(c) = self.clients.get_mut(&id) {
@@ -870,14 +887,8 @@ impl Worker {
             }
         };
         // A stream another worker publishes plays here as well (from its last keyframe).
-        if let Some(chunk_size) = self
-            .clients
-            .get(&id)
-            .map(|c| c.server.settings.core.chunk_size)
-        {
-            if !self.hub.is_publishing(&key) {
-                self.follow_remote(&key, chunk_size, outcome);
-            }
+        if self.clients.contains_key(&id) && !self.hub.is_publishing(&key) {
+            self.follow_remote(&key, id, outcome);
         }
         let Some(client) = self.clients.get_mut(&id) else {
             return;
@@ -967,10 +978,9 @@ impl Worker {
         let Some(opts) = player_options(client) else {
             return;
         };
-        let chunk_size = client.server.settings.core.chunk_size;
         // While paused, the stream's follow (another worker's stream) may have been dropped.
         if !self.hub.is_publishing(&key) {
-            self.follow_remote(&key, chunk_size, outcome);
+            self.follow_remote(&key, id, outcome);
         }
         if self.hub.play(key, id, opts, std::iter::empty()).is_ok() {
             outcome.wake.push(id);
