@@ -23,6 +23,7 @@ pub mod accesslog;
 pub mod conf;
 pub mod control;
 pub mod dash;
+pub mod exec;
 pub mod files;
 pub mod hls;
 pub mod io;

@@ -156,19 +156,19 @@ pub static DIRECTIVES: &[Directive] = &[
         Implemented,
     ),
     // Exec.
-    many("exec", R_S_A, AtLeast(1), Planned),
-    many("exec_push", R_S_A, AtLeast(1), Planned),
+    many("exec", R_S_A, AtLeast(1), Implemented),
+    many("exec_push", R_S_A, AtLeast(1), Implemented),
     many("exec_pull", R_S_A, AtLeast(1), Planned),
-    many("exec_publish", R_S_A, AtLeast(1), Planned),
-    many("exec_publish_done", R_S_A, AtLeast(1), Planned),
-    many("exec_play", R_S_A, AtLeast(1), Planned),
-    many("exec_play_done", R_S_A, AtLeast(1), Planned),
+    many("exec_publish", R_S_A, AtLeast(1), Implemented),
+    many("exec_publish_done", R_S_A, AtLeast(1), Implemented),
+    many("exec_play", R_S_A, AtLeast(1), Implemented),
+    many("exec_play_done", R_S_A, AtLeast(1), Implemented),
     many("exec_record_done", R_S_A_REC, AtLeast(1), Planned),
-    many("exec_static", R_S_A, AtLeast(1), Planned),
-    one("respawn", R_S_A, Flag, Planned),
-    one("respawn_timeout", R_S_A, Exactly(1), Planned),
-    one("exec_kill_signal", R_S_A, Exactly(1), Planned),
-    one("exec_options", R_S_A, Flag, Planned),
+    many("exec_static", R_S_A, AtLeast(1), Implemented),
+    one("respawn", R_S_A, Flag, Implemented),
+    one("respawn_timeout", R_S_A, Exactly(1), Implemented),
+    one("exec_kill_signal", R_S_A, Exactly(1), Implemented),
+    one("exec_options", R_S_A, Flag, Implemented),
     // HLS.
     one("hls", R_S_A, Flag, Implemented),
     one("hls_path", R_S_A, Exactly(1), Implemented),
@@ -459,7 +459,7 @@ mod tests {
     }
 
     #[test]
-    fn implemented_set_is_core_live_access_hls_dash_and_notify() {
+    fn implemented_set_is_core_live_access_hls_dash_notify_and_exec() {
         let mut implemented: Vec<&str> = DIRECTIVES
             .iter()
             .filter(|d| d.support == Implemented)
@@ -551,6 +551,17 @@ mod tests {
             "resolver_timeout",
             "notify_ssl_verify",
             "notify_ssl_trusted_certificate",
+            "exec",
+            "exec_push",
+            "exec_publish",
+            "exec_publish_done",
+            "exec_play",
+            "exec_play_done",
+            "exec_static",
+            "respawn",
+            "respawn_timeout",
+            "exec_kill_signal",
+            "exec_options",
             "access_log",
             "log_format",
             "rtmp_stat",

@@ -68,6 +68,8 @@ pub struct MainConf {
     /// Main-context directives (`rtmp_auto_push` and friends).
     main_context: model::MainConf,
     pub servers: Vec<Rc<ServerConfig>>,
+    /// Every `exec_static` line (wherever written), run by worker 0.
+    pub statics: crate::server::StaticExecs,
     /// Output directories created at load time, handed to the worker user in init_main_conf.
     output_dirs: Vec<std::path::PathBuf>,
 }
@@ -584,6 +586,27 @@ unsafe fn build_runtime(
         trusted: top.notify.ssl_trusted_certificate.clone(),
     });
     let mut seen: Vec<(model::ListenSpec, usize)> = Vec::new();
+    // `exec_static` lines are the whole rtmp{} block's, each once, whatever level holds them
+    // (collected before merging copies them down), as in the C module.
+    let mut statics = tree.main.exec.static_cmds.clone();
+    for server in &tree.servers {
+        statics.extend(server.conf.exec.static_cmds.iter().cloned());
+        for app in &server.apps {
+            statics.extend(app.conf.exec.static_cmds.iter().cloned());
+        }
+    }
+    main.statics = crate::server::StaticExecs {
+        specs: statics
+            .into_iter()
+            .map(|c| model::ExecSpec {
+                cmd: c.cmd,
+                args: c.args,
+                names: Vec::new(),
+            })
+            .collect(),
+        respawn_ms: top.exec.respawn_timeout_ms,
+        kill_signal: top.exec.kill_signal,
+    };
     for (index, server) in tree.servers.iter_mut().enumerate() {
         server.conf.merge_from(&tree.main);
         let mut apps = Vec::with_capacity(server.apps.len());

@@ -454,6 +454,7 @@ unsafe fn dispatch(self_id: Option<u64>, fallback_log: *mut ngx_log_t, outcome: 
         }
         super::logfile::write(outcome.access);
         super::netcall::start_all(outcome.calls);
+        super::exec::run_all(outcome.execs);
     }
 }
 
@@ -606,5 +607,6 @@ unsafe fn close(c: *mut ngx_connection_t, reason: &str) {
         }
         super::logfile::write(outcome.access);
         super::netcall::start_all(outcome.calls);
+        super::exec::run_all(outcome.execs);
     }
 }

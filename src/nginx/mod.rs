@@ -8,6 +8,7 @@
 
 mod conf;
 mod conn;
+mod exec;
 mod filejobs;
 mod http;
 mod logfile;

@@ -68,6 +68,7 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             with_worker(|w| w.set_tz_offset(tz));
             super::filejobs::init_process(cycle);
             super::shm::init_process(cycle);
+            super::exec::init_process(cycle);
         }
         NGX_OK as ngx_int_t
     })
@@ -78,6 +79,7 @@ extern "C" fn housekeeping_handler(ev: *mut ngx_event_t) {
         let mut outcome = Outcome::default();
         let next = with_worker(|w| w.on_housekeeping(now_ms(), &mut outcome));
         log_lines(&outcome.logs);
+        super::exec::housekeeping();
         let delay = next.unwrap_or(HOUSEKEEPING_MS).clamp(1, HOUSEKEEPING_MS);
         // SAFETY: ev is our static housekeeping event.
         unsafe { ngx::ffi::ngx_add_timer(ev, delay as ngx::ffi::ngx_msec_t) };
@@ -95,6 +97,7 @@ pub(super) fn level_of(level: LogLevel) -> u32 {
     match level {
         LogLevel::Error => NGX_LOG_ERR,
         LogLevel::Warn => NGX_LOG_WARN,
+        LogLevel::Notice => ngx::ffi::NGX_LOG_NOTICE,
         LogLevel::Info => NGX_LOG_INFO,
     }
 }
@@ -103,6 +106,7 @@ pub(super) fn level_of(level: LogLevel) -> u32 {
 /// pool unless nginx has no threads).
 pub extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
     guard("exit_process", (), || {
+        super::exec::exit_process();
         super::shm::exit_process();
         super::netcall::exit_process();
         let stats = with_worker(|w| w.io_stats());

@@ -4,11 +4,13 @@
 //! [`Worker::output_slices`] returns; everything it must do besides writing comes back as an
 //! [`Outcome`].
 
+mod exec;
 mod mirror;
 mod notify;
 mod outputs;
 mod stat;
 
+pub use exec::{ExecReport, StaticExecs};
 pub use notify::NetCall;
 pub use outputs::Outputs;
 
@@ -84,6 +86,7 @@ impl ServerConfig {
 pub enum LogLevel {
     Error,
     Warn,
+    Notice,
     Info,
 }
 
@@ -123,6 +126,8 @@ pub struct Outcome {
     /// Clients whose next [`Worker::on_tick`] must come within this many ms (an `on_update`
     /// period shorter than the timer already set).
     pub retick: Vec<(ClientId, u64)>,
+    /// Processes to start or signal (`exec*`); report back with [`Worker::on_exec_report`].
+    pub execs: Vec<crate::exec::ExecAction>,
 }
 
 /// One line for an `access_log` file (`None`: nginx's default http access log).
@@ -342,6 +347,8 @@ pub struct Worker {
     tz_offset_min: i32,
     /// Totals and bandwidth meter for /stat.
     counters: stat::WorkerCounters,
+    /// `exec*` processes.
+    execs: crate::exec::Execs,
 }
 
 impl Default for Worker {
@@ -360,6 +367,7 @@ impl Default for Worker {
             wall_clock: (0, 0),
             tz_offset_min: 0,
             counters: stat::WorkerCounters::default(),
+            execs: crate::exec::Execs::default(),
             random: Box::new(move |buf: &mut [u8]| {
                 for b in buf {
                     state ^= state << 13;
@@ -816,6 +824,7 @@ impl Worker {
                     id,
                     format!("rtmp: publish \"{}/{}\"", key.app, key.name),
                 );
+                self.exec_event(id, crate::exec::ExecKind::Publish, &key, &name, outcome);
                 self.notify_players(&key, notices, outcome);
             }
             Err(LiveError::AlreadyPublishing(_)) | Err(LiveError::StreamNotFound(_)) => {
@@ -913,7 +922,7 @@ impl Worker {
                 .push((id, CloseMode::AfterFlush, "stream not found".into()));
             return;
         }
-        match self.hub.play(key.clone(), id, opts, std::iter::empty()) {
+        let joined = match self.hub.play(key.clone(), id, opts, std::iter::empty()) {
             Ok(join) => {
                 // The statuses go to the session output, which is written before the live
                 // queue the hub just filled, so they still reach the player first.
@@ -941,6 +950,7 @@ impl Worker {
                         }
                     ),
                 );
+                true
             }
             Err(_) => {
                 client
@@ -957,7 +967,11 @@ impl Worker {
                 outcome
                     .close
                     .push((id, CloseMode::AfterFlush, "stream not found".into()));
+                false
             }
+        };
+        if joined {
+            self.exec_event(id, crate::exec::ExecKind::Play, &key, &name, outcome);
         }
     }
 
@@ -1052,9 +1066,15 @@ impl Worker {
         let stream = client.stream.take();
         client.next_update_ms = None;
         let role = std::mem::replace(&mut client.role, Role::None);
-        if let (Some(name), Role::Publisher(_) | Role::Player(_)) = (&stream, &role) {
+        if let (Some(name), Role::Publisher(key) | Role::Player(key)) = (&stream, &role) {
             let publisher = matches!(role, Role::Publisher(_));
             self.calls_for_end(id, publisher, name, outcome);
+            let kind = if publisher {
+                crate::exec::ExecKind::PublishDone
+            } else {
+                crate::exec::ExecKind::PlayDone
+            };
+            self.exec_event(id, kind, key, name, outcome);
         }
         match role {
             Role::Publisher(key) => {
