@@ -361,6 +361,8 @@ struct Harness {
     wakes: Vec<ClientId>,
     media_wakes: Vec<ClientId>,
     batch_reads: Vec<ClientId>,
+    /// `exec*` actions the worker asked for.
+    execs: Vec<crate::exec::ExecAction>,
     rng: u64,
     /// Feed client bytes to the worker in pieces of at most this many bytes.
     input_piece: usize,
@@ -380,6 +382,7 @@ impl Harness {
             wakes: Vec::new(),
             media_wakes: Vec::new(),
             batch_reads: Vec::new(),
+            execs: Vec::new(),
             rng: 0x9e37_79b9_7f4a_7c15,
             input_piece: usize::MAX,
             write_limit: usize::MAX,
@@ -430,6 +433,7 @@ impl Harness {
         self.wakes.extend(outcome.wake);
         self.media_wakes.extend(outcome.wake_media);
         self.batch_reads.extend(outcome.batch_reads);
+        self.execs.extend(outcome.execs);
         for (id, mode, reason) in outcome.close {
             self.closes.push((id, mode, reason.clone()));
             let open = self.clients.get(&id).is_some_and(TestClient::is_open);
@@ -2076,4 +2080,86 @@ fn input_after_close_and_unknown_ids_are_ignored() {
     h.worker.advance(42, 100);
     h.worker.disconnect(42, h.now, &mut o);
     assert!(o.close.is_empty() && o.logs.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// exec
+
+/// What the worker asked to start: (directive, argv after the program).
+fn exec_starts(h: &Harness) -> Vec<(&'static str, Vec<String>)> {
+    h.execs
+        .iter()
+        .filter_map(|a| match a {
+            crate::exec::ExecAction::Start { kind, command, .. } => {
+                Some((kind.directive(), command.args.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn exec_commands_follow_publish_play_and_their_ends() {
+    let server = server_with(
+        &[],
+        &[
+            (
+                "exec_push",
+                &["/bin/ff", "-i", "$app/$name", "${name}_hi", "$args"],
+            ),
+            ("exec_publish", &["/bin/ev", "publish", "$name", "$addr"]),
+            ("exec_publish_done", &["/bin/ev", "publish_done", "$name"]),
+            ("exec_play", &["/bin/ev", "play", "$name", "$args"]),
+            ("exec_play_done", &["/bin/ev", "play_done", "$name"]),
+        ],
+    );
+    let mut h = Harness::new(server);
+    h.publisher(1, "cam?a=1;b 2");
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        exec_starts(&h),
+        vec![
+            ("exec_publish", s(&["publish", "cam", "127.0.0.1"])),
+            ("exec_push", s(&["-i", "live/cam", "cam_hi", "a=1;b 2"])),
+        ]
+    );
+    let push_id = match h.execs.get(1) {
+        Some(crate::exec::ExecAction::Start { id, .. }) => *id,
+        other => panic!("{other:?}"),
+    };
+    let mut o = Outcome::default();
+    assert_eq!(
+        h.worker
+            .on_exec_report(push_id, ExecReport::Started(4242), h.now, &mut o),
+        None
+    );
+    h.execs.clear();
+    h.player(2, "cam?p=1");
+    let mut o = Outcome::default();
+    h.worker.disconnect(2, h.now, &mut o);
+    h.apply(o);
+    assert_eq!(
+        exec_starts(&h),
+        vec![
+            ("exec_play", s(&["play", "cam", "p=1"])),
+            ("exec_play_done", s(&["play_done", "cam"])),
+        ]
+    );
+    h.execs.clear();
+    let mut o = Outcome::default();
+    h.worker.disconnect(1, h.now, &mut o);
+    h.apply(o);
+    assert_eq!(
+        exec_starts(&h),
+        vec![("exec_publish_done", s(&["publish_done", "cam"]))]
+    );
+    assert!(h.execs.contains(&crate::exec::ExecAction::Kill {
+        id: push_id,
+        signal: libc::SIGKILL
+    }));
+    assert_eq!(
+        h.worker.exec_list().len(),
+        5,
+        "push stopping + 4 event commands starting"
+    );
 }
