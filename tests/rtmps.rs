@@ -173,6 +173,19 @@ fn ffmpeg_publishes_and_plays_over_rtmps_and_bad_tls_clients_disturb_nothing() {
         Err(e) => checks.check(false, || format!("ffprobe over rtmps://: {e}")),
     };
 
+    // librtmp (the RTMP library OBS is built on; rtmpdump here, with GnuTLS) plays over TLS
+    // for 3 s (then it is stopped).
+    let (status, flv, err) = run_bounded(
+        Command::new("rtmpdump").args(["-q", "-v", "-r", &rtmps("live/cam"), "-o", "-"]),
+        Duration::from_secs(3),
+    );
+    checks.check(flv.len() > 50_000 && flv.starts_with("FLV"), || {
+        format!(
+            "rtmpdump (librtmp) over rtmps:// got {} bytes ({status:?}): {err}",
+            flv.len()
+        )
+    });
+
     // A plain player measures gaps while bad clients hit the TLS port.
     let mut player = RtmpClient::connect(&server.rtmp_addr(), "live").expect("player connects");
     let codes = player.play("cam").expect("play");

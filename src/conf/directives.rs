@@ -89,6 +89,7 @@ pub static DIRECTIVES: &[Directive] = &[
     one("ssl_session_cache", R_S, Between(1, 2), Implemented),
     one("ssl_session_timeout", R_S, Exactly(1), Implemented),
     one("ssl_handshake_timeout", R_S, Exactly(1), Implemented),
+    one("ssl_session_tickets", R_S, Flag, Implemented),
     // Live and codec.
     one("live", R_S_A, Flag, Implemented),
     one("meta", R_S_A, Exactly(1), Implemented),
@@ -434,6 +435,7 @@ mod tests {
         "ssl_session_cache",
         "ssl_session_timeout",
         "ssl_handshake_timeout",
+        "ssl_session_tickets",
     ];
 
     #[test]
@@ -487,6 +489,7 @@ mod tests {
             "ssl_session_cache",
             "ssl_session_timeout",
             "ssl_handshake_timeout",
+            "ssl_session_tickets",
             "wait_key",
             "wait_video",
             "idle_streams",

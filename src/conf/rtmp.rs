@@ -323,6 +323,7 @@ conf_group! {
             prefer_server_ciphers: bool,
             session_cache: SessionCache,
             session_timeout_ms: u64,
+            session_tickets: bool,
             handshake_timeout_ms: u64,
         }
         append {}
@@ -982,6 +983,7 @@ impl RtmpConf {
             }
             "ssl_session_timeout" => put(&mut self.ssl.session_timeout_ms, d, || msec(d, v)),
             "ssl_handshake_timeout" => put(&mut self.ssl.handshake_timeout_ms, d, || msec(d, v)),
+            "ssl_session_tickets" => put(&mut self.ssl.session_tickets, d, || flag(d, v)),
 
             _ => Err(ConfError::NotAllowedHere(d)),
         }
@@ -1256,6 +1258,7 @@ impl RtmpConf {
             prefer_server_ciphers: sl.prefer_server_ciphers.unwrap_or(false),
             session_cache: sl.session_cache.clone().unwrap_or_default(),
             session_timeout_ms: sl.session_timeout_ms.unwrap_or(300_000),
+            session_tickets: sl.session_tickets.unwrap_or(false),
             handshake_timeout_ms: sl.handshake_timeout_ms.unwrap_or(60_000),
         };
         Settings {
@@ -1391,6 +1394,7 @@ mod tests {
         ("ssl_session_cache", &["shared:RTMPS:10m"]),
         ("ssl_session_timeout", &["10m"]),
         ("ssl_handshake_timeout", &["10s"]),
+        ("ssl_session_tickets", &["on"]),
         ("live", &["on"]),
         ("meta", &["copy"]),
         ("interleave", &["on"]),

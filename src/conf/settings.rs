@@ -509,6 +509,10 @@ pub struct SslSettings {
     pub session_cache: SessionCache,
     /// `ssl_session_timeout` (5m).
     pub session_timeout_ms: u64,
+    /// `ssl_session_tickets` (off here, on in nginx): TLS session tickets. librtmp built with
+    /// GnuTLS (rtmpdump, and encoders built on it) fails on a TLSv1.3 ticket after the
+    /// handshake, so none are sent unless asked for.
+    pub session_tickets: bool,
     /// `ssl_handshake_timeout` (60s): a client that has not finished its handshake by then is
     /// closed.
     pub handshake_timeout_ms: u64,

@@ -17,6 +17,9 @@ use ngx::ffi::{
 use crate::conf::certpath::{server_name_for_path, CertPath};
 use crate::conf::{SslSettings, TlsProtocol};
 
+/// OpenSSL's `SSL_OP_NO_TICKET` (`SSL_OP_BIT(14)`, a macro bindgen does not expand).
+const SSL_OP_NO_TICKET: u64 = 1 << 14;
+
 /// Plaintext bytes handed to one TLS write (one record's worth).
 const WRITE_CHUNK: usize = 16 * 1024;
 
@@ -154,6 +157,12 @@ pub unsafe fn server_context(
                 "cannot load \"ssl_certificate\" {}",
                 s.certificates.join(", ")
             ));
+        }
+        if !s.session_tickets {
+            // No TLSv1.3 ticket after the handshake (librtmp with GnuTLS fails on one), and
+            // none in TLSv1.2 either.
+            ngx::ffi::SSL_CTX_set_options((*ssl).ctx.cast(), SSL_OP_NO_TICKET);
+            ngx::ffi::SSL_CTX_set_num_tickets((*ssl).ctx.cast(), 0);
         }
         let Some(mut ciphers) = pool_str(pool, &s.ciphers) else {
             return Err("out of memory".into());
