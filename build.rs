@@ -150,11 +150,21 @@ fn watch(path: &Path) -> bool {
     exists
 }
 
-/// `ngx_threads` and `ngx_ssl` when the nginx we build against has NGX_THREADS / NGX_SSL.
+/// `ngx_threads` and `ngx_ssl` when the nginx we build against has NGX_THREADS / NGX_SSL;
+/// `ngx_ssl_cache` from nginx 1.27.4 (its SSL object cache: `ngx_ssl_connection_certificate`
+/// takes a cache argument), read from nginx-sys's `DEP_NGINX_VERSION_NUMBER`.
 fn nginx_cfgs() {
     println!("cargo:rustc-check-cfg=cfg(ngx_threads)");
     println!("cargo:rustc-check-cfg=cfg(ngx_ssl)");
+    println!("cargo:rustc-check-cfg=cfg(ngx_ssl_cache)");
     println!("cargo:rerun-if-env-changed=DEP_NGINX_FEATURES");
+    println!("cargo:rerun-if-env-changed=DEP_NGINX_VERSION_NUMBER");
+    let version = env::var("DEP_NGINX_VERSION_NUMBER")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if version.is_some_and(|v| v >= 1_027_004) {
+        println!("cargo:rustc-cfg=ngx_ssl_cache");
+    }
     let Ok(features) = env::var("DEP_NGINX_FEATURES") else {
         return;
     };

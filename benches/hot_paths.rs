@@ -460,11 +460,8 @@ fn fragment_samples(msgs: &[Msg], video: bool) -> Vec<Sample> {
             prev.duration = (dts - prev.dts) as u32;
         }
         samples.push(Sample {
-            dts,
             duration: if video { 3000 } else { 1024 },
-            cts_offset: cts,
-            keyframe: !video || m.keyframe,
-            data: m.tag.slice(off..),
+            ..Sample::video(dts, cts, !video || m.keyframe, m.tag.slice(off..))
         });
     }
     samples

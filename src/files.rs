@@ -16,6 +16,10 @@ pub enum FileOp {
     Open { path: PathBuf },
     /// Appends to a file opened with `Open`.
     Append { path: PathBuf, data: Bytes },
+    /// Appends the whole content of `from` (a file written with `Open`/`Append`, which stays
+    /// open) to `path`, copied by the kernel: a DASH segment's video gathered on disk while
+    /// it was published, instead of in memory.
+    AppendFrom { path: PathBuf, from: PathBuf },
     /// Closes a file opened with `Open` and renames it to `to` (a segment becomes complete
     /// under its final name only when it is whole).
     Commit { path: PathBuf, to: PathBuf },

@@ -182,7 +182,11 @@ pub struct Sample {
     /// A sync sample (IDR for video; every audio frame).
     pub keyframe: bool,
     /// AVC: the length-prefixed NAL units exactly as FLV carries them; AAC: one raw frame.
+    /// Empty when the writer keeps the data elsewhere (a DASH segment's video gathered on
+    /// disk): `size` is what the segment says.
     pub data: Bytes,
+    /// Bytes of the sample (`data.len()` when `data` holds it).
+    pub size: u32,
 }
 
 impl Sample {
@@ -193,9 +197,27 @@ impl Sample {
             duration,
             cts_offset: 0,
             keyframe: true,
+            size: len_u32(&data),
             data,
         }
     }
+
+    /// A video frame (duration set when the next one arrives).
+    pub fn video(dts: u64, cts_offset: i32, keyframe: bool, data: Bytes) -> Self {
+        Sample {
+            dts,
+            duration: 0,
+            cts_offset,
+            keyframe,
+            size: len_u32(&data),
+            data,
+        }
+    }
+}
+
+/// A sample's length as the `trun` box stores it (larger ones are refused with the segment).
+fn len_u32(data: &Bytes) -> u32 {
+    u32::try_from(data.len()).unwrap_or(u32::MAX)
 }
 
 /// The init segment of one track: `ftyp` + `moov` (`mvhd`, `trak`, `mvex`/`trex`) with an
@@ -413,7 +435,7 @@ pub fn media_segment_head(sequence_number: u32, samples: &[Sample]) -> Result<By
     }
     let data_len = samples
         .iter()
-        .fold(0u64, |n, s| n.saturating_add(s.data.len() as u64));
+        .fold(0u64, |n, s| n.saturating_add(u64::from(s.size)));
     let mdat_len = data_len
         .checked_add(8)
         .filter(|n| *n <= u64::from(u32::MAX))
@@ -425,7 +447,7 @@ pub fn media_segment_head(sequence_number: u32, samples: &[Sample]) -> Result<By
         .map(|s| TrunEntry {
             duration: Some(s.duration),
             // Each size is at most the total, which fits in u32 (checked above).
-            size: Some(u32::try_from(s.data.len()).unwrap_or(u32::MAX)),
+            size: Some(s.size),
             flags: Some(if s.keyframe {
                 SAMPLE_FLAGS_SYNC
             } else {
@@ -789,11 +811,8 @@ mod tests {
 
     fn video_sample(dts: u64, cts: i32, key: bool, len: usize, fill: u8) -> Sample {
         Sample {
-            dts,
             duration: 3600,
-            cts_offset: cts,
-            keyframe: key,
-            data: Bytes::from(vec![fill; len]),
+            ..Sample::video(dts, cts, key, Bytes::from(vec![fill; len]))
         }
     }
 
@@ -1063,11 +1082,8 @@ mod tests {
                     .get(i + 1)
                     .map_or(dts + 3600, |n| u64::from(n.0) * 90);
                 Sample {
-                    dts,
                     duration: (next - dts) as u32,
-                    cts_offset: cts * 90,
-                    keyframe: *key,
-                    data: data.clone(),
+                    ..Sample::video(dts, cts * 90, *key, data.clone())
                 }
             })
             .collect();

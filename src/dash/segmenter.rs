@@ -221,6 +221,16 @@ impl Layout {
     }
 
     /// `<stem><t>.<ext>`, or `<stem><t>-<timescale>.<ext>` for a secondary timescale.
+    /// Video spool file `n` (0 or 1): `<name>-spool<n>.m4v.part`, a name no segment, init
+    /// segment or other stream's file can have.
+    fn spool(&self, n: usize) -> PathBuf {
+        self.dir.join(format!(
+            "{}spool{n}.{}{PART_SUFFIX}",
+            self.stem,
+            Kind::Video.ext()
+        ))
+    }
+
     fn segment_file(&self, kind: Kind, t: u64, suffix_ts: Option<u32>) -> String {
         match suffix_ts {
             None => format!("{}{t}.{}", self.stem, kind.ext()),
@@ -339,8 +349,15 @@ struct OpenSeg {
     period: u64,
     start_ms: u64,
     sap: bool,
+    /// Video samples keep only their sizes: their data goes to `spool` on disk as it
+    /// arrives (no segment of video waits in memory); audio (small) stays here.
     samples: [Vec<Sample>; 2],
     bytes: usize,
+    /// The file this segment's video is gathered in (one of two, alternating: the previous
+    /// segment may still be waiting for its audio).
+    spool: Option<PathBuf>,
+    /// Something written to `spool` failed: the segment is not written (a gap).
+    spool_lost: bool,
 }
 
 impl OpenSeg {
@@ -453,6 +470,11 @@ pub struct DashStream {
 
     finished: bool,
 
+    /// Which of the two video spool files the next segment uses, and whether each was
+    /// opened (it is removed when the stream ends).
+    next_spool: usize,
+    spools_opened: [bool; 2],
+
     /// Operations not yet handed out (produced by `restart`, which has no `ops`).
     out: Vec<FileOp>,
     journal: Vec<JournalItem>,
@@ -516,6 +538,8 @@ impl DashStream {
             finished: false,
             out: Vec::new(),
             journal: Vec::new(),
+            next_spool: 0,
+            spools_opened: [false; 2],
         };
         if let (true, Some(text)) = (valid, previous_mpd) {
             s.restore(text);
@@ -589,6 +613,7 @@ impl DashStream {
             FileOp::CreateDir { path }
             | FileOp::Open { path }
             | FileOp::Append { path, .. }
+            | FileOp::AppendFrom { path, .. }
             | FileOp::Abort { path }
             | FileOp::WriteAtomic { path, .. }
             | FileOp::Delete { path } => (path.clone(), None),
@@ -793,6 +818,16 @@ impl DashStream {
         let dts = self.video_dts(ms, ts);
         let cts_ms = cts_ms.clamp(-MAX_CTS_MS, MAX_CTS_MS);
         let cts = i32::try_from(i64::from(cts_ms) * i64::from(ts) / 1000).unwrap_or(0);
+        let Some(spool) = self.video_spool() else {
+            return;
+        };
+        self.emit(
+            FileOp::Append {
+                path: spool,
+                data: data.clone(),
+            },
+            Effect::Other,
+        );
         let Some(seg) = self.seg.as_mut() else { return };
         let list = &mut seg.samples[V];
         if let Some(prev) = list.last_mut() {
@@ -803,14 +838,32 @@ impl DashStream {
             }
         }
         seg.bytes = seg.bytes.saturating_add(data.len());
+        let size = Sample::video(dts, cts, key, data).size;
         list.push(Sample {
-            dts,
-            duration: 0,
-            cts_offset: cts,
-            keyframe: key,
-            data,
+            size,
+            ..Sample::video(dts, cts, key, Bytes::new())
         });
         self.last_dts[V] = Some(dts);
+    }
+
+    /// The open segment's video spool, opened (truncated) at its first video sample.
+    fn video_spool(&mut self) -> Option<PathBuf> {
+        let seg = self.seg.as_ref()?;
+        if let Some(path) = &seg.spool {
+            return Some(path.clone());
+        }
+        let n = self.next_spool;
+        self.next_spool = 1 - n;
+        let path = self.layout.spool(n);
+        self.ensure_dir();
+        self.emit(FileOp::Open { path: path.clone() }, Effect::Other);
+        if let Some(flag) = self.spools_opened.get_mut(n) {
+            *flag = true;
+        }
+        if let Some(seg) = self.seg.as_mut() {
+            seg.spool = Some(path.clone());
+        }
+        Some(path)
     }
 
     fn on_audio(&mut self, timestamp: u32, tag: &Bytes, now: Now) {
@@ -1026,6 +1079,8 @@ impl DashStream {
             sap,
             samples: [Vec::new(), Vec::new()],
             bytes: 0,
+            spool: None,
+            spool_lost: false,
         });
         // Audio that arrived before its segment.
         for (out, data) in std::mem::take(&mut self.preroll) {
@@ -1117,6 +1172,8 @@ impl DashStream {
             sap,
             samples: [Vec::new(), Vec::new()],
             bytes: 0,
+            spool: None,
+            spool_lost: false,
         };
         if audio_only {
             self.finalize_audio(&mut seg, Some(next_dts));
@@ -1225,6 +1282,10 @@ impl DashStream {
 
     /// Writes a finished segment's files, records them and lists what is available.
     fn commit(&mut self, seg: OpenSeg, now: Now) {
+        if seg.spool_lost {
+            // Its video on disk is incomplete: a gap (the failure was logged by the IO ring).
+            return;
+        }
         let Some(period) = self.period(seg.period) else {
             return;
         };
@@ -1266,11 +1327,14 @@ impl DashStream {
             };
             self.emit(FileOp::Open { path: part.clone() }, written);
             // The samples' own buffers (slices of what the publisher sent) go to the disk
-            // after the header: no copy of the media into one segment buffer.
+            // after the header: no copy of the media into one segment buffer. Video was
+            // gathered in its spool file: the kernel copies it after the header.
+            let spool = seg.spool.clone().filter(|_| kind == Kind::Video);
+            let file_len = head.len() + samples.iter().map(|s| s.size as usize).sum::<usize>();
             let parts: Vec<Bytes> = std::iter::once(head)
                 .chain(samples.iter().map(|s| s.data.clone()))
+                .filter(|b| !b.is_empty())
                 .collect();
-            let file_len: usize = parts.iter().map(Bytes::len).sum();
             for data in parts {
                 self.emit(
                     FileOp::Append {
@@ -1279,6 +1343,17 @@ impl DashStream {
                     },
                     written,
                 );
+            }
+            if let Some(from) = spool {
+                self.emit(
+                    FileOp::AppendFrom {
+                        path: part.clone(),
+                        from: from.clone(),
+                    },
+                    written,
+                );
+                // Emptied at once: the disk holds each segment's video once, not twice.
+                self.emit(FileOp::Open { path: from }, Effect::Other);
             }
             renames.push((part, path.clone()));
             let pto = mpd::ms_to_ticks(start, ts);
@@ -1354,6 +1429,15 @@ impl DashStream {
         }
         if newly || force {
             self.write_mpd(now, true);
+        }
+    }
+
+    /// Closes and deletes the video spool files (the stream ended).
+    fn remove_spools(&mut self) {
+        let opened = std::mem::take(&mut self.spools_opened);
+        for (n, _) in opened.iter().enumerate().filter(|(_, open)| **open) {
+            let path = self.layout.spool(n);
+            self.emit(FileOp::Abort { path }, Effect::Other);
         }
     }
 
@@ -1632,6 +1716,7 @@ impl DashStream {
                 self.trim(now);
                 self.write_mpd(now, false);
             }
+            self.remove_spools();
             if self.deletes_enabled() && self.mpd_written {
                 // DASH counts the final wait in grace periods.
                 let wait = retention::final_wait_ms(self.grace_ms(), self.grace_ms());
@@ -1693,6 +1778,15 @@ impl DashStream {
     }
 
     pub fn on_write_failed(&mut self, path: &Path) {
+        // A spool write: the segment gathering its video there is not written.
+        for seg in [self.seg.as_mut(), self.closing.as_mut().map(|c| &mut c.seg)]
+            .into_iter()
+            .flatten()
+        {
+            if seg.spool.as_deref() == Some(path) {
+                seg.spool_lost = true;
+            }
+        }
         let Some(i) = self
             .journal
             .iter()

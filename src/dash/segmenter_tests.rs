@@ -346,6 +346,13 @@ struct Disk {
     deletes: Vec<PathBuf>,
 }
 
+/// A DASH video spool file (see `Layout::spool`).
+fn is_spool(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.contains("spool") && n.ends_with(".m4v.part"))
+}
+
 impl Disk {
     fn listed_now(&self) -> HashSet<PathBuf> {
         let mut out = HashSet::new();
@@ -374,8 +381,22 @@ impl Disk {
             }
             FileOp::Open { path } => {
                 assert!(path.to_string_lossy().ends_with(".part"), "{path:?}");
-                assert!(self.open.insert(path.clone(), Vec::new()).is_none());
+                // A video spool is opened again (truncated) for every other segment.
+                let reopened = self.open.insert(path.clone(), Vec::new()).is_some();
+                assert!(!reopened || is_spool(path), "{path:?} opened twice");
                 self.assert_dir(path);
+            }
+            FileOp::AppendFrom { path, from } => {
+                assert!(is_spool(from), "{from:?}");
+                let data = self
+                    .open
+                    .get(from)
+                    .expect("copy from an open spool")
+                    .clone();
+                self.open
+                    .get_mut(path)
+                    .unwrap_or_else(|| panic!("append to unopened {path:?}"))
+                    .extend_from_slice(&data);
             }
             FileOp::Append { path, data } => {
                 self.open
@@ -513,18 +534,56 @@ impl Sim {
     /// stream.
     fn apply(&mut self, ops: Vec<FileOp>) {
         let now = self.now();
-        for op in ops {
+        let mut ops = ops.into_iter();
+        while let Some(op) = ops.next() {
             let path = match &op {
                 FileOp::Commit { to, .. } => Some(to.clone()),
                 FileOp::WriteAtomic { path, .. } => Some(path.clone()),
                 _ => None,
             };
-            if path.is_some() && path == self.fail_on {
-                self.fail_on = None;
+            // A spool the IO ring abandoned (after an earlier failure) is not open.
+            let unopened = match &op {
+                FileOp::Append { path, .. } | FileOp::AppendFrom { from: path, .. } => {
+                    is_spool(path) && !self.disk.open.contains_key(path)
+                }
+                _ => false,
+            };
+            if (path.is_some() && path == self.fail_on) || unopened {
+                let failed = match &op {
+                    FileOp::Append { path, .. } => path.clone(),
+                    FileOp::AppendFrom { from, .. } if unopened => from.clone(),
+                    _ => path.clone().unwrap(),
+                };
+                if !unopened {
+                    self.fail_on = None;
+                }
                 if let FileOp::Commit { path: part, .. } = &op {
                     self.disk.open.remove(part);
                 }
-                self.s.on_write_failed(path.as_deref().unwrap());
+                self.s.on_write_failed(&failed);
+                // As Outputs does: what was asked for behind it is lost, and the output is
+                // told about each file (open ones are abandoned).
+                for rest in ops {
+                    let lost = match rest {
+                        FileOp::Open { path }
+                        | FileOp::Append { path, .. }
+                        | FileOp::AppendFrom { path, .. } => {
+                            self.disk.open.remove(&path);
+                            path
+                        }
+                        FileOp::Commit { path, to } => {
+                            self.disk.open.remove(&path);
+                            to
+                        }
+                        FileOp::CreateDir { path } | FileOp::WriteAtomic { path, .. } => path,
+                        FileOp::Abort { path } => {
+                            self.disk.open.remove(&path);
+                            continue;
+                        }
+                        FileOp::Delete { .. } => continue,
+                    };
+                    self.s.on_write_failed(&lost);
+                }
                 return;
             }
             self.disk.apply(&op, now.mono_ms);
@@ -1293,7 +1352,10 @@ fn a_failed_segment_write_is_not_listed_and_the_stream_recovers() {
     let m = sim.mpd(MPD);
     let v = m.set(0, "video");
     assert!(!v.segs.iter().any(|s| s.0 == 2000 * 90), "{:?}", v.segs);
-    assert!(v.segs.iter().any(|s| s.0 == 4000 * 90));
+    // What was queued behind the failure is lost too, the next segment's first video with
+    // it (its spool was abandoned): one gap of two segments, then the stream goes on.
+    assert!(!v.segs.iter().any(|s| s.0 == 4000 * 90), "{:?}", v.segs);
+    assert!(v.segs.iter().any(|s| s.0 == 6000 * 90), "{:?}", v.segs);
     assert_eq!(v.gaps, 1);
     // The orphaned video file of the failed cut is removed (after a grace: the MPD that
     // failed behind it may be the one on disk, for all the stream knows).
@@ -1414,4 +1476,64 @@ fn quick_republish_never_announces_segments_early() {
         m.periods[1].start_ms
     );
     check_segments(&sim, MPD);
+}
+
+#[test]
+fn video_is_gathered_on_disk_and_copied_into_whole_segments() {
+    let mut sim = av_sim(9000);
+    let mut ops = Vec::new();
+    sim.s.finish(sim.now(), &mut ops);
+    sim.apply(ops);
+    // Every video segment file: its header from memory, then its spool copied by the kernel.
+    let video_parts: Vec<&FileOp> = sim
+        .log
+        .iter()
+        .map(|(_, op)| op)
+        .filter(|op| matches!(op, FileOp::AppendFrom { .. }))
+        .collect();
+    let m = sim.mpd(MPD);
+    let v = m.set(0, "video");
+    assert_eq!(video_parts.len(), v.segs.len(), "{video_parts:?}");
+    let memory_bytes: usize = sim
+        .log
+        .iter()
+        .filter_map(|(_, op)| match op {
+            FileOp::Append { path, data }
+                if !is_spool(path) && path.to_string_lossy().contains(".m4v") =>
+            {
+                Some(data.len())
+            }
+            _ => None,
+        })
+        .sum();
+    assert!(
+        memory_bytes < 2000 * v.segs.len(),
+        "video headers only: {memory_bytes} bytes"
+    );
+    for (t, _) in &v.segs {
+        let file = sim.file(MPD, &segment_uri(v, *t));
+        let moof = decode_media(file);
+        let sizes: u64 = moof.traf[0].trun[0]
+            .samples
+            .iter()
+            .map(|e| u64::from(e.size.unwrap()))
+            .sum();
+        // Top-level boxes tile the file; the last is the mdat holding exactly the samples.
+        let mut pos = 0usize;
+        let mut last = (0u64, [0u8; 4]);
+        while pos < file.len() {
+            let size = u32::from_be_bytes(file[pos..pos + 4].try_into().unwrap()) as u64;
+            last = (size, file[pos + 4..pos + 8].try_into().unwrap());
+            pos += size as usize;
+        }
+        assert_eq!(pos, file.len(), "boxes of segment {t} end at its end");
+        assert_eq!(&last.1, b"mdat");
+        assert_eq!(last.0 - 8, sizes, "mdat of segment {t} holds its samples");
+    }
+    // The spools are gone with the stream.
+    assert!(
+        sim.disk.open.keys().all(|p| !is_spool(p)),
+        "{:?}",
+        sim.disk.open.keys()
+    );
 }

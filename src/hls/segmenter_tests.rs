@@ -234,6 +234,7 @@ impl Disk {
             FileOp::Abort { path } => {
                 self.open.remove(path).expect("abort of unopened file");
             }
+            FileOp::AppendFrom { .. } => panic!("HLS never copies files: {op:?}"),
             FileOp::WriteAtomic { path, data } => {
                 self.assert_dir(path);
                 self.files.insert(path.clone(), data.to_vec());

@@ -264,6 +264,17 @@ fn perform_one(files: &mut OpenFiles, op: &FileOp) -> Result<u64, IoFailure> {
             file.write_all(data).map_err(fail("write", path))?;
             Ok(data.len() as u64)
         }
+        FileOp::AppendFrom { path, from } => {
+            checked(from)?;
+            let file = files.0.get_mut(path).ok_or_else(|| IoFailure {
+                action: "append to",
+                path: path.clone(),
+                source: io::Error::other("file is not open"),
+            })?;
+            let mut source = fs::File::open(from).map_err(fail("read", from))?;
+            // std's File-to-File copy is copy_file_range: the bytes never come up here.
+            io::copy(&mut source, file).map_err(fail("write", path))
+        }
         FileOp::Commit { path, to } => {
             checked(to)?;
             // Closing flushes nothing (no userspace buffer); the rename publishes the name.

@@ -267,16 +267,26 @@ unsafe extern "C" fn load_certificates(ssl: *mut ngx::ffi::SSL, arg: *mut c_void
                 ) else {
                     return 0;
                 };
-                // nginx logs why a pair cannot be loaded.
-                if ngx::ffi::ngx_ssl_connection_certificate(
+                // nginx logs why a pair cannot be loaded. From 1.27.4 it takes an object
+                // cache (none here: the files are read at each handshake).
+                #[cfg(ngx_ssl_cache)]
+                let rc = ngx::ffi::ngx_ssl_connection_certificate(
                     c,
                     (*c).pool,
                     &mut cert,
                     &mut key,
                     ptr::null_mut(),
                     ptr::null_mut(),
-                ) != NGX_OK as ngx_int_t
-                {
+                );
+                #[cfg(not(ngx_ssl_cache))]
+                let rc = ngx::ffi::ngx_ssl_connection_certificate(
+                    c,
+                    (*c).pool,
+                    &mut cert,
+                    &mut key,
+                    ptr::null_mut(),
+                );
+                if rc != NGX_OK as ngx_int_t {
                     return 0;
                 }
             }

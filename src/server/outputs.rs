@@ -562,7 +562,9 @@ fn lose(slot: &mut Slot, lost: Vec<FileOp>) {
     let mut cleanup: Vec<FileOp> = Vec::new();
     for op in lost {
         match op {
-            FileOp::Open { path } | FileOp::Append { path, .. } => {
+            FileOp::Open { path }
+            | FileOp::Append { path, .. }
+            | FileOp::AppendFrom { path, .. } => {
                 push_unique(&mut abandon, path.clone());
                 push_unique(&mut failed, path);
             }

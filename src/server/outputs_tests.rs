@@ -62,6 +62,7 @@ impl Deferred {
                 FileOp::CreateDir { path }
                 | FileOp::Open { path }
                 | FileOp::Append { path, .. }
+                | FileOp::AppendFrom { path, .. }
                 | FileOp::Abort { path }
                 | FileOp::WriteAtomic { path, .. }
                 | FileOp::Delete { path } => path.clone(),
@@ -90,6 +91,13 @@ impl Deferred {
                         .get_mut(&path)
                         .expect("append to an open file")
                         .extend(&data[..]);
+                }
+                FileOp::AppendFrom { path, from } => {
+                    let data = d.open.get(&from).expect("copy from an open file").clone();
+                    d.open
+                        .get_mut(&path)
+                        .expect("append to an open file")
+                        .extend(data);
                 }
                 FileOp::Commit { path, to } => {
                     let data = d.open.remove(&path).expect("commit an open file");
