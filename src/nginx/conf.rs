@@ -755,8 +755,11 @@ unsafe fn prepare_callbacks(cf: *mut ngx_conf_t, settings: &model::Settings) -> 
         &n.on_done,
         &n.on_update,
     ];
-    for url in urls.into_iter().flatten() {
-        if url.host.parse::<IpAddr>().is_ok() {
+    let pushes =
+        (settings.relay.pushes.iter()).map(|t| (&t.url.host, t.url.port, &t.url.url, "push"));
+    let callbacks = (urls.into_iter().flatten()).map(|u| (&u.host, u.port, &u.url, "callback"));
+    for (host, port, url, what) in callbacks.chain(pushes) {
+        if host.parse::<IpAddr>().is_ok() {
             continue;
         }
         let resolver = &settings.net.resolver;
@@ -765,20 +768,19 @@ unsafe fn prepare_callbacks(cf: *mut ngx_conf_t, settings: &model::Settings) -> 
             unsafe { make_resolver(cf, resolver)? };
             continue;
         }
-        match (url.host.as_str(), url.port).to_socket_addrs() {
+        match (host.as_str(), port).to_socket_addrs() {
             Ok(found) => {
                 let ips: Vec<IpAddr> = found.map(|a| a.ip()).collect();
-                super::netcall::remember_host(&url.host, ips);
+                super::netcall::remember_host(host, ips);
             }
             Err(e) if n.no_resolve => {
                 let msg = format!(
-                    "host \"{}\" of callback \"{}\" not found now ({e}); calls to it will fail",
-                    url.host, url.url
+                    "host \"{host}\" of {what} \"{url}\" not found now ({e}); calls to it will fail"
                 );
                 // SAFETY: cf is live.
                 unsafe { conf_log(cf, ngx::ffi::NGX_LOG_WARN, &msg) };
             }
-            Err(e) => return Err(format!("host not found in callback \"{}\": {e}", url.url)),
+            Err(e) => return Err(format!("host not found in {what} \"{url}\": {e}")),
         }
     }
     Ok(())

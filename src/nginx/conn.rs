@@ -428,6 +428,8 @@ unsafe fn dispatch(self_id: Option<u64>, fallback_log: *mut ngx_log_t, outcome: 
                 if (*wev).ready() != 0 && (*wev).posted() == 0 {
                     ngx_post_event(wev, ptr::addr_of_mut!(ngx_posted_events));
                 }
+            } else {
+                super::relay::wake(id);
             }
         }
         for id in outcome.batch_reads {
@@ -439,6 +441,8 @@ unsafe fn dispatch(self_id: Option<u64>, fallback_log: *mut ngx_log_t, outcome: 
             if Some(id) != self_id {
                 if let Some(other) = conn_of(id) {
                     wake_for_media(id, other);
+                } else {
+                    super::relay::wake(id);
                 }
             }
         }
@@ -455,6 +459,7 @@ unsafe fn dispatch(self_id: Option<u64>, fallback_log: *mut ngx_log_t, outcome: 
         super::logfile::write(outcome.access);
         super::netcall::start_all(outcome.calls);
         super::exec::run_all(outcome.execs);
+        super::relay::run_all(outcome.relays);
     }
 }
 
@@ -600,6 +605,8 @@ unsafe fn close(c: *mut ngx_connection_t, reason: &str) {
         for other_id in outcome.wake.into_iter().chain(outcome.wake_media) {
             if let Some(other) = conn_of(other_id) {
                 ngx_post_event((*other).write, ptr::addr_of_mut!(ngx_posted_events));
+            } else {
+                super::relay::wake(other_id);
             }
         }
         for line in outcome.logs {
@@ -608,5 +615,6 @@ unsafe fn close(c: *mut ngx_connection_t, reason: &str) {
         super::logfile::write(outcome.access);
         super::netcall::start_all(outcome.calls);
         super::exec::run_all(outcome.execs);
+        super::relay::run_all(outcome.relays);
     }
 }

@@ -75,7 +75,7 @@ pub fn set_tls_settings(s: TlsSettings) {
     }
 }
 
-fn resolver_for(args: &[String]) -> Option<*mut ngx_resolver_t> {
+pub(super) fn resolver_for(args: &[String]) -> Option<*mut ngx_resolver_t> {
     let key = args.join(" ");
     let m = RESOLVERS.lock().ok()?;
     m.iter()
@@ -83,7 +83,7 @@ fn resolver_for(args: &[String]) -> Option<*mut ngx_resolver_t> {
         .map(|&(_, _, p)| p as *mut ngx_resolver_t)
 }
 
-fn known_host(host: &str) -> Option<IpAddr> {
+pub(super) fn known_host(host: &str) -> Option<IpAddr> {
     let m = RESOLVED.lock().ok()?;
     m.iter()
         .find(|(h, _)| h == host)
@@ -222,7 +222,7 @@ extern "C" fn resolved_handler(ctx: *mut ngx_resolver_ctx_t) {
 
 /// # Safety
 /// `sa` is null or points at a valid sockaddr.
-unsafe fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
+pub(super) unsafe fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
     // SAFETY: guaranteed by the caller; the family selects the concrete type.
     unsafe {
         if sa.is_null() {

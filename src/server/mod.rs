@@ -8,11 +8,13 @@ mod exec;
 mod mirror;
 mod notify;
 mod outputs;
+mod relay;
 mod stat;
 
 pub use exec::{ExecReport, StaticExecs};
 pub use notify::NetCall;
 pub use outputs::Outputs;
+pub use relay::{RelayAction, RELAY_IDS, RELAY_SETUP_TIMEOUT_MS};
 
 use std::collections::{HashMap, VecDeque};
 use std::io::IoSlice;
@@ -128,6 +130,9 @@ pub struct Outcome {
     pub retick: Vec<(ClientId, u64)>,
     /// Processes to start or signal (`exec*`); report back with [`Worker::on_exec_report`].
     pub execs: Vec<crate::exec::ExecAction>,
+    /// Push connections to open, retry or close; report back with [`Worker::on_relay_closed`]
+    /// and friends.
+    pub relays: Vec<RelayAction>,
 }
 
 /// One line for an `access_log` file (`None`: nginx's default http access log).
@@ -349,6 +354,8 @@ pub struct Worker {
     counters: stat::WorkerCounters,
     /// `exec*` processes.
     execs: crate::exec::Execs,
+    /// `push` relays of the streams published here.
+    relays: relay::Relays,
 }
 
 impl Default for Worker {
@@ -368,6 +375,7 @@ impl Default for Worker {
             tz_offset_min: 0,
             counters: stat::WorkerCounters::default(),
             execs: crate::exec::Execs::default(),
+            relays: relay::Relays::default(),
             random: Box::new(move |buf: &mut [u8]| {
                 for b in buf {
                     state ^= state << 13;
@@ -825,6 +833,7 @@ impl Worker {
                     format!("rtmp: publish \"{}/{}\"", key.app, key.name),
                 );
                 self.exec_event(id, crate::exec::ExecKind::Publish, &key, &name, outcome);
+                self.start_relays(id, &key, outcome);
                 self.notify_players(&key, notices, outcome);
             }
             Err(LiveError::AlreadyPublishing(_)) | Err(LiveError::StreamNotFound(_)) => {
@@ -1045,6 +1054,7 @@ impl Worker {
             .hub
             .publisher_frame(key, kind, timestamp, payload, chunk_size);
         outcome.wake_media.extend_from_slice(woken);
+        relay::check_skips(&mut self.relays, &self.hub, key, &mut outcome.logs);
         // File outputs after live players: muxing never delays the fan-out, and their disk
         // work happens off the event loop.
         match kind {
@@ -1078,6 +1088,7 @@ impl Worker {
         }
         match role {
             Role::Publisher(key) => {
+                self.stop_relays(&key, outcome);
                 let notices = self.hub.unpublish(&key, id);
                 if let Some(r) = self.registry.as_mut() {
                     r.release(&key);

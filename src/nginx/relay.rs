@@ -1,0 +1,564 @@
+//! `push` connections on nginx's event loop: resolve (nginx's resolver when `resolver` is set,
+//! otherwise the addresses found when the configuration was read), connect without blocking,
+//! move bytes between the socket and the worker's relay state, time the setup out, and run
+//! the `push_reconnect` timers. The protocol is the pure core's ([`crate::relay`],
+//! `src/server/relay.rs`); this file only does what the worker's [`RelayAction`]s ask for.
+
+use core::ptr;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io::IoSlice;
+use std::net::{IpAddr, SocketAddr};
+
+use ngx::ffi::{
+    ngx_close_connection, ngx_connection_t, ngx_create_pool, ngx_destroy_pool, ngx_event_t,
+    ngx_handle_read_event, ngx_handle_write_event, ngx_int_t, ngx_log_t, ngx_msec_t,
+    ngx_peer_connection_t, ngx_posted_events, ngx_resolver_ctx_t, ngx_resolver_t, ngx_str_t,
+    NGX_AGAIN, NGX_OK,
+};
+
+use super::util::{guard, now_ms};
+use super::worker::with_worker;
+use crate::server::{Outcome, RelayAction};
+
+/// Bytes read per recv call (targets only send answers and pings).
+const READ_CHUNK: usize = 4096;
+/// Slices per writev.
+const IOVECS: usize = 256;
+/// How long the rest of the queue and the goodbye may take to leave after unpublish.
+const CLOSE_TIMEOUT_MS: u64 = 5000;
+
+/// One push connection. Lives in a Box from [`connect_relay`] until [`close_relay`].
+struct RelayConn {
+    id: u64,
+    host: CString,
+    port: u16,
+    /// A copy of the cycle's log whose level hides nginx's own "connect() failed" lines: the
+    /// worker logs each failed attempt once, as a warning.
+    log: ngx_log_t,
+    peer: ngx_peer_connection_t,
+    peer_name: ngx_str_t,
+    name_text: String,
+    addr: libc::sockaddr_storage,
+    conn: *mut ngx_connection_t,
+    resolving: *mut ngx_resolver_ctx_t,
+    resolver_timeout_ms: u64,
+    /// Setup timeout (connect, handshake, publish).
+    timer: ngx_event_t,
+    connected: bool,
+    /// The stream ended: close once the goodbye is written.
+    closing: bool,
+}
+
+/// A `push_reconnect` timer.
+struct Retry {
+    id: u64,
+    ev: ngx_event_t,
+}
+
+thread_local! {
+    static RELAYS: RefCell<HashMap<u64, *mut RelayConn>> = RefCell::new(HashMap::new());
+    static RETRIES: RefCell<HashMap<u64, *mut Retry>> = RefCell::new(HashMap::new());
+}
+
+fn relay_of(id: u64) -> Option<*mut RelayConn> {
+    RELAYS.with(|m| m.borrow().get(&id).copied())
+}
+
+/// Does what the worker asked for.
+pub(super) fn run_all(actions: Vec<RelayAction>) {
+    for action in actions {
+        match action {
+            RelayAction::Connect {
+                id,
+                host,
+                port,
+                resolver,
+                resolver_timeout_ms,
+                timeout_ms,
+            } => {
+                cancel_retry(id);
+                if relay_of(id).is_none() {
+                    start(id, host, port, &resolver, resolver_timeout_ms, timeout_ms);
+                }
+            }
+            RelayAction::Retry { id, delay_ms } => schedule_retry(id, delay_ms),
+            RelayAction::Close { id } => {
+                cancel_retry(id);
+                match relay_of(id) {
+                    // SAFETY: connections in RELAYS are live.
+                    Some(rc) => unsafe {
+                        (*rc).closing = true;
+                        if (*rc).connected {
+                            if flush(rc) {
+                                // A target that stops reading cannot hold the goodbye forever.
+                                let timer = ptr::addr_of_mut!((*rc).timer);
+                                ngx::ffi::ngx_add_timer(timer, CLOSE_TIMEOUT_MS as ngx_msec_t);
+                            }
+                        } else {
+                            close_relay(rc, "the stream ended");
+                        }
+                    },
+                    None => {
+                        let mut outcome = Outcome::default();
+                        with_worker(|w| w.on_relay_closed(id, "the stream ended", &mut outcome));
+                        super::conn::apply_outcome(outcome);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// New media for relay `id`: post its write event. False when `id` is not a relay here.
+pub(super) fn wake(id: u64) -> bool {
+    let Some(rc) = relay_of(id) else {
+        return false;
+    };
+    // SAFETY: connections in RELAYS are live; their events belong to nginx's loop.
+    unsafe {
+        let c = (*rc).conn;
+        if (*rc).connected && !c.is_null() {
+            let wev = (*c).write;
+            if (*wev).ready() != 0 && (*wev).posted() == 0 {
+                ngx::ffi::ngx_post_event(wev, ptr::addr_of_mut!(ngx_posted_events));
+            }
+        }
+    }
+    true
+}
+
+fn schedule_retry(id: u64, delay_ms: u64) {
+    let existing = RETRIES.with(|m| m.borrow().get(&id).copied());
+    let retry = existing.unwrap_or_else(|| {
+        // SAFETY: an all-zero event is nginx's "unset" event.
+        let r = Box::into_raw(Box::new(Retry {
+            id,
+            ev: unsafe { core::mem::zeroed() },
+        }));
+        RETRIES.with(|m| m.borrow_mut().insert(id, r));
+        r
+    });
+    // SAFETY: retry is a live Box owned by RETRIES; its event is unlinked before it is freed.
+    unsafe {
+        let ev = ptr::addr_of_mut!((*retry).ev);
+        (*ev).handler = Some(retry_handler);
+        (*ev).data = retry.cast();
+        (*ev).log = (*ngx::ffi::ngx_cycle).log;
+        // A pending reconnect must not keep an exiting worker alive.
+        (*ev).set_cancelable(1);
+        ngx::ffi::ngx_add_timer(ev, delay_ms.max(1) as ngx_msec_t);
+    }
+}
+
+fn cancel_retry(id: u64) {
+    let Some(retry) = RETRIES.with(|m| m.borrow_mut().remove(&id)) else {
+        return;
+    };
+    // SAFETY: retry came from Box::into_raw in schedule_retry and is freed once, here.
+    unsafe {
+        let ev = ptr::addr_of_mut!((*retry).ev);
+        if (*ev).timer_set() != 0 {
+            ngx::ffi::ngx_del_timer(ev);
+        }
+        if (*ev).posted() != 0 {
+            ngx::ffi::ngx_delete_posted_event(ev);
+        }
+        drop(Box::from_raw(retry));
+    }
+}
+
+extern "C" fn retry_handler(ev: *mut ngx_event_t) {
+    guard("relay retry", (), || {
+        // SAFETY: ev is the event inside a live Retry.
+        let id = unsafe { (*((*ev).data as *mut Retry)).id };
+        cancel_retry(id);
+        let mut outcome = Outcome::default();
+        with_worker(|w| w.on_relay_retry(id, &mut outcome));
+        super::conn::apply_outcome(outcome);
+    })
+}
+
+fn start(
+    id: u64,
+    host: String,
+    port: u16,
+    resolver: &[String],
+    resolver_timeout_ms: u64,
+    timeout_ms: u64,
+) {
+    // SAFETY: all-zero peer, event, log and sockaddr are valid "unset" values; the log copy
+    // is filled from the cycle's below.
+    let rc = Box::into_raw(Box::new(RelayConn {
+        id,
+        host: CString::new(host.clone()).unwrap_or_default(),
+        port,
+        log: unsafe { core::mem::zeroed() },
+        peer: unsafe { core::mem::zeroed() },
+        peer_name: ngx_str_t {
+            len: 0,
+            data: ptr::null_mut(),
+        },
+        name_text: if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        },
+        addr: unsafe { core::mem::zeroed() },
+        conn: ptr::null_mut(),
+        resolving: ptr::null_mut(),
+        resolver_timeout_ms,
+        timer: unsafe { core::mem::zeroed() },
+        connected: false,
+        closing: false,
+    }));
+    RELAYS.with(|m| m.borrow_mut().insert(id, rc));
+    // SAFETY: rc is a fresh Box owned through RELAYS until close_relay frees it; its timer is
+    // unlinked there first.
+    unsafe {
+        let cycle_log = (*ngx::ffi::ngx_cycle).log;
+        (*rc).log = *cycle_log;
+        (*rc).log.log_level = (*rc).log.log_level.min(ngx::ffi::NGX_LOG_CRIT as usize);
+        (*rc).timer.handler = Some(timeout_handler);
+        (*rc).timer.data = rc.cast();
+        (*rc).timer.log = cycle_log;
+        (*rc).timer.set_cancelable(1);
+        ngx::ffi::ngx_add_timer(ptr::addr_of_mut!((*rc).timer), timeout_ms as ngx_msec_t);
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            connect(rc, ip);
+        } else if let Some(r) = super::netcall::resolver_for(resolver) {
+            resolve(rc, r);
+        } else if let Some(ip) = super::netcall::known_host(&host) {
+            connect(rc, ip);
+        } else {
+            close_relay(
+                rc,
+                &format!("host \"{host}\" was not resolved at start-up and no resolver is set"),
+            );
+        }
+    }
+}
+
+/// # Safety
+/// `rc` is live.
+unsafe fn resolve(rc: *mut RelayConn, r: *mut ngx_resolver_t) {
+    // SAFETY: r is a resolver nginx made at configuration time; rc is live.
+    unsafe {
+        let ctx = ngx::ffi::ngx_resolve_start(r, ptr::null_mut());
+        if ctx.is_null() || ctx as usize == usize::MAX {
+            close_relay(rc, "cannot start a DNS query");
+            return;
+        }
+        (*rc).resolving = ctx;
+        (*ctx).name = ngx_str_t {
+            len: (*rc).host.as_bytes().len(),
+            data: (*rc).host.as_ptr() as *mut u8,
+        };
+        (*ctx).handler = Some(resolved_handler);
+        (*ctx).data = rc.cast();
+        (*ctx).timeout = (*rc).resolver_timeout_ms.max(1) as ngx_msec_t;
+        if ngx::ffi::ngx_resolve_name(ctx) != NGX_OK as ngx_int_t {
+            (*rc).resolving = ptr::null_mut();
+            close_relay(rc, "DNS query failed to start");
+        }
+    }
+}
+
+extern "C" fn resolved_handler(ctx: *mut ngx_resolver_ctx_t) {
+    guard("relay resolved", (), || {
+        // SAFETY: ctx is the resolver context we started; its data is our live RelayConn.
+        unsafe {
+            let rc = (*ctx).data as *mut RelayConn;
+            (*rc).resolving = ptr::null_mut();
+            let host = (*rc).host.to_string_lossy().into_owned();
+            if (*ctx).state != 0 || (*ctx).naddrs == 0 {
+                let why = if (*ctx).state != 0 {
+                    let msg = ngx::ffi::ngx_resolver_strerror((*ctx).state);
+                    let msg = std::ffi::CStr::from_ptr(msg).to_string_lossy().into_owned();
+                    format!("could not resolve \"{host}\": {msg}")
+                } else {
+                    format!("\"{host}\" has no address")
+                };
+                ngx::ffi::ngx_resolve_name_done(ctx);
+                close_relay(rc, &why);
+                return;
+            }
+            let a = &*(*ctx).addrs;
+            let ip = super::netcall::sockaddr_ip(a.sockaddr as *const libc::sockaddr);
+            ngx::ffi::ngx_resolve_name_done(ctx);
+            match ip {
+                Some(ip) => connect(rc, ip),
+                None => close_relay(rc, "resolver returned an unusable address"),
+            }
+        }
+    })
+}
+
+/// # Safety
+/// `rc` is live.
+unsafe fn connect(rc: *mut RelayConn, ip: IpAddr) {
+    // SAFETY: rc is live; the peer fields point into it, and it outlives the connection.
+    unsafe {
+        let (storage, len) = super::conf::sockaddr_from(&SocketAddr::new(ip, (*rc).port));
+        (*rc).addr = storage;
+        let name = &(*rc).name_text;
+        (*rc).peer_name = ngx_str_t {
+            len: name.len(),
+            data: name.as_ptr() as *mut u8,
+        };
+        let pc = ptr::addr_of_mut!((*rc).peer);
+        *pc = core::mem::zeroed();
+        (*pc).sockaddr = ptr::addr_of_mut!((*rc).addr).cast();
+        (*pc).socklen = len;
+        (*pc).name = ptr::addr_of_mut!((*rc).peer_name);
+        (*pc).get = Some(ngx::ffi::ngx_event_get_peer);
+        (*pc).log = ptr::addr_of_mut!((*rc).log);
+        (*pc).set_log_error(ngx::ffi::ngx_connection_log_error_e_NGX_ERROR_ERR);
+        (*pc).type_ = libc::SOCK_STREAM;
+        (*pc).tries = 1;
+        let r = ngx::ffi::ngx_event_connect_peer(pc);
+        if (r != NGX_OK as ngx_int_t && r != NGX_AGAIN as ngx_int_t) || (*pc).connection.is_null() {
+            let e = std::io::Error::last_os_error();
+            close_relay(rc, &format!("connect to {} failed: {e}", (*rc).name_text));
+            return;
+        }
+        let c = (*pc).connection;
+        (*rc).conn = c;
+        (*c).data = rc.cast();
+        (*c).pool = ngx_create_pool(4096, (*pc).log);
+        if (*c).pool.is_null() {
+            close_relay(rc, "out of memory");
+            return;
+        }
+        (*(*c).read).handler = Some(read_handler);
+        (*(*c).write).handler = Some(write_handler);
+        if r == NGX_OK as ngx_int_t {
+            connected(rc);
+        }
+    }
+}
+
+/// The socket finished connecting (or failed to): start the handshake.
+///
+/// # Safety
+/// `rc` and its connection are live.
+unsafe fn connected(rc: *mut RelayConn) {
+    // SAFETY: as above.
+    unsafe {
+        if (*rc).connected {
+            return;
+        }
+        let c = (*rc).conn;
+        let mut err: libc::c_int = 0;
+        let mut len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let failed = libc::getsockopt(
+            (*c).fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            ptr::addr_of_mut!(err).cast(),
+            &mut len,
+        ) != 0
+            || err != 0;
+        if failed {
+            let e = std::io::Error::from_raw_os_error(err);
+            close_relay(rc, &format!("connect to {} failed: {e}", (*rc).name_text));
+            return;
+        }
+        (*rc).connected = true;
+        let id = (*rc).id;
+        if !with_worker(|w| w.on_relay_connected(id, now_ms())) {
+            close_relay(rc, "the stream ended");
+            return;
+        }
+        if flush(rc) {
+            read(rc);
+        }
+    }
+}
+
+extern "C" fn write_handler(wev: *mut ngx_event_t) {
+    guard("relay write", (), || {
+        // SAFETY: wev belongs to a relay connection; its data is the live RelayConn.
+        unsafe {
+            let c = (*wev).data as *mut ngx_connection_t;
+            let rc = (*c).data as *mut RelayConn;
+            if !(*rc).connected {
+                connected(rc);
+            } else {
+                flush(rc);
+            }
+        }
+    })
+}
+
+extern "C" fn read_handler(rev: *mut ngx_event_t) {
+    guard("relay read", (), || {
+        // SAFETY: rev belongs to a relay connection; its data is the live RelayConn.
+        unsafe {
+            let c = (*rev).data as *mut ngx_connection_t;
+            let rc = (*c).data as *mut RelayConn;
+            if !(*rc).connected {
+                connected(rc);
+                return;
+            }
+            if read(rc) {
+                flush(rc);
+            }
+        }
+    })
+}
+
+/// Reads what the target sent. Returns false if `rc` was closed.
+///
+/// # Safety
+/// `rc` and its connection are live.
+unsafe fn read(rc: *mut RelayConn) -> bool {
+    // SAFETY: as above; c->recv is nginx's receiver.
+    unsafe {
+        let c = (*rc).conn;
+        let id = (*rc).id;
+        let mut buf = [0u8; READ_CHUNK];
+        loop {
+            let Some(recv) = (*c).recv else {
+                close_relay(rc, "no receiver");
+                return false;
+            };
+            let n = recv(c, buf.as_mut_ptr(), buf.len());
+            if n == NGX_AGAIN as isize {
+                if ngx_handle_read_event((*c).read, 0) != NGX_OK as ngx_int_t {
+                    close_relay(rc, "cannot register read event");
+                    return false;
+                }
+                return true;
+            }
+            if n == 0 {
+                close_relay(rc, "the target closed the connection");
+                return false;
+            }
+            if n < 0 {
+                close_relay(rc, "reading from the target failed");
+                return false;
+            }
+            let Some(data) = buf.get(..n as usize) else {
+                close_relay(rc, "the receiver returned more than it was given");
+                return false;
+            };
+            let mut outcome = Outcome::default();
+            let fed = with_worker(|w| w.on_relay_input(id, data, &mut outcome));
+            super::conn::apply_outcome(outcome);
+            if let Err(why) = fed {
+                close_relay(rc, &why);
+                return false;
+            }
+            if with_worker(|w| w.relay_is_publishing(id)) && (*rc).timer.timer_set() != 0 {
+                ngx::ffi::ngx_del_timer(ptr::addr_of_mut!((*rc).timer));
+            }
+        }
+    }
+}
+
+/// Writes what the relay has queued. Returns false if `rc` was closed.
+///
+/// # Safety
+/// `rc` and its connection are live.
+unsafe fn flush(rc: *mut RelayConn) -> bool {
+    // SAFETY: as above.
+    unsafe {
+        let c = (*rc).conn;
+        let id = (*rc).id;
+        let wev = (*c).write;
+        loop {
+            let written = with_worker(|w| {
+                let mut slices = [IoSlice::new(&[]); IOVECS];
+                let count = w.relay_output_slices(id, &mut slices);
+                if count == 0 {
+                    return Ok(0);
+                }
+                let slices = slices.get(..count).unwrap_or_default();
+                let n = libc::writev((*c).fd, slices.as_ptr().cast(), slices.len() as i32);
+                if n < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                w.relay_advance(id, n as usize);
+                Ok(n as usize)
+            });
+            match written {
+                Ok(0) => {
+                    if (*rc).closing {
+                        close_relay(rc, "the stream ended");
+                        return false;
+                    }
+                    return true;
+                }
+                Ok(n) => (*c).sent += n as i64,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    (*wev).set_ready(0);
+                    if ngx_handle_write_event(wev, 0) != NGX_OK as ngx_int_t {
+                        close_relay(rc, "cannot register write event");
+                        return false;
+                    }
+                    return true;
+                }
+                Err(e) => {
+                    close_relay(rc, &format!("write failed: {e}"));
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+extern "C" fn timeout_handler(ev: *mut ngx_event_t) {
+    guard("relay timeout", (), || {
+        // SAFETY: ev is the timer inside a live RelayConn.
+        unsafe {
+            let rc = (*ev).data as *mut RelayConn;
+            if (*rc).closing {
+                close_relay(rc, "the stream ended (the target did not read the rest)");
+                return;
+            }
+            let what = if (*rc).connected {
+                "no answer to the handshake or publish"
+            } else {
+                "no connection"
+            };
+            let secs = crate::server::RELAY_SETUP_TIMEOUT_MS / 1000;
+            close_relay(rc, &format!("{what} within {secs} s"));
+        }
+    })
+}
+
+/// Frees everything `rc` holds, then tells the worker (which may schedule a retry).
+///
+/// # Safety
+/// `rc` is live; it is freed here and must not be used afterwards.
+unsafe fn close_relay(rc: *mut RelayConn, reason: &str) {
+    // SAFETY: every pointer in the RelayConn is null or owned by it.
+    let id = unsafe {
+        let id = (*rc).id;
+        RELAYS.with(|m| m.borrow_mut().remove(&id));
+        let timer = ptr::addr_of_mut!((*rc).timer);
+        if (*timer).timer_set() != 0 {
+            ngx::ffi::ngx_del_timer(timer);
+        }
+        if !(*rc).resolving.is_null() {
+            ngx::ffi::ngx_resolve_name_done((*rc).resolving);
+            (*rc).resolving = ptr::null_mut();
+        }
+        let c = (*rc).conn;
+        if !c.is_null() {
+            let pool = (*c).pool;
+            ngx_close_connection(c);
+            if !pool.is_null() {
+                ngx_destroy_pool(pool);
+            }
+        }
+        drop(Box::from_raw(rc));
+        id
+    };
+    let mut outcome = Outcome::default();
+    with_worker(|w| w.on_relay_closed(id, reason, &mut outcome));
+    super::conn::apply_outcome(outcome);
+}

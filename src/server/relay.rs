@@ -1,0 +1,389 @@
+//! The worker's `push` relays: one per published stream and push line, started by the worker
+//! that holds the publisher (so exactly one per server, whatever the number of workers). A
+//! relay is a player of the stream's live fan-out under a pseudo-client id: it starts at the
+//! cached start (metadata, codec headers, the GOP) and its queue is bounded like a player's
+//! (dropping to the next keyframe when the target is slow), so a slow or dead target never
+//! delays local players or other targets. The glue (`src/nginx/relay.rs`) owns the sockets and
+//! timers and reports back here.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::IoSlice;
+
+use bytes::Bytes;
+
+use super::{LogLevel, LogLine, Outcome, Worker};
+use crate::live::{ClientId, Hub, PlayerOptions, StreamKey};
+use crate::relay::{Progress, PushClient, PushSpec};
+
+/// Pseudo-client ids of push connections (far above nginx's connection numbers, below the
+/// ids of followed streams).
+pub const RELAY_IDS: ClientId = 1 << 61;
+/// Message bound of a relay's queue (its byte bound is a player's, 4 MB): a few seconds of a
+/// typical stream, beyond which the relay drops to the next keyframe.
+pub const RELAY_QUEUE_MESSAGES: usize = 2048;
+/// How long connecting, the handshake and the command sequence may take.
+pub const RELAY_SETUP_TIMEOUT_MS: u64 = 10_000;
+
+/// What the glue must do for a relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayAction {
+    /// Open a TCP connection (then call [`Worker::on_relay_connected`]).
+    Connect {
+        id: ClientId,
+        host: String,
+        port: u16,
+        /// `resolver` arguments (empty: the addresses found when the configuration was read).
+        resolver: Vec<String>,
+        resolver_timeout_ms: u64,
+        /// Connect, handshake and `publish` must be done within this.
+        timeout_ms: u64,
+    },
+    /// Call [`Worker::on_relay_retry`] after this delay.
+    Retry { id: ClientId, delay_ms: u64 },
+    /// The stream is over: write what is queued (the goodbye), close, cancel any retry, then
+    /// call [`Worker::on_relay_closed`].
+    Close { id: ClientId },
+}
+
+struct Relay {
+    key: StreamKey,
+    spec: PushSpec,
+    chunk_size: u32,
+    reconnect_ms: u64,
+    resolver: Vec<String>,
+    resolver_timeout_ms: u64,
+    client: Option<PushClient>,
+    /// Our own output before the relay joins the fan-out (handshake, commands) and after it
+    /// left (the rest of a partly written message, the goodbye).
+    out: VecDeque<Bytes>,
+    out_offset: usize,
+    joined: bool,
+    skipping: bool,
+    closing: bool,
+}
+
+impl Relay {
+    fn connect_action(&self, id: ClientId) -> RelayAction {
+        RelayAction::Connect {
+            id,
+            host: self.spec.host.clone(),
+            port: self.spec.port,
+            resolver: self.resolver.clone(),
+            resolver_timeout_ms: self.resolver_timeout_ms,
+            timeout_ms: RELAY_SETUP_TIMEOUT_MS,
+        }
+    }
+
+    fn label(&self) -> String {
+        format!(
+            "push of \"{}/{}\" to {}",
+            self.key.app, self.key.name, self.spec.url
+        )
+    }
+}
+
+/// Every relay of one worker.
+#[derive(Default)]
+pub(super) struct Relays {
+    map: HashMap<ClientId, Relay>,
+    next_id: ClientId,
+}
+
+fn log(outcome: &mut Outcome, level: LogLevel, text: String) {
+    outcome.logs.push(LogLine {
+        level,
+        client: None,
+        text,
+    });
+}
+
+/// After new media: one warning when a relay's queue starts dropping to the next keyframe
+/// (its target is too slow), one notice when it caught up.
+pub(super) fn check_skips(
+    relays: &mut Relays,
+    hub: &Hub,
+    key: &StreamKey,
+    logs: &mut Vec<LogLine>,
+) {
+    for (id, r) in relays.map.iter_mut() {
+        if !r.joined || r.key != *key {
+            continue;
+        }
+        let skipping = hub.queue(*id).is_some_and(|q| q.is_skipping());
+        if skipping != r.skipping {
+            r.skipping = skipping;
+            let text = if skipping {
+                format!(
+                    "relay: {} is behind; dropping media up to the next keyframe",
+                    r.label()
+                )
+            } else {
+                format!("relay: {} caught up", r.label())
+            };
+            logs.push(LogLine {
+                level: if skipping {
+                    LogLevel::Warn
+                } else {
+                    LogLevel::Notice
+                },
+                client: None,
+                text,
+            });
+        }
+    }
+}
+
+impl Worker {
+    /// Client `id` just started publishing `key`: one relay per matching `push` line.
+    pub(super) fn start_relays(&mut self, id: ClientId, key: &StreamKey, outcome: &mut Outcome) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        let Some(settings) = client.app_settings() else {
+            return;
+        };
+        if settings.relay.pushes.is_empty() {
+            return;
+        }
+        let chunk_size = client.server.settings.core.chunk_size;
+        let relay = &settings.relay;
+        for t in &relay.pushes {
+            let Some(spec) = PushSpec::for_stream(t, &key.app, &key.name) else {
+                continue;
+            };
+            let rid = RELAY_IDS + self.relays.next_id;
+            self.relays.next_id += 1;
+            let r = Relay {
+                key: key.clone(),
+                spec,
+                chunk_size,
+                reconnect_ms: relay.push_reconnect_ms.max(1),
+                resolver: settings.net.resolver.clone(),
+                resolver_timeout_ms: settings.net.resolver_timeout_ms,
+                client: None,
+                out: VecDeque::new(),
+                out_offset: 0,
+                joined: false,
+                skipping: false,
+                closing: false,
+            };
+            log(
+                outcome,
+                LogLevel::Info,
+                format!(
+                    "relay: {} as \"{}/{}\" starts",
+                    r.label(),
+                    r.spec.app,
+                    r.spec.name
+                ),
+            );
+            outcome.relays.push(r.connect_action(rid));
+            self.relays.map.insert(rid, r);
+        }
+    }
+
+    /// `key` is no longer published: every relay of it says goodbye and closes.
+    pub(super) fn stop_relays(&mut self, key: &StreamKey, outcome: &mut Outcome) {
+        let ids: Vec<ClientId> = self
+            .relays
+            .map
+            .iter()
+            .filter(|(_, r)| r.key == *key && !r.closing)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            // What the queue still holds goes out before the goodbye (the last frames of the
+            // stream, the rest of a partly written message first).
+            let mut rest = Vec::new();
+            if let Some(q) = self.hub.queue(id) {
+                let partial = q.partial_head();
+                let skip = usize::from(partial.is_some());
+                rest.extend(partial);
+                rest.extend(q.iter().skip(skip).map(|f| f.bytes_from(0)));
+            }
+            self.hub.stop_play(id);
+            let Some(r) = self.relays.map.get_mut(&id) else {
+                continue;
+            };
+            r.closing = true;
+            r.joined = false;
+            r.out.extend(rest);
+            if let Some(bye) = r.client.as_mut().and_then(|c| c.goodbye()) {
+                r.out.push_back(bye);
+            }
+            outcome.relays.push(RelayAction::Close { id });
+        }
+    }
+
+    /// The TCP connection of relay `id` is up: the handshake starts. False when the relay is
+    /// gone (close the connection).
+    pub fn on_relay_connected(&mut self, id: ClientId, now_ms: u64) -> bool {
+        let Some(r) = self.relays.map.get_mut(&id) else {
+            return false;
+        };
+        if r.closing {
+            return false;
+        }
+        let mut client = PushClient::new(
+            r.spec.clone(),
+            r.chunk_size,
+            now_ms as u32,
+            &mut *self.random,
+        );
+        r.out.clear();
+        r.out_offset = 0;
+        if let Some(b) = client.take_output() {
+            r.out.push_back(b);
+        }
+        r.client = Some(client);
+        true
+    }
+
+    /// Bytes from the target of relay `id`. An error ends the connection (the glue closes it
+    /// and calls [`Worker::on_relay_closed`] with the text).
+    pub fn on_relay_input(
+        &mut self,
+        id: ClientId,
+        data: &[u8],
+        outcome: &mut Outcome,
+    ) -> Result<(), String> {
+        let Some(r) = self.relays.map.get_mut(&id) else {
+            return Err("relay is gone".into());
+        };
+        let Some(client) = r.client.as_mut() else {
+            return Ok(());
+        };
+        let progress = client.feed(data).map_err(|e| e.to_string())?;
+        let reply = client.take_output();
+        if let Some(b) = reply {
+            if r.joined {
+                self.hub.enqueue_control(id, b);
+            } else {
+                r.out.push_back(b);
+            }
+        }
+        if progress == Progress::Publishing && !r.closing {
+            let opts = PlayerOptions {
+                wait_key: true,
+                wait_video: false,
+                idle_streams: false,
+                out_queue: RELAY_QUEUE_MESSAGES,
+                chunk_size: r.chunk_size,
+            };
+            self.hub
+                .play(r.key.clone(), id, opts, [])
+                .map_err(|e| e.to_string())?;
+            r.joined = true;
+            r.skipping = false;
+            log(
+                outcome,
+                LogLevel::Notice,
+                format!("relay: {} is publishing", r.label()),
+            );
+        }
+        Ok(())
+    }
+
+    /// What relay `id` has to write: its own output, then (once publishing) its live queue.
+    pub fn relay_output_slices<'a>(&'a self, id: ClientId, dst: &mut [IoSlice<'a>]) -> usize {
+        let Some(r) = self.relays.map.get(&id) else {
+            return 0;
+        };
+        if !r.out.is_empty() {
+            let mut n = 0;
+            for (i, bytes) in r.out.iter().enumerate() {
+                let Some(slot) = dst.get_mut(n) else {
+                    return n;
+                };
+                let start = if i == 0 { r.out_offset } else { 0 };
+                *slot = IoSlice::new(bytes.get(start..).unwrap_or_default());
+                n += 1;
+            }
+            return n;
+        }
+        self.hub.queue(id).map_or(0, |q| q.io_slices(dst))
+    }
+
+    /// `written` bytes of what [`Worker::relay_output_slices`] returned went out.
+    pub fn relay_advance(&mut self, id: ClientId, mut written: usize) {
+        let Some(r) = self.relays.map.get_mut(&id) else {
+            return;
+        };
+        if !r.out.is_empty() {
+            while written > 0 {
+                let Some(front) = r.out.front() else {
+                    break;
+                };
+                let left = front.len().saturating_sub(r.out_offset);
+                if written >= left {
+                    written -= left;
+                    r.out.pop_front();
+                    r.out_offset = 0;
+                } else {
+                    r.out_offset += written;
+                    written = 0;
+                }
+            }
+            return;
+        }
+        if let Some(q) = self.hub.queue_mut(id) {
+            q.advance(written);
+        }
+    }
+
+    /// The connection of relay `id` ended (failure, target closed, or the [`RelayAction::Close`]
+    /// asked for). While the stream is published, one warning and a retry after
+    /// `push_reconnect`.
+    pub fn on_relay_closed(&mut self, id: ClientId, reason: &str, outcome: &mut Outcome) {
+        let Some(r) = self.relays.map.get_mut(&id) else {
+            return;
+        };
+        if r.closing {
+            let text = format!("relay: {} ended", r.label());
+            self.relays.map.remove(&id);
+            log(outcome, LogLevel::Info, text);
+            return;
+        }
+        if r.joined {
+            self.hub.stop_play(id);
+        }
+        r.joined = false;
+        r.client = None;
+        r.out.clear();
+        r.out_offset = 0;
+        log(
+            outcome,
+            LogLevel::Warn,
+            format!(
+                "relay: {} failed: {reason}; reconnecting in {} ms",
+                r.label(),
+                r.reconnect_ms
+            ),
+        );
+        outcome.relays.push(RelayAction::Retry {
+            id,
+            delay_ms: r.reconnect_ms,
+        });
+    }
+
+    /// The `push_reconnect` delay of relay `id` passed.
+    pub fn on_relay_retry(&mut self, id: ClientId, outcome: &mut Outcome) {
+        if let Some(r) = self.relays.map.get(&id).filter(|r| !r.closing) {
+            outcome.relays.push(r.connect_action(id));
+        }
+    }
+
+    /// Whether relay `id` is past `publish` (its setup timeout no longer applies).
+    pub fn relay_is_publishing(&self, id: ClientId) -> bool {
+        self.relays.map.get(&id).is_some_and(|r| r.joined)
+    }
+
+    /// Relays of this worker (for tests and logs).
+    pub fn relay_count(&self) -> usize {
+        self.relays.map.len()
+    }
+}
+
+#[cfg(test)]
+#[path = "relay_tests.rs"]
+mod tests;

@@ -1,0 +1,305 @@
+//! A whole push, in memory: a publisher (our own push client) publishes to worker A, whose
+//! `push` line makes it relay to worker B (our server as the target).
+
+use std::io::IoSlice;
+use std::rc::Rc;
+
+use bytes::BytesMut;
+
+use super::*;
+use crate::conf::{parse_rtmp_url, RelayTarget, RtmpConf};
+use crate::rtmp::chunk;
+use crate::server::{AppConfig, ServerConfig};
+
+const PUBLISHER: ClientId = 1;
+const TARGET_CONN: ClientId = 2;
+
+fn server(app: &str, directives: &[(&str, &[&str])]) -> Rc<ServerConfig> {
+    let server = RtmpConf::default();
+    let mut conf = RtmpConf::default();
+    conf.apply("live", &["on"]).unwrap();
+    for (name, args) in directives {
+        conf.apply(name, args).unwrap();
+    }
+    conf.merge_from(&server);
+    Rc::new(ServerConfig::new(
+        0,
+        server.resolve(),
+        vec![AppConfig {
+            name: app.into(),
+            settings: conf.resolve(),
+        }],
+    ))
+}
+
+fn spec(url: &str, name: &str) -> PushSpec {
+    let t = RelayTarget {
+        url: parse_rtmp_url(url).unwrap(),
+        app: None,
+        name: None,
+        tc_url: None,
+        page_url: None,
+        swf_url: None,
+        flash_ver: None,
+        play_path: None,
+        live: None,
+        start: None,
+        stop: None,
+        static_pull: false,
+    };
+    PushSpec::for_stream(&t, "x", name).unwrap()
+}
+
+/// Everything `w` has for client `id`, as written to a socket.
+fn drain(w: &mut Worker, id: ClientId) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let mut slices = [IoSlice::new(&[]); 64];
+        let n = w.output_slices(id, &mut slices);
+        let before = out.len();
+        for s in &slices[..n] {
+            out.extend_from_slice(s);
+        }
+        w.advance(id, out.len() - before);
+        if out.len() == before {
+            return out;
+        }
+    }
+}
+
+fn drain_relay(w: &mut Worker, id: ClientId) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let mut slices = [IoSlice::new(&[]); 64];
+        let n = w.relay_output_slices(id, &mut slices);
+        let before = out.len();
+        for s in &slices[..n] {
+            out.extend_from_slice(s);
+        }
+        w.relay_advance(id, out.len() - before);
+        if out.len() == before {
+            return out;
+        }
+    }
+}
+
+struct Setup {
+    a: Worker,
+    b: Worker,
+    publisher: PushClient,
+    now: u64,
+    actions: Vec<RelayAction>,
+    logs: Vec<LogLine>,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let mut rnd = |b: &mut [u8]| b.fill(5);
+        let mut a = Worker::new();
+        let mut b = Worker::new();
+        let now = 1000;
+        let push: &[&str] = &["rtmp://127.0.0.1:1936/remote"];
+        a.connect(
+            PUBLISHER,
+            None,
+            server("live", &[("push", push)]),
+            now,
+            &mut rnd,
+        );
+        b.connect(TARGET_CONN, None, server("remote", &[]), now, &mut rnd);
+        let publisher = PushClient::new(spec("rtmp://a/live", "cam"), 4096, 0, &mut rnd);
+        Setup {
+            a,
+            b,
+            publisher,
+            now,
+            actions: Vec::new(),
+            logs: Vec::new(),
+        }
+    }
+
+    fn take(&mut self, o: Outcome) {
+        self.actions.extend(o.relays);
+        self.logs.extend(o.logs);
+    }
+
+    /// Moves bytes publisher <-> A and relay <-> B until nothing moves.
+    fn pump(&mut self, relay: Option<ClientId>) {
+        for _ in 0..100 {
+            let mut moved = false;
+            if let Some(bytes) = self.publisher.take_output() {
+                let mut o = Outcome::default();
+                self.a.on_input(PUBLISHER, &bytes, self.now, &mut o);
+                self.take(o);
+                moved = true;
+            }
+            let back = drain(&mut self.a, PUBLISHER);
+            if !back.is_empty() {
+                self.publisher.feed(&back).unwrap();
+                moved = true;
+            }
+            if let Some(rid) = relay {
+                let out = drain_relay(&mut self.a, rid);
+                if !out.is_empty() {
+                    let mut o = Outcome::default();
+                    self.b.on_input(TARGET_CONN, &out, self.now, &mut o);
+                    moved = true;
+                }
+                let back = drain(&mut self.b, TARGET_CONN);
+                if !back.is_empty() {
+                    let mut o = Outcome::default();
+                    self.a.on_relay_input(rid, &back, &mut o).unwrap();
+                    self.take(o);
+                    moved = true;
+                }
+            }
+            self.now += 1;
+            if !moved {
+                return;
+            }
+        }
+        panic!("pump did not settle");
+    }
+
+    /// The publisher sends one message (video or audio FLV tag body) on stream 1.
+    fn media(&mut self, type_id: u8, ts: u32, payload: &[u8]) {
+        let mut b = BytesMut::new();
+        let csid = if type_id == chunk::MSG_VIDEO { 6 } else { 4 };
+        chunk::encode_message(4096, csid, ts, type_id, 1, payload, &mut b);
+        let mut o = Outcome::default();
+        self.a.on_input(PUBLISHER, &b, self.now, &mut o);
+        self.take(o);
+    }
+}
+
+const AVC_HEADER: &[u8] = &[
+    0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 4, 0x67, 0x64, 0, 0x1f, 1, 0, 4, 0x68, 0xee,
+    0x3c, 0x80,
+];
+
+fn keyframe(seq: u8) -> Vec<u8> {
+    let mut v = vec![0x17, 1, 0, 0, 0, 0, 0, 0, 5, 0x65, seq, seq, seq, seq];
+    v.resize(3000, seq);
+    v
+}
+
+fn inter(seq: u8) -> Vec<u8> {
+    let mut v = vec![0x27, 1, 0, 0, 0, 0, 0, 0, 5, 0x41, seq, seq, seq, seq];
+    v.resize(800, seq);
+    v
+}
+
+#[test]
+fn publish_pushes_cached_start_then_live_media_and_unpublish_says_goodbye() {
+    let mut s = Setup::new();
+    s.pump(None);
+    assert!(s.publisher.is_streaming());
+    // The publish asked for one connection to the push target.
+    let rid = match s.actions.as_slice() {
+        [RelayAction::Connect { id, host, port, .. }] => {
+            assert_eq!((host.as_str(), *port), ("127.0.0.1", 1936));
+            *id
+        }
+        other => panic!("{other:?}"),
+    };
+    s.actions.clear();
+    // Media before the relay is up lands in the start cache.
+    s.media(chunk::MSG_VIDEO, 0, AVC_HEADER);
+    s.media(chunk::MSG_VIDEO, 0, &keyframe(1));
+    s.media(chunk::MSG_VIDEO, 40, &inter(2));
+    assert!(s.a.on_relay_connected(rid, s.now));
+    s.pump(Some(rid));
+    assert!(s.a.relay_is_publishing(rid));
+    let key = StreamKey::new("remote", "cam");
+    let stats = s.b.hub().stream_stats(&key).expect("B has the stream");
+    assert!(stats.publisher.is_some());
+    // Header, keyframe and the inter frame from the cache, then live frames.
+    assert_eq!(stats.video_frames, 3, "{stats:?}");
+    s.media(chunk::MSG_VIDEO, 80, &inter(3));
+    s.pump(Some(rid));
+    assert_eq!(s.b.hub().stream_stats(&key).unwrap().video_frames, 4);
+    // Unpublish: what is queued, then FCUnpublish/deleteStream; the glue closes after.
+    s.media(chunk::MSG_VIDEO, 120, &inter(4));
+    let mut o = Outcome::default();
+    s.a.disconnect(PUBLISHER, s.now, &mut o);
+    assert_eq!(o.relays, vec![RelayAction::Close { id: rid }]);
+    let out = drain_relay(&mut s.a, rid);
+    let mut o2 = Outcome::default();
+    s.b.on_input(TARGET_CONN, &out, s.now, &mut o2);
+    assert_eq!(
+        s.b.hub().stream_stats(&key).map_or(0, |st| st.video_frames),
+        0,
+        "B's stream is over"
+    );
+    assert!(!s.b.hub().is_publishing(&key));
+    let mut o3 = Outcome::default();
+    s.a.on_relay_closed(rid, "the stream ended", &mut o3);
+    assert!(o3.relays.is_empty());
+    assert_eq!(s.a.relay_count(), 0);
+}
+
+#[test]
+fn a_failed_push_warns_once_and_retries_after_push_reconnect_while_published() {
+    let mut s = Setup::new();
+    s.pump(None);
+    let RelayAction::Connect { id: rid, .. } = s.actions[0].clone() else {
+        panic!("{:?}", s.actions);
+    };
+    let mut o = Outcome::default();
+    s.a.on_relay_closed(rid, "connect to 127.0.0.1:1936 failed: refused", &mut o);
+    assert_eq!(
+        o.relays,
+        vec![RelayAction::Retry {
+            id: rid,
+            delay_ms: 3000
+        }]
+    );
+    let warns: Vec<_> = o
+        .logs
+        .iter()
+        .filter(|l| l.level == LogLevel::Warn)
+        .collect();
+    assert_eq!(warns.len(), 1);
+    assert!(warns[0]
+        .text
+        .contains("rtmp://127.0.0.1:1936/remote failed: connect"));
+    let mut o = Outcome::default();
+    s.a.on_relay_retry(rid, &mut o);
+    assert!(matches!(o.relays.as_slice(), [RelayAction::Connect { id, .. }] if *id == rid));
+    // After unpublish a late retry does nothing.
+    let mut o = Outcome::default();
+    s.a.disconnect(PUBLISHER, s.now, &mut o);
+    assert_eq!(o.relays, vec![RelayAction::Close { id: rid }]);
+    let mut o = Outcome::default();
+    s.a.on_relay_retry(rid, &mut o);
+    assert!(o.relays.is_empty());
+}
+
+#[test]
+fn a_stream_without_a_matching_push_line_relays_nothing() {
+    let mut rnd = |b: &mut [u8]| b.fill(5);
+    let mut a = Worker::new();
+    let push: &[&str] = &["rtmp://127.0.0.1/remote", "name=other"];
+    a.connect(
+        PUBLISHER,
+        None,
+        server("live", &[("push", push)]),
+        0,
+        &mut rnd,
+    );
+    let mut publisher = PushClient::new(spec("rtmp://a/live", "cam"), 4096, 0, &mut rnd);
+    let mut actions = Vec::new();
+    for _ in 0..20 {
+        if let Some(b) = publisher.take_output() {
+            let mut o = Outcome::default();
+            a.on_input(PUBLISHER, &b, 0, &mut o);
+            actions.extend(o.relays);
+        }
+        let back = drain(&mut a, PUBLISHER);
+        if !back.is_empty() {
+            publisher.feed(&back).unwrap();
+        }
+    }
+    assert!(publisher.is_streaming());
+    assert!(actions.is_empty(), "{actions:?}");
+}

@@ -1,0 +1,324 @@
+//! `push` relays between real servers on loopback: server A (our module) pushes what ffmpeg
+//! publishes to server B (a second nginx with our module, or Debian's nginx with the C module);
+//! players on A and on B must receive the same frames. A dead target must not disturb local
+//! players, a restarted target gets the stream back within `push_reconnect` + 1 s, and with 4
+//! workers there is exactly one connection per push target.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::client::MediaCount;
+use common::workers::Launch;
+use common::{free_port, live_rtmp_block, play_decode, publish, RtmpClient, Server};
+
+const SYSTEM_NGINX: &str = "/usr/sbin/nginx";
+const C_MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
+
+fn require(tool: &str) -> bool {
+    let found = Command::new(tool)
+        .arg("-version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        common::skip_or_fail("relay test", &format!("{tool} is not installed"));
+    }
+    found
+}
+
+/// A player of `live/<name>` on `server` (joined before anything is published: idle_streams).
+fn player(server: &Server, name: &str) -> RtmpClient {
+    let mut c = RtmpClient::connect(&server.rtmp_addr(), "live").expect("connect player");
+    let codes = c.play(name).expect("play");
+    assert!(
+        codes.iter().any(|c| c == "NetStream.Play.Start"),
+        "play refused: {codes:?}"
+    );
+    c
+}
+
+/// Reads media on a thread for `d`.
+fn count_for(mut c: RtmpClient, d: Duration) -> thread::JoinHandle<MediaCount> {
+    thread::spawn(move || c.read_media_for(d).0)
+}
+
+/// ffmpeg publishes 6 s to A, which pushes to `b`; a player on A and one on B (both joined
+/// before the publish) must count the same video and audio messages, and ffmpeg must decode
+/// the stream played from B.
+fn every_frame_reaches(b: &Server, what: &str) {
+    let a = Server::start_live(&format!("push rtmp://127.0.0.1:{}/live;", b.rtmp_port));
+    let pa = player(&a, "s");
+    let pb = player(b, "s");
+    let ta = count_for(pa, Duration::from_secs(9));
+    let tb = count_for(pb, Duration::from_secs(9));
+    let mut ff = publish(&a.rtmp_url("live/s"), 6);
+    thread::sleep(Duration::from_millis(1500));
+    let b_url = b.rtmp_url("live/s");
+    let decode = thread::spawn(move || play_decode(&b_url, 3));
+    let got_a = ta.join().expect("player A");
+    let got_b = tb.join().expect("player B");
+    let decoded = decode.join().expect("decode B");
+    assert!(
+        ff.wait_timeout(Duration::from_secs(15)).is_some(),
+        "ffmpeg did not end"
+    );
+    eprintln!(
+        "{what}: player on A {got_a:?}, player on B {got_b:?}; ffmpeg decoded {} frames from B",
+        decoded.frames
+    );
+    assert!(got_a.video >= 140, "A got too little: {got_a:?}");
+    assert_eq!(
+        (got_b.video, got_b.audio),
+        (got_a.video, got_a.audio),
+        "{what}: B must get every frame A's player got"
+    );
+    decoded.assert_decoded(2.5, &format!("{what}: ffmpeg playing from B"));
+    let log = a.error_log();
+    assert!(log.contains("is publishing"), "{log}");
+    assert!(!log.contains("failed:"), "no failure expected:\n{log}");
+    a.finish();
+}
+
+#[test]
+fn push_to_our_module_delivers_every_frame() {
+    if !require("ffmpeg") {
+        return;
+    }
+    let b = Server::start_live("");
+    every_frame_reaches(&b, "rs -> rs");
+    b.finish();
+}
+
+#[test]
+fn push_to_the_c_module_delivers_every_frame() {
+    if !require("ffmpeg") {
+        return;
+    }
+    if !PathBuf::from(SYSTEM_NGINX).is_file() || !PathBuf::from(C_MODULE).is_file() {
+        common::skip_or_fail(
+            "relay to the C module",
+            "Debian's nginx with libnginx-mod-rtmp is not installed",
+        );
+        return;
+    }
+    let launch = Launch {
+        workers: 1,
+        http_reuseport: false,
+        nginx: PathBuf::from(SYSTEM_NGINX),
+        module: PathBuf::from(C_MODULE),
+    };
+    let b = launch.start(&live_rtmp_block("", ""), "");
+    every_frame_reaches(&b, "rs -> C");
+    b.finish();
+}
+
+/// Largest gap between consecutive arrivals.
+fn largest_gap(arrivals: &[Instant]) -> Duration {
+    arrivals
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or(Duration::MAX)
+}
+
+#[test]
+fn dead_targets_add_no_gap_for_local_players_and_log_once_per_retry() {
+    if !require("ffmpeg") {
+        return;
+    }
+    // One port nobody listens on (refused at once), one listener that accepts (the kernel
+    // completes the TCP handshake) and never answers the RTMP handshake.
+    let refused = free_port();
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().unwrap().port();
+    let a = Server::start_live(&format!(
+        "push rtmp://127.0.0.1:{refused}/live; push rtmp://127.0.0.1:{silent_port}/live; push_reconnect 1s;"
+    ));
+    let mut p = player(&a, "s");
+    let mut ff = publish(&a.rtmp_url("live/s"), 14);
+    // Let the stream start, then measure 12 s (past the silent target's 10 s setup timeout).
+    let _ = p.read_media_for(Duration::from_millis(1000));
+    let arrivals = p.media_arrivals_for(Duration::from_secs(12));
+    let gap = largest_gap(&arrivals);
+    let _ = ff.wait_timeout(Duration::from_secs(10));
+    let log = a.error_log();
+    let refused_fails = log
+        .lines()
+        .filter(|l| l.contains("[warn]") && l.contains(&format!(":{refused}/live failed")))
+        .count();
+    let silent_fails = log
+        .lines()
+        .filter(|l| l.contains("[warn]") && l.contains(&format!(":{silent_port}/live failed")))
+        .count();
+    eprintln!(
+        "dead targets: {} media messages in 12 s, largest gap {gap:?}; refused target: {refused_fails} \
+         warnings, silent target: {silent_fails} warnings",
+        arrivals.len()
+    );
+    assert!(
+        arrivals.len() > 400,
+        "the local player starved: {}",
+        arrivals.len()
+    );
+    assert!(gap < Duration::from_millis(400), "largest gap {gap:?}");
+    // One line per attempt, an attempt per second (connect is refused at once): about 13-15
+    // in the 14 s published, never a flood.
+    assert!(
+        (8..=16).contains(&refused_fails),
+        "{refused_fails} lines:\n{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            ":{silent_port}/live failed: no answer to the handshake or publish within 10 s"
+        )),
+        "{log}"
+    );
+    assert!(
+        (1..=2).contains(&silent_fails),
+        "{silent_fails} lines:\n{log}"
+    );
+    // nginx's own connect() errors are not logged besides ours.
+    assert!(!log.contains("connect() to"), "{log}");
+    drop(silent);
+    drop(p);
+    a.finish();
+}
+
+/// B listening on a fixed extra port (so a restarted B is reachable at the same address).
+fn target_on(port: u16) -> Server {
+    Server::start(
+        &format!(
+            "rtmp {{\n server {{\n listen 127.0.0.1:{{RTMP_PORT}};\n listen 127.0.0.1:{port};\n \
+             application live {{ live on; }}\n }}\n}}\n"
+        ),
+        "",
+    )
+}
+
+/// Waits for the first video message on `c` (bounded).
+fn first_video(c: &mut RtmpClient, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let (n, err) = c.read_media_for(Duration::from_millis(50));
+        if n.video > 0 {
+            return true;
+        }
+        if err.is_some() {
+            return false;
+        }
+    }
+    false
+}
+
+#[test]
+fn restarted_target_gets_frames_again_within_push_reconnect_plus_one_second() {
+    if !require("ffmpeg") {
+        return;
+    }
+    let port = free_port();
+    let b1 = target_on(port);
+    let a = Server::start_live(&format!(
+        "push rtmp://127.0.0.1:{port}/live; push_reconnect 1s;"
+    ));
+    let mut ff = publish(&a.rtmp_url("live/s"), 20);
+    let mut p1 = player(&b1, "s");
+    assert!(
+        first_video(&mut p1, Duration::from_secs(5)),
+        "no media on B"
+    );
+    drop(p1);
+    // A restart as `nginx -s stop` does it (fast shutdown: a graceful one would wait for the
+    // relay, a publisher, to leave).
+    // SAFETY: kill on the master of the nginx this test started.
+    unsafe { libc::kill(b1.pid(), libc::SIGTERM) };
+    b1.finish();
+    let restarted = Instant::now();
+    let b2 = target_on(port);
+    let up = Instant::now();
+    let mut p2 = player(&b2, "s");
+    assert!(
+        first_video(&mut p2, Duration::from_secs(5)),
+        "no media on the restarted B:\n{}",
+        a.error_log()
+    );
+    let back = up.elapsed();
+    eprintln!(
+        "restart: B down for {:?}; first video on the new B {back:?} after it listened",
+        up - restarted
+    );
+    assert!(back <= Duration::from_millis(2000), "took {back:?}");
+    ff.kill();
+    drop(p2);
+    a.finish();
+    b2.finish();
+}
+
+/// Established connections whose destination port is `port` (the pushing side's sockets).
+fn connections_to(port: u16) -> usize {
+    let out = Command::new("ss")
+        .args([
+            "-Htn",
+            "state",
+            "established",
+            "dport",
+            "=",
+            &format!(":{port}"),
+        ])
+        .output()
+        .expect("ss runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
+}
+
+#[test]
+fn four_workers_make_one_connection_per_push_target() {
+    if !require("ffmpeg") || !require("ss") {
+        return;
+    }
+    let b = Server::start(
+        "rtmp {\n server {\n listen 127.0.0.1:{RTMP_PORT};\n \
+         application live { live on; }\n application backup { live on; }\n }\n}\n",
+        "",
+    );
+    let a = Launch::workers(4).start(
+        &format!(
+            "rtmp {{\n server {{\n listen 127.0.0.1:{{RTMP_PORT}} reuseport;\n \
+             application live {{ live on; push rtmp://127.0.0.1:{p}/live; \
+             push rtmp://127.0.0.1:{p}/backup; }}\n }}\n}}\n",
+            p = b.rtmp_port
+        ),
+        "",
+    );
+    let mut ff = publish(&a.rtmp_url("live/s"), 8);
+    let mut pb = player(&b, "s");
+    assert!(
+        first_video(&mut pb, Duration::from_secs(5)),
+        "no media on B"
+    );
+    thread::sleep(Duration::from_secs(2));
+    let n = connections_to(b.rtmp_port);
+    // The player above is B's client too, but its destination port is B's: count it out.
+    let count = n - 1;
+    eprintln!("4 workers: {count} push connections to B for 2 push lines");
+    assert_eq!(count, 2, "expected exactly one connection per push line");
+    let _ = ff.wait_timeout(Duration::from_secs(15));
+    // Unpublish closes them.
+    thread::sleep(Duration::from_millis(500));
+    drop(pb);
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        connections_to(b.rtmp_port),
+        0,
+        "relays left after unpublish"
+    );
+    common::workers::finish_checked(a);
+    b.finish();
+}
