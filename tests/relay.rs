@@ -322,3 +322,92 @@ fn four_workers_make_one_connection_per_push_target() {
     common::workers::finish_checked(a);
     b.finish();
 }
+
+/// The pid of the (only) worker of `server`, from its error log.
+fn worker_pid(server: &Server) -> i32 {
+    let log = server.error_log();
+    log.lines()
+        .rev()
+        .filter_map(|l| l.split("start worker process ").nth(1))
+        .find_map(|p| p.trim().parse().ok())
+        .expect("a worker pid in the log")
+}
+
+fn wait_log_count(server: &Server, needle: &str, n: usize, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if server.error_log().matches(needle).count() >= n {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn a_target_that_stops_reading_is_dropped_after_timeout_and_pushed_to_again() {
+    if !require("ffmpeg") {
+        return;
+    }
+    let b = Server::start_live("");
+    let a = Server::start(
+        &live_rtmp_block(
+            "timeout 3s;",
+            &format!(
+                "push rtmp://127.0.0.1:{}/live; push_reconnect 1s;",
+                b.rtmp_port
+            ),
+        ),
+        "",
+    );
+    let mut ff = common::ffmpeg::publish_cbr(&a.rtmp_url("live/s"), 40, "16M");
+    assert!(
+        wait_log_count(&a, "is publishing", 1, Duration::from_secs(5)),
+        "{}",
+        a.error_log()
+    );
+    let mut p = player(&a, "s");
+    let worker = worker_pid(&b);
+    // B's worker freezes (it reads nothing, its socket buffers fill up).
+    // SAFETY: signals to a worker of the nginx this test started.
+    unsafe { libc::kill(worker, libc::SIGSTOP) };
+    let stopped = Instant::now();
+    let dropped = wait_log_count(
+        &a,
+        "the target read nothing for 3 s",
+        1,
+        Duration::from_secs(20),
+    );
+    let dropped_after = stopped.elapsed();
+    // Local players never noticed.
+    let arrivals = p.media_arrivals_for(Duration::from_secs(1));
+    // SAFETY: as above.
+    unsafe { libc::kill(worker, libc::SIGCONT) };
+    assert!(
+        dropped,
+        "the stalled push was not dropped:\n{}",
+        a.error_log()
+    );
+    let resumed = Instant::now();
+    let again = wait_log_count(&a, "is publishing", 2, Duration::from_secs(15));
+    eprintln!(
+        "stalled target: dropped {dropped_after:?} after it froze, publishing again {:?} after it \
+         resumed; local player got {} messages in the last second",
+        resumed.elapsed(),
+        arrivals.len()
+    );
+    assert!(
+        again,
+        "no push after the target resumed:\n{}",
+        a.error_log()
+    );
+    assert!(
+        arrivals.len() > 20,
+        "local player starved: {}",
+        arrivals.len()
+    );
+    ff.kill();
+    drop(p);
+    a.finish();
+    b.finish();
+}

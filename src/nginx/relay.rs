@@ -47,6 +47,8 @@ struct RelayConn {
     /// Setup timeout (connect, handshake, publish).
     timer: ngx_event_t,
     connected: bool,
+    /// The target accepted `publish`.
+    publishing: bool,
     /// The stream ended: close once the goodbye is written.
     closing: bool,
 }
@@ -211,6 +213,7 @@ fn start(
         resolver_timeout_ms,
         timer: unsafe { core::mem::zeroed() },
         connected: false,
+        publishing: false,
         closing: false,
     }));
     RELAYS.with(|m| m.borrow_mut().insert(id, rc));
@@ -451,8 +454,13 @@ unsafe fn read(rc: *mut RelayConn) -> bool {
                 close_relay(rc, &why);
                 return false;
             }
-            if with_worker(|w| w.relay_is_publishing(id)) && (*rc).timer.timer_set() != 0 {
-                ngx::ffi::ngx_del_timer(ptr::addr_of_mut!((*rc).timer));
+            if !(*rc).publishing && with_worker(|w| w.relay_is_publishing(id)) {
+                // The setup timeout is over; the same timer now watches for stalls.
+                (*rc).publishing = true;
+                let timer = ptr::addr_of_mut!((*rc).timer);
+                if (*timer).timer_set() != 0 {
+                    ngx::ffi::ngx_del_timer(timer);
+                }
             }
         }
     }
@@ -491,13 +499,26 @@ unsafe fn flush(rc: *mut RelayConn) -> bool {
                     }
                     return true;
                 }
-                Ok(n) => (*c).sent += n as i64,
+                Ok(n) => {
+                    (*c).sent += n as i64;
+                    // Progress: a publishing push's stall timer starts again.
+                    let timer = ptr::addr_of_mut!((*rc).timer);
+                    if (*rc).publishing && !(*rc).closing && (*timer).timer_set() != 0 {
+                        ngx::ffi::ngx_del_timer(timer);
+                    }
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     (*wev).set_ready(0);
                     if ngx_handle_write_event(wev, 0) != NGX_OK as ngx_int_t {
                         close_relay(rc, "cannot register write event");
                         return false;
+                    }
+                    let timer = ptr::addr_of_mut!((*rc).timer);
+                    if (*rc).publishing && !(*rc).closing && (*timer).timer_set() == 0 {
+                        if let Some(ms) = with_worker(|w| w.relay_stall_timeout_ms(id)) {
+                            ngx::ffi::ngx_add_timer(timer, ms as ngx_msec_t);
+                        }
                     }
                     return true;
                 }
@@ -517,6 +538,12 @@ extern "C" fn timeout_handler(ev: *mut ngx_event_t) {
             let rc = (*ev).data as *mut RelayConn;
             if (*rc).closing {
                 close_relay(rc, "the stream ended (the target did not read the rest)");
+                return;
+            }
+            let id = (*rc).id;
+            if let Some(ms) = with_worker(|w| w.relay_stall_timeout_ms(id)) {
+                let why = format!("the target read nothing for {} s", ms / 1000);
+                close_relay(rc, &why);
                 return;
             }
             let what = if (*rc).connected {

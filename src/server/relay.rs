@@ -52,6 +52,9 @@ struct Relay {
     reconnect_ms: u64,
     resolver: Vec<String>,
     resolver_timeout_ms: u64,
+    /// `timeout` of the publisher's server: how long a publishing push may write nothing
+    /// while it has something to write.
+    stall_ms: u64,
     client: Option<PushClient>,
     /// Our own output before the relay joins the fan-out (handshake, commands) and after it
     /// left (the rest of a partly written message, the goodbye).
@@ -160,6 +163,7 @@ impl Worker {
                 reconnect_ms: relay.push_reconnect_ms.max(1),
                 resolver: settings.net.resolver.clone(),
                 resolver_timeout_ms: settings.net.resolver_timeout_ms,
+                stall_ms: client.server.settings.core.timeout_ms.max(1),
                 client: None,
                 out: VecDeque::new(),
                 out_offset: 0,
@@ -376,6 +380,16 @@ impl Worker {
     /// Whether relay `id` is past `publish` (its setup timeout no longer applies).
     pub fn relay_is_publishing(&self, id: ClientId) -> bool {
         self.relays.map.get(&id).is_some_and(|r| r.joined)
+    }
+
+    /// How long relay `id`, once publishing, may be unable to write before it is dropped (and
+    /// retried): the publisher's `timeout`. None before it publishes.
+    pub fn relay_stall_timeout_ms(&self, id: ClientId) -> Option<u64> {
+        self.relays
+            .map
+            .get(&id)
+            .filter(|r| r.joined)
+            .map(|r| r.stall_ms)
     }
 
     /// Relays of this worker (for tests and logs).
