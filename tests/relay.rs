@@ -52,7 +52,13 @@ fn count_for(mut c: RtmpClient, d: Duration) -> thread::JoinHandle<MediaCount> {
 /// before the publish) must count the same video and audio messages, and ffmpeg must decode
 /// the stream played from B.
 fn every_frame_reaches(b: &Server, what: &str) {
-    let a = Server::start_live(&format!("push rtmp://127.0.0.1:{}/live;", b.rtmp_port));
+    let push = format!("push rtmp://127.0.0.1:{}/live;", b.rtmp_port);
+    every_frame_reaches_with(b, &live_rtmp_block("", &push), what);
+}
+
+/// [`every_frame_reaches`] with A's whole `rtmp{}` block.
+fn every_frame_reaches_with(b: &Server, a_block: &str, what: &str) {
+    let a = Server::start(a_block, "");
     let pa = player(&a, "s");
     let pb = player(b, "s");
     let ta = count_for(pa, Duration::from_secs(9));
@@ -408,6 +414,80 @@ fn a_target_that_stops_reading_is_dropped_after_timeout_and_pushed_to_again() {
     );
     ff.kill();
     drop(p);
+    a.finish();
+    b.finish();
+}
+
+/// A certificate for 127.0.0.1 (CN and IP subjectAltName) made with the openssl CLI in `dir`.
+fn cert_for_loopback(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let cert = dir.join("loopback.crt.pem");
+    let key = dir.join("loopback.key.pem");
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run openssl req");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+#[test]
+fn rtmps_push_with_a_verified_certificate_delivers_every_frame_and_an_untrusted_one_is_refused() {
+    if !require("ffmpeg") || !require("openssl") {
+        return;
+    }
+    let certs = common::TestPrefix::new();
+    let (cert, key) = cert_for_loopback(&certs.0);
+    let tls_port = free_port();
+    // B: plain RTMP for the test's players, RTMPS for the push.
+    let b = Server::start(
+        &format!(
+            "rtmp {{\n server {{\n listen 127.0.0.1:{{RTMP_PORT}};\n listen 127.0.0.1:{tls_port} ssl;\n \
+             ssl_certificate {};\n ssl_certificate_key {};\n \
+             application live {{ live on; }}\n }}\n}}\n",
+            cert.display(),
+            key.display()
+        ),
+        "",
+    );
+    let a_block = format!(
+        "rtmp {{\n relay_ssl_trusted_certificate {};\n server {{\n listen 127.0.0.1:{{RTMP_PORT}};\n \
+         chunk_size 4096;\n application live {{ live on; push rtmps://127.0.0.1:{tls_port}/live; }}\n }}\n}}\n",
+        cert.display()
+    );
+    every_frame_reaches_with(&b, &a_block, "rs -> rs over rtmps://");
+    assert!(b.error_log().contains("over TLSv1."), "{}", b.error_log());
+
+    // Without the certificate among the trusted ones, the push is refused (once per attempt).
+    let a = Server::start(
+        &live_rtmp_block(
+            "",
+            &format!("push rtmps://127.0.0.1:{tls_port}/live; push_reconnect 1s;"),
+        ),
+        "",
+    );
+    let mut ff = publish(&a.rtmp_url("live/u"), 4);
+    let refused = wait_log_count(&a, "TLS certificate not trusted", 2, Duration::from_secs(6));
+    ff.kill();
+    let log = a.error_log();
+    assert!(refused, "an untrusted target must be refused:\n{log}");
+    assert!(!log.contains("is publishing"), "{log}");
     a.finish();
     b.finish();
 }

@@ -156,6 +156,14 @@ pub static DIRECTIVES: &[Directive] = &[
         Exactly(1),
         Implemented,
     ),
+    // nginx-rtmp-rs's own: rtmps:// relays.
+    one("relay_ssl_verify", RTMP, Flag, Implemented),
+    one(
+        "relay_ssl_trusted_certificate",
+        RTMP,
+        Exactly(1),
+        Implemented,
+    ),
     // Exec.
     many("exec", R_S_A, AtLeast(1), Implemented),
     many("exec_push", R_S_A, AtLeast(1), Implemented),
@@ -426,6 +434,8 @@ mod tests {
     const OWN: &[&str] = &[
         "notify_ssl_verify",
         "notify_ssl_trusted_certificate",
+        "relay_ssl_verify",
+        "relay_ssl_trusted_certificate",
         "play_flush_interval",
         "ssl_certificate",
         "ssl_certificate_key",
@@ -554,6 +564,8 @@ mod tests {
             "resolver_timeout",
             "notify_ssl_verify",
             "notify_ssl_trusted_certificate",
+            "relay_ssl_verify",
+            "relay_ssl_trusted_certificate",
             "exec",
             "exec_push",
             "exec_publish",

@@ -168,6 +168,8 @@ conf_group! {
             pull_reconnect_ms: u64,
             session_relay: bool,
             buffer_ms: u64,
+            ssl_verify: bool,
+            ssl_trusted_certificate: String,
         }
         append {}
         replace { pushes: RelayTarget, pulls: RelayTarget, }
@@ -809,6 +811,10 @@ impl RtmpConf {
             "pull_reconnect" => put(&mut rl.pull_reconnect_ms, d, || msec(d, v)),
             "session_relay" => put(&mut rl.session_relay, d, || flag(d, v)),
             "relay_buffer" => put(&mut rl.buffer_ms, d, || msec(d, v)),
+            "relay_ssl_verify" => put(&mut rl.ssl_verify, d, || flag(d, v)),
+            "relay_ssl_trusted_certificate" => {
+                put(&mut rl.ssl_trusted_certificate, d, || Ok(v.to_owned()))
+            }
 
             // Notify.
             "on_connect" => overwrite(&mut nt.on_connect, d, || http_url(d, v)),
@@ -1111,6 +1117,8 @@ impl RtmpConf {
             pull_reconnect_ms: rl.pull_reconnect_ms.unwrap_or(3000),
             session_relay: rl.session_relay.unwrap_or(false),
             buffer_ms: rl.buffer_ms.unwrap_or(5000),
+            ssl_verify: rl.ssl_verify.unwrap_or(true),
+            ssl_trusted_certificate: rl.ssl_trusted_certificate.clone(),
         };
 
         let n = &self.notify;
@@ -1450,6 +1458,8 @@ mod tests {
         ("notify_update_timeout", &["10s"]),
         ("notify_update_strict", &["on"]),
         ("notify_ssl_verify", &["off"]),
+        ("relay_ssl_verify", &["off"]),
+        ("relay_ssl_trusted_certificate", &["/etc/ssl/ca.pem"]),
         ("notify_ssl_trusted_certificate", &["/etc/ssl/ca.pem"]),
         ("notify_relay_redirect", &["on"]),
         ("netcall_timeout", &["5s"]),
@@ -1821,7 +1831,7 @@ mod tests {
             (
                 "push",
                 &["http://cdn/app"],
-                "unsupported scheme (use rtmp://) in url \"http://cdn/app\" of the \"push\" directive".into(),
+                "unsupported scheme (use rtmp:// or rtmps://) in url \"http://cdn/app\" of the \"push\" directive".into(),
             ),
             (
                 "push",

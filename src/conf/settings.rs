@@ -276,6 +276,10 @@ pub struct RelaySettings {
     pub session_relay: bool,
     /// `relay_buffer` (5000ms).
     pub buffer_ms: u64,
+    /// `relay_ssl_verify` (on): check `rtmps://` targets' certificates and host names.
+    pub ssl_verify: bool,
+    /// `relay_ssl_trusted_certificate` (none): extra CA certificates for `rtmps://` targets.
+    pub ssl_trusted_certificate: Option<String>,
 }
 
 /// HTTP callback settings.

@@ -19,6 +19,8 @@ pub const DEFAULT_HTTP_PORT: u16 = 80;
 pub const DEFAULT_HTTPS_PORT: u16 = 443;
 /// Default port of relay URLs.
 pub const DEFAULT_RTMP_PORT: u16 = 1935;
+/// Default port of `rtmps://` relay URLs (what YouTube, Facebook and Twitch listen on).
+pub const DEFAULT_RTMPS_PORT: u16 = 443;
 
 /// Scheme of an HTTP URL.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -52,6 +54,8 @@ pub struct RtmpUrl {
     pub app: Option<String>,
     /// Rest of the path: the remote stream name unless `playPath=`/`name=` override it.
     pub play_path: Option<String>,
+    /// `rtmps://`: RTMP inside TLS (our extension; the C module only speaks plain RTMP).
+    pub tls: bool,
 }
 
 impl HttpUrl {
@@ -194,12 +198,18 @@ pub fn parse_http_url(s: &str) -> Result<HttpUrl, &'static str> {
 /// Parses a relay URL; `rtmp://` may be omitted, as in the C module.
 pub fn parse_rtmp_url(s: &str) -> Result<RtmpUrl, &'static str> {
     check_text(s)?;
-    let rest = match split_scheme(s) {
-        Some((sch, rest)) if sch.eq_ignore_ascii_case("rtmp") => rest,
-        Some(_) => return Err("unsupported scheme (use rtmp://)"),
-        None => s,
+    let (rest, tls) = match split_scheme(s) {
+        Some((sch, rest)) if sch.eq_ignore_ascii_case("rtmp") => (rest, false),
+        Some((sch, rest)) if sch.eq_ignore_ascii_case("rtmps") => (rest, true),
+        Some(_) => return Err("unsupported scheme (use rtmp:// or rtmps://)"),
+        None => (s, false),
     };
-    let (host, port, path) = split_authority(rest, DEFAULT_RTMP_PORT)?;
+    let default_port = if tls {
+        DEFAULT_RTMPS_PORT
+    } else {
+        DEFAULT_RTMP_PORT
+    };
+    let (host, port, path) = split_authority(rest, default_port)?;
     let path = path.strip_prefix('/').unwrap_or(path);
     let (app, play_path) = match path.split_once('/') {
         Some((a, p)) => (a, p),
@@ -212,6 +222,7 @@ pub fn parse_rtmp_url(s: &str) -> Result<RtmpUrl, &'static str> {
         port,
         app: non_empty(app),
         play_path: non_empty(play_path),
+        tls,
     })
 }
 
@@ -393,6 +404,16 @@ mod tests {
         assert_eq!(u.play_path.as_deref(), Some("a/b"));
         let u = parse_rtmp_url("rtmp://[::1]:1937/app").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", 1937));
+        assert!(!u.tls);
+    }
+
+    #[test]
+    fn rtmps_url_is_tls_on_port_443_by_default() {
+        let u = parse_rtmp_url("rtmps://live-api-s.facebook.com/rtmp/KEY").unwrap();
+        assert!(u.tls);
+        assert_eq!((u.port, u.app.as_deref()), (443, Some("rtmp")));
+        let u = parse_rtmp_url("RTMPS://h:1936/app").unwrap();
+        assert_eq!((u.tls, u.port), (true, 1936));
     }
 
     #[test]

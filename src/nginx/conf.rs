@@ -581,6 +581,10 @@ unsafe fn build_runtime(
         return CONF_OK;
     }
     let top = tree.main.resolve();
+    super::relay::set_tls_settings(super::relay::TlsSettings {
+        verify: top.relay.ssl_verify,
+        trusted: top.relay.ssl_trusted_certificate.clone(),
+    });
     super::netcall::set_tls_settings(super::netcall::TlsSettings {
         verify: top.notify.ssl_verify,
         trusted: top.notify.ssl_trusted_certificate.clone(),

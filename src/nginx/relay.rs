@@ -4,6 +4,7 @@
 //! the `push_reconnect` timers. The protocol is the pure core's ([`crate::relay`],
 //! `src/server/relay.rs`); this file only does what the worker's [`RelayAction`]s ask for.
 
+use core::ffi::{c_char, c_void};
 use core::ptr;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ use ngx::ffi::{
     NGX_AGAIN, NGX_OK,
 };
 
-use super::util::{guard, now_ms};
+use super::util::{guard, log_cycle, now_ms};
 use super::worker::with_worker;
 use crate::server::{Outcome, RelayAction};
 
@@ -34,6 +35,7 @@ struct RelayConn {
     id: u64,
     host: CString,
     port: u16,
+    tls: bool,
     /// A copy of the cycle's log whose level hides nginx's own "connect() failed" lines: the
     /// worker logs each failed attempt once, as a warning.
     log: ngx_log_t,
@@ -59,7 +61,37 @@ struct Retry {
     ev: ngx_event_t,
 }
 
+/// TLS settings of `rtmps://` targets (`relay_ssl_verify`, `relay_ssl_trusted_certificate`).
+#[derive(Clone, Debug)]
+pub struct TlsSettings {
+    pub verify: bool,
+    /// Extra CA certificates (PEM), besides the system's store.
+    pub trusted: Option<String>,
+}
+
+static TLS_SETTINGS: std::sync::Mutex<Option<TlsSettings>> = std::sync::Mutex::new(None);
+
+/// Configuration time: what `rtmps://` pushes verify.
+pub fn set_tls_settings(s: TlsSettings) {
+    if let Ok(mut t) = TLS_SETTINGS.lock() {
+        *t = Some(s);
+    }
+}
+
+fn tls_settings() -> TlsSettings {
+    TLS_SETTINGS
+        .lock()
+        .ok()
+        .and_then(|t| t.clone())
+        .unwrap_or(TlsSettings {
+            verify: true,
+            trusted: None,
+        })
+}
+
 thread_local! {
+    /// The worker's TLS client context for `rtmps://` pushes, made on the first one.
+    static SSL: RefCell<Option<Box<ngx::ffi::ngx_ssl_t>>> = const { RefCell::new(None) };
     static RELAYS: RefCell<HashMap<u64, *mut RelayConn>> = RefCell::new(HashMap::new());
     static RETRIES: RefCell<HashMap<u64, *mut Retry>> = RefCell::new(HashMap::new());
 }
@@ -76,13 +108,22 @@ pub(super) fn run_all(actions: Vec<RelayAction>) {
                 id,
                 host,
                 port,
+                tls,
                 resolver,
                 resolver_timeout_ms,
                 timeout_ms,
             } => {
                 cancel_retry(id);
                 if relay_of(id).is_none() {
-                    start(id, host, port, &resolver, resolver_timeout_ms, timeout_ms);
+                    start(
+                        id,
+                        host,
+                        port,
+                        tls,
+                        &resolver,
+                        resolver_timeout_ms,
+                        timeout_ms,
+                    );
                 }
             }
             RelayAction::Retry { id, delay_ms } => schedule_retry(id, delay_ms),
@@ -186,6 +227,7 @@ fn start(
     id: u64,
     host: String,
     port: u16,
+    tls: bool,
     resolver: &[String],
     resolver_timeout_ms: u64,
     timeout_ms: u64,
@@ -196,6 +238,7 @@ fn start(
         id,
         host: CString::new(host.clone()).unwrap_or_default(),
         port,
+        tls,
         log: unsafe { core::mem::zeroed() },
         peer: unsafe { core::mem::zeroed() },
         peer_name: ngx_str_t {
@@ -369,6 +412,21 @@ unsafe fn connected(rc: *mut RelayConn) {
             return;
         }
         (*rc).connected = true;
+        if (*rc).tls {
+            start_tls(rc);
+        } else {
+            start_rtmp(rc);
+        }
+    }
+}
+
+/// The transport is up: the RTMP handshake starts.
+///
+/// # Safety
+/// `rc` and its connection are live.
+unsafe fn start_rtmp(rc: *mut RelayConn) {
+    // SAFETY: as above.
+    unsafe {
         let id = (*rc).id;
         if !with_worker(|w| w.on_relay_connected(id, now_ms())) {
             close_relay(rc, "the stream ended");
@@ -376,6 +434,134 @@ unsafe fn connected(rc: *mut RelayConn) {
         }
         if flush(rc) {
             read(rc);
+        }
+    }
+}
+
+/// `rtmps://`: the TLS handshake (SNI with the target's host name) before RTMP.
+///
+/// # Safety
+/// `rc` and its connection are live.
+unsafe fn start_tls(rc: *mut RelayConn) {
+    // SAFETY: as above; the TLS objects belong to the connection.
+    unsafe {
+        let c = (*rc).conn;
+        let Some(ssl) = client_ssl() else {
+            close_relay(rc, "TLS is not available");
+            return;
+        };
+        let flags = (ngx::ffi::NGX_SSL_BUFFER | ngx::ffi::NGX_SSL_CLIENT) as ngx::ffi::ngx_uint_t;
+        if ngx::ffi::ngx_ssl_create_connection(ssl, c, flags) != NGX_OK as ngx_int_t {
+            close_relay(rc, "cannot create a TLS connection");
+            return;
+        }
+        let host = &(*rc).host;
+        if host.to_str().map_or(true, |h| h.parse::<IpAddr>().is_err()) {
+            ngx::ffi::SSL_ctrl(
+                (*(*c).ssl).connection,
+                ngx::ffi::SSL_CTRL_SET_TLSEXT_HOSTNAME as i32,
+                ngx::ffi::TLSEXT_NAMETYPE_host_name as libc::c_long,
+                host.as_ptr() as *mut c_void,
+            );
+        }
+        let r = ngx::ffi::ngx_ssl_handshake(c);
+        if r == NGX_AGAIN as ngx_int_t {
+            (*(*c).ssl).handler = Some(tls_done);
+            return;
+        }
+        tls_done(c);
+    }
+}
+
+extern "C" fn tls_done(c: *mut ngx_connection_t) {
+    guard("relay TLS handshake", (), || {
+        // SAFETY: c is a relay connection; its data is the live RelayConn.
+        unsafe {
+            let rc = (*c).data as *mut RelayConn;
+            if (*c).ssl.is_null() || (*(*c).ssl).handshaked() == 0 {
+                close_relay(rc, "TLS handshake failed");
+                return;
+            }
+            if tls_settings().verify {
+                let r = ngx::ffi::SSL_get_verify_result((*(*c).ssl).connection);
+                if r != 0 {
+                    let msg = ngx::ffi::X509_verify_cert_error_string(r);
+                    let msg = std::ffi::CStr::from_ptr(msg).to_string_lossy().into_owned();
+                    close_relay(rc, &format!("TLS certificate not trusted: {msg}"));
+                    return;
+                }
+                let host = &(*rc).host;
+                let mut name = ngx_str_t {
+                    len: host.as_bytes().len(),
+                    data: host.as_ptr() as *mut u8,
+                };
+                if ngx::ffi::ngx_ssl_check_host(c, &mut name) != NGX_OK as ngx_int_t {
+                    let why = format!(
+                        "TLS certificate does not match \"{}\"",
+                        host.to_string_lossy()
+                    );
+                    close_relay(rc, &why);
+                    return;
+                }
+            }
+            (*(*c).read).handler = Some(read_handler);
+            (*(*c).write).handler = Some(write_handler);
+            start_rtmp(rc);
+        }
+    })
+}
+
+/// The worker's TLS client context for pushes (made once).
+fn client_ssl() -> Option<*mut ngx::ffi::ngx_ssl_t> {
+    SSL.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.is_none() {
+            // SAFETY: a zeroed ngx_ssl_t is what nginx's own modules start from (ngx_pcalloc);
+            // ngx_ssl_create fills it in.
+            let mut ssl: Box<ngx::ffi::ngx_ssl_t> = Box::new(unsafe { core::mem::zeroed() });
+            // SAFETY: ngx_cycle is live; the context outlives every connection made from it
+            // (it is freed at worker exit only).
+            unsafe {
+                ssl.log = (*ngx::ffi::ngx_cycle).log;
+                let protocols =
+                    (ngx::ffi::NGX_SSL_TLSv1_2 | ngx::ffi::NGX_SSL_TLSv1_3) as ngx::ffi::ngx_uint_t;
+                if ngx::ffi::ngx_ssl_create(&mut *ssl, protocols, ptr::null_mut())
+                    != NGX_OK as ngx_int_t
+                {
+                    log_cycle(
+                        ngx::ffi::NGX_LOG_ERR,
+                        "rtmp: cannot create a TLS context for rtmps:// pushes",
+                    );
+                    return None;
+                }
+                ngx::ffi::SSL_CTX_set_default_verify_paths(ssl.ctx.cast());
+                if let Some(file) = tls_settings().trusted {
+                    let path = CString::new(file.clone()).unwrap_or_default();
+                    let ok = ngx::ffi::SSL_CTX_load_verify_locations(
+                        ssl.ctx.cast(),
+                        path.as_ptr() as *const c_char,
+                        ptr::null(),
+                    );
+                    if ok != 1 {
+                        log_cycle(
+                            ngx::ffi::NGX_LOG_ERR,
+                            &format!("rtmp: cannot load relay_ssl_trusted_certificate \"{file}\""),
+                        );
+                    }
+                }
+            }
+            *s = Some(ssl);
+        }
+        s.as_mut().map(|b| &mut **b as *mut ngx::ffi::ngx_ssl_t)
+    })
+}
+
+/// Worker exit: frees the TLS client context of pushes.
+pub(super) fn exit_process() {
+    if let Some(mut ssl) = SSL.with(|s| s.borrow_mut().take()) {
+        // SAFETY: ssl was filled in by ngx_ssl_create and is freed exactly once, here.
+        unsafe {
+            ngx::ffi::ngx_ssl_cleanup_ctx((&mut *ssl as *mut ngx::ffi::ngx_ssl_t).cast());
         }
     }
 }
@@ -484,12 +670,17 @@ unsafe fn flush(rc: *mut RelayConn) -> bool {
                     return Ok(0);
                 }
                 let slices = slices.get(..count).unwrap_or_default();
-                let n = libc::writev((*c).fd, slices.as_ptr().cast(), slices.len() as i32);
-                if n < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                w.relay_advance(id, n as usize);
-                Ok(n as usize)
+                let n = if (*c).ssl.is_null() {
+                    let n = libc::writev((*c).fd, slices.as_ptr().cast(), slices.len() as i32);
+                    if n < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    n as usize
+                } else {
+                    super::tls::write(c, slices)?
+                };
+                w.relay_advance(id, n);
+                Ok(n)
             });
             match written {
                 Ok(0) => {
@@ -576,6 +767,7 @@ unsafe fn close_relay(rc: *mut RelayConn, reason: &str) {
         }
         let c = (*rc).conn;
         if !c.is_null() {
+            super::tls::shutdown(c);
             let pool = (*c).pool;
             ngx_close_connection(c);
             if !pool.is_null() {

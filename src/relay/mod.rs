@@ -33,6 +33,8 @@ pub struct PushSpec {
     pub url: String,
     pub host: String,
     pub port: u16,
+    /// `rtmps://`: TLS to the target.
+    pub tls: bool,
     /// Remote application.
     pub app: String,
     /// Remote stream name.
@@ -69,14 +71,16 @@ impl PushSpec {
         } else {
             t.url.host.clone()
         };
+        let scheme = if t.url.tls { "rtmps" } else { "rtmp" };
         let tc_url = t
             .tc_url
             .clone()
-            .unwrap_or_else(|| format!("rtmp://{host}:{}/{app}", t.url.port));
+            .unwrap_or_else(|| format!("{scheme}://{host}:{}/{app}", t.url.port));
         Some(PushSpec {
             url: t.url.url.clone(),
             host: t.url.host.clone(),
             port: t.url.port,
+            tls: t.url.tls,
             app,
             name,
             tc_url,

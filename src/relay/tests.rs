@@ -35,6 +35,10 @@ fn push_names_default_to_the_url_then_the_local_stream() {
     assert_eq!(s.tc_url, "rtmp://h:1935/a");
     let s = PushSpec::for_stream(&target("rtmp://h"), "live", "cam").unwrap();
     assert_eq!((s.app.as_str(), s.name.as_str()), ("live", "cam"));
+    assert!(!s.tls);
+    let s = PushSpec::for_stream(&target("rtmps://h/app"), "live", "cam").unwrap();
+    assert!(s.tls);
+    assert_eq!(s.tc_url, "rtmps://h:443/app");
     let mut t = target("rtmp://h/a/x");
     t.app = Some("b".into());
     t.play_path = Some("key".into());

@@ -32,6 +32,8 @@ pub enum RelayAction {
         id: ClientId,
         host: String,
         port: u16,
+        /// TLS (`rtmps://`), with the target's host name for SNI and verification.
+        tls: bool,
         /// `resolver` arguments (empty: the addresses found when the configuration was read).
         resolver: Vec<String>,
         resolver_timeout_ms: u64,
@@ -71,6 +73,7 @@ impl Relay {
             id,
             host: self.spec.host.clone(),
             port: self.spec.port,
+            tls: self.spec.tls,
             resolver: self.resolver.clone(),
             resolver_timeout_ms: self.resolver_timeout_ms,
             timeout_ms: RELAY_SETUP_TIMEOUT_MS,
