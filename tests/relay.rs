@@ -12,7 +12,6 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::client::MediaCount;
 use common::workers::Launch;
 use common::{free_port, live_rtmp_block, play_decode, publish, RtmpClient, Server};
 
@@ -43,9 +42,14 @@ fn player(server: &Server, name: &str) -> RtmpClient {
     c
 }
 
-/// Reads media on a thread for `d`.
-fn count_for(mut c: RtmpClient, d: Duration) -> thread::JoinHandle<MediaCount> {
-    thread::spawn(move || c.read_media_for(d).0)
+/// Reads media on a thread for `d`: each message's (video?, timestamp, payload hash).
+fn digests_for(mut c: RtmpClient, d: Duration) -> thread::JoinHandle<Vec<(bool, u32, u64)>> {
+    thread::spawn(move || c.media_digests_for(d))
+}
+
+fn counts(d: &[(bool, u32, u64)]) -> (usize, usize) {
+    let video = d.iter().filter(|m| m.0).count();
+    (video, d.len() - video)
 }
 
 /// ffmpeg publishes 6 s to A, which pushes to `b`; a player on A and one on B (both joined
@@ -61,8 +65,8 @@ fn every_frame_reaches_with(b: &Server, a_block: &str, what: &str) {
     let a = Server::start(a_block, "");
     let pa = player(&a, "s");
     let pb = player(b, "s");
-    let ta = count_for(pa, Duration::from_secs(9));
-    let tb = count_for(pb, Duration::from_secs(9));
+    let ta = digests_for(pa, Duration::from_secs(9));
+    let tb = digests_for(pb, Duration::from_secs(9));
     let mut ff = publish(&a.rtmp_url("live/s"), 6);
     thread::sleep(Duration::from_millis(1500));
     let b_url = b.rtmp_url("live/s");
@@ -74,16 +78,35 @@ fn every_frame_reaches_with(b: &Server, a_block: &str, what: &str) {
         ff.wait_timeout(Duration::from_secs(15)).is_some(),
         "ffmpeg did not end"
     );
+    let (va, aa) = counts(&got_a);
+    let (vb, ab) = counts(&got_b);
     eprintln!(
-        "{what}: player on A {got_a:?}, player on B {got_b:?}; ffmpeg decoded {} frames from B",
+        "{what}: player on A got {va} video + {aa} audio, player on B {vb} video + {ab} audio \
+         (same order, timestamps and payload hashes: {}); ffmpeg decoded {} frames from B",
+        got_a == got_b,
         decoded.frames
     );
-    assert!(got_a.video >= 140, "A got too little: {got_a:?}");
+    assert!(va >= 140, "A got too little: {va} video");
     assert_eq!(
-        (got_b.video, got_b.audio),
-        (got_a.video, got_a.audio),
+        (vb, ab),
+        (va, aa),
         "{what}: B must get every frame A's player got"
     );
+    // Each track, in order, with its timestamps and payloads (the C module sends a joining
+    // player its cached audio header before the video one: the interleaving at 0 ms differs).
+    let track = |d: &[(bool, u32, u64)], video: bool| {
+        d.iter()
+            .filter(|m| m.0 == video)
+            .copied()
+            .collect::<Vec<_>>()
+    };
+    for video in [true, false] {
+        assert!(
+            track(&got_a, video) == track(&got_b, video),
+            "{what}: B's {} messages differ from A's (timestamps or payloads)",
+            if video { "video" } else { "audio" }
+        );
+    }
     decoded.assert_decoded(2.5, &format!("{what}: ffmpeg playing from B"));
     let log = a.error_log();
     assert!(log.contains("is publishing"), "{log}");
@@ -490,4 +513,87 @@ fn rtmps_push_with_a_verified_certificate_delivers_every_frame_and_an_untrusted_
     assert!(!log.contains("is publishing"), "{log}");
     a.finish();
     b.finish();
+}
+
+#[test]
+fn one_publisher_three_pushes_plain_rtmps_and_dead_healthy_targets_get_every_frame() {
+    if !require("ffmpeg") || !require("openssl") {
+        return;
+    }
+    let certs = common::TestPrefix::new();
+    let (cert, key) = cert_for_loopback(&certs.0);
+    let tls_port = free_port();
+    let b1 = Server::start_live("");
+    let b2 = Server::start(
+        &format!(
+            "rtmp {{\n server {{\n listen 127.0.0.1:{{RTMP_PORT}};\n listen 127.0.0.1:{tls_port} ssl;\n \
+             ssl_certificate {};\n ssl_certificate_key {};\n \
+             application live {{ live on; }}\n }}\n}}\n",
+            cert.display(),
+            key.display()
+        ),
+        "",
+    );
+    let dead = free_port();
+    let a = Server::start(
+        &format!(
+            "rtmp {{\n relay_ssl_trusted_certificate {};\n server {{\n listen 127.0.0.1:{{RTMP_PORT}};\n \
+             chunk_size 4096;\n application live {{ live on; push_reconnect 1s;\n \
+             push rtmp://127.0.0.1:{}/live;\n push rtmps://127.0.0.1:{tls_port}/live;\n \
+             push rtmp://127.0.0.1:{dead}/live;\n }}\n }}\n}}\n",
+            cert.display(),
+            b1.rtmp_port
+        ),
+        "",
+    );
+    let players = [player(&a, "s"), player(&b1, "s"), player(&b2, "s")];
+    let mut gaps = RtmpClient::connect(&a.rtmp_addr(), "live").expect("connect");
+    gaps.play("s").expect("play");
+    let threads: Vec<_> = players
+        .into_iter()
+        .map(|p| digests_for(p, Duration::from_secs(9)))
+        .collect();
+    let arrivals = thread::spawn(move || gaps.media_arrivals_for(Duration::from_secs(8)));
+    let mut ff = publish(&a.rtmp_url("live/s"), 6);
+    let got: Vec<_> = threads
+        .into_iter()
+        .map(|t| t.join().expect("player"))
+        .collect();
+    let arrivals = arrivals.join().expect("gap player");
+    assert!(
+        ff.wait_timeout(Duration::from_secs(15)).is_some(),
+        "ffmpeg did not end"
+    );
+    let gap = largest_gap(&arrivals);
+    eprintln!(
+        "three pushes: A {:?}, B1 (rtmp) {:?}, B2 (rtmps) {:?} (video, audio); identical: {} / {}; \
+         largest gap on A {gap:?}",
+        counts(&got[0]),
+        counts(&got[1]),
+        counts(&got[2]),
+        got[0] == got[1],
+        got[0] == got[2]
+    );
+    assert!(counts(&got[0]).0 >= 140, "A got too little");
+    assert!(
+        got[0] == got[1],
+        "B1 (rtmp://) did not get exactly A's messages"
+    );
+    assert!(
+        got[0] == got[2],
+        "B2 (rtmps://) did not get exactly A's messages"
+    );
+    assert!(gap < Duration::from_millis(400), "largest gap on A {gap:?}");
+    let log = a.error_log();
+    let dead_fails = log
+        .lines()
+        .filter(|l| l.contains(&format!(":{dead}/live failed")))
+        .count();
+    assert!(
+        (3..=9).contains(&dead_fails),
+        "{dead_fails} failures logged:\n{log}"
+    );
+    a.finish();
+    b1.finish();
+    b2.finish();
 }

@@ -409,6 +409,36 @@ impl RtmpClient {
         }
     }
 
+    /// Reads media for `duration` (or until the server closes) and returns each media message
+    /// in arrival order: (video?, timestamp, hash of the payload), to compare what two players
+    /// received.
+    pub fn media_digests_for(&mut self, duration: Duration) -> Vec<(bool, u32, u64)> {
+        use std::hash::{Hash, Hasher};
+        let digest = |data: &[u8]| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            data.hash(&mut h);
+            h.finish()
+        };
+        let deadline = Instant::now() + duration;
+        let mut out = Vec::new();
+        loop {
+            for ev in self.take_events() {
+                match ev {
+                    ClientSessionEvent::VideoDataReceived { data, timestamp } => {
+                        out.push((true, timestamp.value, digest(&data)))
+                    }
+                    ClientSessionEvent::AudioDataReceived { data, timestamp } => {
+                        out.push((false, timestamp.value, digest(&data)))
+                    }
+                    _ => {}
+                }
+            }
+            if self.pump(deadline).is_err() {
+                return out;
+            }
+        }
+    }
+
     /// Reads media for `duration` and returns when each media message arrived.
     pub fn media_arrivals_for(&mut self, duration: Duration) -> Vec<Instant> {
         let deadline = Instant::now() + duration;
