@@ -597,3 +597,40 @@ fn one_publisher_three_pushes_plain_rtmps_and_dead_healthy_targets_get_every_fra
     b1.finish();
     b2.finish();
 }
+
+#[test]
+fn reload_keeps_exactly_one_push_connection_and_the_stream_flowing() {
+    if !require("ffmpeg") || !require("ss") {
+        return;
+    }
+    let b = Server::start_live("");
+    let mut a = Launch::workers(2).start(
+        &format!(
+            "rtmp {{\n server {{\n listen 127.0.0.1:{{RTMP_PORT}} reuseport;\n \
+             application live {{ live on; push rtmp://127.0.0.1:{}/live; }}\n }}\n}}\n",
+            b.rtmp_port
+        ),
+        "",
+    );
+    let mut ff = publish(&a.rtmp_url("live/s"), 10);
+    let mut pb = player(&b, "s");
+    assert!(
+        first_video(&mut pb, Duration::from_secs(5)),
+        "no media on B"
+    );
+    a.reload();
+    let _ = pb.read_media_for(Duration::from_secs(2));
+    // The player on B counts itself out (its destination is B's port too).
+    let pushes = connections_to(b.rtmp_port) - 1;
+    let (after, err) = pb.read_media_for(Duration::from_secs(2));
+    eprintln!("after reload: {pushes} push connection(s); B's player got {after:?} in 2 s");
+    assert_eq!(pushes, 1, "exactly one push connection after reload");
+    assert!(
+        err.is_none() && after.video >= 40,
+        "B's stream stalled after reload: {after:?}"
+    );
+    let _ = ff.wait_timeout(Duration::from_secs(15));
+    drop(pb);
+    common::workers::finish_checked(a);
+    b.finish();
+}
