@@ -62,7 +62,7 @@ fn every_frame_reaches(b: &Server, what: &str) {
 
 /// [`every_frame_reaches`] with A's whole `rtmp{}` block.
 fn every_frame_reaches_with(b: &Server, a_block: &str, what: &str) {
-    let a = Server::start(a_block, "");
+    let a = Server::start(a_block, "        location /stat { rtmp_stat all; }");
     let pa = player(&a, "s");
     let pb = player(b, "s");
     let ta = digests_for(pa, Duration::from_secs(9));
@@ -71,6 +71,13 @@ fn every_frame_reaches_with(b: &Server, a_block: &str, what: &str) {
     thread::sleep(Duration::from_millis(1500));
     let b_url = b.rtmp_url("live/s");
     let decode = thread::spawn(move || play_decode(&b_url, 3));
+    // A's /stat lists the push as an active client of the stream, addressed by its URL.
+    let stat = common::hls::http_get(a.http_port, "/stat").expect("GET /stat");
+    let xml = String::from_utf8_lossy(&stat.body).to_string();
+    let pushed = ["<address>rtmp://127.0.0.1:", "<address>rtmps://127.0.0.1:"]
+        .iter()
+        .any(|a| xml.contains(a));
+    assert!(pushed, "{what}: the push is not in A's /stat:\n{xml}");
     let got_a = ta.join().expect("player A");
     let got_b = tb.join().expect("player B");
     let decoded = decode.join().expect("decode B");

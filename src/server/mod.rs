@@ -833,7 +833,7 @@ impl Worker {
                     format!("rtmp: publish \"{}/{}\"", key.app, key.name),
                 );
                 self.exec_event(id, crate::exec::ExecKind::Publish, &key, &name, outcome);
-                self.start_relays(id, &key, outcome);
+                self.start_relays(id, &key, now_ms, outcome);
                 self.notify_players(&key, notices, outcome);
             }
             Err(LiveError::AlreadyPublishing(_)) | Err(LiveError::StreamNotFound(_)) => {

@@ -65,6 +65,10 @@ struct Relay {
     joined: bool,
     skipping: bool,
     closing: bool,
+    /// When the push started (the publish).
+    since_ms: u64,
+    /// Bytes to and from the target (all connections), counted in the worker's totals too.
+    counters: super::stat::ClientCounters,
 }
 
 impl Relay {
@@ -139,9 +143,56 @@ pub(super) fn check_skips(
     }
 }
 
+/// The pushes of `key` for `/stat`: one client each, addressed by its URL, active while the
+/// target accepts the stream; bytes and dropped frames are its queue's.
+pub(super) fn stat_clients(
+    relays: &Relays,
+    hub: &Hub,
+    key: &StreamKey,
+    now_ms: u64,
+    pid: u32,
+) -> Vec<crate::stat::ClientStat> {
+    let mut ids: Vec<ClientId> = relays
+        .map
+        .iter()
+        .filter(|(_, r)| r.key == *key && !r.closing)
+        .map(|(id, _)| *id)
+        .collect();
+    ids.sort_unstable();
+    ids.iter()
+        .filter_map(|id| {
+            let r = relays.map.get(id)?;
+            let player = hub.player_stats(*id);
+            Some(crate::stat::ClientStat {
+                id: *id,
+                address: r.spec.url.clone(),
+                time_ms: now_ms.saturating_sub(r.since_ms),
+                flashver: Some(r.spec.flash_ver.clone()),
+                pageurl: r.spec.page_url.clone(),
+                swfurl: r.spec.swf_url.clone(),
+                dropped: player.map_or(0, |p| p.dropped),
+                avsync: 0,
+                timestamp: 0,
+                publishing: false,
+                active: r.joined,
+                worker_pid: pid,
+                bytes_in: r.counters.bytes_in,
+                bytes_out: r.counters.bytes_out,
+                tls: None,
+            })
+        })
+        .collect()
+}
+
 impl Worker {
     /// Client `id` just started publishing `key`: one relay per matching `push` line.
-    pub(super) fn start_relays(&mut self, id: ClientId, key: &StreamKey, outcome: &mut Outcome) {
+    pub(super) fn start_relays(
+        &mut self,
+        id: ClientId,
+        key: &StreamKey,
+        now_ms: u64,
+        outcome: &mut Outcome,
+    ) {
         let Some(client) = self.clients.get(&id) else {
             return;
         };
@@ -173,6 +224,8 @@ impl Worker {
                 joined: false,
                 skipping: false,
                 closing: false,
+                since_ms: now_ms,
+                counters: Default::default(),
             };
             log(
                 outcome,
@@ -257,6 +310,7 @@ impl Worker {
         let Some(r) = self.relays.map.get_mut(&id) else {
             return Err("relay is gone".into());
         };
+        self.counters.received(&mut r.counters, data.len());
         let Some(client) = r.client.as_mut() else {
             return Ok(());
         };
@@ -316,6 +370,7 @@ impl Worker {
         let Some(r) = self.relays.map.get_mut(&id) else {
             return;
         };
+        self.counters.sent(&mut r.counters, written);
         if !r.out.is_empty() {
             while written > 0 {
                 let Some(front) = r.out.front() else {

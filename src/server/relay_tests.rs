@@ -218,6 +218,18 @@ fn publish_pushes_cached_start_then_live_media_and_unpublish_says_goodbye() {
     s.media(chunk::MSG_VIDEO, 80, &inter(3));
     s.pump(Some(rid));
     assert_eq!(s.b.hub().stream_stats(&key).unwrap().video_frames, 4);
+    // /stat lists the push as a client of the stream, addressed by its URL.
+    let stat = s.a.stat_part(s.now, 7);
+    let stream = &stat.servers[0].applications[0].streams[0];
+    let push = stream
+        .clients
+        .iter()
+        .find(|c| c.id == rid)
+        .expect("the push in /stat");
+    assert_eq!(push.address, "rtmp://127.0.0.1:1936/remote");
+    assert!(push.active && !push.publishing);
+    assert!(push.bytes_out > 3000 && push.bytes_in > 1536, "{push:?}");
+    assert_eq!(push.worker_pid, 7);
     // Unpublish: what is queued, then FCUnpublish/deleteStream; the glue closes after.
     s.media(chunk::MSG_VIDEO, 120, &inter(4));
     let mut o = Outcome::default();
@@ -254,6 +266,14 @@ fn a_failed_push_warns_once_and_retries_after_push_reconnect_while_published() {
             delay_ms: 3000
         }]
     );
+    let stat = s.a.stat_part(s.now, 7);
+    let push = stat.servers[0].applications[0].streams[0]
+        .clients
+        .iter()
+        .find(|c| c.id == rid)
+        .expect("a failed push is still listed")
+        .clone();
+    assert!(!push.active);
     let warns: Vec<_> = o
         .logs
         .iter()

@@ -123,6 +123,7 @@ impl Worker {
             hub,
             clients,
             counters,
+            relays,
             ..
         } = self;
 
@@ -218,6 +219,8 @@ impl Worker {
                     }
                 }
             }
+            // Pushes, as the C module lists them: clients of the stream, addressed by target.
+            list.extend(super::relay::stat_clients(relays, hub, key, now_ms, pid));
             let cur = [stats.bytes_in, bytes_out, audio, video];
             let mut sample = old_samples
                 .remove(key)
