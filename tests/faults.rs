@@ -536,7 +536,10 @@ fn full_disk_keeps_rtmp_playing_and_hls_dash_resume_without_corruption() {
     let mut server = Server::start(rtmp, &http);
     let disk_dir = server.prefix.join("tmp/disk");
     // Declared after the server: dropped (unmounted) before it, also when the test fails.
-    let disk = match TmpfsMount::mount(&disk_dir, "4m") {
+    // 6 MB: room for both windows, their grace periods after the space comes back, and the
+    // DASH segment being recorded (its video is gathered on disk, not in memory); the filler
+    // then takes whatever is left.
+    let disk = match TmpfsMount::mount(&disk_dir, "6m") {
         Ok(m) => m,
         Err(e) => {
             // SAFETY: geteuid has no preconditions.

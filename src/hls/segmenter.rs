@@ -1431,31 +1431,62 @@ impl HlsStream {
     /// segment being written is abandoned; a segment whose final rename failed is unlisted.
     /// Either way the next listed segment follows a gap, so it gets a discontinuity.
     pub fn on_write_failed(&mut self, path: &Path) {
+        // The failed segment's media sequence number goes to the next one: a playlist
+        // numbers its entries from EXT-X-MEDIA-SEQUENCE on, so a hole would give every
+        // later segment its predecessor's number until the hole leaves the window.
+        let mut freed = None;
         if self
             .closing
             .as_ref()
             .is_some_and(|c| c.seg.part == path || c.seg.path == path)
         {
-            self.closing = None;
+            freed = self.closing.take().map(|c| c.seg.seq);
             self.pending_discontinuity = true;
-            return;
-        }
-        if self
+        } else if self
             .cur
             .as_ref()
             .is_some_and(|c| c.part == path || c.path == path)
         {
-            self.cur = None;
+            freed = self.cur.take().map(|c| c.seq);
             self.abuf.clear();
             self.abuf_frames.clear();
             self.pending_discontinuity = true;
-            return;
+        } else {
+            let lost: Vec<u64> = self
+                .segments
+                .iter()
+                .filter(|s| s.path.as_deref() == Some(path))
+                .map(|s| s.seq)
+                .collect();
+            self.segments.retain(|s| s.path.as_deref() != Some(path));
+            if let Some(seq) = lost.into_iter().min() {
+                freed = Some(seq);
+                self.pending_discontinuity = true;
+            }
         }
-        let before = self.segments.len();
-        self.segments.retain(|s| s.path.as_deref() != Some(path));
-        if self.segments.len() != before {
-            self.pending_discontinuity = true;
+        if let Some(seq) = freed {
+            self.close_sequence_hole(seq);
         }
+    }
+
+    /// Numbers again, from the freed number `hole` on, what follows it. Nothing after a
+    /// failed operation reached a playlist on disk (what was queued behind it is lost), so
+    /// only numbers no player has seen change.
+    fn close_sequence_hole(&mut self, hole: u64) {
+        let mut next = hole;
+        for s in self.segments.iter_mut().filter(|s| s.seq > hole) {
+            s.seq = next;
+            next += 1;
+        }
+        if let Some(c) = self.closing.as_mut().filter(|c| c.seg.seq > hole) {
+            c.seg.seq = next;
+            next += 1;
+        }
+        if let Some(c) = self.cur.as_mut().filter(|c| c.seq > hole) {
+            c.seq = next;
+            next += 1;
+        }
+        self.next_seq = next;
     }
 
     pub fn next_deadline(&self) -> Option<u64> {

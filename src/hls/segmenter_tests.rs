@@ -1602,3 +1602,63 @@ fn audio_sent_behind_the_keyframe_stays_in_the_segment_before_the_cut() {
     }
     assert_eq!(demux(&whole).cc_errors, 0, "continuity across segments");
 }
+
+#[test]
+fn a_failed_segment_gives_its_sequence_number_to_the_next_one() {
+    // A 6 s window, so segments before and after the failures leave it.
+    let mut sim = Sim::new(
+        &HlsSettings {
+            playlist_length_ms: 6000,
+            ..settings()
+        },
+        "cam",
+    );
+    let plan = Plan::av(1000, 30_000);
+    let mut failed = 0;
+    for (video, t, tag) in plan.events() {
+        sim.clock = t;
+        sim.media(video, t as u32, &tag);
+        // Twice, a few seconds apart, right at a cut, the segment just cut (still waiting
+        // for its last audio) fails to be written (a full disk).
+        if (t == 8000 || t == 16_000) && video {
+            let part = sim
+                .log
+                .iter()
+                .rev()
+                .filter_map(|(_, op)| match op {
+                    FileOp::Open { path } => Some(path.clone()),
+                    _ => None,
+                })
+                .nth(1);
+            if let Some(part) = part {
+                sim.disk.open.remove(&part);
+                sim.s.on_write_failed(&part);
+                failed += 1;
+            }
+        }
+    }
+    assert_eq!(failed, 2);
+    // Every playlist written: a segment keeps one sequence number in all of them.
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    let mut versions = 0;
+    for op in sim.ops() {
+        let FileOp::WriteAtomic { path, data } = op else {
+            continue;
+        };
+        if path != Path::new("/hls/cam.m3u8") {
+            continue;
+        }
+        versions += 1;
+        let p = parse_media(std::str::from_utf8(data).unwrap()).unwrap();
+        for (i, s) in p.segments.iter().enumerate() {
+            let seq = p.media_sequence + i as u64;
+            let first = *seen.entry(s.uri.clone()).or_insert(seq);
+            assert_eq!(first, seq, "{} was {first} and is now {seq}", s.uri);
+        }
+    }
+    assert!(
+        versions >= 10 && seen.len() >= 10,
+        "{versions} playlists, {} segments",
+        seen.len()
+    );
+}
