@@ -5,7 +5,7 @@
 //! worker. One [`Call`] per request, freed when it ends; the whole exchange is bounded by
 //! `netcall_timeout`.
 
-use core::ffi::{c_char, c_void};
+use core::ffi::c_void;
 use core::ptr;
 use std::cell::RefCell;
 use std::ffi::CString;
@@ -14,11 +14,10 @@ use std::net::{IpAddr, SocketAddr};
 use ngx::ffi::{
     ngx_close_connection, ngx_connection_t, ngx_create_pool, ngx_destroy_pool, ngx_event_t,
     ngx_handle_read_event, ngx_handle_write_event, ngx_int_t, ngx_msec_t, ngx_peer_connection_t,
-    ngx_resolver_ctx_t, ngx_resolver_t, ngx_ssl_t, ngx_str_t, NGX_AGAIN, NGX_ERROR, NGX_LOG_ERR,
-    NGX_OK,
+    ngx_resolver_ctx_t, ngx_resolver_t, ngx_ssl_t, ngx_str_t, NGX_AGAIN, NGX_ERROR, NGX_OK,
 };
 
-use super::util::{guard, log_cycle, now_ms};
+use super::util::{guard, now_ms};
 use crate::notify::{NotifyError, ResponseParser};
 use crate::server::{NetCall, Outcome};
 
@@ -298,18 +297,7 @@ unsafe fn connected(call: *mut Call) {
         if (*call).connected {
             return;
         }
-        let mut err: libc::c_int = 0;
-        let mut len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        let failed = libc::getsockopt(
-            (*c).fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            ptr::addr_of_mut!(err).cast(),
-            &mut len,
-        ) != 0
-            || err != 0;
-        if failed {
-            let e = std::io::Error::from_raw_os_error(err);
+        if let Some(e) = super::util::connect_error(c) {
             let why = format!("connect to {} failed: {e}", (*call).spec.url.host_header());
             finish(call, Err(NotifyError::Transport(why)));
             return;
@@ -397,12 +385,10 @@ fn tls_settings() -> TlsSettings {
         })
 }
 
-/// Worker exit: frees the TLS client context (connections still open hold their own
-/// reference to it, so this only drops ours).
+/// Worker exit: frees the TLS client context.
 pub(super) fn exit_process() {
-    if let Some(mut ssl) = SSL.with(|s| s.borrow_mut().take()) {
-        // SAFETY: ssl was filled in by ngx_ssl_create and is freed exactly once, here.
-        unsafe { ngx::ffi::ngx_ssl_cleanup_ctx((&mut *ssl as *mut ngx_ssl_t).cast()) };
+    if let Some(ssl) = SSL.with(|s| s.borrow_mut().take()) {
+        super::tls::free_client_context(ssl);
     }
 }
 
@@ -411,40 +397,12 @@ fn client_ssl() -> Option<*mut ngx_ssl_t> {
     SSL.with(|s| {
         let mut s = s.borrow_mut();
         if s.is_none() {
-            // SAFETY: a zeroed ngx_ssl_t is what nginx's own modules start from (ngx_pcalloc);
-            // ngx_ssl_create fills it in.
-            let mut ssl: Box<ngx_ssl_t> = Box::new(unsafe { core::mem::zeroed() });
-            // SAFETY: ngx_cycle is live; the context outlives every connection made from it.
-            unsafe {
-                ssl.log = (*ngx::ffi::ngx_cycle).log;
-                let protocols =
-                    (ngx::ffi::NGX_SSL_TLSv1_2 | ngx::ffi::NGX_SSL_TLSv1_3) as ngx::ffi::ngx_uint_t;
-                if ngx::ffi::ngx_ssl_create(&mut *ssl, protocols, ptr::null_mut())
-                    != NGX_OK as ngx_int_t
-                {
-                    log_cycle(
-                        NGX_LOG_ERR,
-                        "rtmp: cannot create a TLS context for callbacks",
-                    );
-                    return None;
-                }
-                ngx::ffi::SSL_CTX_set_default_verify_paths(ssl.ctx.cast());
-                if let Some(file) = tls_settings().trusted {
-                    let path = CString::new(file.clone()).unwrap_or_default();
-                    let ok = ngx::ffi::SSL_CTX_load_verify_locations(
-                        ssl.ctx.cast(),
-                        path.as_ptr() as *const c_char,
-                        ptr::null(),
-                    );
-                    if ok != 1 {
-                        log_cycle(
-                            NGX_LOG_ERR,
-                            &format!("rtmp: cannot load notify_ssl_trusted_certificate \"{file}\""),
-                        );
-                    }
-                }
-            }
-            *s = Some(ssl);
+            let trusted = tls_settings().trusted;
+            *s = super::tls::client_context(
+                "callbacks",
+                trusted.as_deref(),
+                "notify_ssl_trusted_certificate",
+            );
         }
         s.as_mut().map(|b| &mut **b as *mut ngx_ssl_t)
     })

@@ -4,7 +4,7 @@
 //! the `push_reconnect` timers. The protocol is the pure core's ([`crate::relay`],
 //! `src/server/relay.rs`); this file only does what the worker's [`RelayAction`]s ask for.
 
-use core::ffi::{c_char, c_void};
+use core::ffi::c_void;
 use core::ptr;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -19,7 +19,7 @@ use ngx::ffi::{
     NGX_AGAIN, NGX_OK,
 };
 
-use super::util::{guard, log_cycle, now_ms};
+use super::util::{guard, now_ms};
 use super::worker::with_worker;
 use crate::server::{Outcome, RelayAction};
 
@@ -396,18 +396,7 @@ unsafe fn connected(rc: *mut RelayConn) {
             return;
         }
         let c = (*rc).conn;
-        let mut err: libc::c_int = 0;
-        let mut len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        let failed = libc::getsockopt(
-            (*c).fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            ptr::addr_of_mut!(err).cast(),
-            &mut len,
-        ) != 0
-            || err != 0;
-        if failed {
-            let e = std::io::Error::from_raw_os_error(err);
+        if let Some(e) = super::util::connect_error(c) {
             close_relay(rc, &format!("connect to {} failed: {e}", (*rc).name_text));
             return;
         }
@@ -516,41 +505,12 @@ fn client_ssl() -> Option<*mut ngx::ffi::ngx_ssl_t> {
     SSL.with(|s| {
         let mut s = s.borrow_mut();
         if s.is_none() {
-            // SAFETY: a zeroed ngx_ssl_t is what nginx's own modules start from (ngx_pcalloc);
-            // ngx_ssl_create fills it in.
-            let mut ssl: Box<ngx::ffi::ngx_ssl_t> = Box::new(unsafe { core::mem::zeroed() });
-            // SAFETY: ngx_cycle is live; the context outlives every connection made from it
-            // (it is freed at worker exit only).
-            unsafe {
-                ssl.log = (*ngx::ffi::ngx_cycle).log;
-                let protocols =
-                    (ngx::ffi::NGX_SSL_TLSv1_2 | ngx::ffi::NGX_SSL_TLSv1_3) as ngx::ffi::ngx_uint_t;
-                if ngx::ffi::ngx_ssl_create(&mut *ssl, protocols, ptr::null_mut())
-                    != NGX_OK as ngx_int_t
-                {
-                    log_cycle(
-                        ngx::ffi::NGX_LOG_ERR,
-                        "rtmp: cannot create a TLS context for rtmps:// pushes",
-                    );
-                    return None;
-                }
-                ngx::ffi::SSL_CTX_set_default_verify_paths(ssl.ctx.cast());
-                if let Some(file) = tls_settings().trusted {
-                    let path = CString::new(file.clone()).unwrap_or_default();
-                    let ok = ngx::ffi::SSL_CTX_load_verify_locations(
-                        ssl.ctx.cast(),
-                        path.as_ptr() as *const c_char,
-                        ptr::null(),
-                    );
-                    if ok != 1 {
-                        log_cycle(
-                            ngx::ffi::NGX_LOG_ERR,
-                            &format!("rtmp: cannot load relay_ssl_trusted_certificate \"{file}\""),
-                        );
-                    }
-                }
-            }
-            *s = Some(ssl);
+            let trusted = tls_settings().trusted;
+            *s = super::tls::client_context(
+                "rtmps:// pushes",
+                trusted.as_deref(),
+                "relay_ssl_trusted_certificate",
+            );
         }
         s.as_mut().map(|b| &mut **b as *mut ngx::ffi::ngx_ssl_t)
     })
@@ -558,11 +518,8 @@ fn client_ssl() -> Option<*mut ngx::ffi::ngx_ssl_t> {
 
 /// Worker exit: frees the TLS client context of pushes.
 pub(super) fn exit_process() {
-    if let Some(mut ssl) = SSL.with(|s| s.borrow_mut().take()) {
-        // SAFETY: ssl was filled in by ngx_ssl_create and is freed exactly once, here.
-        unsafe {
-            ngx::ffi::ngx_ssl_cleanup_ctx((&mut *ssl as *mut ngx::ffi::ngx_ssl_t).cast());
-        }
+    if let Some(ssl) = SSL.with(|s| s.borrow_mut().take()) {
+        super::tls::free_client_context(ssl);
     }
 }
 

@@ -295,6 +295,58 @@ unsafe extern "C" fn load_certificates(ssl: *mut ngx::ffi::SSL, arg: *mut c_void
     })
 }
 
+/// A TLS client context for outgoing connections (https callbacks, `rtmps://` pushes):
+/// TLSv1.2 and 1.3, the system's CA store plus `trusted` (the PEM file of the directive
+/// `directive`; a file that cannot be loaded is logged and the system store stays). `what`
+/// names the connections in the error line. Freed with [`free_client_context`].
+pub fn client_context(
+    what: &str,
+    trusted: Option<&str>,
+    directive: &str,
+) -> Option<Box<ngx_ssl_t>> {
+    // SAFETY: a zeroed ngx_ssl_t is what nginx's own modules start from (ngx_pcalloc);
+    // ngx_ssl_create fills it in.
+    let mut ssl: Box<ngx_ssl_t> = Box::new(unsafe { core::mem::zeroed() });
+    // SAFETY: ngx_cycle is live; the caller keeps the context while connections use it.
+    unsafe {
+        ssl.log = (*ngx::ffi::ngx_cycle).log;
+        let protocols =
+            (ngx::ffi::NGX_SSL_TLSv1_2 | ngx::ffi::NGX_SSL_TLSv1_3) as ngx::ffi::ngx_uint_t;
+        if ngx::ffi::ngx_ssl_create(&mut *ssl, protocols, ptr::null_mut()) != NGX_OK as ngx_int_t {
+            super::util::log_cycle(
+                ngx::ffi::NGX_LOG_ERR,
+                &format!("rtmp: cannot create a TLS context for {what}"),
+            );
+            return None;
+        }
+        ngx::ffi::SSL_CTX_set_default_verify_paths(ssl.ctx.cast());
+        if let Some(file) = trusted {
+            let path = std::ffi::CString::new(file).unwrap_or_default();
+            let ok =
+                ngx::ffi::SSL_CTX_load_verify_locations(ssl.ctx.cast(), path.as_ptr(), ptr::null());
+            if ok != 1 {
+                super::util::log_cycle(
+                    ngx::ffi::NGX_LOG_ERR,
+                    &format!("rtmp: cannot load {directive} \"{file}\""),
+                );
+            }
+        }
+    }
+    Some(ssl)
+}
+
+/// Frees a context made by [`client_context`] (connections still open hold their own
+/// reference to it).
+pub fn free_client_context(ssl: Box<ngx_ssl_t>) {
+    let raw = Box::into_raw(ssl);
+    // SAFETY: raw was filled in by ngx_ssl_create and is freed exactly once, here; the box
+    // is rebuilt and dropped after nginx freed the OpenSSL context inside it.
+    unsafe {
+        ngx::ffi::ngx_ssl_cleanup_ctx(raw.cast());
+        drop(Box::from_raw(raw));
+    }
+}
+
 /// Starts the TLS handshake of an accepted connection. `then` runs once it is over (at once or
 /// later from the event loop), successful or not: it checks [`handshaked`].
 ///

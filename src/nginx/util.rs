@@ -70,6 +70,32 @@ pub fn log(level: u32, log: *mut ngx_log_t, message: &str) {
     }
 }
 
+/// Whether an outgoing connection's non-blocking connect failed (its socket's `SO_ERROR`).
+///
+/// # Safety
+/// `c` is a live connection with an open socket.
+pub unsafe fn connect_error(c: *mut ngx::ffi::ngx_connection_t) -> Option<std::io::Error> {
+    let mut err: libc::c_int = 0;
+    let mut len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: c->fd is the connection's socket; err and len are ours and big enough.
+    let rc = unsafe {
+        libc::getsockopt(
+            (*c).fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            core::ptr::addr_of_mut!(err).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        Some(std::io::Error::last_os_error())
+    } else if err != 0 {
+        Some(std::io::Error::from_raw_os_error(err))
+    } else {
+        None
+    }
+}
+
 /// Logs to the current cycle's log (for events not tied to one connection).
 pub fn log_cycle(level: u32, message: &str) {
     // SAFETY: ngx_cycle is set before any module code runs and stays valid for the process.
