@@ -210,8 +210,9 @@ free_port() {
 # start_nginx TARGET(rs|c) WORKERS HLSDASH(0|1) NAME: sets NGX_PID, NGX_PORT, NGX_PREFIX.
 start_nginx() {
     local target=$1 workers=$2 segmenters=$3 name=$4 bin module reuseport="" extra=""
-    if [ "$target" = rs ]; then
+    if [ "$target" = rs ] || [ "$target" = rs-nogop ]; then
         bin=$RS_NGINX module=$RS_MODULE extra=$BENCH_RS_APP
+        if [ "$target" = rs-nogop ]; then extra="$extra gop_cache off;"; fi
         ((workers > 1)) && reuseport=" reuseport"
     else
         bin=$C_NGINX module=$C_MODULE
@@ -367,7 +368,13 @@ r1() {
         else print v }'
 }
 
-label() { if [ "$1" = rs ]; then echo "ours"; else echo "C module"; fi; }
+label() {
+    case $1 in
+        rs) echo "ours" ;;
+        rs-nogop) echo "ours with gop_cache off" ;;
+        *) echo "C module" ;;
+    esac
+}
 
 play_args() {
     local a=(--fps "$FPS" --json)
@@ -423,8 +430,11 @@ done
 
 # ---------------------------------------------------------------------------- ingest
 
+# Ours runs twice: as configured by default (gop_cache on: every stream holds its last GOP
+# for instant joins, bitrate x GOP length of memory the C module has no equivalent of), and
+# with gop_cache off, which is like for like with the C module (the RSS target's row).
 for p in $BENCH_PUBLISHERS; do
-    for target in rs c; do
+    for target in rs rs-nogop c; do
         echo "==> ingest: $p publishers, HLS + DASH, ${BENCH_SECONDS}s: $(label $target)" >&2
         start_nginx "$target" 1 1 "ingest-$p"
         for ((i = 1; i <= p; i++)); do start_publisher "s$i"; done
@@ -449,9 +459,18 @@ for p in $BENCH_PUBLISHERS; do
         stop_publishers
         stop_nginx
         cpu=$(calc "$c1 - $c0")
+        if [ "$target" = rs-nogop ]; then
+            NOGOP_RSS=$rss
+            continue
+        fi
         put "ingest $p publishers (HLS+DASH): worker CPU s per publisher-minute ↓" "$target" \
             "$(div "$cpu" "$(calc "$p * $BENCH_SECONDS / 60" 4)" 3)"
         put "ingest $p publishers (HLS+DASH): peak worker RSS MB ↓" "$target" "$rss"
+        if [ "$target" = c ]; then
+            nogop_fig="ingest $p publishers (HLS+DASH), ours with gop_cache off: peak worker RSS MB ↓"
+            put "$nogop_fig" rs "$NOGOP_RSS"
+            put "$nogop_fig" c "$rss"
+        fi
         put "ingest $p publishers (HLS+DASH): streams with HLS and DASH output ↑" "$target" \
             "$outputs/$p"
         ((alive_pubs == p)) ||

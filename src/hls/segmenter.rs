@@ -49,6 +49,7 @@
 //! - Keys for rotation after the stream starts come from a generator seeded by `random` at
 //!   `new`/`restart` (see [`super::keys`]).
 
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
@@ -72,6 +73,14 @@ use crate::segment::{
     AAC_FRAME_SAMPLES, APPEND_CHUNK_BYTES, DEFAULT_VIDEO_STEP_MS, MAX_AUDIO_FRAME, MAX_CTS_MS,
     PART_SUFFIX,
 };
+
+thread_local! {
+    /// One Annex B buffer for all the streams of a worker: streams are fed one message at a
+    /// time, and a buffer per stream would keep its largest keyframe allocated for good.
+    static ANNEXB_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+/// A scratch buffer grown past this (an outsized keyframe) is given back after use.
+const ANNEXB_SCRATCH_KEPT: usize = 1024 * 1024;
 
 /// Wall-clock drift (ms) after which the program date is re-anchored to the clock.
 pub const PDT_MAX_DRIFT_MS: u64 = 2000;
@@ -280,7 +289,6 @@ pub struct HlsStream {
     audio_hint: Option<TsAudio>,
     meta_frame_rate: Option<f64>,
     muxer: Option<TsMuxer>,
-    annexb: Vec<u8>,
 
     cur: Option<OpenSegment>,
     /// The segment just cut at a keyframe, kept open for audio that arrives after the keyframe
@@ -383,7 +391,6 @@ impl HlsStream {
             audio_hint: None,
             meta_frame_rate: None,
             muxer: None,
-            annexb: Vec::new(),
             cur: None,
             closing: None,
             pending_discontinuity: false,
@@ -559,11 +566,27 @@ impl HlsStream {
             VideoPacket::Frame => {}
             _ => return,
         }
-        let Some(cfg) = self.avc.as_ref() else { return };
-        self.annexb.clear();
-        if avc::avcc_to_annexb(body, cfg, &mut self.annexb).is_err() {
-            return;
-        }
+        ANNEXB_SCRATCH.with_borrow_mut(|annexb| {
+            let Some(cfg) = self.avc.as_ref() else { return };
+            annexb.clear();
+            if avc::avcc_to_annexb(body, cfg, annexb).is_ok() {
+                self.on_video_frame(&t, timestamp, annexb, now, ops);
+            }
+            if annexb.capacity() > ANNEXB_SCRATCH_KEPT {
+                *annexb = Vec::new();
+            }
+        });
+    }
+
+    /// One frame of video, converted to Annex B.
+    fn on_video_frame(
+        &mut self,
+        t: &flv::VideoTag,
+        timestamp: u32,
+        annexb: &[u8],
+        now: Now,
+        ops: &mut Vec<FileOp>,
+    ) {
         let key = t.is_keyframe();
         let m = self.timeline.map(Track::Video, timestamp);
         if m.rebased {
@@ -600,7 +623,7 @@ impl HlsStream {
         let (Some(cur), Some(muxer)) = (self.cur.as_mut(), self.muxer.as_mut()) else {
             return;
         };
-        muxer.write_video(pts, dts, key, &self.annexb, &mut cur.buf);
+        muxer.write_video(pts, dts, key, annexb, &mut cur.buf);
         cur.frames += 1;
         cur.video_frames += 1;
         cur.end_out = cur.end_out.max(m.out_ms + self.video_step_ms);

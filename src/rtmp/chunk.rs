@@ -153,7 +153,7 @@ struct ChunkStream {
     type_id: u8,
     stream_id: u32,
     in_progress: bool,
-    payload: BytesMut,
+    payload: Vec<u8>,
 }
 
 /// The chunk whose payload is being read.
@@ -239,6 +239,7 @@ impl ChunkDecoder {
                 continue;
             };
             let take = cur.left.min(buf.len());
+            reserve_payload(&mut st.payload, st.length as usize, take);
             st.payload
                 .extend_from_slice(buf.get(..take).unwrap_or_default());
             buf.advance(take);
@@ -255,7 +256,7 @@ impl ChunkDecoder {
                     timestamp: st.timestamp,
                     type_id: st.type_id,
                     stream_id: st.stream_id,
-                    payload: std::mem::take(&mut st.payload).freeze(),
+                    payload: Bytes::from(std::mem::take(&mut st.payload)),
                 };
                 self.apply_control(&msg)?;
                 return Ok(Some(msg));
@@ -360,7 +361,7 @@ impl ChunkDecoder {
                     type_id: 0,
                     stream_id: 0,
                     in_progress: false,
-                    payload: BytesMut::new(),
+                    payload: Vec::new(),
                 });
                 self.streams.len() - 1
             }
@@ -382,7 +383,7 @@ impl ChunkDecoder {
             st.in_progress = true;
             // Grow with what actually arrives: a header may announce max_message bytes on
             // every chunk stream without ever sending them.
-            st.payload = BytesMut::with_capacity((length as usize).min(INITIAL_PAYLOAD_RESERVE));
+            st.payload = Vec::with_capacity((length as usize).min(INITIAL_PAYLOAD_RESERVE));
         }
         let remaining = (st.length as usize).saturating_sub(st.payload.len());
         let left = remaining.min(self.chunk_size as usize);
@@ -404,7 +405,7 @@ impl ChunkDecoder {
                 let csid = be32_at(&msg.payload, msg.type_id, 0)?;
                 if let Some(st) = self.streams.iter_mut().find(|s| s.csid == csid) {
                     st.in_progress = false;
-                    st.payload = BytesMut::new();
+                    st.payload = Vec::new();
                 }
             }
             _ => {}
@@ -427,6 +428,21 @@ fn basic_header_len(csid: u32) -> usize {
         0..=63 => 1,
         64..=319 => 2,
         _ => 3,
+    }
+}
+
+/// Makes room for `take` more bytes of a message of `length` bytes, doubling as a `Vec` does
+/// but never past `length`: the finished buffer becomes the shared payload (GOP cache, player
+/// queues), so spare capacity would be held for as long as the frame is.
+fn reserve_payload(payload: &mut Vec<u8>, length: usize, take: usize) {
+    let need = payload.len().saturating_add(take);
+    if need > payload.capacity() {
+        let grown = payload
+            .capacity()
+            .saturating_mul(2)
+            .max(need)
+            .min(length.max(need));
+        payload.reserve_exact(grown - payload.len());
     }
 }
 
@@ -866,6 +882,18 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_payload_buffer_ends_exactly_as_long_as_its_message() {
+        for length in [1usize, 4096, 65_536, 65_537, 150_000, 1_048_576] {
+            let mut payload = Vec::with_capacity(length.min(INITIAL_PAYLOAD_RESERVE));
+            while payload.len() < length {
+                let take = (length - payload.len()).min(4096);
+                reserve_payload(&mut payload, length, take);
+                payload.extend(std::iter::repeat_n(7u8, take));
+            }
+            assert_eq!(payload.capacity(), length, "message of {length} bytes");
+        }
+    }
     #[test]
     fn random_messages_round_trip_whole_and_byte_by_byte() {
         let mut rng = Rng(0x1234_5678);

@@ -78,6 +78,8 @@ pub enum SessionError {
 /// about 10 s of a 6 Mbit/s stream, so a quick "yes" loses nothing, and a client cannot make
 /// us hold more than this.
 pub const MAX_HELD_INPUT: usize = 8 * 1024 * 1024;
+/// Received bytes are decoded this many at a time (see [`Session::on_input`]).
+const INPUT_PIECE: usize = 16 * 1024;
 
 /// Decisions the application layer must take, in the order the client asked.
 #[derive(Debug, Clone)]
@@ -232,8 +234,15 @@ impl Session {
         if self.phase == Phase::Closing {
             return Ok(());
         }
-        self.inbuf.extend_from_slice(data);
-        self.resume(events)?;
+        // Fed in pieces so the buffer holds a piece plus a partial chunk, not a whole read:
+        // decoded bytes are released as we go, and every publisher keeps that buffer.
+        for piece in data.chunks(INPUT_PIECE) {
+            self.inbuf.extend_from_slice(piece);
+            self.resume(events)?;
+            if self.phase == Phase::Closing {
+                break;
+            }
+        }
         if self.decision_pending() && self.inbuf.len() > MAX_HELD_INPUT {
             return Err(SessionError::HeldInputTooLarge);
         }
