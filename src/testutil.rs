@@ -1,6 +1,6 @@
 //! Helpers shared by unit tests that run the real ffmpeg/ffprobe on what the pure core writes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Whether `name -version` runs (ffmpeg and ffprobe are installed by scripts/test.sh).
@@ -56,6 +56,26 @@ pub fn flv_tags(data: &[u8]) -> Vec<(u8, u32, &[u8])> {
         pos += 11 + size + 4;
     }
     tags
+}
+
+/// Encodes `seconds` of testsrc2 (320x240, 25 fps, H.264 High with B-frames, a keyframe every
+/// `gop` frames) and a 440 Hz sine (AAC stereo, 64 kbit/s, at `sample_rate`) into the FLV
+/// file `path`, and returns its bytes: a real encoder's stream for the muxer tests.
+pub fn encode_test_flv(path: &Path, seconds: u32, gop: u32, sample_rate: u32) -> Vec<u8> {
+    let (seconds, gop) = (seconds.to_string(), gop.to_string());
+    let sine = format!("sine=frequency=440:sample_rate={sample_rate}");
+    #[rustfmt::skip]
+    let args = [
+        "-v", "error", "-y",
+        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+        "-f", "lavfi", "-i", &sine,
+        "-t", &seconds,
+        "-c:v", "libx264", "-preset", "veryfast", "-g", &gop, "-bf", "2", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-ac", "2", "-b:a", "64k",
+        "-f", "flv", path.to_str().unwrap(),
+    ];
+    run("ffmpeg", &args);
+    std::fs::read(path).unwrap()
 }
 
 /// Runs a command that must succeed; returns (stdout, stderr).

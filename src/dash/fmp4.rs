@@ -929,7 +929,7 @@ mod tests {
 
     // ---- a real stream through the real tools ----
 
-    use crate::testutil::{artifact_dir, flv_tags, require_tools, run};
+    use crate::testutil::{artifact_dir, encode_test_flv, flv_tags, require_tools, run};
 
     /// ffprobe's view of the file's single stream, as key=value.
     fn probe_stream(path: &str) -> HashMap<String, String> {
@@ -1001,41 +1001,7 @@ mod tests {
         }
         let dir = artifact_dir("fmp4-test-artifacts");
         let flv_path = dir.join("real-av.flv");
-        let flv_str = flv_path.to_str().unwrap();
-        run(
-            "ffmpeg",
-            &[
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=320x240:rate=25",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:sample_rate=48000",
-                "-t",
-                "2",
-                "-c:v",
-                "libx264",
-                "-pix_fmt",
-                "yuv420p",
-                "-bf",
-                "2",
-                "-g",
-                "25",
-                "-c:a",
-                "aac",
-                "-ac",
-                "2",
-                "-f",
-                "flv",
-                flv_str,
-            ],
-        );
-        let flv = std::fs::read(&flv_path).unwrap();
+        let flv = encode_test_flv(&flv_path, 2, 25, 48_000);
 
         use crate::media::flv::{parse_audio, parse_video, VideoPacket};
         let (mut video, mut audio) = (None, None);

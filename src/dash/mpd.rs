@@ -5,6 +5,7 @@
 //! Times in the model are milliseconds on the presentation timeline (0 = the stream's
 //! `availabilityStartTime`), or units of a track's timescale for `SegmentTimeline` values.
 
+use crate::segment::datetime;
 use std::fmt::Write as _;
 
 /// `SegmentTimeline` entries read back from a previous MPD are capped at this many segments
@@ -223,78 +224,6 @@ pub fn parse_duration(s: &str) -> Option<u64> {
     any.then_some(ms)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// (year, month, day) of days since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// ISO 8601 UTC with milliseconds: `2023-11-14T22:13:20.123Z`.
-pub fn iso8601(unix_ms: u64) -> String {
-    let secs = (unix_ms / 1000) as i64;
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60,
-        unix_ms % 1000
-    )
-}
-
-/// Parses what [`iso8601`] writes (fraction optional, `Z` required).
-pub fn parse_iso8601(s: &str) -> Option<u64> {
-    let s = s.trim().strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let mut dp = date.splitn(3, '-');
-    let y: i64 = dp.next()?.parse().ok()?;
-    let mo: u32 = dp.next()?.parse().ok()?;
-    let d: u32 = dp.next()?.parse().ok()?;
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let mut tp = hms.splitn(3, ':');
-    let h: u64 = tp.next()?.parse().ok()?;
-    let mi: u64 = tp.next()?.parse().ok()?;
-    let se: u64 = tp.next()?.parse().ok()?;
-    if !(1970..=9999).contains(&y) || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
-        return None;
-    }
-    if h > 23 || mi > 59 || se > 60 || !frac.chars().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    let ms: u64 = if frac.is_empty() {
-        0
-    } else {
-        frac.chars()
-            .chain("000".chars())
-            .take(3)
-            .collect::<String>()
-            .parse()
-            .ok()?
-    };
-    let days = u64::try_from(days_from_civil(y, mo, d)).ok()?;
-    Some(((days * 86_400 + h * 3600 + mi * 60 + se) * 1000) + ms)
-}
-
 /// `frameRate` (FrameRateType: an integer or a fraction).
 pub fn frame_rate(fps: f64) -> Option<String> {
     if !fps.is_finite() || fps <= 0.0 || fps > 1000.0 {
@@ -415,8 +344,8 @@ pub fn render(mpd: &Mpd) -> String {
         let _ = write!(
             out,
             " type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" minimumUpdatePeriod=\"{}\" minBufferTime=\"{}\" timeShiftBufferDepth=\"{}\" suggestedPresentationDelay=\"{}\"",
-            iso8601(mpd.availability_start_ms),
-            iso8601(mpd.publish_ms),
+            datetime::utc(mpd.availability_start_ms),
+            datetime::utc(mpd.publish_ms),
             duration(mpd.update_period_ms),
             duration(mpd.min_buffer_ms),
             duration(mpd.time_shift_ms),
@@ -426,7 +355,7 @@ pub fn render(mpd: &Mpd) -> String {
         let _ = write!(
             out,
             " type=\"static\" publishTime=\"{}\" mediaPresentationDuration=\"{}\" minBufferTime=\"{}\"",
-            iso8601(mpd.publish_ms),
+            datetime::utc(mpd.publish_ms),
             duration(mpd.end_ms.saturating_sub(mpd.origin_ms)),
             duration(mpd.min_buffer_ms)
         );
@@ -556,7 +485,7 @@ pub fn parse_previous(text: &str) -> Option<PreviousMpd> {
             ("MPD", false) => {
                 seen_mpd = true;
                 prev.availability_start_ms =
-                    attr(tag.attrs, "availabilityStartTime").and_then(|s| parse_iso8601(&s));
+                    attr(tag.attrs, "availabilityStartTime").and_then(|s| datetime::parse(&s));
             }
             ("Period", false) => {
                 if let Some(id) = attr_u64(tag.attrs, "id") {
@@ -657,7 +586,7 @@ mod tests {
                 start_ms: 0,
                 sets,
             }],
-            utc_timing: vec![(UTC_DIRECT.into(), iso8601(1_700_000_010_000))],
+            utc_timing: vec![(UTC_DIRECT.into(), datetime::utc(1_700_000_010_000))],
         }
     }
 
@@ -678,29 +607,6 @@ mod tests {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
         assert_eq!(parse_duration("PT99999999999999999999S"), None);
-    }
-
-    #[test]
-    fn iso_dates_round_trip_and_reject_garbage() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso8601(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
-        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        for ms in [0, 1, 951_782_400_000, 1_700_000_000_123, 4_102_444_799_999] {
-            assert_eq!(parse_iso8601(&iso8601(ms)), Some(ms));
-        }
-        assert_eq!(
-            parse_iso8601("2023-11-14T22:13:20Z"),
-            Some(1_700_000_000_000)
-        );
-        for bad in [
-            "",
-            "Z",
-            "2023-11-14T22:13:20",
-            "2023-13-14T22:13:20Z",
-            "x-1-1T0:0:0Z",
-        ] {
-            assert_eq!(parse_iso8601(bad), None, "{bad}");
-        }
     }
 
     #[test]

@@ -67,6 +67,7 @@ use crate::files::{FileOp, FileOutput, Now};
 use crate::media::flv::{self, AudioPacket, FourCc, MultitrackKind, VideoPacket};
 use crate::media::metadata;
 use crate::segment::cut::{self, Boundary, CutPolicy, Decision, SegmentSoFar};
+use crate::segment::journal::Journal;
 use crate::segment::names::{basename, is_valid_name};
 use crate::segment::retention::{self, Grace, Retention};
 use crate::segment::timeline::{Timeline, Track, BACKWARD_TOLERANCE_MS};
@@ -404,11 +405,13 @@ enum Effect {
     Other,
 }
 
-#[derive(Debug, Clone)]
-struct JournalItem {
-    path: PathBuf,
-    alt: Option<PathBuf>,
-    effect: Effect,
+impl Effect {
+    /// A segment's final rename whose cut has operations in `others`: while they are
+    /// pending, a failure among them leaves that file orphaned (see [`Journal`]).
+    fn commit_of_any(&self, others: &[Effect]) -> bool {
+        matches!(self, Effect::Segment { cut, committed: true }
+            if others.iter().any(|o| matches!(o, Effect::Segment { cut: c, .. } if c == cut)))
+    }
 }
 
 /// The DASH output of one published stream. See the module docs.
@@ -477,7 +480,7 @@ pub struct DashStream {
 
     /// Operations not yet handed out (produced by `restart`, which has no `ops`).
     out: Vec<FileOp>,
-    journal: Vec<JournalItem>,
+    journal: Journal<Effect>,
 }
 
 impl std::fmt::Debug for DashStream {
@@ -537,7 +540,7 @@ impl DashStream {
             clock_offset: 0,
             finished: false,
             out: Vec::new(),
-            journal: Vec::new(),
+            journal: Journal::default(),
             next_spool: 0,
             spools_opened: [false; 2],
         };
@@ -555,19 +558,6 @@ impl DashStream {
         } else {
             path.join(format!("{name}.mpd"))
         }
-    }
-
-    pub fn app(&self) -> &str {
-        &self.app
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Whether the stream writes anything (its name and `dash_path` are usable).
-    pub fn is_valid(&self) -> bool {
-        self.valid
     }
 
     fn restore(&mut self, text: &str) {
@@ -609,17 +599,7 @@ impl DashStream {
     // ---- emitting ----
 
     fn emit(&mut self, op: FileOp, effect: Effect) {
-        let (path, alt) = match &op {
-            FileOp::CreateDir { path }
-            | FileOp::Open { path }
-            | FileOp::Append { path, .. }
-            | FileOp::AppendFrom { path, .. }
-            | FileOp::Abort { path }
-            | FileOp::WriteAtomic { path, .. }
-            | FileOp::Delete { path } => (path.clone(), None),
-            FileOp::Commit { path, to } => (path.clone(), Some(to.clone())),
-        };
-        self.journal.push(JournalItem { path, alt, effect });
+        self.journal.record(&op, effect);
         self.out.push(op);
     }
 
@@ -1633,7 +1613,10 @@ impl DashStream {
         if let Some(scheme) = scheme.filter(|_| !self.settings.clock_helper_uri.is_empty()) {
             utc.push((scheme.to_owned(), self.settings.clock_helper_uri.clone()));
         }
-        utc.push((mpd::UTC_DIRECT.to_owned(), mpd::iso8601(now.unix_ms)));
+        utc.push((
+            mpd::UTC_DIRECT.to_owned(),
+            crate::segment::datetime::utc(now.unix_ms),
+        ));
         mpd::Mpd {
             dynamic,
             availability_start_ms: self.ast.unwrap_or(0),
@@ -1758,23 +1741,7 @@ impl DashStream {
     /// final renames of a cut whose other files are still to be written (if one of those
     /// fails, the renamed file is an orphan to delete).
     pub fn on_written(&mut self, ops: usize) {
-        let n = ops.min(self.journal.len());
-        let open_cuts: Vec<u64> = self
-            .journal
-            .get(n..)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|j| match j.effect {
-                Effect::Segment { cut, .. } => Some(cut),
-                _ => None,
-            })
-            .collect();
-        let mut index = 0;
-        self.journal.retain(|j| {
-            index += 1;
-            index > n
-                || matches!(j.effect, Effect::Segment { cut, committed: true } if open_cuts.contains(&cut))
-        });
+        self.journal.written(ops, Effect::commit_of_any);
     }
 
     pub fn on_write_failed(&mut self, path: &Path) {
@@ -1787,19 +1754,15 @@ impl DashStream {
                 seg.spool_lost = true;
             }
         }
-        let Some(i) = self
-            .journal
-            .iter()
-            .position(|j| j.path == path || j.alt.as_deref() == Some(path))
-        else {
+        let Some(lost) = self.journal.failed(path, Effect::commit_of_any) else {
             return;
         };
         let mut failed_cuts = Vec::new();
-        for j in self.journal.get(i..).unwrap_or_default() {
-            match &j.effect {
+        for (effect, path) in lost.effects.iter().zip(&lost.paths) {
+            match effect {
                 Effect::Dir => self.dir_created = false,
                 Effect::Init => {
-                    self.inits_on_disk.remove(&j.path);
+                    self.inits_on_disk.remove(path);
                 }
                 Effect::Segment { cut, .. } => {
                     if !failed_cuts.contains(cut) {
@@ -1811,17 +1774,7 @@ impl DashStream {
             }
         }
         // Files of a failed cut that did get their final name are orphans now.
-        let written: Vec<PathBuf> = self
-            .journal
-            .get(..i)
-            .unwrap_or_default()
-            .iter()
-            .filter(|j| {
-                matches!(j.effect, Effect::Segment { cut, committed: true } if failed_cuts.contains(&cut))
-            })
-            .filter_map(|j| j.alt.clone())
-            .collect();
-        self.journal.truncate(i);
+        let written = lost.orphans;
         if failed_cuts.is_empty() {
             return;
         }

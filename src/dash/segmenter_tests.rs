@@ -5,17 +5,10 @@
 //! `publishTime`/`UTCTiming` and a `SegmentTimeline` without overlaps.
 
 use super::*;
+use crate::segment::testkit::*;
 use mp4_atom::{Decode, Moof, Styp};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// SPS/PPS x264 wrote for testsrc2 320x240 at 25 fps (High, level 1.3, VUI timing).
-const SPS: [u8; 25] = [
-    0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10,
-    0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0x99, 0x60,
-];
-const PPS: [u8; 6] = [0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
-const UNIX0: u64 = 1_700_000_000_000;
-const MONO0: u64 = 5_000_000;
 const SYNC: u32 = 0x0200_0000;
 
 fn settings() -> DashSettings {
@@ -28,114 +21,6 @@ fn settings() -> DashSettings {
         cleanup: true,
         clock_compensation: DashClock::Off,
         clock_helper_uri: String::new(),
-    }
-}
-
-// ---- FLV tag bodies ----
-
-fn avc_header_with(pps: &[u8]) -> Vec<u8> {
-    let mut v = vec![
-        0x17, 0x00, 0, 0, 0, 0x01, SPS[1], SPS[2], SPS[3], 0xff, 0xe1,
-    ];
-    v.extend((SPS.len() as u16).to_be_bytes());
-    v.extend(SPS);
-    v.push(1);
-    v.extend((pps.len() as u16).to_be_bytes());
-    v.extend(pps);
-    v
-}
-
-fn avc_header() -> Vec<u8> {
-    avc_header_with(&PPS)
-}
-
-fn video_tag(key: bool, cts: i32, size: usize) -> Vec<u8> {
-    let mut v = vec![if key { 0x17 } else { 0x27 }, 0x01];
-    v.extend(&cts.to_be_bytes()[1..]);
-    v.extend(((size + 1) as u32).to_be_bytes());
-    v.push(if key { 0x65 } else { 0x41 });
-    v.resize(v.len() + size, 0xab);
-    v
-}
-
-/// AAC LC 44.1 kHz stereo.
-fn aac_header() -> Vec<u8> {
-    vec![0xaf, 0x00, 0x12, 0x10]
-}
-
-fn aac_header_asc(asc: [u8; 2]) -> Vec<u8> {
-    vec![0xaf, 0x00, asc[0], asc[1]]
-}
-
-fn aac_tag(size: usize) -> Vec<u8> {
-    let mut v = vec![0xaf, 0x01];
-    v.resize(v.len() + size, 0x21);
-    v
-}
-
-/// A synthetic publisher: 25 fps video with keyframes every `gop_ms`, AAC 44.1 kHz.
-#[derive(Clone, Copy)]
-struct Plan {
-    video: bool,
-    audio: bool,
-    gop_ms: u64,
-    dur_ms: u64,
-    frame_size: usize,
-    headers: bool,
-    cts: i32,
-}
-
-impl Plan {
-    fn av(gop_ms: u64, dur_ms: u64) -> Self {
-        Plan {
-            video: true,
-            audio: true,
-            gop_ms,
-            dur_ms,
-            frame_size: 2000,
-            headers: true,
-            cts: 80,
-        }
-    }
-
-    fn audio_only(dur_ms: u64) -> Self {
-        Plan {
-            video: false,
-            ..Plan::av(1000, dur_ms)
-        }
-    }
-
-    /// (video, relative ms, tag), in timestamp order (video first on ties).
-    fn events(&self) -> Vec<(bool, u64, Vec<u8>)> {
-        let mut ev = Vec::new();
-        if self.headers {
-            if self.video {
-                ev.push((true, 0, avc_header()));
-            }
-            if self.audio {
-                ev.push((false, 0, aac_header()));
-            }
-        }
-        let n = ev.len();
-        if self.video {
-            let mut t = 0;
-            while t < self.dur_ms {
-                let key = t % self.gop_ms == 0;
-                ev.push((true, t, video_tag(key, self.cts, self.frame_size)));
-                t += 40;
-            }
-        }
-        if self.audio {
-            for j in 0u64.. {
-                let t = j * 1024 * 1000 / 44_100;
-                if t >= self.dur_ms {
-                    break;
-                }
-                ev.push((false, t, aac_tag(200)));
-            }
-        }
-        ev[n..].sort_by_key(|e| (e.1, !e.0));
-        ev
     }
 }
 
@@ -176,7 +61,7 @@ impl PMpd {
     }
 
     fn ast(&self) -> u64 {
-        mpd::parse_iso8601(&self.attrs["availabilityStartTime"]).unwrap()
+        crate::segment::datetime::parse(&self.attrs["availabilityStartTime"]).unwrap()
     }
 
     fn set(&self, period: usize, content: &str) -> &PSet {
@@ -293,22 +178,6 @@ fn parse_mpd(text: &str) -> PMpd {
         periods,
         utc,
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
 }
 
 fn resolve(mpd_path: &Path, uri: &str) -> PathBuf {
@@ -465,7 +334,7 @@ impl Disk {
 fn check_mpd_write(text: &str, unix: u64) {
     let m = parse_mpd(text);
     assert_eq!(
-        mpd::parse_iso8601(&m.attrs["publishTime"]),
+        crate::segment::datetime::parse(&m.attrs["publishTime"]),
         Some(unix),
         "publishTime"
     );
@@ -474,7 +343,7 @@ fn check_mpd_write(text: &str, unix: u64) {
         .iter()
         .find(|u| u.0 == "urn:mpeg:dash:utc:direct:2014")
         .expect("UTCTiming direct");
-    assert_eq!(mpd::parse_iso8601(&direct.1), Some(unix));
+    assert_eq!(crate::segment::datetime::parse(&direct.1), Some(unix));
     if !m.dynamic() {
         return;
     }

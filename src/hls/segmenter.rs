@@ -66,6 +66,7 @@ use crate::media::flv::{
 };
 use crate::media::metadata::{self, CodecId};
 use crate::segment::cut::{Boundary, CutPolicy, Decision, SegmentSoFar};
+use crate::segment::journal::Journal;
 use crate::segment::names::{basename, is_valid_name};
 use crate::segment::retention::{self, Grace, Retention};
 use crate::segment::timeline::{Mapped, Timeline, Track, BACKWARD_TOLERANCE_MS};
@@ -264,6 +265,23 @@ struct Closing {
     accepts_audio: bool,
 }
 
+/// What an operation handed to the IO ring is to this stream (see [`Journal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    /// A directory for segments or keys.
+    Dir,
+    /// An operation on the file of segment `seq` (its media sequence number).
+    Segment(u64),
+    /// Playlists, keys, deletions, aborts: nothing to undo when lost.
+    Other,
+}
+
+/// Hands `op` to the IO ring through `ops`, journalled with its effect.
+fn emit(journal: &mut Journal<Effect>, ops: &mut Vec<FileOp>, op: FileOp, effect: Effect) {
+    journal.record(&op, effect);
+    ops.push(op);
+}
+
 /// The HLS output of one published stream. See the module docs.
 pub struct HlsStream {
     settings: HlsSettings,
@@ -289,6 +307,8 @@ pub struct HlsStream {
     audio_hint: Option<TsAudio>,
     meta_frame_rate: Option<f64>,
     muxer: Option<TsMuxer>,
+    /// What the IO ring has not yet reported performed (failure recovery).
+    journal: Journal<Effect>,
 
     cur: Option<OpenSegment>,
     /// The segment just cut at a keyframe, kept open for audio that arrives after the keyframe
@@ -391,6 +411,7 @@ impl HlsStream {
             audio_hint: None,
             meta_frame_rate: None,
             muxer: None,
+            journal: Journal::default(),
             cur: None,
             closing: None,
             pending_discontinuity: false,
@@ -435,14 +456,6 @@ impl HlsStream {
         } else {
             path.join(format!("{name}.m3u8"))
         }
-    }
-
-    pub fn app(&self) -> &str {
-        &self.app
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
     }
 
     /// Whether the stream writes anything (its name and `hls_path` are usable).
@@ -934,10 +947,11 @@ impl HlsStream {
             c.encrypt_blocks(&mut chunk);
         }
         cur.bytes += chunk.len() as u64;
-        ops.push(FileOp::Append {
+        let op = FileOp::Append {
             path: cur.part.clone(),
             data: Bytes::from(chunk),
-        });
+        };
+        emit(&mut self.journal, ops, op, Effect::Segment(cur.seq));
     }
 
     /// Fragment file id for a new segment (naming, granularity, never repeating).
@@ -1007,13 +1021,15 @@ impl HlsStream {
 
         if !self.dirs_created {
             self.dirs_created = true;
-            ops.push(FileOp::CreateDir {
+            let op = FileOp::CreateDir {
                 path: self.layout.dir.clone(),
-            });
+            };
+            emit(&mut self.journal, ops, op, Effect::Dir);
             if self.keys.is_some() && self.layout.key_dir != self.layout.dir {
-                ops.push(FileOp::CreateDir {
+                let op = FileOp::CreateDir {
                     path: self.layout.key_dir.clone(),
-                });
+                };
+                emit(&mut self.journal, ops, op, Effect::Dir);
             }
         }
 
@@ -1043,10 +1059,11 @@ impl HlsStream {
                         uri: self.layout.key_uri(seq),
                         path: self.layout.key_file(seq),
                     };
-                    ops.push(FileOp::WriteAtomic {
+                    let op = FileOp::WriteAtomic {
                         path: c.path.clone(),
                         data: Bytes::copy_from_slice(&k),
-                    });
+                    };
+                    emit(&mut self.journal, ops, op, Effect::Other);
                     ks.frags_left = if per_key == 0 { u64::MAX } else { per_key - 1 };
                     c
                 }
@@ -1064,7 +1081,8 @@ impl HlsStream {
         }
 
         let program_date_ms = self.program_date(m, now);
-        ops.push(FileOp::Open { path: part.clone() });
+        let op = FileOp::Open { path: part.clone() };
+        emit(&mut self.journal, ops, op, Effect::Segment(seq));
         let mut buf = Vec::with_capacity(APPEND_CHUNK_BYTES + 4096);
         if let Some(mx) = self.muxer.as_mut() {
             mx.write_tables(&mut buf);
@@ -1125,7 +1143,8 @@ impl HlsStream {
         ops: &mut Vec<FileOp>,
     ) -> bool {
         if cur.frames == 0 {
-            ops.push(FileOp::Abort { path: cur.part });
+            let op = FileOp::Abort { path: cur.part };
+            emit(&mut self.journal, ops, op, Effect::Other);
             return false;
         }
         let mut tail = std::mem::take(&mut cur.buf);
@@ -1134,15 +1153,17 @@ impl HlsStream {
         }
         cur.bytes += tail.len() as u64;
         if !tail.is_empty() {
-            ops.push(FileOp::Append {
+            let op = FileOp::Append {
                 path: cur.part.clone(),
                 data: Bytes::from(tail),
-            });
+            };
+            emit(&mut self.journal, ops, op, Effect::Segment(cur.seq));
         }
-        ops.push(FileOp::Commit {
+        let op = FileOp::Commit {
             path: cur.part,
             to: cur.path.clone(),
-        });
+        };
+        emit(&mut self.journal, ops, op, Effect::Segment(cur.seq));
         if std::mem::take(&mut self.drop_listed_on_commit) {
             let grace = self.grace_ms();
             while let Some(old) = self.segments.pop_front() {
@@ -1267,10 +1288,11 @@ impl HlsStream {
             ended,
         };
         let text = playlist::render_media(&header, self.segments.iter().map(|s| &s.entry));
-        ops.push(FileOp::WriteAtomic {
+        let op = FileOp::WriteAtomic {
             path: self.layout.playlist.clone(),
             data: Bytes::from(text),
-        });
+        };
+        emit(&mut self.journal, ops, op, Effect::Other);
     }
 
     /// What this stream measured about itself (for the master playlist).
@@ -1358,10 +1380,11 @@ impl HlsStream {
             .collect();
         let text = playlist::render_master(&entries);
         if self.last_master.as_deref() != Some(text.as_str()) {
-            ops.push(FileOp::WriteAtomic {
+            let op = FileOp::WriteAtomic {
                 path: path.clone(),
                 data: Bytes::from(text.clone()),
-            });
+            };
+            emit(&mut self.journal, ops, op, Effect::Other);
             self.last_master = Some(text);
         }
     }
@@ -1453,43 +1476,52 @@ impl HlsStream {
     /// batch stopped there, so the playlist on disk still lists only what existed before. A
     /// segment being written is abandoned; a segment whose final rename failed is unlisted.
     /// Either way the next listed segment follows a gap, so it gets a discontinuity.
+    /// The IO ring performed the next `ops` operations.
+    pub fn on_written(&mut self, ops: usize) {
+        self.journal.written(ops, |_, _| false);
+    }
+
+    /// The IO ring could not perform the operation on `path` and lost all after it.
     pub fn on_write_failed(&mut self, path: &Path) {
-        // The failed segment's media sequence number goes to the next one: a playlist
+        let Some(lost) = self.journal.failed(path, |_, _| false) else {
+            return;
+        };
+        // The first failed segment's media sequence number goes to the next one: a playlist
         // numbers its entries from EXT-X-MEDIA-SEQUENCE on, so a hole would give every
         // later segment its predecessor's number until the hole leaves the window.
-        let mut freed = None;
-        if self
-            .closing
-            .as_ref()
-            .is_some_and(|c| c.seg.part == path || c.seg.path == path)
-        {
-            freed = self.closing.take().map(|c| c.seg.seq);
-            self.pending_discontinuity = true;
-        } else if self
-            .cur
-            .as_ref()
-            .is_some_and(|c| c.part == path || c.path == path)
-        {
-            freed = self.cur.take().map(|c| c.seq);
-            self.abuf.clear();
-            self.abuf_frames.clear();
-            self.pending_discontinuity = true;
-        } else {
-            let lost: Vec<u64> = self
-                .segments
-                .iter()
-                .filter(|s| s.path.as_deref() == Some(path))
-                .map(|s| s.seq)
-                .collect();
-            self.segments.retain(|s| s.path.as_deref() != Some(path));
-            if let Some(seq) = lost.into_iter().min() {
-                freed = Some(seq);
-                self.pending_discontinuity = true;
+        let mut freed: Option<u64> = None;
+        for effect in lost.effects {
+            match effect {
+                Effect::Dir => self.dirs_created = false,
+                Effect::Segment(seq) => {
+                    if self.forget_segment(seq) {
+                        freed = Some(freed.map_or(seq, |f| f.min(seq)));
+                    }
+                }
+                Effect::Other => {}
             }
         }
         if let Some(seq) = freed {
+            self.pending_discontinuity = true;
             self.close_sequence_hole(seq);
         }
+    }
+
+    /// Drops segment `seq` from the model, wherever it is (being written, closing, listed);
+    /// whether it was there.
+    fn forget_segment(&mut self, seq: u64) -> bool {
+        if self.closing.as_ref().is_some_and(|c| c.seg.seq == seq) {
+            self.closing = None;
+        } else if self.cur.as_ref().is_some_and(|c| c.seq == seq) {
+            self.cur = None;
+            self.abuf.clear();
+            self.abuf_frames.clear();
+        } else if self.segments.iter().any(|s| s.seq == seq) {
+            self.segments.retain(|s| s.seq != seq);
+        } else {
+            return false;
+        }
+        true
     }
 
     /// Numbers again, from the freed number `hole` on, what follows it. Nothing after a
@@ -1535,7 +1567,14 @@ impl HlsStream {
             let files = segments.into_iter().filter_map(|s| s.path);
             let playlist = self.layout.playlist.clone();
             let deletes = self.retention.final_deletes(playlist, files, keys);
-            ops.extend(deletes.into_iter().map(|path| FileOp::Delete { path }));
+            for path in deletes {
+                emit(
+                    &mut self.journal,
+                    ops,
+                    FileOp::Delete { path },
+                    Effect::Other,
+                );
+            }
         }
         for path in self.retention.take_due(now.mono_ms) {
             let listed = self
@@ -1546,7 +1585,12 @@ impl HlsStream {
                 || self.closing.as_ref().is_some_and(|c| c.seg.path == path)
                 || self.key_in_use(&path);
             if !listed {
-                ops.push(FileOp::Delete { path });
+                emit(
+                    &mut self.journal,
+                    ops,
+                    FileOp::Delete { path },
+                    Effect::Other,
+                );
             }
         }
         self.next_deadline()
@@ -1592,6 +1636,10 @@ impl crate::files::FileOutput for HlsStream {
 
     fn is_done(&self) -> bool {
         HlsStream::is_done(self)
+    }
+
+    fn on_written(&mut self, ops: usize) {
+        HlsStream::on_written(self, ops);
     }
 
     fn on_write_failed(&mut self, path: &Path) {

@@ -7,6 +7,7 @@ use crate::hls::keys::tests::decrypt_cbc;
 use crate::hls::playlist::{parse_media, ParsedPlaylist};
 use crate::hls::ts::{PID_AUDIO, PID_PAT, PID_PMT, PID_VIDEO, TS_PACKET_SIZE};
 use crate::rtmp::amf0;
+use crate::segment::testkit::*;
 use mpeg2ts_reader::demultiplex::{
     self, DemuxContext, FilterChangeset, FilterRequest, NullPacketFilter, PatPacketFilter,
     PmtPacketFilter,
@@ -15,15 +16,6 @@ use mpeg2ts_reader::packet::Packet;
 use mpeg2ts_reader::pes::{self, PesContents, PesHeader, PtsDts};
 use mpeg2ts_reader::psi;
 use std::collections::{BTreeMap, HashMap, HashSet};
-
-/// SPS/PPS x264 wrote for testsrc2 320x240 at 25 fps (High, level 1.3, VUI timing).
-const SPS: [u8; 25] = [
-    0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10,
-    0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0x99, 0x60,
-];
-const PPS: [u8; 6] = [0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
-const UNIX0: u64 = 1_700_000_000_000;
-const MONO0: u64 = 5_000_000;
 
 fn settings() -> HlsSettings {
     HlsSettings {
@@ -53,106 +45,6 @@ fn settings() -> HlsSettings {
         nested_index_filename: "index".into(),
         datetime: HlsDatetime::None,
         allow_client_cache: None,
-    }
-}
-
-// ---- FLV tag bodies ----
-
-fn avc_header() -> Vec<u8> {
-    let mut v = vec![
-        0x17, 0x00, 0, 0, 0, 0x01, SPS[1], SPS[2], SPS[3], 0xff, 0xe1,
-    ];
-    v.extend((SPS.len() as u16).to_be_bytes());
-    v.extend(SPS);
-    v.push(1);
-    v.extend((PPS.len() as u16).to_be_bytes());
-    v.extend(PPS);
-    v
-}
-
-fn video_tag(key: bool, cts: i32, size: usize) -> Vec<u8> {
-    let mut v = vec![if key { 0x17 } else { 0x27 }, 0x01];
-    v.extend(&cts.to_be_bytes()[1..]);
-    v.extend(((size + 1) as u32).to_be_bytes());
-    v.push(if key { 0x65 } else { 0x41 });
-    v.extend(std::iter::repeat_n(0xab, size));
-    v
-}
-
-fn aac_header() -> Vec<u8> {
-    vec![0xaf, 0x00, 0x12, 0x10]
-}
-
-fn aac_tag(size: usize) -> Vec<u8> {
-    let mut v = vec![0xaf, 0x01];
-    v.extend(std::iter::repeat_n(0x21, size));
-    v
-}
-
-fn mp3_tag() -> Vec<u8> {
-    let mut v = vec![0x2f, 0xff, 0xfb, 0x90, 0x64];
-    v.extend(std::iter::repeat_n(0, 413));
-    v
-}
-
-/// A synthetic publisher: 25 fps video with keyframes every `gop_ms`, AAC 44.1 kHz.
-#[derive(Clone, Copy)]
-struct Plan {
-    video: bool,
-    audio: bool,
-    gop_ms: u64,
-    dur_ms: u64,
-    frame_size: usize,
-    headers: bool,
-}
-
-impl Plan {
-    fn av(gop_ms: u64, dur_ms: u64) -> Self {
-        Plan {
-            video: true,
-            audio: true,
-            gop_ms,
-            dur_ms,
-            frame_size: 2000,
-            headers: true,
-        }
-    }
-
-    /// (video, relative ms, tag), in timestamp order (video first on ties).
-    fn events(&self) -> Vec<(bool, u64, Vec<u8>)> {
-        let mut ev = Vec::new();
-        if self.headers {
-            if self.video {
-                ev.push((true, 0, avc_header()));
-            }
-            if self.audio {
-                ev.push((false, 0, aac_header()));
-            }
-        }
-        if self.video {
-            let mut t = 0;
-            while t < self.dur_ms {
-                ev.push((
-                    true,
-                    t,
-                    video_tag(t % self.gop_ms == 0, 80, self.frame_size),
-                ));
-                t += 40;
-            }
-        }
-        if self.audio {
-            for j in 0u64.. {
-                let t = j * 1024 * 1000 / 44_100;
-                if t >= self.dur_ms {
-                    break;
-                }
-                ev.push((false, t, aac_tag(200)));
-            }
-        }
-        // Headers stay first; frames sorted by time.
-        let n = ev.iter().take_while(|e| e.2.get(1) == Some(&0)).count();
-        ev[n..].sort_by_key(|e| (e.1, !e.0));
-        ev
     }
 }
 
@@ -278,22 +170,6 @@ impl Disk {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
-
 /// m3u8-rs reads the playlist and every EXTINF fits the target duration.
 fn check_with_m3u8_rs(text: &str) {
     match m3u8_rs::parse_playlist_res(text.as_bytes()) {
@@ -328,6 +204,9 @@ struct Sim {
     log: Vec<(u64, FileOp)>,
     /// Clock (ms since start) of the last event.
     clock: u64,
+    /// The next operation on this path fails, as on a full disk.
+    fail_on: Option<PathBuf>,
+    failures: usize,
 }
 
 impl Sim {
@@ -341,6 +220,8 @@ impl Sim {
             disk,
             log: Vec::new(),
             clock: 0,
+            fail_on: None,
+            failures: 0,
         }
     }
 
@@ -351,10 +232,47 @@ impl Sim {
         }
     }
 
+    /// Performs `ops` as the IO ring does, reporting each one performed; a failure (see
+    /// `fail_on`) loses the operation and the rest of the batch, as `Outputs` does.
     fn apply(&mut self, ops: Vec<FileOp>) {
         let mono = self.now().mono_ms;
-        for op in ops {
+        let mut ops = ops.into_iter();
+        while let Some(op) = ops.next() {
+            let path = match &op {
+                FileOp::Open { path }
+                | FileOp::Append { path, .. }
+                | FileOp::Commit { path, .. }
+                | FileOp::WriteAtomic { path, .. } => Some(path),
+                _ => None,
+            };
+            if path.is_some() && path == self.fail_on.as_ref() {
+                let failed = self.fail_on.take().unwrap();
+                self.failures += 1;
+                self.disk.open.remove(&failed);
+                self.s.on_write_failed(&failed);
+                for rest in ops {
+                    let lost = match rest {
+                        FileOp::Open { path } | FileOp::Append { path, .. } => {
+                            self.disk.open.remove(&path);
+                            path
+                        }
+                        FileOp::Commit { path, to } => {
+                            self.disk.open.remove(&path);
+                            to
+                        }
+                        FileOp::CreateDir { path } | FileOp::WriteAtomic { path, .. } => path,
+                        FileOp::Abort { path } => {
+                            self.disk.open.remove(&path);
+                            continue;
+                        }
+                        FileOp::AppendFrom { .. } | FileOp::Delete { .. } => continue,
+                    };
+                    self.s.on_write_failed(&lost);
+                }
+                return;
+            }
             self.disk.apply(&op, mono);
+            self.s.on_written(1);
             self.log.push((mono, op));
         }
     }
@@ -1619,30 +1537,30 @@ fn a_failed_segment_gives_its_sequence_number_to_the_next_one() {
         "cam",
     );
     let plan = Plan::av(1000, 30_000);
-    let mut failed = 0;
+    let opens = |sim: &Sim| -> Vec<PathBuf> {
+        sim.log
+            .iter()
+            .rev()
+            .filter_map(|(_, op)| match op {
+                FileOp::Open { path } => Some(path.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut armed = 0;
     for (video, t, tag) in plan.events() {
         sim.clock = t;
+        let before = opens(&sim).len();
         sim.media(video, t as u32, &tag);
         // Twice, a few seconds apart, right at a cut, the segment just cut (still waiting
-        // for its last audio) fails to be written (a full disk).
-        if (t == 8000 || t == 16_000) && video {
-            let part = sim
-                .log
-                .iter()
-                .rev()
-                .filter_map(|(_, op)| match op {
-                    FileOp::Open { path } => Some(path.clone()),
-                    _ => None,
-                })
-                .nth(1);
-            if let Some(part) = part {
-                sim.disk.open.remove(&part);
-                sim.s.on_write_failed(&part);
-                failed += 1;
-            }
+        // for its last audio) fails to be written (a full disk) when it is finished.
+        let after = opens(&sim);
+        if after.len() > before && [8000, 16_000].get(armed).is_some_and(|&at| t >= at) {
+            sim.fail_on = after.get(1).cloned();
+            armed += 1;
         }
     }
-    assert_eq!(failed, 2);
+    assert_eq!(sim.failures, 2);
     // Every playlist written: a segment keeps one sequence number in all of them.
     let mut seen: HashMap<String, u64> = HashMap::new();
     let mut versions = 0;

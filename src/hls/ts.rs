@@ -1130,7 +1130,7 @@ mod tests {
 
     // ---- a real stream through the real tools ----
 
-    use crate::testutil::{artifact_dir, flv_tags, require_tools, run};
+    use crate::testutil::{artifact_dir, encode_test_flv, flv_tags, require_tools, run};
 
     struct Muxed {
         ts: Vec<u8>,
@@ -1257,45 +1257,7 @@ mod tests {
         }
         let dir = artifact_dir("ts-test-artifacts");
         let flv_path = dir.join("real-av.flv");
-        let flv_str = flv_path.to_str().unwrap();
-        run(
-            "ffmpeg",
-            &[
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=320x240:rate=25",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:sample_rate=44100",
-                "-t",
-                "1",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-g",
-                "10",
-                "-bf",
-                "2",
-                "-pix_fmt",
-                "yuv420p",
-                "-c:a",
-                "aac",
-                "-ac",
-                "2",
-                "-b:a",
-                "64k",
-                "-f",
-                "flv",
-                flv_str,
-            ],
-        );
-        let flv = std::fs::read(&flv_path).unwrap();
+        let flv = encode_test_flv(&flv_path, 1, 10, 44_100);
         // From zero (PCR clamps to 0 at first) and across the 33-bit wrap.
         for (name, base) in [("zero", 0u64), ("wrap", (1u64 << 33) - 45_000)] {
             let m = mux_flv(&flv, base);

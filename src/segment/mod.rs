@@ -11,8 +11,12 @@
 //! - the named limits below, one value and one type each, for every format.
 
 pub mod cut;
+pub mod datetime;
+pub mod journal;
 pub mod names;
 pub mod retention;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod timeline;
 
 /// Segment bytes are handed to the IO ring in appends of about this size (and at the cut).
