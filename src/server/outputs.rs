@@ -26,6 +26,11 @@ use super::{LogLevel, LogLine};
 /// batch that arrives when the queue is empty is always taken, however large (a DASH segment
 /// is handed over whole).
 pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
+/// Appends are handed to the thread pool once this many bytes wait, or with the next other
+/// operation (a segment's commit at its cut, a manifest): every job costs thread wake-ups and
+/// a notification back on the event loop, and a frame-sized job each 40 ms made them most of
+/// the ingest CPU. A segment is not listed before its commit, so waiting delays nothing seen.
+pub const APPEND_BATCH_BYTES: usize = 16 * 1024;
 
 /// One kind of file output. An enum rather than a trait object so that what is specific to
 /// one kind (HLS variants sharing their measurements) stays reachable.
@@ -451,6 +456,10 @@ impl Io {
                     None => return,
                 }
             }
+            if slot.overflow.is_none() && only_small_appends(&slot.queue) {
+                // More media follows, or the cut's commit, which sends all.
+                return;
+            }
             let mut own = Vec::with_capacity(slot.queue.len());
             let mut ops = Vec::with_capacity(slot.queue.len());
             let mut commits = false;
@@ -551,6 +560,20 @@ impl Io {
             ));
         }
     }
+}
+
+/// Whether `queue` holds nothing but opens and appends of fewer than [`APPEND_BATCH_BYTES`]:
+/// such a job waits for more (see there).
+fn only_small_appends(queue: &VecDeque<Queued>) -> bool {
+    let mut bytes = 0;
+    for q in queue {
+        match &q.op {
+            FileOp::Open { .. } => {}
+            FileOp::Append { data, .. } => bytes += data.len(),
+            _ => return false,
+        }
+    }
+    bytes < APPEND_BATCH_BYTES
 }
 
 /// `lost` (the output's own operations, in the order it asked for them) will never be

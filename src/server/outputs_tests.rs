@@ -20,6 +20,8 @@ struct Disk {
     /// The next operation on this path fails.
     fail_on: Option<PathBuf>,
     most_in_flight: BTreeMap<u64, usize>,
+    /// Each job submitted: (only opens and appends, bytes appended).
+    submitted: Vec<(bool, usize)>,
 }
 
 #[derive(Clone, Default)]
@@ -32,6 +34,11 @@ impl Storage for Deferred {
 
     fn submit(&mut self, job: IoJob) -> Option<IoDone> {
         let mut d = self.0.borrow_mut();
+        let appends_only = job
+            .ops
+            .iter()
+            .all(|op| matches!(op, FileOp::Open { .. } | FileOp::Append { .. }));
+        d.submitted.push((appends_only, data_bytes(&job.ops)));
         d.jobs.push(job);
         let mut per_output = BTreeMap::new();
         for j in &d.jobs {
@@ -234,6 +241,28 @@ fn one_job_at_a_time_in_order_and_media_never_waits_for_the_disk() {
     assert!(f.logs.is_empty(), "{:?}", f.logs);
     let stats = f.outputs.io_stats();
     assert_eq!(stats.ops, 0, "the deferred disk reports no timings");
+}
+
+#[test]
+fn small_appends_wait_for_a_batch_or_the_commit() {
+    let mut f = Feed::new();
+    // A disk that keeps up: every job finishes before the next frame.
+    let end = 5000;
+    while f.t < end {
+        f.play(40, 2000);
+        f.drain();
+    }
+    let submitted = f.disk.0.borrow().submitted.clone();
+    for (appends_only, bytes) in &submitted {
+        assert!(
+            !appends_only || *bytes >= APPEND_BATCH_BYTES,
+            "a job of {bytes} bytes of appends alone: {submitted:?}"
+        );
+    }
+    // 125 frames of 2 KB (about 280 KB of TS): far fewer jobs than frames.
+    assert!(submitted.len() <= 30, "{} jobs", submitted.len());
+    // Nothing was held back from the segments listed.
+    assert!(f.disk.check_listed_segments_exist() >= 4);
 }
 
 #[test]
