@@ -31,6 +31,30 @@ pub enum FileOp {
     Delete { path: PathBuf },
 }
 
+impl FileOp {
+    /// The file the operation works on (for a commit, the file being written).
+    pub fn path(&self) -> &Path {
+        match self {
+            FileOp::CreateDir { path }
+            | FileOp::Open { path }
+            | FileOp::Append { path, .. }
+            | FileOp::AppendFrom { path, .. }
+            | FileOp::Commit { path, .. }
+            | FileOp::Abort { path }
+            | FileOp::WriteAtomic { path, .. }
+            | FileOp::Delete { path } => path,
+        }
+    }
+
+    /// The name the operation leaves on disk: a commit's final name, else [`FileOp::path`].
+    pub fn final_path(&self) -> &Path {
+        match self {
+            FileOp::Commit { to, .. } => to,
+            _ => self.path(),
+        }
+    }
+}
+
 /// The two clocks the segmenters need, read by the glue once per event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Now {

@@ -433,25 +433,13 @@ impl Sim {
                 // As Outputs does: what was asked for behind it is lost, and the output is
                 // told about each file (open ones are abandoned).
                 for rest in ops {
-                    let lost = match rest {
-                        FileOp::Open { path }
-                        | FileOp::Append { path, .. }
-                        | FileOp::AppendFrom { path, .. } => {
-                            self.disk.open.remove(&path);
-                            path
-                        }
-                        FileOp::Commit { path, to } => {
-                            self.disk.open.remove(&path);
-                            to
-                        }
-                        FileOp::CreateDir { path } | FileOp::WriteAtomic { path, .. } => path,
-                        FileOp::Abort { path } => {
-                            self.disk.open.remove(&path);
-                            continue;
-                        }
-                        FileOp::Delete { .. } => continue,
-                    };
-                    self.s.on_write_failed(&lost);
+                    let (abandoned, told) = lost_op(rest);
+                    if let Some(path) = abandoned {
+                        self.disk.open.remove(&path);
+                    }
+                    if let Some(path) = told {
+                        self.s.on_write_failed(&path);
+                    }
                 }
                 return;
             }

@@ -251,23 +251,13 @@ impl Sim {
                 self.disk.open.remove(&failed);
                 self.s.on_write_failed(&failed);
                 for rest in ops {
-                    let lost = match rest {
-                        FileOp::Open { path } | FileOp::Append { path, .. } => {
-                            self.disk.open.remove(&path);
-                            path
-                        }
-                        FileOp::Commit { path, to } => {
-                            self.disk.open.remove(&path);
-                            to
-                        }
-                        FileOp::CreateDir { path } | FileOp::WriteAtomic { path, .. } => path,
-                        FileOp::Abort { path } => {
-                            self.disk.open.remove(&path);
-                            continue;
-                        }
-                        FileOp::AppendFrom { .. } | FileOp::Delete { .. } => continue,
-                    };
-                    self.s.on_write_failed(&lost);
+                    let (abandoned, told) = lost_op(rest);
+                    if let Some(path) = abandoned {
+                        self.disk.open.remove(&path);
+                    }
+                    if let Some(path) = told {
+                        self.s.on_write_failed(&path);
+                    }
                 }
                 return;
             }

@@ -54,16 +54,8 @@ pub struct Lost<E> {
 impl<E: Copy> Journal<E> {
     /// Records `op`, about to be handed to the IO ring, with its effect.
     pub fn record(&mut self, op: &FileOp, effect: E) {
-        let (path, to) = match op {
-            FileOp::CreateDir { path }
-            | FileOp::Open { path }
-            | FileOp::Append { path, .. }
-            | FileOp::AppendFrom { path, .. }
-            | FileOp::Abort { path }
-            | FileOp::WriteAtomic { path, .. }
-            | FileOp::Delete { path } => (path.clone(), None),
-            FileOp::Commit { path, to } => (path.clone(), Some(to.clone())),
-        };
+        let path = op.path().to_path_buf();
+        let to = matches!(op, FileOp::Commit { .. }).then(|| op.final_path().to_path_buf());
         self.entries.push(Entry {
             path,
             to,

@@ -2,6 +2,10 @@
 //! bodies of H.264, AAC and MP3, and a [`Plan`] that orders them as a publisher sends them)
 //! and the helpers both fake disks need.
 
+use std::path::PathBuf;
+
+use crate::files::FileOp;
+
 /// SPS/PPS x264 wrote for testsrc2 320x240 at 25 fps (High, level 1.3, VUI timing).
 pub const SPS: [u8; 25] = [
     0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10,
@@ -125,6 +129,20 @@ impl Plan {
         }
         ev[n..].sort_by_key(|e| (e.1, !e.0));
         ev
+    }
+}
+
+/// What becomes of an operation lost behind a failure, as `Outputs` handles it: the file it
+/// had open, abandoned, and the path the output is told about (`on_write_failed`).
+pub fn lost_op(op: FileOp) -> (Option<PathBuf>, Option<PathBuf>) {
+    match op {
+        FileOp::Open { path } | FileOp::Append { path, .. } | FileOp::AppendFrom { path, .. } => {
+            (Some(path.clone()), Some(path))
+        }
+        FileOp::Commit { path, to } => (Some(path), Some(to)),
+        FileOp::CreateDir { path } | FileOp::WriteAtomic { path, .. } => (None, Some(path)),
+        FileOp::Abort { path } => (Some(path), None),
+        FileOp::Delete { .. } => (None, None),
     }
 }
 

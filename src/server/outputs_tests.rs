@@ -64,16 +64,7 @@ impl Deferred {
         let mut done = 0;
         let mut failure = None;
         for op in ops.by_ref() {
-            let path = match &op {
-                FileOp::Commit { to, .. } => to.clone(),
-                FileOp::CreateDir { path }
-                | FileOp::Open { path }
-                | FileOp::Append { path, .. }
-                | FileOp::AppendFrom { path, .. }
-                | FileOp::Abort { path }
-                | FileOp::WriteAtomic { path, .. }
-                | FileOp::Delete { path } => path.clone(),
-            };
+            let path = op.final_path().to_path_buf();
             if d.fail_on.as_ref() == Some(&path) {
                 d.fail_on = None;
                 // As io::perform: the file the failed operation had open is abandoned.
