@@ -13,6 +13,7 @@ mod filejobs;
 mod http;
 mod logfile;
 mod netcall;
+mod outgoing;
 mod relay;
 mod shm;
 mod tls;

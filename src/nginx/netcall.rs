@@ -12,11 +12,12 @@ use std::ffi::CString;
 use std::net::{IpAddr, SocketAddr};
 
 use ngx::ffi::{
-    ngx_close_connection, ngx_connection_t, ngx_create_pool, ngx_destroy_pool, ngx_event_t,
-    ngx_handle_read_event, ngx_handle_write_event, ngx_int_t, ngx_msec_t, ngx_peer_connection_t,
-    ngx_resolver_ctx_t, ngx_resolver_t, ngx_ssl_t, ngx_str_t, NGX_AGAIN, NGX_ERROR, NGX_OK,
+    ngx_close_connection, ngx_connection_t, ngx_destroy_pool, ngx_event_t, ngx_handle_read_event,
+    ngx_handle_write_event, ngx_int_t, ngx_msec_t, ngx_peer_connection_t, ngx_resolver_ctx_t,
+    ngx_resolver_t, ngx_ssl_t, ngx_str_t, NGX_AGAIN, NGX_OK,
 };
 
+use super::outgoing;
 use super::util::{guard, now_ms};
 use crate::notify::{NotifyError, ResponseParser};
 use crate::server::{NetCall, Outcome};
@@ -163,26 +164,14 @@ fn start(spec: NetCall) {
 /// # Safety
 /// `call` is live and owned by the caller's event chain.
 unsafe fn resolve(call: *mut Call, r: *mut ngx_resolver_t) {
-    // SAFETY: r is a resolver nginx made at configuration time; call is live.
+    // SAFETY: r is a resolver nginx made at configuration time; call is live and owns the host.
     unsafe {
-        let ctx = ngx::ffi::ngx_resolve_start(r, ptr::null_mut());
-        if ctx.is_null() || ctx as usize == usize::MAX {
-            let why = "cannot start a DNS query".to_string();
-            finish(call, Err(NotifyError::Transport(why)));
-            return;
-        }
-        (*call).resolving = ctx;
-        (*ctx).name = ngx_str_t {
-            len: (*call).host.as_bytes().len(),
-            data: (*call).host.as_ptr() as *mut u8,
-        };
-        (*ctx).handler = Some(resolved_handler);
-        (*ctx).data = call.cast();
-        (*ctx).timeout = (*call).spec.resolver_timeout_ms.max(1) as ngx_msec_t;
-        if ngx::ffi::ngx_resolve_name(ctx) != NGX_OK as ngx_int_t {
-            (*call).resolving = ptr::null_mut();
-            let why = "DNS query failed to start".to_string();
-            finish(call, Err(NotifyError::Transport(why)));
+        let host = &(*call).host;
+        let timeout = (*call).spec.resolver_timeout_ms;
+        let slot = ptr::addr_of_mut!((*call).resolving);
+        let data = call.cast();
+        if let Err(why) = outgoing::resolve(r, host, timeout, slot, Some(resolved_handler), data) {
+            finish(call, Err(NotifyError::Transport(why.into())));
         }
     }
 }
@@ -193,54 +182,12 @@ extern "C" fn resolved_handler(ctx: *mut ngx_resolver_ctx_t) {
         unsafe {
             let call = (*ctx).data as *mut Call;
             (*call).resolving = ptr::null_mut();
-            if (*ctx).state != 0 || (*ctx).naddrs == 0 {
-                let why = if (*ctx).state != 0 {
-                    let msg = ngx::ffi::ngx_resolver_strerror((*ctx).state);
-                    let msg = std::ffi::CStr::from_ptr(msg).to_string_lossy().into_owned();
-                    format!("could not resolve \"{}\": {msg}", (*call).spec.url.host)
-                } else {
-                    format!("\"{}\" has no address", (*call).spec.url.host)
-                };
-                ngx::ffi::ngx_resolve_name_done(ctx);
-                finish(call, Err(NotifyError::Transport(why)));
-                return;
-            }
-            let a = &*(*ctx).addrs;
-            let ip = sockaddr_ip(a.sockaddr as *const libc::sockaddr);
-            ngx::ffi::ngx_resolve_name_done(ctx);
-            match ip {
-                Some(ip) => connect(call, ip),
-                None => {
-                    let why = "resolver returned an unusable address".to_string();
-                    finish(call, Err(NotifyError::Transport(why)));
-                }
+            match outgoing::resolved(ctx, &(*call).spec.url.host) {
+                Ok(ip) => connect(call, ip),
+                Err(why) => finish(call, Err(NotifyError::Transport(why))),
             }
         }
     })
-}
-
-/// # Safety
-/// `sa` is null or points at a valid sockaddr.
-pub(super) unsafe fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
-    // SAFETY: guaranteed by the caller; the family selects the concrete type.
-    unsafe {
-        if sa.is_null() {
-            return None;
-        }
-        match (*sa).sa_family as i32 {
-            libc::AF_INET => {
-                let sin = &*(sa as *const libc::sockaddr_in);
-                Some(IpAddr::from(
-                    u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
-                ))
-            }
-            libc::AF_INET6 => {
-                let sin6 = &*(sa as *const libc::sockaddr_in6);
-                Some(IpAddr::from(sin6.sin6_addr.s6_addr))
-            }
-            _ => None,
-        }
-    }
 }
 
 /// # Safety
@@ -248,42 +195,26 @@ pub(super) unsafe fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
 unsafe fn connect(call: *mut Call, ip: IpAddr) {
     // SAFETY: call is live; the peer fields point into the Call, which outlives the connection.
     unsafe {
-        let (storage, len) =
-            super::conf::sockaddr_from(&SocketAddr::new(ip, (*call).spec.url.port));
-        (*call).addr = storage;
-        let label = (*call).spec.label.as_bytes();
-        (*call).peer_name = ngx_str_t {
-            len: label.len(),
-            data: label.as_ptr() as *mut u8,
+        let to = outgoing::Target {
+            addr: SocketAddr::new(ip, (*call).spec.url.port),
+            name: &(*call).spec.label,
+            log: (*ngx::ffi::ngx_cycle).log,
+            data: call.cast(),
+            read: Some(read_handler),
+            write: Some(write_handler),
         };
         let pc = ptr::addr_of_mut!((*call).peer);
-        (*pc).sockaddr = ptr::addr_of_mut!((*call).addr).cast();
-        (*pc).socklen = len;
-        (*pc).name = ptr::addr_of_mut!((*call).peer_name);
-        (*pc).get = Some(ngx::ffi::ngx_event_get_peer);
-        (*pc).log = (*ngx::ffi::ngx_cycle).log;
-        (*pc).set_log_error(ngx::ffi::ngx_connection_log_error_e_NGX_ERROR_ERR);
-        (*pc).type_ = libc::SOCK_STREAM;
-        (*pc).tries = 1;
-        let rc = ngx::ffi::ngx_event_connect_peer(pc);
-        if rc == NGX_ERROR as ngx_int_t || (*pc).connection.is_null() {
-            let why = format!("cannot connect to {ip}");
-            finish(call, Err(NotifyError::Transport(why)));
-            return;
-        }
-        let c = (*pc).connection;
-        (*call).conn = c;
-        (*c).data = call.cast();
-        (*c).pool = ngx_create_pool(4096, (*pc).log);
-        if (*c).pool.is_null() {
-            let why = "out of memory".to_string();
-            finish(call, Err(NotifyError::Transport(why)));
-            return;
-        }
-        (*(*c).read).handler = Some(read_handler);
-        (*(*c).write).handler = Some(write_handler);
-        if rc != NGX_AGAIN as ngx_int_t {
-            connected(call);
+        let now = outgoing::connect(
+            pc,
+            ptr::addr_of_mut!((*call).addr),
+            ptr::addr_of_mut!((*call).peer_name),
+            &to,
+        );
+        (*call).conn = (*pc).connection;
+        match now {
+            Ok(true) => connected(call),
+            Ok(false) => {}
+            Err(why) => finish(call, Err(NotifyError::Transport(why))),
         }
     }
 }
@@ -312,26 +243,11 @@ unsafe fn connected(call: *mut Call) {
             finish(call, Err(NotifyError::Transport(why)));
             return;
         };
-        let flags = (ngx::ffi::NGX_SSL_BUFFER | ngx::ffi::NGX_SSL_CLIENT) as ngx::ffi::ngx_uint_t;
-        if ngx::ffi::ngx_ssl_create_connection(ssl, c, flags) != NGX_OK as ngx_int_t {
-            let why = "cannot create a TLS connection".to_string();
-            finish(call, Err(NotifyError::Transport(why)));
-            return;
+        match outgoing::start_tls(c, ssl, &(*call).host, Some(handshake_done)) {
+            Ok(true) => handshake_done(c),
+            Ok(false) => {}
+            Err(why) => finish(call, Err(NotifyError::Transport(why.into()))),
         }
-        if (*call).spec.url.host.parse::<IpAddr>().is_err() {
-            ngx::ffi::SSL_ctrl(
-                (*(*c).ssl).connection,
-                ngx::ffi::SSL_CTRL_SET_TLSEXT_HOSTNAME as i32,
-                ngx::ffi::TLSEXT_NAMETYPE_host_name as libc::c_long,
-                (*call).host.as_ptr() as *mut c_void,
-            );
-        }
-        let rc = ngx::ffi::ngx_ssl_handshake(c);
-        if rc == NGX_AGAIN as ngx_int_t {
-            (*(*c).ssl).handler = Some(handshake_done);
-            return;
-        }
-        handshake_done(c);
     }
 }
 
@@ -340,32 +256,9 @@ extern "C" fn handshake_done(c: *mut ngx_connection_t) {
         // SAFETY: c is our callback connection; its data is the live Call.
         unsafe {
             let call = (*c).data as *mut Call;
-            if (*c).ssl.is_null() || (*(*c).ssl).handshaked() == 0 {
-                let why = "TLS handshake failed".to_string();
+            if let Err(why) = outgoing::check_tls(c, &(*call).host, tls_settings().verify) {
                 finish(call, Err(NotifyError::Transport(why)));
                 return;
-            }
-            if tls_settings().verify {
-                let rc = ngx::ffi::SSL_get_verify_result((*(*c).ssl).connection);
-                if rc != 0 {
-                    let msg = ngx::ffi::X509_verify_cert_error_string(rc);
-                    let msg = std::ffi::CStr::from_ptr(msg).to_string_lossy().into_owned();
-                    let why = format!("TLS certificate not trusted: {msg}");
-                    finish(call, Err(NotifyError::Transport(why)));
-                    return;
-                }
-                let mut name = ngx_str_t {
-                    len: (*call).host.as_bytes().len(),
-                    data: (*call).host.as_ptr() as *mut u8,
-                };
-                if ngx::ffi::ngx_ssl_check_host(c, &mut name) != NGX_OK as ngx_int_t {
-                    let why = format!(
-                        "TLS certificate does not match \"{}\"",
-                        (*call).spec.url.host
-                    );
-                    finish(call, Err(NotifyError::Transport(why)));
-                    return;
-                }
             }
             (*(*c).read).handler = Some(read_handler);
             (*(*c).write).handler = Some(write_handler);

@@ -4,7 +4,6 @@
 //! the `push_reconnect` timers. The protocol is the pure core's ([`crate::relay`],
 //! `src/server/relay.rs`); this file only does what the worker's [`RelayAction`]s ask for.
 
-use core::ffi::c_void;
 use core::ptr;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,12 +12,12 @@ use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr};
 
 use ngx::ffi::{
-    ngx_close_connection, ngx_connection_t, ngx_create_pool, ngx_destroy_pool, ngx_event_t,
-    ngx_handle_read_event, ngx_handle_write_event, ngx_int_t, ngx_log_t, ngx_msec_t,
-    ngx_peer_connection_t, ngx_posted_events, ngx_resolver_ctx_t, ngx_resolver_t, ngx_str_t,
-    NGX_AGAIN, NGX_OK,
+    ngx_close_connection, ngx_connection_t, ngx_destroy_pool, ngx_event_t, ngx_handle_read_event,
+    ngx_handle_write_event, ngx_int_t, ngx_log_t, ngx_msec_t, ngx_peer_connection_t,
+    ngx_posted_events, ngx_resolver_ctx_t, ngx_resolver_t, ngx_str_t, NGX_AGAIN, NGX_OK,
 };
 
+use super::outgoing;
 use super::util::{guard, now_ms};
 use super::worker::with_worker;
 use crate::server::{Outcome, RelayAction};
@@ -289,24 +288,15 @@ fn start(
 /// # Safety
 /// `rc` is live.
 unsafe fn resolve(rc: *mut RelayConn, r: *mut ngx_resolver_t) {
-    // SAFETY: r is a resolver nginx made at configuration time; rc is live.
+    // SAFETY: r is a resolver nginx made at configuration time; rc is live and owns the host.
     unsafe {
-        let ctx = ngx::ffi::ngx_resolve_start(r, ptr::null_mut());
-        if ctx.is_null() || ctx as usize == usize::MAX {
-            close_relay(rc, "cannot start a DNS query");
-            return;
-        }
-        (*rc).resolving = ctx;
-        (*ctx).name = ngx_str_t {
-            len: (*rc).host.as_bytes().len(),
-            data: (*rc).host.as_ptr() as *mut u8,
-        };
-        (*ctx).handler = Some(resolved_handler);
-        (*ctx).data = rc.cast();
-        (*ctx).timeout = (*rc).resolver_timeout_ms.max(1) as ngx_msec_t;
-        if ngx::ffi::ngx_resolve_name(ctx) != NGX_OK as ngx_int_t {
-            (*rc).resolving = ptr::null_mut();
-            close_relay(rc, "DNS query failed to start");
+        let host = &(*rc).host;
+        let timeout = (*rc).resolver_timeout_ms;
+        let slot = ptr::addr_of_mut!((*rc).resolving);
+        if let Err(why) =
+            outgoing::resolve(r, host, timeout, slot, Some(resolved_handler), rc.cast())
+        {
+            close_relay(rc, why);
         }
     }
 }
@@ -318,24 +308,9 @@ extern "C" fn resolved_handler(ctx: *mut ngx_resolver_ctx_t) {
             let rc = (*ctx).data as *mut RelayConn;
             (*rc).resolving = ptr::null_mut();
             let host = (*rc).host.to_string_lossy().into_owned();
-            if (*ctx).state != 0 || (*ctx).naddrs == 0 {
-                let why = if (*ctx).state != 0 {
-                    let msg = ngx::ffi::ngx_resolver_strerror((*ctx).state);
-                    let msg = std::ffi::CStr::from_ptr(msg).to_string_lossy().into_owned();
-                    format!("could not resolve \"{host}\": {msg}")
-                } else {
-                    format!("\"{host}\" has no address")
-                };
-                ngx::ffi::ngx_resolve_name_done(ctx);
-                close_relay(rc, &why);
-                return;
-            }
-            let a = &*(*ctx).addrs;
-            let ip = super::netcall::sockaddr_ip(a.sockaddr as *const libc::sockaddr);
-            ngx::ffi::ngx_resolve_name_done(ctx);
-            match ip {
-                Some(ip) => connect(rc, ip),
-                None => close_relay(rc, "resolver returned an unusable address"),
+            match outgoing::resolved(ctx, &host) {
+                Ok(ip) => connect(rc, ip),
+                Err(why) => close_relay(rc, &why),
             }
         }
     })
@@ -346,41 +321,26 @@ extern "C" fn resolved_handler(ctx: *mut ngx_resolver_ctx_t) {
 unsafe fn connect(rc: *mut RelayConn, ip: IpAddr) {
     // SAFETY: rc is live; the peer fields point into it, and it outlives the connection.
     unsafe {
-        let (storage, len) = super::conf::sockaddr_from(&SocketAddr::new(ip, (*rc).port));
-        (*rc).addr = storage;
-        let name = &(*rc).name_text;
-        (*rc).peer_name = ngx_str_t {
-            len: name.len(),
-            data: name.as_ptr() as *mut u8,
+        let to = outgoing::Target {
+            addr: SocketAddr::new(ip, (*rc).port),
+            name: &(*rc).name_text,
+            log: ptr::addr_of_mut!((*rc).log),
+            data: rc.cast(),
+            read: Some(read_handler),
+            write: Some(write_handler),
         };
         let pc = ptr::addr_of_mut!((*rc).peer);
-        *pc = core::mem::zeroed();
-        (*pc).sockaddr = ptr::addr_of_mut!((*rc).addr).cast();
-        (*pc).socklen = len;
-        (*pc).name = ptr::addr_of_mut!((*rc).peer_name);
-        (*pc).get = Some(ngx::ffi::ngx_event_get_peer);
-        (*pc).log = ptr::addr_of_mut!((*rc).log);
-        (*pc).set_log_error(ngx::ffi::ngx_connection_log_error_e_NGX_ERROR_ERR);
-        (*pc).type_ = libc::SOCK_STREAM;
-        (*pc).tries = 1;
-        let r = ngx::ffi::ngx_event_connect_peer(pc);
-        if (r != NGX_OK as ngx_int_t && r != NGX_AGAIN as ngx_int_t) || (*pc).connection.is_null() {
-            let e = std::io::Error::last_os_error();
-            close_relay(rc, &format!("connect to {} failed: {e}", (*rc).name_text));
-            return;
-        }
-        let c = (*pc).connection;
-        (*rc).conn = c;
-        (*c).data = rc.cast();
-        (*c).pool = ngx_create_pool(4096, (*pc).log);
-        if (*c).pool.is_null() {
-            close_relay(rc, "out of memory");
-            return;
-        }
-        (*(*c).read).handler = Some(read_handler);
-        (*(*c).write).handler = Some(write_handler);
-        if r == NGX_OK as ngx_int_t {
-            connected(rc);
+        let now = outgoing::connect(
+            pc,
+            ptr::addr_of_mut!((*rc).addr),
+            ptr::addr_of_mut!((*rc).peer_name),
+            &to,
+        );
+        (*rc).conn = (*pc).connection;
+        match now {
+            Ok(true) => connected(rc),
+            Ok(false) => {}
+            Err(why) => close_relay(rc, &why),
         }
     }
 }
@@ -439,26 +399,11 @@ unsafe fn start_tls(rc: *mut RelayConn) {
             close_relay(rc, "TLS is not available");
             return;
         };
-        let flags = (ngx::ffi::NGX_SSL_BUFFER | ngx::ffi::NGX_SSL_CLIENT) as ngx::ffi::ngx_uint_t;
-        if ngx::ffi::ngx_ssl_create_connection(ssl, c, flags) != NGX_OK as ngx_int_t {
-            close_relay(rc, "cannot create a TLS connection");
-            return;
+        match outgoing::start_tls(c, ssl, &(*rc).host, Some(tls_done)) {
+            Ok(true) => tls_done(c),
+            Ok(false) => {}
+            Err(why) => close_relay(rc, why),
         }
-        let host = &(*rc).host;
-        if host.to_str().map_or(true, |h| h.parse::<IpAddr>().is_err()) {
-            ngx::ffi::SSL_ctrl(
-                (*(*c).ssl).connection,
-                ngx::ffi::SSL_CTRL_SET_TLSEXT_HOSTNAME as i32,
-                ngx::ffi::TLSEXT_NAMETYPE_host_name as libc::c_long,
-                host.as_ptr() as *mut c_void,
-            );
-        }
-        let r = ngx::ffi::ngx_ssl_handshake(c);
-        if r == NGX_AGAIN as ngx_int_t {
-            (*(*c).ssl).handler = Some(tls_done);
-            return;
-        }
-        tls_done(c);
     }
 }
 
@@ -467,31 +412,9 @@ extern "C" fn tls_done(c: *mut ngx_connection_t) {
         // SAFETY: c is a relay connection; its data is the live RelayConn.
         unsafe {
             let rc = (*c).data as *mut RelayConn;
-            if (*c).ssl.is_null() || (*(*c).ssl).handshaked() == 0 {
-                close_relay(rc, "TLS handshake failed");
+            if let Err(why) = outgoing::check_tls(c, &(*rc).host, tls_settings().verify) {
+                close_relay(rc, &why);
                 return;
-            }
-            if tls_settings().verify {
-                let r = ngx::ffi::SSL_get_verify_result((*(*c).ssl).connection);
-                if r != 0 {
-                    let msg = ngx::ffi::X509_verify_cert_error_string(r);
-                    let msg = std::ffi::CStr::from_ptr(msg).to_string_lossy().into_owned();
-                    close_relay(rc, &format!("TLS certificate not trusted: {msg}"));
-                    return;
-                }
-                let host = &(*rc).host;
-                let mut name = ngx_str_t {
-                    len: host.as_bytes().len(),
-                    data: host.as_ptr() as *mut u8,
-                };
-                if ngx::ffi::ngx_ssl_check_host(c, &mut name) != NGX_OK as ngx_int_t {
-                    let why = format!(
-                        "TLS certificate does not match \"{}\"",
-                        host.to_string_lossy()
-                    );
-                    close_relay(rc, &why);
-                    return;
-                }
             }
             (*(*c).read).handler = Some(read_handler);
             (*(*c).write).handler = Some(write_handler);
