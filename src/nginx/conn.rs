@@ -61,26 +61,8 @@ thread_local! {
 
 /// The peer's IP address from an accepted connection.
 unsafe fn peer_ip(c: *mut ngx_connection_t) -> Option<IpAddr> {
-    // SAFETY: c->sockaddr points at c->socklen bytes of the peer's address.
-    unsafe {
-        let sa = (*c).sockaddr;
-        if sa.is_null() {
-            return None;
-        }
-        match (*sa).sa_family as i32 {
-            libc::AF_INET => {
-                let sin = &*(sa as *const libc::sockaddr_in);
-                Some(IpAddr::from(
-                    u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
-                ))
-            }
-            libc::AF_INET6 => {
-                let sin6 = &*(sa as *const libc::sockaddr_in6);
-                Some(IpAddr::from(sin6.sin6_addr.s6_addr))
-            }
-            _ => None,
-        }
-    }
+    // SAFETY: c->sockaddr points at c->socklen bytes of the peer's address (or is null).
+    unsafe { super::util::sockaddr_ip((*c).sockaddr as *const libc::sockaddr) }
 }
 
 /// `ls->handler`: a new TCP connection on one of our listening sockets. On an `ssl` listener
@@ -496,22 +478,14 @@ unsafe fn flush(c: *mut ngx_connection_t) -> bool {
         let id = ctx.id;
         let wev = (*c).write;
         loop {
-            let written = with_worker(|w| {
+            let written: std::io::Result<usize> = with_worker(|w| {
                 let mut slices = [IoSlice::new(&[]); IOVECS];
                 let count = w.output_slices(id, &mut slices);
                 if count == 0 {
                     return Ok(0);
                 }
                 let slices = slices.get(..count).unwrap_or_default();
-                let n = if (*c).ssl.is_null() {
-                    let n = libc::writev((*c).fd, slices.as_ptr().cast(), slices.len() as i32);
-                    if n < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    n as usize
-                } else {
-                    super::tls::write(c, slices)?
-                };
+                let n = super::util::write_slices(c, slices)?;
                 w.advance(id, n);
                 Ok(n)
             });

@@ -65,35 +65,11 @@ pub(super) unsafe fn resolved(ctx: *mut ngx_resolver_ctx_t, host: &str) -> Resul
         } else if (*ctx).naddrs == 0 {
             Err(format!("\"{host}\" has no address"))
         } else {
-            sockaddr_ip((*(*ctx).addrs).sockaddr as *const libc::sockaddr)
+            super::util::sockaddr_ip((*(*ctx).addrs).sockaddr as *const libc::sockaddr)
                 .ok_or_else(|| "resolver returned an unusable address".to_string())
         };
         ngx::ffi::ngx_resolve_name_done(ctx);
         result
-    }
-}
-
-/// # Safety
-/// `sa` is null or points at a valid sockaddr.
-pub(super) unsafe fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
-    // SAFETY: guaranteed by the caller; the family selects the concrete type.
-    unsafe {
-        if sa.is_null() {
-            return None;
-        }
-        match (*sa).sa_family as i32 {
-            libc::AF_INET => {
-                let sin = &*(sa as *const libc::sockaddr_in);
-                Some(IpAddr::from(
-                    u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
-                ))
-            }
-            libc::AF_INET6 => {
-                let sin6 = &*(sa as *const libc::sockaddr_in6);
-                Some(IpAddr::from(sin6.sin6_addr.s6_addr))
-            }
-            _ => None,
-        }
     }
 }
 

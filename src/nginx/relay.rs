@@ -543,22 +543,14 @@ unsafe fn flush(rc: *mut RelayConn) -> bool {
         let id = (*rc).id;
         let wev = (*c).write;
         loop {
-            let written = with_worker(|w| {
+            let written: std::io::Result<usize> = with_worker(|w| {
                 let mut slices = [IoSlice::new(&[]); IOVECS];
                 let count = w.relay_output_slices(id, &mut slices);
                 if count == 0 {
                     return Ok(0);
                 }
                 let slices = slices.get(..count).unwrap_or_default();
-                let n = if (*c).ssl.is_null() {
-                    let n = libc::writev((*c).fd, slices.as_ptr().cast(), slices.len() as i32);
-                    if n < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    n as usize
-                } else {
-                    super::tls::write(c, slices)?
-                };
+                let n = super::util::write_slices(c, slices)?;
                 w.relay_advance(id, n);
                 Ok(n)
             });

@@ -107,3 +107,53 @@ pub fn log_cycle(level: u32, message: &str) {
     };
     log(level, log_ptr, message);
 }
+
+/// Writes as much of `slices` as the connection takes now, over TLS when it has it: the bytes
+/// taken, `WouldBlock` when the socket is full, another error when the connection failed.
+///
+/// # Safety
+/// `c` is a live connection (handshaked, if TLS).
+pub unsafe fn write_slices(
+    c: *mut ngx::ffi::ngx_connection_t,
+    slices: &[std::io::IoSlice<'_>],
+) -> std::io::Result<usize> {
+    // SAFETY: guaranteed by the caller; IoSlice has iovec's layout, and writev reads
+    // slices.len() of them.
+    unsafe {
+        if !(*c).ssl.is_null() {
+            return super::tls::write(c, slices);
+        }
+        let n = libc::writev((*c).fd, slices.as_ptr().cast(), slices.len() as i32);
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
+/// The IP address of a socket address, if it is IPv4 or IPv6.
+///
+/// # Safety
+/// `sa` is null or points at a valid sockaddr.
+pub unsafe fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<std::net::IpAddr> {
+    use std::net::IpAddr;
+    // SAFETY: guaranteed by the caller; the family selects the concrete type.
+    unsafe {
+        if sa.is_null() {
+            return None;
+        }
+        match (*sa).sa_family as i32 {
+            libc::AF_INET => {
+                let sin = &*(sa as *const libc::sockaddr_in);
+                Some(IpAddr::from(
+                    u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                ))
+            }
+            libc::AF_INET6 => {
+                let sin6 = &*(sa as *const libc::sockaddr_in6);
+                Some(IpAddr::from(sin6.sin6_addr.s6_addr))
+            }
+            _ => None,
+        }
+    }
+}
