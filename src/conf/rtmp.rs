@@ -562,20 +562,7 @@ fn relay_target(d: &'static str, args: &[&str]) -> Result<RelayTarget, ConfError
             "{reason} in url \"{first}\" of the \"{d}\" directive"
         ))
     })?;
-    let mut t = RelayTarget {
-        url,
-        app: None,
-        name: None,
-        tc_url: None,
-        page_url: None,
-        swf_url: None,
-        flash_ver: None,
-        play_path: None,
-        live: None,
-        start: None,
-        stop: None,
-        static_pull: false,
-    };
+    let mut t = RelayTarget::new(url);
     for &p in params {
         let (key, value) = p.split_once('=').unwrap_or((p, "1"));
         let number = || parse_uint(value).ok_or_else(|| invalid(d, p));

@@ -43,6 +43,26 @@ pub struct RelayTarget {
     pub static_pull: bool,
 }
 
+impl RelayTarget {
+    /// A relay to `url` with no parameters.
+    pub fn new(url: RtmpUrl) -> Self {
+        RelayTarget {
+            url,
+            app: None,
+            name: None,
+            tc_url: None,
+            page_url: None,
+            swf_url: None,
+            flash_ver: None,
+            play_path: None,
+            live: None,
+            start: None,
+            stop: None,
+            static_pull: false,
+        }
+    }
+}
+
 /// One `hls_variant suffix [ATTR=value ...]` line.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct HlsVariant {

@@ -8,20 +8,7 @@ use crate::live::StreamKey;
 use crate::server::{AppConfig, Outcome, ServerConfig, Worker};
 
 fn target(url: &str) -> RelayTarget {
-    RelayTarget {
-        url: parse_rtmp_url(url).unwrap(),
-        app: None,
-        name: None,
-        tc_url: None,
-        page_url: None,
-        swf_url: None,
-        flash_ver: None,
-        play_path: None,
-        live: None,
-        start: None,
-        stop: None,
-        static_pull: false,
-    }
+    RelayTarget::new(parse_rtmp_url(url).unwrap())
 }
 
 #[test]

@@ -33,20 +33,7 @@ fn server(app: &str, directives: &[(&str, &[&str])]) -> Rc<ServerConfig> {
 }
 
 fn spec(url: &str, name: &str) -> PushSpec {
-    let t = RelayTarget {
-        url: parse_rtmp_url(url).unwrap(),
-        app: None,
-        name: None,
-        tc_url: None,
-        page_url: None,
-        swf_url: None,
-        flash_ver: None,
-        play_path: None,
-        live: None,
-        start: None,
-        stop: None,
-        static_pull: false,
-    };
+    let t = RelayTarget::new(parse_rtmp_url(url).unwrap());
     PushSpec::for_stream(&t, "x", name).unwrap()
 }
 
