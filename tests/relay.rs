@@ -203,11 +203,21 @@ fn dead_targets_add_no_gap_for_local_players_and_log_once_per_retry() {
         arrivals.len()
     );
     assert!(gap < Duration::from_millis(400), "largest gap {gap:?}");
-    // One line per attempt, an attempt per second (connect is refused at once): about 13-15
-    // in the 14 s published, never a flood.
+    // One line per attempt (connect is refused at once), each waiting twice as long as the
+    // one before (1, 2, 4, 8 s): 4 or 5 in the 14 s published, never a flood.
     assert!(
-        (8..=16).contains(&refused_fails),
+        (3..=5).contains(&refused_fails),
         "{refused_fails} lines:\n{log}"
+    );
+    let refused_delays: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(&format!(":{refused}/live failed")))
+        .filter_map(|l| l.split("reconnecting in ").nth(1))
+        .collect();
+    assert_eq!(
+        refused_delays.get(..3),
+        Some(&["1000 ms", "2000 ms", "4000 ms"][..]),
+        "{log}"
     );
     assert!(
         log.contains(&format!(

@@ -52,6 +52,8 @@ struct Relay {
     spec: PushSpec,
     chunk_size: u32,
     reconnect_ms: u64,
+    /// Connections that failed since the last one that reached `publish`.
+    failures: u32,
     resolver: Vec<String>,
     resolver_timeout_ms: u64,
     /// `timeout` of the publisher's server: how long a publishing push may write nothing
@@ -215,6 +217,7 @@ impl Worker {
                 spec,
                 chunk_size,
                 reconnect_ms: relay.push_reconnect_ms.max(1),
+                failures: 0,
                 resolver: settings.net.resolver.clone(),
                 resolver_timeout_ms: settings.net.resolver_timeout_ms,
                 stall_ms: client.server.settings.core.timeout_ms.max(1),
@@ -335,6 +338,7 @@ impl Worker {
                 .play(r.key.clone(), id, opts, [])
                 .map_err(|e| e.to_string())?;
             r.joined = true;
+            r.failures = 0;
             r.skipping = false;
             log(
                 outcome,
@@ -394,8 +398,9 @@ impl Worker {
     }
 
     /// The connection of relay `id` ended (failure, target closed, or the [`RelayAction::Close`]
-    /// asked for). While the stream is published, one warning and a retry after
-    /// `push_reconnect`.
+    /// asked for). While the stream is published, one warning and a retry: after
+    /// `push_reconnect`, then twice as long after each failure in a row (see
+    /// [`reconnect_delay_ms`]).
     pub fn on_relay_closed(&mut self, id: ClientId, reason: &str, outcome: &mut Outcome) {
         let Some(r) = self.relays.map.get_mut(&id) else {
             return;
@@ -413,19 +418,17 @@ impl Worker {
         r.client = None;
         r.out.clear();
         r.out_offset = 0;
+        r.failures = r.failures.saturating_add(1);
+        let delay_ms = reconnect_delay_ms(r.reconnect_ms, r.failures);
         log(
             outcome,
             LogLevel::Warn,
             format!(
-                "relay: {} failed: {reason}; reconnecting in {} ms",
+                "relay: {} failed: {reason}; reconnecting in {delay_ms} ms",
                 r.label(),
-                r.reconnect_ms
             ),
         );
-        outcome.relays.push(RelayAction::Retry {
-            id,
-            delay_ms: r.reconnect_ms,
-        });
+        outcome.relays.push(RelayAction::Retry { id, delay_ms });
     }
 
     /// The `push_reconnect` delay of relay `id` passed.
@@ -454,6 +457,21 @@ impl Worker {
     pub fn relay_count(&self) -> usize {
         self.relays.map.len()
     }
+}
+
+/// The longest wait between reconnects of a target that keeps failing (unless
+/// `push_reconnect` is longer).
+pub const MAX_RECONNECT_MS: u64 = 60_000;
+
+/// The wait before reconnecting after `failures` failed connections in a row: `push_reconnect`
+/// the first time (the C module's fixed delay), doubling each time, up to
+/// [`MAX_RECONNECT_MS`]. A target that is down (or refuses our key) is not hammered, and one
+/// that comes back is tried again within a minute.
+pub fn reconnect_delay_ms(base_ms: u64, failures: u32) -> u64 {
+    let doublings = failures.saturating_sub(1).min(16);
+    base_ms
+        .saturating_mul(1 << doublings)
+        .min(MAX_RECONNECT_MS.max(base_ms))
 }
 
 #[cfg(test)]

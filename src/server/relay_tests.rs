@@ -283,6 +283,48 @@ fn a_failed_push_warns_once_and_retries_after_push_reconnect_while_published() {
 }
 
 #[test]
+fn a_push_that_keeps_failing_waits_longer_each_time_and_starts_over_once_it_publishes() {
+    let mut s = Setup::new();
+    s.pump(None);
+    let RelayAction::Connect { id: rid, .. } = s.actions[0].clone() else {
+        panic!("{:?}", s.actions);
+    };
+    let mut delays = Vec::new();
+    for _ in 0..7 {
+        let mut o = Outcome::default();
+        s.a.on_relay_closed(rid, "connection refused", &mut o);
+        let [RelayAction::Retry { delay_ms, .. }] = o.relays.as_slice() else {
+            panic!("{:?}", o.relays);
+        };
+        delays.push(*delay_ms);
+        let mut o = Outcome::default();
+        s.a.on_relay_retry(rid, &mut o);
+    }
+    assert_eq!(delays, [3000, 6000, 12_000, 24_000, 48_000, 60_000, 60_000]);
+    // This time the target takes the stream: the next failure waits push_reconnect again.
+    assert!(s.a.on_relay_connected(rid, s.now));
+    s.pump(Some(rid));
+    assert!(s.a.relay_is_publishing(rid), "{:?}", s.logs);
+    let mut o = Outcome::default();
+    s.a.on_relay_closed(rid, "connection reset", &mut o);
+    assert_eq!(
+        o.relays,
+        vec![RelayAction::Retry {
+            id: rid,
+            delay_ms: 3000
+        }]
+    );
+}
+
+#[test]
+fn reconnect_delays_never_overflow_and_a_long_push_reconnect_is_kept() {
+    assert_eq!(reconnect_delay_ms(3000, 1), 3000);
+    assert_eq!(reconnect_delay_ms(3000, u32::MAX), MAX_RECONNECT_MS);
+    assert_eq!(reconnect_delay_ms(90_000, 5), 90_000);
+    assert_eq!(reconnect_delay_ms(u64::MAX, 3), u64::MAX);
+}
+
+#[test]
 fn a_stream_without_a_matching_push_line_relays_nothing() {
     let mut rnd = |b: &mut [u8]| b.fill(5);
     let mut a = Worker::new();
