@@ -54,6 +54,8 @@ struct Relay {
     reconnect_ms: u64,
     /// Connections that failed since the last one that reached `publish`.
     failures: u32,
+    /// Connections that failed or were lost since the push started (for `/stat`).
+    reconnects: u64,
     resolver: Vec<String>,
     resolver_timeout_ms: u64,
     /// `timeout` of the publisher's server: how long a publishing push may write nothing
@@ -181,6 +183,9 @@ pub(super) fn stat_clients(
                 bytes_in: r.counters.bytes_in,
                 bytes_out: r.counters.bytes_out,
                 tls: None,
+                relay: Some(crate::stat::RelayStat {
+                    reconnects: r.reconnects,
+                }),
             })
         })
         .collect()
@@ -218,6 +223,7 @@ impl Worker {
                 chunk_size,
                 reconnect_ms: relay.push_reconnect_ms.max(1),
                 failures: 0,
+                reconnects: 0,
                 resolver: settings.net.resolver.clone(),
                 resolver_timeout_ms: settings.net.resolver_timeout_ms,
                 stall_ms: client.server.settings.core.timeout_ms.max(1),
@@ -419,6 +425,7 @@ impl Worker {
         r.out.clear();
         r.out_offset = 0;
         r.failures = r.failures.saturating_add(1);
+        r.reconnects += 1;
         let delay_ms = reconnect_delay_ms(r.reconnect_ms, r.failures);
         log(
             outcome,

@@ -410,6 +410,7 @@ fn client_stat(id: ClientId, c: &Client, now_ms: u64, pid: u32) -> ClientStat {
         worker_pid: pid,
         bytes_in: c.counters.bytes_in,
         bytes_out: c.counters.bytes_out,
+        relay: None,
         tls: c.tls.as_ref().map(|t| ClientTls {
             version: t.version.clone(),
             sni: t.sni.clone(),

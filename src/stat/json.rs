@@ -219,8 +219,19 @@ impl Json {
                 self.str_field("version", &t.version);
                 self.opt_str_field("sni", t.sni.as_deref());
                 self.close('}');
+                self.out.push(',');
             }
             None => self.null_field("tls"),
+        }
+        match &c.relay {
+            Some(r) => {
+                self.key("relay");
+                self.out.push('{');
+                self.num_field("reconnects", r.reconnects);
+                self.close('}');
+                self.out.push(',');
+            }
+            None => self.null_field("relay"),
         }
         self.close('}');
     }

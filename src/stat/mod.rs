@@ -126,6 +126,15 @@ pub struct ClientStat {
     /// What TLS the client came over (an `ssl` listener); None for plain RTMP. Not in the
     /// C module's XML; JSON only.
     pub tls: Option<ClientTls>,
+    /// Set for a relay (a `push`): what its reconnects were. Not in the C module's XML.
+    pub relay: Option<RelayStat>,
+}
+
+/// What `/stat` says of a relay beyond its client fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayStat {
+    /// Connections to the target that failed or were lost while the stream was published.
+    pub reconnects: u64,
 }
 
 /// The TLS of a client's connection.
@@ -436,6 +445,7 @@ pub(crate) mod tests {
                 version: "TLSv1.3".into(),
                 sni: Some("cam.example.com".into()),
             }),
+            relay: None,
         };
         let player = ClientStat {
             id: 9,
@@ -453,6 +463,7 @@ pub(crate) mod tests {
             bytes_in: 400,
             bytes_out: 7_000_000,
             tls: None,
+            relay: None,
         };
         let stream = StreamStat {
             name: "cam1".into(),
@@ -602,6 +613,30 @@ pub(crate) mod tests {
         assert!(render(&s, Format::Xml, StatMask::ALL, None).starts_with("<?xml"));
         assert!(render(&s, Format::Json, StatMask::ALL, None).starts_with('{'));
         assert!(render(&s, Format::Prometheus, StatMask::ALL, None).starts_with("# HELP"));
+    }
+
+    #[test]
+    fn relays_show_their_reconnects_in_every_format() {
+        let mut s = sample();
+        s.servers[0].applications[0].streams[0].clients[1].relay =
+            Some(RelayStat { reconnects: 4 });
+        let xml = render(&s, Format::Xml, StatMask::ALL, None);
+        let element = "<relay><reconnects>4</reconnects></relay>";
+        assert_eq!(xml.matches(element).count(), 1, "{xml}");
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&s, Format::Json, StatMask::ALL, None)).unwrap();
+        let clients = &json["servers"][0]["applications"][0]["streams"][0]["clients"];
+        assert_eq!(clients[0]["relay"], serde_json::Value::Null);
+        assert_eq!(clients[1]["relay"], serde_json::json!({"reconnects": 4}));
+        let prom = render(&s, Format::Prometheus, StatMask::ALL, None);
+        let line = prom
+            .lines()
+            .find(|l| l.starts_with("nginx_rtmp_stream_relay_reconnects_total{"))
+            .unwrap_or_else(|| panic!("{prom}"));
+        assert!(
+            line.contains("name=\"cam1\"") && line.ends_with(" 4"),
+            "{line}"
+        );
     }
 
     /// Worker `pid`'s part holding stream `live/cam1` with `clients` (id, publishing).

@@ -177,6 +177,16 @@ pub fn render_prometheus_masked(s: &StatSnapshot, mask: StatMask) -> String {
     );
     per_stream(
         o,
+        "nginx_rtmp_stream_relay_reconnects_total",
+        "counter",
+        "Reconnects of the stream's pushes (relays) since each started.",
+        &|st| {
+            let relays = st.clients.iter().filter_map(|c| c.relay.as_ref());
+            Some(relays.map(|r| r.reconnects as f64).sum())
+        },
+    );
+    per_stream(
+        o,
         "nginx_rtmp_stream_publishing",
         "gauge",
         "1 while a publisher is attached.",

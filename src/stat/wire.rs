@@ -6,20 +6,23 @@
 //! named limit, strings must be UTF-8, and anything wrong is a [`StatError::Corrupt`], never a
 //! panic or an allocation larger than the input.
 //!
-//! Layout (version 2): the magic `RSS2`, then the fields in declaration order. Integers are
+//! Layout (version 3): the magic `RSS3`, then the fields in declaration order. Integers are
 //! LEB128 varints (signed ones zigzag-encoded), `f64` is 8 bytes little-endian, `bool` and
 //! `Option` tags are one byte (0/1), strings and lists are a varint count followed by their
 //! bytes or elements. Version 2 adds one field at the end of each client, `tls` (an `Option`
-//! tag, then `version` and `sni`); version 1 (`RSS1`, a part written by an older build) is
-//! still read, its clients with `tls: None`.
+//! tag, then `version` and `sni`); version 3 one more, `relay` (an `Option` tag, then
+//! `reconnects`). Parts of versions 1 (`RSS1`) and 2 (`RSS2`), written by an older build that
+//! still runs during a reload, are read, with those fields `None`.
 
 use super::{
-    AppStat, AudioMeta, ClientStat, ClientTls, ServerStat, StatError, StatSnapshot, StreamStat,
-    VideoMeta, WorkerInfo,
+    AppStat, AudioMeta, ClientStat, ClientTls, RelayStat, ServerStat, StatError, StatSnapshot,
+    StreamStat, VideoMeta, WorkerInfo,
 };
 
-/// First bytes of an encoded snapshot (format version 2, what [`StatSnapshot::encode`] writes).
-pub const STAT_MAGIC: [u8; 4] = *b"RSS2";
+/// First bytes of an encoded snapshot (format version 3, what [`StatSnapshot::encode`] writes).
+pub const STAT_MAGIC: [u8; 4] = *b"RSS3";
+/// First bytes of a version 2 snapshot (no client `relay`), still accepted by the decoder.
+pub const STAT_MAGIC_V2: [u8; 4] = *b"RSS2";
 /// First bytes of a version 1 snapshot (no client `tls`), still accepted by the decoder.
 pub const STAT_MAGIC_V1: [u8; 4] = *b"RSS1";
 /// Longest encoded snapshot [`StatSnapshot::decode`] accepts.
@@ -33,19 +36,20 @@ pub const MAX_STAT_LIST_LEN: usize = 1 << 20;
 impl StatSnapshot {
     /// The binary form described in the module docs.
     pub fn encode(&self) -> Vec<u8> {
-        self.encode_version(2)
+        self.encode_version(3)
     }
 
-    /// Version 1 leaves the client `tls` out (tests check that the decoder still reads it).
+    /// Version 1 leaves the client `tls` out, version 2 the client `relay` (tests check that
+    /// the decoder still reads them).
     fn encode_version(&self, version: u8) -> Vec<u8> {
         let mut w = Writer {
             out: Vec::with_capacity(super::estimated_len(self) / 2),
             version,
         };
-        w.out.extend_from_slice(if version < 2 {
-            &STAT_MAGIC_V1
-        } else {
-            &STAT_MAGIC
+        w.out.extend_from_slice(match version {
+            1 => &STAT_MAGIC_V1,
+            2 => &STAT_MAGIC_V2,
+            _ => &STAT_MAGIC,
         });
         w.str(&self.nginx_version);
         w.str(&self.module_version);
@@ -81,11 +85,13 @@ impl StatSnapshot {
         let mut r = Reader {
             buf: bytes,
             pos: 0,
-            version: 2,
+            version: 3,
         };
         let magic = r.take(STAT_MAGIC.len())?;
         if magic == STAT_MAGIC_V1 {
             r.version = 1;
+        } else if magic == STAT_MAGIC_V2 {
+            r.version = 2;
         } else if magic != STAT_MAGIC {
             return Err(StatError::Corrupt("bad magic or version"));
         }
@@ -160,6 +166,12 @@ fn encode_stream(w: &mut Writer, st: &StreamStat) {
                 w.opt_str(&t.sni);
             }
         }
+        if w.version >= 3 {
+            w.bool(c.relay.is_some());
+            if let Some(r) = &c.relay {
+                w.uint(r.reconnects);
+            }
+        }
     });
     w.bool(st.video.is_some());
     if let Some(v) = &st.video {
@@ -216,6 +228,13 @@ fn decode_stream(r: &mut Reader<'_>) -> Result<StreamStat, StatError> {
                 } else {
                     None
                 },
+                relay: if r.version >= 3 && r.bool()? {
+                    Some(RelayStat {
+                        reconnects: r.uint()?,
+                    })
+                } else {
+                    None
+                },
             })
         })?,
         video: if r.bool()? {
@@ -246,7 +265,7 @@ fn decode_stream(r: &mut Reader<'_>) -> Result<StreamStat, StatError> {
 
 struct Writer {
     out: Vec<u8>,
-    /// Format version being written (1 or 2).
+    /// Format version being written (1 to 3).
     version: u8,
 }
 
@@ -469,7 +488,7 @@ mod tests {
             sni: None,
         });
         let bytes = s.encode();
-        assert!(bytes.starts_with(b"RSS2"));
+        assert!(bytes.starts_with(&STAT_MAGIC));
         let back = StatSnapshot::decode(&bytes).unwrap();
         assert_eq!(back, s);
         let c = &back.servers[0].applications[0].streams[0].clients;
@@ -493,6 +512,34 @@ mod tests {
     }
 
     #[test]
+    fn relays_round_trip_and_version_2_parts_decode_without_them() {
+        let mut s = sample();
+        s.servers[0].applications[0].streams[0].clients[1].relay =
+            Some(RelayStat { reconnects: 300 });
+        assert_eq!(StatSnapshot::decode(&s.encode()), Ok(s.clone()));
+        let v2 = s.encode_version(2);
+        assert!(v2.starts_with(&STAT_MAGIC_V2));
+        let mut expected = s.clone();
+        expected.servers[0].applications[0].streams[0].clients[1].relay = None;
+        assert_eq!(StatSnapshot::decode(&v2), Ok(expected.clone()));
+        // Version 3 of clients without relays is version 2 plus one tag per client.
+        let clients = expected
+            .servers
+            .iter()
+            .flat_map(|srv| &srv.applications)
+            .flat_map(|a| &a.streams)
+            .map(|st| st.clients.len())
+            .sum::<usize>();
+        assert_eq!(expected.encode().len(), v2.len() + clients);
+        for n in 0..s.encode().len() {
+            assert!(
+                StatSnapshot::decode(&s.encode()[..n]).is_err(),
+                "prefix {n}"
+            );
+        }
+    }
+
+    #[test]
     fn version_1_parts_still_decode_with_no_tls() {
         let s = sample();
         let v1 = s.encode_version(1);
@@ -509,7 +556,7 @@ mod tests {
         }
         assert_eq!(StatSnapshot::decode(&v1), Ok(expected.clone()));
         // Version 2 of the same clients without TLS is version 1 plus one tag per client.
-        let v2 = expected.encode();
+        let v2 = expected.encode_version(2);
         assert_eq!(v2.len(), v1.len() + 2);
         assert_eq!(StatSnapshot::decode(&v2), Ok(expected));
         // A version 1 part is not read as version 2 nor the other way round.
@@ -548,7 +595,7 @@ mod tests {
             Err(StatError::Corrupt("trailing bytes"))
         );
         assert_eq!(
-            StatSnapshot::decode(b"RSS3"),
+            StatSnapshot::decode(b"RSS4"),
             Err(StatError::Corrupt("bad magic or version"))
         );
         // Four empty strings, seven zero counters, then a workers count far past the end.

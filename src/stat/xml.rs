@@ -102,6 +102,12 @@ fn client(out: &mut String, c: &ClientStat) {
     if c.active {
         out.push_str("<active/>");
     }
+    // Ours: relays (pushes) say how often they reconnected.
+    if let Some(r) = &c.relay {
+        out.push_str("<relay>");
+        num(out, "reconnects", r.reconnects);
+        out.push_str("</relay>");
+    }
     out.push_str("</client>\r\n");
 }
 
