@@ -12,6 +12,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::hls::http_get;
 use common::workers::Launch;
 use common::{free_port, live_rtmp_block, play_decode, publish, RtmpClient, Server};
 
@@ -303,6 +304,81 @@ fn restarted_target_gets_frames_again_within_push_reconnect_plus_one_second() {
     drop(p2);
     a.finish();
     b2.finish();
+}
+
+#[test]
+fn control_drop_stops_a_push_and_stat_counts_its_reconnects() {
+    if !require("ffmpeg") || !require("ss") {
+        return;
+    }
+    // One dead target (refused: it reconnects, counted in /stat) and one live one.
+    let refused = free_port();
+    let port = free_port();
+    let b = target_on(port);
+    let a = Server::start(
+        &live_rtmp_block(
+            "",
+            &format!(
+                "push rtmp://127.0.0.1:{port}/live; push rtmp://127.0.0.1:{refused}/live; \
+                 push_reconnect 1s;"
+            ),
+        ),
+        "location /control { rtmp_control all; }\n location /stat { rtmp_stat all; }",
+    );
+    let mut ff = publish(&a.rtmp_url("live/s"), 20);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while connections_to(port) != 1 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(connections_to(port), 1, "{}", a.error_log());
+    thread::sleep(Duration::from_millis(1500));
+    let stat = http_get(a.http_port, "/stat?format=json").expect("stat");
+    let stat: serde_json::Value = serde_json::from_slice(&stat.body).expect("json");
+    let clients = &stat["servers"][0]["applications"][0]["streams"][0]["clients"];
+    let reconnects = |url: &str| {
+        clients
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["address"] == url)
+            .map(|c| c["relay"]["reconnects"].as_u64().unwrap())
+    };
+    let live_url = format!("rtmp://127.0.0.1:{port}/live");
+    assert_eq!(reconnects(&live_url), Some(0), "{stat}");
+    assert!(
+        reconnects(&format!("rtmp://127.0.0.1:{refused}/live")) >= Some(1),
+        "{stat}"
+    );
+    // Dropped by its address, as /stat shows it: the connection closes and stays closed.
+    let r = http_get(
+        a.http_port,
+        &format!("/control/drop/subscriber?app=live&name=s&addr={live_url}"),
+    )
+    .expect("control");
+    assert_eq!(
+        (r.status, String::from_utf8_lossy(&r.body).trim()),
+        (200, "1")
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while connections_to(port) != 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        connections_to(port),
+        0,
+        "the dropped push is still connected"
+    );
+    thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        connections_to(port),
+        0,
+        "the dropped push reconnected:\n{}",
+        a.error_log()
+    );
+    assert!(a.error_log().contains("dropped by /control"));
+    ff.kill();
+    a.finish();
+    b.finish();
 }
 
 /// Established connections whose destination port is `port` (the pushing side's sockets).

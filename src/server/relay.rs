@@ -12,6 +12,7 @@ use std::io::IoSlice;
 use bytes::Bytes;
 
 use super::{LogLevel, LogLine, Outcome, Worker};
+use crate::control::ControlRequest;
 use crate::live::{ClientId, Hub, PlayerOptions, StreamKey};
 use crate::relay::{Progress, PushClient, PushSpec};
 
@@ -261,27 +262,58 @@ impl Worker {
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
-            // What the queue still holds goes out before the goodbye (the last frames of the
-            // stream, the rest of a partly written message first).
-            let mut rest = Vec::new();
-            if let Some(q) = self.hub.queue(id) {
-                let partial = q.partial_head();
-                let skip = usize::from(partial.is_some());
-                rest.extend(partial);
-                rest.extend(q.iter().skip(skip).map(|f| f.bytes_from(0)));
-            }
-            self.hub.stop_play(id);
-            let Some(r) = self.relays.map.get_mut(&id) else {
-                continue;
-            };
-            r.closing = true;
-            r.joined = false;
-            r.out.extend(rest);
-            if let Some(bye) = r.client.as_mut().and_then(|c| c.goodbye()) {
-                r.out.push_back(bye);
-            }
-            outcome.relays.push(RelayAction::Close { id });
+            self.stop_relay(id, outcome);
         }
+    }
+
+    /// Relay `id` says goodbye and closes, for good (no reconnect).
+    fn stop_relay(&mut self, id: ClientId, outcome: &mut Outcome) {
+        // What the queue still holds goes out before the goodbye (the last frames of the
+        // stream, the rest of a partly written message first).
+        let mut rest = Vec::new();
+        if let Some(q) = self.hub.queue(id) {
+            let partial = q.partial_head();
+            let skip = usize::from(partial.is_some());
+            rest.extend(partial);
+            rest.extend(q.iter().skip(skip).map(|f| f.bytes_from(0)));
+        }
+        self.hub.stop_play(id);
+        let Some(r) = self.relays.map.get_mut(&id) else {
+            return;
+        };
+        r.closing = true;
+        r.joined = false;
+        r.out.extend(rest);
+        if let Some(bye) = r.client.as_mut().and_then(|c| c.goodbye()) {
+            r.out.push_back(bye);
+        }
+        outcome.relays.push(RelayAction::Close { id });
+    }
+
+    /// `/control/drop` on this worker's pushes: those `req` selects (as players of their stream,
+    /// addressed by their URL, as `/stat` lists them) stop for the rest of the publish.
+    /// Returns how many.
+    pub(super) fn drop_relays(&mut self, req: &ControlRequest, outcome: &mut Outcome) -> usize {
+        let mut ids: Vec<ClientId> = self
+            .relays
+            .map
+            .iter()
+            .filter(|(id, r)| {
+                let k = &r.key;
+                !r.closing
+                    && req.selects(k.server as usize, &k.app, &k.name, &r.spec.url, **id, false)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        for &id in &ids {
+            if let Some(r) = self.relays.map.get(&id) {
+                let text = format!("relay: {} dropped by /control", r.label());
+                log(outcome, LogLevel::Info, text);
+            }
+            self.stop_relay(id, outcome);
+        }
+        ids.len()
     }
 
     /// The TCP connection of relay `id` is up: the handshake starts. False when the relay is

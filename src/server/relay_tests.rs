@@ -317,6 +317,49 @@ fn a_push_that_keeps_failing_waits_longer_each_time_and_starts_over_once_it_publ
 }
 
 #[test]
+fn control_drop_stops_a_push_for_good_and_redirect_or_publisher_drops_leave_it() {
+    let mut s = Setup::new();
+    s.pump(None);
+    let RelayAction::Connect { id: rid, .. } = s.actions[0].clone() else {
+        panic!("{:?}", s.actions);
+    };
+    assert!(s.a.on_relay_connected(rid, s.now));
+    s.pump(Some(rid));
+    assert!(s.a.relay_is_publishing(rid));
+    let control = |path: &str, args: &str| crate::control::parse_control(path, args).unwrap();
+    // Neither a redirect nor a drop of publishers touches the push.
+    for (path, args) in [
+        ("redirect/subscriber", "app=live&name=cam&newname=other"),
+        ("drop/publisher", "app=live&name=other"),
+        ("drop/subscriber", "app=live&name=other"),
+    ] {
+        let mut o = Outcome::default();
+        assert_eq!(
+            s.a.control(&control(path, args), s.now, &mut o),
+            0,
+            "{path}?{args}"
+        );
+        assert!(o.relays.is_empty());
+    }
+    // Selected by its id, as /stat lists it: it says goodbye, closes and is not retried.
+    let mut o = Outcome::default();
+    let args = format!("app=live&name=cam&clientid={rid}");
+    assert_eq!(
+        s.a.control(&control("drop/client", &args), s.now, &mut o),
+        1
+    );
+    assert_eq!(o.relays, vec![RelayAction::Close { id: rid }]);
+    assert!(o
+        .logs
+        .iter()
+        .any(|l| l.text.contains("dropped by /control")));
+    let mut o = Outcome::default();
+    s.a.on_relay_closed(rid, "closed", &mut o);
+    assert!(o.relays.is_empty(), "{:?}", o.relays);
+    assert_eq!(s.a.relay_count(), 0);
+}
+
+#[test]
 fn reconnect_delays_never_overflow_and_a_long_push_reconnect_is_kept() {
     assert_eq!(reconnect_delay_ms(3000, 1), 3000);
     assert_eq!(reconnect_delay_ms(3000, u32::MAX), MAX_RECONNECT_MS);

@@ -321,7 +321,13 @@ impl Worker {
                 Some(name) => self.redirect(id, publishing, name.clone(), now_ms, outcome),
             }
         }
-        selected.len()
+        // Pushes can be dropped; a redirect has no meaning for a remote target.
+        let relays = if newname.is_none() {
+            self.drop_relays(req, outcome)
+        } else {
+            0
+        };
+        selected.len() + relays
     }
 
     /// Moves a session to another stream, as the C module's redirect: the stream is closed
