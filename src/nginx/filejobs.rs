@@ -10,15 +10,22 @@
 
 use core::ffi::c_void;
 use core::ptr;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::path::Path;
 
-use ngx::ffi::{ngx_conf_t, ngx_cycle_t, ngx_event_t, ngx_log_t};
+use ngx::ffi::{
+    ngx_conf_t, ngx_cycle_t, ngx_event_t, ngx_log_t, ngx_post_event, ngx_posted_events,
+};
 
 use super::util::{guard, log_cycle};
 use super::worker::{log_lines, with_worker};
 use crate::io::{self, IoDone, IoJob, IoStats, OpenFiles, Storage};
 use crate::server::Outcome;
+
+/// The jobs of one turn go to at most this many tasks: few enough that wake-ups stay rare,
+/// enough that one slow file (network storage, a stalled disk) does not hold up every output
+/// of the worker, and that outputs' operations still overlap on a slow disk.
+const MAX_TASKS_PER_TURN: usize = 4;
 
 /// How often an exiting worker looks again whether its file jobs are done.
 const EXIT_WAIT_MS: ngx::ffi::ngx_msec_t = 100;
@@ -28,7 +35,13 @@ thread_local! {
     static POOL: Cell<*mut c_void> = const { Cell::new(ptr::null_mut()) };
     /// Whether running jobs on the event loop has been logged.
     static SAID_INLINE: Cell<bool> = const { Cell::new(false) };
+    /// Jobs submitted during this turn of the event loop, posted by [`FLUSH`] at its end: a task costs thread wake-ups and a notification back whatever its size, and
+    /// the outputs' flush hands over every stream's appends in one turn.
+    static BATCH: RefCell<Vec<IoJob>> = const { RefCell::new(Vec::new()) };
 }
+
+/// The posted event that sends [`BATCH`] to the pool.
+static mut FLUSH: core::mem::MaybeUninit<ngx_event_t> = core::mem::MaybeUninit::zeroed();
 
 /// The event that keeps a worker from exiting while file jobs are queued or in flight (a
 /// timer that is not cancelable does that); it looks again every [`EXIT_WAIT_MS`].
@@ -66,6 +79,18 @@ pub unsafe fn require_pool(cf: *mut ngx_conf_t) -> Result<(), String> {
 /// # Safety
 /// `cycle` is the worker's live cycle.
 pub unsafe fn init_process(cycle: *mut ngx_cycle_t) {
+    // SAFETY: single-threaded worker start-up; the event lives for the process.
+    unsafe {
+        let ev = (*ptr::addr_of_mut!(PENDING)).as_mut_ptr();
+        (*ev).handler = Some(pending_handler);
+        (*ev).log = (*cycle).log;
+        (*ev).data = ptr::null_mut();
+        let ev = (*ptr::addr_of_mut!(FLUSH)).as_mut_ptr();
+        (*ev).handler = Some(flush_handler);
+        (*ev).log = (*cycle).log;
+        (*ev).data = ptr::null_mut();
+    }
+    // Last: a pool means jobs go through FLUSH, which is ready now.
     #[cfg(ngx_threads)]
     {
         let mut name = pool_name();
@@ -73,16 +98,10 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) {
         let tp = unsafe { ngx::ffi::ngx_thread_pool_get(cycle, &mut name) };
         POOL.with(|p| p.set(tp.cast()));
     }
-    // SAFETY: single-threaded worker start-up; the event lives for the process.
-    unsafe {
-        let ev = (*ptr::addr_of_mut!(PENDING)).as_mut_ptr();
-        (*ev).handler = Some(pending_handler);
-        (*ev).log = (*cycle).log;
-        (*ev).data = ptr::null_mut();
-    }
 }
 
-/// Storage that hands jobs to the thread pool.
+/// Storage that hands jobs to the thread pool: the jobs submitted during one turn of the
+/// event loop go to a few tasks, posted at the end of the turn (see [`BATCH`]).
 #[derive(Default)]
 pub struct PoolStorage;
 
@@ -92,22 +111,49 @@ impl Storage for PoolStorage {
     }
 
     fn submit(&mut self, job: IoJob) -> Option<IoDone> {
-        let pool = POOL.with(Cell::get);
-        if pool.is_null() {
+        if POOL.with(Cell::get).is_null() {
             say_inline("no thread pool");
             return Some(io::perform(job));
         }
-        match post(pool, job) {
-            Ok(()) => {
-                arm();
-                None
-            }
-            Err(job) => {
-                say_inline("the thread pool refused a task");
-                Some(io::perform(job))
+        // SAFETY: FLUSH is our process-wide event, set up in init_process (before POOL can be
+        // non-null); only the event loop touches it, and it is posted at most once at a time.
+        unsafe {
+            let ev = (*ptr::addr_of_mut!(FLUSH)).as_mut_ptr();
+            if (*ev).posted() == 0 {
+                ngx_post_event(ev, ptr::addr_of_mut!(ngx_posted_events));
             }
         }
+        BATCH.with(|b| b.borrow_mut().push(job));
+        arm();
+        None
     }
+}
+
+/// End of the turn: the jobs submitted during it go to the pool, spread over at most
+/// [`MAX_TASKS_PER_TURN`] tasks.
+extern "C" fn flush_handler(_ev: *mut ngx_event_t) {
+    guard("file jobs", (), || {
+        let jobs = BATCH.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        if jobs.is_empty() {
+            return;
+        }
+        let tasks = jobs.len().min(MAX_TASKS_PER_TURN);
+        let mut shares: Vec<Vec<IoJob>> = (0..tasks).map(|_| Vec::new()).collect();
+        for (i, job) in jobs.into_iter().enumerate() {
+            if let Some(share) = shares.get_mut(i % tasks) {
+                share.push(job);
+            }
+        }
+        for share in shares {
+            if let Err(jobs) = post(POOL.with(Cell::get), share) {
+                say_inline("the thread pool refused a task");
+                // Results may start more jobs: they join the next batch (posted again).
+                for job in jobs {
+                    deliver(io::perform(job));
+                }
+            }
+        }
+    })
 }
 
 fn say_inline(why: &str) {
@@ -122,23 +168,27 @@ fn say_inline(why: &str) {
     }
 }
 
-/// One job on its way through the pool.
+/// One batch of jobs on its way through the pool.
 struct Task {
     task: ngx::ffi::ngx_thread_task_t,
-    output: u64,
-    job: Option<IoJob>,
-    done: Option<IoDone>,
+    /// The output of each job, in order (to report the ones a panic left undone).
+    outputs: Vec<u64>,
+    jobs: Vec<IoJob>,
+    done: Vec<IoDone>,
 }
 
 #[cfg(ngx_threads)]
-fn post(pool: *mut c_void, job: IoJob) -> Result<(), IoJob> {
+fn post(pool: *mut c_void, jobs: Vec<IoJob>) -> Result<(), Vec<IoJob>> {
+    if pool.is_null() {
+        return Err(jobs);
+    }
     // SAFETY: an all-zero task (null pointers, no handlers, inactive event) is nginx's
     // "unset" value, filled in below.
     let task = Box::new(Task {
         task: unsafe { core::mem::zeroed() },
-        output: job.output,
-        job: Some(job),
-        done: None,
+        outputs: jobs.iter().map(|j| j.output).collect(),
+        done: Vec::with_capacity(jobs.len()),
+        jobs,
     });
     let task = Box::into_raw(task);
     // SAFETY: task is a fresh Box owned by this function until nginx takes it; after a
@@ -152,68 +202,71 @@ fn post(pool: *mut c_void, job: IoJob) -> Result<(), IoJob> {
         (*task).task.event.log = (*ngx::ffi::ngx_cycle).log;
         let posted = ngx::ffi::ngx_thread_task_post(pool.cast(), ptr::addr_of_mut!((*task).task));
         if posted != ngx::ffi::NGX_OK as ngx::ffi::ngx_int_t {
-            let mut task = Box::from_raw(task);
-            return Err(task.job.take().unwrap_or_else(unreachable_job));
+            let task = Box::from_raw(task);
+            return Err(task.jobs);
         }
     }
     Ok(())
 }
 
 #[cfg(not(ngx_threads))]
-fn post(_pool: *mut c_void, job: IoJob) -> Result<(), IoJob> {
-    Err(job)
+fn post(_pool: *mut c_void, jobs: Vec<IoJob>) -> Result<(), Vec<IoJob>> {
+    Err(jobs)
 }
 
-/// A job that vanished (cannot happen): an empty one, so the caller's accounting holds.
-fn unreachable_job() -> IoJob {
-    IoJob {
-        output: 0,
-        ops: Vec::new(),
-        files: OpenFiles::default(),
-    }
-}
-
-/// On a pool thread: performs the job. Touches only the task, which the event loop leaves
-/// alone until [`done`].
+/// On a pool thread: performs the jobs in order. Touches only the task, which the event loop
+/// leaves alone until [`done`].
 #[cfg_attr(not(ngx_threads), allow(dead_code))]
 unsafe extern "C" fn run(data: *mut c_void, _log: *mut ngx_log_t) {
     let task = data as *mut Task;
-    // A panic must not unwind into nginx's thread; the job is then reported lost in `done`.
+    // A panic must not unwind into nginx's thread; the jobs left are reported lost in `done`.
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: data is the Task posted in `post`, owned by this thread until it returns.
         unsafe {
-            if let Some(job) = (*task).job.take() {
-                (*task).done = Some(io::perform(job));
+            let jobs = std::mem::take(&mut (*task).jobs);
+            for job in jobs {
+                let result = io::perform(job);
+                (*task).done.push(result);
             }
         }
     }));
 }
 
-/// On the event loop: the pool finished the task; the worker hears what became of it.
+/// On the event loop: the pool finished the task; the worker hears what became of each job.
 #[cfg_attr(not(ngx_threads), allow(dead_code))]
 extern "C" fn done(ev: *mut ngx_event_t) {
-    guard("file job done", (), || {
+    guard("file jobs done", (), || {
         // SAFETY: ev is the task's own event, whose data is the Task leaked in `post`; the
         // pool is done with it, so it is ours again, once.
         let task = unsafe { Box::from_raw((*ev).data as *mut Task) };
-        let Task { output, done, .. } = *task;
-        let done = done.unwrap_or_else(|| IoDone {
-            output,
-            files: OpenFiles::default(),
-            done: 0,
-            failure: Some(io::IoFailure {
-                action: "perform",
-                path: Default::default(),
-                source: std::io::Error::other("the file job panicked"),
-            }),
-            rest: Vec::new(),
-            stats: IoStats::default(),
-        });
-        let mut outcome = Outcome::default();
-        with_worker(|w| w.on_io_done(done, &mut outcome));
-        log_lines(&outcome.logs);
-        keep_alive();
+        let Task { outputs, done, .. } = *task;
+        let performed = done.len();
+        for result in done {
+            deliver(result);
+        }
+        for output in outputs.into_iter().skip(performed) {
+            deliver(IoDone {
+                output,
+                files: OpenFiles::default(),
+                done: 0,
+                failure: Some(io::IoFailure {
+                    action: "perform",
+                    path: Default::default(),
+                    source: std::io::Error::other("the file job panicked"),
+                }),
+                rest: Vec::new(),
+                stats: IoStats::default(),
+            });
+        }
     })
+}
+
+/// Tells the worker what became of one job.
+fn deliver(result: IoDone) {
+    let mut outcome = Outcome::default();
+    with_worker(|w| w.on_io_done(result, &mut outcome));
+    log_lines(&outcome.logs);
+    keep_alive();
 }
 
 /// Sets (`true`) or removes the timer that keeps the worker alive while file work is

@@ -26,11 +26,16 @@ use super::{LogLevel, LogLine};
 /// batch that arrives when the queue is empty is always taken, however large (a DASH segment
 /// is handed over whole).
 pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
-/// Appends are handed to the thread pool once this many bytes wait, or with the next other
-/// operation (a segment's commit at its cut, a manifest): every job costs thread wake-ups and
-/// a notification back on the event loop, and a frame-sized job each 40 ms made them most of
-/// the ingest CPU. A segment is not listed before its commit, so waiting delays nothing seen.
-pub const APPEND_BATCH_BYTES: usize = 16 * 1024;
+/// Appends wait to be handed to the thread pool until the next operation of another kind (a
+/// segment's commit at its cut, a manifest), the worker's next flush (every
+/// [`APPEND_FLUSH_MS`], when all streams' waiting appends go together), or until this many
+/// bytes wait. Every job costs thread wake-ups, context switches and a notification back on
+/// the event loop: with jobs of 16 KiB they were over half of the ingest CPU. A segment is not
+/// listed before its commit, so waiting delays nothing a viewer sees.
+pub const APPEND_HOLD_BYTES: usize = 256 * 1024;
+/// How often the worker hands over every stream's waiting appends (see [`APPEND_HOLD_BYTES`]):
+/// at most this much of a stream's data waits in memory.
+pub const APPEND_FLUSH_MS: u64 = 100;
 
 /// One kind of file output. An enum rather than a trait object so that what is specific to
 /// one kind (HLS variants sharing their measurements) stays reachable.
@@ -302,8 +307,8 @@ impl Outputs {
         }
     }
 
-    /// Deferred work (deletions after their grace period). Returns the delay until the next
-    /// call, or None when nothing is pending.
+    /// Deferred work (deletions after their grace period) and the flush of waiting appends.
+    /// Returns the delay until the next call, or None when nothing is pending.
     pub fn housekeeping(&mut self, mono_ms: u64, logs: &mut Vec<LogLine>) -> Option<u64> {
         let now = self.now(mono_ms);
         let mut next: Option<u64> = None;
@@ -313,6 +318,7 @@ impl Outputs {
             for slot in &mut stream.slots {
                 let due = slot.output.file().on_tick(now, &mut self.ops);
                 self.io.enqueue(slot, key, &mut self.ops, logs);
+                self.io.flush(slot, key, logs);
                 if let Some(at) = due {
                     let delay = at.saturating_sub(mono_ms).max(1);
                     next = Some(next.map_or(delay, |n| n.min(delay)));
@@ -321,6 +327,10 @@ impl Outputs {
             }
             if all_done {
                 done.push(key.clone());
+            }
+            if stream.live {
+                // Appends keep coming: flush them again soon.
+                next = Some(next.map_or(APPEND_FLUSH_MS, |n| n.min(APPEND_FLUSH_MS)));
             }
         }
         for key in done {
@@ -439,8 +449,23 @@ impl Io {
     }
 
     /// Starts the next job of `slot` unless one is in flight; a job performed at once is
-    /// finished here, and the next one started.
+    /// finished here, and the next one started. Appends alone wait (see [`APPEND_HOLD_BYTES`]).
     fn pump(&mut self, slot: &mut Slot, key: &StreamKey, logs: &mut Vec<LogLine>) {
+        self.start_jobs(slot, key, logs, false);
+    }
+
+    /// Hands over `slot`'s waiting appends too (the periodic flush).
+    fn flush(&mut self, slot: &mut Slot, key: &StreamKey, logs: &mut Vec<LogLine>) {
+        self.start_jobs(slot, key, logs, true);
+    }
+
+    fn start_jobs(
+        &mut self,
+        slot: &mut Slot,
+        key: &StreamKey,
+        logs: &mut Vec<LogLine>,
+        flush: bool,
+    ) {
         while slot.in_flight.is_none() {
             if slot.queue.is_empty() {
                 match slot.overflow.take() {
@@ -456,8 +481,8 @@ impl Io {
                     None => return,
                 }
             }
-            if slot.overflow.is_none() && only_small_appends(&slot.queue) {
-                // More media follows, or the cut's commit, which sends all.
+            if !flush && slot.overflow.is_none() && only_small_appends(&slot.queue) {
+                // More media follows, the cut's commit, which sends all, or the flush.
                 return;
             }
             let mut own = Vec::with_capacity(slot.queue.len());
@@ -562,7 +587,7 @@ impl Io {
     }
 }
 
-/// Whether `queue` holds nothing but opens and appends of fewer than [`APPEND_BATCH_BYTES`]:
+/// Whether `queue` holds nothing but opens and appends of fewer than [`APPEND_HOLD_BYTES`]:
 /// such a job waits for more (see there).
 fn only_small_appends(queue: &VecDeque<Queued>) -> bool {
     let mut bytes = 0;
@@ -573,7 +598,7 @@ fn only_small_appends(queue: &VecDeque<Queued>) -> bool {
             _ => return false,
         }
     }
-    bytes < APPEND_BATCH_BYTES
+    bytes < APPEND_HOLD_BYTES
 }
 
 /// `lost` (the output's own operations, in the order it asked for them) will never be

@@ -235,7 +235,7 @@ fn one_job_at_a_time_in_order_and_media_never_waits_for_the_disk() {
 }
 
 #[test]
-fn small_appends_wait_for_a_batch_or_the_commit() {
+fn appends_wait_for_the_commit_or_the_flush() {
     let mut f = Feed::new();
     // A disk that keeps up: every job finishes before the next frame.
     let end = 5000;
@@ -246,14 +246,26 @@ fn small_appends_wait_for_a_batch_or_the_commit() {
     let submitted = f.disk.0.borrow().submitted.clone();
     for (appends_only, bytes) in &submitted {
         assert!(
-            !appends_only || *bytes >= APPEND_BATCH_BYTES,
+            !appends_only || *bytes >= APPEND_HOLD_BYTES,
             "a job of {bytes} bytes of appends alone: {submitted:?}"
         );
     }
-    // 125 frames of 2 KB (about 280 KB of TS): far fewer jobs than frames.
-    assert!(submitted.len() <= 30, "{} jobs", submitted.len());
+    // 125 frames of 2 KB (about 280 KB of TS) in 1 s segments: about one job per segment.
+    assert!(submitted.len() <= 8, "{} jobs", submitted.len());
     // Nothing was held back from the segments listed.
     assert!(f.disk.check_listed_segments_exist() >= 4);
+
+    // The periodic flush hands over what waits (HLS makes appends of 16 KiB), and asks to be
+    // called again soon.
+    f.play(200, 20_000);
+    f.drain();
+    let before = f.disk.0.borrow().submitted.len();
+    let mut logs = Vec::new();
+    let next = f.outputs.housekeeping(u64::from(f.t), &mut logs);
+    let after = f.disk.0.borrow().submitted.clone();
+    assert_eq!(after.len(), before + 1, "{after:?}");
+    assert_eq!(after.last().map(|s| s.0), Some(true), "{after:?}");
+    assert!(next.is_some_and(|n| n <= APPEND_FLUSH_MS), "{next:?}");
 }
 
 #[test]
