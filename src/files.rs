@@ -1,4 +1,4 @@
-//! What file outputs (HLS, DASH, later recording) hand to the IO ring, and the interface every
+//! What file outputs (HLS, DASH, recording) hand to the IO ring, and the interface every
 //! such output offers the worker. Pure: outputs describe file operations; the IO ring
 //! ([`crate::io`]) performs them.
 
@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 /// One step for the IO ring. Paths are absolute and always under one of the application's
-/// output directories (`hls_path`, `hls_key_path`, `dash_path`); the IO ring re-checks this.
+/// output directories (`hls_path`, `hls_key_path`, `dash_path`, `record_path`); the IO ring
+/// re-checks that they are absolute and clean.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileOp {
     /// `mkdir -p` (for `hls_nested` and the first segment of a stream).
@@ -29,6 +30,23 @@ pub enum FileOp {
     WriteAtomic { path: PathBuf, data: Bytes },
     /// Deletes a file (a segment that left the playlist and outlived its grace period).
     Delete { path: PathBuf },
+    /// Opens a recording under its final name: created, or truncated unless `append`;
+    /// `lock` holds an `fcntl` write lock on it while it is open (`record_lock`). Unlike a
+    /// segment, a recording is never deleted by the IO ring: after a failure (disk full) what
+    /// was written stays, playable up to its last whole tag.
+    OpenRecording {
+        path: PathBuf,
+        append: bool,
+        lock: bool,
+    },
+    /// Writes `data` at `offset` of an open file (a recording's index, at its start).
+    WriteAt {
+        path: PathBuf,
+        offset: u64,
+        data: Bytes,
+    },
+    /// Closes an open file where it is (a recording is finished).
+    Close { path: PathBuf },
 }
 
 impl FileOp {
@@ -42,7 +60,10 @@ impl FileOp {
             | FileOp::Commit { path, .. }
             | FileOp::Abort { path }
             | FileOp::WriteAtomic { path, .. }
-            | FileOp::Delete { path } => path,
+            | FileOp::Delete { path }
+            | FileOp::OpenRecording { path, .. }
+            | FileOp::WriteAt { path, .. }
+            | FileOp::Close { path } => path,
         }
     }
 

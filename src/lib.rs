@@ -30,6 +30,7 @@ pub mod io;
 pub mod live;
 pub mod media;
 pub mod notify;
+pub mod record;
 pub mod relay;
 pub mod rtmp;
 pub mod segment;

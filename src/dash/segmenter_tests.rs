@@ -255,6 +255,9 @@ impl Disk {
                 assert!(!reopened || is_spool(path), "{path:?} opened twice");
                 self.assert_dir(path);
             }
+            FileOp::OpenRecording { .. } | FileOp::WriteAt { .. } | FileOp::Close { .. } => {
+                panic!("DASH never records: {op:?}")
+            }
             FileOp::AppendFrom { path, from } => {
                 assert!(is_spool(from), "{from:?}");
                 let data = self

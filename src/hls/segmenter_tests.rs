@@ -126,6 +126,9 @@ impl Disk {
             FileOp::Abort { path } => {
                 self.open.remove(path).expect("abort of unopened file");
             }
+            FileOp::OpenRecording { .. } | FileOp::WriteAt { .. } | FileOp::Close { .. } => {
+                panic!("HLS never records: {op:?}")
+            }
             FileOp::AppendFrom { .. } => panic!("HLS never copies files: {op:?}"),
             FileOp::WriteAtomic { path, data } => {
                 self.assert_dir(path);

@@ -6,7 +6,7 @@
 
 pub mod lock;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -32,13 +32,22 @@ pub struct IoFailure {
     pub source: io::Error,
 }
 
-/// The files one output keeps open between jobs (a TS segment is written over many).
+/// The files one output keeps open between jobs (a TS segment is written over many), and
+/// which of them are recordings (kept whatever happens).
 #[derive(Debug, Default)]
-pub struct OpenFiles(HashMap<PathBuf, File>);
+pub struct OpenFiles(HashMap<PathBuf, File>, HashSet<PathBuf>);
 
 impl OpenFiles {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Forgets `path` after a failure; a segment is deleted, a recording stays.
+    fn abandon(&mut self, path: &Path) {
+        self.0.remove(path);
+        if !self.1.remove(path) {
+            let _ = fs::remove_file(path);
+        }
     }
 }
 
@@ -172,8 +181,7 @@ pub fn perform(job: IoJob) -> IoDone {
             }
             Err(e) => {
                 if let Some(FileOp::Open { path } | FileOp::Append { path, .. }) = ops.get(done) {
-                    files.0.remove(path);
-                    let _ = fs::remove_file(path);
+                    files.abandon(path);
                 }
                 failure = Some(e);
                 break;
@@ -287,8 +295,36 @@ fn perform_one(files: &mut OpenFiles, op: &FileOp) -> Result<u64, IoFailure> {
             Ok(0)
         }
         FileOp::Abort { path } => {
+            files.abandon(path);
+            Ok(0)
+        }
+        FileOp::OpenRecording { path, append, lock } => {
+            checked(path)?;
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .append(*append)
+                .truncate(!*append)
+                .mode(FILE_MODE)
+                .open(path)
+                .map_err(fail("create", path))?;
+            if *lock {
+                lock_for_writing(&file).map_err(fail("lock", path))?;
+            }
+            files.0.insert(path.clone(), file);
+            files.1.insert(path.clone());
+            Ok(0)
+        }
+        FileOp::WriteAt { path, offset, data } => {
+            use std::os::unix::fs::FileExt;
+            let file = files.0.get(path).ok_or_else(|| not_open(path))?;
+            file.write_all_at(data, *offset)
+                .map_err(fail("write", path))?;
+            Ok(data.len() as u64)
+        }
+        FileOp::Close { path } => {
             files.0.remove(path);
-            let _ = fs::remove_file(path);
+            files.1.remove(path);
             Ok(0)
         }
         FileOp::WriteAtomic { path, data } => {
@@ -305,6 +341,28 @@ fn perform_one(files: &mut OpenFiles, op: &FileOp) -> Result<u64, IoFailure> {
             }
         }
     }
+}
+
+fn not_open(path: &Path) -> IoFailure {
+    IoFailure {
+        action: "write",
+        path: path.to_path_buf(),
+        source: io::Error::other("file is not open"),
+    }
+}
+
+/// An exclusive `flock(2)` lock, held until the file is closed (`record_lock`: a tool can
+/// tell a recording still being written, e.g. `flock -n file true` fails). The C module takes
+/// an `fcntl` lock; `flock` needs no `unsafe` here and is what shell tools check. Refused at
+/// once if another process holds one.
+fn lock_for_writing(file: &File) -> io::Result<()> {
+    file.try_lock().map_err(|e| match e {
+        fs::TryLockError::Error(e) => e,
+        fs::TryLockError::WouldBlock => io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "another process holds a lock on it",
+        ),
+    })
 }
 
 /// Wraps an `io::Error` with what was being done to which path.

@@ -46,6 +46,93 @@ pub fn format_utc(unix_ms: u64, out: &mut String) {
     );
 }
 
+/// `strftime` of Unix seconds shifted by `tz_offset_min` (local time as nginx sees it), for
+/// `record_suffix`. The C library's conversions a file name can use: `%Y %y %C %m %d %e %j
+/// %H %I %M %S %p %a %A %b %h %B %F %T %D %R %s %u %w %z %n %t %%`; any other is kept as
+/// written.
+pub fn strftime(fmt: &str, unix_secs: i64, tz_offset_min: i32) -> String {
+    const DAYS: [&str; 7] = [
+        "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+    ];
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let local = unix_secs + i64::from(tz_offset_min) * 60;
+    let days = local.div_euclid(86_400);
+    let rem = local.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let (hh, mm, ss) = (rem / 3600, rem / 60 % 60, rem % 60);
+    // 1970-01-01 was a Thursday.
+    let weekday = (days + 4).rem_euclid(7) as usize;
+    let yday = days - days_from_civil(y, 1, 1) + 1;
+    let day_name = DAYS.get(weekday).copied().unwrap_or("");
+    let month_name = MONTHS.get(m as usize - 1).copied().unwrap_or("");
+    let mut out = String::with_capacity(fmt.len() + 16);
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let Some(spec) = chars.next() else {
+            out.push('%');
+            break;
+        };
+        let _ = match spec {
+            'Y' => write!(out, "{y}"),
+            'y' => write!(out, "{:02}", y.rem_euclid(100)),
+            'C' => write!(out, "{:02}", y.div_euclid(100)),
+            'm' => write!(out, "{m:02}"),
+            'd' => write!(out, "{d:02}"),
+            'e' => write!(out, "{d:2}"),
+            'j' => write!(out, "{yday:03}"),
+            'H' => write!(out, "{hh:02}"),
+            'I' => write!(out, "{:02}", (hh + 11) % 12 + 1),
+            'M' => write!(out, "{mm:02}"),
+            'S' => write!(out, "{ss:02}"),
+            'p' => write!(out, "{}", if hh < 12 { "AM" } else { "PM" }),
+            'a' => write!(out, "{}", day_name.get(..3).unwrap_or("")),
+            'A' => write!(out, "{day_name}"),
+            'b' | 'h' => write!(out, "{}", month_name.get(..3).unwrap_or("")),
+            'B' => write!(out, "{month_name}"),
+            'F' => write!(out, "{y}-{m:02}-{d:02}"),
+            'T' => write!(out, "{hh:02}:{mm:02}:{ss:02}"),
+            'D' => write!(out, "{m:02}/{d:02}/{:02}", y.rem_euclid(100)),
+            'R' => write!(out, "{hh:02}:{mm:02}"),
+            's' => write!(out, "{unix_secs}"),
+            'u' => write!(out, "{}", if weekday == 0 { 7 } else { weekday }),
+            'w' => write!(out, "{weekday}"),
+            'z' => {
+                let sign = if tz_offset_min < 0 { '-' } else { '+' };
+                let off = tz_offset_min.unsigned_abs();
+                write!(out, "{sign}{:02}{:02}", off / 60, off % 60)
+            }
+            'n' => write!(out, "\n"),
+            't' => write!(out, "\t"),
+            '%' => write!(out, "%"),
+            other => write!(out, "%{other}"),
+        };
+    }
+    out
+}
+
 /// Parses an RFC 3339 date-time (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM|±HHMM)`) to Unix ms.
 /// `None` for anything else, or a date before 1970.
 pub fn parse(s: &str) -> Option<u64> {
@@ -123,6 +210,27 @@ pub fn utc(unix_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strftime_formats_like_the_c_library() {
+        // 2026-12-06 16:05:48 UTC, a Sunday, day 340.
+        let t = 1_796_573_148;
+        assert_eq!(
+            strftime("-%d-%b-%y-%T.flv", t, 0),
+            "-06-Dec-26-16:05:48.flv"
+        );
+        assert_eq!(
+            strftime("%F_%H%M%S_%j_%a_%A_%u_%w", t, 0),
+            "2026-12-06_160548_340_Sun_Sunday_7_0"
+        );
+        assert_eq!(
+            strftime("%Y%m%d-%I%p %z %s %%", t, 60),
+            "20261206-05PM +0100 1796573148 %"
+        );
+        assert_eq!(strftime("%H:%M %z", t, -330), "10:35 -0530");
+        assert_eq!(strftime("%q %", t, 0), "%q %");
+        assert_eq!(strftime("%e %B %C", 0, 0), " 1 January 19");
+    }
 
     #[test]
     fn dates_format_and_parse_back() {

@@ -143,6 +143,9 @@ pub fn lost_op(op: FileOp) -> (Option<PathBuf>, Option<PathBuf>) {
         FileOp::CreateDir { path } | FileOp::WriteAtomic { path, .. } => (None, Some(path)),
         FileOp::Abort { path } => (Some(path), None),
         FileOp::Delete { .. } => (None, None),
+        FileOp::OpenRecording { path, .. }
+        | FileOp::WriteAt { path, .. }
+        | FileOp::Close { path } => (None, Some(path)),
     }
 }
 

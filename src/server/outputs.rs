@@ -376,7 +376,9 @@ fn hls_of(slots: &[Slot]) -> Option<&HlsStream> {
 fn data_bytes(ops: &[FileOp]) -> usize {
     ops.iter()
         .map(|op| match op {
-            FileOp::Append { data, .. } | FileOp::WriteAtomic { data, .. } => data.len(),
+            FileOp::Append { data, .. }
+            | FileOp::WriteAtomic { data, .. }
+            | FileOp::WriteAt { data, .. } => data.len(),
             _ => 0,
         })
         .sum()
@@ -593,7 +595,7 @@ fn only_small_appends(queue: &VecDeque<Queued>) -> bool {
     let mut bytes = 0;
     for q in queue {
         match &q.op {
-            FileOp::Open { .. } => {}
+            FileOp::Open { .. } | FileOp::OpenRecording { .. } => {}
             FileOp::Append { data, .. } => bytes += data.len(),
             _ => return false,
         }
@@ -607,6 +609,7 @@ fn only_small_appends(queue: &VecDeque<Queued>) -> bool {
 fn lose(slot: &mut Slot, lost: Vec<FileOp>) {
     let mut failed: Vec<PathBuf> = Vec::new();
     let mut abandon: Vec<PathBuf> = Vec::new();
+    let mut keep: Vec<PathBuf> = Vec::new();
     let mut cleanup: Vec<FileOp> = Vec::new();
     for op in lost {
         match op {
@@ -631,12 +634,24 @@ fn lose(slot: &mut Slot, lost: Vec<FileOp>) {
                 cleanup.push(FileOp::Delete { path });
             }
             FileOp::Abort { path } => push_unique(&mut abandon, path),
+            FileOp::OpenRecording { path, .. }
+            | FileOp::WriteAt { path, .. }
+            | FileOp::Close { path } => {
+                push_unique(&mut keep, path.clone());
+                push_unique(&mut failed, path);
+            }
         }
     }
     for path in &failed {
         slot.output.file().on_write_failed(path);
     }
-    let aborts = abandon.into_iter().map(|path| FileOp::Abort { path });
+    // A recording is closed where it is, never deleted (what it holds is playable).
+    abandon.retain(|path| !keep.contains(path));
+    let closes = keep.into_iter().map(|path| FileOp::Close { path });
+    let aborts = abandon
+        .into_iter()
+        .map(|path| FileOp::Abort { path })
+        .chain(closes);
     slot.queue
         .extend(aborts.chain(cleanup).map(|op| Queued { op, own: false }));
 }

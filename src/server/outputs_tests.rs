@@ -104,6 +104,20 @@ impl Deferred {
                 FileOp::Abort { path } => {
                     d.open.remove(&path);
                 }
+                FileOp::OpenRecording { path, append, .. } => {
+                    let old = d.files.remove(&path).filter(|_| append);
+                    d.open.insert(path, old.unwrap_or_default());
+                }
+                FileOp::WriteAt { path, offset, data } => {
+                    let file = d.open.get_mut(&path).expect("write to an open file");
+                    let at = offset as usize;
+                    file[at..at + data.len()].copy_from_slice(&data);
+                }
+                FileOp::Close { path } => {
+                    if let Some(data) = d.open.remove(&path) {
+                        d.files.insert(path, data);
+                    }
+                }
                 FileOp::WriteAtomic { path, data } => {
                     d.files.insert(path, data.to_vec());
                 }
