@@ -37,8 +37,8 @@ ensure_packages() {
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# The oldest Rust that builds the module (Cargo.toml's rust-version; mp4-atom needs 1.88).
-MIN_RUST=1.88
+# The oldest Rust that builds the module (Cargo.toml's rust-version; File::try_lock needs 1.89).
+MIN_RUST=1.89
 
 # ensure_cargo: a Rust toolchain new enough; on a machine without one, rustup installs it
 # (into ~/.cargo, for the current user, as rustup's own installer does).

@@ -33,6 +33,8 @@ pub enum ExecKind {
     PublishDone,
     Play,
     PlayDone,
+    /// `exec_record_done`: a recording is finished.
+    RecordDone,
 }
 
 impl ExecKind {
@@ -44,6 +46,7 @@ impl ExecKind {
             ExecKind::PublishDone => "exec_publish_done",
             ExecKind::Play => "exec_play",
             ExecKind::PlayDone => "exec_play_done",
+            ExecKind::RecordDone => "exec_record_done",
         }
     }
 
@@ -54,7 +57,8 @@ impl ExecKind {
 }
 
 /// Values of the variables of one session (`$app $name $addr $flashver $swfurl $tcurl
-/// $pageurl $args`).
+/// $pageurl $args`), and of a finished recording for `exec_record_done` (`$recorder $path
+/// $filename $basename $dirname`; empty otherwise).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Vars {
     pub app: String,
@@ -65,6 +69,13 @@ pub struct Vars {
     pub tcurl: String,
     pub pageurl: String,
     pub args: String,
+    pub recorder: String,
+    /// The recording's full path, its file name, that name without its extension, and its
+    /// directory.
+    pub path: String,
+    pub filename: String,
+    pub basename: String,
+    pub dirname: String,
 }
 
 impl Vars {
@@ -79,6 +90,11 @@ impl Vars {
             "tcurl" => &self.tcurl,
             "pageurl" => &self.pageurl,
             "args" => &self.args,
+            "recorder" => &self.recorder,
+            "path" => &self.path,
+            "filename" => &self.filename,
+            "basename" => &self.basename,
+            "dirname" => &self.dirname,
             _ => return None,
         })
     }
@@ -703,6 +719,7 @@ mod tests {
             tcurl: "rtmp://localhost/live".into(),
             pageurl: String::new(),
             args: "token=a b;rm -rf /".into(),
+            ..Vars::default()
         }
     }
 

@@ -1937,7 +1937,7 @@ fn control_drop_acts_on_a_client_of_another_worker() {
     assert!(publisher.is_running(), "publisher: {}", publisher.stderr());
     wait_published(&server, "x", pub_id);
 
-    // Bad parameters and recording.
+    // Bad parameters, and a recorder the application does not have.
     let r = get(&server, "/control/drop/publisher?clientid=abc");
     let reason = body(&r);
     assert!(
@@ -1946,7 +1946,8 @@ fn control_drop_acts_on_a_client_of_another_worker() {
         r.status
     );
     let r = get(&server, &format!("/control/record/start?app={APP}&name=x"));
-    assert_eq!(r.status, 501, "record/start: {}", body(&r));
+    assert_eq!(r.status, 500, "record/start: {}", body(&r));
+    assert_eq!(body(&r).trim(), "Recorder not found");
 
     for p in &mut players {
         p.stop();

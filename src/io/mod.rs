@@ -80,6 +80,37 @@ pub trait Storage {
     /// Starts `job`. Returns what became of it when it was performed at once; `None` when the
     /// result comes back later (the module's thread pool, through `Worker::on_io_done`).
     fn submit(&mut self, job: IoJob) -> Option<IoDone>;
+    /// How a recorder finds what `record_append` continues (read at once, like
+    /// [`Storage::read_small`]: two small reads when a file opens).
+    fn existing_recording(&self) -> crate::record::ExistingProbe {
+        existing_flv
+    }
+}
+
+/// Size and last tag timestamp of an FLV file, if it exists (`record_append`): the last
+/// PreviousTagSize points back at the last tag's header.
+pub fn existing_flv(path: &Path) -> Option<crate::record::ExistingFile> {
+    use crate::record::flv;
+    use std::os::unix::fs::FileExt;
+    let file = File::open(path).ok()?;
+    let size = file.metadata().ok()?.len();
+    let last_timestamp = (|| {
+        let mut prev = [0u8; flv::TAG_TRAILER_LEN];
+        file.read_exact_at(&mut prev, size.checked_sub(4)?).ok()?;
+        let prev = u64::from(u32::from_be_bytes(prev));
+        let at = size.checked_sub(prev + 4)?;
+        if at < flv::HEADER_LEN {
+            return None;
+        }
+        let mut header = [0u8; flv::TAG_HEADER_LEN];
+        file.read_exact_at(&mut header, at).ok()?;
+        let (_, len, timestamp) = flv::parse_tag_header(&header);
+        (len as u64 + flv::TAG_HEADER_LEN as u64 == prev).then_some(timestamp)
+    })();
+    Some(crate::record::ExistingFile {
+        size,
+        last_timestamp,
+    })
 }
 
 /// No file system: for workers without HLS/DASH (and tests of the RTMP core).
@@ -89,6 +120,10 @@ pub struct NoStorage;
 impl Storage for NoStorage {
     fn read_small(&mut self, _path: &Path) -> Option<String> {
         None
+    }
+
+    fn existing_recording(&self) -> crate::record::ExistingProbe {
+        |_| None
     }
 
     fn submit(&mut self, job: IoJob) -> Option<IoDone> {

@@ -74,6 +74,23 @@ pub struct MainConf {
     output_dirs: Vec<std::path::PathBuf>,
 }
 
+/// The `server{}` blocks of the running configuration (empty before it is parsed).
+pub fn servers() -> Vec<Rc<ServerConfig>> {
+    // SAFETY: reads our core module's conf of the current cycle, which lives as long as the
+    // cycle; the worker's only thread.
+    unsafe {
+        let cycle = ngx::ffi::ngx_cycle;
+        if cycle.is_null() || (*cycle).conf_ctx.is_null() {
+            return Vec::new();
+        }
+        let conf = *(*cycle).conf_ctx.add(ngx_rtmp_rs_module.index) as *const MainConf;
+        if conf.is_null() {
+            return Vec::new();
+        }
+        (*conf).servers.clone()
+    }
+}
+
 /// `ls->servers` of each of our listening sockets.
 pub struct ListenCtx {
     pub server: Rc<ServerConfig>,
@@ -650,8 +667,35 @@ unsafe fn build_runtime(
             if let Err(e) = unsafe { prepare_callbacks(cf, &settings) } {
                 return unsafe { conf_error(cf, &format!("application \"{}\": {e}", app.name)) };
             }
-            // HLS and DASH files are written on nginx's thread pool.
-            if settings.hls.enabled || settings.dash.enabled {
+            let mut recorders = Vec::new();
+            for (name, rec) in &app.recorders {
+                let mut rec_settings = rec.resolve();
+                let prefix = unsafe { str_bytes(&(*(*cf).cycle).prefix) };
+                match prepare_record_dir(&mut rec_settings, prefix, &mut main.output_dirs) {
+                    Ok(None) => {}
+                    Ok(Some(warning)) => unsafe {
+                        conf_log(
+                            cf,
+                            NGX_LOG_WARN,
+                            &format!(
+                                "application \"{}\", recorder \"{name}\": {warning}",
+                                app.name
+                            ),
+                        )
+                    },
+                    Err(e) => {
+                        return unsafe { conf_error(cf, &format!("recorder \"{name}\": {e}")) };
+                    }
+                }
+                recorders.push(crate::server::RecorderConfig {
+                    name: name.clone(),
+                    settings: rec_settings,
+                });
+            }
+            let records = settings.record.flags.enabled()
+                || recorders.iter().any(|r| r.settings.record.flags.enabled());
+            // HLS, DASH and recordings are written on nginx's thread pool.
+            if settings.hls.enabled || settings.dash.enabled || records {
                 // SAFETY: cf is live.
                 if let Err(e) = unsafe { super::filejobs::require_pool(cf) } {
                     return unsafe { conf_error(cf, &e) };
@@ -660,6 +704,7 @@ unsafe fn build_runtime(
             apps.push(AppConfig {
                 name: app.name.clone(),
                 settings,
+                recorders,
             });
         }
         let settings = server.conf.resolve();
@@ -1149,6 +1194,9 @@ fn prepare_output_dirs(
         settings.dash.path = absolute(&settings.dash.path);
         dirs.push(settings.dash.path.clone());
     }
+    if let Some(warning) = prepare_record_dir(settings, prefix, created)? {
+        warnings.push(warning);
+    }
     for dir in dirs {
         let path = std::path::PathBuf::from(&dir);
         if !path.is_dir() {
@@ -1160,4 +1208,34 @@ fn prepare_output_dirs(
         }
     }
     Ok((!warnings.is_empty()).then(|| warnings.join("; ")))
+}
+
+/// `record_path` of one level made absolute and created (owned by the workers' user, like
+/// the HLS and DASH directories). Recording without a path is turned off with a warning (the
+/// C module records nothing then either).
+fn prepare_record_dir(
+    settings: &mut crate::conf::Settings,
+    prefix: &[u8],
+    created: &mut Vec<std::path::PathBuf>,
+) -> Result<Option<&'static str>, String> {
+    let rec = &mut settings.record;
+    if !rec.flags.enabled() {
+        return Ok(None);
+    }
+    if rec.path.is_empty() {
+        rec.flags = Default::default();
+        return Ok(Some(
+            "\"record\" without \"record_path\": nothing is recorded",
+        ));
+    }
+    let path = prefixed(prefix, &rec.path);
+    rec.path = path.to_string_lossy().into_owned();
+    if !path.is_dir() {
+        std::fs::create_dir_all(&path)
+            .map_err(|e| format!("cannot create directory \"{}\": {e}", rec.path))?;
+    }
+    if !created.contains(&path) {
+        created.push(path);
+    }
+    Ok(None)
 }

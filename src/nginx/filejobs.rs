@@ -18,7 +18,7 @@ use ngx::ffi::{
 };
 
 use super::util::{guard, log_cycle};
-use super::worker::{log_lines, with_worker};
+use super::worker::with_worker;
 use crate::io::{self, IoDone, IoJob, IoStats, OpenFiles, Storage};
 use crate::server::Outcome;
 
@@ -265,7 +265,8 @@ extern "C" fn done(ev: *mut ngx_event_t) {
 fn deliver(result: IoDone) {
     let mut outcome = Outcome::default();
     with_worker(|w| w.on_io_done(result, &mut outcome));
-    log_lines(&outcome.logs);
+    // A finished recording starts callbacks and processes, and may tell its publisher.
+    super::conn::apply_outcome(outcome);
     keep_alive();
 }
 

@@ -17,6 +17,7 @@ use super::conf::{apply_directive, pool_owned};
 use super::util::{guard, str_bytes, CONF_ERROR, CONF_OK};
 use crate::conf::HttpConf;
 use crate::control::{parse_control, Action as ControlAction, ControlError, ControlMask};
+use crate::server::RecordControl;
 use crate::stat::{Format, StatMask};
 
 const HTTP_ANY: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
@@ -183,12 +184,25 @@ extern "C" fn control_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
                     let text = "this control section is not enabled by rtmp_control here\n";
                     return respond(r, 403, "text/plain", text.as_bytes());
                 }
-                if matches!(
-                    req.action,
-                    ControlAction::RecordStart { .. } | ControlAction::RecordStop { .. }
-                ) {
-                    let text = "recording is not available in nginx-rtmp-rs yet\n";
-                    return respond(r, 501, "text/plain", text.as_bytes());
+                if let ControlAction::RecordStart { rec } | ControlAction::RecordStop { rec } =
+                    &req.action
+                {
+                    let start = matches!(req.action, ControlAction::RecordStart { .. });
+                    let answer = super::shm::record_control(&req, &uri, &args, rec, start);
+                    // As the C module: the file's path, 204 when there is none, 500 when
+                    // the stream has no such recorder.
+                    return match answer {
+                        RecordControl::Done(Some(path)) => {
+                            let body = path.to_string_lossy().into_owned();
+                            respond(r, 200, "text/plain", body.as_bytes())
+                        }
+                        RecordControl::Done(None) | RecordControl::NoStream => {
+                            respond(r, 204, "text/plain", b"")
+                        }
+                        RecordControl::NoRecorder => {
+                            respond(r, 500, "text/plain", b"Recorder not found\n")
+                        }
+                    };
                 }
                 let count = super::shm::control(&req, &uri, &args);
                 respond(r, 200, "text/plain", format!("{count}").as_bytes())

@@ -23,7 +23,7 @@ use ngx::ffi::{ngx_conf_t, ngx_event_t, ngx_int_t, ngx_shm_zone_t, ngx_str_t, NG
 use super::util::{guard, log_cycle, now_ms};
 use crate::control::ControlRequest;
 use crate::live::StreamKey;
-use crate::server::{Outcome, PublishRegistry, RemoteFrame, RemoteFrameRef};
+use crate::server::{Outcome, PublishRegistry, RecordControl, RemoteFrame, RemoteFrameRef};
 use crate::stat::{merge, StatSnapshot};
 
 const MAGIC: u64 = 0x7274_6d70_5f72_7331; // "rtmp_rs1"
@@ -404,6 +404,49 @@ pub fn control(req: &ControlRequest, uri: &str, args: &str) -> usize {
     let mut outcome = Outcome::default();
     let local = super::worker::with_worker(|w| w.control(req, now_ms(), &mut outcome));
     super::conn::apply_outcome(outcome);
+    let remote: usize = post_to_others(uri, args)
+        .iter()
+        .map(|s| matching(s, req))
+        .sum();
+    local + remote
+}
+
+/// `/control/record/start|stop`: on this worker's streams, or else posted to the worker that
+/// publishes the stream, answered from its latest `/stat` part (the file it is writing, or
+/// the one it will open: the name is made from the time and the configuration every worker
+/// shares).
+pub fn record_control(
+    req: &ControlRequest,
+    uri: &str,
+    args: &str,
+    recorder: &str,
+    start: bool,
+) -> RecordControl {
+    let mut outcome = Outcome::default();
+    let local = super::worker::with_worker(|w| {
+        w.record_control(req, recorder, start, now_ms(), &mut outcome)
+    });
+    super::conn::apply_outcome(outcome);
+    if local != RecordControl::NoStream {
+        return local;
+    }
+    let parts = post_to_others(uri, args);
+    // SAFETY: nginx's cached time, read on the worker's only thread.
+    let tz_offset_min = unsafe { (*ngx::ffi::ngx_cached_time).gmtoff as i32 };
+    crate::server::remote_record_control(
+        req,
+        recorder,
+        start,
+        &parts,
+        &super::conf::servers(),
+        super::util::unix_ms(),
+        tz_offset_min,
+    )
+}
+
+/// Posts `uri?args` to every other live worker's mailbox (they act within [`PUBLISH_MS`])
+/// and returns their latest `/stat` parts.
+fn post_to_others(uri: &str, args: &str) -> Vec<StatSnapshot> {
     let me = pid();
     let line = format!("{uri}?{args}\n");
     let others: Vec<Vec<u8>> = locked(|base| {
@@ -428,12 +471,10 @@ pub fn control(req: &ControlRequest, uri: &str, args: &str) -> usize {
         parts
     })
     .unwrap_or_default();
-    let remote: usize = others
+    others
         .iter()
         .filter_map(|b| StatSnapshot::decode(b).ok())
-        .map(|s| matching(&s, req))
-        .sum();
-    local + remote
+        .collect()
 }
 
 /// Sessions of `s` that `req` selects.

@@ -35,6 +35,12 @@ pub fn now_ms() -> u64 {
     unsafe { ngx_current_msec as u64 }
 }
 
+/// Wall-clock Unix milliseconds of nginx's cached time.
+pub fn unix_ms() -> u64 {
+    let tp = ngx::ffi::ngx_timeofday();
+    tp.sec as u64 * 1000 + tp.msec as u64
+}
+
 /// The bytes of an `ngx_str_t` (empty for a null pointer).
 ///
 /// # Safety

@@ -78,7 +78,7 @@ extern "C" fn housekeeping_handler(ev: *mut ngx_event_t) {
     guard("housekeeping", (), || {
         let mut outcome = Outcome::default();
         let next = with_worker(|w| w.on_housekeeping(now_ms(), &mut outcome));
-        log_lines(&outcome.logs);
+        super::conn::apply_outcome(outcome);
         super::exec::housekeeping();
         let delay = next.unwrap_or(HOUSEKEEPING_MS).clamp(1, HOUSEKEEPING_MS);
         // SAFETY: ev is our static housekeeping event.

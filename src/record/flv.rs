@@ -73,8 +73,11 @@ pub fn metadata_tag(
     (tag.len() == size).then_some(tag)
 }
 
-/// Smallest padding property: key `pad` (2 + 3), string marker (1), length (2).
-const PAD_OVERHEAD: usize = 8;
+/// Smallest padding: a `pad` strict array of numbers (key 2 + 3, marker 1, count 4) and a
+/// `p` string (key 2 + 1, marker 1, length 2).
+const PAD_OVERHEAD: usize = 16;
+/// Bytes of one number in the padding array.
+const PAD_NUMBER: usize = 9;
 
 fn fits(body: usize, size: usize) -> bool {
     body + PAD_OVERHEAD + TAG_HEADER_LEN + TAG_TRAILER_LEN <= size
@@ -117,22 +120,22 @@ fn build_body(props: &[(String, Amf0Value)], facts: &FileFacts, index: bool) -> 
     Some(out)
 }
 
-/// Ends `body` with a `pad` string property and the array's end so that it is exactly `len`
-/// bytes long.
+/// Ends `body` with padding and the array's end so that it is exactly `len` bytes long. The
+/// padding is an array of zeros and a short string, not one long string: ffmpeg refuses
+/// metadata strings of 256 bytes or more.
 fn pad_body(mut body: Vec<u8>, len: usize) -> Option<Vec<u8>> {
     const END: usize = 3;
     let room = len.checked_sub(body.len() + END)?;
-    let text = room.checked_sub(PAD_OVERHEAD)?;
+    let spare = room.checked_sub(PAD_OVERHEAD)?;
+    let (numbers, text) = (spare / PAD_NUMBER, spare % PAD_NUMBER);
     amf0::write_key(&mut body, "pad");
-    if text <= usize::from(u16::MAX) {
-        amf0::write_string(&mut body, &" ".repeat(text));
-    } else {
-        // A long string has a 4-byte length: 2 bytes less of text.
-        let text = text - 2;
-        body.push(0x0C);
-        body.extend_from_slice(&u32::try_from(text).ok()?.to_be_bytes());
-        body.resize(body.len() + text, b' ');
+    body.push(0x0A);
+    body.extend_from_slice(&u32::try_from(numbers).ok()?.to_be_bytes());
+    for _ in 0..numbers {
+        amf0::write_number(&mut body, 0.0);
     }
+    amf0::write_key(&mut body, "p");
+    amf0::write_string(&mut body, &" ".repeat(text));
     amf0::write_object_end(&mut body);
     (body.len() == len).then_some(body)
 }
@@ -152,7 +155,10 @@ pub fn publisher_props(payload: &[u8]) -> Vec<(String, Amf0Value)> {
             let mut kept = Vec::new();
             let mut bytes = 0;
             for (k, v) in props.iter().take(MAX_PROPS) {
-                if matches!(k.as_str(), "duration" | "filesize" | "keyframes" | "pad") {
+                if matches!(
+                    k.as_str(),
+                    "duration" | "filesize" | "keyframes" | "pad" | "p"
+                ) {
                     continue;
                 }
                 let mut enc = Vec::new();
@@ -169,19 +175,14 @@ pub fn publisher_props(payload: &[u8]) -> Vec<(String, Amf0Value)> {
     Vec::new()
 }
 
-/// The timestamp of the last tag of an FLV file, from the file's last 4 bytes (the
-/// PreviousTagSize) and the tag header they point at: `tail` holds the file's last bytes,
-/// `size` is the file's size. `None` when `tail` does not reach back to that header.
-pub fn last_timestamp(tail: &[u8], size: u64) -> Option<u32> {
-    let n = tail.len();
-    let prev = u32::from_be_bytes(tail.get(n.checked_sub(4)?..)?.try_into().ok()?) as usize;
-    if prev < TAG_HEADER_LEN || (prev as u64 + 4) > size.saturating_sub(HEADER_LEN) {
-        return None;
-    }
-    let start = n.checked_sub(4 + prev)?;
-    let h = tail.get(start..start + TAG_HEADER_LEN)?;
-    let (t1, t2, t3, t0) = (*h.get(4)?, *h.get(5)?, *h.get(6)?, *h.get(7)?);
-    Some(u32::from_be_bytes([t0, t1, t2, t3]))
+/// (type, body length, timestamp) of an 11-byte tag header.
+pub fn parse_tag_header(h: &[u8; TAG_HEADER_LEN]) -> (u8, usize, u32) {
+    let [kind, l1, l2, l3, t1, t2, t3, t0, ..] = *h;
+    (
+        kind,
+        u32::from_be_bytes([0, l1, l2, l3]) as usize,
+        u32::from_be_bytes([t0, t1, t2, t3]),
+    )
 }
 
 #[cfg(test)]
@@ -246,21 +247,9 @@ mod tests {
     }
 
     #[test]
-    fn the_last_timestamp_is_read_back_from_the_tail() {
-        let mut file = file_header(true, true).to_vec();
-        for ts in [0u32, 40, 0x0100_0050] {
-            file.extend_from_slice(&tag_header(TAG_AUDIO, 5, ts));
-            file.extend_from_slice(b"abcde");
-            file.extend_from_slice(&tag_trailer(5));
-        }
-        let size = file.len() as u64;
-        assert_eq!(last_timestamp(&file, size), Some(0x0100_0050));
-        assert_eq!(
-            last_timestamp(&file[file.len() - 20..], size),
-            Some(0x0100_0050)
-        );
-        assert_eq!(last_timestamp(&file[file.len() - 10..], size), None);
-        assert_eq!(last_timestamp(&file_header(true, true), 13), None);
+    fn tag_headers_read_back() {
+        let h = tag_header(TAG_AUDIO, 70_000, 0x0100_0050);
+        assert_eq!(parse_tag_header(&h), (TAG_AUDIO, 70_000, 0x0100_0050));
     }
 
     #[test]

@@ -402,12 +402,20 @@ impl Recorder {
             || (self.conf.max_frames > 0 && f.frames >= self.conf.max_frames)
     }
 
-    /// Whether `record_interval` has run out for the open file.
-    fn interval_over(&self, now: Now) -> bool {
-        match (&self.file, self.conf.interval_ms) {
-            (Some(f), Some(i)) if i > 0 => now.mono_ms >= f.opened_ms + i,
-            _ => false,
-        }
+    /// Whether `record_interval` has run out for the open file: in media time (so files
+    /// last what the interval says, however the publisher's data arrives), or in wall time
+    /// at twice the interval (timestamps that stopped advancing).
+    fn interval_over(&self, timestamp: u32, now: Now) -> bool {
+        let (Some(f), Some(interval)) = (&self.file, self.conf.interval_ms.filter(|i| *i > 0))
+        else {
+            return false;
+        };
+        let media = f
+            .epoch
+            .map(|e| timestamp.wrapping_sub(e))
+            .filter(|d| *d < 0x8000_0000);
+        media.is_some_and(|d| u64::from(d) >= interval)
+            || now.mono_ms >= f.opened_ms.saturating_add(interval.saturating_mul(2))
     }
 
     fn on_frame(
@@ -445,7 +453,7 @@ impl Recorder {
         // A file starts (or is cut, at the end of `record_interval`) where a player can
         // start: on a keyframe when there is video.
         let at_start_point = !self.waits_for_keyframe() || (video && keyframe);
-        if self.file.is_some() && at_start_point && self.interval_over(now) {
+        if self.file.is_some() && at_start_point && self.interval_over(timestamp, now) {
             self.close(ops);
             self.reopen_at = Some(now.mono_ms);
         }

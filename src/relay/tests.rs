@@ -56,6 +56,7 @@ fn our_server() -> Rc<ServerConfig> {
         vec![AppConfig {
             name: "remote".into(),
             settings: app.resolve(),
+            recorders: Vec::new(),
         }],
     ))
 }

@@ -124,9 +124,18 @@ pub fn strftime(fmt: &str, unix_secs: i64, tz_offset_min: i32) -> String {
                 let off = tz_offset_min.unsigned_abs();
                 write!(out, "{sign}{:02}{:02}", off / 60, off % 60)
             }
-            'n' => write!(out, "\n"),
-            't' => write!(out, "\t"),
-            '%' => write!(out, "%"),
+            'n' => {
+                out.push('\n');
+                Ok(())
+            }
+            't' => {
+                out.push('\t');
+                Ok(())
+            }
+            '%' => {
+                out.push('%');
+                Ok(())
+            }
             other => write!(out, "%{other}"),
         };
     }

@@ -27,10 +27,11 @@ fn vars_of(client: &Client, stream: &StreamName) -> Vars {
         tcurl: v.tcurl.clone(),
         pageurl: v.pageurl.clone(),
         args: stream.args.clone(),
+        ..Vars::default()
     }
 }
 
-fn push_logs(outcome: &mut Outcome, logs: Vec<ExecLog>) {
+pub(super) fn push_logs(outcome: &mut Outcome, logs: Vec<ExecLog>) {
     for l in logs {
         outcome.logs.push(LogLine {
             level: if l.warn {
@@ -75,7 +76,7 @@ impl Worker {
             ExecKind::PublishDone => &ex.publish_done,
             ExecKind::Play => &ex.play,
             ExecKind::PlayDone => &ex.play_done,
-            ExecKind::Push | ExecKind::Static => return,
+            ExecKind::Push | ExecKind::Static | ExecKind::RecordDone => return,
         };
         let sup = Supervision {
             respawn_ms: ex.respawn.then_some(ex.respawn_timeout_ms),

@@ -8,7 +8,10 @@ mod exec;
 mod mirror;
 mod notify;
 mod outputs;
+mod record;
 mod relay;
+
+pub use record::{remote_record_control, RecordControl};
 mod stat;
 
 pub use exec::{ExecReport, StaticExecs};
@@ -35,6 +38,34 @@ use crate::rtmp::session::{Session, SessionConfig, SessionEvent, TickVerdict};
 pub struct AppConfig {
     pub name: String,
     pub settings: Settings,
+    /// Its `recorder name {}` blocks (the application's own `record` is the unnamed one,
+    /// in `settings`).
+    pub recorders: Vec<RecorderConfig>,
+}
+
+/// One `recorder name {}`: its settings merged with the application's.
+#[derive(Debug)]
+pub struct RecorderConfig {
+    pub name: String,
+    pub settings: Settings,
+}
+
+impl AppConfig {
+    /// Every recorder that records something: (name, settings); "" is the application's own.
+    pub fn recorders(&self) -> impl Iterator<Item = (&str, &Settings)> {
+        std::iter::once(("", &self.settings))
+            .chain(
+                self.recorders
+                    .iter()
+                    .map(|r| (r.name.as_str(), &r.settings)),
+            )
+            .filter(|(_, s)| s.record.flags.enabled() && !s.record.path.is_empty())
+    }
+
+    /// The settings of recorder `name` ("" is the application's own).
+    pub fn recorder(&self, name: &str) -> Option<&Settings> {
+        self.recorders().find(|(n, _)| *n == name).map(|(_, s)| s)
+    }
 }
 
 /// One `server {}`: its own merged settings (connection-level: chunk size, timeouts) and apps.
@@ -421,6 +452,7 @@ impl Worker {
     /// A file job submitted to the thread pool came back.
     pub fn on_io_done(&mut self, done: crate::io::IoDone, outcome: &mut Outcome) {
         self.outputs.io_done(done, &mut outcome.logs);
+        self.handle_record_events(outcome);
     }
 
     /// Whether file work is queued or in flight.
@@ -431,7 +463,9 @@ impl Worker {
     /// Deferred file work (segment deletions after their grace period). Returns the delay
     /// until the next call, or None when nothing is pending.
     pub fn on_housekeeping(&mut self, now_ms: u64, outcome: &mut Outcome) -> Option<u64> {
-        self.outputs.housekeeping(now_ms, &mut outcome.logs)
+        let next = self.outputs.housekeeping(now_ms, &mut outcome.logs);
+        self.handle_record_events(outcome);
+        next
     }
 
     pub fn hub(&self) -> &Hub {
@@ -827,6 +861,7 @@ impl Worker {
                             .publish(&key, settings, now_ms, &mut *self.random);
                     }
                 }
+                self.start_recorders(id, &key, &name, outcome);
                 outcome.log(
                     LogLevel::Info,
                     id,
@@ -1062,6 +1097,7 @@ impl Worker {
                 let video = kind == FrameKind::Video;
                 self.outputs
                     .media(key, video, timestamp, payload, now_ms, &mut outcome.logs);
+                self.handle_record_events(outcome);
             }
             FrameKind::Data => self.outputs.metadata(key, payload),
             FrameKind::Control => {}
@@ -1094,6 +1130,7 @@ impl Worker {
                     r.release(&key);
                 }
                 self.outputs.unpublish(&key, now_ms, &mut outcome.logs);
+                self.handle_record_events(outcome);
                 outcome.log(
                     LogLevel::Info,
                     id,
@@ -1330,6 +1367,7 @@ impl Worker {
     /// Local time zone offset (minutes east of UTC) for the access log's `$time_local`.
     pub fn set_tz_offset(&mut self, minutes: i32) {
         self.tz_offset_min = minutes;
+        self.outputs.set_tz_offset(minutes);
     }
 
     /// One line per `access_log` of the client's application (or server) when it leaves, as

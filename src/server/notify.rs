@@ -75,6 +75,36 @@ fn url_of(settings: &Settings, call: Call) -> Option<&HttpUrl> {
     }
 }
 
+/// Hands the request for `req` to the glue and remembers what waits on its answer.
+fn send_call(
+    calls: &mut std::collections::HashMap<u64, PendingCall>,
+    next_token: &mut u64,
+    settings: &Settings,
+    url: &HttpUrl,
+    req: CallRequest,
+    pending: PendingCall,
+    outcome: &mut Outcome,
+) {
+    let n = &settings.notify;
+    let method = match n.method {
+        NotifyMethod::Get => notify::Method::Get,
+        NotifyMethod::Post => notify::Method::Post,
+    };
+    let token = *next_token;
+    *next_token += 1;
+    outcome.calls.push(NetCall {
+        token,
+        request: Bytes::from(build_request(url, method, &req)),
+        url: url.clone(),
+        timeout_ms: n.netcall_timeout_ms.max(1),
+        head_limit: usize::try_from(n.netcall_buffer).unwrap_or(usize::MAX),
+        resolver: settings.net.resolver.clone(),
+        resolver_timeout_ms: settings.net.resolver_timeout_ms,
+        label: pending.label.clone(),
+    });
+    calls.insert(token, pending);
+}
+
 impl Worker {
     /// Starts `call` for client `id` if its application configures it. Returns whether a
     /// request went out (then `waiting` is resumed by [`Worker::on_call_done`]).
@@ -122,34 +152,54 @@ impl Worker {
             client_args: args.to_owned(),
             role,
         };
-        let n = &settings.notify;
-        let method = match n.method {
-            NotifyMethod::Get => notify::Method::Get,
-            NotifyMethod::Post => notify::Method::Post,
+        let pending = PendingCall {
+            client: id,
+            call,
+            strict: settings.notify.update_strict,
+            waiting,
+            label,
         };
-        let token = self.next_call_token;
-        self.next_call_token += 1;
-        outcome.calls.push(NetCall {
-            token,
-            request: Bytes::from(build_request(url, method, &req)),
-            url: url.clone(),
-            timeout_ms: n.netcall_timeout_ms.max(1),
-            head_limit: usize::try_from(n.netcall_buffer).unwrap_or(usize::MAX),
-            resolver: settings.net.resolver.clone(),
-            resolver_timeout_ms: settings.net.resolver_timeout_ms,
-            label: label.clone(),
-        });
-        self.calls.insert(
-            token,
-            PendingCall {
-                client: id,
-                call,
-                strict: n.update_strict,
-                waiting,
-                label,
-            },
-        );
+        let token = &mut self.next_call_token;
+        send_call(&mut self.calls, token, settings, url, req, pending, outcome);
         true
+    }
+
+    /// `on_record_done` for a recording of `name` published by `owner` (who may have left
+    /// since: the call carries what the session said when it started publishing).
+    pub(super) fn call_record_done(
+        &mut self,
+        owner: &super::record::RecordOwner,
+        settings: &Settings,
+        extras: Vec<(String, String)>,
+        outcome: &mut Outcome,
+    ) {
+        let Some(url) = settings.notify.on_record_done.as_ref() else {
+            return;
+        };
+        let mut args = owner.stream.args.as_str();
+        if check_client_args(args).is_err() {
+            args = "";
+        }
+        let req = CallRequest {
+            call: Call::RecordDone,
+            vars: owner.vars.clone(),
+            name: Some(owner.stream.name.clone()),
+            extras,
+            client_args: args.to_owned(),
+            role: None,
+        };
+        let pending = PendingCall {
+            client: owner.client,
+            call: Call::RecordDone,
+            strict: false,
+            waiting: Waiting::Nothing,
+            label: format!(
+                "on_record_done for \"{}/{}\"",
+                owner.vars.app, owner.stream.name
+            ),
+        };
+        let token = &mut self.next_call_token;
+        send_call(&mut self.calls, token, settings, url, req, pending, outcome);
     }
 
     /// Notifications when a client stops publishing or playing `name`.

@@ -1186,6 +1186,7 @@ fn conf_server_with_apps(
             AppConfig {
                 name: (*name).into(),
                 settings: app.resolve(),
+                recorders: Vec::new(),
             }
         })
         .collect();

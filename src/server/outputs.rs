@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use crate::conf::Settings;
 use crate::dash::segmenter::DashStream;
@@ -19,7 +20,10 @@ use crate::files::{FileOp, FileOutput, Now};
 use crate::hls::segmenter::HlsStream;
 use crate::io::{IoDone, IoJob, IoStats, NoStorage, OpenFiles, Storage};
 use crate::live::StreamKey;
+use crate::record::{RecordEvent, Recorder, RecordingNow};
+use crate::segment::names::is_valid_name;
 
+use super::record::RecordOwner;
 use super::{LogLevel, LogLine};
 
 /// Most bytes of one output's file data waiting for the disk (queued or being written). A
@@ -42,6 +46,7 @@ pub const APPEND_FLUSH_MS: u64 = 100;
 enum Output {
     Hls(Box<HlsStream>),
     Dash(Box<DashStream>),
+    Record(Box<Recorder>),
 }
 
 impl Output {
@@ -49,6 +54,7 @@ impl Output {
         match self {
             Output::Hls(h) => h.as_mut(),
             Output::Dash(d) => d.as_mut(),
+            Output::Record(r) => r.as_mut(),
         }
     }
 
@@ -56,6 +62,7 @@ impl Output {
         match self {
             Output::Hls(_) => "hls",
             Output::Dash(_) => "dash",
+            Output::Record(_) => "record",
         }
     }
 }
@@ -124,6 +131,8 @@ impl Slot {
 struct StreamOutputs {
     slots: Vec<Slot>,
     live: bool,
+    /// Who publishes (or last published) the stream, for what recordings report.
+    owner: Option<Rc<RecordOwner>>,
 }
 
 /// The file outputs of every stream this worker publishes or recently published.
@@ -134,6 +143,10 @@ pub struct Outputs {
     /// Unix ms minus monotonic ms, from the last wall-clock reading.
     wall_offset: i64,
     next_slot_id: u64,
+    /// Local time zone (minutes east of UTC), for `record_suffix` patterns.
+    tz_offset_min: i32,
+    /// What recorders reported, for the worker to act on (callbacks, statuses, logs).
+    record_events: Vec<(Rc<RecordOwner>, RecordEvent)>,
 }
 
 /// The IO ring as the outputs see it: where jobs go, and what came back.
@@ -165,7 +178,107 @@ impl Outputs {
             ops: Vec::new(),
             wall_offset: 0,
             next_slot_id: 1,
+            tz_offset_min: 0,
+            record_events: Vec::new(),
         }
+    }
+
+    pub fn set_tz_offset(&mut self, minutes: i32) {
+        self.tz_offset_min = minutes;
+    }
+
+    /// What recorders reported since the last call.
+    pub fn take_record_events(&mut self) -> Vec<(Rc<RecordOwner>, RecordEvent)> {
+        std::mem::take(&mut self.record_events)
+    }
+
+    /// The recorders of a stream published (again) by `owner`: (name, settings) of each.
+    /// Recorders a republish finds are already there (restarted by [`Outputs::publish`]).
+    pub fn add_recorders<'a>(
+        &mut self,
+        key: &StreamKey,
+        recorders: impl Iterator<Item = (&'a str, &'a Settings)>,
+        owner: Rc<RecordOwner>,
+        logs: &mut Vec<LogLine>,
+    ) {
+        let probe = self.io.storage.existing_recording();
+        let tz = self.tz_offset_min;
+        let mut new_slots = Vec::new();
+        let existing = self.streams.get(key).is_some_and(|s| {
+            s.slots
+                .iter()
+                .any(|slot| matches!(slot.output, Output::Record(_)))
+        });
+        if !existing {
+            for (name, settings) in recorders {
+                if !is_valid_name(&key.name) {
+                    let what = "the stream name cannot name a file; not recorded".to_string();
+                    logs.push(stream_line(LogLevel::Warn, "record", key, what));
+                    return;
+                }
+                let rec = Recorder::new(name, &settings.record, &key.name, tz, probe);
+                new_slots.push(Slot::new(
+                    self.next_slot_id(),
+                    Output::Record(Box::new(rec)),
+                ));
+            }
+        }
+        let stream = self
+            .streams
+            .entry(key.clone())
+            .or_insert_with(|| StreamOutputs {
+                slots: Vec::new(),
+                live: true,
+                owner: None,
+            });
+        stream.slots.extend(new_slots);
+        stream.owner = Some(owner);
+    }
+
+    /// `/control/record/start|stop` on recorder `recorder` of `key`: `None` when the stream
+    /// has no such recorder here, else the path of the file started or stopped (`None`:
+    /// nothing to do, a file was already open, or none was).
+    pub fn record_control(
+        &mut self,
+        key: &StreamKey,
+        recorder: &str,
+        start: bool,
+        mono_ms: u64,
+        logs: &mut Vec<LogLine>,
+    ) -> Option<Option<PathBuf>> {
+        let now = self.now(mono_ms);
+        let stream = self.streams.get_mut(key).filter(|s| s.live)?;
+        let owner = stream.owner.clone();
+        for slot in &mut stream.slots {
+            let Output::Record(rec) = &mut slot.output else {
+                continue;
+            };
+            if rec.name() != recorder {
+                continue;
+            }
+            let path = if start {
+                rec.start(now, &mut self.ops)
+            } else {
+                rec.stop(&mut self.ops)
+            };
+            self.io.enqueue(slot, key, &mut self.ops, logs);
+            collect_events(slot, owner.as_ref(), &mut self.record_events);
+            return Some(path);
+        }
+        None
+    }
+
+    /// What each recorder of `key` is writing now.
+    pub fn recordings(&self, key: &StreamKey) -> Vec<RecordingNow> {
+        self.streams.get(key).map_or_else(Vec::new, |s| {
+            s.slots
+                .iter()
+                .filter_map(|slot| match &slot.output {
+                    Output::Record(r) => r.now_recording(),
+                    _ => None,
+                })
+                .collect()
+        })
     }
 
     /// File IO performed so far for this worker's outputs (ops, bytes, slowest operation).
@@ -188,6 +301,7 @@ impl Outputs {
             if let Some(slot) = stream.slots.iter_mut().find(|s| s.id == done.output) {
                 self.io.finish_job(slot, key, done, logs);
                 self.io.pump(slot, key, logs);
+                collect_events(slot, stream.owner.as_ref(), &mut self.record_events);
                 return;
             }
         }
@@ -250,8 +364,14 @@ impl Outputs {
             slots.push(Slot::new(self.next_slot_id(), Output::Dash(Box::new(dash))));
         }
         if !slots.is_empty() {
-            self.streams
-                .insert(key.clone(), StreamOutputs { slots, live: true });
+            self.streams.insert(
+                key.clone(),
+                StreamOutputs {
+                    slots,
+                    live: true,
+                    owner: None,
+                },
+            );
         }
     }
 
@@ -279,6 +399,7 @@ impl Outputs {
                 .any(|op| matches!(op, FileOp::Commit { .. }));
             share |= committed && matches!(slot.output, Output::Hls(_));
             self.io.enqueue(slot, key, &mut self.ops, logs);
+            collect_events(slot, stream.owner.as_ref(), &mut self.record_events);
         }
         if share {
             self.share_variant_info(key);
@@ -304,6 +425,7 @@ impl Outputs {
         for slot in &mut stream.slots {
             slot.output.file().finish(now, &mut self.ops);
             self.io.enqueue(slot, key, &mut self.ops, logs);
+            collect_events(slot, stream.owner.as_ref(), &mut self.record_events);
         }
     }
 
@@ -319,6 +441,7 @@ impl Outputs {
                 let due = slot.output.file().on_tick(now, &mut self.ops);
                 self.io.enqueue(slot, key, &mut self.ops, logs);
                 self.io.flush(slot, key, logs);
+                collect_events(slot, stream.owner.as_ref(), &mut self.record_events);
                 if let Some(at) = due {
                     let delay = at.saturating_sub(mono_ms).max(1);
                     next = Some(next.map_or(delay, |n| n.min(delay)));
@@ -368,8 +491,19 @@ impl Outputs {
 fn hls_of(slots: &[Slot]) -> Option<&HlsStream> {
     slots.iter().find_map(|s| match &s.output {
         Output::Hls(h) => Some(h.as_ref()),
-        Output::Dash(_) => None,
+        _ => None,
     })
+}
+
+/// Moves what a recorder reported to `events`, with who published its stream.
+fn collect_events(
+    slot: &mut Slot,
+    owner: Option<&Rc<RecordOwner>>,
+    events: &mut Vec<(Rc<RecordOwner>, RecordEvent)>,
+) {
+    if let (Output::Record(rec), Some(owner)) = (&mut slot.output, owner) {
+        events.extend(rec.take_events().into_iter().map(|e| (owner.clone(), e)));
+    }
 }
 
 /// Bytes of file data in `ops`.

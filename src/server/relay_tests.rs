@@ -28,6 +28,7 @@ fn server(app: &str, directives: &[(&str, &[&str])]) -> Rc<ServerConfig> {
         vec![AppConfig {
             name: app.into(),
             settings: conf.resolve(),
+            recorders: Vec::new(),
         }],
     ))
 }

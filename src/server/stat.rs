@@ -124,6 +124,7 @@ impl Worker {
             clients,
             counters,
             relays,
+            outputs,
             ..
         } = self;
 
@@ -245,6 +246,16 @@ impl Worker {
                 clients: list,
                 video: video_meta,
                 audio: audio_meta,
+                recorders: outputs
+                    .recordings(key)
+                    .into_iter()
+                    .map(|r| crate::stat::RecorderStat {
+                        name: r.recorder,
+                        path: r.path.to_string_lossy().into_owned(),
+                        bytes: r.bytes,
+                        time_ms: r.duration_ms,
+                    })
+                    .collect(),
             };
             let index = key.server as usize;
             let server = servers.entry(index).or_insert_with(|| ServerStat {
@@ -283,13 +294,20 @@ impl Worker {
         }
     }
 
-    /// `/control` on this worker's sessions: drops or redirects those `req` selects and
-    /// returns how many. Recording does not exist yet, so record requests act on nothing (0).
+    /// `/control` on this worker's sessions: drops or redirects those `req` selects, or
+    /// starts or stops their recorders, and returns how many.
     pub fn control(&mut self, req: &ControlRequest, now_ms: u64, outcome: &mut Outcome) -> usize {
         let newname = match &req.action {
             ControlAction::Drop => None,
             ControlAction::Redirect { newname } => Some(command::StreamName::parse(newname)),
-            ControlAction::RecordStart { .. } | ControlAction::RecordStop { .. } => return 0,
+            ControlAction::RecordStart { rec } | ControlAction::RecordStop { rec } => {
+                let start = matches!(req.action, ControlAction::RecordStart { .. });
+                let rec = rec.clone();
+                return match self.record_control(req, &rec, start, now_ms, outcome) {
+                    super::RecordControl::Done(_) => 1,
+                    _ => 0,
+                };
+            }
         };
         let mut selected: Vec<(ClientId, bool)> = self
             .clients

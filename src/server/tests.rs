@@ -54,6 +54,7 @@ pub(super) fn server_with(
         vec![AppConfig {
             name: "live".into(),
             settings: app.resolve(),
+            recorders: Vec::new(),
         }],
     ))
 }

@@ -155,6 +155,18 @@ impl Json {
             Some(a) => self.audio(a),
             None => self.null_field("audio"),
         }
+        self.key("recorders");
+        self.out.push('[');
+        for (i, r) in st.recorders.iter().enumerate() {
+            self.sep(i);
+            self.out.push('{');
+            self.str_field("name", &r.name);
+            self.str_field("path", &r.path);
+            self.num_field("bytes", r.bytes);
+            self.num_field("time_ms", r.time_ms);
+            self.close('}');
+        }
+        self.out.push_str("],");
         self.key("clients");
         self.out.push('[');
         if mask.clients {

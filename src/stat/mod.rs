@@ -92,6 +92,19 @@ pub struct StreamStat {
     pub clients: Vec<ClientStat>,
     pub video: Option<VideoMeta>,
     pub audio: Option<AudioMeta>,
+    /// Files being recorded (the maintained fork's `<recorders>`).
+    pub recorders: Vec<RecorderStat>,
+}
+
+/// One file a recorder is writing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecorderStat {
+    /// The recorder's name ("" for the application's own `record`).
+    pub name: String,
+    pub path: String,
+    pub bytes: u64,
+    /// Milliseconds of media in the file.
+    pub time_ms: u64,
 }
 
 impl StreamStat {
@@ -492,6 +505,7 @@ pub(crate) mod tests {
                 channels: Some(2),
                 sample_rate: Some(44_100),
             }),
+            recorders: Vec::new(),
         };
         let hostile = StreamStat {
             name: "a<b>&\"c'\u{1}\n\td".into(),

@@ -187,6 +187,13 @@ pub fn render_prometheus_masked(s: &StatSnapshot, mask: StatMask) -> String {
     );
     per_stream(
         o,
+        "nginx_rtmp_stream_recording_bytes",
+        "gauge",
+        "Bytes in the files the stream's recorders are writing (none: not recording).",
+        &|st| (!st.recorders.is_empty()).then(|| st.recorders.iter().map(|r| r.bytes as f64).sum()),
+    );
+    per_stream(
+        o,
         "nginx_rtmp_stream_publishing",
         "gauge",
         "1 while a publisher is attached.",

@@ -6,21 +6,24 @@
 //! named limit, strings must be UTF-8, and anything wrong is a [`StatError::Corrupt`], never a
 //! panic or an allocation larger than the input.
 //!
-//! Layout (version 3): the magic `RSS3`, then the fields in declaration order. Integers are
+//! Layout (version 4): the magic `RSS4`, then the fields in declaration order. Integers are
 //! LEB128 varints (signed ones zigzag-encoded), `f64` is 8 bytes little-endian, `bool` and
 //! `Option` tags are one byte (0/1), strings and lists are a varint count followed by their
 //! bytes or elements. Version 2 adds one field at the end of each client, `tls` (an `Option`
 //! tag, then `version` and `sni`); version 3 one more, `relay` (an `Option` tag, then
-//! `reconnects`). Parts of versions 1 (`RSS1`) and 2 (`RSS2`), written by an older build that
-//! still runs during a reload, are read, with those fields `None`.
+//! `reconnects`); version 4 one more at the end of each stream, `recorders` (a list of `name`,
+//! `path`, `bytes`, `time_ms`). Parts of versions 1 (`RSS1`) to 3 (`RSS3`), written by an older
+//! build that still runs during a reload, are read, with those fields empty.
 
 use super::{
-    AppStat, AudioMeta, ClientStat, ClientTls, RelayStat, ServerStat, StatError, StatSnapshot,
-    StreamStat, VideoMeta, WorkerInfo,
+    AppStat, AudioMeta, ClientStat, ClientTls, RecorderStat, RelayStat, ServerStat, StatError,
+    StatSnapshot, StreamStat, VideoMeta, WorkerInfo,
 };
 
-/// First bytes of an encoded snapshot (format version 3, what [`StatSnapshot::encode`] writes).
-pub const STAT_MAGIC: [u8; 4] = *b"RSS3";
+/// First bytes of an encoded snapshot (format version 4, what [`StatSnapshot::encode`] writes).
+pub const STAT_MAGIC: [u8; 4] = *b"RSS4";
+/// First bytes of a version 3 snapshot (no stream `recorders`), still accepted by the decoder.
+pub const STAT_MAGIC_V3: [u8; 4] = *b"RSS3";
 /// First bytes of a version 2 snapshot (no client `relay`), still accepted by the decoder.
 pub const STAT_MAGIC_V2: [u8; 4] = *b"RSS2";
 /// First bytes of a version 1 snapshot (no client `tls`), still accepted by the decoder.
@@ -36,10 +39,11 @@ pub const MAX_STAT_LIST_LEN: usize = 1 << 20;
 impl StatSnapshot {
     /// The binary form described in the module docs.
     pub fn encode(&self) -> Vec<u8> {
-        self.encode_version(3)
+        self.encode_version(4)
     }
 
-    /// Version 1 leaves the client `tls` out, version 2 the client `relay` (tests check that
+    /// Version 1 leaves the client `tls` out, version 2 the client `relay`, version 3 the
+    /// stream `recorders` (tests check that
     /// the decoder still reads them).
     fn encode_version(&self, version: u8) -> Vec<u8> {
         let mut w = Writer {
@@ -49,6 +53,7 @@ impl StatSnapshot {
         w.out.extend_from_slice(match version {
             1 => &STAT_MAGIC_V1,
             2 => &STAT_MAGIC_V2,
+            3 => &STAT_MAGIC_V3,
             _ => &STAT_MAGIC,
         });
         w.str(&self.nginx_version);
@@ -85,13 +90,15 @@ impl StatSnapshot {
         let mut r = Reader {
             buf: bytes,
             pos: 0,
-            version: 3,
+            version: 4,
         };
         let magic = r.take(STAT_MAGIC.len())?;
         if magic == STAT_MAGIC_V1 {
             r.version = 1;
         } else if magic == STAT_MAGIC_V2 {
             r.version = 2;
+        } else if magic == STAT_MAGIC_V3 {
+            r.version = 3;
         } else if magic != STAT_MAGIC {
             return Err(StatError::Corrupt("bad magic or version"));
         }
@@ -190,6 +197,14 @@ fn encode_stream(w: &mut Writer, st: &StreamStat) {
         w.opt_u32(a.channels);
         w.opt_u32(a.sample_rate);
     }
+    if w.version >= 4 {
+        w.list(&st.recorders, |w, r| {
+            w.str(&r.name);
+            w.str(&r.path);
+            w.uint(r.bytes);
+            w.uint(r.time_ms);
+        });
+    }
 }
 
 fn decode_stream(r: &mut Reader<'_>) -> Result<StreamStat, StatError> {
@@ -260,12 +275,24 @@ fn decode_stream(r: &mut Reader<'_>) -> Result<StreamStat, StatError> {
         } else {
             None
         },
+        recorders: if r.version >= 4 {
+            r.list(|r| {
+                Ok(RecorderStat {
+                    name: r.str()?,
+                    path: r.str()?,
+                    bytes: r.uint()?,
+                    time_ms: r.uint()?,
+                })
+            })?
+        } else {
+            Vec::new()
+        },
     })
 }
 
 struct Writer {
     out: Vec<u8>,
-    /// Format version being written (1 to 3).
+    /// Format version being written (1 to 4).
     version: u8,
 }
 
@@ -512,6 +539,24 @@ mod tests {
     }
 
     #[test]
+    fn recorders_round_trip_and_version_3_parts_decode_without_them() {
+        let mut s = sample();
+        s.servers[0].applications[0].streams[0].recorders = vec![RecorderStat {
+            name: "rec1".into(),
+            path: "/var/rec/cam-1.flv".into(),
+            bytes: 123_456,
+            time_ms: 61_000,
+        }];
+        assert_eq!(StatSnapshot::decode(&s.encode()).unwrap(), s);
+        let old = StatSnapshot::decode(&s.encode_version(3)).unwrap();
+        assert!(old.servers[0].applications[0].streams[0]
+            .recorders
+            .is_empty());
+        s.servers[0].applications[0].streams[0].recorders.clear();
+        assert_eq!(old, s);
+    }
+
+    #[test]
     fn relays_round_trip_and_version_2_parts_decode_without_them() {
         let mut s = sample();
         s.servers[0].applications[0].streams[0].clients[1].relay =
@@ -530,7 +575,7 @@ mod tests {
             .flat_map(|a| &a.streams)
             .map(|st| st.clients.len())
             .sum::<usize>();
-        assert_eq!(expected.encode().len(), v2.len() + clients);
+        assert_eq!(expected.encode_version(3).len(), v2.len() + clients);
         for n in 0..s.encode().len() {
             assert!(
                 StatSnapshot::decode(&s.encode()[..n]).is_err(),
@@ -595,7 +640,7 @@ mod tests {
             Err(StatError::Corrupt("trailing bytes"))
         );
         assert_eq!(
-            StatSnapshot::decode(b"RSS4"),
+            StatSnapshot::decode(b"RSS5"),
             Err(StatError::Corrupt("bad magic or version"))
         );
         // Four empty strings, seven zero counters, then a workers count far past the end.

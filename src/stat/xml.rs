@@ -69,6 +69,20 @@ fn stream(out: &mut String, st: &StreamStat, mask: StatMask) {
     if st.video.is_some() || st.audio.is_some() {
         meta(out, st.video.as_ref(), st.audio.as_ref());
     }
+    // Ours (in the maintained fork's shape): the files being recorded.
+    if !st.recorders.is_empty() {
+        out.push_str("<recorders>");
+        num(out, "count", st.recorders.len());
+        for r in &st.recorders {
+            out.push_str("<recorder>");
+            text(out, "id", &r.name);
+            text(out, "file", &r.path);
+            num(out, "size", r.bytes);
+            num(out, "time", r.time_ms);
+            out.push_str("</recorder>");
+        }
+        out.push_str("</recorders>\r\n");
+    }
     num_line(out, "nclients", st.nclients());
     if st.publishing {
         out.push_str("<publishing/>\r\n");

@@ -1,0 +1,390 @@
+//! Recording (`record`, `record_*`, `recorder {}`, `on_record_done`, `exec_record_done`,
+//! `/control/record`) with real nginx, a real ffmpeg publisher, and ffprobe/ffmpeg reading the
+//! files back: they play, they are indexed (duration, keyframes) so they seek, `record_interval`
+//! cuts them on keyframes, the callbacks come with the path, manual recorders start and stop
+//! from whichever worker answers the request, and a worker killed mid-recording leaves a file
+//! that still plays.
+//!
+//! Expected failures with `RTMP_IT_TARGET=c`: the C module writes unindexed files (no
+//! `keyframes`, duration 0), and its `/control` only sees its own worker's sessions.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::backend::Backend;
+use common::hls::{http_get, Checks};
+use common::workers::Launch;
+
+use common::*;
+
+const CALL_WAIT: Duration = Duration::from_secs(15);
+
+fn rtmp_block(app: &str) -> String {
+    format!(
+        "rtmp {{\n    server {{\n        listen 127.0.0.1:{{RTMP_PORT}};\n        chunk_size 4096;\n        \
+         application live {{\n            live on;\n            {app}\n        }}\n    }}\n}}\n"
+    )
+}
+
+/// FLV files in `dir`, sorted by name.
+fn flv_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "flv"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// `ffprobe` of a file: (format duration in s, video codec, audio codec).
+fn probe(path: &Path) -> Result<(f64, String, String), String> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration:stream=codec_name,codec_type",
+        ])
+        .args(["-of", "default=nw=1"])
+        .arg(path)
+        .output()
+        .map_err(|e| format!("ffprobe: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() || !err.trim().is_empty() {
+        return Err(format!("ffprobe {}: {err}{text}", path.display()));
+    }
+    let mut duration = 0.0;
+    let (mut video, mut audio, mut last) = (String::new(), String::new(), String::new());
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("duration=") {
+            duration = v.parse().unwrap_or(0.0);
+        } else if let Some(v) = line.strip_prefix("codec_name=") {
+            last = v.to_string();
+        } else if line == "codec_type=video" {
+            video = last.clone();
+        } else if line == "codec_type=audio" {
+            audio = last.clone();
+        }
+    }
+    Ok((duration, video, audio))
+}
+
+/// Decodes `path` from `seek` seconds on (`-ss` before `-i`: a seek in the file); returns the
+/// seconds decoded.
+fn decode(path: &Path, seek: f64) -> Result<f64, String> {
+    let out = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-ss",
+            &seek.to_string(),
+            "-i",
+        ])
+        .arg(path)
+        .args(["-f", "null", "-progress", "pipe:1", "-"])
+        .output()
+        .map_err(|e| format!("ffmpeg: {e}"))?;
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() || !err.trim().is_empty() {
+        return Err(format!("ffmpeg decode of {}: {err}", path.display()));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let us = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("out_time_us="))
+        .filter_map(|v| v.parse::<f64>().ok())
+        .next_back()
+        .unwrap_or(0.0);
+    Ok(us / 1e6)
+}
+
+/// The file's `onMetaData`: (duration, number of keyframes in the index), read with our own
+/// minimal FLV/AMF walk (ffprobe does not show the index).
+fn flv_index(path: &Path) -> Result<(f64, usize), String> {
+    let data = fs::read(path).map_err(|e| e.to_string())?;
+    if data.get(..3) != Some(b"FLV") || data.len() < 24 {
+        return Err("not an FLV file".into());
+    }
+    let tag = &data[13..];
+    if tag[0] != 18 {
+        return Err("the first tag is not onMetaData".into());
+    }
+    let len = u32::from_be_bytes([0, tag[1], tag[2], tag[3]]) as usize;
+    let body = &tag[11..11 + len];
+    let find_number = |key: &str| -> Option<f64> {
+        let mut pat = (key.len() as u16).to_be_bytes().to_vec();
+        pat.extend_from_slice(key.as_bytes());
+        pat.push(0);
+        let at = body.windows(pat.len()).position(|w| w == pat)? + pat.len();
+        Some(f64::from_be_bytes(body.get(at..at + 8)?.try_into().ok()?))
+    };
+    let duration = find_number("duration").ok_or("no duration")?;
+    let pat = b"\x00\x05times\x0a";
+    let keyframes = match body.windows(pat.len()).position(|w| w == pat) {
+        Some(at) => {
+            let n = &body[at + pat.len()..at + pat.len() + 4];
+            u32::from_be_bytes(n.try_into().unwrap()) as usize
+        }
+        None => 0,
+    };
+    Ok((duration, keyframes))
+}
+
+#[test]
+fn record_all_writes_indexed_files_and_reports_them() {
+    let backend = Backend::start();
+    let app = format!(
+        "record all; record_path {{PREFIX}}/rec; record_unique on; \
+         record_suffix -%Y%m%d-%H%M%S.flv; \
+         on_record_done {}; \
+         exec_record_done /bin/cp $path $dirname/$basename.copy;",
+        backend.url("/done")
+    );
+    let server = Server::start(&rtmp_block(&app), "");
+    let mut checks = Checks::new();
+    let dir = server.prefix.join("rec");
+
+    let mut publisher = common::ffmpeg::publish(&server.rtmp_url("live/cam?key=k1"), 6);
+    checks.check(
+        publisher.wait_timeout(Duration::from_secs(20)).is_some(),
+        || "the publisher did not finish".into(),
+    );
+    let calls = backend.wait_calls("record_done", 1, CALL_WAIT);
+    checks.check(calls.len() == 1, || {
+        format!("record_done calls: {}", backend.summary())
+    });
+    let files = flv_files(&dir);
+    checks.check(files.len() == 1, || format!("files: {files:?}"));
+    if let (Some(call), Some(file)) = (calls.first(), files.first()) {
+        checks.check(call.field("path") == Some(file.to_str().unwrap()), || {
+            format!("record_done path {:?}, file {file:?}", call.field("path"))
+        });
+        checks.check(
+            call.field("name") == Some("cam")
+                && call.field("recorder") == Some("")
+                && call.field("app") == Some("live")
+                && call.field("key") == Some("k1"),
+            || format!("record_done fields: {call:?}"),
+        );
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        checks.check(
+            name.starts_with("cam-") && name.len() == "cam-1796573148-20261206-160548.flv".len(),
+            || format!("file name {name}"),
+        );
+        match probe(file) {
+            Ok((d, v, a)) => checks
+                .check((5.0..7.0).contains(&d) && v == "h264" && a == "aac", || {
+                    format!("ffprobe: {d} s, {v}, {a}")
+                }),
+            Err(e) => checks.check(false, || e),
+        };
+        match flv_index(file) {
+            Ok((d, k)) => checks.check((5.0..7.0).contains(&d) && k >= 5, || {
+                format!("onMetaData: duration {d}, {k} keyframes indexed")
+            }),
+            Err(e) => checks.check(false, || e),
+        };
+        // Seeking to 4 s decodes what is left (about 2 s), not the whole file.
+        match decode(file, 4.0) {
+            Ok(s) => checks.check((0.5..3.0).contains(&s), || {
+                format!("decoded {s} s after a seek to 4 s")
+            }),
+            Err(e) => checks.check(false, || e),
+        };
+        let copy = file.with_extension("copy");
+        let deadline = Instant::now() + CALL_WAIT;
+        while !copy.exists() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(100));
+        }
+        checks.check(fs::read(&copy).ok() == fs::read(file).ok(), || {
+            format!("exec_record_done did not copy the file to {copy:?}")
+        });
+    }
+    let log = server.error_log();
+    checks.check(log.contains("rtmp: record \"live/cam\": writing "), || {
+        "no start line".into()
+    });
+    checks.check(log.contains(" done, "), || "no done line".into());
+    checks.finish(server);
+}
+
+#[test]
+fn record_interval_cuts_playable_files_on_keyframes() {
+    let app = "record all; record_path {PREFIX}/rec; record_unique on; record_interval 2s;";
+    let server = Server::start(&rtmp_block(app), "");
+    let mut checks = Checks::new();
+    let mut publisher = common::ffmpeg::publish(&server.rtmp_url("live/cam"), 7);
+    checks.check(
+        publisher.wait_timeout(Duration::from_secs(20)).is_some(),
+        || "the publisher did not finish".into(),
+    );
+    let dir = server.prefix.join("rec");
+    let deadline = Instant::now() + CALL_WAIT;
+    while !server.error_log().contains("done, ") && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    thread::sleep(Duration::from_millis(500));
+    let files = flv_files(&dir);
+    checks.check((3..=4).contains(&files.len()), || {
+        format!("files: {files:?}")
+    });
+    let mut total = 0.0;
+    for f in &files {
+        // The first video packet of every file is a keyframe.
+        let out = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "packet=flags",
+            ])
+            .args(["-of", "csv=p=0", "-read_intervals", "%+#1"])
+            .arg(f)
+            .output()
+            .unwrap();
+        let first = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        checks.check(first.starts_with('K'), || {
+            format!("{f:?} starts with {first:?}")
+        });
+        match decode(f, 0.0) {
+            Ok(s) => {
+                total += s;
+                checks.check(s <= 2.6, || format!("{f:?}: {s} s"))
+            }
+            Err(e) => checks.check(false, || e),
+        };
+    }
+    checks.check((5.5..7.5).contains(&total), || {
+        format!("{total} s recorded in all")
+    });
+    checks.finish(server);
+}
+
+#[test]
+fn manual_recording_starts_and_stops_from_any_worker() {
+    let app = "record all manual; record_path {PREFIX}/rec; record_notify on;";
+    let http = "        location /control { rtmp_control all; }\n        location /stat { rtmp_stat all; }";
+    let server = Launch::workers(2).start(&rtmp_block(app), http);
+    let mut checks = Checks::new();
+    let mut publisher = common::ffmpeg::publish(&server.rtmp_url("live/cam"), 12);
+    thread::sleep(Duration::from_millis(2500));
+    checks.check(flv_files(&server.prefix.join("rec")).is_empty(), || {
+        "recording before the start".into()
+    });
+
+    let start = "/control/record/start?app=live&name=cam";
+    let expected = server.prefix.join("rec/cam.flv");
+    match http_get(server.http_port, start) {
+        Ok(r) => checks.check(
+            r.status == 200 && r.body == expected.to_str().unwrap().as_bytes(),
+            || format!("start: {} {:?}", r.status, String::from_utf8_lossy(&r.body)),
+        ),
+        Err(e) => checks.check(false, || e),
+    };
+    // Both workers (the request lands on either) know it is recording now.
+    thread::sleep(Duration::from_millis(1500));
+    for _ in 0..6 {
+        match http_get(server.http_port, start) {
+            Ok(r) => checks.check(r.status == 204, || format!("second start: {}", r.status)),
+            Err(e) => checks.check(false, || e),
+        };
+    }
+    match http_get(server.http_port, "/stat") {
+        Ok(r) => {
+            let xml = String::from_utf8_lossy(&r.body);
+            checks.check(
+                xml.contains(&format!("<file>{}</file>", expected.display())),
+                || format!("/stat has no recorder: {xml}"),
+            )
+        }
+        Err(e) => checks.check(false, || e),
+    };
+    match http_get(
+        server.http_port,
+        "/control/record/start?app=live&name=cam&rec=nope",
+    ) {
+        Ok(r) => checks.check(r.status == 500, || {
+            format!("unknown recorder: {}", r.status)
+        }),
+        Err(e) => checks.check(false, || e),
+    };
+    thread::sleep(Duration::from_millis(1500));
+    let stop = "/control/record/stop?app=live&name=cam";
+    match http_get(server.http_port, stop) {
+        Ok(r) => checks.check(
+            r.status == 200 && r.body == expected.to_str().unwrap().as_bytes(),
+            || format!("stop: {} {:?}", r.status, String::from_utf8_lossy(&r.body)),
+        ),
+        Err(e) => checks.check(false, || e),
+    };
+    thread::sleep(Duration::from_millis(1500));
+    match http_get(server.http_port, stop) {
+        Ok(r) => checks.check(r.status == 204, || format!("second stop: {}", r.status)),
+        Err(e) => checks.check(false, || e),
+    };
+    match flv_index(&expected) {
+        Ok((d, k)) => checks.check((2.0..5.0).contains(&d) && k >= 2, || {
+            format!("onMetaData: {d} s, {k} keyframes")
+        }),
+        Err(e) => checks.check(false, || e),
+    };
+    match decode(&expected, 0.0) {
+        Ok(s) => checks.check((2.0..5.0).contains(&s), || format!("decoded {s} s")),
+        Err(e) => checks.check(false, || e),
+    };
+    publisher.kill();
+    checks.finish(server);
+}
+
+#[test]
+fn a_killed_worker_leaves_a_recording_that_plays() {
+    let app = "record all; record_path {PREFIX}/rec;";
+    let server = Server::start(&rtmp_block(app), "");
+    let mut checks = Checks::new();
+    let mut publisher = common::ffmpeg::publish(&server.rtmp_url("live/cam"), 20);
+    thread::sleep(Duration::from_millis(4000));
+    // The worker is the master's only child.
+    let children = fs::read_to_string(format!(
+        "/proc/{}/task/{}/children",
+        server.pid(),
+        server.pid()
+    ))
+    .unwrap_or_default();
+    let pids: Vec<i32> = children
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    checks.check(pids.len() == 1, || format!("worker pids: {pids:?}"));
+    for pid in &pids {
+        // SAFETY: kill(2) on a process this test started (nginx's worker).
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    thread::sleep(Duration::from_millis(500));
+    publisher.kill();
+    let file = server.prefix.join("rec/cam.flv");
+    match decode(&file, 0.0) {
+        Ok(s) => checks.check(s >= 2.5, || format!("decoded {s} s of the cut recording")),
+        Err(e) => checks.check(false, || e),
+    };
+    let mut server = server;
+    server.stop();
+    checks.assert_ok();
+}
