@@ -69,6 +69,7 @@ fn server(cfg: u8) -> Rc<ServerConfig> {
         vec![AppConfig {
             name: "live".into(),
             settings: app.resolve(),
+            recorders: Vec::new(),
         }],
     ))
 }

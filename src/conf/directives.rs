@@ -121,6 +121,8 @@ pub static DIRECTIVES: &[Directive] = &[
     one("record_max_frames", R_S_A_REC, Exactly(1), Implemented),
     one("record_interval", R_S_A_REC, Exactly(1), Implemented),
     one("record_notify", R_S_A_REC, Flag, Implemented),
+    // nginx-rtmp-rs's own: MP4 recordings with a replay playlist.
+    one("record_format", R_S_A_REC, Exactly(1), Implemented),
     // VOD.
     many("play", R_S_A, AtLeast(1), Planned),
     one("play_temp_path", R_S_A, Exactly(1), Planned),
@@ -432,6 +434,7 @@ mod tests {
     /// Directives of our own, for what the C module cannot do (https callbacks, gathered writes,
     /// RTMPS).
     const OWN: &[&str] = &[
+        "record_format",
         "notify_ssl_verify",
         "notify_ssl_trusted_certificate",
         "relay_ssl_verify",
@@ -479,6 +482,7 @@ mod tests {
             .collect();
         implemented.sort_unstable();
         let mut expected = vec![
+            "record_format",
             "record",
             "record_path",
             "record_suffix",

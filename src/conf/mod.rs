@@ -44,7 +44,7 @@ pub use rtmp::{
 pub use settings::{
     AccessSettings, CoreSettings, DashClock, DashSettings, ExecSettings, ExecSpec, HlsDatetime,
     HlsNaming, HlsSettings, HlsSlicing, HlsType, HlsVariant, LiveSettings, LogSettings, Meta,
-    NetSettings, NotifyMethod, NotifySettings, PlayEntry, PlaySettings, RecordFlags,
+    NetSettings, NotifyMethod, NotifySettings, PlayEntry, PlaySettings, RecordFlags, RecordFormat,
     RecordSettings, RelaySettings, RelayTarget, SessionCache, Settings, SslSettings, TlsProtocol,
     DEFAULT_PLAY_FLUSH_INTERVAL_MS, MAX_PLAY_FLUSH_INTERVAL_MS,
 };

@@ -144,6 +144,7 @@ conf_group! {
             interval_ms: u64,
             notify: bool,
             interval_size: u64,
+            format: RecordFormat,
         }
         append {}
         replace {}
@@ -466,6 +467,8 @@ const SLICING: &[(&str, HlsSlicing)] = &[
     ("aligned", HlsSlicing::Aligned),
 ];
 const HLS_TYPE: &[(&str, HlsType)] = &[("live", HlsType::Live), ("event", HlsType::Event)];
+const RECORD_FORMAT: &[(&str, RecordFormat)] =
+    &[("flv", RecordFormat::Flv), ("mp4", RecordFormat::Mp4)];
 const DATETIME: &[(&str, HlsDatetime)] = &[
     ("none", HlsDatetime::None),
     ("system", HlsDatetime::System),
@@ -767,6 +770,7 @@ impl RtmpConf {
             "record_interval" => put(&mut rec.interval_ms, d, || msec(d, v)),
             "record_notify" => put(&mut rec.notify, d, || flag(d, v)),
             "record_interval_size" => put(&mut rec.interval_size, d, || size(d, v)),
+            "record_format" => put(&mut rec.format, d, || one_of(d, v, RECORD_FORMAT)),
 
             // VOD.
             "play" => {
@@ -1075,7 +1079,11 @@ impl RtmpConf {
         let record = RecordSettings {
             flags: r.flags.unwrap_or_default(),
             path: r.path.clone().unwrap_or_default(),
-            suffix: r.suffix.clone().unwrap_or_else(|| ".flv".to_owned()),
+            // `.flv`, or `.mp4` for MP4 recordings.
+            suffix: r.suffix.clone().unwrap_or_else(|| match r.format {
+                Some(RecordFormat::Mp4) => ".mp4".to_owned(),
+                _ => ".flv".to_owned(),
+            }),
             unique: r.unique.unwrap_or(false),
             append: r.append.unwrap_or(false),
             lock: r.lock.unwrap_or(false),
@@ -1084,6 +1092,7 @@ impl RtmpConf {
             interval_ms: r.interval_ms,
             notify: r.notify.unwrap_or(false),
             interval_size: r.interval_size.unwrap_or(0),
+            format: r.format.unwrap_or_default(),
         };
 
         let play = PlaySettings {
@@ -1542,6 +1551,7 @@ mod tests {
         ("exec_record_started", &["/bin/started.sh", "$path"]),
         ("notify_send_redirect", &["on"]),
         ("record_interval_size", &["10M"]),
+        ("record_format", &["mp4"]),
     ];
 
     /// Directives whose C handler overwrites an earlier value instead of refusing it.

@@ -105,6 +105,15 @@ pub enum HlsType {
     Event,
 }
 
+/// `record_format` (ours): the container of recordings.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum RecordFormat {
+    #[default]
+    Flv,
+    /// Fragmented MP4 with an HLS replay playlist beside it.
+    Mp4,
+}
+
 /// `hls_datetime` (sergey-dryabzhinsky fork): `EXT-X-PROGRAM-DATE-TIME` source.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum HlsDatetime {
@@ -268,6 +277,8 @@ pub struct RecordSettings {
     pub notify: bool,
     /// `record_interval_size` (0; sergey-dryabzhinsky fork).
     pub interval_size: u64,
+    /// `record_format` (flv; ours).
+    pub format: RecordFormat,
 }
 
 /// VOD (`play`) settings.

@@ -3,20 +3,22 @@
 //!
 //! It is codec-parameterised ([`TrackCodec`]) and knows nothing about DASH, so an fMP4 flavour
 //! of HLS can list the very same segments (CMAF), and HEVC/AV1 only add a sample entry.
-//! One track per file (track id [`TRACK_ID`]), as DASH-IF and CMAF recommend.
+//! One track per file (track id [`TRACK_ID`]) for DASH, as DASH-IF and CMAF recommend; MP4
+//! recordings put their tracks in one file ([`movie_init`], [`fragment_head`],
+//! [`random_access_index`]).
 
 use bytes::{Bytes, BytesMut};
 use mp4_atom::{
     esds, Atom, Audio, Avc1, Avcc, Buf, Codec, Dinf, Dref, DrefEntry, Encode, Esds, FixedPoint,
-    Ftyp, Hdlr, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl, Stco, Stsc, Stsd,
-    Stsz, Stts, Styp, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Url,
-    Visual, Vmhd,
+    FragmentInfo, Ftyp, Hdlr, Mdhd, Mdia, Mfhd, Mfra, Mfro, Minf, Moof, Moov, Mp4a, Mvex, Mvhd,
+    Smhd, Stbl, Stco, Stsc, Stsd, Stsz, Stts, Styp, Tfdt, Tfhd, Tfra, Tkhd, Traf, Trak, Trex, Trun,
+    TrunEntry, TrunSamples, Url, Visual, Vmhd,
 };
 use thiserror::Error;
 
 use crate::media::avc::{aac_codec_string, avc_codec_string, parse_sps};
 use crate::media::flv::{
-    parse_audio_specific_config, parse_avc_decoder_config, AacConfig, AvcConfig, FlvError,
+    parse_audio_specific_config, parse_avc_decoder_config, AacConfig, AvcConfig, FlvError, FourCc,
 };
 
 /// Timescale of video tracks: the MPEG 90 kHz clock, exact for FLV's milliseconds and for
@@ -169,6 +171,24 @@ fn aac_channels(config: &AacConfig) -> u16 {
     }
 }
 
+/// The track of a video sequence header's body (`None`: a codec the fragmenter cannot
+/// carry yet).
+pub fn video_codec(fourcc: Option<FourCc>, body: &[u8]) -> Option<TrackCodec> {
+    match fourcc {
+        Some(FourCc::AVC1) => TrackCodec::avc_from_record(Bytes::copy_from_slice(body)).ok(),
+        _ => None,
+    }
+}
+
+/// The track of an audio sequence header's body (`None`: a codec the fragmenter cannot
+/// carry yet).
+pub fn audio_codec(fourcc: Option<FourCc>, body: &[u8]) -> Option<TrackCodec> {
+    match fourcc {
+        Some(FourCc::MP4A) => TrackCodec::aac_from_asc(Bytes::copy_from_slice(body)).ok(),
+        _ => None,
+    }
+}
+
 /// One sample of a media segment.
 #[derive(Clone, Debug)]
 pub struct Sample {
@@ -223,6 +243,48 @@ fn len_u32(data: &Bytes) -> u32 {
 /// The init segment of one track: `ftyp` + `moov` (`mvhd`, `trak`, `mvex`/`trex`) with an
 /// empty sample table: every sample lives in the media segments.
 pub fn init_segment(codec: &TrackCodec) -> Result<Bytes, Fmp4Error> {
+    let ftyp = Ftyp {
+        major_brand: b"iso6".into(),
+        minor_version: 0,
+        compatible_brands: vec![b"iso6".into(), b"cmfc".into(), b"dash".into()],
+    };
+    movie_init(ftyp, &[(TRACK_ID, codec)])
+}
+
+/// `ftyp` + `moov` of a fragmented file with several tracks (`(track id, codec)`): an MP4
+/// recording holds its video and audio in one file.
+pub fn movie_init(ftyp: Ftyp, tracks: &[(u32, &TrackCodec)]) -> Result<Bytes, Fmp4Error> {
+    let mut traks = Vec::with_capacity(tracks.len());
+    let mut trex = Vec::with_capacity(tracks.len());
+    for (id, codec) in tracks {
+        traks.push(trak(*id, codec)?);
+        trex.push(Trex {
+            track_id: *id,
+            default_sample_description_index: 1,
+            ..Default::default()
+        });
+    }
+    let next_track_id = tracks.iter().map(|t| t.0).max().unwrap_or(0) + 1;
+    let moov = Moov {
+        mvhd: Mvhd {
+            timescale: MOVIE_TIMESCALE,
+            rate: 1.into(),
+            volume: 1.into(),
+            next_track_id,
+            ..Default::default()
+        },
+        trak: traks,
+        mvex: Some(Mvex { mehd: None, trex }),
+        ..Default::default()
+    };
+    let mut out = BytesMut::with_capacity(1024);
+    ftyp.encode(&mut out)?;
+    moov.encode(&mut out)?;
+    Ok(out.freeze())
+}
+
+/// One track's `trak` with an empty sample table.
+fn trak(track_id: u32, codec: &TrackCodec) -> Result<Trak, Fmp4Error> {
     let entry = sample_entry(codec)?;
     let timescale = codec.timescale();
     let (handler, name, width, height) = match codec.dimensions() {
@@ -231,78 +293,49 @@ pub fn init_segment(codec: &TrackCodec) -> Result<Bytes, Fmp4Error> {
     };
     let video = codec.is_video();
     let (width, height) = fit_u16(width, height)?;
-
-    let ftyp = Ftyp {
-        major_brand: b"iso6".into(),
-        minor_version: 0,
-        compatible_brands: vec![b"iso6".into(), b"cmfc".into(), b"dash".into()],
-    };
-    let moov = Moov {
-        mvhd: Mvhd {
-            timescale: MOVIE_TIMESCALE,
-            rate: 1.into(),
-            volume: 1.into(),
-            next_track_id: TRACK_ID + 1,
+    Ok(Trak {
+        tkhd: Tkhd {
+            track_id,
+            enabled: true,
+            in_movie: true,
+            volume: if video { 0.into() } else { 1.into() },
+            width: FixedPoint::new(width, 0),
+            height: FixedPoint::new(height, 0),
             ..Default::default()
         },
-        trak: vec![Trak {
-            tkhd: Tkhd {
-                track_id: TRACK_ID,
-                enabled: true,
-                in_movie: true,
-                volume: if video { 0.into() } else { 1.into() },
-                width: FixedPoint::new(width, 0),
-                height: FixedPoint::new(height, 0),
+        mdia: Mdia {
+            mdhd: Mdhd {
+                timescale,
+                language: "und".into(),
                 ..Default::default()
             },
-            mdia: Mdia {
-                mdhd: Mdhd {
-                    timescale,
-                    language: "und".into(),
-                    ..Default::default()
-                },
-                hdlr: Hdlr {
-                    handler: handler.into(),
-                    name: name.into(),
-                },
-                minf: Minf {
-                    vmhd: video.then(Vmhd::default),
-                    smhd: (!video).then(Smhd::default),
-                    dinf: Dinf {
-                        dref: Dref {
-                            entries: vec![DrefEntry::Url(Url::default())],
-                        },
-                    },
-                    stbl: Stbl {
-                        stsd: Stsd {
-                            codecs: vec![entry],
-                        },
-                        stts: Stts::default(),
-                        stsc: Stsc::default(),
-                        stsz: Stsz::default(),
-                        stco: Some(Stco::default()),
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                },
+            hdlr: Hdlr {
+                handler: handler.into(),
+                name: name.into(),
             },
-            ..Default::default()
-        }],
-        mvex: Some(Mvex {
-            mehd: None,
-            trex: vec![Trex {
-                track_id: TRACK_ID,
-                default_sample_description_index: 1,
+            minf: Minf {
+                vmhd: video.then(Vmhd::default),
+                smhd: (!video).then(Smhd::default),
+                dinf: Dinf {
+                    dref: Dref {
+                        entries: vec![DrefEntry::Url(Url::default())],
+                    },
+                },
+                stbl: Stbl {
+                    stsd: Stsd {
+                        codecs: vec![entry],
+                    },
+                    stts: Stts::default(),
+                    stsc: Stsc::default(),
+                    stsz: Stsz::default(),
+                    stco: Some(Stco::default()),
+                    ..Default::default()
+                },
                 ..Default::default()
-            }],
-        }),
+            },
+        },
         ..Default::default()
-    };
-
-    let mut out = BytesMut::with_capacity(1024);
-    ftyp.encode(&mut out)?;
-    moov.encode(&mut out)?;
-    Ok(out.freeze())
+    })
 }
 
 fn fit_u16(width: u32, height: u32) -> Result<(u16, u16), Fmp4Error> {
@@ -429,38 +462,67 @@ pub fn media_segment(sequence_number: u32, samples: &[Sample]) -> Result<Bytes, 
 /// box header): the file is this followed by each sample's `data` in order, so a writer can
 /// hand the samples' own buffers to the disk instead of copying them into one.
 pub fn media_segment_head(sequence_number: u32, samples: &[Sample]) -> Result<Bytes, Fmp4Error> {
-    let first = samples.first().ok_or(Fmp4Error::NoSamples)?;
-    if samples.len() > MAX_SEGMENT_SAMPLES {
-        return Err(Fmp4Error::TooManySamples(samples.len()));
+    let styp = Styp {
+        major_brand: b"msdh".into(),
+        minor_version: 0,
+        compatible_brands: vec![b"msdh".into(), b"cmfs".into(), b"cmff".into()],
+    };
+    let mut out = BytesMut::with_capacity(64);
+    styp.encode(&mut out)?;
+    out.extend_from_slice(&fragment_head(sequence_number, &[(TRACK_ID, samples)])?);
+    Ok(out.freeze())
+}
+
+/// A movie fragment of several tracks before its samples' data: `moof` (one `traf` per
+/// track with samples) and the `mdat` header. The data follows in the order of `tracks`
+/// (each track's samples in order).
+pub fn fragment_head(
+    sequence_number: u32,
+    tracks: &[(u32, &[Sample])],
+) -> Result<Bytes, Fmp4Error> {
+    let tracks: Vec<&(u32, &[Sample])> = tracks.iter().filter(|t| !t.1.is_empty()).collect();
+    if tracks.is_empty() {
+        return Err(Fmp4Error::NoSamples);
     }
-    let data_len = samples
-        .iter()
-        .fold(0u64, |n, s| n.saturating_add(u64::from(s.size)));
+    let count: usize = tracks.iter().map(|t| t.1.len()).sum();
+    if count > MAX_SEGMENT_SAMPLES {
+        return Err(Fmp4Error::TooManySamples(count));
+    }
+    let mut track_bytes = Vec::with_capacity(tracks.len());
+    for (_, samples) in &tracks {
+        track_bytes.push(
+            samples
+                .iter()
+                .fold(0u64, |n, s| n.saturating_add(u64::from(s.size))),
+        );
+    }
+    let data_len: u64 = track_bytes.iter().sum();
     let mdat_len = data_len
         .checked_add(8)
         .filter(|n| *n <= u64::from(u32::MAX))
         .ok_or(Fmp4Error::MdatTooLarge(data_len))?;
 
-    let with_cts = samples.iter().any(|s| s.cts_offset != 0);
-    let entries = samples
-        .iter()
-        .map(|s| TrunEntry {
-            duration: Some(s.duration),
-            // Each size is at most the total, which fits in u32 (checked above).
-            size: Some(s.size),
-            flags: Some(if s.keyframe {
-                SAMPLE_FLAGS_SYNC
-            } else {
-                SAMPLE_FLAGS_NON_SYNC
-            }),
-            cts: with_cts.then_some(i64::from(s.cts_offset)),
-        })
-        .collect::<Vec<_>>();
-    let mut moof = Moof {
-        mfhd: Mfhd { sequence_number },
-        traf: vec![Traf {
+    let mut trafs = Vec::with_capacity(tracks.len());
+    for (id, samples) in &tracks {
+        let first = samples.first().ok_or(Fmp4Error::NoSamples)?;
+        let with_cts = samples.iter().any(|s| s.cts_offset != 0);
+        let entries = samples
+            .iter()
+            .map(|s| TrunEntry {
+                duration: Some(s.duration),
+                // Each size is at most the total, which fits in u32 (checked above).
+                size: Some(s.size),
+                flags: Some(if s.keyframe {
+                    SAMPLE_FLAGS_SYNC
+                } else {
+                    SAMPLE_FLAGS_NON_SYNC
+                }),
+                cts: with_cts.then_some(i64::from(s.cts_offset)),
+            })
+            .collect::<Vec<_>>();
+        trafs.push(Traf {
             tfhd: Tfhd {
-                track_id: TRACK_ID,
+                track_id: *id,
                 default_base_is_moof: true,
                 ..Default::default()
             },
@@ -472,36 +534,68 @@ pub fn media_segment_head(sequence_number: u32, samples: &[Sample]) -> Result<By
                 samples: TrunSamples::Explicit(entries),
             }],
             ..Default::default()
-        }],
-    };
-    let styp = Styp {
-        major_brand: b"msdh".into(),
-        minor_version: 0,
-        compatible_brands: vec![b"msdh".into(), b"cmfs".into(), b"cmff".into()],
+        });
+    }
+    let mut moof = Moof {
+        mfhd: Mfhd { sequence_number },
+        traf: trafs,
     };
 
-    // styp + moof are small: 16 bytes a sample plus about 150 bytes of headers.
-    let capacity = 256usize.saturating_add(samples.len().saturating_mul(16));
+    // moof is small: 16 bytes a sample plus about 100 bytes a track.
+    let capacity = 256usize.saturating_add(count.saturating_mul(16));
     let mut out = BytesMut::with_capacity(capacity);
-    styp.encode(&mut out)?;
-    // The data offset (from the moof's first byte to the first sample) depends on the moof's
-    // size, which does not depend on the offset's value: encode once to measure, then again.
-    let moof_start = out.len();
+    // The data offsets (from the moof's first byte to each track's first sample) depend on
+    // the moof's size, which does not depend on their values: encode once to measure, then
+    // again.
     moof.encode(&mut out)?;
-    let moof_len = out.len() - moof_start;
-    let data_offset = moof_len
-        .checked_add(8)
-        .and_then(|n| i32::try_from(n).ok())
-        .ok_or(Fmp4Error::TooManySamples(samples.len()))?;
-    if let Some(trun) = moof.traf.first_mut().and_then(|t| t.trun.first_mut()) {
-        trun.data_offset = Some(data_offset);
+    let moof_len = out.len() as u64;
+    let mut offset = moof_len + 8;
+    for (traf, bytes) in moof.traf.iter_mut().zip(&track_bytes) {
+        let at = i32::try_from(offset).map_err(|_| Fmp4Error::MdatTooLarge(data_len))?;
+        if let Some(trun) = traf.trun.first_mut() {
+            trun.data_offset = Some(at);
+        }
+        offset += bytes;
     }
-    out.truncate(moof_start);
+    out.clear();
     moof.encode(&mut out)?;
 
     // The mdat header: its size (checked above to fit 32 bits) and kind; the data follows.
     out.extend_from_slice(&u32::try_from(mdat_len).unwrap_or(u32::MAX).to_be_bytes());
     out.extend_from_slice(b"mdat");
+    Ok(out.freeze())
+}
+
+/// The `mfra` at the end of a fragmented file: for each track, where each fragment starts
+/// (`(decode time, offset of its moof)`), so players seek without reading every fragment.
+pub fn random_access_index(tracks: &[(u32, &[(u64, u64)])]) -> Result<Bytes, Fmp4Error> {
+    let tfra = tracks
+        .iter()
+        .map(|(id, points)| Tfra {
+            track_id: *id,
+            entries: points
+                .iter()
+                .map(|(time, moof_offset)| FragmentInfo {
+                    time: *time,
+                    moof_offset: *moof_offset,
+                    traf_number: 1,
+                    trun_number: 1,
+                    sample_delta: 1,
+                })
+                .collect(),
+        })
+        .collect();
+    let mfra = Mfra {
+        tfra,
+        mfro: Mfro::default(),
+    };
+    let mut out = BytesMut::with_capacity(256);
+    mfra.encode(&mut out)?;
+    // mfro's parent_size is the whole mfra's: written now that it is known.
+    let len = out.len();
+    if let Some(tail) = out.get_mut(len.saturating_sub(4)..) {
+        tail.copy_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    }
     Ok(out.freeze())
 }
 

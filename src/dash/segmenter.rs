@@ -60,7 +60,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use super::fmp4::{self, Sample, TrackCodec};
+use super::fmp4::{self, audio_codec, video_codec, Sample, TrackCodec};
 use super::mpd::{self, ContentType};
 use crate::conf::{DashClock, DashSettings};
 use crate::files::{FileOp, FileOutput, Now};
@@ -132,22 +132,6 @@ impl Kind {
 }
 
 // ---- the only codec-specific code ----
-
-/// A video sequence header: the codec the fragmenter can carry, or `None` (skipped).
-fn video_codec(fourcc: Option<FourCc>, body: &[u8]) -> Option<TrackCodec> {
-    match fourcc {
-        Some(FourCc::AVC1) => TrackCodec::avc_from_record(Bytes::copy_from_slice(body)).ok(),
-        _ => None,
-    }
-}
-
-/// An audio sequence header: the codec the fragmenter can carry, or `None` (skipped).
-fn audio_codec(fourcc: Option<FourCc>, body: &[u8]) -> Option<TrackCodec> {
-    match fourcc {
-        Some(FourCc::MP4A) => TrackCodec::aac_from_asc(Bytes::copy_from_slice(body)).ok(),
-        _ => None,
-    }
-}
 
 /// Whether a frame body can be a sample of `codec` (AVC: whole length-prefixed NAL units).
 /// A frame's body as a slice of the publisher's buffer (shared, not copied).

@@ -7,19 +7,21 @@
 //! failure (disk full) closes the file where it is, never deletes it.
 
 pub mod flv;
+pub mod mp4;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::conf::RecordSettings;
+use crate::conf::{RecordFormat, RecordSettings};
 use crate::files::{FileOp, FileOutput, Now};
 use crate::live::FrameKind;
 use crate::rtmp::amf0::Amf0Value;
 use crate::segment::datetime::strftime;
 
 use flv::{FileFacts, HEADER_LEN, INDEX_BYTES_PER_KEYFRAME, TAG_AUDIO, TAG_VIDEO};
+use mp4::Mp4File;
 
 /// Room kept for the closing `onMetaData` at the start of a file: enough for the keyframe
 /// index of about two hours of 2 s GOPs. Less for files that are cut short anyway.
@@ -39,6 +41,13 @@ pub enum RecordEvent {
         path: PathBuf,
         bytes: u64,
         duration_ms: u64,
+    },
+    /// A file could not be written as configured (an MP4 recording of a codec it cannot
+    /// take): nothing more is recorded for this publish.
+    Refused {
+        recorder: String,
+        path: PathBuf,
+        why: String,
     },
 }
 
@@ -86,6 +95,8 @@ struct OpenFile {
     started: bool,
     keyframes: Vec<(u64, u64)>,
     opened_ms: u64,
+    /// `record_format mp4`: the MP4 writer, once the file has started (its tracks known).
+    mp4: Option<Mp4File>,
 }
 
 /// One recorder (`record ...` of an application, or a `recorder name {}` block) of one
@@ -204,7 +215,7 @@ impl Recorder {
         }
         self.last_named_secs = secs;
         let path = self.path_at(now.unix_ms);
-        let existing = if self.conf.append {
+        let existing = if self.conf.append && self.conf.format == RecordFormat::Flv {
             (self.probe)(&path).filter(|e| e.size > HEADER_LEN)
         } else {
             None
@@ -243,6 +254,7 @@ impl Recorder {
             started: false,
             keyframes: Vec::new(),
             opened_ms: now.mono_ms,
+            mp4: None,
         };
         match existing {
             Some(e) => {
@@ -250,6 +262,7 @@ impl Recorder {
                 // Continue after the last tag, as the C module does.
                 file.shift = e.last_timestamp.unwrap_or(0);
             }
+            None if self.conf.format == RecordFormat::Mp4 => {}
             None => {
                 let (audio, video) = (self.records_audio(), self.records_video());
                 let mut head = flv::file_header(audio, video).to_vec();
@@ -310,9 +323,21 @@ impl Recorder {
     /// Closes the open file: the last PreviousTagSize, the real `onMetaData` in place of the
     /// placeholder, then the close, whose completion is the `Done` event.
     fn close(&mut self, ops: &mut Vec<FileOp>) {
-        let Some(file) = self.file.take() else {
+        let Some(mut file) = self.file.take() else {
             return;
         };
+        if let Some(mut mp4) = file.mp4.take() {
+            let out = mp4.finish();
+            self.emit_mp4(&file.path, out, ops);
+            let done = RecordEvent::Done {
+                recorder: self.name.clone(),
+                path: file.path.clone(),
+                bytes: mp4.size(),
+                duration_ms: mp4.duration_ms(),
+            };
+            self.emit(FileOp::Close { path: file.path }, Some(done), ops);
+            return;
+        }
         let path = file.path.clone();
         let mut size = file.size;
         if let Some(len) = file.pending_trailer {
@@ -465,8 +490,12 @@ impl Recorder {
         }
         if header {
             // Written at the file's start below; a changed header mid-file is written too.
-            if self.file.as_ref().is_some_and(|f| f.started) {
-                self.write_relative(video, timestamp, tag, ops);
+            if self
+                .file
+                .as_ref()
+                .is_some_and(|f| f.started && f.mp4.is_none())
+            {
+                self.write_relative(video, false, timestamp, tag, ops);
             }
             return;
         }
@@ -488,19 +517,12 @@ impl Recorder {
                 f.started = true;
                 f.epoch = Some(timestamp);
             }
-            // The codec headers first, at the file's time zero.
-            for (is_video, h) in [
-                (true, self.video_header.clone()),
-                (false, self.audio_header.clone()),
-            ] {
-                let recorded = if is_video {
-                    self.records_video()
-                } else {
-                    self.records_audio()
-                };
-                if let (Some(h), true) = (h, recorded) {
-                    self.write_relative(is_video, timestamp, &h, ops);
+            if self.conf.format == RecordFormat::Mp4 {
+                if !self.start_mp4(ops) {
+                    return;
                 }
+            } else {
+                self.write_headers(timestamp, ops);
             }
         }
         if video && keyframe {
@@ -512,7 +534,7 @@ impl Recorder {
                 }
             }
         }
-        self.write_relative(video, timestamp, tag, ops);
+        self.write_relative(video, keyframe, timestamp, tag, ops);
         // `record_max_frames` counts video frames (audio ones in an audio-only file).
         if video || !self.records_video() {
             if let Some(f) = self.file.as_mut() {
@@ -521,7 +543,91 @@ impl Recorder {
         }
     }
 
-    fn write_relative(&mut self, video: bool, timestamp: u32, tag: &Bytes, ops: &mut Vec<FileOp>) {
+    /// The codec headers of an FLV file, at its time zero.
+    fn write_headers(&mut self, timestamp: u32, ops: &mut Vec<FileOp>) {
+        {
+            for (is_video, h) in [
+                (true, self.video_header.clone()),
+                (false, self.audio_header.clone()),
+            ] {
+                let recorded = if is_video {
+                    self.records_video()
+                } else {
+                    self.records_audio()
+                };
+                if let (Some(h), true) = (h, recorded) {
+                    self.write_relative(is_video, false, timestamp, &h, ops);
+                }
+            }
+        }
+    }
+
+    /// The start of an MP4 file: its init segment, from the codec headers. A codec it cannot
+    /// take ends the recording of this publish (the empty file is removed).
+    fn start_mp4(&mut self, ops: &mut Vec<FileOp>) -> bool {
+        let Some(path) = self.file.as_ref().map(|f| f.path.clone()) else {
+            return false;
+        };
+        let video = self.video_header.as_ref().filter(|_| self.records_video());
+        let audio = self.audio_header.as_ref().filter(|_| self.records_audio());
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let started = mp4::codecs(video, audio)
+            .and_then(|(v, a)| Mp4File::start(&name, v.as_ref(), a.as_ref()));
+        let Some((writer, init)) = started else {
+            self.file = None;
+            self.failed = true;
+            self.emit(FileOp::Close { path: path.clone() }, None, ops);
+            self.emit(FileOp::Delete { path: path.clone() }, None, ops);
+            self.events.push(RecordEvent::Refused {
+                recorder: self.name.clone(),
+                path,
+                why: "record_format mp4 takes H.264 and AAC only; not recorded".into(),
+            });
+            return false;
+        };
+        if let Some(f) = self.file.as_mut() {
+            f.size = init.len() as u64;
+            f.mp4 = Some(writer);
+        }
+        self.emit(FileOp::Append { path, data: init }, None, ops);
+        true
+    }
+
+    /// What the MP4 writer asks for: its bytes appended, then its playlist rewritten.
+    fn emit_mp4(&mut self, path: &Path, out: mp4::Mp4Output, ops: &mut Vec<FileOp>) {
+        for data in out.append {
+            self.emit(
+                FileOp::Append {
+                    path: path.to_path_buf(),
+                    data,
+                },
+                None,
+                ops,
+            );
+        }
+        if let Some(text) = out.playlist {
+            self.emit(
+                FileOp::WriteAtomic {
+                    path: replay_playlist(path),
+                    data: Bytes::from(text),
+                },
+                None,
+                ops,
+            );
+        }
+    }
+
+    fn write_relative(
+        &mut self,
+        video: bool,
+        keyframe: bool,
+        timestamp: u32,
+        tag: &Bytes,
+        ops: &mut Vec<FileOp>,
+    ) {
         let Some(f) = self.file.as_ref() else {
             return;
         };
@@ -535,10 +641,30 @@ impl Recorder {
         } else {
             rel
         };
+        if let Some(f) = self.file.as_mut() {
+            if let Some(mp4) = f.mp4.as_mut() {
+                let out = mp4.push(video, rel, keyframe, tag);
+                f.size = mp4.size();
+                f.last_ms = rel;
+                let path = f.path.clone();
+                self.emit_mp4(&path, out, ops);
+                return;
+            }
+        }
         let kind = if video { TAG_VIDEO } else { TAG_AUDIO };
         if tag.len() <= flv::MAX_TAG_BODY {
             self.write_tag(kind, rel, tag, ops);
         }
+    }
+}
+
+/// The replay playlist of an MP4 recording: `X.mp4` -> `X.m3u8` (`X` + `.m3u8` for another
+/// suffix).
+pub fn replay_playlist(path: &Path) -> PathBuf {
+    let text = path.to_string_lossy();
+    match text.strip_suffix(".mp4") {
+        Some(stem) => PathBuf::from(format!("{stem}.m3u8")),
+        None => PathBuf::from(format!("{text}.m3u8")),
     }
 }
 

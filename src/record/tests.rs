@@ -411,3 +411,117 @@ fn file_names_follow_the_c_module() {
         PathBuf::from("/rec/cam-86400-01_02_70.flv")
     );
 }
+
+impl Disk {
+    /// Whole small files written atomically (the replay playlist).
+    fn apply_atomic(&mut self, ops: &[FileOp]) {
+        for op in ops {
+            if let FileOp::WriteAtomic { path, data } = op {
+                self.files.insert(path.clone(), data.to_vec());
+            }
+        }
+    }
+}
+
+#[test]
+fn mp4_recordings_play_in_ffmpeg_with_their_replay_playlist() {
+    use crate::testutil::{artifact_dir, encode_test_flv, require_tools, run};
+    if !require_tools(&["ffmpeg", "ffprobe"], "MP4 recordings are not checked") {
+        return;
+    }
+    let dir = artifact_dir("record-mp4");
+    let flv = encode_test_flv(&dir.join("src.flv"), 7, 25, 48_000);
+    let mut conf = settings(&[("record", &["all"]), ("record_format", &["mp4"])]);
+    conf.path = dir.to_string_lossy().into_owned();
+    assert_eq!(conf.suffix, ".mp4");
+    let mut rec = Recorder::new("", &conf, "cam", 0, no_file);
+    let mut disk = Disk::default();
+    let mut ops = Vec::new();
+    let mut written = Vec::new();
+    for (kind, ts, body) in crate::testutil::flv_tags(&flv) {
+        let body = Bytes::copy_from_slice(body);
+        match kind {
+            8 | 9 => rec.on_media(kind == 9, ts, &body, now(u64::from(ts)), &mut ops),
+            18 => rec.on_metadata(&body),
+            _ => {}
+        }
+        // The playlist is never written before the bytes it lists.
+        for op in &ops {
+            if let FileOp::WriteAtomic { data, .. } = op {
+                let listed: u64 = String::from_utf8_lossy(data)
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("#EXT-X-BYTERANGE:"))
+                    .filter_map(|r| {
+                        let (len, at) = r.split_once('@')?;
+                        Some(len.parse::<u64>().ok()? + at.parse::<u64>().ok()?)
+                    })
+                    .max()
+                    .unwrap_or(0);
+                assert!(
+                    listed <= written.len() as u64,
+                    "listed {listed} of {}",
+                    written.len()
+                );
+            }
+            if let FileOp::Append { data, .. } = op {
+                written.extend_from_slice(data);
+            }
+        }
+        disk.apply_atomic(&ops);
+        ops.retain(|op| !matches!(op, FileOp::WriteAtomic { .. }));
+        disk.apply(&mut rec, &mut ops);
+    }
+    rec.finish(now(0), &mut ops);
+    disk.apply_atomic(&ops);
+    ops.retain(|op| !matches!(op, FileOp::WriteAtomic { .. }));
+    disk.apply(&mut rec, &mut ops);
+    let mp4 = dir.join("cam.mp4");
+    std::fs::write(&mp4, &disk.files[&mp4]).unwrap();
+    let playlist = String::from_utf8(disk.files[&dir.join("cam.m3u8")].clone()).unwrap();
+    std::fs::write(dir.join("cam.m3u8"), &playlist).unwrap();
+    assert!(
+        playlist.contains("#EXT-X-PLAYLIST-TYPE:VOD") && playlist.ends_with("#EXT-X-ENDLIST\n")
+    );
+    assert!(
+        playlist.contains("#EXT-X-MAP:URI=\"cam.mp4\",BYTERANGE="),
+        "{playlist}"
+    );
+
+    let (out, err) = run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration:stream=codec_name",
+            "-of",
+            "default=nw=1",
+            mp4.to_str().unwrap(),
+        ],
+    );
+    assert!(err.is_empty(), "{err}");
+    assert!(
+        out.contains("codec_name=h264") && out.contains("codec_name=aac"),
+        "{out}"
+    );
+    let duration: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("duration="))
+        .and_then(|d| d.parse().ok())
+        .unwrap();
+    assert!((6.8..7.2).contains(&duration), "{duration}");
+    // The replay playlist plays to the end through its byte ranges.
+    let (_, err) = run(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-i",
+            dir.join("cam.m3u8").to_str().unwrap(),
+            "-f",
+            "null",
+            "-",
+        ],
+    );
+    assert!(err.is_empty(), "{err}");
+}

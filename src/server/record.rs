@@ -82,7 +82,8 @@ impl Worker {
         for (owner, event) in self.outputs.take_record_events() {
             let (recorder, path) = match &event {
                 RecordEvent::Started { recorder, path }
-                | RecordEvent::Done { recorder, path, .. } => (recorder.clone(), path.clone()),
+                | RecordEvent::Done { recorder, path, .. }
+                | RecordEvent::Refused { recorder, path, .. } => (recorder.clone(), path.clone()),
             };
             let Some(settings) = owner.recorder(&recorder) else {
                 continue;
@@ -93,6 +94,14 @@ impl Worker {
             } else {
                 format!(" (recorder \"{recorder}\")")
             };
+            if let RecordEvent::Refused { why, .. } = &event {
+                outcome.logs.push(LogLine {
+                    level: LogLevel::Warn,
+                    client: Some(owner.client),
+                    text: format!("rtmp: record \"{shown}\"{label}: {}: {why}", path.display()),
+                });
+                continue;
+            }
             let (code, text) = match &event {
                 RecordEvent::Started { .. } => (
                     command::NS_RECORD_START,
@@ -112,6 +121,7 @@ impl Worker {
                         duration_ms % 1000
                     ),
                 ),
+                RecordEvent::Refused { .. } => continue,
             };
             outcome.logs.push(LogLine {
                 level: LogLevel::Info,
