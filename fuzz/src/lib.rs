@@ -140,7 +140,7 @@ impl<'a> Iterator for MediaOps<'a> {
     }
 }
 
-/// Feeds `ops` to a file output (HLS or DASH) as the worker does, discarding the file
+/// Feeds `ops` to a file output (HLS, DASH or a recorder) as the worker does, discarding the file
 /// operations except to remember the last file opened (for [`MediaOp::WriteFailed`]).
 pub fn drive(output: &mut dyn FileOutput, ops: MediaOps<'_>, unix0: u64) {
     let mut ops = ops;
@@ -181,7 +181,7 @@ pub fn drive(output: &mut dyn FileOutput, ops: MediaOps<'_>, unix0: u64) {
             }
         }
         for op in file_ops.drain(..) {
-            if let FileOp::Open { path } = op {
+            if let FileOp::Open { path } | FileOp::OpenRecording { path, .. } = op {
                 last_open = Some(path);
             }
         }
