@@ -270,8 +270,10 @@ fn appends_wait_for_the_commit_or_the_flush() {
     assert!(f.disk.check_listed_segments_exist() >= 4);
 
     // The periodic flush hands over what waits (HLS makes appends of 16 KiB), and asks to be
-    // called again soon.
-    f.play(200, 20_000);
+    // called again soon. (The frame at 5 s cuts a segment: done first.)
+    f.play(40, 2000);
+    f.drain();
+    f.play(120, 20_000);
     f.drain();
     let before = f.disk.0.borrow().submitted.len();
     let mut logs = Vec::new();
