@@ -101,6 +101,26 @@ fn decode(path: &Path, seek: f64) -> Result<f64, String> {
     Ok(us / 1e6)
 }
 
+/// ffprobe reads `file` with no error: `seconds` long (in the range), H.264 and AAC.
+fn check_probe(checks: &mut Checks, file: &Path, seconds: std::ops::Range<f64>) {
+    match probe(file) {
+        Ok((d, v, a)) => checks.check(seconds.contains(&d) && v == "h264" && a == "aac", || {
+            format!("ffprobe of {file:?}: {d} s, {v}, {a}")
+        }),
+        Err(e) => checks.check(false, || e),
+    };
+}
+
+/// A seek to `at` s in `file` starts decoding in `lands`.
+fn check_seek(checks: &mut Checks, file: &Path, at: f64, lands: std::ops::RangeInclusive<f64>) {
+    match first_frame_after_seek(file, at) {
+        Ok(t) => checks.check(lands.contains(&t), || {
+            format!("a seek to {at} s starts at {t} s")
+        }),
+        Err(e) => checks.check(false, || e),
+    };
+}
+
 /// Where decoding starts after a seek to `seek` s: the first video frame's time.
 fn first_frame_after_seek(path: &Path, seek: f64) -> Result<f64, String> {
     let out = Command::new("ffprobe")
@@ -168,11 +188,7 @@ fn record_all_writes_indexed_files_and_reports_them() {
     let mut checks = Checks::new();
     let dir = server.prefix.join("rec");
 
-    let mut publisher = common::ffmpeg::publish(&server.rtmp_url("live/cam?key=k1"), 30);
-    checks.check(
-        publisher.wait_timeout(Duration::from_secs(45)).is_some(),
-        || "the publisher did not finish".into(),
-    );
+    publish_to_end(&server, "live/cam?key=k1", 30, &mut checks);
     let calls = backend.wait_calls("record_done", 1, CALL_WAIT);
     checks.check(calls.len() == 1, || {
         format!("record_done calls: {}", backend.summary())
@@ -195,13 +211,7 @@ fn record_all_writes_indexed_files_and_reports_them() {
             name.starts_with("cam-") && name.len() == "cam-1796573148-20261206-160548.flv".len(),
             || format!("file name {name}"),
         );
-        match probe(file) {
-            Ok((d, v, a)) => checks.check(
-                (29.5..30.5).contains(&d) && v == "h264" && a == "aac",
-                || format!("ffprobe: {d} s, {v}, {a}"),
-            ),
-            Err(e) => checks.check(false, || e),
-        };
+        check_probe(&mut checks, file, 29.5..30.5);
         match flv_index(file) {
             // The publisher sends 30 s; the file starts at its first keyframe.
             Ok((d, k)) => checks.check((29.8..30.2).contains(&d) && k >= 29, || {
@@ -210,12 +220,7 @@ fn record_all_writes_indexed_files_and_reports_them() {
             Err(e) => checks.check(false, || e),
         };
         // A seek to 20 s lands within one GOP (1 s) of it.
-        match first_frame_after_seek(file, 20.0) {
-            Ok(t) => checks.check((19.0..=21.0).contains(&t), || {
-                format!("a seek to 20 s starts at {t} s")
-            }),
-            Err(e) => checks.check(false, || e),
-        };
+        check_seek(&mut checks, file, 20.0, 19.0..=21.0);
         let copy = file.with_extension("copy");
         let deadline = Instant::now() + CALL_WAIT;
         while !copy.exists() && Instant::now() < deadline {
@@ -238,11 +243,7 @@ fn record_interval_cuts_playable_files_on_keyframes() {
     let app = "record all; record_path {PREFIX}/rec; record_unique on; record_interval 2s;";
     let server = Server::start(&rtmp_block(app), "");
     let mut checks = Checks::new();
-    let mut publisher = common::ffmpeg::publish(&server.rtmp_url("live/cam"), 7);
-    checks.check(
-        publisher.wait_timeout(Duration::from_secs(20)).is_some(),
-        || "the publisher did not finish".into(),
-    );
+    publish_to_end(&server, "live/cam", 7, &mut checks);
     let dir = server.prefix.join("rec");
     let deadline = Instant::now() + CALL_WAIT;
     while !server.error_log().contains("done, ") && Instant::now() < deadline {
@@ -309,54 +310,33 @@ fn manual_recording_starts_and_stops_from_any_worker() {
 
     let start = "/control/record/start?app=live&name=cam";
     let expected = server.prefix.join("rec/cam.flv");
-    match http_get(server.http_port, start) {
-        Ok(r) => checks.check(
-            r.status == 200 && r.body == expected.to_str().unwrap().as_bytes(),
-            || format!("start: {} {:?}", r.status, String::from_utf8_lossy(&r.body)),
-        ),
-        Err(e) => checks.check(false, || e),
-    };
+    let path = expected.to_str().unwrap();
+    check_answer(&mut checks, &server, start, 200, Some(path));
     // Both workers (the request lands on either) know it is recording now.
     thread::sleep(Duration::from_millis(1500));
     for _ in 0..6 {
-        match http_get(server.http_port, start) {
-            Ok(r) => checks.check(r.status == 204, || format!("second start: {}", r.status)),
-            Err(e) => checks.check(false, || e),
-        };
+        check_answer(&mut checks, &server, start, 204, None);
     }
-    match http_get(server.http_port, "/stat") {
-        Ok(r) => {
-            let xml = String::from_utf8_lossy(&r.body);
-            checks.check(
-                xml.contains(&format!("<file>{}</file>", expected.display())),
-                || format!("/stat has no recorder: {xml}"),
-            )
-        }
-        Err(e) => checks.check(false, || e),
-    };
-    match http_get(
-        server.http_port,
-        "/control/record/start?app=live&name=cam&rec=nope",
-    ) {
-        Ok(r) => checks.check(r.status == 500, || {
-            format!("unknown recorder: {}", r.status)
-        }),
-        Err(e) => checks.check(false, || e),
-    };
+    let stat =
+        http_get(server.http_port, "/stat").map(|r| String::from_utf8_lossy(&r.body).into_owned());
+    checks.check(
+        stat.as_ref()
+            .is_ok_and(|xml| xml.contains(&format!("<file>{path}</file>"))),
+        || format!("/stat has no recorder: {stat:?}"),
+    );
+    let unknown = "/control/record/start?app=live&name=cam&rec=nope";
+    check_answer(
+        &mut checks,
+        &server,
+        unknown,
+        500,
+        Some("Recorder not found\n"),
+    );
     thread::sleep(Duration::from_millis(1500));
     let stop = "/control/record/stop?app=live&name=cam";
-    match http_get(server.http_port, stop) {
-        Ok(r) => checks.check(
-            r.status == 200 && r.body == expected.to_str().unwrap().as_bytes(),
-            || format!("stop: {} {:?}", r.status, String::from_utf8_lossy(&r.body)),
-        ),
-        Err(e) => checks.check(false, || e),
-    };
+    check_answer(&mut checks, &server, stop, 200, Some(path));
     thread::sleep(Duration::from_millis(1500));
-    match http_get(server.http_port, stop) {
-        Ok(r) => checks.check(r.status == 204, || format!("second stop: {}", r.status)),
-        Err(e) => checks.check(false, || e),
-    };
+    check_answer(&mut checks, &server, stop, 204, None);
     match flv_index(&expected) {
         Ok((d, k)) => checks.check((2.0..5.0).contains(&d) && k >= 2, || {
             format!("onMetaData: {d} s, {k} keyframes")
@@ -386,22 +366,7 @@ fn a_killed_worker_leaves_a_recording_that_plays() {
     let mut checks = Checks::new();
     let mut publisher = common::ffmpeg::publish(&server.rtmp_url("live/cam"), 20);
     thread::sleep(Duration::from_millis(4000));
-    // The worker is the master's only child.
-    let children = fs::read_to_string(format!(
-        "/proc/{}/task/{}/children",
-        server.pid(),
-        server.pid()
-    ))
-    .unwrap_or_default();
-    let pids: Vec<i32> = children
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect();
-    checks.check(pids.len() == 1, || format!("worker pids: {pids:?}"));
-    for pid in &pids {
-        // SAFETY: kill(2) on a process this test started (nginx's worker).
-        unsafe { libc::kill(*pid, libc::SIGKILL) };
-    }
+    checks.check(kill_workers(&server) == 1, || "not one worker".into());
     thread::sleep(Duration::from_millis(500));
     publisher.kill();
     let file = server.prefix.join("rec/cam.flv");
@@ -423,11 +388,7 @@ fn mp4_recordings_survive_a_killed_worker_and_replay_over_hls() {
     let dir = server.prefix.join("rec");
 
     // A clean recording: the MP4 plays and seeks, its playlist replays it over HTTP.
-    let mut publisher = common::ffmpeg::publish(&server.rtmp_url("live/cam"), 8);
-    checks.check(
-        publisher.wait_timeout(Duration::from_secs(20)).is_some(),
-        || "the publisher did not finish".into(),
-    );
+    publish_to_end(&server, "live/cam", 8, &mut checks);
     let deadline = Instant::now() + CALL_WAIT;
     while !server.error_log().contains(" done, ") && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(100));
@@ -441,19 +402,8 @@ fn mp4_recordings_survive_a_killed_worker_and_replay_over_hls() {
         .cloned();
     checks.check(mp4.is_some(), || format!("no .mp4 among {mp4s:?}"));
     if let Some(mp4) = &mp4 {
-        match probe(mp4) {
-            Ok((d, v, a)) => checks
-                .check((7.5..8.5).contains(&d) && v == "h264" && a == "aac", || {
-                    format!("ffprobe: {d} s, {v}, {a}")
-                }),
-            Err(e) => checks.check(false, || e),
-        };
-        match first_frame_after_seek(mp4, 5.0) {
-            Ok(t) => checks.check((4.0..=6.0).contains(&t), || {
-                format!("a seek to 5 s starts at {t} s")
-            }),
-            Err(e) => checks.check(false, || e),
-        };
+        check_probe(&mut checks, mp4, 7.5..8.5);
+        check_seek(&mut checks, mp4, 5.0, 4.0..=6.0);
         let name = mp4.file_stem().unwrap().to_string_lossy().into_owned();
         let url = server.http_url(&format!("/rec/{name}.m3u8"));
         let playlist = http_get(server.http_port, &format!("/rec/{name}.m3u8"))
@@ -485,15 +435,7 @@ fn mp4_recordings_survive_a_killed_worker_and_replay_over_hls() {
     let before: Vec<PathBuf> = files_with_ext(&dir, "mp4");
     let mut publisher = common::ffmpeg::publish(&server.rtmp_url("live/cut"), 40);
     thread::sleep(Duration::from_millis(20_500));
-    let children = fs::read_to_string(format!("/proc/{0}/task/{0}/children", server.pid()))
-        .unwrap_or_default();
-    for pid in children
-        .split_whitespace()
-        .filter_map(|p| p.parse::<i32>().ok())
-    {
-        // SAFETY: kill(2) on nginx's worker, a process this test started.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
+    kill_workers(&server);
     thread::sleep(Duration::from_millis(500));
     publisher.kill();
     let cut: Vec<PathBuf> = files_with_ext(&dir, "mp4")
@@ -510,6 +452,47 @@ fn mp4_recordings_survive_a_killed_worker_and_replay_over_hls() {
     let mut server = server;
     server.stop();
     checks.assert_ok();
+}
+
+/// `GET path` answers `status` (and `body`, when given).
+fn check_answer(checks: &mut Checks, server: &Server, path: &str, status: u16, body: Option<&str>) {
+    match http_get(server.http_port, path) {
+        Ok(r) => checks.check(
+            r.status == status && body.is_none_or(|b| r.body == b.as_bytes()),
+            || {
+                format!(
+                    "{path}: {} {:?}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                )
+            },
+        ),
+        Err(e) => checks.check(false, || e),
+    };
+}
+
+/// Publishes `secs` seconds of test media to `path` and waits until the publisher is done.
+fn publish_to_end(server: &Server, path: &str, secs: u32, checks: &mut Checks) {
+    let mut publisher = common::ffmpeg::publish(&server.rtmp_url(path), secs);
+    let limit = Duration::from_secs(u64::from(secs) + 15);
+    checks.check(publisher.wait_timeout(limit).is_some(), || {
+        "the publisher did not finish".into()
+    });
+}
+
+/// SIGKILLs the nginx workers of `server` (the master's children); returns how many.
+fn kill_workers(server: &Server) -> usize {
+    let children = fs::read_to_string(format!("/proc/{0}/task/{0}/children", server.pid()))
+        .unwrap_or_default();
+    let pids: Vec<i32> = children
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    for pid in &pids {
+        // SAFETY: kill(2) on nginx's worker, a process this test started.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    pids.len()
 }
 
 /// Files in `dir` with extension `ext`, sorted.

@@ -206,6 +206,10 @@ impl Recorder {
         self.pending.push_back(event);
     }
 
+    fn append(&mut self, path: PathBuf, data: Bytes, ops: &mut Vec<FileOp>) {
+        self.emit(FileOp::Append { path, data }, None, ops);
+    }
+
     /// Opens the next file. Two files in one second get the same `record_unique` name:
     /// the second waits for the next second, so no recording is overwritten.
     fn open(&mut self, now: Now, ops: &mut Vec<FileOp>) -> Option<PathBuf> {
@@ -274,14 +278,7 @@ impl Recorder {
                     file.meta_room = room;
                 }
                 file.size = head.len() as u64;
-                self.emit(
-                    FileOp::Append {
-                        path: path.clone(),
-                        data: Bytes::from(head),
-                    },
-                    None,
-                    ops,
-                );
+                self.append(path.clone(), Bytes::from(head), ops);
             }
         }
         self.file = Some(file);
@@ -341,12 +338,9 @@ impl Recorder {
         let path = file.path.clone();
         let mut size = file.size;
         if let Some(len) = file.pending_trailer {
-            self.emit(
-                FileOp::Append {
-                    path: path.clone(),
-                    data: Bytes::copy_from_slice(&flv::tag_trailer(len)),
-                },
-                None,
+            self.append(
+                path.clone(),
+                Bytes::copy_from_slice(&flv::tag_trailer(len)),
                 ops,
             );
             size += flv::TAG_TRAILER_LEN as u64;
@@ -394,23 +388,9 @@ impl Recorder {
         file.pending_trailer = Some(body.len());
         file.last_ms = rel_ms;
         let path = file.path.clone();
-        self.emit(
-            FileOp::Append {
-                path: path.clone(),
-                data: Bytes::from(head),
-            },
-            None,
-            ops,
-        );
+        self.append(path.clone(), Bytes::from(head), ops);
         if !body.is_empty() {
-            self.emit(
-                FileOp::Append {
-                    path,
-                    data: body.clone(),
-                },
-                None,
-                ops,
-            );
+            self.append(path, body.clone(), ops);
         }
     }
 
@@ -443,7 +423,145 @@ impl Recorder {
             || now.mono_ms >= f.opened_ms.saturating_add(interval.saturating_mul(2))
     }
 
-    fn on_frame(
+    /// The codec headers of an FLV file, at its time zero.
+    fn write_headers(&mut self, timestamp: u32, ops: &mut Vec<FileOp>) {
+        {
+            for (is_video, h) in [
+                (true, self.video_header.clone()),
+                (false, self.audio_header.clone()),
+            ] {
+                let recorded = if is_video {
+                    self.records_video()
+                } else {
+                    self.records_audio()
+                };
+                if let (Some(h), true) = (h, recorded) {
+                    self.write_relative(is_video, false, timestamp, &h, ops);
+                }
+            }
+        }
+    }
+
+    /// The start of an MP4 file: its init segment, from the codec headers. A codec it cannot
+    /// take ends the recording of this publish (the empty file is removed).
+    fn start_mp4(&mut self, ops: &mut Vec<FileOp>) -> bool {
+        let Some(path) = self.file.as_ref().map(|f| f.path.clone()) else {
+            return false;
+        };
+        let video = self.video_header.as_ref().filter(|_| self.records_video());
+        let audio = self.audio_header.as_ref().filter(|_| self.records_audio());
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let started = mp4::codecs(video, audio)
+            .and_then(|(v, a)| Mp4File::start(&name, v.as_ref(), a.as_ref()));
+        let Some((writer, init)) = started else {
+            self.file = None;
+            self.failed = true;
+            self.emit(FileOp::Close { path: path.clone() }, None, ops);
+            self.emit(FileOp::Delete { path: path.clone() }, None, ops);
+            self.events.push(RecordEvent::Refused {
+                recorder: self.name.clone(),
+                path,
+                why: "record_format mp4 takes H.264 and AAC only; not recorded".into(),
+            });
+            return false;
+        };
+        if let Some(f) = self.file.as_mut() {
+            f.size = init.len() as u64;
+            f.mp4 = Some(writer);
+        }
+        self.append(path, init, ops);
+        true
+    }
+
+    /// What the MP4 writer asks for: its bytes appended, then its playlist rewritten.
+    fn emit_mp4(&mut self, path: &Path, out: mp4::Mp4Output, ops: &mut Vec<FileOp>) {
+        for data in out.append {
+            self.append(path.to_path_buf(), data, ops);
+        }
+        if let Some(text) = out.playlist {
+            self.emit(
+                FileOp::WriteAtomic {
+                    path: replay_playlist(path),
+                    data: Bytes::from(text),
+                },
+                None,
+                ops,
+            );
+        }
+    }
+
+    fn write_relative(
+        &mut self,
+        video: bool,
+        keyframe: bool,
+        timestamp: u32,
+        tag: &Bytes,
+        ops: &mut Vec<FileOp>,
+    ) {
+        let Some(f) = self.file.as_ref() else {
+            return;
+        };
+        let rel = timestamp
+            .wrapping_sub(f.epoch.unwrap_or(timestamp))
+            .wrapping_add(f.shift);
+        // Timestamps never go back in a file (a publisher's reordered audio): players and
+        // the index expect them in order.
+        let rel = if f.started && rel < f.last_ms && f.last_ms - rel < 0x8000_0000 {
+            f.last_ms
+        } else {
+            rel
+        };
+        if let Some(f) = self.file.as_mut() {
+            if let Some(mp4) = f.mp4.as_mut() {
+                let out = mp4.push(video, rel, keyframe, tag);
+                f.size = mp4.size();
+                f.last_ms = rel;
+                let path = f.path.clone();
+                self.emit_mp4(&path, out, ops);
+                return;
+            }
+        }
+        let kind = if video { TAG_VIDEO } else { TAG_AUDIO };
+        if tag.len() <= flv::MAX_TAG_BODY {
+            self.write_tag(kind, rel, tag, ops);
+        }
+    }
+}
+
+/// The replay playlist of an MP4 recording: `X.mp4` -> `X.m3u8` (`X` + `.m3u8` for another
+/// suffix).
+pub fn replay_playlist(path: &Path) -> PathBuf {
+    let text = path.to_string_lossy();
+    match text.strip_suffix(".mp4") {
+        Some(stem) => PathBuf::from(format!("{stem}.m3u8")),
+        None => PathBuf::from(format!("{text}.m3u8")),
+    }
+}
+
+/// `record_path/<name>[-<unix secs>]<suffix>`, the suffix through strftime when it holds a
+/// `%` (local time), as the C module names files. The stream name is a valid file name (a
+/// `/` in it is a subdirectory, as in the C module); a `/` that strftime made (`%D`) becomes
+/// `_`, so a suffix never leaves the stream's directory.
+pub fn file_path(conf: &RecordSettings, stream: &str, unix_ms: u64, tz_offset_min: i32) -> PathBuf {
+    let secs = (unix_ms / 1000) as i64;
+    let mut name = stream.to_string();
+    if conf.unique {
+        name.push_str(&format!("-{secs}"));
+    }
+    let suffix = if conf.suffix.contains('%') {
+        strftime(&conf.suffix, secs, tz_offset_min)
+    } else {
+        conf.suffix.clone()
+    };
+    name.push_str(&suffix.replace('/', "_"));
+    Path::new(&conf.path).join(name)
+}
+
+impl FileOutput for Recorder {
+    fn on_media(
         &mut self,
         video: bool,
         timestamp: u32,
@@ -541,162 +659,6 @@ impl Recorder {
                 f.frames += 1;
             }
         }
-    }
-
-    /// The codec headers of an FLV file, at its time zero.
-    fn write_headers(&mut self, timestamp: u32, ops: &mut Vec<FileOp>) {
-        {
-            for (is_video, h) in [
-                (true, self.video_header.clone()),
-                (false, self.audio_header.clone()),
-            ] {
-                let recorded = if is_video {
-                    self.records_video()
-                } else {
-                    self.records_audio()
-                };
-                if let (Some(h), true) = (h, recorded) {
-                    self.write_relative(is_video, false, timestamp, &h, ops);
-                }
-            }
-        }
-    }
-
-    /// The start of an MP4 file: its init segment, from the codec headers. A codec it cannot
-    /// take ends the recording of this publish (the empty file is removed).
-    fn start_mp4(&mut self, ops: &mut Vec<FileOp>) -> bool {
-        let Some(path) = self.file.as_ref().map(|f| f.path.clone()) else {
-            return false;
-        };
-        let video = self.video_header.as_ref().filter(|_| self.records_video());
-        let audio = self.audio_header.as_ref().filter(|_| self.records_audio());
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let started = mp4::codecs(video, audio)
-            .and_then(|(v, a)| Mp4File::start(&name, v.as_ref(), a.as_ref()));
-        let Some((writer, init)) = started else {
-            self.file = None;
-            self.failed = true;
-            self.emit(FileOp::Close { path: path.clone() }, None, ops);
-            self.emit(FileOp::Delete { path: path.clone() }, None, ops);
-            self.events.push(RecordEvent::Refused {
-                recorder: self.name.clone(),
-                path,
-                why: "record_format mp4 takes H.264 and AAC only; not recorded".into(),
-            });
-            return false;
-        };
-        if let Some(f) = self.file.as_mut() {
-            f.size = init.len() as u64;
-            f.mp4 = Some(writer);
-        }
-        self.emit(FileOp::Append { path, data: init }, None, ops);
-        true
-    }
-
-    /// What the MP4 writer asks for: its bytes appended, then its playlist rewritten.
-    fn emit_mp4(&mut self, path: &Path, out: mp4::Mp4Output, ops: &mut Vec<FileOp>) {
-        for data in out.append {
-            self.emit(
-                FileOp::Append {
-                    path: path.to_path_buf(),
-                    data,
-                },
-                None,
-                ops,
-            );
-        }
-        if let Some(text) = out.playlist {
-            self.emit(
-                FileOp::WriteAtomic {
-                    path: replay_playlist(path),
-                    data: Bytes::from(text),
-                },
-                None,
-                ops,
-            );
-        }
-    }
-
-    fn write_relative(
-        &mut self,
-        video: bool,
-        keyframe: bool,
-        timestamp: u32,
-        tag: &Bytes,
-        ops: &mut Vec<FileOp>,
-    ) {
-        let Some(f) = self.file.as_ref() else {
-            return;
-        };
-        let rel = timestamp
-            .wrapping_sub(f.epoch.unwrap_or(timestamp))
-            .wrapping_add(f.shift);
-        // Timestamps never go back in a file (a publisher's reordered audio): players and
-        // the index expect them in order.
-        let rel = if f.started && rel < f.last_ms && f.last_ms - rel < 0x8000_0000 {
-            f.last_ms
-        } else {
-            rel
-        };
-        if let Some(f) = self.file.as_mut() {
-            if let Some(mp4) = f.mp4.as_mut() {
-                let out = mp4.push(video, rel, keyframe, tag);
-                f.size = mp4.size();
-                f.last_ms = rel;
-                let path = f.path.clone();
-                self.emit_mp4(&path, out, ops);
-                return;
-            }
-        }
-        let kind = if video { TAG_VIDEO } else { TAG_AUDIO };
-        if tag.len() <= flv::MAX_TAG_BODY {
-            self.write_tag(kind, rel, tag, ops);
-        }
-    }
-}
-
-/// The replay playlist of an MP4 recording: `X.mp4` -> `X.m3u8` (`X` + `.m3u8` for another
-/// suffix).
-pub fn replay_playlist(path: &Path) -> PathBuf {
-    let text = path.to_string_lossy();
-    match text.strip_suffix(".mp4") {
-        Some(stem) => PathBuf::from(format!("{stem}.m3u8")),
-        None => PathBuf::from(format!("{text}.m3u8")),
-    }
-}
-
-/// `record_path/<name>[-<unix secs>]<suffix>`, the suffix through strftime when it holds a
-/// `%` (local time), as the C module names files. The stream name is a valid file name (a
-/// `/` in it is a subdirectory, as in the C module); a `/` that strftime made (`%D`) becomes
-/// `_`, so a suffix never leaves the stream's directory.
-pub fn file_path(conf: &RecordSettings, stream: &str, unix_ms: u64, tz_offset_min: i32) -> PathBuf {
-    let secs = (unix_ms / 1000) as i64;
-    let mut name = stream.to_string();
-    if conf.unique {
-        name.push_str(&format!("-{secs}"));
-    }
-    let suffix = if conf.suffix.contains('%') {
-        strftime(&conf.suffix, secs, tz_offset_min)
-    } else {
-        conf.suffix.clone()
-    };
-    name.push_str(&suffix.replace('/', "_"));
-    Path::new(&conf.path).join(name)
-}
-
-impl FileOutput for Recorder {
-    fn on_media(
-        &mut self,
-        video: bool,
-        timestamp: u32,
-        tag: &Bytes,
-        now: Now,
-        ops: &mut Vec<FileOp>,
-    ) {
-        self.on_frame(video, timestamp, tag, now, ops);
     }
 
     fn on_metadata(&mut self, payload: &[u8]) {

@@ -154,6 +154,18 @@ fn start(rec: &mut Recorder, disk: &mut Disk, t: u32) {
     disk.apply(rec, &mut ops);
 }
 
+/// A recorder with `directives` fed `secs` seconds of media (a keyframe every `gop` frames)
+/// from time 0 and finished.
+fn recorded(directives: &[(&str, &[&str])], secs: u32, gop: u32) -> (Recorder, Disk) {
+    let conf = settings(directives);
+    let mut rec = Recorder::new("", &conf, "cam", 0, no_file);
+    let mut disk = Disk::default();
+    start(&mut rec, &mut disk, 0);
+    feed(&mut rec, &mut disk, 0, secs, gop);
+    finish(&mut rec, &mut disk);
+    (rec, disk)
+}
+
 fn finish(rec: &mut Recorder, disk: &mut Disk) {
     let mut ops = Vec::new();
     rec.finish(now(0), &mut ops);
@@ -272,23 +284,21 @@ fn record_interval_cuts_unique_files_on_keyframes() {
 
 #[test]
 fn max_size_closes_the_file_and_max_frames_counts_video() {
-    let conf = settings(&[("record", &["all"]), ("record_max_size", &["40K"])]);
-    let mut rec = Recorder::new("", &conf, "cam", 0, no_file);
-    let mut disk = Disk::default();
-    start(&mut rec, &mut disk, 0);
-    feed(&mut rec, &mut disk, 0, 4, 25);
-    finish(&mut rec, &mut disk);
+    let (_rec, disk) = recorded(
+        &[("record", &["all"]), ("record_max_size", &["40K"])],
+        4,
+        25,
+    );
     let data = &disk.files[&PathBuf::from("/rec/cam.flv")];
     assert!(data.len() <= 40 * 1024, "{}", data.len());
     assert!(data.len() > 30 * 1024, "{}", data.len());
     read_flv(data);
 
-    let conf = settings(&[("record", &["video"]), ("record_max_frames", &["10"])]);
-    let mut rec = Recorder::new("", &conf, "cam", 0, no_file);
-    let mut disk = Disk::default();
-    start(&mut rec, &mut disk, 0);
-    feed(&mut rec, &mut disk, 0, 4, 25);
-    finish(&mut rec, &mut disk);
+    let (_rec, disk) = recorded(
+        &[("record", &["video"]), ("record_max_frames", &["10"])],
+        4,
+        25,
+    );
     let tags = read_flv(&disk.files[&PathBuf::from("/rec/cam.flv")]);
     assert!(tags.iter().all(|t| t.0 != flv::TAG_AUDIO), "video only");
     assert_eq!(disk.files[&PathBuf::from("/rec/cam.flv")][4], 1);
@@ -301,12 +311,7 @@ fn max_size_closes_the_file_and_max_frames_counts_video() {
 
 #[test]
 fn keyframes_mode_records_only_keyframes() {
-    let conf = settings(&[("record", &["keyframes"])]);
-    let mut rec = Recorder::new("", &conf, "cam", 0, no_file);
-    let mut disk = Disk::default();
-    start(&mut rec, &mut disk, 0);
-    feed(&mut rec, &mut disk, 0, 4, 25);
-    finish(&mut rec, &mut disk);
+    let (_rec, disk) = recorded(&[("record", &["keyframes"])], 4, 25);
     let tags = read_flv(&disk.files[&PathBuf::from("/rec/cam.flv")]);
     let frames: Vec<_> = tags
         .iter()
