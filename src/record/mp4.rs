@@ -19,6 +19,9 @@ pub const FRAGMENT_MS: u32 = 1000;
 /// Track ids in the file.
 const VIDEO_TRACK: u32 = 1;
 const AUDIO_TRACK: u32 = 2;
+/// While a recording grows, its playlist is rewritten about this many times per doubling of
+/// its length (after every fragment at first).
+const PLAYLIST_REWRITES: usize = 64;
 /// Duration of an AAC frame in its own timescale (the sample rate).
 const AAC_FRAME: u32 = 1024;
 
@@ -257,7 +260,12 @@ impl Mp4File {
         let duration = end_ms.saturating_sub(start_ms).max(1);
         // Fragments follow each other: the next starts where this one's last frame ends.
         self.fragments.push((offset, len, start_ms, duration));
-        out.playlist = Some(self.playlist(false));
+        // A long recording's playlist is rewritten less often (every n/64 fragments), so what
+        // rewriting it costs stays constant per fragment instead of growing with its length.
+        let n = self.fragments.len();
+        if n.is_multiple_of((n / PLAYLIST_REWRITES).max(1)) {
+            out.playlist = Some(self.playlist(false));
+        }
         out
     }
 
@@ -302,12 +310,12 @@ impl Mp4File {
              #EXT-X-MAP:URI=\"{}\",BYTERANGE=\"{}@0\"\n",
             self.file_name, self.init_len
         );
-        for (offset, len, start, duration) in &self.fragments {
+        for (i, (offset, len, start, duration)) in self.fragments.iter().enumerate() {
             // A fragment lasts until the next one starts (the last: its own frames).
             let next = self
                 .fragments
-                .iter()
-                .find(|f| f.2 > *start)
+                .get(i + 1)
+                .filter(|f| f.2 > *start)
                 .map_or(*duration, |f| f.2 - start);
             let _ = write!(
                 p,
@@ -321,5 +329,60 @@ impl Mp4File {
             p.push_str("#EXT-X-ENDLIST\n");
         }
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aac() -> TrackCodec {
+        TrackCodec::aac_from_asc(Bytes::from_static(&[0x12, 0x10])).unwrap()
+    }
+
+    fn audio_frame() -> Bytes {
+        Bytes::from_static(&[0xaf, 1, 0x21, 0x10, 0x04, 0x60, 0x8c, 0x1c])
+    }
+
+    #[test]
+    fn a_long_recordings_playlist_is_rewritten_less_often_and_lists_everything() {
+        let (mut file, init) = Mp4File::start("cam.mp4", None, Some(&aac())).unwrap();
+        let mut size = init.len() as u64;
+        let mut rewrites = 0;
+        let mut ms = 0u32;
+        // 300 s of AAC frames (23.2 ms each): one fragment a second.
+        while ms < 300_000 {
+            let out = file.push(false, ms, false, &audio_frame());
+            size += out.append.iter().map(|b| b.len() as u64).sum::<u64>();
+            rewrites += usize::from(out.playlist.is_some());
+            ms += 23;
+        }
+        let out = file.finish();
+        size += out.append.iter().map(|b| b.len() as u64).sum::<u64>();
+        assert_eq!(size, file.size());
+        assert!(
+            (100..200).contains(&rewrites),
+            "{rewrites} rewrites for 300 fragments"
+        );
+        let playlist = out.playlist.unwrap();
+        let listed = playlist.matches("#EXTINF:").count();
+        assert!((290..=301).contains(&listed), "{listed}");
+        let total: f64 = playlist
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXTINF:"))
+            .filter_map(|d| d.trim_end_matches(',').parse::<f64>().ok())
+            .sum();
+        assert!((299.0..=300.5).contains(&total), "{total}");
+        // Byte ranges follow each other from the end of the init segment.
+        let mut next = init.len() as u64;
+        for r in playlist
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXT-X-BYTERANGE:"))
+        {
+            let (len, at) = r.split_once('@').unwrap();
+            assert_eq!(at.parse::<u64>().unwrap(), next);
+            next += len.parse::<u64>().unwrap();
+        }
+        assert!(playlist.ends_with("#EXT-X-ENDLIST\n"));
     }
 }
