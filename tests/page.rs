@@ -367,6 +367,7 @@ const AV: &str = "\"video\":{\"codec\":\"H264\",\"width\":1280,\"height\":720,\
 const AUDIO_ONLY: &str = "\"video\":null,\
     \"audio\":{\"codec\":\"AAC\",\"profile\":\"LC\",\"channels\":1,\"sample_rate\":48000}";
 const NO_MEDIA: &str = "\"video\":null,\"audio\":null";
+const RECORDING: &str = "\"recorders\":[{\"name\":\"\",\"path\":\"/var/rec/cam1.flv\",    \"bytes\":692666,\"time_ms\":5991}]";
 
 #[test]
 fn page_renders_names_as_text_and_shows_empty_and_error_states() {
@@ -385,7 +386,7 @@ fn page_renders_names_as_text_and_shows_empty_and_error_states() {
     fs::write(
         &stat,
         stat_json(&[
-            stream_json("\"cam1\"", true, 3, AV),
+            stream_json("\"cam1\"", true, 3, &format!("{AV},{RECORDING}")),
             stream_json(hostile_json, true, 1, AUDIO_ONLY),
             stream_json(
                 &format!("\"{}\"", closing.replace('/', "\\/")),
@@ -455,6 +456,11 @@ fn page_renders_names_as_text_and_shows_empty_and_error_states() {
             format!("{what}: expected {fragment:?} in {}", r.json)
         });
     }
+    // Only the stream being recorded says so (counted in the list of rows).
+    let rows = r.json.split_once("\"rows\":").map_or("", |(_, rows)| rows);
+    checks.check(rows.matches("\"recording\":\"REC\"").count() == 1, || {
+        format!("one row should show REC: {}", r.json)
+    });
     checks.check(!r.has("nobody-publishes"), || {
         format!("a stream without a publisher is listed: {}", r.json)
     });

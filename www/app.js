@@ -318,10 +318,15 @@
     button.className = 'stream-name';
     const srv = document.createElement('span');
     srv.className = 'badge';
+    // Shown while the stream is being recorded (the files in its title).
+    const rec = document.createElement('span');
+    rec.className = 'badge rec';
+    rec.hidden = true;
     const nameText = document.createElement('span');
-    button.append(srv, nameText);
+    button.append(srv, rec, nameText);
     cells.name.appendChild(button);
     cells.srvBadge = srv;
+    cells.recBadge = rec;
     cells.nameText = nameText;
     const resWrap = document.createElement('span');
     const resText = document.createElement('span');
@@ -346,6 +351,10 @@
     setText(c.nameText, s.app + '/' + s.name);
     setText(c.srvBadge, state.multiServer ? 'srv ' + s.server : '');
     c.srvBadge.hidden = !state.multiServer;
+    const recs = Array.isArray(r.recorders) ? r.recorders : [];
+    setText(c.recBadge, recs.length ? 'REC' : '');
+    c.recBadge.hidden = recs.length === 0;
+    c.recBadge.title = recs.map((x) => String(x.path)).join('\n');
     setText(c.uptime, formatUptime(r.time_ms));
     setText(c.resText, resolutionOf(s.raw));
     setText(c.fps, frameRateOf(s.raw));

@@ -126,6 +126,7 @@ function readPage() {
     bitrate: t(tr.querySelector('.c-bitrate')),
     viewers: t(tr.querySelector('.c-viewers')),
     selected: tr.classList.contains('selected'),
+    recording: t(tr.querySelector('.c-name .rec:not([hidden])')),
   }));
   const v = document.querySelector('video');
   const p = document.getElementById('player');
