@@ -8,7 +8,8 @@
 //!   operations they ask for), [`server`] (one worker's sessions and outputs), [`notify`]
 //!   (callbacks), [`stat`], [`control`], [`accesslog`]. No nginx types, no clock reads, no
 //!   sockets, no files.
-//! - safe IO: [`io`], which performs those file operations (atomic renames, no `unsafe`).
+//! - safe IO: [`io`], which performs those file operations (atomic renames, no `unsafe`), and
+//!   [`vod`], which finds and reads the files `play` serves (on the same thread pool).
 //! - FFI glue: `nginx` (only with the `nginx` feature); the only place with `unsafe`.
 
 // Only the FFI glue may use `unsafe`; the compiler holds every other module to it.
@@ -36,6 +37,7 @@ pub mod rtmp;
 pub mod segment;
 pub mod server;
 pub mod stat;
+pub mod vod;
 
 #[cfg(feature = "nginx")]
 #[allow(unsafe_code)]

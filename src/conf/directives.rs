@@ -124,7 +124,7 @@ pub static DIRECTIVES: &[Directive] = &[
     // nginx-rtmp-rs's own: MP4 recordings with a replay playlist.
     one("record_format", R_S_A_REC, Exactly(1), Implemented),
     // VOD.
-    many("play", R_S_A, AtLeast(1), Planned),
+    many("play", R_S_A, AtLeast(1), Implemented),
     one("play_temp_path", R_S_A, Exactly(1), Planned),
     one("play_local_path", R_S_A, Exactly(1), Planned),
     // Relay.
@@ -482,6 +482,7 @@ mod tests {
             .collect();
         implemented.sort_unstable();
         let mut expected = vec![
+            "play",
             "record_format",
             "record",
             "record_path",

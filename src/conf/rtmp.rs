@@ -774,17 +774,23 @@ impl RtmpConf {
 
             // VOD.
             "play" => {
+                let mut remote = false;
                 for &a in args {
                     let is_http = starts_with_ignore_case(a, "http://")
                         || starts_with_ignore_case(a, "https://");
                     let entry = if is_http {
+                        remote = true;
                         PlayEntry::Http(http_url(d, a)?)
                     } else {
                         PlayEntry::Local(a.to_owned())
                     };
                     pl.entries.push(entry);
                 }
-                Ok(None)
+                Ok(remote.then(|| {
+                    "\"play\" from http:// locations is not implemented yet: they are skipped \
+                     (local directories are played)"
+                        .to_string()
+                }))
             }
             "play_temp_path" => put(&mut pl.temp_path, d, || Ok(v.to_owned())),
             "play_local_path" => put(&mut pl.local_path, d, || Ok(v.to_owned())),

@@ -85,6 +85,11 @@ pub trait Storage {
     fn existing_recording(&self) -> crate::record::ExistingProbe {
         existing_flv
     }
+    /// Starts a VOD read; like [`Storage::submit`], the answer comes back at once or later
+    /// (through `Worker::on_vod_done`).
+    fn submit_vod(&mut self, job: crate::vod::VodJob) -> Option<crate::vod::VodDone> {
+        Some(crate::vod::perform(job))
+    }
 }
 
 /// Size and last tag timestamp of an FLV file, if it exists (`record_append`): the last

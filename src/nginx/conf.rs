@@ -694,8 +694,9 @@ unsafe fn build_runtime(
             }
             let records = settings.record.flags.enabled()
                 || recorders.iter().any(|r| r.settings.record.flags.enabled());
-            // HLS, DASH and recordings are written on nginx's thread pool.
-            if settings.hls.enabled || settings.dash.enabled || records {
+            // HLS, DASH and recordings are written, and VOD files read, on nginx's thread pool.
+            let vod = !settings.play.entries.is_empty();
+            if settings.hls.enabled || settings.dash.enabled || records || vod {
                 // SAFETY: cf is live.
                 if let Err(e) = unsafe { super::filejobs::require_pool(cf) } {
                     return unsafe { conf_error(cf, &e) };

@@ -21,6 +21,42 @@ use super::util::{guard, log_cycle};
 use super::worker::with_worker;
 use crate::io::{self, IoDone, IoJob, IoStats, OpenFiles, Storage};
 use crate::server::Outcome;
+use crate::vod::{VodDone, VodJob};
+
+/// Work for the pool: an output's file operations, or a VOD player's read.
+enum PoolJob {
+    Files(IoJob),
+    Vod(VodJob),
+}
+
+/// What a pool job came back as.
+enum PoolDone {
+    Files(IoDone),
+    Vod(VodDone),
+}
+
+impl PoolJob {
+    fn perform(self) -> PoolDone {
+        match self {
+            PoolJob::Files(job) => PoolDone::Files(io::perform(job)),
+            PoolJob::Vod(job) => PoolDone::Vod(crate::vod::perform(job)),
+        }
+    }
+
+    /// Who to tell when the job was lost (a panic on the pool thread).
+    fn owner(&self) -> JobOwner {
+        match self {
+            PoolJob::Files(job) => JobOwner::Output(job.output),
+            PoolJob::Vod(job) => JobOwner::Player(job.client, job.serial),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum JobOwner {
+    Output(u64),
+    Player(u64, u64),
+}
 
 /// The jobs of one turn go to at most this many tasks: few enough that wake-ups stay rare,
 /// enough that one slow file (network storage, a stalled disk) does not hold up every output
@@ -37,7 +73,7 @@ thread_local! {
     static SAID_INLINE: Cell<bool> = const { Cell::new(false) };
     /// Jobs submitted during this turn of the event loop, posted by [`FLUSH`] at its end: a task costs thread wake-ups and a notification back whatever its size, and
     /// the outputs' flush hands over every stream's appends in one turn.
-    static BATCH: RefCell<Vec<IoJob>> = const { RefCell::new(Vec::new()) };
+    static BATCH: RefCell<Vec<PoolJob>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The posted event that sends [`BATCH`] to the pool.
@@ -93,6 +129,16 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) {
     // Last: a pool means jobs go through FLUSH, which is ready now.
     #[cfg(ngx_threads)]
     {
+        // glibc gives each thread that allocates its own arena (up to 8 per core), and each
+        // keeps the most it ever held: with 32 pool threads reading VOD blocks and building
+        // segments, that alone grew a worker by 10 MB. The pool's threads mostly wait on the
+        // disk, so they share one arena besides the event loop's.
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt only sets an allocator parameter; the pool threads have not
+        // allocated yet (they wait for tasks), and arenas are assigned at a first malloc.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
         let mut name = pool_name();
         // SAFETY: cycle is live; the lookup only reads the thread pool module's configuration.
         let tp = unsafe { ngx::ffi::ngx_thread_pool_get(cycle, &mut name) };
@@ -115,18 +161,32 @@ impl Storage for PoolStorage {
             say_inline("no thread pool");
             return Some(io::perform(job));
         }
-        // SAFETY: FLUSH is our process-wide event, set up in init_process (before POOL can be
-        // non-null); only the event loop touches it, and it is posted at most once at a time.
-        unsafe {
-            let ev = (*ptr::addr_of_mut!(FLUSH)).as_mut_ptr();
-            if (*ev).posted() == 0 {
-                ngx_post_event(ev, ptr::addr_of_mut!(ngx_posted_events));
-            }
-        }
-        BATCH.with(|b| b.borrow_mut().push(job));
-        arm();
+        queue(PoolJob::Files(job));
         None
     }
+
+    fn submit_vod(&mut self, job: VodJob) -> Option<VodDone> {
+        if POOL.with(Cell::get).is_null() {
+            say_inline("no thread pool");
+            return Some(crate::vod::perform(job));
+        }
+        queue(PoolJob::Vod(job));
+        None
+    }
+}
+
+/// Adds a job to this turn's batch, posting [`FLUSH`] for the end of the turn.
+fn queue(job: PoolJob) {
+    // SAFETY: FLUSH is our process-wide event, set up in init_process (before POOL can be
+    // non-null); only the event loop touches it, and it is posted at most once at a time.
+    unsafe {
+        let ev = (*ptr::addr_of_mut!(FLUSH)).as_mut_ptr();
+        if (*ev).posted() == 0 {
+            ngx_post_event(ev, ptr::addr_of_mut!(ngx_posted_events));
+        }
+    }
+    BATCH.with(|b| b.borrow_mut().push(job));
+    arm();
 }
 
 /// End of the turn: the jobs submitted during it go to the pool, spread over at most
@@ -138,7 +198,7 @@ extern "C" fn flush_handler(_ev: *mut ngx_event_t) {
             return;
         }
         let tasks = jobs.len().min(MAX_TASKS_PER_TURN);
-        let mut shares: Vec<Vec<IoJob>> = (0..tasks).map(|_| Vec::new()).collect();
+        let mut shares: Vec<Vec<PoolJob>> = (0..tasks).map(|_| Vec::new()).collect();
         for (i, job) in jobs.into_iter().enumerate() {
             if let Some(share) = shares.get_mut(i % tasks) {
                 share.push(job);
@@ -149,7 +209,7 @@ extern "C" fn flush_handler(_ev: *mut ngx_event_t) {
                 say_inline("the thread pool refused a task");
                 // Results may start more jobs: they join the next batch (posted again).
                 for job in jobs {
-                    deliver(io::perform(job));
+                    deliver(job.perform());
                 }
             }
         }
@@ -161,8 +221,9 @@ fn say_inline(why: &str) {
         log_cycle(
             ngx::ffi::NGX_LOG_WARN,
             &format!(
-                "rtmp: {why}: HLS/DASH files are written on the event loop, where a slow disk \
-                 delays every stream of the worker (nginx needs --with-threads)"
+                "rtmp: {why}: HLS/DASH and recordings are written, and VOD files read, on the \
+                 event loop, where a slow disk delays every stream of the worker (nginx needs \
+                 --with-threads)"
             ),
         );
     }
@@ -171,14 +232,14 @@ fn say_inline(why: &str) {
 /// One batch of jobs on its way through the pool.
 struct Task {
     task: ngx::ffi::ngx_thread_task_t,
-    /// The output of each job, in order (to report the ones a panic left undone).
-    outputs: Vec<u64>,
-    jobs: Vec<IoJob>,
-    done: Vec<IoDone>,
+    /// The owner of each job, in order (to report the ones a panic left undone).
+    owners: Vec<JobOwner>,
+    jobs: Vec<PoolJob>,
+    done: Vec<PoolDone>,
 }
 
 #[cfg(ngx_threads)]
-fn post(pool: *mut c_void, jobs: Vec<IoJob>) -> Result<(), Vec<IoJob>> {
+fn post(pool: *mut c_void, jobs: Vec<PoolJob>) -> Result<(), Vec<PoolJob>> {
     if pool.is_null() {
         return Err(jobs);
     }
@@ -186,7 +247,7 @@ fn post(pool: *mut c_void, jobs: Vec<IoJob>) -> Result<(), Vec<IoJob>> {
     // "unset" value, filled in below.
     let task = Box::new(Task {
         task: unsafe { core::mem::zeroed() },
-        outputs: jobs.iter().map(|j| j.output).collect(),
+        owners: jobs.iter().map(PoolJob::owner).collect(),
         done: Vec::with_capacity(jobs.len()),
         jobs,
     });
@@ -210,7 +271,7 @@ fn post(pool: *mut c_void, jobs: Vec<IoJob>) -> Result<(), Vec<IoJob>> {
 }
 
 #[cfg(not(ngx_threads))]
-fn post(_pool: *mut c_void, jobs: Vec<IoJob>) -> Result<(), Vec<IoJob>> {
+fn post(_pool: *mut c_void, jobs: Vec<PoolJob>) -> Result<(), Vec<PoolJob>> {
     Err(jobs)
 }
 
@@ -225,7 +286,7 @@ unsafe extern "C" fn run(data: *mut c_void, _log: *mut ngx_log_t) {
         unsafe {
             let jobs = std::mem::take(&mut (*task).jobs);
             for job in jobs {
-                let result = io::perform(job);
+                let result = job.perform();
                 (*task).done.push(result);
             }
         }
@@ -239,32 +300,50 @@ extern "C" fn done(ev: *mut ngx_event_t) {
         // SAFETY: ev is the task's own event, whose data is the Task leaked in `post`; the
         // pool is done with it, so it is ours again, once.
         let task = unsafe { Box::from_raw((*ev).data as *mut Task) };
-        let Task { outputs, done, .. } = *task;
+        let Task { owners, done, .. } = *task;
         let performed = done.len();
         for result in done {
             deliver(result);
         }
-        for output in outputs.into_iter().skip(performed) {
-            deliver(IoDone {
-                output,
-                files: OpenFiles::default(),
-                done: 0,
-                failure: Some(io::IoFailure {
-                    action: "perform",
-                    path: Default::default(),
-                    source: std::io::Error::other("the file job panicked"),
-                }),
-                rest: Vec::new(),
-                stats: IoStats::default(),
-            });
+        for owner in owners.into_iter().skip(performed) {
+            deliver(lost(owner));
         }
     })
 }
 
+/// The answer for a job a panic left undone.
+fn lost(owner: JobOwner) -> PoolDone {
+    let why = || std::io::Error::other("the file job panicked");
+    match owner {
+        JobOwner::Output(output) => PoolDone::Files(IoDone {
+            output,
+            files: OpenFiles::default(),
+            done: 0,
+            failure: Some(io::IoFailure {
+                action: "perform",
+                path: Default::default(),
+                source: why(),
+            }),
+            rest: Vec::new(),
+            stats: IoStats::default(),
+        }),
+        JobOwner::Player(client, serial) => PoolDone::Vod(VodDone {
+            client,
+            serial,
+            reader: None,
+            result: Err(crate::vod::VodError::Io(why())),
+        }),
+    }
+}
+
 /// Tells the worker what became of one job.
-fn deliver(result: IoDone) {
+fn deliver(result: PoolDone) {
     let mut outcome = Outcome::default();
-    with_worker(|w| w.on_io_done(result, &mut outcome));
+    let now = super::util::now_ms();
+    with_worker(|w| match result {
+        PoolDone::Files(done) => w.on_io_done(done, &mut outcome),
+        PoolDone::Vod(done) => w.on_vod_done(done, now, &mut outcome),
+    });
     // A finished recording starts callbacks and processes, and may tell its publisher.
     super::conn::apply_outcome(outcome);
     keep_alive();

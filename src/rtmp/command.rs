@@ -48,6 +48,7 @@ pub const NS_UNPUBLISH_SUCCESS: &str = "NetStream.Unpublish.Success";
 pub const NS_PLAY_RESET: &str = "NetStream.Play.Reset";
 pub const NS_PLAY_START: &str = "NetStream.Play.Start";
 pub const NS_PLAY_STOP: &str = "NetStream.Play.Stop";
+pub const NS_PLAY_COMPLETE: &str = "NetStream.Play.Complete";
 pub const NS_PLAY_FAILED: &str = "NetStream.Play.Failed";
 pub const NS_PLAY_STREAM_NOT_FOUND: &str = "NetStream.Play.StreamNotFound";
 pub const NS_PLAY_UNPUBLISH_NOTIFY: &str = "NetStream.Play.UnpublishNotify";
@@ -714,6 +715,22 @@ fn write_info(
         amf0::encode(v, out);
     }
     amf0::write_object_end(out);
+}
+
+/// `onPlayStatus` {code, level, duration, bytes}: a data message (not a command) telling a
+/// VOD player the file ended (`duration` in seconds, as Flash Media Server sends it).
+pub fn on_play_status(code: &str, duration_ms: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    amf0::write_string(&mut out, "onPlayStatus");
+    amf0::write_object_start(&mut out);
+    write_str_prop(&mut out, "code", code);
+    write_str_prop(&mut out, "level", LEVEL_STATUS);
+    amf0::write_key(&mut out, "duration");
+    amf0::write_number(&mut out, f64::from(duration_ms) / 1000.0);
+    amf0::write_key(&mut out, "bytes");
+    amf0::write_number(&mut out, 0.0);
+    amf0::write_object_end(&mut out);
+    out
 }
 
 /// `onStatus`, transaction 0, null, {level, code, description, extra...}: the form ffmpeg,

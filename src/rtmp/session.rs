@@ -100,6 +100,8 @@ pub enum SessionEvent {
     },
     /// `pause` (true) / resume (false).
     Pause(bool),
+    /// `seek` to this many ms (answered by the player's VOD; live streams ignore it).
+    Seek(u32),
     /// The client ended its stream (`deleteStream`, `closeStream`, `FCUnpublish`).
     StreamClosed,
     /// `@setDataFrame onMetaData` from the publisher, re-encoded as `onMetaData`.
@@ -419,6 +421,10 @@ impl Session {
                 };
                 self.send_status("status", code, desc);
                 events.push(SessionEvent::Pause(pause));
+            }
+            Command::Seek { position_ms, .. } if self.phase == Phase::Playing => {
+                let ms = position_ms.clamp(0.0, f64::from(u32::MAX));
+                events.push(SessionEvent::Seek(ms as u32));
             }
             Command::FcUnpublish { transaction_id, .. } => {
                 self.send_command(&command::simple_result(transaction_id));

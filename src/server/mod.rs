@@ -10,6 +10,7 @@ mod notify;
 mod outputs;
 mod record;
 mod relay;
+mod vod;
 
 pub use record::{remote_record_control, RecordControl};
 mod stat;
@@ -237,6 +238,8 @@ enum Role {
     None,
     Publisher(StreamKey),
     Player(StreamKey),
+    /// Playing a file (`play dir ...`).
+    Vod(StreamKey),
 }
 
 struct Client {
@@ -268,6 +271,8 @@ struct Client {
     counters: stat::ClientCounters,
     /// Set by [`Worker::set_client_tls`] for a client of an `ssl` listener.
     tls: Option<TlsInfo>,
+    /// Playback of a file (from `play` until the client stops).
+    vod: Option<vod::VodPlay>,
 }
 
 impl Client {
@@ -285,6 +290,14 @@ impl Client {
         self.app
             .and_then(|i| self.server.apps.get(i))
             .map(|a| &a.settings)
+    }
+
+    /// How much the player buffers (`SetBufferLength`, else the server's `buflen`).
+    fn buffer_ms(&self) -> u32 {
+        match self.session.buffer_ms {
+            0 => u32::try_from(self.server.settings.core.buflen_ms).unwrap_or(u32::MAX),
+            ms => ms,
+        }
     }
 
     fn collect_output(&mut self) {
@@ -509,6 +522,7 @@ impl Worker {
                 published: false,
                 counters: stat::ClientCounters::default(),
                 tls: None,
+                vod: None,
             },
         );
         self.counters.accepted();
@@ -604,7 +618,8 @@ impl Worker {
                 duration,
                 reset,
             } => self.on_play(id, name, (start, duration, reset), now_ms, outcome),
-            SessionEvent::Pause(paused) => self.on_pause(id, paused, outcome),
+            SessionEvent::Pause(paused) => self.on_pause(id, paused, now_ms, outcome),
+            SessionEvent::Seek(ms) => self.vod_seek(id, ms, now_ms, outcome),
             SessionEvent::StreamClosed => self.end_role(id, now_ms, outcome),
             SessionEvent::Metadata(payload) => {
                 self.on_media(id, FrameKind::Data, 0, &payload, now_ms, outcome)
@@ -915,20 +930,22 @@ impl Worker {
         ];
         let waiting = notify::Waiting::Play {
             name: name.clone(),
+            start,
             reset,
         };
         if self.start_call(id, Call::Play, Some(&name), extras, waiting, outcome) {
             return;
         }
-        self.complete_play(id, name, reset, now_ms, outcome);
+        self.complete_play(id, name, (start, reset), now_ms, outcome);
     }
 
-    /// Joins `name` (after `on_play` allowed it, or renamed it).
+    /// Plays `name` (after `on_play` allowed it, or renamed it): a file when the
+    /// application has `play` locations, else (or when no location has it) the live stream.
     fn complete_play(
         &mut self,
         id: ClientId,
         name: command::StreamName,
-        reset: bool,
+        (start, reset): (f64, bool),
         now_ms: u64,
         outcome: &mut Outcome,
     ) {
@@ -939,6 +956,35 @@ impl Worker {
                 return;
             }
         };
+        if self.start_vod(
+            id,
+            key.clone(),
+            name.clone(),
+            (start, reset),
+            now_ms,
+            outcome,
+        ) {
+            return;
+        }
+        self.join_live(id, name, reset, now_ms, outcome);
+    }
+
+    /// Joins the live stream `name` (checked by [`Worker::admit`] before).
+    fn join_live(
+        &mut self,
+        id: ClientId,
+        name: command::StreamName,
+        reset: bool,
+        now_ms: u64,
+        outcome: &mut Outcome,
+    ) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        let Some(app) = client.app.and_then(|i| client.server.apps.get(i)) else {
+            return;
+        };
+        let key = StreamKey::in_server(client.server.index as u32, app.name.clone(), &name.name);
         // A stream another worker publishes plays here as well (from its last keyframe).
         if self.clients.contains_key(&id) && !self.hub.is_publishing(&key) {
             self.follow_remote(&key, id, outcome);
@@ -1021,10 +1067,14 @@ impl Worker {
 
     /// Live pause: the player leaves the stream's fan-out; on resume it rejoins from the last
     /// keyframe like a new player, so it never resumes mid-GOP.
-    fn on_pause(&mut self, id: ClientId, paused: bool, outcome: &mut Outcome) {
+    fn on_pause(&mut self, id: ClientId, paused: bool, now_ms: u64, outcome: &mut Outcome) {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
+        if client.vod.is_some() {
+            self.vod_pause(id, paused, now_ms, outcome);
+            return;
+        }
         let Role::Player(key) = client.role.clone() else {
             return;
         };
@@ -1112,7 +1162,9 @@ impl Worker {
         let stream = client.stream.take();
         client.next_update_ms = None;
         let role = std::mem::replace(&mut client.role, Role::None);
-        if let (Some(name), Role::Publisher(key) | Role::Player(key)) = (&stream, &role) {
+        if let (Some(name), Role::Publisher(key) | Role::Player(key) | Role::Vod(key)) =
+            (&stream, &role)
+        {
             let publisher = matches!(role, Role::Publisher(_));
             self.calls_for_end(id, publisher, name, outcome);
             let kind = if publisher {
@@ -1142,7 +1194,14 @@ impl Worker {
                 self.keep_partial_head(id);
                 self.hub.stop_play(id);
             }
-            Role::None => {}
+            Role::Vod(_) | Role::None => {}
+        }
+        if self.clients.get(&id).is_some_and(|c| c.vod.is_some()) {
+            // The file closes when its reader comes back from a job in flight.
+            self.keep_partial_head(id);
+            if let Some(c) = self.clients.get_mut(&id) {
+                c.vod = None;
+            }
         }
     }
 
@@ -1252,6 +1311,9 @@ impl Worker {
         if let Some(update) = self.update_due(id, now_ms, outcome) {
             next = next.min(update);
         }
+        if let Some(read) = self.vod_tick(id, now_ms, outcome) {
+            next = next.min(read);
+        }
         Some(next)
     }
 
@@ -1260,8 +1322,8 @@ impl Worker {
         let Some(client) = self.clients.get(&id) else {
             return 0;
         };
-        let queue = self.hub.queue(id);
-        // A live message cut in the middle is finished before any session output.
+        let queue = self.hub.queue(id).or(client.vod.as_ref().map(|v| &v.queue));
+        // A media message cut in the middle is finished before any session output.
         let mut n = queue.map_or(0, |q| q.io_slices_partial_head(dst));
         let partial = n > 0;
         for (i, bytes) in client.out.iter().enumerate() {
@@ -1285,7 +1347,17 @@ impl Worker {
             return;
         };
         self.counters.sent(&mut client.counters, written);
-        if let Some(queue) = self.hub.queue_mut(id) {
+        let Client {
+            out,
+            out_offset,
+            vod,
+            ..
+        } = client;
+        let mut queue = self
+            .hub
+            .queue_mut(id)
+            .or(vod.as_mut().map(|v| &mut v.queue));
+        if let Some(queue) = queue.as_deref_mut() {
             if let Some(rest) = queue.partial_head_len() {
                 let done = written.min(rest);
                 queue.advance(done);
@@ -1293,21 +1365,21 @@ impl Worker {
             }
         }
         while written > 0 {
-            let Some(front) = client.out.front() else {
+            let Some(front) = out.front() else {
                 break;
             };
-            let left = front.len() - client.out_offset;
+            let left = front.len() - *out_offset;
             if written >= left {
                 written -= left;
-                client.out.pop_front();
-                client.out_offset = 0;
+                out.pop_front();
+                *out_offset = 0;
             } else {
-                client.out_offset += written;
+                *out_offset += written;
                 written = 0;
             }
         }
         if written > 0 {
-            if let Some(queue) = self.hub.queue_mut(id) {
+            if let Some(queue) = queue {
                 queue.advance(written);
             }
         }
@@ -1316,7 +1388,9 @@ impl Worker {
     /// Before a player leaves its queue (pause, stop, redirect): the rest of a partly written
     /// message moves to the session output, so the client's chunk stream stays whole.
     fn keep_partial_head(&mut self, id: ClientId) {
-        let Some(rest) = self.hub.queue(id).and_then(|q| q.partial_head()) else {
+        let vod = self.clients.get(&id).and_then(|c| c.vod.as_ref());
+        let queue = self.hub.queue(id).or(vod.map(|v| &v.queue));
+        let Some(rest) = queue.and_then(|q| q.partial_head()) else {
             return;
         };
         if let Some(c) = self.clients.get_mut(&id) {

@@ -44,6 +44,8 @@ pub(super) enum Waiting {
     },
     Play {
         name: StreamName,
+        /// `play`'s start (ms) and reset flag.
+        start: f64,
         reset: bool,
     },
     Update,
@@ -283,7 +285,7 @@ impl Worker {
                     self.complete_publish(id, name, &kind, now_ms, outcome)
                 }
             },
-            Waiting::Play { name, reset } => match v {
+            Waiting::Play { name, start, reset } => match v {
                 Verdict::Deny(_) => self.refuse_play(
                     id,
                     command::NS_PLAY_FAILED,
@@ -292,10 +294,10 @@ impl Worker {
                 ),
                 Verdict::Rename(new) => {
                     let renamed = renamed(&new, &name);
-                    self.complete_play(id, renamed, reset, now_ms, outcome)
+                    self.complete_play(id, renamed, (start, reset), now_ms, outcome)
                 }
                 Verdict::Allow | Verdict::Relay(_) => {
-                    self.complete_play(id, name, reset, now_ms, outcome)
+                    self.complete_play(id, name, (start, reset), now_ms, outcome)
                 }
             },
             Waiting::Update => {

@@ -289,6 +289,11 @@ impl Outputs {
     }
 
     /// Whether file work is queued or in flight (the worker must not exit before it is done).
+    /// Hands a VOD read to the storage (the thread pool in the module).
+    pub fn submit_vod(&mut self, job: crate::vod::VodJob) -> Option<crate::vod::VodDone> {
+        self.io.storage.submit_vod(job)
+    }
+
     pub fn io_pending(&self) -> bool {
         self.io.jobs_in_flight > 0
             || self

@@ -315,7 +315,7 @@ impl Worker {
             .filter_map(|(id, c)| {
                 let (key, publishing) = match &c.role {
                     Role::Publisher(k) => (k, true),
-                    Role::Player(k) => (k, false),
+                    Role::Player(k) | Role::Vod(k) => (k, false),
                     Role::None => return None,
                 };
                 req.selects(
@@ -359,7 +359,7 @@ impl Worker {
         outcome: &mut Outcome,
     ) {
         let from = match self.clients.get(&id).map(|c| &c.role) {
-            Some(Role::Publisher(k) | Role::Player(k)) => k.to_string(),
+            Some(Role::Publisher(k) | Role::Player(k) | Role::Vod(k)) => k.to_string(),
             _ => return,
         };
         outcome.log(
@@ -377,7 +377,7 @@ impl Worker {
         if publishing {
             self.complete_publish(id, name, "live", now_ms, outcome);
         } else {
-            self.complete_play(id, name, true, now_ms, outcome);
+            self.complete_play(id, name, (0.0, true), now_ms, outcome);
         }
         let Some(c) = self.clients.get_mut(&id) else {
             return;
@@ -409,7 +409,7 @@ impl Worker {
                     &format!("Started playing {shown}."),
                 ),
             ],
-            Role::None => return,
+            Role::Vod(_) | Role::None => return,
         };
         c.out.extend(messages);
         outcome.wake.push(id);

@@ -2164,3 +2164,6 @@ fn exec_commands_follow_publish_play_and_their_ends() {
         "push stopping + 4 event commands starting"
     );
 }
+
+#[path = "vod_tests.rs"]
+mod vod;
