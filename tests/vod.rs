@@ -324,3 +324,62 @@ fn a_hundred_players_of_one_file_stay_small() {
     drop((results, first));
     checks.finish(server);
 }
+
+#[test]
+fn http_locations_are_fetched_once_into_the_local_cache() {
+    let block = "rtmp {\n    server {\n        listen 127.0.0.1:{RTMP_PORT};\n        \
+                 application vod {\n            play {PREFIX}/cache http://127.0.0.1:{HTTP_PORT}/origin;\n            \
+                 play_temp_path {PREFIX}/tmp;\n            play_local_path {PREFIX}/cache;\n        }\n    }\n}\n";
+    let http = "        location /origin/ { alias {PREFIX}/origin/; }";
+    let server = Server::start(block, http);
+    fs::create_dir_all(server.prefix.join("cache")).unwrap();
+    make_clip(&server.prefix.join("origin/remote.flv"), 4, &[]);
+    make_clip(&server.prefix.join("origin/remote.mp4"), 4, &[]);
+    let mut checks = Checks::new();
+    for name in ["remote", "mp4:remote", "remote", "mp4:remote"] {
+        let r = ffmpeg::play_decode(&server.rtmp_url(&format!("vod/{name}?token=a%20b")), 20);
+        checks.check(r.ok && r.decoded_seconds > 3.5, || {
+            format!("ffmpeg play of {name}: {r:#?}")
+        });
+    }
+    for f in ["remote.flv", "remote.mp4"] {
+        let cached = fs::read(server.prefix.join("cache").join(f)).ok();
+        let origin = fs::read(server.prefix.join("origin").join(f)).ok();
+        checks.check(cached.is_some() && cached == origin, || {
+            format!("{f} is not in the cache")
+        });
+    }
+    let access = fs::read_to_string(server.prefix.join("logs/access.log")).unwrap_or_default();
+    let gets: Vec<&str> = access
+        .lines()
+        .filter(|l| l.contains("GET /origin/"))
+        .collect();
+    checks.check(
+        gets.len() == 2
+            && gets
+                .iter()
+                .all(|l| l.contains("?addr=127.0.0.1&token=a%20b HTTP/1.0\" 200")),
+        || format!("origin requests (one per file, then the cache): {gets:#?}"),
+    );
+    // Nothing left in the temporary directory.
+    let temps: Vec<_> = fs::read_dir(server.prefix.join("tmp"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("nginx-rtmp-vod-")
+        })
+        .collect();
+    checks.check(temps.is_empty(), || {
+        format!("temporary files left: {temps:?}")
+    });
+    let mut c = RtmpClient::connect(&server.rtmp_addr(), "vod").expect("connect");
+    let codes = c.play("absent").unwrap_or_default();
+    checks.check(
+        codes.iter().any(|c| c == "NetStream.Play.StreamNotFound"),
+        || format!("a file the origin does not have: {codes:?}"),
+    );
+    drop(c);
+    checks.finish(server);
+}

@@ -125,8 +125,8 @@ pub static DIRECTIVES: &[Directive] = &[
     one("record_format", R_S_A_REC, Exactly(1), Implemented),
     // VOD.
     many("play", R_S_A, AtLeast(1), Implemented),
-    one("play_temp_path", R_S_A, Exactly(1), Planned),
-    one("play_local_path", R_S_A, Exactly(1), Planned),
+    one("play_temp_path", R_S_A, Exactly(1), Implemented),
+    one("play_local_path", R_S_A, Exactly(1), Implemented),
     // Relay.
     many("push", APP, AtLeast(1), Implemented),
     many("pull", APP, AtLeast(1), Planned),
@@ -483,6 +483,8 @@ mod tests {
         implemented.sort_unstable();
         let mut expected = vec![
             "play",
+            "play_temp_path",
+            "play_local_path",
             "record_format",
             "record",
             "record_path",

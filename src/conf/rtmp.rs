@@ -774,21 +774,21 @@ impl RtmpConf {
 
             // VOD.
             "play" => {
-                let mut remote = false;
+                let mut https = false;
                 for &a in args {
-                    let is_http = starts_with_ignore_case(a, "http://")
-                        || starts_with_ignore_case(a, "https://");
+                    let is_https = starts_with_ignore_case(a, "https://");
+                    let is_http = starts_with_ignore_case(a, "http://") || is_https;
                     let entry = if is_http {
-                        remote = true;
+                        https |= is_https;
                         PlayEntry::Http(http_url(d, a)?)
                     } else {
                         PlayEntry::Local(a.to_owned())
                     };
                     pl.entries.push(entry);
                 }
-                Ok(remote.then(|| {
-                    "\"play\" from http:// locations is not implemented yet: they are skipped \
-                     (local directories are played)"
+                Ok(https.then(|| {
+                    "\"play\" cannot fetch from https:// locations (as the C module): they are \
+                     skipped"
                         .to_string()
                 }))
             }

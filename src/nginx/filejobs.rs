@@ -197,6 +197,17 @@ extern "C" fn flush_handler(_ev: *mut ngx_event_t) {
         if jobs.is_empty() {
             return;
         }
+        // A VOD play that fetches its file from an origin may take long: it gets a task of
+        // its own, so nothing waits behind it.
+        let (long, jobs): (Vec<PoolJob>, Vec<PoolJob>) = jobs.into_iter().partition(
+            |j| matches!(j, PoolJob::Vod(v) if v.open.as_ref().is_some_and(|o| o.fetches())),
+        );
+        for job in long {
+            post_or_perform(vec![job]);
+        }
+        if jobs.is_empty() {
+            return;
+        }
         let tasks = jobs.len().min(MAX_TASKS_PER_TURN);
         let mut shares: Vec<Vec<PoolJob>> = (0..tasks).map(|_| Vec::new()).collect();
         for (i, job) in jobs.into_iter().enumerate() {
@@ -205,15 +216,20 @@ extern "C" fn flush_handler(_ev: *mut ngx_event_t) {
             }
         }
         for share in shares {
-            if let Err(jobs) = post(POOL.with(Cell::get), share) {
-                say_inline("the thread pool refused a task");
-                // Results may start more jobs: they join the next batch (posted again).
-                for job in jobs {
-                    deliver(job.perform());
-                }
-            }
+            post_or_perform(share);
         }
     })
+}
+
+/// Posts one task, or performs its jobs at once when the pool refuses it.
+fn post_or_perform(jobs: Vec<PoolJob>) {
+    if let Err(jobs) = post(POOL.with(Cell::get), jobs) {
+        say_inline("the thread pool refused a task");
+        // Results may start more jobs: they join the next batch (posted again).
+        for job in jobs {
+            deliver(job.perform());
+        }
+    }
 }
 
 fn say_inline(why: &str) {

@@ -11,11 +11,12 @@ use std::path::PathBuf;
 use bytes::BytesMut;
 
 use super::{ClientId, CloseMode, LogLevel, Outcome, Role, Worker};
-use crate::conf::PlayEntry;
+use crate::conf::{PlayEntry, Scheme};
 use crate::live::{Frame, FrameKind, PlayerQueue, StreamKey};
 use crate::record::flv::{TAG_AUDIO, TAG_VIDEO};
 use crate::rtmp::command::{self, StreamName};
-use crate::vod::{ReadEnd, VodDone, VodError, VodJob, VodMessage, VodOpen, VodReader};
+use crate::vod::http::FetchTo;
+use crate::vod::{PlaySource, ReadEnd, VodDone, VodError, VodJob, VodMessage, VodOpen, VodReader};
 
 /// How far ahead of the playback clock messages are sent, beyond the player's buffer.
 pub const VOD_LEAD_MS: u32 = 1000;
@@ -85,17 +86,40 @@ impl Worker {
         let Some(settings) = client.app_settings() else {
             return false;
         };
-        let roots: Vec<PathBuf> = settings
-            .play
+        let play = &settings.play;
+        let fetch_to = FetchTo {
+            temp_dir: PathBuf::from(&play.temp_path),
+            cache_dir: (!play.local_path.is_empty()).then(|| PathBuf::from(&play.local_path)),
+        };
+        let sources: Vec<PlaySource> = play
             .entries
             .iter()
             .filter_map(|e| match e {
-                PlayEntry::Local(dir) => Some(PathBuf::from(dir)),
+                PlayEntry::Local(dir) => Some(PlaySource::Dir(PathBuf::from(dir))),
+                PlayEntry::Http(url) if url.scheme == Scheme::Http => {
+                    Some(PlaySource::Http(url.clone(), fetch_to.clone()))
+                }
                 PlayEntry::Http(_) => None,
             })
             .collect();
-        if roots.is_empty() {
+        if sources.is_empty() {
             return false;
+        }
+        let mut query = String::from("addr=");
+        crate::notify::form_encode_into(&mut query, &client.vars.addr);
+        if !stream.args.is_empty() {
+            query.push('&');
+            // As the client sent them, but never a byte that could end the request line.
+            for c in stream.args.chars() {
+                if c.is_ascii_graphic() && c != '#' {
+                    query.push(c);
+                } else {
+                    let mut utf8 = [0u8; 4];
+                    for b in c.encode_utf8(&mut utf8).bytes() {
+                        query.push_str(&format!("%{b:02X}"));
+                    }
+                }
+            }
         }
         let live_fallback = settings.live.live;
         let (container, file_name) = crate::vod::file_for(&stream.name);
@@ -120,9 +144,10 @@ impl Worker {
             scratch: BytesMut::new(),
         });
         let open = VodOpen {
-            roots,
+            sources,
             file_name,
             container,
+            query,
         };
         let job = VodJob {
             client: id,

@@ -8,6 +8,7 @@
 //! The container readers ([`flv`], [`mp4`]) read through [`ReadAt`], so tests feed them bytes.
 
 pub mod flv;
+pub mod http;
 pub mod mp4;
 
 use std::fs::File;
@@ -39,6 +40,9 @@ pub enum VodError {
     NotFound,
     #[error("{0} leads outside its play location")]
     Escapes(String),
+    /// An `http://` location failed (and no later one had the file).
+    #[error("{0}")]
+    Remote(String),
 }
 
 /// The containers `play` reads.
@@ -135,12 +139,30 @@ pub struct VodReader {
     demuxer: Demuxer,
 }
 
-/// What to open: the `play` directories in order, and the file name in them.
+/// One `play` location.
+#[derive(Debug, Clone)]
+pub enum PlaySource {
+    Dir(PathBuf),
+    Http(crate::conf::HttpUrl, http::FetchTo),
+}
+
+/// What to open: the `play` locations in order, and the file name in them.
 #[derive(Debug, Clone)]
 pub struct VodOpen {
-    pub roots: Vec<PathBuf>,
+    pub sources: Vec<PlaySource>,
     pub file_name: String,
     pub container: Container,
+    /// The query an `http://` location gets: `addr=<client>` and the play's `?args`.
+    pub query: String,
+}
+
+impl VodOpen {
+    /// Whether opening may fetch a whole file from an origin (a long job).
+    pub fn fetches(&self) -> bool {
+        self.sources
+            .iter()
+            .any(|s| matches!(s, PlaySource::Http(..)))
+    }
 }
 
 /// One request for the pool: open (when `open` is set), seek (when `seek_ms` is set), then
@@ -220,19 +242,30 @@ pub fn perform(job: VodJob) -> VodDone {
     }
 }
 
-/// Opens the first location holding the file.
+/// Opens the first location holding the file. When none has it, the last origin's failure
+/// (if any) is the error, else [`VodError::NotFound`].
 fn open_first(open: &VodOpen) -> Result<(VodReader, Opened), VodError> {
-    for root in &open.roots {
-        let path = root.join(&open.file_name);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(VodError::Io(e)),
-        };
-        check_inside(root, &path)?;
-        return VodReader::new(file, &path, open.container);
+    let mut failure = None;
+    for source in &open.sources {
+        match source {
+            PlaySource::Dir(root) => {
+                let path = root.join(&open.file_name);
+                let file = match File::open(&path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(VodError::Io(e)),
+                };
+                check_inside(root, &path)?;
+                return VodReader::new(file, &path, open.container);
+            }
+            PlaySource::Http(url, to) => match http::fetch(url, &open.file_name, &open.query, to) {
+                Ok(Some((file, path))) => return VodReader::new(file, &path, open.container),
+                Ok(None) => {}
+                Err(e) => failure = Some(e),
+            },
+        }
     }
-    Err(VodError::NotFound)
+    Err(failure.unwrap_or(VodError::NotFound))
 }
 
 /// Refuses a file that resolves outside its location (a symlink out of the directory).
