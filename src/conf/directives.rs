@@ -129,9 +129,9 @@ pub static DIRECTIVES: &[Directive] = &[
     one("play_local_path", R_S_A, Exactly(1), Implemented),
     // Relay.
     many("push", APP, AtLeast(1), Implemented),
-    many("pull", APP, AtLeast(1), Planned),
+    many("pull", APP, AtLeast(1), Implemented),
     one("push_reconnect", R_S_A, Exactly(1), Implemented),
-    one("pull_reconnect", R_S_A, Exactly(1), Planned),
+    one("pull_reconnect", R_S_A, Exactly(1), Implemented),
     one("session_relay", R_S_A, Flag, Planned),
     one("relay_buffer", R_S, Exactly(1), Planned),
     // Notify and netcall.
@@ -482,6 +482,8 @@ mod tests {
             .collect();
         implemented.sort_unstable();
         let mut expected = vec![
+            "pull",
+            "pull_reconnect",
             "play",
             "play_temp_path",
             "play_local_path",

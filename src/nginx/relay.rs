@@ -439,8 +439,22 @@ fn client_ssl() -> Option<*mut ngx::ffi::ngx_ssl_t> {
     })
 }
 
-/// Worker exit: frees the TLS client context of pushes.
+/// Worker exit: closes every relay connection still open (a `static` pull keeps none of
+/// nginx's timers, so an exiting worker does not wait for it), cancels pending reconnects, and
+/// frees the TLS client context.
 pub(super) fn exit_process() {
+    let mut outcome = Outcome::default();
+    with_worker(|w| w.stop_static_pulls(super::util::now_ms(), &mut outcome));
+    super::worker::log_lines(&outcome.logs);
+    let open: Vec<*mut RelayConn> = RELAYS.with(|m| m.borrow().values().copied().collect());
+    for rc in open {
+        // SAFETY: connections in RELAYS are live; close_relay frees each once.
+        unsafe { close_relay(rc, "the worker is exiting") };
+    }
+    let retries: Vec<u64> = RETRIES.with(|m| m.borrow().keys().copied().collect());
+    for id in retries {
+        cancel_retry(id);
+    }
     if let Some(ssl) = SSL.with(|s| s.borrow_mut().take()) {
         super::tls::free_client_context(ssl);
     }
@@ -528,6 +542,10 @@ unsafe fn read(rc: *mut RelayConn) -> bool {
                     ngx::ffi::ngx_del_timer(timer);
                 }
             }
+            // A pull's timer watches for an origin that goes silent.
+            if let Some(ms) = with_worker(|w| w.relay_read_timeout_ms(id)) {
+                ngx::ffi::ngx_add_timer(ptr::addr_of_mut!((*rc).timer), ms as ngx_msec_t);
+            }
         }
     }
 }
@@ -564,9 +582,14 @@ unsafe fn flush(rc: *mut RelayConn) -> bool {
                 }
                 Ok(n) => {
                     (*c).sent += n as i64;
-                    // Progress: a publishing push's stall timer starts again.
+                    // Progress: a publishing push's stall timer starts again (a pull's watches
+                    // what it reads, not what it writes).
                     let timer = ptr::addr_of_mut!((*rc).timer);
-                    if (*rc).publishing && !(*rc).closing && (*timer).timer_set() != 0 {
+                    if (*rc).publishing
+                        && !(*rc).closing
+                        && (*timer).timer_set() != 0
+                        && with_worker(|w| w.relay_read_timeout_ms(id)).is_none()
+                    {
                         ngx::ffi::ngx_del_timer(timer);
                     }
                 }
@@ -604,6 +627,11 @@ extern "C" fn timeout_handler(ev: *mut ngx_event_t) {
                 return;
             }
             let id = (*rc).id;
+            if let Some(ms) = with_worker(|w| w.relay_read_timeout_ms(id)) {
+                let why = format!("the origin sent nothing for {} s", ms / 1000);
+                close_relay(rc, &why);
+                return;
+            }
             if let Some(ms) = with_worker(|w| w.relay_stall_timeout_ms(id)) {
                 let why = format!("the target read nothing for {} s", ms / 1000);
                 close_relay(rc, &why);

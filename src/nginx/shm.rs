@@ -620,6 +620,10 @@ impl PublishRegistry for ShmRegistry {
         rings::unfollow(key);
     }
 
+    fn followed(&self, key: &StreamKey) -> bool {
+        rings::followed(key)
+    }
+
     fn release(&mut self, key: &StreamKey) {
         rings::end(key);
         let k = key_bytes(key);
@@ -1035,6 +1039,16 @@ mod rings {
                 && f.pos >= atomic(r, WRITTEN).load(Ordering::Acquire);
             done || !alive(f.owner)
         })
+    }
+
+    /// Whether another worker follows `key`, which this worker writes.
+    pub fn followed(key: &StreamKey) -> bool {
+        let Some(base) = zone() else { return false };
+        let Some(i) = WRITING.with(|w| w.borrow().get(key).copied()) else {
+            return false;
+        };
+        let mine = my_bit().unwrap_or(0);
+        atomic(ring(base, i), FOLLOWERS).load(Ordering::Acquire) & !mine != 0
     }
 
     pub fn unfollow(key: &StreamKey) {

@@ -78,6 +78,16 @@ extern "C" fn housekeeping_handler(ev: *mut ngx_event_t) {
     guard("housekeeping", (), || {
         let mut outcome = Outcome::default();
         let next = with_worker(|w| w.on_housekeeping(now_ms(), &mut outcome));
+        // SAFETY: reads nginx's flag on the worker's thread.
+        let exiting = unsafe { ngx::ffi::ngx_exiting } != 0;
+        let servers = super::conf::servers();
+        with_worker(|w| {
+            if exiting {
+                w.stop_static_pulls(now_ms(), &mut outcome);
+            } else {
+                w.keep_static_pulls(&servers, now_ms(), &mut outcome);
+            }
+        });
         super::conn::apply_outcome(outcome);
         super::exec::housekeeping();
         let delay = next.unwrap_or(HOUSEKEEPING_MS).clamp(1, HOUSEKEEPING_MS);

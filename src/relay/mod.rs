@@ -1,8 +1,10 @@
 //! Relays, pure: the RTMP client side of a `push` (what to connect to and under which names, the
 //! client handshake, the command sequence `connect` → `releaseStream`/`FCPublish` →
-//! `createStream` → `publish`, the answers to it) and the reconnect schedule. No sockets and no
-//! clock: the glue connects, feeds what the target sends and writes what comes out; the
-//! worker (`src/server/relay.rs`) feeds the media from the stream's live fan-out.
+//! `createStream` → `publish`, the answers to it) and of a `pull` (`connect` → `createStream`
+//! → `play`, then the origin's media, acknowledged). No sockets and no clock: the glue
+//! connects, feeds what the other side sends and writes what comes out; the worker
+//! (`src/server/relay.rs`, `src/server/pull.rs`) feeds a push the media of the stream's live
+//! fan-out, and publishes what a pull receives.
 
 use bytes::{Bytes, BytesMut};
 
@@ -21,6 +23,11 @@ pub const DEFAULT_FLASH_VER: &str = "FMLE/3.0 (compatible; nginx-rtmp-rs)";
 /// Largest message accepted from a target (it only sends answers and control messages).
 const MAX_TARGET_MESSAGE: u32 = 64 * 1024;
 
+/// Buffer length a pull announces to its origin.
+const PULL_BUFFER_MS: u32 = 1000;
+/// An AMF0 string `onMetaData` (type, length, text).
+const ON_METADATA: &[u8] = b"\x02\x00\x0aonMetaData";
+
 const TXN_CONNECT: f64 = 1.0;
 const TXN_RELEASE: f64 = 2.0;
 const TXN_FCPUBLISH: f64 = 3.0;
@@ -28,7 +35,7 @@ const TXN_CREATE_STREAM: f64 = 4.0;
 
 /// Where and as what one stream is pushed: a `push` line applied to a published stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushSpec {
+pub struct RelaySpec {
     /// The URL as written (for log lines).
     pub url: String,
     pub host: String,
@@ -45,12 +52,12 @@ pub struct PushSpec {
     pub swf_url: Option<String>,
 }
 
-impl PushSpec {
+impl RelaySpec {
     /// The push line `t` for the stream `local_app/local_name`, or None when its `name=`
     /// names another stream. As the C module: the remote application is `app=`, else the URL's
     /// path, else the local one; the remote name is `playPath=`, else the rest of the URL's
     /// path, else the local name.
-    pub fn for_stream(t: &RelayTarget, local_app: &str, local_name: &str) -> Option<PushSpec> {
+    pub fn for_stream(t: &RelayTarget, local_app: &str, local_name: &str) -> Option<RelaySpec> {
         if t.name.as_deref().is_some_and(|n| n != local_name) {
             return None;
         }
@@ -76,7 +83,7 @@ impl PushSpec {
             .tc_url
             .clone()
             .unwrap_or_else(|| format!("{scheme}://{host}:{}/{app}", t.url.port));
-        Some(PushSpec {
+        Some(RelaySpec {
             url: t.url.url.clone(),
             host: t.url.host.clone(),
             port: t.url.port,
@@ -108,6 +115,9 @@ pub enum RelayError {
     },
     #[error("the target gave message stream {0}; only {MEDIA_STREAM_ID} is supported")]
     StreamId(u32),
+    /// The origin says its stream ended (`NetStream.Play.Stop`, `UnpublishNotify`).
+    #[error("the origin's stream ended ({0})")]
+    Ended(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +126,8 @@ enum State {
     Connecting,
     CreatingStream,
     Publishing,
+    /// `play` sent (a pull), waiting for `NetStream.Play.Start`.
+    Playing,
     Streaming,
 }
 
@@ -126,12 +138,25 @@ pub enum Progress {
     Pending,
     /// The target accepted `publish` just now: media may flow.
     Publishing,
+    /// The origin accepted `play` just now: its media follows.
+    Playing,
 }
 
-/// One push connection's protocol state, from the first byte to `publish` accepted, then the
-/// answers to what the target sends meanwhile (pings).
-pub struct PushClient {
-    spec: PushSpec,
+/// A message a pull received from its origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledMessage {
+    /// Audio (8), video (9) or data (18, `onMetaData`).
+    pub type_id: u8,
+    pub timestamp: u32,
+    pub payload: Bytes,
+}
+
+/// One relay connection's protocol state, from the first byte to `publish` (push) or `play`
+/// (pull) accepted, then the answers to what the other side sends meanwhile (pings,
+/// acknowledgements) and, for a pull, the media it receives.
+pub struct RelayClient {
+    spec: RelaySpec,
+    pull: bool,
     state: State,
     handshake: ClientHandshake,
     decoder: ChunkDecoder,
@@ -140,13 +165,19 @@ pub struct PushClient {
     /// The chunk size of everything we send after the handshake (told first).
     chunk_size: u32,
     stream_id: u32,
+    /// A pull's media, until [`RelayClient::take_media`].
+    media: Vec<PulledMessage>,
+    /// Bytes received, and when we last acknowledged them (the peer's window).
+    received: u64,
+    acked: u64,
+    peer_window: u32,
 }
 
-impl PushClient {
+impl RelayClient {
     /// `chunk_size`: the one the stream's media is encoded with. `epoch_ms` and `random` for
-    /// C1. The handshake's C0 C1 are ready in [`PushClient::take_output`] at once.
+    /// C1. The handshake's C0 C1 are ready in [`RelayClient::take_output`] at once.
     pub fn new(
-        spec: PushSpec,
+        spec: RelaySpec,
         chunk_size: u32,
         epoch_ms: u32,
         random: &mut dyn FnMut(&mut [u8]),
@@ -154,7 +185,7 @@ impl PushClient {
         let mut handshake = ClientHandshake::new(epoch_ms, random);
         let mut out = Vec::new();
         handshake.start(&mut out);
-        PushClient {
+        RelayClient {
             spec,
             state: State::Handshake,
             handshake,
@@ -166,10 +197,37 @@ impl PushClient {
             out,
             chunk_size: chunk_size.clamp(1, chunk::MAX_CHUNK_SIZE),
             stream_id: 0,
+            pull: false,
+            media: Vec::new(),
+            received: 0,
+            acked: 0,
+            peer_window: 0,
         }
     }
 
-    pub fn spec(&self) -> &PushSpec {
+    /// The client of a pull: `play`s `spec.name` and takes media messages up to `max_message`
+    /// bytes (the server's `max_message`).
+    pub fn pull(
+        spec: RelaySpec,
+        max_message: u32,
+        epoch_ms: u32,
+        random: &mut dyn FnMut(&mut [u8]),
+    ) -> Self {
+        let mut client = RelayClient::new(spec, chunk::DEFAULT_CHUNK_SIZE, epoch_ms, random);
+        client.pull = true;
+        client.decoder = ChunkDecoder::new(DecoderLimits {
+            max_message,
+            max_chunk_streams: chunk::DEFAULT_MAX_CHUNK_STREAMS,
+        });
+        client
+    }
+
+    /// Media received since the last call (a pull's).
+    pub fn take_media(&mut self) -> Vec<PulledMessage> {
+        std::mem::take(&mut self.media)
+    }
+
+    pub fn spec(&self) -> &RelaySpec {
         &self.spec
     }
 
@@ -205,6 +263,14 @@ impl PushClient {
             }
         }
         self.input.extend_from_slice(data);
+        self.received = self.received.saturating_add(data.len() as u64);
+        if self.peer_window > 0 && self.received - self.acked >= u64::from(self.peer_window) {
+            // The peer may wait for this before sending more (the 32-bit counter wraps).
+            self.acked = self.received;
+            let mut b = BytesMut::new();
+            chunk::acknowledgement(&mut b, self.received as u32);
+            self.out.extend_from_slice(&b);
+        }
         let mut progress = Progress::Pending;
         loop {
             let msg = self
@@ -214,25 +280,63 @@ impl PushClient {
             let Some(msg) = msg else {
                 return Ok(progress);
             };
-            if self.on_message(&msg)? {
-                progress = Progress::Publishing;
+            if self.on_message(msg)? {
+                progress = if self.pull {
+                    Progress::Playing
+                } else {
+                    Progress::Publishing
+                };
             }
         }
     }
 
-    /// Returns true when this message made the target accept `publish`.
-    fn on_message(&mut self, msg: &chunk::RtmpMessage) -> Result<bool, RelayError> {
+    /// Returns true when this message made the other side accept `publish` or `play`.
+    fn on_message(&mut self, msg: chunk::RtmpMessage) -> Result<bool, RelayError> {
         match msg.type_id {
             chunk::MSG_COMMAND_AMF0 => self.on_command(&msg.payload),
             chunk::MSG_COMMAND_AMF3 => self.on_command(msg.payload.get(1..).unwrap_or_default()),
+            chunk::MSG_AUDIO | chunk::MSG_VIDEO if self.pull && self.state == State::Streaming => {
+                self.media.push(PulledMessage {
+                    type_id: msg.type_id,
+                    timestamp: msg.timestamp,
+                    payload: msg.payload,
+                });
+                Ok(false)
+            }
+            chunk::MSG_DATA_AMF0 if self.pull && self.state == State::Streaming => {
+                let payload = match crate::rtmp::command::strip_set_data_frame(&msg.payload) {
+                    Ok(Some(meta)) => meta,
+                    _ => msg.payload,
+                };
+                if payload.starts_with(ON_METADATA) {
+                    self.media.push(PulledMessage {
+                        type_id: chunk::MSG_DATA_AMF0,
+                        timestamp: msg.timestamp,
+                        payload,
+                    });
+                }
+                Ok(false)
+            }
+            chunk::MSG_AGGREGATE if self.pull => {
+                let parts = chunk::split_aggregate(&msg)
+                    .map_err(|e| RelayError::Protocol(e.to_string()))?;
+                let mut started = false;
+                for part in parts {
+                    started |= self.on_message(part)?;
+                }
+                Ok(started)
+            }
             _ => {
                 let control =
-                    chunk::parse_control(msg).map_err(|e| RelayError::Protocol(e.to_string()))?;
-                if let Some(ControlMessage::UserControl(UserControlEvent::PingRequest(t))) = control
-                {
-                    let mut b = BytesMut::new();
-                    chunk::ping_response(&mut b, t);
-                    self.out.extend_from_slice(&b);
+                    chunk::parse_control(&msg).map_err(|e| RelayError::Protocol(e.to_string()))?;
+                match control {
+                    Some(ControlMessage::UserControl(UserControlEvent::PingRequest(t))) => {
+                        let mut b = BytesMut::new();
+                        chunk::ping_response(&mut b, t);
+                        self.out.extend_from_slice(&b);
+                    }
+                    Some(ControlMessage::WindowAckSize(size)) => self.peer_window = size,
+                    _ => {}
                 }
                 Ok(false)
             }
@@ -269,8 +373,13 @@ impl PushClient {
                     return Err(RelayError::StreamId(id));
                 }
                 self.stream_id = id;
-                self.send_publish();
-                self.state = State::Publishing;
+                if self.pull {
+                    self.send_play();
+                    self.state = State::Playing;
+                } else {
+                    self.send_publish();
+                    self.state = State::Publishing;
+                }
                 Ok(false)
             }
             ("_error", State::CreatingStream) if txn == TXN_CREATE_STREAM => {
@@ -290,13 +399,21 @@ impl PushClient {
                     .unwrap_or_default();
                 if level == "error" {
                     return Err(RelayError::Refused {
-                        command: "publish",
+                        command: if self.pull { "play" } else { "publish" },
                         reason: reason(),
                     });
                 }
                 if self.state == State::Publishing && code == "NetStream.Publish.Start" {
                     self.state = State::Streaming;
                     return Ok(true);
+                }
+                if self.state == State::Playing && code == "NetStream.Play.Start" {
+                    self.state = State::Streaming;
+                    return Ok(true);
+                }
+                let ended = ["NetStream.Play.Stop", "NetStream.Play.UnpublishNotify"];
+                if self.pull && self.state == State::Streaming && ended.contains(&code) {
+                    return Err(RelayError::Ended(code.to_owned()));
                 }
                 Ok(false)
             }
@@ -353,7 +470,12 @@ impl PushClient {
 
     fn send_create_stream(&mut self) {
         let name = Amf0Value::String(self.spec.name.clone());
-        for (command, txn) in [("releaseStream", TXN_RELEASE), ("FCPublish", TXN_FCPUBLISH)] {
+        let publish_only: &[(&str, f64)] = if self.pull {
+            &[]
+        } else {
+            &[("releaseStream", TXN_RELEASE), ("FCPublish", TXN_FCPUBLISH)]
+        };
+        for &(command, txn) in publish_only {
             self.command(
                 0,
                 &[
@@ -385,6 +507,24 @@ impl PushClient {
                 Amf0Value::String("live".into()),
             ],
         );
+    }
+
+    /// `play` of the remote name, live only (-1000, as ffmpeg's `-rtmp_live live` sends), then
+    /// the buffer length players announce.
+    fn send_play(&mut self) {
+        self.command(
+            self.stream_id,
+            &[
+                Amf0Value::String("play".into()),
+                Amf0Value::Number(0.0),
+                Amf0Value::Null,
+                Amf0Value::String(self.spec.name.clone()),
+                Amf0Value::Number(-1000.0),
+            ],
+        );
+        let mut b = BytesMut::new();
+        chunk::set_buffer_length(&mut b, self.stream_id, PULL_BUFFER_MS);
+        self.out.extend_from_slice(&b);
     }
 
     /// The goodbye of a push that ends while the stream is over (sent before closing):

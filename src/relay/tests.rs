@@ -13,24 +13,24 @@ fn target(url: &str) -> RelayTarget {
 
 #[test]
 fn push_names_default_to_the_url_then_the_local_stream() {
-    let s = PushSpec::for_stream(&target("rtmp://10.0.0.1:1940/remote"), "live", "cam").unwrap();
+    let s = RelaySpec::for_stream(&target("rtmp://10.0.0.1:1940/remote"), "live", "cam").unwrap();
     assert_eq!((s.app.as_str(), s.name.as_str()), ("remote", "cam"));
     assert_eq!(s.tc_url, "rtmp://10.0.0.1:1940/remote");
     assert_eq!(s.port, 1940);
-    let s = PushSpec::for_stream(&target("rtmp://h/a/fixed"), "live", "cam").unwrap();
+    let s = RelaySpec::for_stream(&target("rtmp://h/a/fixed"), "live", "cam").unwrap();
     assert_eq!((s.app.as_str(), s.name.as_str()), ("a", "fixed"));
     assert_eq!(s.tc_url, "rtmp://h:1935/a");
-    let s = PushSpec::for_stream(&target("rtmp://h"), "live", "cam").unwrap();
+    let s = RelaySpec::for_stream(&target("rtmp://h"), "live", "cam").unwrap();
     assert_eq!((s.app.as_str(), s.name.as_str()), ("live", "cam"));
     assert!(!s.tls);
-    let s = PushSpec::for_stream(&target("rtmps://h/app"), "live", "cam").unwrap();
+    let s = RelaySpec::for_stream(&target("rtmps://h/app"), "live", "cam").unwrap();
     assert!(s.tls);
     assert_eq!(s.tc_url, "rtmps://h:443/app");
     let mut t = target("rtmp://h/a/x");
     t.app = Some("b".into());
     t.play_path = Some("key".into());
     t.tc_url = Some("rtmp://front/b".into());
-    let s = PushSpec::for_stream(&t, "live", "cam").unwrap();
+    let s = RelaySpec::for_stream(&t, "live", "cam").unwrap();
     assert_eq!(
         (s.app.as_str(), s.name.as_str(), s.tc_url.as_str()),
         ("b", "key", "rtmp://front/b")
@@ -41,8 +41,8 @@ fn push_names_default_to_the_url_then_the_local_stream() {
 fn name_key_selects_the_local_stream() {
     let mut t = target("rtmp://h/a");
     t.name = Some("cam".into());
-    assert!(PushSpec::for_stream(&t, "live", "cam").is_some());
-    assert!(PushSpec::for_stream(&t, "live", "other").is_none());
+    assert!(RelaySpec::for_stream(&t, "live", "cam").is_some());
+    assert!(RelaySpec::for_stream(&t, "live", "other").is_none());
 }
 
 fn our_server() -> Rc<ServerConfig> {
@@ -63,7 +63,7 @@ fn our_server() -> Rc<ServerConfig> {
 
 /// Moves bytes between the push client and a whole worker (our server as the target) until
 /// neither has anything to say; returns whether `publish` was accepted meanwhile.
-fn pump(client: &mut PushClient, w: &mut Worker, now: &mut u64) -> Result<bool, RelayError> {
+fn pump(client: &mut RelayClient, w: &mut Worker, now: &mut u64) -> Result<bool, RelayError> {
     let mut accepted = false;
     for _ in 0..50 {
         let mut moved = false;
@@ -96,8 +96,8 @@ fn push_client_publishes_on_our_own_server() {
     let mut now = 1000;
     let mut rnd = |b: &mut [u8]| b.fill(7);
     w.connect(7, None, our_server(), now, &mut rnd);
-    let spec = PushSpec::for_stream(&target("rtmp://127.0.0.1/remote"), "live", "cam").unwrap();
-    let mut client = PushClient::new(spec, 4096, 0, &mut rnd);
+    let spec = RelaySpec::for_stream(&target("rtmp://127.0.0.1/remote"), "live", "cam").unwrap();
+    let mut client = RelayClient::new(spec, 4096, 0, &mut rnd);
     assert!(pump(&mut client, &mut w, &mut now).unwrap());
     assert!(client.is_streaming());
     assert!(w.hub().is_publishing(&StreamKey::new("remote", "cam")));
@@ -114,8 +114,8 @@ fn refused_connect_is_an_error_with_the_targets_reason() {
     let mut now = 1000;
     let mut rnd = |b: &mut [u8]| b.fill(3);
     w.connect(7, None, our_server(), now, &mut rnd);
-    let spec = PushSpec::for_stream(&target("rtmp://127.0.0.1/nosuchapp"), "live", "cam").unwrap();
-    let mut client = PushClient::new(spec, 4096, 0, &mut rnd);
+    let spec = RelaySpec::for_stream(&target("rtmp://127.0.0.1/nosuchapp"), "live", "cam").unwrap();
+    let mut client = RelayClient::new(spec, 4096, 0, &mut rnd);
     let err = pump(&mut client, &mut w, &mut now).unwrap_err();
     assert!(
         matches!(
@@ -132,7 +132,7 @@ fn refused_connect_is_an_error_with_the_targets_reason() {
 #[test]
 fn garbage_from_the_target_is_an_error_not_a_panic() {
     let mut rnd = |b: &mut [u8]| b.fill(1);
-    let spec = PushSpec::for_stream(&target("rtmp://h/a"), "live", "cam").unwrap();
-    let mut client = PushClient::new(spec, 4096, 0, &mut rnd);
+    let spec = RelaySpec::for_stream(&target("rtmp://h/a"), "live", "cam").unwrap();
+    let mut client = RelayClient::new(spec, 4096, 0, &mut rnd);
     assert!(client.feed(&[9, 9, 9]).is_err());
 }

@@ -8,6 +8,7 @@ mod exec;
 mod mirror;
 mod notify;
 mod outputs;
+mod pull;
 mod record;
 mod relay;
 mod vod;
@@ -341,6 +342,10 @@ pub trait PublishRegistry {
     /// New messages of a followed stream; `ended` once its publisher left.
     fn poll(&mut self, key: &StreamKey, out: &mut Vec<RemoteFrame>) -> bool;
     fn unfollow(&mut self, key: &StreamKey);
+    /// Whether another worker follows `key`, published here.
+    fn followed(&self, _key: &StreamKey) -> bool {
+        false
+    }
     /// RTMP connections of every worker (for `max_connections`); None: only this worker's
     /// are known.
     fn connections(&self) -> Option<u64> {
@@ -985,9 +990,13 @@ impl Worker {
             return;
         };
         let key = StreamKey::in_server(client.server.index as u32, app.name.clone(), &name.name);
-        // A stream another worker publishes plays here as well (from its last keyframe).
-        if self.clients.contains_key(&id) && !self.hub.is_publishing(&key) {
-            self.follow_remote(&key, id, outcome);
+        // A stream another worker publishes plays here as well (from its last keyframe); one
+        // nobody publishes is pulled when a `pull` line says from where.
+        if self.clients.contains_key(&id)
+            && !self.hub.is_publishing(&key)
+            && !self.follow_remote(&key, id, outcome)
+        {
+            self.start_pull(id, &key, now_ms, outcome);
         }
         let Some(client) = self.clients.get_mut(&id) else {
             return;
@@ -1122,6 +1131,23 @@ impl Worker {
             client.counters.media(kind, payload.len());
         }
         let chunk_size = client.server.settings.core.chunk_size;
+        let key = key.clone();
+        self.feed_stream(&key, kind, timestamp, payload, chunk_size, now_ms, outcome);
+    }
+
+    /// A message of `key`, published here (by a client or a pull): to the other workers, the
+    /// live players, then the file outputs.
+    #[allow(clippy::too_many_arguments)]
+    fn feed_stream(
+        &mut self,
+        key: &StreamKey,
+        kind: FrameKind,
+        timestamp: u32,
+        payload: &Bytes,
+        chunk_size: u32,
+        now_ms: u64,
+        outcome: &mut Outcome,
+    ) {
         if let Some(r) = self.registry.as_mut() {
             if kind != FrameKind::Control {
                 let (keyframe, sequence_header) = crate::live::hub::classify(kind, payload);
@@ -1190,9 +1216,10 @@ impl Worker {
                 );
                 self.notify_players(&key, notices, outcome);
             }
-            Role::Player(_) => {
+            Role::Player(key) => {
                 self.keep_partial_head(id);
                 self.hub.stop_play(id);
+                self.check_pull_of(&key, now_ms, outcome);
             }
             Role::Vod(_) | Role::None => {}
         }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use super::{LogLevel, LogLine, Outcome, Worker};
 use crate::control::ControlRequest;
 use crate::live::{ClientId, Hub, PlayerOptions, StreamKey};
-use crate::relay::{Progress, PushClient, PushSpec};
+use crate::relay::{Progress, RelayClient, RelaySpec};
 
 /// Pseudo-client ids of push connections (far above nginx's connection numbers, below the
 /// ids of followed streams).
@@ -50,7 +50,7 @@ pub enum RelayAction {
 
 struct Relay {
     key: StreamKey,
-    spec: PushSpec,
+    spec: RelaySpec,
     chunk_size: u32,
     reconnect_ms: u64,
     /// Connections that failed since the last one that reached `publish`.
@@ -62,7 +62,7 @@ struct Relay {
     /// `timeout` of the publisher's server: how long a publishing push may write nothing
     /// while it has something to write.
     stall_ms: u64,
-    client: Option<PushClient>,
+    client: Option<RelayClient>,
     /// Our own output before the relay joins the fan-out (handshake, commands) and after it
     /// left (the rest of a partly written message, the goodbye).
     out: VecDeque<Bytes>,
@@ -101,7 +101,9 @@ impl Relay {
 #[derive(Default)]
 pub(super) struct Relays {
     map: HashMap<ClientId, Relay>,
-    next_id: ClientId,
+    /// `pull`s (see `pull.rs`), under ids of the same range.
+    pub(super) pulls: HashMap<ClientId, super::pull::Pull>,
+    pub(super) next_id: ClientId,
 }
 
 fn log(outcome: &mut Outcome, level: LogLevel, text: String) {
@@ -213,7 +215,7 @@ impl Worker {
         let chunk_size = client.server.settings.core.chunk_size;
         let relay = &settings.relay;
         for t in &relay.pushes {
-            let Some(spec) = PushSpec::for_stream(t, &key.app, &key.name) else {
+            let Some(spec) = RelaySpec::for_stream(t, &key.app, &key.name) else {
                 continue;
             };
             let rid = RELAY_IDS + self.relays.next_id;
@@ -319,13 +321,16 @@ impl Worker {
     /// The TCP connection of relay `id` is up: the handshake starts. False when the relay is
     /// gone (close the connection).
     pub fn on_relay_connected(&mut self, id: ClientId, now_ms: u64) -> bool {
+        if self.is_pull(id) {
+            return self.pull_connected(id, now_ms);
+        }
         let Some(r) = self.relays.map.get_mut(&id) else {
             return false;
         };
         if r.closing {
             return false;
         }
-        let mut client = PushClient::new(
+        let mut client = RelayClient::new(
             r.spec.clone(),
             r.chunk_size,
             now_ms as u32,
@@ -348,6 +353,10 @@ impl Worker {
         data: &[u8],
         outcome: &mut Outcome,
     ) -> Result<(), String> {
+        if self.is_pull(id) {
+            let now_ms = self.wall_clock.0;
+            return self.pull_input(id, data, now_ms, outcome);
+        }
         let Some(r) = self.relays.map.get_mut(&id) else {
             return Err("relay is gone".into());
         };
@@ -389,6 +398,9 @@ impl Worker {
 
     /// What relay `id` has to write: its own output, then (once publishing) its live queue.
     pub fn relay_output_slices<'a>(&'a self, id: ClientId, dst: &mut [IoSlice<'a>]) -> usize {
+        if self.is_pull(id) {
+            return self.pull_output_slices(id, dst);
+        }
         let Some(r) = self.relays.map.get(&id) else {
             return 0;
         };
@@ -409,6 +421,10 @@ impl Worker {
 
     /// `written` bytes of what [`Worker::relay_output_slices`] returned went out.
     pub fn relay_advance(&mut self, id: ClientId, mut written: usize) {
+        if self.is_pull(id) {
+            self.pull_advance(id, written);
+            return;
+        }
         let Some(r) = self.relays.map.get_mut(&id) else {
             return;
         };
@@ -440,6 +456,11 @@ impl Worker {
     /// `push_reconnect`, then twice as long after each failure in a row (see
     /// [`reconnect_delay_ms`]).
     pub fn on_relay_closed(&mut self, id: ClientId, reason: &str, outcome: &mut Outcome) {
+        if self.is_pull(id) {
+            let now_ms = self.wall_clock.0;
+            self.pull_closed(id, reason, now_ms, outcome);
+            return;
+        }
         let Some(r) = self.relays.map.get_mut(&id) else {
             return;
         };
@@ -472,6 +493,11 @@ impl Worker {
 
     /// The `push_reconnect` delay of relay `id` passed.
     pub fn on_relay_retry(&mut self, id: ClientId, outcome: &mut Outcome) {
+        if self.is_pull(id) {
+            let now_ms = self.wall_clock.0;
+            self.pull_timer(id, now_ms, outcome);
+            return;
+        }
         if let Some(r) = self.relays.map.get(&id).filter(|r| !r.closing) {
             outcome.relays.push(r.connect_action(id));
         }
@@ -479,7 +505,7 @@ impl Worker {
 
     /// Whether relay `id` is past `publish` (its setup timeout no longer applies).
     pub fn relay_is_publishing(&self, id: ClientId) -> bool {
-        self.relays.map.get(&id).is_some_and(|r| r.joined)
+        self.relays.map.get(&id).is_some_and(|r| r.joined) || self.pull_is_playing(id)
     }
 
     /// How long relay `id`, once publishing, may be unable to write before it is dropped (and
@@ -494,7 +520,7 @@ impl Worker {
 
     /// Relays of this worker (for tests and logs).
     pub fn relay_count(&self) -> usize {
-        self.relays.map.len()
+        self.relays.map.len() + self.relays.pulls.len()
     }
 }
 

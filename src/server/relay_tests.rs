@@ -33,9 +33,9 @@ fn server(app: &str, directives: &[(&str, &[&str])]) -> Rc<ServerConfig> {
     ))
 }
 
-fn spec(url: &str, name: &str) -> PushSpec {
+fn spec(url: &str, name: &str) -> RelaySpec {
     let t = RelayTarget::new(parse_rtmp_url(url).unwrap());
-    PushSpec::for_stream(&t, "x", name).unwrap()
+    RelaySpec::for_stream(&t, "x", name).unwrap()
 }
 
 /// Everything `w` has for client `id`, as written to a socket.
@@ -74,7 +74,7 @@ fn drain_relay(w: &mut Worker, id: ClientId) -> Vec<u8> {
 struct Setup {
     a: Worker,
     b: Worker,
-    publisher: PushClient,
+    publisher: RelayClient,
     now: u64,
     actions: Vec<RelayAction>,
     logs: Vec<LogLine>,
@@ -95,7 +95,7 @@ impl Setup {
             &mut rnd,
         );
         b.connect(TARGET_CONN, None, server("remote", &[]), now, &mut rnd);
-        let publisher = PushClient::new(spec("rtmp://a/live", "cam"), 4096, 0, &mut rnd);
+        let publisher = RelayClient::new(spec("rtmp://a/live", "cam"), 4096, 0, &mut rnd);
         Setup {
             a,
             b,
@@ -380,7 +380,7 @@ fn a_stream_without_a_matching_push_line_relays_nothing() {
         0,
         &mut rnd,
     );
-    let mut publisher = PushClient::new(spec("rtmp://a/live", "cam"), 4096, 0, &mut rnd);
+    let mut publisher = RelayClient::new(spec("rtmp://a/live", "cam"), 4096, 0, &mut rnd);
     let mut actions = Vec::new();
     for _ in 0..20 {
         if let Some(b) = publisher.take_output() {
@@ -395,4 +395,100 @@ fn a_stream_without_a_matching_push_line_relays_nothing() {
     }
     assert!(publisher.is_streaming());
     assert!(actions.is_empty(), "{actions:?}");
+}
+
+/// A pull, in memory: a player of `edge/cam` on worker E makes E pull `cam` from worker A
+/// (where a publisher sends it); E publishes what arrives, its player gets it, and when the
+/// player leaves the pull ends and E's stream is gone.
+#[test]
+fn a_player_starts_a_pull_that_publishes_the_origin_media_and_ends_with_it() {
+    const EDGE_PLAYER: ClientId = 7;
+    const ORIGIN_CONN: ClientId = 8;
+    let mut s = Setup::new();
+    s.pump(None);
+    s.media(chunk::MSG_VIDEO, 0, AVC_HEADER);
+    s.media(chunk::MSG_VIDEO, 0, &keyframe(1));
+    let mut rnd = |b: &mut [u8]| b.fill(7);
+    let mut edge = Worker::new();
+    let pull: &[&str] = &["rtmp://127.0.0.1:1935/live"];
+    edge.connect(
+        EDGE_PLAYER,
+        None,
+        server("edge", &[("pull", pull)]),
+        s.now,
+        &mut rnd,
+    );
+    s.a.connect(ORIGIN_CONN, None, server("live", &[]), s.now, &mut rnd);
+    // The edge's player, as raw bytes from a client session (handshake, connect, play).
+    let mut player = RelayClient::pull(spec("rtmp://e/edge", "cam"), 1 << 20, 0, &mut rnd);
+    let mut pull_id = None;
+    let mut o = Outcome::default();
+    for _ in 0..200 {
+        let mut moved = false;
+        if let Some(b) = player.take_output() {
+            edge.on_input(EDGE_PLAYER, &b, s.now, &mut o);
+            moved = true;
+        }
+        let back = drain(&mut edge, EDGE_PLAYER);
+        if !back.is_empty() {
+            player.feed(&back).unwrap();
+            moved = true;
+        }
+        for a in std::mem::take(&mut o.relays) {
+            if let RelayAction::Connect { id, port, .. } = a {
+                assert_eq!(port, 1935);
+                assert!(edge.on_relay_connected(id, s.now));
+                pull_id = Some(id);
+            }
+        }
+        if let Some(id) = pull_id {
+            let out = drain_relay(&mut edge, id);
+            if !out.is_empty() {
+                let mut oa = Outcome::default();
+                s.a.on_input(ORIGIN_CONN, &out, s.now, &mut oa);
+                moved = true;
+            }
+            let back = drain(&mut s.a, ORIGIN_CONN);
+            if !back.is_empty() {
+                edge.on_relay_input(id, &back, &mut o).unwrap();
+                moved = true;
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    let id = pull_id.expect("the player started a pull");
+    assert!(edge.relay_is_publishing(id), "the origin accepted play");
+    // Live media from the origin's publisher reaches the edge's player through the pull.
+    s.media(chunk::MSG_VIDEO, 40, &inter(2));
+    let back = drain(&mut s.a, ORIGIN_CONN);
+    edge.on_relay_input(id, &back, &mut o).unwrap();
+    player.feed(&drain(&mut edge, EDGE_PLAYER)).unwrap();
+    let got: Vec<(u8, u32, usize)> = player
+        .take_media()
+        .iter()
+        .map(|m| (m.type_id, m.timestamp, m.payload.len()))
+        .collect();
+    assert!(got.contains(&(chunk::MSG_VIDEO, 0, 3000)), "{got:?}");
+    assert!(got.contains(&(chunk::MSG_VIDEO, 40, 800)), "{got:?}");
+    assert!(edge.relay_read_timeout_ms(id).is_some());
+    // The player leaves: the pull stops and the edge's stream is gone.
+    let mut o = Outcome::default();
+    edge.disconnect(EDGE_PLAYER, s.now, &mut o);
+    assert!(
+        o.relays.contains(&RelayAction::Close { id }),
+        "{:?}",
+        o.relays
+    );
+    assert!(o
+        .logs
+        .iter()
+        .any(|l| l.text.contains("stops: no player left")));
+    assert!(!edge
+        .hub()
+        .is_publishing(&StreamKey::in_server(0, "edge", "cam")));
+    let mut o = Outcome::default();
+    edge.on_relay_closed(id, "closed", &mut o);
+    assert_eq!(edge.relay_count(), 0);
 }

@@ -189,6 +189,16 @@ impl Worker {
                 cs.timestamp = u64::from(c.last_timestamp);
                 list.push(cs);
             }
+            if publisher.is_none() {
+                // A pull publishes it: shown as its publisher, addressed by its URL.
+                let pulled = stats.publisher.and_then(|id| {
+                    super::pull::stat_client(relays, id, active_pull(&stats), now_ms, pid)
+                });
+                if let Some((cs, pull_since)) = pulled {
+                    since = Some(pull_since);
+                    list.push(cs);
+                }
+            }
             let stream_ts = publisher.map_or(0, |(_, c)| c.last_timestamp);
             let mut bytes_out = 0u64;
             for (id, ps) in hub.players_of(key) {
@@ -414,6 +424,11 @@ impl Worker {
         c.out.extend(messages);
         outcome.wake.push(id);
     }
+}
+
+/// Whether a pulled stream has media flowing.
+fn active_pull(stats: &crate::live::StreamStats) -> bool {
+    stats.frames_in > 0
 }
 
 /// The fields of a client every stream role shares.
