@@ -236,3 +236,87 @@ fn a_static_pull_runs_once_per_server_without_players_and_after_a_reload() {
     common::workers::finish_checked(edge);
     checks.finish(origin);
 }
+
+/// `on_play` and `on_publish` answered `302 Location: rtmp://...` (by nginx itself, as a
+/// backend): the play is pulled from there, the publish pushed there; with
+/// `notify_relay_redirect on` the local stream is named by the URL's MD5.
+#[test]
+fn rtmp_redirects_of_on_play_and_on_publish_pull_and_push() {
+    let origin = origin();
+    let o = origin.rtmp_port;
+    let block = "rtmp {\n server {\n listen 127.0.0.1:{RTMP_PORT};\n \
+         application edge { live on; on_play http://127.0.0.1:{HTTP_PORT}/to-origin; }\n \
+         application hashed { live on; notify_relay_redirect on; \
+         on_play http://127.0.0.1:{HTTP_PORT}/to-origin; }\n \
+         application ingest { live on; on_publish http://127.0.0.1:{HTTP_PORT}/push-to-origin; }\n \
+         }\n}\n";
+    let http = format!(
+        "        location /to-origin {{ return 302 rtmp://127.0.0.1:{o}/live/cam; }}\n\
+         \x20       location /push-to-origin {{ return 302 rtmp://127.0.0.1:{o}/live/pushed; }}"
+    );
+    let edge = Server::start(block, &http);
+    let mut checks = Checks::new();
+    let mut ff = publish(&origin.rtmp_url("live/cam"), 12);
+    thread::sleep(Duration::from_millis(1500));
+    for app in ["edge", "hashed"] {
+        let decoded = play_decode(&edge.rtmp_url(&format!("{app}/anything")), 3);
+        checks.check(decoded.ok && decoded.decoded_seconds >= 2.5, || {
+            format!("ffmpeg on {app}/anything, redirected to the origin: {decoded:#?}")
+        });
+    }
+    let url = format!("rtmp://127.0.0.1:{o}/live/cam");
+    let md5 = Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf %s '{url}' | md5sum | cut -c1-32"))
+        .output()
+        .unwrap();
+    let md5 = String::from_utf8_lossy(&md5.stdout).trim().to_string();
+    let log = edge.error_log();
+    checks.check(
+        log.contains("relay: pull of \"edge/anything\" from rtmp://"),
+        || format!("no pull for edge/anything:\n{log}"),
+    );
+    checks.check(
+        log.contains(&format!("relay: pull of \"hashed/{md5}\"")),
+        || format!("no pull named by the MD5 {md5}:\n{log}"),
+    );
+    // A publish redirected by on_publish is pushed to the origin.
+    let mut pub2 = publish(&edge.rtmp_url("ingest/local"), 8);
+    thread::sleep(Duration::from_millis(2000));
+    let decoded = play_decode(&origin.rtmp_url("live/pushed"), 3);
+    checks.check(decoded.ok && decoded.decoded_seconds >= 2.5, || {
+        format!("the redirected publish on the origin: {decoded:#?}")
+    });
+    let _ = pub2.wait_timeout(Duration::from_secs(15));
+    let _ = ff.wait_timeout(Duration::from_secs(15));
+    edge.finish();
+    checks.finish(origin);
+}
+
+#[test]
+fn with_session_relay_the_pull_ends_with_the_player_that_started_it() {
+    let origin = origin();
+    let edge = Server::start(&edge_block(origin.rtmp_port, "session_relay on;"), "");
+    let mut checks = Checks::new();
+    let mut ff = publish(&origin.rtmp_url("live/cam"), 12);
+    thread::sleep(Duration::from_millis(1500));
+    let mut first = RtmpClient::connect(&edge.rtmp_addr(), "edge").expect("connect");
+    let _ = first.play("cam");
+    let (got, _) = first.read_media_for(Duration::from_secs(1));
+    let mut second = RtmpClient::connect(&edge.rtmp_addr(), "edge").expect("connect");
+    let _ = second.play("cam");
+    checks.check(got.video > 0, || format!("first player: {got:?}"));
+    drop(first);
+    let ended = edge.wait_for_log(
+        0,
+        "stops: its player left (session_relay)",
+        Duration::from_secs(5),
+    );
+    checks.check(ended, || {
+        format!("the pull outlived its player:\n{}", edge.error_log())
+    });
+    drop(second);
+    let _ = ff.wait_timeout(Duration::from_secs(15));
+    edge.finish();
+    checks.finish(origin);
+}

@@ -132,8 +132,8 @@ pub static DIRECTIVES: &[Directive] = &[
     many("pull", APP, AtLeast(1), Implemented),
     one("push_reconnect", R_S_A, Exactly(1), Implemented),
     one("pull_reconnect", R_S_A, Exactly(1), Implemented),
-    one("session_relay", R_S_A, Flag, Planned),
-    one("relay_buffer", R_S, Exactly(1), Planned),
+    one("session_relay", R_S_A, Flag, Implemented),
+    one("relay_buffer", R_S, Exactly(1), Implemented),
     // Notify and netcall.
     one("on_connect", R_S, Exactly(1), Implemented),
     one("on_disconnect", R_S, Exactly(1), Implemented),
@@ -147,7 +147,7 @@ pub static DIRECTIVES: &[Directive] = &[
     one("notify_method", R_S_A, Exactly(1), Implemented),
     one("notify_update_timeout", R_S_A, Exactly(1), Implemented),
     one("notify_update_strict", R_S_A, Flag, Implemented),
-    one("notify_relay_redirect", R_S_A, Flag, Planned),
+    one("notify_relay_redirect", R_S_A, Flag, Implemented),
     one("netcall_timeout", R_S, Exactly(1), Implemented),
     one("netcall_buffer", R_S, Exactly(1), Implemented),
     // nginx-rtmp-rs's own: https callbacks.
@@ -482,6 +482,9 @@ mod tests {
             .collect();
         implemented.sort_unstable();
         let mut expected = vec![
+            "session_relay",
+            "relay_buffer",
+            "notify_relay_redirect",
             "pull",
             "pull_reconnect",
             "play",

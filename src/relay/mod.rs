@@ -23,8 +23,6 @@ pub const DEFAULT_FLASH_VER: &str = "FMLE/3.0 (compatible; nginx-rtmp-rs)";
 /// Largest message accepted from a target (it only sends answers and control messages).
 const MAX_TARGET_MESSAGE: u32 = 64 * 1024;
 
-/// Buffer length a pull announces to its origin.
-const PULL_BUFFER_MS: u32 = 1000;
 /// An AMF0 string `onMetaData` (type, length, text).
 const ON_METADATA: &[u8] = b"\x02\x00\x0aonMetaData";
 
@@ -171,6 +169,8 @@ pub struct RelayClient {
     received: u64,
     acked: u64,
     peer_window: u32,
+    /// Buffer length a pull announces to its origin.
+    buffer_ms: u32,
 }
 
 impl RelayClient {
@@ -202,19 +202,22 @@ impl RelayClient {
             received: 0,
             acked: 0,
             peer_window: 0,
+            buffer_ms: 0,
         }
     }
 
-    /// The client of a pull: `play`s `spec.name` and takes media messages up to `max_message`
-    /// bytes (the server's `max_message`).
+    /// The client of a pull: `play`s `spec.name`, announcing `buffer_ms` (`relay_buffer`), and
+    /// takes media messages up to `max_message` bytes (the server's `max_message`).
     pub fn pull(
         spec: RelaySpec,
         max_message: u32,
+        buffer_ms: u32,
         epoch_ms: u32,
         random: &mut dyn FnMut(&mut [u8]),
     ) -> Self {
         let mut client = RelayClient::new(spec, chunk::DEFAULT_CHUNK_SIZE, epoch_ms, random);
         client.pull = true;
+        client.buffer_ms = buffer_ms;
         client.decoder = ChunkDecoder::new(DecoderLimits {
             max_message,
             max_chunk_streams: chunk::DEFAULT_MAX_CHUNK_STREAMS,
@@ -523,7 +526,7 @@ impl RelayClient {
             ],
         );
         let mut b = BytesMut::new();
-        chunk::set_buffer_length(&mut b, self.stream_id, PULL_BUFFER_MS);
+        chunk::set_buffer_length(&mut b, self.stream_id, self.buffer_ms);
         self.out.extend_from_slice(&b);
     }
 

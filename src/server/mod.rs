@@ -274,6 +274,9 @@ struct Client {
     tls: Option<TlsInfo>,
     /// Playback of a file (from `play` until the client stops).
     vod: Option<vod::VodPlay>,
+    /// Where `on_publish`/`on_play` redirected this client's stream (`3xx rtmp://`): pushed
+    /// to, or pulled from, once.
+    redirect: Option<crate::conf::RelayTarget>,
 }
 
 impl Client {
@@ -528,6 +531,7 @@ impl Worker {
                 counters: stat::ClientCounters::default(),
                 tls: None,
                 vod: None,
+                redirect: None,
             },
         );
         self.counters.accepted();
@@ -1219,7 +1223,7 @@ impl Worker {
             Role::Player(key) => {
                 self.keep_partial_head(id);
                 self.hub.stop_play(id);
-                self.check_pull_of(&key, now_ms, outcome);
+                self.check_pull_of(id, &key, now_ms, outcome);
             }
             Role::Vod(_) | Role::None => {}
         }

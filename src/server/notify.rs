@@ -262,9 +262,7 @@ impl Worker {
         let decision = match &v {
             Verdict::Allow => "allowed".to_string(),
             Verdict::Rename(n) => format!("renamed to \"{n}\""),
-            Verdict::Relay(u) => {
-                format!("relay to {u} (relays are not supported; goes on locally)")
-            }
+            Verdict::Relay(u) => format!("relay to {u}"),
             Verdict::Deny(_) => "denied".to_string(),
         };
         outcome.log(level, id, format!("rtmp: {} {answer}: {decision}", p.label));
@@ -281,9 +279,11 @@ impl Worker {
                     let renamed = renamed(&new, &name);
                     self.complete_publish(id, renamed, &kind, now_ms, outcome)
                 }
-                Verdict::Allow | Verdict::Relay(_) => {
+                Verdict::Relay(url) => {
+                    let name = self.relay_redirect(id, &url, name, outcome);
                     self.complete_publish(id, name, &kind, now_ms, outcome)
                 }
+                Verdict::Allow => self.complete_publish(id, name, &kind, now_ms, outcome),
             },
             Waiting::Play { name, start, reset } => match v {
                 Verdict::Deny(_) => self.refuse_play(
@@ -296,9 +296,11 @@ impl Worker {
                     let renamed = renamed(&new, &name);
                     self.complete_play(id, renamed, (start, reset), now_ms, outcome)
                 }
-                Verdict::Allow | Verdict::Relay(_) => {
+                Verdict::Relay(url) => {
+                    let name = self.relay_redirect(id, &url, name, outcome);
                     self.complete_play(id, name, (start, reset), now_ms, outcome)
                 }
+                Verdict::Allow => self.complete_play(id, name, (start, reset), now_ms, outcome),
             },
             Waiting::Update => {
                 if let Verdict::Deny(_) = v {
@@ -397,6 +399,45 @@ impl Worker {
 
 /// The stream a callback's `Location` renames to; the client's own `?args` are kept unless
 /// the callback gave new ones.
+impl Worker {
+    /// An `on_publish`/`on_play` answer `3xx Location: rtmp://...`: the publish is pushed
+    /// there, or the play pulled from there (the C module's remote redirect). With
+    /// `notify_relay_redirect on`, the local name becomes the MD5 of the URL, in hex.
+    fn relay_redirect(
+        &mut self,
+        id: ClientId,
+        url: &str,
+        name: StreamName,
+        outcome: &mut Outcome,
+    ) -> StreamName {
+        let target = match crate::conf::parse_rtmp_url(url) {
+            Ok(u) => crate::conf::RelayTarget::new(u),
+            Err(why) => {
+                let text = format!("rtmp: cannot relay to {url:?}: {why}; goes on locally");
+                outcome.log(LogLevel::Warn, id, text);
+                return name;
+            }
+        };
+        let Some(client) = self.clients.get_mut(&id) else {
+            return name;
+        };
+        client.redirect = Some(target);
+        if !client
+            .app_settings()
+            .is_some_and(|s| s.notify.relay_redirect)
+        {
+            return name;
+        }
+        use md5::Digest;
+        let digest = md5::Md5::digest(url.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        StreamName {
+            name: hex,
+            args: name.args,
+        }
+    }
+}
+
 fn renamed(location: &str, old: &StreamName) -> StreamName {
     let mut name = StreamName::parse(location);
     if name.args.is_empty() {

@@ -763,18 +763,19 @@ fn on_publish_redirect_to_a_path_traversal_name_is_denied() {
 }
 
 #[test]
-fn on_publish_redirect_to_rtmp_publishes_locally_with_a_log_line() {
+fn on_publish_redirect_to_rtmp_publishes_locally_and_pushes_there() {
     let mut h = H::new(publish_server());
     assert!(h.connect(1, "live"));
     h.publish(1, "cam");
     let call = h.only_call();
-    h.answer(call.token, redirect("rtmp://other.example/live/cam"));
+    h.answer(call.token, redirect("rtmp://other.example/remote/key"));
     assert!(h.c(1).has_code("NetStream.Publish.Start"));
     assert_eq!(h.publisher_of("cam"), Some(1));
-    assert!(h
-        .logs
-        .iter()
-        .any(|l| l.text.contains("relays are not supported")));
+    let starts = |t: &str| h.logs.iter().any(|l| l.text.contains(t));
+    assert!(starts("relay to rtmp://other.example/remote/key"));
+    assert!(starts(
+        "relay: push of \"live/cam\" to rtmp://other.example/remote/key as \"remote/key\" starts"
+    ));
 }
 
 #[test]

@@ -34,6 +34,10 @@ pub(super) struct Pull {
     read_timeout_ms: u64,
     /// `static`: pulled whether or not anyone plays it.
     is_static: bool,
+    /// `relay_buffer`, announced to the origin.
+    buffer_ms: u32,
+    /// With `session_relay on`: the player whose session the pull lives for.
+    session: Option<ClientId>,
     client: Option<RelayClient>,
     /// A connection is open or being opened.
     connected: bool,
@@ -109,16 +113,28 @@ impl Worker {
         let Some(settings) = server.apps.get(app).map(|a| &a.settings) else {
             return false;
         };
-        let spec = settings
-            .relay
-            .pulls
+        // An `on_play` redirect to an rtmp:// URL comes first.
+        let redirect = self
+            .clients
+            .get_mut(&player)
+            .and_then(|c| c.redirect.take());
+        let spec = redirect
             .iter()
-            .filter(|t| !t.static_pull)
+            .chain(settings.relay.pulls.iter().filter(|t| !t.static_pull))
             .find_map(|t| RelaySpec::for_stream(t, &key.app, &key.name));
         let Some(spec) = spec else {
             return false;
         };
-        self.open_pull(&server, app, key, spec, false, now_ms, outcome)
+        if !self.open_pull(&server, app, key, spec, false, now_ms, outcome) {
+            return false;
+        }
+        if settings.relay.session_relay {
+            let id = self.hub.registry().publisher(key);
+            if let Some(p) = id.and_then(|id| self.relays.pulls.get_mut(&id)) {
+                p.session = Some(player);
+            }
+        }
+        true
     }
 
     /// `static` pulls (once a second, in every worker): each one nobody publishes is
@@ -205,6 +221,8 @@ impl Worker {
             resolver_timeout_ms: settings.net.resolver_timeout_ms,
             read_timeout_ms: server.settings.core.timeout_ms.max(1),
             is_static,
+            buffer_ms: u32::try_from(settings.relay.buffer_ms).unwrap_or(u32::MAX),
+            session: None,
             client: None,
             connected: true,
             playing: false,
@@ -245,18 +263,23 @@ impl Worker {
             && !self.registry.as_ref().is_some_and(|r| r.followed(&p.key))
     }
 
-    /// A player of `key` left: its pull ends when it was the last one.
-    pub(super) fn check_pull_of(&mut self, key: &StreamKey, now_ms: u64, outcome: &mut Outcome) {
-        let Some(id) = self
-            .hub
-            .registry()
-            .publisher(key)
-            .filter(|id| self.is_pull(*id))
-        else {
+    /// Player `player` of `key` left: the stream's pull ends when it was the last one, or
+    /// the one it was started for (`session_relay on`).
+    pub(super) fn check_pull_of(
+        &mut self,
+        player: ClientId,
+        key: &StreamKey,
+        now_ms: u64,
+        outcome: &mut Outcome,
+    ) {
+        let publisher = self.hub.registry().publisher(key);
+        let Some(id) = publisher.filter(|id| self.is_pull(*id)) else {
             return;
         };
         if self.pull_idle(id) {
             self.end_pull(id, "no player left", now_ms, outcome);
+        } else if self.relays.pulls.get(&id).and_then(|p| p.session) == Some(player) {
+            self.end_pull(id, "its player left (session_relay)", now_ms, outcome);
         }
     }
 
@@ -293,6 +316,7 @@ impl Worker {
         let mut client = RelayClient::pull(
             p.spec.clone(),
             max_message,
+            p.buffer_ms,
             now_ms as u32,
             &mut *self.random,
         );

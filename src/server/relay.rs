@@ -203,18 +203,19 @@ impl Worker {
         now_ms: u64,
         outcome: &mut Outcome,
     ) {
+        let redirect = self.clients.get_mut(&id).and_then(|c| c.redirect.take());
         let Some(client) = self.clients.get(&id) else {
             return;
         };
         let Some(settings) = client.app_settings() else {
             return;
         };
-        if settings.relay.pushes.is_empty() {
+        if settings.relay.pushes.is_empty() && redirect.is_none() {
             return;
         }
         let chunk_size = client.server.settings.core.chunk_size;
         let relay = &settings.relay;
-        for t in &relay.pushes {
+        for t in relay.pushes.iter().chain(redirect.as_ref()) {
             let Some(spec) = RelaySpec::for_stream(t, &key.app, &key.name) else {
                 continue;
             };

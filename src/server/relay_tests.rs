@@ -414,13 +414,13 @@ fn a_player_starts_a_pull_that_publishes_the_origin_media_and_ends_with_it() {
     edge.connect(
         EDGE_PLAYER,
         None,
-        server("edge", &[("pull", pull)]),
+        server("edge", &[("pull", pull), ("relay_buffer", &["2s"])]),
         s.now,
         &mut rnd,
     );
     s.a.connect(ORIGIN_CONN, None, server("live", &[]), s.now, &mut rnd);
     // The edge's player, as raw bytes from a client session (handshake, connect, play).
-    let mut player = RelayClient::pull(spec("rtmp://e/edge", "cam"), 1 << 20, 0, &mut rnd);
+    let mut player = RelayClient::pull(spec("rtmp://e/edge", "cam"), 1 << 20, 1000, 0, &mut rnd);
     let mut pull_id = None;
     let mut o = Outcome::default();
     for _ in 0..200 {
@@ -460,6 +460,9 @@ fn a_player_starts_a_pull_that_publishes_the_origin_media_and_ends_with_it() {
     }
     let id = pull_id.expect("the player started a pull");
     assert!(edge.relay_is_publishing(id), "the origin accepted play");
+    // The pull announced `relay_buffer` as its buffer length.
+    let origin_side = s.a.clients.get(&ORIGIN_CONN).unwrap();
+    assert_eq!(origin_side.session.buffer_ms, 2000);
     // Live media from the origin's publisher reaches the edge's player through the pull.
     s.media(chunk::MSG_VIDEO, 40, &inter(2));
     let back = drain(&mut s.a, ORIGIN_CONN);
