@@ -341,7 +341,7 @@ fn dead_commands_respawn_while_published() {
          \x20   }}\n}}\n",
         s = once.display()
     );
-    let server = Server::start(&rtmp, "");
+    let server = Server::start(&rtmp, "        location /stat { rtmp_stat all; }");
     let runs = |tag: &str| {
         fs::read_to_string(dir.join(format!("runs.{tag}")))
             .map(|s| s.lines().count())
@@ -363,6 +363,23 @@ fn dead_commands_respawn_while_published() {
         server.error_log()
     );
     assert_eq!(runs("off"), 1, "respawn off ran it again");
+    // /stat lists the worker's processes with their restarts (JSON and XML).
+    let stat = common::hls::http_get(server.http_port, "/stat?format=json").expect("/stat");
+    let v: serde_json::Value = serde_json::from_slice(&stat.body).expect("JSON");
+    let execs = v["workers"][0]["execs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let on_exec = execs.iter().find(|e| e["app"] == "on" && e["name"] == "s");
+    assert!(
+        on_exec.is_some_and(|e| e["directive"] == "exec_push"
+            && e["restarts"].as_u64().unwrap_or(0) >= 2
+            && e["command"].as_str().unwrap_or("").contains("once.sh on")),
+        "{execs:?}"
+    );
+    let xml = common::hls::http_get(server.http_port, "/stat").expect("/stat");
+    let xml = String::from_utf8_lossy(&xml.body);
+    assert!(xml.contains("<exec><pid>"), "{xml}");
     drop(on);
     drop(off);
     thread::sleep(Duration::from_millis(1500));

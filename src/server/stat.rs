@@ -119,6 +119,7 @@ impl Worker {
     /// [`MIN_BW_WINDOW_MS`] apart; 0 on the first). nginx_version, compiler, built and uptime
     /// are left for the glue.
     pub fn stat_part(&mut self, now_ms: u64, pid: u32) -> StatSnapshot {
+        let execs = exec_stats(&self.execs);
         let Worker {
             hub,
             clients,
@@ -298,6 +299,7 @@ impl Worker {
             workers: vec![WorkerInfo {
                 pid,
                 connections: clients.len() as u64,
+                execs,
             }],
             servers: servers.into_values().collect(),
             ..StatSnapshot::default()
@@ -424,6 +426,28 @@ impl Worker {
         c.out.extend(messages);
         outcome.wake.push(id);
     }
+}
+
+/// The worker's `exec*` processes for /stat.
+fn exec_stats(execs: &crate::exec::Execs) -> Vec<crate::stat::ExecStat> {
+    execs
+        .list()
+        .into_iter()
+        .map(|e| {
+            let (app, name) = match &e.owner {
+                crate::exec::Owner::Stream(k) => (k.app.clone(), k.name.clone()),
+                _ => (String::new(), String::new()),
+            };
+            crate::stat::ExecStat {
+                pid: e.pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+                directive: e.kind.directive().to_string(),
+                app,
+                name,
+                command: e.command,
+                restarts: u64::from(e.restarts),
+            }
+        })
+        .collect()
 }
 
 /// Whether a pulled stream has media flowing.
@@ -827,7 +851,8 @@ mod tests {
             s.workers,
             [WorkerInfo {
                 pid: PID,
-                connections: 3
+                connections: 3,
+                execs: Vec::new(),
             }]
         );
         assert_eq!(s.servers.len(), 1);

@@ -37,6 +37,20 @@ pub fn render_json_masked(s: &StatSnapshot, mask: StatMask) -> String {
         w.out.push('{');
         w.num_field("pid", wk.pid);
         w.num_field("connections", wk.connections);
+        w.key("execs");
+        w.out.push('[');
+        for (j, e) in wk.execs.iter().enumerate() {
+            w.sep(j);
+            w.out.push('{');
+            w.num_field("pid", e.pid);
+            w.str_field("directive", &e.directive);
+            w.str_field("app", &e.app);
+            w.str_field("name", &e.name);
+            w.str_field("command", &e.command);
+            w.num_field("restarts", e.restarts);
+            w.close('}');
+        }
+        w.out.push_str("],");
         w.close('}');
     }
     w.out.push_str("],");

@@ -50,6 +50,23 @@ pub struct StatSnapshot {
 pub struct WorkerInfo {
     pub pid: u32,
     pub connections: u64,
+    /// The processes this worker supervises (`exec*`).
+    pub execs: Vec<ExecStat>,
+}
+
+/// One `exec*` process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecStat {
+    /// 0 while it is not running (waiting to be respawned).
+    pub pid: u32,
+    /// The directive it comes from: `exec`, `exec_push`, `exec_static`...
+    pub directive: String,
+    /// Its stream (empty for `exec_static`).
+    pub app: String,
+    pub name: String,
+    /// The command line, as started.
+    pub command: String,
+    pub restarts: u64,
 }
 
 /// One `server{}` block; `index` is what `/control?srv=` refers to.
@@ -528,10 +545,12 @@ pub(crate) mod tests {
                 WorkerInfo {
                     pid: 4242,
                     connections: 2,
+                    execs: Vec::new(),
                 },
                 WorkerInfo {
                     pid: 4243,
                     connections: 1,
+                    execs: Vec::new(),
                 },
             ],
             servers: vec![
@@ -677,6 +696,7 @@ pub(crate) mod tests {
             workers: vec![WorkerInfo {
                 pid,
                 connections: clients.len() as u64,
+                execs: Vec::new(),
             }],
             servers: vec![ServerStat {
                 index: 0,

@@ -100,6 +100,24 @@ pub fn render_prometheus_masked(s: &StatSnapshot, mask: StatMask) -> String {
             );
         }
     }
+    let execs: Vec<_> = s.workers.iter().flat_map(|w| &w.execs).collect();
+    if !execs.is_empty() {
+        family(
+            o,
+            "nginx_rtmp_exec_restarts_total",
+            "counter",
+            "Restarts of each exec* process, by directive, stream and the worker that runs it.",
+        );
+        for e in execs {
+            o.push_str("nginx_rtmp_exec_restarts_total{directive=\"");
+            push_label_value(o, &e.directive);
+            o.push_str("\",app=\"");
+            push_label_value(o, &e.app);
+            o.push_str("\",name=\"");
+            push_label_value(o, &e.name);
+            let _ = writeln!(o, "\",pid=\"{}\"}} {}", e.pid, e.restarts);
+        }
+    }
 
     if !mask.live {
         return out;

@@ -12,16 +12,20 @@
 //! bytes or elements. Version 2 adds one field at the end of each client, `tls` (an `Option`
 //! tag, then `version` and `sni`); version 3 one more, `relay` (an `Option` tag, then
 //! `reconnects`); version 4 one more at the end of each stream, `recorders` (a list of `name`,
-//! `path`, `bytes`, `time_ms`). Parts of versions 1 (`RSS1`) to 3 (`RSS3`), written by an older
-//! build that still runs during a reload, are read, with those fields empty.
+//! `path`, `bytes`, `time_ms`); version 5 one more at the end of each worker, `execs` (a list of
+//! `pid`, `directive`, `app`, `name`, `command`, `restarts`). Parts of versions 1 (`RSS1`) to 4
+//! (`RSS4`), written by an older build that still runs during a reload, are read, with those
+//! fields empty.
 
 use super::{
-    AppStat, AudioMeta, ClientStat, ClientTls, RecorderStat, RelayStat, ServerStat, StatError,
-    StatSnapshot, StreamStat, VideoMeta, WorkerInfo,
+    AppStat, AudioMeta, ClientStat, ClientTls, ExecStat, RecorderStat, RelayStat, ServerStat,
+    StatError, StatSnapshot, StreamStat, VideoMeta, WorkerInfo,
 };
 
-/// First bytes of an encoded snapshot (format version 4, what [`StatSnapshot::encode`] writes).
-pub const STAT_MAGIC: [u8; 4] = *b"RSS4";
+/// First bytes of an encoded snapshot (format version 5, what [`StatSnapshot::encode`] writes).
+pub const STAT_MAGIC: [u8; 4] = *b"RSS5";
+/// First bytes of a version 4 snapshot (no worker `execs`), still accepted by the decoder.
+pub const STAT_MAGIC_V4: [u8; 4] = *b"RSS4";
 /// First bytes of a version 3 snapshot (no stream `recorders`), still accepted by the decoder.
 pub const STAT_MAGIC_V3: [u8; 4] = *b"RSS3";
 /// First bytes of a version 2 snapshot (no client `relay`), still accepted by the decoder.
@@ -39,7 +43,7 @@ pub const MAX_STAT_LIST_LEN: usize = 1 << 20;
 impl StatSnapshot {
     /// The binary form described in the module docs.
     pub fn encode(&self) -> Vec<u8> {
-        self.encode_version(4)
+        self.encode_version(5)
     }
 
     /// Version 1 leaves the client `tls` out, version 2 the client `relay`, version 3 the
@@ -54,6 +58,7 @@ impl StatSnapshot {
             1 => &STAT_MAGIC_V1,
             2 => &STAT_MAGIC_V2,
             3 => &STAT_MAGIC_V3,
+            4 => &STAT_MAGIC_V4,
             _ => &STAT_MAGIC,
         });
         w.str(&self.nginx_version);
@@ -70,6 +75,16 @@ impl StatSnapshot {
         w.list(&self.workers, |w, x| {
             w.uint(u64::from(x.pid));
             w.uint(x.connections);
+            if w.version >= 5 {
+                w.list(&x.execs, |w, e| {
+                    w.uint(u64::from(e.pid));
+                    w.str(&e.directive);
+                    w.str(&e.app);
+                    w.str(&e.name);
+                    w.str(&e.command);
+                    w.uint(e.restarts);
+                });
+            }
         });
         w.list(&self.servers, |w, srv| {
             w.uint(srv.index as u64);
@@ -90,7 +105,7 @@ impl StatSnapshot {
         let mut r = Reader {
             buf: bytes,
             pos: 0,
-            version: 4,
+            version: 5,
         };
         let magic = r.take(STAT_MAGIC.len())?;
         if magic == STAT_MAGIC_V1 {
@@ -99,6 +114,8 @@ impl StatSnapshot {
             r.version = 2;
         } else if magic == STAT_MAGIC_V3 {
             r.version = 3;
+        } else if magic == STAT_MAGIC_V4 {
+            r.version = 4;
         } else if magic != STAT_MAGIC {
             return Err(StatError::Corrupt("bad magic or version"));
         }
@@ -118,6 +135,20 @@ impl StatSnapshot {
                 Ok(WorkerInfo {
                     pid: r.u32()?,
                     connections: r.uint()?,
+                    execs: if r.version >= 5 {
+                        r.list(|r| {
+                            Ok(ExecStat {
+                                pid: r.u32()?,
+                                directive: r.str()?,
+                                app: r.str()?,
+                                name: r.str()?,
+                                command: r.str()?,
+                                restarts: r.uint()?,
+                            })
+                        })?
+                    } else {
+                        Vec::new()
+                    },
                 })
             })?,
             servers: r.list(|r| {
@@ -539,6 +570,42 @@ mod tests {
     }
 
     #[test]
+    fn execs_round_trip_render_escaped_and_version_4_parts_decode_without_them() {
+        let mut s = sample();
+        s.workers[1].execs = vec![ExecStat {
+            pid: 5150,
+            directive: "exec_pull".into(),
+            app: "live".into(),
+            name: "cam".into(),
+            command: "ffmpeg -i \"rtmp://x/<a>&b\"".into(),
+            restarts: 2,
+        }];
+        assert_eq!(StatSnapshot::decode(&s.encode()).unwrap(), s);
+        let old = StatSnapshot::decode(&s.encode_version(4)).unwrap();
+        assert!(old.workers.iter().all(|w| w.execs.is_empty()));
+        let xml = super::super::render_xml(&s, super::super::StatMask::ALL, None);
+        assert!(
+            xml.contains(
+                "<execs>\r\n<exec><pid>5150</pid><directive>exec_pull</directive><app>live</app>\
+             <name>cam</name><command>ffmpeg -i &quot;rtmp://x/&lt;a&gt;&amp;b&quot;</command>\
+             <restarts>2</restarts></exec>\r\n</execs>\r\n</rtmp>"
+            ),
+            "{xml}"
+        );
+        let json = super::super::render_json(&s);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            v["workers"][1]["execs"][0]["command"],
+            "ffmpeg -i \"rtmp://x/<a>&b\""
+        );
+        assert_eq!(v["workers"][1]["execs"][0]["restarts"], 2);
+        let prom = super::super::render_prometheus(&s);
+        assert!(prom.contains(
+            "nginx_rtmp_exec_restarts_total{directive=\"exec_pull\",app=\"live\",name=\"cam\",pid=\"5150\"} 2"
+        ), "{prom}");
+    }
+
+    #[test]
     fn recorders_round_trip_and_version_3_parts_decode_without_them() {
         let mut s = sample();
         s.servers[0].applications[0].streams[0].recorders = vec![RecorderStat {
@@ -640,7 +707,7 @@ mod tests {
             Err(StatError::Corrupt("trailing bytes"))
         );
         assert_eq!(
-            StatSnapshot::decode(b"RSS5"),
+            StatSnapshot::decode(b"RSS6"),
             Err(StatError::Corrupt("bad magic or version"))
         );
         // Four empty strings, seven zero counters, then a workers count far past the end.

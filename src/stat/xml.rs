@@ -46,6 +46,22 @@ pub fn render_xml(s: &StatSnapshot, mask: StatMask, stylesheet: Option<&str>) ->
         }
         out.push_str("</server>\r\n");
     }
+    let execs: Vec<_> = s.workers.iter().flat_map(|w| &w.execs).collect();
+    if !execs.is_empty() {
+        // Ours (the C module has none): the processes of every worker.
+        out.push_str("<execs>\r\n");
+        for e in execs {
+            out.push_str("<exec>");
+            num(&mut out, "pid", e.pid);
+            text(&mut out, "directive", &e.directive);
+            text(&mut out, "app", &e.app);
+            text(&mut out, "name", &e.name);
+            text(&mut out, "command", &e.command);
+            num(&mut out, "restarts", e.restarts);
+            out.push_str("</exec>\r\n");
+        }
+        out.push_str("</execs>\r\n");
+    }
     out.push_str("</rtmp>\r\n");
     out
 }
