@@ -35,6 +35,9 @@ pub enum ExecKind {
     PlayDone,
     /// `exec_record_done`: a recording is finished.
     RecordDone,
+    /// `exec_pull`: while a stream nobody publishes has players (the command is expected to
+    /// publish it).
+    Pull,
 }
 
 impl ExecKind {
@@ -47,12 +50,13 @@ impl ExecKind {
             ExecKind::Play => "exec_play",
             ExecKind::PlayDone => "exec_play_done",
             ExecKind::RecordDone => "exec_record_done",
+            ExecKind::Pull => "exec_pull",
         }
     }
 
     /// Supervised: killed when its owner ends and respawned when it dies before.
     pub fn managed(self) -> bool {
-        matches!(self, ExecKind::Push | ExecKind::Static)
+        matches!(self, ExecKind::Push | ExecKind::Static | ExecKind::Pull)
     }
 }
 
@@ -366,6 +370,8 @@ pub enum ExecAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Owner {
     Stream(StreamKey),
+    /// `exec_pull` commands of a stream (apart from its publisher's `exec_push`).
+    Pulling(StreamKey),
     Static,
     /// Event commands: nobody (never killed, never respawned).
     Event,

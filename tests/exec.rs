@@ -588,3 +588,59 @@ fn missing_commands_and_redirects() {
     server.finish();
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// `exec_pull` with 2 workers: players of a stream nobody publishes make one worker start the
+/// command (ffmpeg re-publishing another application's stream under that name), every player of
+/// both workers plays what it publishes, and the command is killed once the last one left.
+#[test]
+fn exec_pull_runs_once_per_server_while_the_stream_has_players() {
+    if !require("ffmpeg") {
+        return;
+    }
+    let ff = "ffmpeg -hide_banner -nostdin -loglevel error";
+    let rtmp = format!(
+        "rtmp {{\n    server {{\n        listen 127.0.0.1:{{RTMP_PORT}} reuseport;\n\
+         \x20       application src {{ live on; }}\n\
+         \x20       application pulled {{ live on; exec_pull {ff} -i \
+         rtmp://127.0.0.1:{{RTMP_PORT}}/src/$name -c copy -f flv \
+         rtmp://127.0.0.1:{{RTMP_PORT}}/pulled/$name; }}\n\
+         \x20   }}\n}}\n"
+    );
+    let server = Launch::workers(2).start(&rtmp, "");
+    let port = server.rtmp_addr().rsplit(':').next().unwrap().to_string();
+    let marker = format!("127.0.0.1:{port}/pulled/cam");
+    let mut publisher = publish_with(&server.rtmp_url("src/cam"), 40, &[]);
+    thread::sleep(Duration::from_millis(1000));
+    let players: Vec<_> = (0..6)
+        .map(|_| {
+            let addr = server.rtmp_addr();
+            thread::spawn(move || {
+                let mut c = RtmpClient::connect(&addr, "pulled").expect("connect");
+                let _ = c.play("cam");
+                let (count, _) = c.read_media_for(Duration::from_secs(6));
+                count.video
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_secs(4));
+    let running = procs_with(&marker);
+    let videos: Vec<u32> = players.into_iter().map(|p| p.join().unwrap()).collect();
+    assert_eq!(
+        running.len(),
+        1,
+        "one exec_pull command per server: {running:?}"
+    );
+    assert!(
+        videos.iter().all(|&v| v > 25),
+        "every player got the pulled stream: {videos:?}\n{}",
+        server.error_log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(4), || procs_with(&marker).is_empty()),
+        "the exec_pull command outlived its players: {:?}",
+        procs_with(&marker)
+    );
+    assert!(server.error_log().contains("exec: exec_pull started pid"));
+    publisher.kill();
+    common::workers::finish_checked(server);
+}

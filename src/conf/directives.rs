@@ -169,7 +169,7 @@ pub static DIRECTIVES: &[Directive] = &[
     // Exec.
     many("exec", R_S_A, AtLeast(1), Implemented),
     many("exec_push", R_S_A, AtLeast(1), Implemented),
-    many("exec_pull", R_S_A, AtLeast(1), Planned),
+    many("exec_pull", R_S_A, AtLeast(1), Implemented),
     many("exec_publish", R_S_A, AtLeast(1), Implemented),
     many("exec_publish_done", R_S_A, AtLeast(1), Implemented),
     many("exec_play", R_S_A, AtLeast(1), Implemented),
@@ -482,6 +482,7 @@ mod tests {
             .collect();
         implemented.sort_unstable();
         let mut expected = vec![
+            "exec_pull",
             "session_relay",
             "relay_buffer",
             "notify_relay_redirect",

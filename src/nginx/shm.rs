@@ -624,6 +624,14 @@ impl PublishRegistry for ShmRegistry {
         rings::followed(key)
     }
 
+    fn set_local_players(&mut self, key: &StreamKey, any: bool) {
+        rings::set_local_players(key, any);
+    }
+
+    fn watched(&self, key: &StreamKey) -> bool {
+        rings::watched(key)
+    }
+
     fn release(&mut self, key: &StreamKey) {
         rings::end(key);
         let k = key_bytes(key);
@@ -666,6 +674,7 @@ mod rings {
     const HVER: usize = 40; // AtomicU64: seqlock of the header copies
     const KEYLEN: usize = 48; // u32
     const FOLLOWERS: usize = 56; // AtomicU64: bit n = the worker in slot n follows this ring
+    const LOCAL_PLAYERS: usize = 1016; // AtomicU64: 1 while the publisher's worker has players
     const KEY: usize = 64; // key bytes (REG_KEY_MAX)
     /// Latest metadata, video and audio codec headers: (kind, offset of length, capacity).
     const HEADERS: [(FrameKind, usize, usize); 3] = [
@@ -701,6 +710,9 @@ mod rings {
         static WRITING: RefCell<HashMap<StreamKey, usize>> = RefCell::new(HashMap::new());
         /// Rings this worker reads, by stream.
         static FOLLOWING: RefCell<HashMap<StreamKey, Follow>> = RefCell::new(HashMap::new());
+        /// Streams published here that have players here (kept for a ring made later).
+        static LOCALLY_WATCHED: RefCell<std::collections::HashSet<StreamKey>> =
+            RefCell::new(std::collections::HashSet::new());
     }
 
     fn ring(base: *mut u8, i: usize) -> *mut u8 {
@@ -772,6 +784,8 @@ mod rings {
                     atomic(r, GEN).fetch_add(1, Ordering::AcqRel);
                     atomic(r, KEYPOS).store(0, Ordering::Release);
                     atomic(r, FOLLOWERS).store(0, Ordering::Release);
+                    let watched = LOCALLY_WATCHED.with(|w| w.borrow().contains(key));
+                    atomic(r, LOCAL_PLAYERS).store(u64::from(watched), Ordering::Release);
                     // SAFETY: inside the ring header; we hold the lock.
                     unsafe {
                         set_u32(r.add(KEYLEN), k.len() as u32);
@@ -1038,6 +1052,44 @@ mod rings {
             let done = ended(r).load(Ordering::Acquire) != 0
                 && f.pos >= atomic(r, WRITTEN).load(Ordering::Acquire);
             done || !alive(f.owner)
+        })
+    }
+
+    /// Records whether `key`, published here, has players here (for [`watched`]).
+    pub fn set_local_players(key: &StreamKey, any: bool) {
+        LOCALLY_WATCHED.with(|w| {
+            let mut w = w.borrow_mut();
+            if any {
+                w.insert(key.clone());
+            } else {
+                w.remove(key);
+            }
+        });
+        let (Some(base), Some(i)) = (zone(), WRITING.with(|w| w.borrow().get(key).copied())) else {
+            return;
+        };
+        if i < RINGS {
+            atomic(ring(base, i), LOCAL_PLAYERS).store(u64::from(any), Ordering::Release);
+        }
+    }
+
+    /// Whether `key` has players in any worker: its publisher's (see [`set_local_players`])
+    /// or followers.
+    pub fn watched(key: &StreamKey) -> bool {
+        if LOCALLY_WATCHED.with(|w| w.borrow().contains(key)) {
+            return true;
+        }
+        let Some(base) = zone() else { return false };
+        let k = key_bytes(key);
+        (0..RINGS).any(|i| {
+            let r = ring(base, i);
+            let o = owner(r).load(Ordering::Acquire);
+            o != 0
+                && ended(r).load(Ordering::Acquire) == 0
+                && alive(o)
+                && key_matches(r, &k)
+                && (atomic(r, FOLLOWERS).load(Ordering::Acquire) != 0
+                    || atomic(r, LOCAL_PLAYERS).load(Ordering::Acquire) != 0)
         })
     }
 

@@ -87,6 +87,7 @@ extern "C" fn housekeeping_handler(ev: *mut ngx_event_t) {
             } else {
                 w.keep_static_pulls(&servers, now_ms(), &mut outcome);
             }
+            w.check_exec_pulls(&mut outcome);
         });
         super::conn::apply_outcome(outcome);
         super::exec::housekeeping();

@@ -16,7 +16,7 @@ pub struct StaticExecs {
     pub kill_signal: i32,
 }
 
-fn vars_of(client: &Client, stream: &StreamName) -> Vars {
+pub(super) fn vars_of(client: &Client, stream: &StreamName) -> Vars {
     let v = &client.vars;
     Vars {
         app: v.app.clone(),
@@ -76,7 +76,7 @@ impl Worker {
             ExecKind::PublishDone => &ex.publish_done,
             ExecKind::Play => &ex.play,
             ExecKind::PlayDone => &ex.play_done,
-            ExecKind::Push | ExecKind::Static | ExecKind::RecordDone => return,
+            ExecKind::Push | ExecKind::Static | ExecKind::RecordDone | ExecKind::Pull => return,
         };
         let sup = Supervision {
             respawn_ms: ex.respawn.then_some(ex.respawn_timeout_ms),

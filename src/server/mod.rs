@@ -349,6 +349,13 @@ pub trait PublishRegistry {
     fn followed(&self, _key: &StreamKey) -> bool {
         false
     }
+    /// Says whether `key`, published here, has players in this worker.
+    fn set_local_players(&mut self, _key: &StreamKey, _any: bool) {}
+    /// Whether `key` has players in any worker (the publisher's own, or followers); false
+    /// when it is not published.
+    fn watched(&self, _key: &StreamKey) -> bool {
+        false
+    }
     /// RTMP connections of every worker (for `max_connections`); None: only this worker's
     /// are known.
     fn connections(&self) -> Option<u64> {
@@ -408,6 +415,9 @@ pub struct Worker {
     execs: crate::exec::Execs,
     /// `push` relays of the streams published here.
     relays: relay::Relays,
+    /// `exec_pull` commands running for streams nobody published: stream → the name claimed
+    /// in the registry so that one worker runs them.
+    exec_pulls: HashMap<StreamKey, StreamKey>,
 }
 
 impl Default for Worker {
@@ -428,6 +438,7 @@ impl Default for Worker {
             counters: stat::WorkerCounters::default(),
             execs: crate::exec::Execs::default(),
             relays: relay::Relays::default(),
+            exec_pulls: HashMap::new(),
             random: Box::new(move |buf: &mut [u8]| {
                 for b in buf {
                     state ^= state << 13;
@@ -886,6 +897,7 @@ impl Worker {
                     }
                 }
                 self.start_recorders(id, &key, &name, outcome);
+                self.note_local_players(&key);
                 outcome.log(
                     LogLevel::Info,
                     id,
@@ -999,8 +1011,9 @@ impl Worker {
         if self.clients.contains_key(&id)
             && !self.hub.is_publishing(&key)
             && !self.follow_remote(&key, id, outcome)
+            && !self.start_pull(id, &key, now_ms, outcome)
         {
-            self.start_pull(id, &key, now_ms, outcome);
+            self.start_exec_pull(id, &key, &name, outcome);
         }
         let Some(client) = self.clients.get_mut(&id) else {
             return;
@@ -1074,6 +1087,7 @@ impl Worker {
             }
         };
         if joined {
+            self.note_local_players(&key);
             self.exec_event(id, crate::exec::ExecKind::Play, &key, &name, outcome);
         }
     }
@@ -1209,6 +1223,7 @@ impl Worker {
                 self.stop_relays(&key, outcome);
                 let notices = self.hub.unpublish(&key, id);
                 if let Some(r) = self.registry.as_mut() {
+                    r.set_local_players(&key, false);
                     r.release(&key);
                 }
                 self.outputs.unpublish(&key, now_ms, &mut outcome.logs);
@@ -1224,6 +1239,8 @@ impl Worker {
                 self.keep_partial_head(id);
                 self.hub.stop_play(id);
                 self.check_pull_of(id, &key, now_ms, outcome);
+                self.note_local_players(&key);
+                self.check_exec_pulls(outcome);
             }
             Role::Vod(_) | Role::None => {}
         }

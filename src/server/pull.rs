@@ -531,3 +531,91 @@ pub(super) fn stat_client(
     };
     Some((stat, p.since_ms))
 }
+
+impl Worker {
+    /// Tells the other workers whether `key`, published here, has players here (an
+    /// `exec_pull` of another worker keeps running while it has).
+    pub(super) fn note_local_players(&mut self, key: &StreamKey) {
+        if !self.hub.is_publishing(key) || self.mirrors.contains_key(key) {
+            return;
+        }
+        let any = self.hub.players_of(key).next().is_some();
+        if let Some(r) = self.registry.as_mut() {
+            r.set_local_players(key, any);
+        }
+    }
+
+    /// `exec_pull`: a player waits for `key`, which nobody publishes: its commands start
+    /// (once per server: the worker that claims `key`'s pull name runs them), expected to
+    /// publish it; they stop when no worker has a player of it any more.
+    pub(super) fn start_exec_pull(
+        &mut self,
+        player: ClientId,
+        key: &StreamKey,
+        stream: &crate::rtmp::command::StreamName,
+        outcome: &mut Outcome,
+    ) {
+        if self.exec_pulls.contains_key(key) {
+            return;
+        }
+        let Some(client) = self.clients.get(&player) else {
+            return;
+        };
+        let Some(settings) = client.app_settings() else {
+            return;
+        };
+        if settings.exec.pull.is_empty() {
+            return;
+        }
+        // Control characters are never part of an application name: no stream has this one.
+        let lock =
+            StreamKey::in_server(key.server, format!("{}\u{1}exec_pull", key.app), &key.name);
+        if self.registry.as_mut().is_some_and(|r| !r.claim(&lock)) {
+            return;
+        }
+        let ex = &settings.exec;
+        let sup = crate::exec::Supervision {
+            respawn_ms: ex.respawn.then_some(ex.respawn_timeout_ms),
+            kill_signal: ex.kill_signal,
+        };
+        let vars = super::exec::vars_of(client, stream);
+        let specs = ex.pull.clone();
+        let mut logs = Vec::new();
+        self.execs.start(
+            crate::exec::ExecKind::Pull,
+            &crate::exec::Owner::Pulling(key.clone()),
+            &specs,
+            &vars,
+            sup,
+            &mut outcome.execs,
+            &mut logs,
+        );
+        super::exec::push_logs(outcome, logs);
+        self.exec_pulls.insert(key.clone(), lock);
+    }
+
+    /// Stops the `exec_pull` commands of streams no worker has a player of any more.
+    pub fn check_exec_pulls(&mut self, outcome: &mut Outcome) {
+        let idle: Vec<StreamKey> = self
+            .exec_pulls
+            .keys()
+            .filter(|k| {
+                self.hub.players_of(k).next().is_none()
+                    && !self.registry.as_ref().is_some_and(|r| r.watched(k))
+            })
+            .cloned()
+            .collect();
+        for key in idle {
+            let Some(lock) = self.exec_pulls.remove(&key) else {
+                continue;
+            };
+            let mut logs = Vec::new();
+            let owner = crate::exec::Owner::Pulling(key.clone());
+            self.execs.stop(&owner, &mut outcome.execs, &mut logs);
+            super::exec::push_logs(outcome, logs);
+            if let Some(r) = self.registry.as_mut() {
+                r.release(&lock);
+            }
+        }
+    }
+}

@@ -435,7 +435,9 @@ fn exec_stats(execs: &crate::exec::Execs) -> Vec<crate::stat::ExecStat> {
         .into_iter()
         .map(|e| {
             let (app, name) = match &e.owner {
-                crate::exec::Owner::Stream(k) => (k.app.clone(), k.name.clone()),
+                crate::exec::Owner::Stream(k) | crate::exec::Owner::Pulling(k) => {
+                    (k.app.clone(), k.name.clone())
+                }
                 _ => (String::new(), String::new()),
             };
             crate::stat::ExecStat {
