@@ -62,6 +62,9 @@ nginx-rtmp-rs: starting nginx (Ctrl-C stops it; logs in build/run/logs/)
   page: http://127.0.0.1:8080/                  (the live streams, played in the browser)
   stat: http://127.0.0.1:8080/stat              (XML; ?format=json, ?format=prometheus)
 MSG
+if grep -q 'location /replays/' "$CONF"; then
+    echo "  replays: http://127.0.0.1:8080/replays/       (every publish, recorded as MP4; the page lists them)"
+fi
 
 # exec: the script becomes nginx's master, so Ctrl-C (SIGINT) and SIGTERM reach it directly
 # (fast shutdown: live RTMP connections are closed instead of waited for), the script ends

@@ -644,3 +644,94 @@ fn exec_pull_runs_once_per_server_while_the_stream_has_players() {
     publisher.kill();
     common::workers::finish_checked(server);
 }
+
+/// Churn with 4 workers: publishes come and go (connections dropped, 5 at once, names reused
+/// at once) for `EXEC_CHURN_SECONDS` (default 30; the acceptance run is 600), each with an
+/// `exec_push` command and event commands. Each live stream has one process (the one of a
+/// name's previous publish is gone within 1 s); at the end none is left, no worker has a
+/// zombie child, and every publish started exactly one.
+#[test]
+fn exec_churn_leaves_one_process_per_stream_and_no_zombies() {
+    let seconds: u64 = std::env::var("EXEC_CHURN_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let dir = scripts_dir("churn");
+    let long = script(&dir, "churn-long.sh", "while :; do sleep 0.1; done");
+    let event = script(&dir, "churn-event.sh", "exit 0");
+    let rtmp = format!(
+        "rtmp {{\n    server {{\n        listen 127.0.0.1:{{RTMP_PORT}} reuseport;\n\
+         \x20       application live {{ live on; exec_push {l} churn-$name; \
+         exec_publish {e} $name; exec_publish_done {e} $name; exec_kill_signal term; }}\n\
+         \x20   }}\n}}\n",
+        l = long.display(),
+        e = event.display()
+    );
+    let server = Launch::workers(4).start(&rtmp, "");
+    let started = Instant::now();
+    let mut publishes = 0u64;
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut worst_dup = 0usize;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        // A wave of 5 streams (50 publishes every 10 waves), up for 0.3-1.5 s.
+        let mut wave = Vec::new();
+        for i in 0..5 {
+            let name = format!("c{}", (next() % 20) + i * 20);
+            let Ok(mut c) = RtmpClient::connect(&server.rtmp_addr(), "live") else {
+                continue;
+            };
+            if c.publish(&name).ok().as_deref() == Some("NetStream.Publish.Start") {
+                publishes += 1;
+                wave.push((c, name));
+            }
+        }
+        let up = Duration::from_millis(300 + next() % 1200);
+        let t = Instant::now();
+        while t.elapsed() < up {
+            for (c, _) in &mut wave {
+                c.idle(Duration::from_millis(50)).ok();
+            }
+        }
+        for (_, name) in &wave {
+            // A process being killed for the previous publish of the name may still be
+            // exiting; it must be gone within 1 s (a second one that stays is a duplicate).
+            let marker = format!("churn-{name} ");
+            // The script's shell forks for each `sleep`: a child still holds the script's
+            // command line until it runs `sleep`; only processes the workers started count.
+            let started_by_workers = || {
+                let procs = procs_with(&marker);
+                let pids: Vec<i32> = procs.iter().map(|p| p.0).collect();
+                procs.iter().filter(|p| !pids.contains(&p.1)).count()
+            };
+            if !wait_until(Duration::from_secs(1), || started_by_workers() <= 1) {
+                worst_dup = worst_dup.max(started_by_workers());
+            }
+        }
+        // The connections just close (no deleteStream), as an encoder that crashes.
+        wave.clear();
+    }
+    let gone = wait_until(Duration::from_secs(2), || procs_with("churn-c").is_empty());
+    let zombies = wait_until(Duration::from_secs(2), || {
+        worker_zombies(&server).is_empty()
+    });
+    let log = server.error_log();
+    let starts = log.matches("exec: exec_push started pid").count() as u64;
+    println!(
+        "{publishes} publishes in {:?}: {starts} exec_push processes started",
+        started.elapsed()
+    );
+    assert!(gone, "processes left: {:?}", procs_with("churn-c"));
+    assert!(zombies, "zombies: {:?}", worker_zombies(&server));
+    assert!(
+        worst_dup <= 1,
+        "a stream had {worst_dup} exec_push processes"
+    );
+    assert_eq!(starts, publishes, "one exec_push per publish");
+    common::workers::finish_checked(server);
+}

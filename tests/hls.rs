@@ -863,9 +863,8 @@ fn example_config_serves_playable_hls_with_cache_and_cors_headers() {
     checks.assert_ok();
 }
 
-/// Chromium + hls.js play `live/<name>` published with `app_directives` for 10 s: the video
-/// advances >= 5 s with no hls.js error.
-fn browser_plays(name: &str, app_directives: &str, extra_http: &str) {
+/// The http locations of the browser player page (`/player/`, with hls.js from npm).
+fn player_locations() -> String {
     let browser_dir = manifest_dir().join("tests/browser");
     let hls_js = browser_dir.join("node_modules/hls.js/dist/hls.min.js");
     assert!(
@@ -878,7 +877,7 @@ fn browser_plays(name: &str, app_directives: &str, extra_http: &str) {
     );
     // The page is served by the same nginx under another origin (localhost vs 127.0.0.1), so
     // the HLS location's CORS headers are needed, as for a real player page.
-    let player = format!(
+    format!(
         "location /player/ {{\n\
          \x20   alias {dir}/;\n\
          \x20   types {{ text/html html; application/javascript js; }}\n\
@@ -889,7 +888,13 @@ fn browser_plays(name: &str, app_directives: &str, extra_http: &str) {
          }}\n",
         dir = browser_dir.display(),
         hls_js = hls_js.display(),
-    );
+    )
+}
+
+/// Chromium + hls.js play `live/<name>` published with `app_directives` for 10 s: the video
+/// advances >= 5 s with no hls.js error.
+fn browser_plays(name: &str, app_directives: &str, extra_http: &str) {
+    let player = player_locations();
     let server = start_hls(
         &[("live", app_directives)],
         &format!("{player}{extra_http}"),
@@ -965,5 +970,69 @@ fn h264_mp3_stream_plays() {
         }
         None => checks.fail(format!("no playlist {}", pl.display())),
     }
+    checks.finish(server);
+}
+
+/// The classic nginx-rtmp ABR ladder: `exec ffmpeg` makes three renditions of a publish into
+/// an application with `hls_variant`, and hls.js in Chromium plays the master playlist as a
+/// 3-variant ladder.
+#[test]
+fn exec_abr_ladder_plays_as_three_variants_in_hls_js() {
+    let ff =
+        "ffmpeg -hide_banner -nostdin -loglevel error -i rtmp://127.0.0.1:{RTMP_PORT}/live/$name";
+    let dst = "-f flv rtmp://127.0.0.1:{RTMP_PORT}/hls";
+    let x264 = "-c:v libx264 -preset ultrafast -tune zerolatency -threads 1 -g 25 -c:a copy";
+    let rtmp = format!(
+        "rtmp {{\n    server {{\n        listen 127.0.0.1:{{RTMP_PORT}};\n\
+         \x20       application live {{ live on;\n\
+         \x20           exec {ff} -c copy {dst}/$name_hi;\n\
+         \x20           exec {ff} {x264} -s 240x180 -b:v 300k {dst}/$name_mid;\n\
+         \x20           exec {ff} {x264} -s 160x120 -b:v 150k {dst}/$name_lo;\n\
+         \x20       }}\n\
+         \x20       application hls {{ live on; hls on; hls_path {{PREFIX}}/tmp/hls;\n\
+         \x20           hls_fragment 1s; hls_playlist_length 8s;\n\
+         \x20           hls_variant _hi BANDWIDTH=1000000;\n\
+         \x20           hls_variant _mid BANDWIDTH=400000;\n\
+         \x20           hls_variant _lo BANDWIDTH=200000;\n\
+         \x20       }}\n    }}\n}}\n"
+    );
+    let http = format!(
+        "{}{}",
+        hls_http_location("/hls/", "{PREFIX}/tmp/"),
+        player_locations()
+    );
+    let server = Server::start(&rtmp, &http);
+    let mut checks = Checks::new();
+    let mut p = publish(&server.rtmp_url("live/abr"), 30);
+    for v in ["abr_hi", "abr_mid", "abr_lo"] {
+        checks.ok(wait_segments(&playlist_file(&server, "hls", v), 3));
+    }
+    let master = fs::read_to_string(playlist_file(&server, "hls", "abr")).unwrap_or_default();
+    let uris: Vec<String> = stream_infs(&master).iter().map(|v| v.uri.clone()).collect();
+    checks.check(
+        uris == ["abr_hi.m3u8", "abr_mid.m3u8", "abr_lo.m3u8"],
+        || format!("master playlist:\n{master}"),
+    );
+    let page = format!(
+        "http://localhost:{}/player/index.html?src={}",
+        server.http_port,
+        playlist_url(&server, "hls", "abr")
+    );
+    let r = run_browser(&page, 10);
+    println!("browser: {}", r.json.trim());
+    let levels = json_number(&r.json, "levels");
+    checks.check(levels == Some(3.0), || {
+        format!("hls.js levels: {levels:?}: {}", r.json)
+    });
+    checks.check(r.advanced.is_some_and(|a| a >= 5.0), || {
+        format!(
+            "video.currentTime advanced {:?} s in 10 s: {}",
+            r.advanced, r.json
+        )
+    });
+    checks.check(r.error_count == Some(0.0), || {
+        format!("hls.js errors: {}", r.json)
+    });
+    p.kill();
     checks.finish(server);
 }

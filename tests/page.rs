@@ -7,28 +7,30 @@
 //!   `/vendor/`, `/stat`, `/hls/` and `/dash/` locations), with `www/` and `vendor/` linked into
 //!   the prefix as `scripts/run.sh` does; ffmpeg publishes, the row must show the stream's
 //!   resolution and codecs, and the video must play with hls.js and with dash.js.
+//! - [`example_page_lists_and_plays_a_finished_replay`]: the same, with the example's
+//!   `replay` recorder and `/replays/` location: a recording is not listed while it is being
+//!   written; once the publisher left, the page lists it (date, size) and a click plays it with
+//!   hls.js as a VOD.
 //! - [`page_renders_names_as_text_and_shows_empty_and_error_states`]: the same files with a
-//!   `/stat` answered from a file, so the page's rendering is checked on its own: hostile stream
-//!   names stay text, and the empty and error states say what to do.
+//!   `/stat` answered from a file and a `/replays/` listing of files made by the test, so the
+//!   page's rendering is checked on its own: hostile stream and file names stay text (and are
+//!   encoded in URLs), replays come newest first, and the empty and error states say what to do.
 //!
 //! Not run against the C module (`RTMP_IT_TARGET=c`): it has no JSON statistics.
 
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::symlink;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::ExitStatus;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use common::dash::Stream;
 use common::ffmpeg::publish;
 use common::hls::{
-    access_log_errors_in, http_get, json_number, wait_segments, Checks, ExampleNginx,
+    access_log_errors_in, http_get, json_number, run_node, wait_segments, Checks, ExampleNginx,
 };
 use common::*;
 
@@ -96,59 +98,18 @@ impl PageRun {
 
 /// Runs `node page.mjs <url> <args>` in its own process group (an overrun kills Chromium too).
 fn run_page(url: &str, args: &[&str], limit: Duration) -> PageRun {
-    let dir = browser_dir();
-    let mut child = Command::new("node")
-        .arg(dir.join("page.mjs"))
-        .arg(url)
-        .args(args)
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("spawn node (scripts/test.sh installs it)");
-    let out = child.stdout.take().expect("stdout");
-    let err = child.stderr.take().expect("stderr");
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let err_reader = {
-        let sink = Arc::clone(&stderr);
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if let Ok(mut s) = sink.lock() {
-                    s.push_str(&line);
-                    s.push('\n');
-                }
-            }
-        })
-    };
-    let out_reader = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = BufReader::new(out).read_to_string(&mut s);
-        s
-    });
-    let status = match wait_timeout(&mut child, limit) {
-        Some(s) => Some(s),
-        None => {
-            // SAFETY: the process group created for node (process_group(0)); not yet reaped.
-            unsafe {
-                libc::kill(-(child.id() as i32), libc::SIGKILL);
-            }
-            let _ = child.wait();
-            None
-        }
-    };
-    let json = out_reader.join().unwrap_or_default();
-    let _ = err_reader.join();
-    let stderr = stderr.lock().map(|s| s.clone()).unwrap_or_default();
+    let all: Vec<&str> = std::iter::once(url).chain(args.iter().copied()).collect();
+    let r = run_node("page.mjs", &all, limit);
     println!(
-        "page.mjs {args:?}: {status:?}\n{}\nnode stderr:\n{stderr}",
-        json.trim()
+        "page.mjs {args:?}: {:?}\n{}\nnode stderr:\n{}",
+        r.status,
+        r.json.trim(),
+        r.stderr
     );
     PageRun {
-        json,
-        status,
-        stderr,
+        json: r.json,
+        status: r.status,
+        stderr: r.stderr,
     }
 }
 
@@ -313,8 +274,225 @@ fn example_page_lists_and_plays_a_live_stream() {
     checks.assert_ok();
 }
 
-/// The page's locations as `nginx-conf/nginx.conf` has them, on this repository's files, and a
-/// `/stat` answered from `{PREFIX}/stat.json`.
+/// The name (without `.m3u8`) of a finished recording's playlist in `dir`: one that ends with
+/// `#EXT-X-ENDLIST`.
+fn finished_replay(dir: &Path) -> Option<String> {
+    fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .find_map(|e| {
+            let path = e.path();
+            let stem = path
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".m3u8")?
+                .to_string();
+            let text = fs::read_to_string(&path).ok()?;
+            text.ends_with("#EXT-X-ENDLIST\n").then_some(stem)
+        })
+}
+
+/// `GET path` answers 200 with `content_type` and `Cache-Control: no-cache`.
+fn check_replay_file(checks: &mut Checks, port: u16, path: &str, content_type: &str) {
+    match http_get(port, path) {
+        Ok(r) => checks.check(
+            r.status == 200
+                && r.header("Content-Type") == Some(content_type)
+                && r.header("Cache-Control") == Some("no-cache"),
+            || {
+                format!(
+                    "GET {path}: {} {:?} {:?}, expected {content_type}, no-cache",
+                    r.status,
+                    r.header("Content-Type"),
+                    r.header("Cache-Control")
+                )
+            },
+        ),
+        Err(e) => checks.check(false, || e),
+    };
+}
+
+/// The `replays` object of page.mjs's JSON (`Null` when missing).
+fn replays_of(json: &str) -> serde_json::Value {
+    serde_json::from_str::<serde_json::Value>(json.trim()).unwrap_or_default()["replays"].clone()
+}
+
+/// The names of the replay rows, in the page's order.
+fn replay_names(replays: &serde_json::Value) -> Vec<String> {
+    replays["rows"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|r| r["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn example_page_lists_and_plays_a_finished_replay() {
+    require_browser();
+    let mut nginx = ExampleNginx::start();
+    link_page_into(&nginx.prefix);
+    let mut checks = Checks::new();
+    let port = nginx.http_port;
+    let url = format!("http://127.0.0.1:{port}/");
+    let dir = nginx.prefix.join("tmp/replays");
+    let secs = 12;
+    let mut p = publish(
+        &format!("rtmp://127.0.0.1:{}/live/replay", nginx.rtmp_port),
+        secs,
+    );
+
+    // While it is being recorded, its playlist is on disk (an EVENT one) but not listed: the
+    // page knows it is not finished from /stat's recorders.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let growing = || {
+        fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".m3u8"))
+            })
+            .unwrap_or(false)
+    };
+    while !growing() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    checks.check(growing(), || {
+        format!("no playlist in {} while recording", dir.display())
+    });
+    let r = run_page(&url, &[], Duration::from_secs(60));
+    let replays = replays_of(&r.json);
+    checks.check(
+        r.has("\"replaysState\":\"ok\"")
+            && replays["shown"] == false
+            && replay_names(&replays).is_empty(),
+        || {
+            format!(
+                "a recording still being written is listed as a replay (or no listing): {}",
+                r.json
+            )
+        },
+    );
+    checks.check(r.has("\"recording\":\"REC\""), || {
+        format!("the live row should show REC: {}", r.json)
+    });
+
+    checks.check(
+        p.wait_timeout(Duration::from_secs(u64::from(secs) + 15))
+            .is_some(),
+        || "the publisher did not finish".into(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while finished_replay(&dir).is_none() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    let Some(name) = finished_replay(&dir) else {
+        p.kill();
+        nginx.stop();
+        panic!("no finished replay playlist in {}", dir.display());
+    };
+    checks.check(name.starts_with("replay-"), || {
+        format!("the replay is named {name}, expected replay-<unix time>")
+    });
+
+    // The listing the page reads, and the replay's files as players get them.
+    match http_get(port, "/replays/") {
+        Ok(r) => {
+            let body = String::from_utf8_lossy(&r.body);
+            checks.check(
+                r.status == 200
+                    && r.header("Content-Type") == Some("application/json")
+                    && body.contains(&format!("\"name\":\"{name}.m3u8\"")),
+                || {
+                    format!(
+                        "GET /replays/: {} {:?}:\n{body}",
+                        r.status,
+                        r.header("Content-Type")
+                    )
+                },
+            );
+        }
+        Err(e) => checks.fail(e),
+    }
+    check_replay_file(
+        &mut checks,
+        port,
+        &format!("/replays/{name}.m3u8"),
+        "application/vnd.apple.mpegurl",
+    );
+    check_replay_file(
+        &mut checks,
+        port,
+        &format!("/replays/{name}.mp4"),
+        "video/mp4",
+    );
+
+    // A viewer clicks it: it plays from its start, as a VOD of the publish's length.
+    let r = run_page(
+        &url,
+        &["--replay", &name, "--seconds", "6", "--min-advance", "3"],
+        Duration::from_secs(90),
+    );
+    checks.check(r.status.is_some_and(|s| s.success()), || {
+        format!(
+            "node page.mjs --replay failed ({:?}):\n{}\n{}",
+            r.status, r.json, r.stderr
+        )
+    });
+    checks.check(r.has("\"rowOk\":true"), || {
+        format!("no replay row {name} with a date and a size: {}", r.json)
+    });
+    checks.check(r.number("advanced").is_some_and(|a| a >= 3.0), || {
+        format!(
+            "the replay advanced {:?} s in 6 s after the click (need >= 3): {}",
+            r.number("advanced"),
+            r.json
+        )
+    });
+    let duration = r.number("duration").unwrap_or(0.0);
+    checks.check(
+        (f64::from(secs) - 1.0..=f64::from(secs) + 1.0).contains(&duration),
+        || {
+            format!(
+                "the replay's duration is {duration} s, the publish lasted {secs} s: {}",
+                r.json
+            )
+        },
+    );
+    checks.check(
+        r.has(&format!("\"title\":\"Replay: {name}\"")) && r.has("\"engine\":\"hls.js "),
+        || {
+            format!(
+                "the player should say Replay: {name} and hls.js: {}",
+                r.json
+            )
+        },
+    );
+    checks.check(r.number("errorCount") == Some(0.0), || {
+        format!("page errors: {}", r.json)
+    });
+    checks.check(r.number("outsideCount") == Some(0.0), || {
+        format!("the page asked servers other than this one: {}", r.json)
+    });
+
+    let log = nginx.stop();
+    let bad: Vec<&str> = log.lines().filter(|l| is_forbidden_log_line(l)).collect();
+    checks.check(bad.is_empty(), || {
+        format!("error log has forbidden lines:\n{}", bad.join("\n"))
+    });
+    let errors = access_log_errors_in(&nginx.prefix.join("logs/access.log"), "/");
+    checks.check(errors.is_empty(), || {
+        format!("HTTP errors in the access log:\n{}", errors.join("\n"))
+    });
+    if !checks.is_empty() {
+        println!("--- logs ---\n{}", nginx.logs());
+    }
+    checks.assert_ok();
+}
+
+/// The page's locations as `nginx-conf/nginx.conf` has them, on this repository's files, a
+/// `/stat` answered from `{PREFIX}/stat.json`, and `/replays/` listing `{PREFIX}/replays/`.
 fn page_locations_with_file_stat() -> String {
     format!(
         "location = / {{\n\
@@ -332,6 +510,11 @@ fn page_locations_with_file_stat() -> String {
          \x20   alias {{PREFIX}}/stat.json;\n\
          \x20   default_type application/json;\n\
          \x20   add_header Cache-Control no-store;\n\
+         }}\n\
+         location /replays/ {{\n\
+         \x20   alias {{PREFIX}}/replays/;\n\
+         \x20   autoindex on;\n\
+         \x20   autoindex_format json;\n\
          }}\n",
         www = www_dir().display(),
         hls = hls_js().display(),
@@ -367,7 +550,7 @@ const AV: &str = "\"video\":{\"codec\":\"H264\",\"width\":1280,\"height\":720,\
 const AUDIO_ONLY: &str = "\"video\":null,\
     \"audio\":{\"codec\":\"AAC\",\"profile\":\"LC\",\"channels\":1,\"sample_rate\":48000}";
 const NO_MEDIA: &str = "\"video\":null,\"audio\":null";
-const RECORDING: &str = "\"recorders\":[{\"name\":\"\",\"path\":\"/var/rec/cam1.flv\",    \"bytes\":692666,\"time_ms\":5991}]";
+const RECORDING: &str = "\"recorders\":[{\"name\":\"\",\"path\":\"/var/rec/cam1-1765000100.mp4\",    \"bytes\":692666,\"time_ms\":5991}]";
 
 #[test]
 fn page_renders_names_as_text_and_shows_empty_and_error_states() {
@@ -399,6 +582,30 @@ fn page_renders_names_as_text_and_shows_empty_and_error_states() {
         ]),
     )
     .expect("write stat.json");
+    // Replays: file names are whatever the stream names made them. Listed: the .m3u8 files,
+    // newest first (by the time the playlist was last written: the recording's end), with
+    // their .mp4's size; not the one cam1 is still recording, nor other files.
+    let replays = server.prefix.join("replays");
+    let now = SystemTime::now();
+    let hostile_file = "<img src=x onerror=alert(1)>";
+    let amp_file = "a&amp;b #?%";
+    fs::create_dir_all(replays.join("dir.m3u8")).expect("create replays/ and a directory");
+    for (file, bytes, age_s) in [
+        (format!("{hostile_file}.m3u8"), 100, 10),
+        (format!("{amp_file}.m3u8"), 100, 20),
+        ("cam1-1765000000.m3u8".to_string(), 1333, 60),
+        ("cam1-1765000000.mp4".to_string(), 2_500_000, 60),
+        ("older.m3u8".to_string(), 100, 86_400),
+        ("older.mp4".to_string(), 999, 86_400),
+        ("cam1-1765000100.m3u8".to_string(), 100, 0),
+        ("cam1-1765000100.mp4".to_string(), 100, 0),
+        ("notes.txt".to_string(), 10, 0),
+    ] {
+        let f = fs::File::create(replays.join(&file)).expect("create a replay file");
+        f.set_len(bytes).expect("size a replay file");
+        f.set_modified(now - Duration::from_secs(age_s))
+            .expect("date a replay file");
+    }
     let r = run_page(
         &url,
         &[
@@ -467,6 +674,38 @@ fn page_renders_names_as_text_and_shows_empty_and_error_states() {
     checks.check(r.has("\"status\":\"4 live streams"), || {
         format!("the status line should count 4 live streams: {}", r.json)
     });
+    let listed = replays_of(&r.json);
+    let names = replay_names(&listed);
+    checks.check(
+        names == [hostile_file, amp_file, "cam1-1765000000", "older"]
+            && listed["shown"] == true
+            && listed["count"] == "(4)",
+        || {
+            format!(
+                "replays: expected the hostile name, a&amp;b #?%, cam1-1765000000 and older, as text, \
+                 in this order: {listed}"
+            )
+        },
+    );
+    // Names are encoded into the links (and so into what the player fetches).
+    let rows = listed["rows"].as_array().cloned().unwrap_or_default();
+    let href = |i: usize| rows.get(i).and_then(|r| r["href"].as_str()).unwrap_or("");
+    checks.check(
+        href(0).ends_with("/replays/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E.m3u8")
+            && href(1).ends_with("/replays/a%26amp%3Bb%20%23%3F%25.m3u8")
+            && href(2).ends_with("/replays/cam1-1765000000.m3u8"),
+        || format!("replay links not encoded: {listed}"),
+    );
+    let size = |i: usize| rows.get(i).and_then(|r| r["size"].as_str()).unwrap_or("");
+    let ended = |i: usize| rows.get(i).and_then(|r| r["ended"].as_str()).unwrap_or("");
+    checks.check(
+        size(0) == "—" && size(2) == "2.5 MB" && size(3) == "999 B",
+        || format!("replay sizes (of the .mp4, — without one): {listed}"),
+    );
+    checks.check(
+        (0..4).all(|i| ended(i).chars().any(|c| c.is_ascii_digit())),
+        || format!("every replay should show when it ended: {listed}"),
+    );
 
     // Nothing published: the page says how to publish, to this host.
     fs::write(&stat, stat_json(&[])).expect("write stat.json");
@@ -484,9 +723,15 @@ fn page_renders_names_as_text_and_shows_empty_and_error_states() {
         format!("page errors with no streams: {}", r.json)
     });
 
-    // /stat fails: the page says so (the 404 itself is the one console error expected).
+    // /stat fails: the page says so (the 404 itself is the one console error expected). No
+    // replay listing (404 too): the section stays hidden, quietly.
     fs::remove_file(&stat).expect("remove stat.json");
+    fs::remove_dir_all(&replays).expect("remove replays/");
     let r = run_page(&url, &[], limit);
+    checks.check(
+        r.has("\"replaysState\":\"none\"") && replays_of(&r.json)["shown"] == false,
+        || format!("the replays should be hidden without a listing: {}", r.json),
+    );
     checks.check(r.has("\"stat\":\"error\""), || {
         format!("no error state when /stat fails: {}", r.json)
     });

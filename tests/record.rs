@@ -3,7 +3,8 @@
 //! files back: they play, they are indexed (duration, keyframes) so they seek, `record_interval`
 //! cuts them on keyframes, the callbacks come with the path, manual recorders start and stop
 //! from whichever worker answers the request, and a worker killed mid-recording leaves a file
-//! that still plays.
+//! that still plays. An MP4 recording's replay playlist plays in Debian's Chromium with hls.js
+//! from start to end and seeks (`tests/browser/replay.mjs` drives the browser).
 //!
 //! Expected failures with `RTMP_IT_TARGET=c`: the C module writes unindexed files (no
 //! `keyframes`, duration 0), and its `/control` only sees its own worker's sessions.
@@ -17,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::backend::Backend;
-use common::hls::{http_get, Checks};
+use common::hls::{http_get, run_node, Checks};
 use common::workers::Launch;
 
 use common::*;
@@ -412,23 +413,14 @@ fn mp4_recordings_survive_a_killed_worker_and_replay_over_hls() {
         checks.check(playlist.ends_with("#EXT-X-ENDLIST\n"), || {
             format!("playlist: {playlist}")
         });
-        let out = Command::new("ffmpeg")
-            .args(["-hide_banner", "-nostdin", "-v", "error", "-i", &url])
-            .args(["-f", "null", "-progress", "pipe:1", "-"])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        let decoded = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.strip_prefix("out_time_us="))
-            .filter_map(|v| v.parse::<f64>().ok())
-            .next_back()
-            .unwrap_or(0.0)
-            / 1e6;
-        checks.check(
-            out.status.success() && err.trim().is_empty() && decoded > 7.5,
-            || format!("the replay over HLS: {decoded} s decoded, {err}"),
-        );
+        // Bounded: without EXT-X-ENDLIST ffmpeg would wait for the playlist to grow.
+        let d = common::hls::decode(&url, None, Duration::from_secs(30));
+        checks.check(d.ok && d.seconds > 7.5, || {
+            format!(
+                "the replay over HLS: {} s decoded, timed out: {}, {}",
+                d.seconds, d.timed_out, d.stderr
+            )
+        });
     }
 
     // A worker killed 20 s into a publish loses at most the fragment being gathered.
@@ -452,6 +444,201 @@ fn mp4_recordings_survive_a_killed_worker_and_replay_over_hls() {
     let mut server = server;
     server.stop();
     checks.assert_ok();
+}
+
+/// The test player page (`tests/browser/index.html` + `player.js`) and hls.js from npm, served
+/// by the same nginx at `/player/`.
+fn player_locations() -> String {
+    let dir = manifest_dir().join("tests/browser");
+    let hls_js = dir.join("node_modules/hls.js/dist/hls.min.js");
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir() && hls_js.is_file(),
+        "tests/browser has no node_modules: run: npm ci --prefix tests/browser"
+    );
+    assert!(
+        Path::new("/usr/bin/chromium").is_file(),
+        "Debian's chromium is missing: apt-get install chromium (scripts/test.sh does)"
+    );
+    format!(
+        "        location /player/ {{\n\
+         \x20           alias {dir}/;\n\
+         \x20           types {{ text/html html; application/javascript js; }}\n\
+         \x20       }}\n\
+         \x20       location = /player/hls.min.js {{\n\
+         \x20           alias {hls_js};\n\
+         \x20           default_type application/javascript;\n\
+         \x20       }}\n",
+        dir = dir.display(),
+        hls_js = hls_js.display(),
+    )
+}
+
+/// `GET path` answers 200 with `content_type`.
+fn check_content_type(checks: &mut Checks, server: &Server, path: &str, content_type: &str) {
+    match http_get(server.http_port, path) {
+        Ok(r) => checks.check(
+            r.status == 200 && r.header("Content-Type") == Some(content_type),
+            || {
+                format!(
+                    "GET {path}: {} {:?}, expected {content_type}",
+                    r.status,
+                    r.header("Content-Type")
+                )
+            },
+        ),
+        Err(e) => checks.check(false, || e),
+    };
+}
+
+/// A finished MP4 recording's replay playlist, served by nginx, as a viewer uses it: ffmpeg
+/// decodes it whole with no error, and Chromium with hls.js plays it from start to end (every
+/// second of it shown, the MP4's duration, no error), then seeks back to the middle, and a
+/// fresh tab seeks to the middle at once; both seeks load the middle's fragments (hls.js keeps
+/// 4 s buffered) and play on from within one GOP of it.
+#[test]
+fn mp4_replay_plays_to_the_end_and_seeks_in_the_browser() {
+    let http = format!(
+        "        location /rec/ {{\n\
+         \x20           alias {{PREFIX}}/rec/;\n\
+         \x20           types {{ application/vnd.apple.mpegurl m3u8; video/mp4 mp4; }}\n\
+         \x20       }}\n{}",
+        player_locations()
+    );
+    let app = "record all; record_path {PREFIX}/rec; record_format mp4; record_unique off;";
+    let server = Server::start(&rtmp_block(app), &http);
+    let mut checks = Checks::new();
+    let secs = 20.0;
+    publish_to_end(&server, "live/replay", 20, &mut checks);
+
+    // The recording has ended once its playlist is a VOD (written after the last fragment).
+    let playlist = server.prefix.join("rec/replay.m3u8");
+    let deadline = Instant::now() + CALL_WAIT;
+    let ended = || {
+        fs::read_to_string(&playlist).is_ok_and(|p| {
+            p.contains("#EXT-X-PLAYLIST-TYPE:VOD") && p.ends_with("#EXT-X-ENDLIST\n")
+        })
+    };
+    while !ended() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    checks.check(ended(), || {
+        format!(
+            "the playlist has no EXT-X-ENDLIST {:?} after the publisher left:\n{}",
+            CALL_WAIT,
+            fs::read_to_string(&playlist).unwrap_or_default()
+        )
+    });
+    check_content_type(
+        &mut checks,
+        &server,
+        "/rec/replay.m3u8",
+        "application/vnd.apple.mpegurl",
+    );
+    check_content_type(&mut checks, &server, "/rec/replay.mp4", "video/mp4");
+    let mp4_secs = probe(&server.prefix.join("rec/replay.mp4"))
+        .map(|(d, _, _)| d)
+        .unwrap_or(0.0);
+    checks.check((secs - 1.0..=secs + 1.0).contains(&mp4_secs), || {
+        format!("the MP4 lasts {mp4_secs} s, expected {secs} ± 1")
+    });
+
+    // ffmpeg decodes the whole replay with no error. (Not from its middle: Debian's ffmpeg 5.1
+    // decodes nothing after `-ss` in any fMP4 HLS playlist, its own too; the MP4 itself seeks,
+    // see mp4_recordings_survive_a_killed_worker_and_replay_over_hls.)
+    let url = server.http_url("/rec/replay.m3u8");
+    let d = common::hls::decode(&url, None, Duration::from_secs(30));
+    checks.check(d.ok && (d.seconds - mp4_secs).abs() <= 0.5, || {
+        format!(
+            "ffmpeg decoded {} s of the replay (the MP4 lasts {mp4_secs} s), timed out: {}, {}",
+            d.seconds, d.timed_out, d.stderr
+        )
+    });
+
+    let page = server.http_url(&format!("/player/index.html?buffer=4&src={url}"));
+    let r = run_node("replay.mjs", &[&page, "60"], Duration::from_secs(150));
+    println!("replay.mjs: {}\nnode stderr:\n{}", r.json.trim(), r.stderr);
+    checks.check(r.status.is_some_and(|s| s.success()), || {
+        format!(
+            "node replay.mjs failed ({:?}):\n{}\n{}",
+            r.status, r.json, r.stderr
+        )
+    });
+    let v: serde_json::Value = serde_json::from_str(r.json.trim()).unwrap_or_default();
+    let num = |v: &serde_json::Value, key: &str| v[key].as_f64().unwrap_or(f64::NAN);
+    let duration = num(&v, "duration");
+    checks.check(
+        (duration - secs).abs() <= 1.0 && (duration - mp4_secs).abs() <= 0.5,
+        || format!("hls.js: duration {duration} s, the MP4 lasts {mp4_secs} s"),
+    );
+    checks.check(num(&v, "firstTime") <= 0.5, || {
+        format!("playback started at {} s, not at the start", v["firstTime"])
+    });
+    checks.check(
+        v["ended"] == true || num(&v, "endTime") >= duration - 0.5,
+        || {
+            format!(
+                "playback did not reach the end: ended {}, at {} s of {duration}",
+                v["ended"], v["endTime"]
+            )
+        },
+    );
+    // What was really shown: all of it, nothing jumped over.
+    let played: f64 = v["played"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| r[1].as_f64().unwrap_or(0.0) - r[0].as_f64().unwrap_or(0.0))
+                .sum()
+        })
+        .unwrap_or(0.0);
+    checks.check(played >= duration - 0.5, || {
+        format!("hls.js showed {played} s of {duration} s: {}", v["played"])
+    });
+    let seeks = v["seeks"].as_array().cloned().unwrap_or_default();
+    checks.check(seeks.len() == 2, || {
+        format!(
+            "expected a seek after the end and one in a fresh tab: {}",
+            v["seeks"]
+        )
+    });
+    for seek in &seeks {
+        let target = num(seek, "target");
+        let landed = num(seek, "landed");
+        // The publisher's GOP is 1 s: playback resumes within one GOP of the target.
+        checks.check(
+            (target - mp4_secs / 2.0).abs() <= 0.5 && (landed - target).abs() <= 1.0,
+            || format!("a seek to the middle resumed elsewhere: {seek}"),
+        );
+        checks.check(num(seek, "advanced") >= 2.0, || {
+            format!("playback did not go on for 2 s after a seek to the middle: {seek}")
+        });
+        checks.check(num(seek, "fragsLoaded") >= 1.0, || {
+            format!("the seek loaded nothing (served from the buffer?): {seek}")
+        });
+    }
+    // Only errors hls.js raises about itself are allowed: a load it aborts because a seek moved
+    // on, and a stall while a busy machine decodes.
+    let errors: Vec<&serde_json::Value> = v["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|e| {
+                    e["fatal"] != false
+                        || !matches!(
+                            e["details"].as_str(),
+                            Some("aborted" | "bufferStalledError")
+                        )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    checks.check(errors.is_empty() && v["errors"].is_array(), || {
+        format!("errors while replaying: {}", v["errors"])
+    });
+    checks.check(num(&v, "outsideCount") == 0.0, || {
+        format!("the replay asked other servers: {}", v["outside"])
+    });
+    checks.finish(server);
 }
 
 /// `GET path` answers `status` (and `body`, when given).

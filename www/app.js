@@ -1,10 +1,10 @@
-// nginx-rtmp-rs live page: lists the live streams of /stat?format=json (every 2 s) and plays
-// the chosen one with hls.js (or the browser's own HLS, e.g. Safari) or dash.js, both served
-// by this nginx (no CDN).
+// nginx-rtmp-rs live page: lists the live streams of /stat?format=json (every 2 s) and the
+// finished recordings of replays/ (nginx's autoindex JSON), and plays the chosen one with hls.js
+// (or the browser's own HLS, e.g. Safari) or dash.js, both served by this nginx (no CDN).
 //
-// Stream names and every other value of /stat come from the network (whoever publishes picks
-// the name): they reach the page only as textContent or as attribute values set through the
-// DOM, never as HTML.
+// Stream names, file names and every other value of /stat and of the listing come from the
+// network (whoever publishes picks the name): they reach the page only as textContent or as
+// attribute values set through the DOM, never as HTML, and are encoded into URLs.
 'use strict';
 
 (function () {
@@ -14,6 +14,10 @@
   const RETRY_MS = 2000;
   const MAX_RETRIES = 15;
   const FORMAT_KEY = 'nginx-rtmp-rs.format';
+  // The replay list is read again when a recording starts or ends (seen in /stat), and at
+  // least this often; at most MAX_REPLAYS of the newest are shown.
+  const REPLAYS_POLL_MS = 30000;
+  const MAX_REPLAYS = 200;
 
   function meta(name, fallback) {
     const el = document.querySelector('meta[name="' + name + '"]');
@@ -26,6 +30,7 @@
     dash: meta('rtmp-dash-url', 'dash/{name}.mpd'),
     hlsScript: meta('rtmp-hls-script', 'vendor/hls.min.js'),
     dashScript: meta('rtmp-dash-script', 'vendor/dash.all.min.js'),
+    replays: meta('rtmp-replays-url', ''),
   };
 
   const $ = (id) => document.getElementById(id);
@@ -45,6 +50,9 @@
     playerMsg: $('player-msg'),
     playerClose: $('player-close'),
     video: $('video'),
+    replays: $('replays'),
+    replaysBody: $('replays-body'),
+    replaysCount: $('replays-count'),
   };
 
   // ---------------------------------------------------------------------------------------
@@ -71,6 +79,20 @@
   function formatRate(hz) {
     const n = Number(hz);
     return Number.isFinite(n) && n > 0 ? parseFloat((n / 1000).toFixed(2)) + ' kHz' : null;
+  }
+
+  /** 2111138 -> "2.1 MB" */
+  function formatBytes(n) {
+    const b = Number(n);
+    if (n === null || !Number.isFinite(b) || b < 0) return '—';
+    const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+    let i = 0;
+    let v = b;
+    while (v >= 1000 && i < units.length - 1) {
+      v /= 1000;
+      i += 1;
+    }
+    return (i === 0 ? String(v) : v.toFixed(v >= 100 ? 0 : 1)) + ' ' + units[i];
   }
 
   function text(v) {
@@ -194,6 +216,7 @@
       polling = false;
       pollTimer = setTimeout(tick, POLL_MS);
     }
+    maybeLoadReplays();
   }
 
   function tick() {
@@ -389,10 +412,14 @@
       order.push(row.tr);
     }
     markSelected();
-    // Re-append only when the order changed (moving a focused row would lose its focus).
-    const current = Array.from(el.body.children);
+    reorder(el.body, order);
+  }
+
+  /** Re-appends only when the order changed (moving a focused row would lose its focus). */
+  function reorder(body, order) {
+    const current = Array.from(body.children);
     if (current.length !== order.length || current.some((tr, i) => tr !== order[i])) {
-      el.body.append(...order);
+      body.append(...order);
     }
   }
 
@@ -407,7 +434,176 @@
   }, 1000);
 
   // ---------------------------------------------------------------------------------------
-  // The player
+  // Replays: NAME.m3u8 files (record_format mp4 writes one beside each NAME.mp4) of the
+  // directory at cfg.replays, listed by nginx's autoindex as JSON:
+  // [{"name": "cam-1765000000.m3u8", "type": "file", "mtime": "Sat, 06 Dec 2025 ...", "size": 1333}]
+
+  const replays = {
+    enabled: Boolean(cfg.replays),
+    loading: false,
+    loadedAt: -Infinity,
+    recording: null, // recordingPlaylists() when the list was last read
+    rows: new Map(), // key -> { tr, cells, replay }
+  };
+  // body[data-replays]: ok, none (no listing here), error, off (not configured).
+  if (!replays.enabled) document.body.dataset.replays = 'off';
+
+  /** Playlists of the recordings being written now: not finished, so not listed yet. */
+  function recordingPlaylists() {
+    const out = [];
+    for (const s of state.streams.values()) {
+      for (const r of Array.isArray(s.raw.recorders) ? s.raw.recorders : []) {
+        const file = String(r && r.path).split('/').pop();
+        // The module's name for it: X.mp4 -> X.m3u8, another suffix gets .m3u8 added.
+        out.push(file.endsWith('.mp4') ? file.slice(0, -4) + '.m3u8' : file + '.m3u8');
+      }
+    }
+    return out.sort().join('/');
+  }
+
+  function maybeLoadReplays() {
+    if (!replays.enabled || replays.loading || document.hidden) return;
+    const recording = recordingPlaylists();
+    if (recording !== replays.recording || performance.now() - replays.loadedAt >= REPLAYS_POLL_MS) {
+      loadReplays(recording);
+    }
+  }
+
+  async function loadReplays(recording) {
+    replays.loading = true;
+    // A failure is tried again with the next change or period, not at every poll.
+    replays.recording = recording;
+    replays.loadedAt = performance.now();
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), STAT_TIMEOUT_MS);
+    try {
+      const res = await fetch(cfg.replays, {
+        cache: 'no-cache',
+        headers: { Accept: 'application/json' },
+        signal: ctl.signal,
+      });
+      if (res.status === 404 || res.status === 403) {
+        // No such location (or no listing) on this server: no replays, and no more asking.
+        replays.enabled = false;
+        el.replays.hidden = true;
+        document.body.dataset.replays = 'none';
+        return;
+      }
+      if (!res.ok) throw new Error('HTTP ' + res.status);
+      const list = await res.json();
+      if (!Array.isArray(list)) throw new Error('not a listing');
+      renderReplays(replaysOf(list, new Set(recording.split('/'))));
+      document.body.dataset.replays = 'ok';
+    } catch {
+      // Unreachable, or not a listing: what is shown stays, until the next try.
+      document.body.dataset.replays = 'error';
+    } finally {
+      clearTimeout(timer);
+      replays.loading = false;
+    }
+  }
+
+  /** The finished replays of a listing, newest first. */
+  function replaysOf(list, recording) {
+    const files = list.filter((f) => f && f.type === 'file' && typeof f.name === 'string');
+    const sizes = new Map(files.map((f) => [f.name, Number(f.size)]));
+    const base = new URL(cfg.replays, document.baseURI);
+    const out = [];
+    for (const f of files) {
+      const file = f.name;
+      if (!file.endsWith('.m3u8') || file.length <= 5 || recording.has(file)) continue;
+      const title = file.slice(0, -5);
+      const ended = Date.parse(f.mtime);
+      const size = sizes.get(title + '.mp4');
+      out.push({
+        key: 'replay\u0000' + file,
+        replay: true,
+        file,
+        title,
+        ended: Number.isFinite(ended) ? ended : 0,
+        size: Number.isFinite(size) ? size : null,
+        url: new URL(encodeURIComponent(file), base).href,
+      });
+    }
+    out.sort((a, b) => b.ended - a.ended || cmp(a.file, b.file));
+    return out;
+  }
+
+  function makeReplayRow() {
+    const tr = document.createElement('tr');
+    tr.className = 'stream-row';
+    const cells = {};
+    for (const [cls, label] of [['name', 'Recording'], ['ended', 'Ended'], ['size', 'Size']]) {
+      const td = document.createElement('td');
+      td.className = 'c-' + cls;
+      td.dataset.label = label;
+      cells[cls] = td;
+      tr.appendChild(td);
+    }
+    // A link to the playlist: a plain click plays it here, a middle or modified click (or
+    // "copy link") takes the playlist to another player.
+    const link = document.createElement('a');
+    link.className = 'stream-name';
+    const nameText = document.createElement('span');
+    link.appendChild(nameText);
+    cells.name.appendChild(link);
+    cells.link = link;
+    cells.nameText = nameText;
+    const row = { tr, cells, replay: null };
+    link.addEventListener('click', (e) => {
+      if (e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) {
+        e.stopPropagation();
+        return;
+      }
+      e.preventDefault();
+    });
+    tr.addEventListener('click', () => {
+      if (row.replay) select(row.replay);
+    });
+    return row;
+  }
+
+  function updateReplayRow(row, r) {
+    const c = row.cells;
+    row.replay = r;
+    row.tr.dataset.key = r.key;
+    setText(c.nameText, r.title);
+    if (c.link.href !== r.url) c.link.href = r.url;
+    c.link.title = r.file;
+    setText(c.ended, r.ended ? new Date(r.ended).toLocaleString() : '—');
+    setText(c.size, formatBytes(r.size));
+  }
+
+  function renderReplays(list) {
+    const shown = list.slice(0, MAX_REPLAYS);
+    const keep = new Set(shown.map((r) => r.key));
+    for (const [key, row] of replays.rows) {
+      if (!keep.has(key)) {
+        row.tr.remove();
+        replays.rows.delete(key);
+      }
+    }
+    const order = [];
+    for (const r of shown) {
+      let row = replays.rows.get(r.key);
+      if (!row) {
+        row = makeReplayRow();
+        replays.rows.set(r.key, row);
+      }
+      updateReplayRow(row, r);
+      order.push(row.tr);
+    }
+    markSelected();
+    reorder(el.replaysBody, order);
+    setText(
+      el.replaysCount,
+      list.length > shown.length ? '(the newest ' + shown.length + ' of ' + list.length + ')' : '(' + list.length + ')',
+    );
+    el.replays.hidden = list.length === 0;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // The player (a live stream of /stat, or a replay: { replay: true, title, url, ... })
 
   const player = {
     gen: 0, // bumped by every start/stop; async steps of an older one give up
@@ -439,8 +635,9 @@
         && el.player.dataset.state !== 'ended') {
       return; // already playing it
     }
-    setHash(s);
-    start(s, currentFormat(), 0);
+    setHash(s.replay ? null : s);
+    // Replays are HLS only (the recording's own playlist).
+    start(s, s.replay ? 'hls' : currentFormat(), 0);
     el.player.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
   }
 
@@ -453,9 +650,9 @@
     player.mediaRecoveries = 0;
     player.gone = false;
     el.player.hidden = false;
-    setText(el.playerTitle, s.app + '/' + s.name);
+    setText(el.playerTitle, s.replay ? 'Replay: ' + s.title : s.app + '/' + s.name);
     setText(el.playerEngine, '');
-    const url = streamUrl(format === 'dash' ? cfg.dash : cfg.hls, s);
+    const url = s.replay ? s.url : streamUrl(format === 'dash' ? cfg.dash : cfg.hls, s);
     el.playerLink.href = url;
     setText(el.playerLink, format === 'dash' ? 'MPD' : 'Playlist');
     setPlayer('loading', retries ? el.playerMsg.textContent : 'Loading ' + format.toUpperCase() + '…');
@@ -499,7 +696,7 @@
   }
 
   function markSelected() {
-    for (const [key, row] of state.rows) {
+    for (const [key, row] of [...state.rows, ...replays.rows]) {
       const selected = player.stream !== null && player.stream.key === key;
       row.tr.classList.toggle('selected', selected);
       if (selected) row.tr.setAttribute('aria-current', 'true');
@@ -516,6 +713,11 @@
   function retryLater(why, gen) {
     if (gen !== player.gen) return;
     const s = player.stream;
+    if (s && s.replay) {
+      // A file, not a stream that may yet start: nothing to wait for.
+      fail('Cannot play this replay (' + why + ').');
+      return;
+    }
     if (player.gone) {
       fail('The stream has ended.');
       return;
@@ -536,7 +738,7 @@
 
   /** Keeps the playing stream's data fresh; notes when it left /stat. */
   function playerStreamUpdate() {
-    if (!player.stream) return;
+    if (!player.stream || player.stream.replay) return;
     const cur = state.streams.get(player.stream.key);
     if (cur) {
       player.stream = cur;
@@ -576,7 +778,7 @@
     if (player.stream && el.player.dataset.state === 'playing') setPlayer('buffering', 'Buffering…');
   });
   el.video.addEventListener('ended', () => {
-    if (player.stream) setPlayer('ended', 'The stream has ended.');
+    if (player.stream) setPlayer('ended', player.stream.replay ? 'The replay has ended.' : 'The stream has ended.');
   });
   el.video.addEventListener('error', () => {
     // Only errors of the current source (stop() empties it, which is no error).
@@ -623,7 +825,12 @@
     if (gen !== player.gen) return;
     const Hls = window.Hls;
     if (Hls && Hls.isSupported()) {
-      const hls = new Hls({ liveDurationInfinity: true, backBufferLength: 30 });
+      // A replay starts at its beginning, also while its playlist is still an EVENT one (a
+      // recording cut by a crash never gets its EXT-X-ENDLIST), with a seek bar.
+      const replay = Boolean(player.stream && player.stream.replay);
+      const hls = new Hls(
+        replay ? { startPosition: 0 } : { liveDurationInfinity: true, backBufferLength: 30 },
+      );
       player.hls = hls;
       setText(el.playerEngine, 'hls.js ' + Hls.version);
       hls.on(Hls.Events.MANIFEST_PARSED, () => {
@@ -733,7 +940,7 @@
       } catch {
         // not remembered then
       }
-      if (player.stream) start(player.stream, f, 0);
+      if (player.stream && !player.stream.replay) start(player.stream, f, 0);
     });
   }
 

@@ -151,19 +151,7 @@ pub fn xml_unescape(s: &str) -> Option<String> {
     Some(out)
 }
 
-/// Percent-encodes a file name for a URI in the MPD. Besides what RFC 3986 needs, `$` is
-/// encoded: it opens a template identifier in `SegmentTemplate`.
-pub fn uri_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~!&'()*+,;=:@/".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
+pub use crate::segment::names::uri_escape;
 
 /// xs:duration for milliseconds: `PT5S`, `PT0.040S`, `PT3600.5S`.
 pub fn duration(ms: u64) -> String {

@@ -94,19 +94,7 @@ pub const MAX_AUDIO_BUFFER: usize = 16 * 1024 * 1024;
 /// Samples per frame used for timing of MPEG-1 layer III (AAC: [`AAC_FRAME_SAMPLES`]).
 const MP3_FRAME_SAMPLES: u64 = 1152;
 
-/// Percent-encodes what may not appear raw in a playlist URI (RFC 3986 unreserved, sub-delims,
-/// ':', '@' and '/' stay): a stream name with a space, '#', '?' or '"' stays one URI.
-fn uri_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+use crate::segment::names::uri_escape;
 
 /// Trailing decimal digits before `suffix` (`name-12.ts` -> 12).
 fn trailing_number(uri: &str, suffix: &str) -> Option<u64> {

@@ -302,13 +302,14 @@ impl Mp4File {
             .unwrap_or(1)
             .max(1);
         let mut p = String::with_capacity(256 + self.fragments.len() * 64);
+        let uri = crate::segment::names::uri_escape(&self.file_name);
         let kind = if ended { "VOD" } else { "EVENT" };
         let _ = write!(
             p,
             "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n\
              #EXT-X-PLAYLIST-TYPE:{kind}\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-INDEPENDENT-SEGMENTS\n\
              #EXT-X-MAP:URI=\"{}\",BYTERANGE=\"{}@0\"\n",
-            self.file_name, self.init_len
+            uri, self.init_len
         );
         for (i, (offset, len, start, duration)) in self.fragments.iter().enumerate() {
             // A fragment lasts until the next one starts (the last: its own frames).
@@ -322,7 +323,7 @@ impl Mp4File {
                 "#EXTINF:{}.{:03},\n#EXT-X-BYTERANGE:{len}@{offset}\n{}\n",
                 next / 1000,
                 next % 1000,
-                self.file_name
+                uri
             );
         }
         if ended {

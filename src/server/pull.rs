@@ -247,6 +247,33 @@ impl Worker {
         true
     }
 
+    /// `/control/drop/publisher` (or `client`) on this worker's pulls, as the publishers of
+    /// their streams addressed by their URL: those `req` selects stop (a later player starts
+    /// the stream again). Returns how many.
+    pub(super) fn drop_pulls(
+        &mut self,
+        req: &crate::control::ControlRequest,
+        now_ms: u64,
+        outcome: &mut Outcome,
+    ) -> usize {
+        let mut ids: Vec<ClientId> = self
+            .relays
+            .pulls
+            .iter()
+            .filter(|(id, p)| {
+                let k = &p.key;
+                !p.closing
+                    && req.selects(k.server as usize, &k.app, &k.name, &p.spec.url, **id, true)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        for &id in &ids {
+            self.end_pull(id, "dropped by /control", now_ms, outcome);
+        }
+        ids.len()
+    }
+
     /// Whether `id` is a pull of this worker.
     pub(super) fn is_pull(&self, id: ClientId) -> bool {
         self.relays.pulls.contains_key(&id)

@@ -397,13 +397,12 @@ fn a_stream_without_a_matching_push_line_relays_nothing() {
     assert!(actions.is_empty(), "{actions:?}");
 }
 
-/// A pull, in memory: a player of `edge/cam` on worker E makes E pull `cam` from worker A
-/// (where a publisher sends it); E publishes what arrives, its player gets it, and when the
-/// player leaves the pull ends and E's stream is gone.
-#[test]
-fn a_player_starts_a_pull_that_publishes_the_origin_media_and_ends_with_it() {
-    const EDGE_PLAYER: ClientId = 7;
-    const ORIGIN_CONN: ClientId = 8;
+const EDGE_PLAYER: ClientId = 7;
+const ORIGIN_CONN: ClientId = 8;
+
+/// Worker A publishes `live/cam`; a player of `edge/cam` on a new worker E makes E pull it
+/// from A. Returns A's setup, E, the player's client, and the pull's id, pull playing.
+fn pulled_edge() -> (Setup, Worker, RelayClient, ClientId) {
     let mut s = Setup::new();
     s.pump(None);
     s.media(chunk::MSG_VIDEO, 0, AVC_HEADER);
@@ -463,6 +462,15 @@ fn a_player_starts_a_pull_that_publishes_the_origin_media_and_ends_with_it() {
     // The pull announced `relay_buffer` as its buffer length.
     let origin_side = s.a.clients.get(&ORIGIN_CONN).unwrap();
     assert_eq!(origin_side.session.buffer_ms, 2000);
+    (s, edge, player, id)
+}
+
+/// A pull, in memory: the edge publishes what the origin sends, its player gets it, and when
+/// the player leaves the pull ends and the edge's stream is gone.
+#[test]
+fn a_player_starts_a_pull_that_publishes_the_origin_media_and_ends_with_it() {
+    let (mut s, mut edge, mut player, id) = pulled_edge();
+    let mut o = Outcome::default();
     // Live media from the origin's publisher reaches the edge's player through the pull.
     s.media(chunk::MSG_VIDEO, 40, &inter(2));
     let back = drain(&mut s.a, ORIGIN_CONN);
@@ -494,4 +502,29 @@ fn a_player_starts_a_pull_that_publishes_the_origin_media_and_ends_with_it() {
     let mut o = Outcome::default();
     edge.on_relay_closed(id, "closed", &mut o);
     assert_eq!(edge.relay_count(), 0);
+}
+
+/// `/control/drop/publisher` ends a pull (addressed as its stream's publisher, by its URL).
+#[test]
+fn control_drops_a_pull_as_its_streams_publisher() {
+    let (s, mut edge, _player, id) = pulled_edge();
+    // /control selects the pull as its stream's publisher, by its URL; a subscriber drop does not.
+    let req = |path: &str| crate::control::parse_control(path, "app=edge&name=cam").unwrap();
+    let mut o = Outcome::default();
+    assert_eq!(
+        edge.control(&req("drop/subscriber"), s.now, &mut o),
+        1,
+        "the edge's player"
+    );
+    let mut o = Outcome::default();
+    assert_eq!(edge.control(&req("drop/publisher"), s.now, &mut o), 1);
+    assert!(
+        o.relays.contains(&RelayAction::Close { id }),
+        "{:?}",
+        o.relays
+    );
+    assert!(o
+        .logs
+        .iter()
+        .any(|l| l.text.contains("stops: dropped by /control")));
 }

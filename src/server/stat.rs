@@ -351,9 +351,9 @@ impl Worker {
                 Some(name) => self.redirect(id, publishing, name.clone(), now_ms, outcome),
             }
         }
-        // Pushes can be dropped; a redirect has no meaning for a remote target.
+        // Pushes and pulls can be dropped; a redirect has no meaning for a remote peer.
         let relays = if newname.is_none() {
-            self.drop_relays(req, outcome)
+            self.drop_relays(req, outcome) + self.drop_pulls(req, now_ms, outcome)
         } else {
             0
         };

@@ -7,15 +7,22 @@
 //   --wait S            how long the row may take to appear (default 20)
 //   --seconds S         how long to watch playback after the click (default 10)
 //   --min-advance S     how far video.currentTime must move meanwhile (default 3)
+//   --replay NAME       the replay row to wait for (its name as the page shows it, with a date
+//                       and a size) and click, instead of a stream's; it must play as a VOD
+//                       (a finite video.duration: the controls have a seek bar)
 //   --no-play           find the row, do not click it
 //
 // Opens the live page (www/: index.html + app.js) in Debian's Chromium (never a downloaded
-// browser), waits until the stream's row appears with the expected resolution and codecs,
-// clicks it like a viewer, and watches the <video>. Prints one JSON line:
+// browser), waits until the stream's row appears with the expected resolution and codecs (or
+// the replay's row with its date and size), clicks it like a viewer, and watches the <video>.
+// Prints one JSON line:
 //   {"ok": bool, "rowFound": bool, "rowOk": bool, "row": {...}, "advanced": s,
-//    "errorCount": n, "errors": [...], "outsideCount": n, "player": {...}, "rows": [...], ...}
+//    "errorCount": n, "errors": [...], "outsideCount": n, "player": {...}, "rows": [...],
+//    "replays": {"shown": bool, "count": text, "rows": [{"name", "href", "ended", "size"}]},
+//    "duration": s, ...}
 // advanced: how far video.currentTime moved since playback started; errors: uncaught page
-// errors (pageerror), console errors and the page's own player errors; outsideCount: requests
+// errors (pageerror), console errors, dialogs (alert() run by markup from the network) and the
+// page's own player errors; duration: video.duration after playing; outsideCount: requests
 // to hosts other than 127.0.0.1/localhost (refused: the page must need no outside server).
 // Exit status 0 when every check passed, 1 when one failed, 2 when the browser could not be
 // driven.
@@ -37,6 +44,7 @@ try {
       wait: { type: 'string', default: '20' },
       seconds: { type: 'string', default: '10' },
       'min-advance': { type: 'string', default: '3' },
+      replay: { type: 'string' },
       'no-play': { type: 'boolean', default: false },
     },
   });
@@ -53,7 +61,8 @@ if (!pageUrl || !['hls', 'dash'].includes(opt.format)) {
 const waitSecs = Number(opt.wait);
 const seconds = Number(opt.seconds);
 const minAdvance = Number(opt['min-advance']);
-const play = Boolean(opt.stream) && !opt['no-play'];
+const target = opt.stream ?? opt.replay ?? null;
+const play = Boolean(target) && !opt['no-play'];
 
 const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const userDataDir = mkdtempSync(join(tmpdir(), 'page-chromium-'));
@@ -61,17 +70,21 @@ const result = {
   ok: false,
   url: pageUrl,
   stream: opt.stream ?? null,
+  replay: opt.replay ?? null,
   format: opt.format,
   rowFound: false,
   rowOk: false,
   row: null,
   rows: [],
+  replays: null,
+  replaysState: null,
   stat: null,
   notices: null,
   played: false,
   advanced: 0,
   startupMs: null,
   currentTime: null,
+  duration: null,
   player: null,
   xss: null,
   errorCount: 0,
@@ -94,8 +107,9 @@ async function finish(code) {
       result.errorCount === 0 &&
       result.outsideCount === 0 &&
       result.xss === null &&
-      (!opt.stream || result.rowOk) &&
-      (!play || result.advanced >= minAdvance);
+      (!target || result.rowOk) &&
+      (!play || result.advanced >= minAdvance) &&
+      (!play || !opt.replay || typeof result.duration === 'number');
     if (!result.ok) code = 1;
   }
   process.stdout.write(JSON.stringify(result) + '\n');
@@ -128,12 +142,29 @@ function readPage() {
     selected: tr.classList.contains('selected'),
     recording: t(tr.querySelector('.c-name .rec:not([hidden])')),
   }));
+  const section = document.getElementById('replays');
+  const replays = section
+    ? {
+        shown: !section.hidden,
+        count: t(document.getElementById('replays-count')),
+        rows: Array.from(document.querySelectorAll('#replays-body tr')).map((tr) => ({
+          name: t(tr.querySelector('.c-name .stream-name')),
+          href: tr.querySelector('.c-name a') ? tr.querySelector('.c-name a').href : null,
+          ended: t(tr.querySelector('.c-ended')),
+          size: t(tr.querySelector('.c-size')),
+          selected: tr.classList.contains('selected'),
+        })),
+      }
+    : null;
   const v = document.querySelector('video');
   const p = document.getElementById('player');
   return {
     stat: document.body.dataset.stat || null,
+    // ok, none (no listing: 404), error, off (no meta tag); null until read
+    replaysState: document.body.dataset.replays || null,
     tableShown: !document.getElementById('streams').hidden,
     rows,
+    replays,
     notices: {
       status: shown('status'),
       error: shown('stat-error'),
@@ -148,6 +179,7 @@ function readPage() {
     },
     video: {
       currentTime: v.currentTime,
+      duration: Number.isFinite(v.duration) ? v.duration : String(v.duration),
       paused: v.paused,
       readyState: v.readyState,
       muted: v.muted,
@@ -159,6 +191,9 @@ function readPage() {
 }
 
 function rowOk(row) {
+  if (opt.replay) {
+    return /\d/.test(row.ended ?? '') && /^\d+(\.\d)? [kMGT]?B$/.test(row.size ?? '') && Boolean(row.href);
+  }
   return (
     row.resolution !== null &&
     row.resolution.includes(opt.resolution) &&
@@ -172,6 +207,8 @@ function rowOk(row) {
 
 function record(snap) {
   result.rows = snap.rows;
+  result.replays = snap.replays;
+  result.replaysState = snap.replaysState;
   result.stat = snap.stat;
   result.notices = snap.notices;
   result.player = snap.player;
@@ -212,6 +249,11 @@ try {
   );
   const page = context.pages()[0] ?? (await context.newPage());
   page.on('pageerror', (e) => result.errors.push({ type: 'pageerror', details: String(e) }));
+  // alert() and friends: only markup from the network could call them.
+  page.on('dialog', (d) => {
+    result.errors.push({ type: 'dialog', details: d.type() + ': ' + d.message() });
+    d.dismiss().catch(() => {});
+  });
   page.on('console', (m) => {
     if (m.type() === 'error' && result.errors.length < 50) {
       result.errors.push({ type: 'console', details: m.text(), url: m.location().url || null });
@@ -223,24 +265,24 @@ try {
     await page.locator('input[name="format"][value="dash"]').check({ timeout: 5000 });
   }
 
-  // The row: shown once /stat lists the stream (and its codec information).
+  // The row: shown once /stat lists the stream (and its codec information), or the replays.
   const deadline = Date.now() + waitSecs * 1000;
   let row = null;
   for (;;) {
     const snap = await page.evaluate(readPage);
     record(snap);
-    if (opt.stream) {
-      row = snap.rows.find((r) => r.name === opt.stream) ?? null;
+    if (target) {
+      const rows = opt.replay ? (snap.replays ? snap.replays.rows : []) : snap.rows;
+      row = rows.find((r) => r.name === target) ?? null;
       if (row) {
         result.rowFound = true;
         result.row = row;
-        if (rowOk(row)) {
-          result.rowOk = true;
-          break;
-        }
+        result.rowOk = rowOk(row);
+        // Both lists are rendered once the replays are read (right after /stat).
+        if (result.rowOk && snap.replaysState !== null) break;
       }
-    } else if (snap.stat && snap.stat !== 'loading') {
-      break;
+    } else if (snap.stat && snap.stat !== 'loading' && snap.replaysState !== null) {
+      break; // rendered: the stream list, and the replay list read after it
     }
     if (Date.now() > deadline) break;
     await sleep(250);
@@ -248,10 +290,14 @@ try {
 
   if (play && result.rowOk) {
     // Click the row's name, as a viewer would (Playwright's clicks are trusted input events).
-    await page
-      .locator('#streams-body')
-      .getByRole('button', { name: opt.stream, exact: true })
-      .click({ timeout: 5000 });
+    // (A stream's button also holds its badges, e.g. REC: it is found by its name's text.)
+    await (opt.replay
+      ? page.locator('#replays-body').getByRole('link', { name: opt.replay, exact: true })
+      : page
+          .locator('#streams-body')
+          .getByRole('button')
+          .filter({ has: page.getByText(opt.stream, { exact: true }) })
+    ).click({ timeout: 5000 });
     result.played = true;
     const clickedAt = Date.now();
     let start = null;
@@ -269,6 +315,7 @@ try {
     if (snap) {
       record(snap);
       result.currentTime = snap.video.currentTime;
+      result.duration = snap.video.duration;
       result.video = snap.video;
       if (snap.player.state === 'error') {
         result.errors.push({ type: 'player', details: snap.player.message });

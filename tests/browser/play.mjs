@@ -109,6 +109,7 @@ try {
     result.loadErrors = snap.loadErrors ?? [];
     result.paused = snap.paused;
     result.readyState = snap.readyState;
+    result.levels = snap.levels ?? null;
     result.errors.push(...snap.errors);
   } else {
     result.errors.push({ type: 'harness', details: 'the page never answered', fatal: true });

@@ -1,12 +1,22 @@
 // Plays the playlist named by ?src= with hls.js and exposes what a viewer would notice:
 // window.__snapshot() -> { currentTime, startTime, firstPlayingMs, errors, latency, ... }.
+// ?buffer=S keeps only S seconds buffered ahead and behind, so a seek in a replay must load its
+// fragments again (fragsLoaded counts the fragments hls.js loaded).
 'use strict';
 
 (function () {
-  const src = new URLSearchParams(location.search).get('src');
+  const params = new URLSearchParams(location.search);
+  const src = params.get('src');
+  const buffer = Number(params.get('buffer'));
   const video = document.getElementById('video');
   const t0 = performance.now();
-  const state = { errors: [], startTime: null, firstPlayingMs: null, hlsVersion: null };
+  const state = {
+    errors: [],
+    startTime: null,
+    firstPlayingMs: null,
+    hlsVersion: null,
+    fragsLoaded: 0,
+  };
   let hls = null;
 
   function error(e) {
@@ -32,7 +42,11 @@
     error({ type: 'setup', details: 'hls.js is not supported here (no MediaSource?)', fatal: true });
   } else {
     state.hlsVersion = Hls.version;
-    hls = new Hls();
+    hls = new Hls(
+      buffer > 0
+        ? { maxBufferLength: buffer, maxMaxBufferLength: buffer, backBufferLength: buffer }
+        : {},
+    );
     hls.on(Hls.Events.ERROR, (_event, d) => {
       error({
         type: d.type,
@@ -42,6 +56,9 @@
         code: (d.response && d.response.code) || null,
         reason: d.reason || (d.error && String(d.error)) || null,
       });
+    });
+    hls.on(Hls.Events.FRAG_LOADED, () => {
+      state.fragsLoaded += 1;
     });
     hls.on(Hls.Events.MANIFEST_PARSED, () => {
       video.play().catch((e) => error({ type: 'play', details: String(e), fatal: true }));
@@ -58,6 +75,9 @@
     readyState: video.readyState,
     latency: hls && Number.isFinite(hls.latency) ? hls.latency : null,
     hlsVersion: state.hlsVersion,
+    fragsLoaded: state.fragsLoaded,
+    // Variants of a master playlist hls.js found (1 for a media playlist).
+    levels: hls && Array.isArray(hls.levels) ? hls.levels.length : null,
     errors: state.errors,
   });
 

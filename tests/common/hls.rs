@@ -1049,7 +1049,7 @@ impl Drop for ExampleNginx {
 // ---------------------------------------------------------------------------------------------
 // The browser
 
-/// Result of `node tests/browser/play.mjs`.
+/// Result of a browser driver in tests/browser (play.mjs, replay.mjs, page.mjs).
 #[derive(Debug, Clone)]
 pub struct BrowserResult {
     pub json: String,
@@ -1070,14 +1070,23 @@ pub fn json_number(json: &str, key: &str) -> Option<f64> {
     rest[..end].parse().ok()
 }
 
-/// Runs the headless-browser player on `page_url` for `secs` seconds. Node runs in its own
-/// process group, so an overrun kills Chromium too.
+/// Runs the headless-browser player on `page_url` for `secs` seconds.
 pub fn run_browser(page_url: &str, secs: u32) -> BrowserResult {
+    let secs_arg = secs.to_string();
+    run_node(
+        "play.mjs",
+        &[page_url, &secs_arg],
+        Duration::from_secs(u64::from(secs) + 45),
+    )
+}
+
+/// Runs `node tests/browser/<script> <args>` (a browser driver printing one JSON line) for at
+/// most `limit`. Node runs in its own process group, so an overrun kills Chromium too.
+pub fn run_node(script: &str, args: &[&str], limit: Duration) -> BrowserResult {
     let dir = manifest_dir().join("tests/browser");
     let mut child = Command::new("node")
-        .arg(dir.join("play.mjs"))
-        .arg(page_url)
-        .arg(secs.to_string())
+        .arg(dir.join(script))
+        .args(args)
         .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -1104,7 +1113,6 @@ pub fn run_browser(page_url: &str, secs: u32) -> BrowserResult {
         let _ = BufReader::new(out).read_to_string(&mut s);
         s
     });
-    let limit = Duration::from_secs(u64::from(secs) + 45);
     let status = match wait_timeout(&mut child, limit) {
         Some(s) => Some(s),
         None => {
