@@ -28,25 +28,6 @@ fn edge_block(origin_port: u16, extra: &str) -> String {
     )
 }
 
-/// Established TCP connections to `port` (from anywhere on this machine).
-fn connections_to(port: u16) -> usize {
-    let out = Command::new("ss")
-        .args([
-            "-Htn",
-            "state",
-            "established",
-            "dport",
-            "=",
-            &format!(":{port}"),
-        ])
-        .output()
-        .expect("ss runs");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .count()
-}
-
 fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
@@ -83,7 +64,7 @@ fn an_edge_pulls_once_for_a_hundred_players_in_two_workers_and_stops_after_the_l
         .collect();
     thread::sleep(Duration::from_secs(3));
     // The origin's players: ffmpeg is its publisher, the edge's pull its only player.
-    let to_origin = connections_to(origin.rtmp_port) - 1;
+    let to_origin = common::connections_to(origin.rtmp_port) - 1;
     checks.check(to_origin == 1, || {
         format!("{to_origin} connections to the origin for 100 edge players")
     });
@@ -97,7 +78,7 @@ fn an_edge_pulls_once_for_a_hundred_players_in_two_workers_and_stops_after_the_l
     });
     // The last player left: the pull ends, and with it the connection to the origin.
     let gone = wait_until(Duration::from_secs(4), || {
-        connections_to(origin.rtmp_port) == 1
+        common::connections_to(origin.rtmp_port) == 1
     });
     checks.check(gone, || "the pull outlived its last player".into());
     let log = edge.error_log();
@@ -210,10 +191,10 @@ fn a_static_pull_runs_once_per_server_without_players_and_after_a_reload() {
     let mut ff = publish(&origin.rtmp_url("live/cam"), 40);
     // Nobody plays on the edge, yet exactly one connection pulls (ffmpeg is the other).
     let one = wait_until(Duration::from_secs(5), || {
-        connections_to(origin.rtmp_port) == 2
+        common::connections_to(origin.rtmp_port) == 2
     });
     thread::sleep(Duration::from_millis(1500));
-    let n = connections_to(origin.rtmp_port);
+    let n = common::connections_to(origin.rtmp_port);
     checks.check(one && n == 2, || {
         format!("{} static pulls", n.saturating_sub(1))
     });
@@ -224,7 +205,7 @@ fn a_static_pull_runs_once_per_server_without_players_and_after_a_reload() {
     // It stays without players, and a reload hands it to one new worker.
     edge.reload();
     thread::sleep(Duration::from_secs(4));
-    let n = connections_to(origin.rtmp_port);
+    let n = common::connections_to(origin.rtmp_port);
     checks.check(n == 2, || {
         format!("{} static pulls after a reload", n.saturating_sub(1))
     });

@@ -327,10 +327,10 @@ fn control_drop_stops_a_push_and_stat_counts_its_reconnects() {
     );
     let mut ff = publish(&a.rtmp_url("live/s"), 20);
     let deadline = Instant::now() + Duration::from_secs(8);
-    while connections_to(port) != 1 && Instant::now() < deadline {
+    while common::connections_to(port) != 1 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(connections_to(port), 1, "{}", a.error_log());
+    assert_eq!(common::connections_to(port), 1, "{}", a.error_log());
     thread::sleep(Duration::from_millis(1500));
     let stat = http_get(a.http_port, "/stat?format=json").expect("stat");
     let stat: serde_json::Value = serde_json::from_slice(&stat.body).expect("json");
@@ -360,17 +360,17 @@ fn control_drop_stops_a_push_and_stat_counts_its_reconnects() {
         (200, "1")
     );
     let deadline = Instant::now() + Duration::from_secs(3);
-    while connections_to(port) != 0 && Instant::now() < deadline {
+    while common::connections_to(port) != 0 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(
-        connections_to(port),
+        common::connections_to(port),
         0,
         "the dropped push is still connected"
     );
     thread::sleep(Duration::from_millis(2500));
     assert_eq!(
-        connections_to(port),
+        common::connections_to(port),
         0,
         "the dropped push reconnected:\n{}",
         a.error_log()
@@ -379,25 +379,6 @@ fn control_drop_stops_a_push_and_stat_counts_its_reconnects() {
     ff.kill();
     a.finish();
     b.finish();
-}
-
-/// Established connections whose destination port is `port` (the pushing side's sockets).
-fn connections_to(port: u16) -> usize {
-    let out = Command::new("ss")
-        .args([
-            "-Htn",
-            "state",
-            "established",
-            "dport",
-            "=",
-            &format!(":{port}"),
-        ])
-        .output()
-        .expect("ss runs");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .count()
 }
 
 #[test]
@@ -426,7 +407,7 @@ fn four_workers_make_one_connection_per_push_target() {
         "no media on B"
     );
     thread::sleep(Duration::from_secs(2));
-    let n = connections_to(b.rtmp_port);
+    let n = common::connections_to(b.rtmp_port);
     // The player above is B's client too, but its destination port is B's: count it out.
     let count = n - 1;
     eprintln!("4 workers: {count} push connections to B for 2 push lines");
@@ -437,7 +418,7 @@ fn four_workers_make_one_connection_per_push_target() {
     drop(pb);
     thread::sleep(Duration::from_millis(200));
     assert_eq!(
-        connections_to(b.rtmp_port),
+        common::connections_to(b.rtmp_port),
         0,
         "relays left after unpublish"
     );
@@ -714,7 +695,7 @@ fn reload_keeps_exactly_one_push_connection_and_the_stream_flowing() {
     a.reload();
     let _ = pb.read_media_for(Duration::from_secs(2));
     // The player on B counts itself out (its destination is B's port too).
-    let pushes = connections_to(b.rtmp_port) - 1;
+    let pushes = common::connections_to(b.rtmp_port) - 1;
     let (after, err) = pb.read_media_for(Duration::from_secs(2));
     eprintln!("after reload: {pushes} push connection(s); B's player got {after:?} in 2 s");
     assert_eq!(pushes, 1, "exactly one push connection after reload");

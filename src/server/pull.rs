@@ -6,13 +6,10 @@
 //! the stream has no player left in any worker; while the origin is unreachable the stream
 //! stays claimed and players wait, and timestamps continue across reconnects.
 
-use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::rc::Rc;
 
-use bytes::Bytes;
-
-use super::relay::{reconnect_delay_ms, RelayAction, RELAY_IDS, RELAY_SETUP_TIMEOUT_MS};
+use super::relay::{reconnect_delay_ms, OutBuf, RelayAction, RELAY_IDS};
 use super::{LogLevel, LogLine, Outcome, ServerConfig, Worker};
 use crate::live::{ClientId, FrameKind, StreamKey};
 use crate::relay::{Progress, RelayClient, RelaySpec};
@@ -43,8 +40,7 @@ pub(super) struct Pull {
     connected: bool,
     playing: bool,
     closing: bool,
-    out: VecDeque<Bytes>,
-    out_offset: usize,
+    out: OutBuf,
     since_ms: u64,
     counters: super::stat::ClientCounters,
     /// Timestamps continue across reconnects: what is added to this connection's, once its
@@ -62,15 +58,7 @@ impl Pull {
     }
 
     fn connect_action(&self, id: ClientId) -> RelayAction {
-        RelayAction::Connect {
-            id,
-            host: self.spec.host.clone(),
-            port: self.spec.port,
-            tls: self.spec.tls,
-            resolver: self.resolver.clone(),
-            resolver_timeout_ms: self.resolver_timeout_ms,
-            timeout_ms: RELAY_SETUP_TIMEOUT_MS,
-        }
+        super::relay::connect_action(id, &self.spec, &self.resolver, self.resolver_timeout_ms)
     }
 
     /// The published timestamp of an origin timestamp: unchanged on the first connection,
@@ -227,8 +215,7 @@ impl Worker {
             connected: true,
             playing: false,
             closing: false,
-            out: VecDeque::new(),
-            out_offset: 0,
+            out: OutBuf::default(),
             since_ms: now_ms,
             counters: Default::default(),
             ts_shift: None,
@@ -348,7 +335,6 @@ impl Worker {
             &mut *self.random,
         );
         p.out.clear();
-        p.out_offset = 0;
         p.out.extend(client.take_output());
         p.client = Some(client);
         p.ts_shift = None;
@@ -411,40 +397,18 @@ impl Worker {
     }
 
     pub(super) fn pull_output_slices<'a>(&'a self, id: ClientId, dst: &mut [IoSlice<'a>]) -> usize {
-        let Some(p) = self.relays.pulls.get(&id) else {
-            return 0;
-        };
-        let mut n = 0;
-        for (i, bytes) in p.out.iter().enumerate() {
-            let Some(slot) = dst.get_mut(n) else {
-                return n;
-            };
-            let start = if i == 0 { p.out_offset } else { 0 };
-            *slot = IoSlice::new(bytes.get(start..).unwrap_or_default());
-            n += 1;
-        }
-        n
+        self.relays
+            .pulls
+            .get(&id)
+            .map_or(0, |p| p.out.io_slices(dst))
     }
 
-    pub(super) fn pull_advance(&mut self, id: ClientId, mut written: usize) {
+    pub(super) fn pull_advance(&mut self, id: ClientId, written: usize) {
         let Some(p) = self.relays.pulls.get_mut(&id) else {
             return;
         };
         self.counters.sent(&mut p.counters, written);
-        while written > 0 {
-            let Some(front) = p.out.front() else {
-                break;
-            };
-            let left = front.len().saturating_sub(p.out_offset);
-            if written >= left {
-                written -= left;
-                p.out.pop_front();
-                p.out_offset = 0;
-            } else {
-                p.out_offset += written;
-                written = 0;
-            }
-        }
+        p.out.advance(written);
     }
 
     /// The connection of pull `id` ended: for good when the pull is over, else a warning and a
@@ -470,7 +434,6 @@ impl Worker {
         p.playing = false;
         p.client = None;
         p.out.clear();
-        p.out_offset = 0;
         p.failures = p.failures.saturating_add(1);
         p.reconnects += 1;
         let delay_ms = reconnect_delay_ms(p.reconnect_ms, p.failures);

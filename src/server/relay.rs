@@ -48,6 +48,65 @@ pub enum RelayAction {
     Close { id: ClientId },
 }
 
+/// Bytes a relay connection writes before (or instead of) a live queue: its handshake and
+/// commands, the rest of a message cut short, a goodbye; written in order from an offset.
+#[derive(Default)]
+pub(super) struct OutBuf {
+    pieces: VecDeque<Bytes>,
+    offset: usize,
+}
+
+impl OutBuf {
+    pub(super) fn push(&mut self, b: Bytes) {
+        self.pieces.push_back(b);
+    }
+
+    pub(super) fn extend(&mut self, bs: impl IntoIterator<Item = Bytes>) {
+        self.pieces.extend(bs);
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.pieces.clear();
+        self.offset = 0;
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    /// The unwritten bytes as slices for a vectored write; returns how many were filled.
+    pub(super) fn io_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (i, bytes) in self.pieces.iter().enumerate() {
+            let Some(slot) = dst.get_mut(n) else {
+                return n;
+            };
+            let start = if i == 0 { self.offset } else { 0 };
+            *slot = IoSlice::new(bytes.get(start..).unwrap_or_default());
+            n += 1;
+        }
+        n
+    }
+
+    /// `written` bytes of what [`OutBuf::io_slices`] gave went out.
+    pub(super) fn advance(&mut self, mut written: usize) {
+        while written > 0 {
+            let Some(front) = self.pieces.front() else {
+                return;
+            };
+            let left = front.len().saturating_sub(self.offset);
+            if written >= left {
+                written -= left;
+                self.pieces.pop_front();
+                self.offset = 0;
+            } else {
+                self.offset += written;
+                written = 0;
+            }
+        }
+    }
+}
+
 struct Relay {
     key: StreamKey,
     spec: RelaySpec,
@@ -65,8 +124,7 @@ struct Relay {
     client: Option<RelayClient>,
     /// Our own output before the relay joins the fan-out (handshake, commands) and after it
     /// left (the rest of a partly written message, the goodbye).
-    out: VecDeque<Bytes>,
-    out_offset: usize,
+    out: OutBuf,
     joined: bool,
     skipping: bool,
     closing: bool,
@@ -76,17 +134,27 @@ struct Relay {
     counters: super::stat::ClientCounters,
 }
 
+/// The connection relay `id` (a push or a pull) opens to `spec`'s server.
+pub(super) fn connect_action(
+    id: ClientId,
+    spec: &RelaySpec,
+    resolver: &[String],
+    resolver_timeout_ms: u64,
+) -> RelayAction {
+    RelayAction::Connect {
+        id,
+        host: spec.host.clone(),
+        port: spec.port,
+        tls: spec.tls,
+        resolver: resolver.to_vec(),
+        resolver_timeout_ms,
+        timeout_ms: RELAY_SETUP_TIMEOUT_MS,
+    }
+}
+
 impl Relay {
     fn connect_action(&self, id: ClientId) -> RelayAction {
-        RelayAction::Connect {
-            id,
-            host: self.spec.host.clone(),
-            port: self.spec.port,
-            tls: self.spec.tls,
-            resolver: self.resolver.clone(),
-            resolver_timeout_ms: self.resolver_timeout_ms,
-            timeout_ms: RELAY_SETUP_TIMEOUT_MS,
-        }
+        connect_action(id, &self.spec, &self.resolver, self.resolver_timeout_ms)
     }
 
     fn label(&self) -> String {
@@ -232,8 +300,7 @@ impl Worker {
                 resolver_timeout_ms: settings.net.resolver_timeout_ms,
                 stall_ms: client.server.settings.core.timeout_ms.max(1),
                 client: None,
-                out: VecDeque::new(),
-                out_offset: 0,
+                out: OutBuf::default(),
                 joined: false,
                 skipping: false,
                 closing: false,
@@ -288,7 +355,7 @@ impl Worker {
         r.joined = false;
         r.out.extend(rest);
         if let Some(bye) = r.client.as_mut().and_then(|c| c.goodbye()) {
-            r.out.push_back(bye);
+            r.out.push(bye);
         }
         outcome.relays.push(RelayAction::Close { id });
     }
@@ -338,10 +405,7 @@ impl Worker {
             &mut *self.random,
         );
         r.out.clear();
-        r.out_offset = 0;
-        if let Some(b) = client.take_output() {
-            r.out.push_back(b);
-        }
+        r.out.extend(client.take_output());
         r.client = Some(client);
         true
     }
@@ -371,7 +435,7 @@ impl Worker {
             if r.joined {
                 self.hub.enqueue_control(id, b);
             } else {
-                r.out.push_back(b);
+                r.out.push(b);
             }
         }
         if progress == Progress::Publishing && !r.closing {
@@ -406,22 +470,13 @@ impl Worker {
             return 0;
         };
         if !r.out.is_empty() {
-            let mut n = 0;
-            for (i, bytes) in r.out.iter().enumerate() {
-                let Some(slot) = dst.get_mut(n) else {
-                    return n;
-                };
-                let start = if i == 0 { r.out_offset } else { 0 };
-                *slot = IoSlice::new(bytes.get(start..).unwrap_or_default());
-                n += 1;
-            }
-            return n;
+            return r.out.io_slices(dst);
         }
         self.hub.queue(id).map_or(0, |q| q.io_slices(dst))
     }
 
     /// `written` bytes of what [`Worker::relay_output_slices`] returned went out.
-    pub fn relay_advance(&mut self, id: ClientId, mut written: usize) {
+    pub fn relay_advance(&mut self, id: ClientId, written: usize) {
         if self.is_pull(id) {
             self.pull_advance(id, written);
             return;
@@ -431,20 +486,7 @@ impl Worker {
         };
         self.counters.sent(&mut r.counters, written);
         if !r.out.is_empty() {
-            while written > 0 {
-                let Some(front) = r.out.front() else {
-                    break;
-                };
-                let left = front.len().saturating_sub(r.out_offset);
-                if written >= left {
-                    written -= left;
-                    r.out.pop_front();
-                    r.out_offset = 0;
-                } else {
-                    r.out_offset += written;
-                    written = 0;
-                }
-            }
+            r.out.advance(written);
             return;
         }
         if let Some(q) = self.hub.queue_mut(id) {
@@ -477,7 +519,6 @@ impl Worker {
         r.joined = false;
         r.client = None;
         r.out.clear();
-        r.out_offset = 0;
         r.failures = r.failures.saturating_add(1);
         r.reconnects += 1;
         let delay_ms = reconnect_delay_ms(r.reconnect_ms, r.failures);

@@ -751,3 +751,22 @@ pub fn output_rtmp_block(output: &str, apps: &[(&str, &str)]) -> String {
     s.push_str("    }\n}\n");
     s
 }
+
+/// Established TCP connections to `port` on this machine (`ss`), whoever opened them.
+pub fn connections_to(port: u16) -> usize {
+    let out = Command::new("ss")
+        .args([
+            "-Htn",
+            "state",
+            "established",
+            "dport",
+            "=",
+            &format!(":{port}"),
+        ])
+        .output()
+        .expect("ss runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
+}
