@@ -9,17 +9,24 @@
 
 use bytes::{Bytes, BytesMut};
 use mp4_atom::{
-    esds, Atom, Audio, Avc1, Avcc, Buf, Codec, Dinf, Dref, DrefEntry, Encode, Esds, FixedPoint,
-    FragmentInfo, Ftyp, Hdlr, Mdhd, Mdia, Mfhd, Mfra, Mfro, Minf, Moof, Moov, Mp4a, Mvex, Mvhd,
-    Smhd, Stbl, Stco, Stsc, Stsd, Stsz, Stts, Styp, Tfdt, Tfhd, Tfra, Tkhd, Traf, Trak, Trex, Trun,
-    TrunEntry, TrunSamples, Url, Visual, Vmhd,
+    esds, Ac3, Ac3SpecificBox, Atom, Audio, Av01, Av1c, Avc1, Avcc, Buf, Codec, Dfla, Dinf, Dops,
+    Dref, DrefEntry, Eac3, Ec3IndependentSubstream, Ec3SpecificBox, Encode, Esds, FixedPoint, Flac,
+    FragmentInfo, Ftyp, Hdlr, Hvc1, Hvcc, Mdhd, Mdia, Mfhd, Mfra, Mfro, Minf, Moof, Moov, Mp4a,
+    Mvex, Mvhd, Opus, OpusChannelMapping, Smhd, Stbl, Stco, Stsc, Stsd, Stsz, Stts, Styp, Tfdt,
+    Tfhd, Tfra, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Url, Visual, Vmhd, Vp09,
+    VpcC,
 };
 use thiserror::Error;
 
 use crate::media::avc::{aac_codec_string, avc_codec_string, parse_sps};
+use crate::media::codecs::{
+    self, Ac3Config, Av1Config, CodecError, FlacConfig, HevcConfig, OpusConfig, Vp9Config,
+    OPUS_RATE,
+};
 use crate::media::flv::{
     parse_audio_specific_config, parse_avc_decoder_config, AacConfig, AvcConfig, FlvError, FourCc,
 };
+use crate::segment::AAC_FRAME_SAMPLES;
 
 /// Timescale of video tracks: the MPEG 90 kHz clock, exact for FLV's milliseconds and for
 /// every common frame rate.
@@ -61,6 +68,12 @@ pub enum Fmp4Error {
     MdatTooLarge(u64),
     #[error("fmp4: box encoding failed: {0}")]
     Encode(#[from] mp4_atom::Error),
+    #[error("fmp4: {0}")]
+    Codec(#[from] CodecError),
+    #[error("fmp4: the configuration record has bytes after its end")]
+    TrailingConfig,
+    #[error("fmp4: codec {} cannot be carried", .0.map_or_else(|| "(legacy)".to_owned(), |f| f.to_string()))]
+    UnsupportedCodec(Option<FourCc>),
 }
 
 /// One track's codec, as the init segment declares it. Codec-parameterised on purpose:
@@ -79,6 +92,26 @@ pub enum TrackCodec {
         /// The raw AudioSpecificConfig from the FLV sequence header.
         asc: Bytes,
     },
+    /// HEVC: the hvcC from the Enhanced RTMP SequenceStart, kept byte for byte.
+    Hevc {
+        config: HevcConfig,
+        record: Bytes,
+    },
+    /// AV1: the av1C from the SequenceStart.
+    Av1 {
+        config: Av1Config,
+        record: Bytes,
+    },
+    /// VP9: the vpcC, and the size of the first keyframe (VP9 has no sequence header).
+    Vp9 {
+        config: Vp9Config,
+        width: u32,
+        height: u32,
+    },
+    Opus(OpusConfig),
+    Flac(FlacConfig),
+    /// AC-3 or E-AC-3, described by the first sync frame (they have no sequence header).
+    Ac3(Ac3Config),
 }
 
 impl TrackCodec {
@@ -105,11 +138,18 @@ impl TrackCodec {
         Ok(TrackCodec::Aac { config, asc })
     }
 
-    /// RFC 6381 codec string for the manifest: `avc1.64001f`, `mp4a.40.2`.
+    /// RFC 6381 codec string for the manifest: `avc1.64001f`, `mp4a.40.2`, `hvc1.1.6.L93.B0`,
+    /// `av01.0.08M.08`, `vp09.00.31.08`, `opus`, `flac`, `ac-3`, `ec-3`.
     pub fn codec_string(&self) -> String {
         match self {
             TrackCodec::Avc { config, .. } => avc_codec_string(config),
             TrackCodec::Aac { config, .. } => aac_codec_string(config),
+            TrackCodec::Hevc { config, .. } => config.codec_string(),
+            TrackCodec::Av1 { config, .. } => config.codec_string(),
+            TrackCodec::Vp9 { config, .. } => config.codec_string(),
+            TrackCodec::Opus(_) => "opus".to_owned(),
+            TrackCodec::Flac(_) => "flac".to_owned(),
+            TrackCodec::Ac3(config) => config.codec_string().to_owned(),
         }
     }
 
@@ -117,32 +157,39 @@ impl TrackCodec {
     /// `tfdt`: [`VIDEO_TIMESCALE`] for video, the output sample rate for audio (so an AAC
     /// frame lasts exactly 1024 or 2048 units). Never 0.
     pub fn timescale(&self) -> u32 {
-        match self {
-            TrackCodec::Avc { .. } => VIDEO_TIMESCALE,
-            TrackCodec::Aac { config, .. } => match config.output_sample_rate() {
-                0 => MOVIE_TIMESCALE,
-                rate => rate,
-            },
+        if self.is_video() {
+            return VIDEO_TIMESCALE;
+        }
+        match self.sample_rate() {
+            Some(0) | None => MOVIE_TIMESCALE,
+            Some(rate) => rate,
         }
     }
 
     pub fn is_video(&self) -> bool {
-        matches!(self, TrackCodec::Avc { .. })
+        self.dimensions().is_some()
     }
 
     /// Display size of a video track.
     pub fn dimensions(&self) -> Option<(u32, u32)> {
         match self {
-            TrackCodec::Avc { width, height, .. } => Some((*width, *height)),
-            TrackCodec::Aac { .. } => None,
+            TrackCodec::Avc { width, height, .. } | TrackCodec::Vp9 { width, height, .. } => {
+                Some((*width, *height))
+            }
+            TrackCodec::Hevc { config, .. } => Some((config.width, config.height)),
+            TrackCodec::Av1 { config, .. } => Some((config.width, config.height)),
+            _ => None,
         }
     }
 
     /// Output sample rate of an audio track.
     pub fn sample_rate(&self) -> Option<u32> {
         match self {
-            TrackCodec::Avc { .. } => None,
             TrackCodec::Aac { config, .. } => Some(config.output_sample_rate()),
+            TrackCodec::Opus(_) => Some(OPUS_RATE),
+            TrackCodec::Flac(config) => Some(config.sample_rate),
+            TrackCodec::Ac3(config) => Some(config.sample_rate),
+            _ => None,
         }
     }
 
@@ -150,8 +197,46 @@ impl TrackCodec {
     /// real count, e.g. 2 for stereo and for HE-AACv2's parametric stereo).
     pub fn channels(&self) -> Option<u16> {
         match self {
-            TrackCodec::Avc { .. } => None,
             TrackCodec::Aac { config, .. } => Some(aac_channels(config)),
+            TrackCodec::Opus(config) => Some(u16::from(config.channels)),
+            TrackCodec::Flac(config) => Some(u16::from(config.channels)),
+            TrackCodec::Ac3(config) => Some(config.channels),
+            _ => None,
+        }
+    }
+
+    /// Usual length of one audio frame in the track timescale (0 for video): what a frame
+    /// lasts when its own length is unknown.
+    pub fn nominal_frame_ticks(&self) -> u64 {
+        match self {
+            TrackCodec::Opus(_) => u64::from(OPUS_RATE / 50),
+            TrackCodec::Flac(config) => u64::from(config.max_block),
+            _ if self.is_video() => 0,
+            _ => self.frame_ticks(&[]).unwrap_or(1),
+        }
+    }
+
+    /// Samples of one audio frame at the track timescale, when the codec says (`None`: use
+    /// the publisher's timestamps).
+    pub fn frame_ticks(&self, frame: &[u8]) -> Option<u64> {
+        match self {
+            TrackCodec::Aac { config, .. } => {
+                let core = u64::from(config.sample_rate.max(1));
+                Some((AAC_FRAME_SAMPLES * u64::from(self.timescale()) / core).max(1))
+            }
+            TrackCodec::Opus(_) => codecs::opus_packet_ticks(frame).map(u64::from),
+            TrackCodec::Flac(config) => codecs::flac_frame_samples(frame, config).map(u64::from),
+            TrackCodec::Ac3(config) => Some(u64::from(config.frame_samples)),
+            _ => None,
+        }
+    }
+
+    /// The part of a frame body that is the sample: all of it, except an AV1 frame's leading
+    /// temporal delimiters, which ISOBMFF samples must not have.
+    pub fn sample_start(&self, frame: &[u8]) -> usize {
+        match self {
+            TrackCodec::Av1 { .. } => codecs::av1_sample_start(frame),
+            _ => 0,
         }
     }
 }
@@ -171,21 +256,68 @@ fn aac_channels(config: &AacConfig) -> u16 {
     }
 }
 
-/// The track of a video sequence header's body (`None`: a codec the fragmenter cannot
-/// carry yet).
-pub fn video_codec(fourcc: Option<FourCc>, body: &[u8]) -> Option<TrackCodec> {
+/// The track of a video sequence header's body.
+pub fn video_codec(fourcc: Option<FourCc>, body: &[u8]) -> Result<TrackCodec, Fmp4Error> {
+    let record = || Bytes::copy_from_slice(body);
     match fourcc {
-        Some(FourCc::AVC1) => TrackCodec::avc_from_record(Bytes::copy_from_slice(body)).ok(),
-        _ => None,
+        Some(FourCc::AVC1) => TrackCodec::avc_from_record(record()),
+        Some(FourCc::HVC1) => Ok(TrackCodec::Hevc {
+            config: codecs::parse_hevc_config(body)?,
+            record: record(),
+        }),
+        Some(FourCc::AV01) => Ok(TrackCodec::Av1 {
+            config: codecs::parse_av1_config(body)?,
+            record: record(),
+        }),
+        _ => Err(Fmp4Error::UnsupportedCodec(fourcc)),
     }
 }
 
-/// The track of an audio sequence header's body (`None`: a codec the fragmenter cannot
-/// carry yet).
-pub fn audio_codec(fourcc: Option<FourCc>, body: &[u8]) -> Option<TrackCodec> {
+/// Codecs whose track needs the first (key)frame as well as the sequence header: VP9 (the
+/// picture size), AC-3 and E-AC-3 (everything: they have no decoder configuration).
+pub fn needs_first_frame(fourcc: Option<FourCc>) -> bool {
+    matches!(
+        fourcc,
+        Some(FourCc::VP09) | Some(FourCc::AC3) | Some(FourCc::EAC3)
+    )
+}
+
+/// The track of a [`needs_first_frame`] codec from its sequence header's body and its first
+/// frame (a keyframe for video).
+pub fn codec_from_frame(
+    fourcc: Option<FourCc>,
+    header: &[u8],
+    frame: &[u8],
+) -> Result<TrackCodec, Fmp4Error> {
     match fourcc {
-        Some(FourCc::MP4A) => TrackCodec::aac_from_asc(Bytes::copy_from_slice(body)).ok(),
-        _ => None,
+        Some(FourCc::VP09) => {
+            let config = codecs::parse_vp9_config(header)?;
+            let (width, height) = codecs::vp9_keyframe_size(frame)
+                .ok_or(CodecError::Invalid("VP9 keyframe header"))?;
+            Ok(TrackCodec::Vp9 {
+                config,
+                width,
+                height,
+            })
+        }
+        Some(FourCc::AC3) | Some(FourCc::EAC3) => {
+            let config = codecs::parse_ac3_frame(frame)?;
+            if config.enhanced != (fourcc == Some(FourCc::EAC3)) {
+                return Err(CodecError::Invalid("AC-3 bsid for the FourCC").into());
+            }
+            Ok(TrackCodec::Ac3(config))
+        }
+        _ => Err(Fmp4Error::UnsupportedCodec(fourcc)),
+    }
+}
+
+/// The track of an audio sequence header's body.
+pub fn audio_codec(fourcc: Option<FourCc>, body: &[u8]) -> Result<TrackCodec, Fmp4Error> {
+    match fourcc {
+        Some(FourCc::MP4A) => TrackCodec::aac_from_asc(Bytes::copy_from_slice(body)),
+        Some(FourCc::OPUS) => Ok(TrackCodec::Opus(codecs::parse_opus_config(body)?)),
+        Some(FourCc::FLAC) => Ok(TrackCodec::Flac(codecs::parse_flac_config(body)?)),
+        _ => Err(Fmp4Error::UnsupportedCodec(fourcc)),
     }
 }
 
@@ -413,7 +545,139 @@ fn sample_entry(codec: &TrackCodec) -> Result<Codec, Fmp4Error> {
             }
             .into())
         }
+        TrackCodec::Hevc { config, record } => {
+            let (width, height) = fit_u16(config.width, config.height)?;
+            Ok(Hvc1 {
+                visual: visual(width, height),
+                hvcc: decode_whole::<Hvcc>(record)?,
+                ..Default::default()
+            }
+            .into())
+        }
+        TrackCodec::Av1 { config, record } => {
+            let (width, height) = fit_u16(config.width, config.height)?;
+            Ok(Av01 {
+                visual: visual(width, height),
+                av1c: decode_whole::<Av1c>(record)?,
+                ..Default::default()
+            }
+            .into())
+        }
+        TrackCodec::Vp9 {
+            config,
+            width,
+            height,
+        } => {
+            let (width, height) = fit_u16(*width, *height)?;
+            Ok(Vp09 {
+                visual: visual(width, height),
+                vpcc: VpcC {
+                    profile: config.profile,
+                    level: config.level,
+                    bit_depth: config.bit_depth,
+                    chroma_subsampling: config.chroma_subsampling,
+                    video_full_range_flag: config.full_range,
+                    color_primaries: config.colour_primaries,
+                    transfer_characteristics: config.transfer,
+                    matrix_coefficients: config.matrix,
+                    codec_initialization_data: Vec::new(),
+                },
+                ..Default::default()
+            }
+            .into())
+        }
+        TrackCodec::Opus(config) => Ok(Opus {
+            audio: audio(codec)?,
+            dops: Dops {
+                output_channel_count: config.channels,
+                pre_skip: config.pre_skip,
+                input_sample_rate: config.input_rate,
+                output_gain: config.gain,
+                channel_mapping: (config.family != 0).then(|| OpusChannelMapping {
+                    family: config.family,
+                    stream_count: config.streams,
+                    coupled_count: config.coupled,
+                    channel_mapping: config.mapping.clone(),
+                }),
+            },
+            btrt: None,
+        }
+        .into()),
+        TrackCodec::Flac(config) => {
+            // dfLa: a FullBox (version 0) holding the STREAMINFO as the last metadata block.
+            let mut body = vec![0, 0, 0, 0, 0x80, 0, 0, 34];
+            body.extend_from_slice(&config.stream_info);
+            Ok(Flac {
+                audio: audio(codec)?,
+                dfla: decode_whole::<Dfla>(&body)?,
+            }
+            .into())
+        }
+        TrackCodec::Ac3(config) if config.enhanced => Ok(Eac3 {
+            audio: audio(codec)?,
+            dec3: Ec3SpecificBox {
+                data_rate: config.bit_rate_code,
+                substreams: vec![Ec3IndependentSubstream {
+                    fscod: config.fscod,
+                    bsid: config.bsid,
+                    asvc: false,
+                    bsmod: config.bsmod,
+                    acmod: config.acmod,
+                    lfeon: config.lfe,
+                    num_dep_sub: 0,
+                    chan_loc: None,
+                }],
+            },
+        }
+        .into()),
+        TrackCodec::Ac3(config) => Ok(Ac3 {
+            audio: audio(codec)?,
+            dac3: Ac3SpecificBox {
+                fscod: config.fscod,
+                bsid: config.bsid,
+                bsmod: config.bsmod,
+                acmod: config.acmod,
+                lfeon: config.lfe,
+                bit_rate_code: u8::try_from(config.bit_rate_code).unwrap_or(0),
+            },
+        }
+        .into()),
     }
+}
+
+fn visual(width: u16, height: u16) -> Visual {
+    Visual {
+        data_reference_index: 1,
+        width,
+        height,
+        ..Default::default()
+    }
+}
+
+/// The audio part of a sample entry. The 16.16 rate field cannot hold rates above 65535 Hz:
+/// those are written as 0, as ffmpeg does (the timescale and the codec box carry the rate).
+fn audio(codec: &TrackCodec) -> Result<Audio, Fmp4Error> {
+    let rate = codec.sample_rate().unwrap_or(0);
+    if rate == 0 {
+        return Err(Fmp4Error::ZeroSampleRate);
+    }
+    Ok(Audio {
+        data_reference_index: 1,
+        channel_count: codec.channels().unwrap_or(2),
+        sample_size: 16,
+        sample_rate: FixedPoint::new(u16::try_from(rate).unwrap_or(0), 0),
+    })
+}
+
+/// A codec box decoded from the encoder's own record, which must be read to its end (so the
+/// box we write says exactly what the encoder said).
+fn decode_whole<T: Atom>(record: &[u8]) -> Result<T, Fmp4Error> {
+    let mut rest = record;
+    let parsed = T::decode_body(&mut rest)?;
+    if rest.has_remaining() {
+        return Err(Fmp4Error::TrailingConfig);
+    }
+    Ok(parsed)
 }
 
 /// The `avcC` of a track: the encoder's own record when mp4-atom reads all of it (so the
@@ -604,6 +868,97 @@ mod tests {
     use super::*;
     use mp4_atom::Decode;
     use std::collections::HashMap;
+
+    // ---- Enhanced RTMP codecs: records as ffmpeg 9 sends them (src/media/testdata) ----
+
+    fn stsd_entry(init: &[u8]) -> Codec {
+        let moov = mp4_atom::Moov::decode(&mut &init[child(init, b"ftyp").unwrap().1.len() + 8..])
+            .unwrap();
+        moov.trak[0].mdia.minf.stbl.stsd.codecs[0].clone()
+    }
+
+    #[test]
+    fn enhanced_codecs_get_their_sample_entries() {
+        let t = |d: &[u8]| d.to_vec();
+        let hevc = video_codec(
+            Some(FourCc::HVC1),
+            &t(include_bytes!("../media/testdata/hevc_main.hvcc")),
+        )
+        .unwrap();
+        match stsd_entry(&init_segment(&hevc).unwrap()) {
+            Codec::Hvc1(h) => {
+                assert_eq!((h.visual.width, h.visual.height), (320, 240));
+                assert_eq!(h.hvcc.general_profile_idc, 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        let av1 = video_codec(
+            Some(FourCc::AV01),
+            include_bytes!("../media/testdata/av1.av1c"),
+        )
+        .unwrap();
+        assert!(
+            matches!(stsd_entry(&init_segment(&av1).unwrap()), Codec::Av01(a) if a.visual.width == 320)
+        );
+        assert!(video_codec(Some(FourCc::VP09), &[1, 0, 0, 0]).is_err());
+        assert!(needs_first_frame(Some(FourCc::VP09)));
+        let vp9 = codec_from_frame(
+            Some(FourCc::VP09),
+            include_bytes!("../media/testdata/vp9.vpcc"),
+            include_bytes!("../media/testdata/vp9_key.head"),
+        )
+        .unwrap();
+        assert_eq!(vp9.dimensions(), Some((320, 240)));
+        assert!(matches!(
+            stsd_entry(&init_segment(&vp9).unwrap()),
+            Codec::Vp09(_)
+        ));
+        let opus = audio_codec(
+            Some(FourCc::OPUS),
+            include_bytes!("../media/testdata/opus.head"),
+        )
+        .unwrap();
+        assert_eq!(
+            (opus.timescale(), opus.nominal_frame_ticks()),
+            (48_000, 960)
+        );
+        match stsd_entry(&init_segment(&opus).unwrap()) {
+            Codec::Opus(o) => assert_eq!((o.dops.pre_skip, o.audio.channel_count), (312, 1)),
+            other => panic!("{other:?}"),
+        }
+        let flac = audio_codec(
+            Some(FourCc::FLAC),
+            include_bytes!("../media/testdata/flac.streaminfo"),
+        )
+        .unwrap();
+        assert!(matches!(
+            stsd_entry(&init_segment(&flac).unwrap()),
+            Codec::Flac(_)
+        ));
+        let ac3 = include_bytes!("../media/testdata/ac3.frame");
+        let eac3 = include_bytes!("../media/testdata/eac3.frame");
+        let a = codec_from_frame(Some(FourCc::AC3), &[], ac3).unwrap();
+        assert!(matches!(
+            stsd_entry(&init_segment(&a).unwrap()),
+            Codec::Ac3(_)
+        ));
+        let e = codec_from_frame(Some(FourCc::EAC3), &[], eac3).unwrap();
+        assert!(matches!(
+            stsd_entry(&init_segment(&e).unwrap()),
+            Codec::Eac3(_)
+        ));
+        assert_eq!(
+            (a.codec_string(), e.codec_string()),
+            ("ac-3".into(), "ec-3".into())
+        );
+        // A FourCC that disagrees with the frame is refused.
+        assert!(codec_from_frame(Some(FourCc::EAC3), &[], ac3).is_err());
+        // An hvcC with bytes after its arrays is refused rather than half-copied.
+        let mut long = include_bytes!("../media/testdata/hevc_main.hvcc").to_vec();
+        long.push(0);
+        let bad = video_codec(Some(FourCc::HVC1), &long).unwrap();
+        assert!(init_segment(&bad).is_err());
+    }
 
     // ---- helpers: an independent box walker ----
 

@@ -49,7 +49,7 @@
 //!   at its first listed segment.
 //! - Codecs: H.264 and AAC (legacy or Enhanced RTMP single-track headers). Others are
 //!   skipped: an HEVC+AAC stream is an audio-only DASH stream until `fmp4` learns HEVC. Only
-//!   `video_codec`, `audio_codec`, `frame_ok` and `frame_ticks` know codecs; the rest
+//!   `fmp4`'s `TrackCodec` and `frame_ok` know codecs; the rest
 //!   works on [`TrackCodec`] (adding HEVC/AV1 is one arm in each).
 //! - Operations are journalled until the IO ring reports them performed (`on_written`): when
 //!   it reports a failure, everything from the failed operation on is undone in the model (segments unlisted, init
@@ -71,9 +71,7 @@ use crate::segment::journal::Journal;
 use crate::segment::names::{basename, is_valid_name};
 use crate::segment::retention::{self, Grace, Retention};
 use crate::segment::timeline::{Timeline, Track, BACKWARD_TOLERANCE_MS};
-use crate::segment::{
-    AAC_FRAME_SAMPLES, DEFAULT_VIDEO_STEP_MS, MAX_AUDIO_FRAME, MAX_CTS_MS, PART_SUFFIX,
-};
+use crate::segment::{DEFAULT_VIDEO_STEP_MS, MAX_AUDIO_FRAME, MAX_CTS_MS, PART_SUFFIX};
 
 /// A video segment with no keyframe is cut after this many `dash_fragment`s (DASH's max
 /// fragment: it has no `dash_max_fragment` directive).
@@ -144,9 +142,14 @@ fn body_of(tag: &Bytes, offset: usize) -> Bytes {
 }
 
 fn frame_ok(codec: &TrackCodec, body: &[u8]) -> bool {
-    match codec {
-        TrackCodec::Avc { config, .. } => {
-            let size = usize::from(config.nal_length_size);
+    let nal_length_size = match codec {
+        TrackCodec::Avc { config, .. } => Some(config.nal_length_size),
+        TrackCodec::Hevc { config, .. } => Some(config.nal_length_size),
+        _ => None,
+    };
+    match nal_length_size {
+        Some(size) => {
+            let size = usize::from(size);
             if !(1..=4).contains(&size) || body.is_empty() {
                 return false;
             }
@@ -165,19 +168,20 @@ fn frame_ok(codec: &TrackCodec, body: &[u8]) -> bool {
             }
             true
         }
-        TrackCodec::Aac { .. } => !body.is_empty() && body.len() <= MAX_AUDIO_FRAME,
+        None if codec.is_video() => !body.is_empty(),
+        None => !body.is_empty() && body.len() <= MAX_AUDIO_FRAME,
     }
 }
 
-/// Nominal duration of one audio frame in the track timescale (0 for video).
-fn frame_ticks(codec: &TrackCodec) -> u64 {
-    match codec {
-        TrackCodec::Avc { .. } => 0,
-        TrackCodec::Aac { config, .. } => {
-            let core = u64::from(config.sample_rate.max(1));
-            (AAC_FRAME_SAMPLES * u64::from(codec.timescale()) / core).max(1)
-        }
-    }
+/// The source of a sequence header's codec, with its init segment.
+fn source_of(fourcc: Option<FourCc>, codec: Result<TrackCodec, fmp4::Fmp4Error>) -> Option<Source> {
+    let codec = codec.ok()?;
+    let init = fmp4::init_segment(&codec).ok()?;
+    Some(Source {
+        fourcc: fourcc?,
+        codec,
+        init,
+    })
 }
 
 // ---- layout ----
@@ -410,6 +414,10 @@ pub struct DashStream {
     cut: CutPolicy,
     timeline: Timeline,
     sources: [Option<Source>; 2],
+    /// The sequence header of a codec whose source also needs its first frame (VP9, AC-3).
+    pending: [Option<(FourCc, Bytes)>; 2],
+    /// Duration of the last audio frame, when its codec says (Opus frames vary).
+    last_audio_ticks: Option<u64>,
     meta_frame_rate: Option<f64>,
 
     /// presentation ms = timeline output ms + offset.
@@ -495,6 +503,8 @@ impl DashStream {
             cut,
             timeline: Timeline::new(BACKWARD_TOLERANCE_MS as u64, cut.max_ms()),
             sources: [None, None],
+            pending: [None, None],
+            last_audio_ticks: None,
             meta_frame_rate: None,
             offset: 0,
             ast: None,
@@ -706,6 +716,26 @@ impl DashStream {
         }
     }
 
+    /// Builds the source of a codec that needs its first frame ([`fmp4::needs_first_frame`])
+    /// from this frame: after its sequence header, or with none (AC-3 needs none). A frame
+    /// that does not describe the stream (a damaged one) leaves it for the next.
+    fn adopt_pending(&mut self, kind: Kind, fourcc: Option<FourCc>, frame: &[u8]) {
+        if !fmp4::needs_first_frame(fourcc) {
+            return;
+        }
+        let slot = kind.of(&self.pending);
+        let header = match slot {
+            Some((f, header)) if Some(*f) == fourcc => header.clone(),
+            _ if kind.of(&self.sources).as_ref().map(|s| s.fourcc) != fourcc => Bytes::new(),
+            _ => return,
+        };
+        let source = source_of(fourcc, fmp4::codec_from_frame(fourcc, &header, frame));
+        if source.is_some() {
+            *kind.of_mut(&mut self.pending) = None;
+            self.set_source(kind, source);
+        }
+    }
+
     fn on_video(&mut self, timestamp: u32, tag: &Bytes, now: Now) {
         let Ok(t) = flv::parse_video(tag) else { return };
         if t.multitrack
@@ -717,19 +747,19 @@ impl DashStream {
         let fourcc = t.codec.fourcc();
         match t.packet {
             VideoPacket::SequenceHeader => {
-                let source = video_codec(fourcc, body).and_then(|codec| {
-                    let init = fmp4::init_segment(&codec).ok()?;
-                    Some(Source {
-                        fourcc: fourcc?,
-                        codec,
-                        init,
-                    })
-                });
-                self.set_source(Kind::Video, source);
+                if fmp4::needs_first_frame(fourcc) {
+                    self.pending[V] = fourcc.map(|f| (f, body_of(tag, t.body_offset)));
+                } else {
+                    self.pending[V] = None;
+                    self.set_source(Kind::Video, source_of(fourcc, video_codec(fourcc, body)));
+                }
                 return;
             }
             VideoPacket::Frame => {}
             _ => return,
+        }
+        if t.is_keyframe() {
+            self.adopt_pending(Kind::Video, fourcc, body);
         }
         let Some(src) = self.sources[V].as_ref() else {
             return;
@@ -737,6 +767,7 @@ impl DashStream {
         if Some(src.fourcc) != fourcc || !frame_ok(&src.codec, body) {
             return;
         }
+        let sample_at = t.body_offset.saturating_add(src.codec.sample_start(body));
         let key = t.is_keyframe();
         let m = self.timeline.map(Track::Video, timestamp);
         if m.rebased {
@@ -758,7 +789,7 @@ impl DashStream {
                 return;
             }
             let ms = self.media_ms(m.out_ms);
-            self.push_video(ms, t.composition_time_ms, key, body_of(tag, t.body_offset));
+            self.push_video(ms, t.composition_time_ms, key, body_of(tag, sample_at));
             return;
         } else {
             let Some(track) = self.current_track(Kind::Video) else {
@@ -772,7 +803,7 @@ impl DashStream {
                 self.soft_cut(ms, dts, key, now);
             }
         }
-        self.push_video(ms, t.composition_time_ms, key, body_of(tag, t.body_offset));
+        self.push_video(ms, t.composition_time_ms, key, body_of(tag, sample_at));
     }
 
     fn push_video(&mut self, ms: u64, cts_ms: i32, key: bool, data: Bytes) {
@@ -841,20 +872,18 @@ impl DashStream {
         let fourcc = t.codec.fourcc();
         match t.packet {
             AudioPacket::SequenceHeader => {
-                let source = audio_codec(fourcc, body).and_then(|codec| {
-                    let init = fmp4::init_segment(&codec).ok()?;
-                    Some(Source {
-                        fourcc: fourcc?,
-                        codec,
-                        init,
-                    })
-                });
-                self.set_source(Kind::Audio, source);
+                if fmp4::needs_first_frame(fourcc) {
+                    self.pending[A] = fourcc.map(|f| (f, body_of(tag, t.body_offset)));
+                } else {
+                    self.pending[A] = None;
+                    self.set_source(Kind::Audio, source_of(fourcc, audio_codec(fourcc, body)));
+                }
                 return;
             }
             AudioPacket::Frame => {}
             _ => return,
         }
+        self.adopt_pending(Kind::Audio, fourcc, body);
         let Some(src) = self.sources[A].as_ref() else {
             return;
         };
@@ -908,7 +937,7 @@ impl DashStream {
                 if self.cut.audio_only(&seg.so_far(ms), 0, false) {
                     if let Some((ts, frame)) = self
                         .current_track(Kind::Audio)
-                        .map(|t| (t.timescale, t.frame_ticks))
+                        .map(|t| (t.timescale, self.last_audio_ticks.unwrap_or(t.frame_ticks)))
                     {
                         let dts = self.audio_dts(ms, ts, frame);
                         self.soft_cut(ms, dts, true, now);
@@ -922,13 +951,15 @@ impl DashStream {
     /// Places an audio frame at `ms`: in the segment waiting for audio if it is before that
     /// cut, else in the open segment (frames before the open segment's start are dropped).
     fn push_audio(&mut self, ms: u64, data: Bytes, now: Now) {
-        let Some((ts, frame)) = self
-            .current_track(Kind::Audio)
-            .map(|t| (t.timescale, t.frame_ticks))
-        else {
+        let Some((ts, frame, ticks)) = self.current_track(Kind::Audio).map(|t| {
+            let step = self.last_audio_ticks.unwrap_or(t.frame_ticks);
+            (t.timescale, step, t.codec.frame_ticks(&data))
+        }) else {
             return;
         };
         let dts = self.audio_dts(ms, ts, frame);
+        // The next frame follows this one by this frame's own length (Opus varies).
+        self.last_audio_ticks = ticks;
         if let Some(c) = self.closing.as_mut() {
             if ms < c.boundary_ms {
                 Self::append_audio(&mut c.seg, dts, data);
@@ -1060,6 +1091,7 @@ impl DashStream {
         // Sample times start afresh on the Period's timescales (they start at or after the
         // previous Period's end, so they still only grow).
         self.last_dts = [None, None];
+        self.last_audio_ticks = None;
         let id = self.next_period_id;
         self.next_period_id = self.next_period_id.saturating_add(1);
         let mut tracks = Vec::new();
@@ -1097,7 +1129,7 @@ impl DashStream {
             }
             tracks.push(PeriodTrack {
                 kind,
-                frame_ticks: frame_ticks(&src.codec),
+                frame_ticks: src.codec.nominal_frame_ticks(),
                 codec: src.codec,
                 timescale,
                 suffix_ts,

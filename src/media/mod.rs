@@ -2,5 +2,6 @@
 //! the publisher's `onMetaData` about them.
 
 pub mod avc;
+pub mod codecs;
 pub mod flv;
 pub mod metadata;

@@ -96,20 +96,14 @@ pub fn codecs(
     let video = match video_header {
         Some(h) => {
             let t = flv::parse_video(h).ok()?;
-            Some(fmp4::video_codec(
-                t.codec.fourcc(),
-                h.get(t.body_offset..)?,
-            )?)
+            Some(fmp4::video_codec(t.codec.fourcc(), h.get(t.body_offset..)?).ok()?)
         }
         None => None,
     };
     let audio = match audio_header {
         Some(h) => {
             let t = flv::parse_audio(h).ok()?;
-            Some(fmp4::audio_codec(
-                t.codec.fourcc(),
-                h.get(t.body_offset..)?,
-            )?)
+            Some(fmp4::audio_codec(t.codec.fourcc(), h.get(t.body_offset..)?).ok()?)
         }
         None => None,
     };
