@@ -200,6 +200,7 @@ pub static DIRECTIVES: &[Directive] = &[
     ),
     one("hls_fragment_slicing", R_S_A, Exactly(1), Implemented),
     one("hls_type", R_S_A, Exactly(1), Implemented),
+    one("hls_container", R_S_A, Exactly(1), Implemented),
     one("hls_muxdelay", R_S_A, Exactly(1), Implemented),
     one("hls_max_audio_delay", R_S_A, Exactly(1), Implemented),
     one("hls_audio_buffer_size", R_S_A, Exactly(1), Implemented),
@@ -435,6 +436,7 @@ mod tests {
     /// RTMPS).
     const OWN: &[&str] = &[
         "record_format",
+        "hls_container",
         "notify_ssl_verify",
         "notify_ssl_trusted_certificate",
         "relay_ssl_verify",
@@ -492,6 +494,7 @@ mod tests {
             "play_temp_path",
             "play_local_path",
             "record_format",
+            "hls_container",
             "record",
             "record_path",
             "record_suffix",

@@ -42,11 +42,11 @@ pub use rtmp::{
     MAX_STREAMS, MIN_CHUNK_SIZE,
 };
 pub use settings::{
-    AccessSettings, CoreSettings, DashClock, DashSettings, ExecSettings, ExecSpec, HlsDatetime,
-    HlsNaming, HlsSettings, HlsSlicing, HlsType, HlsVariant, LiveSettings, LogSettings, Meta,
-    NetSettings, NotifyMethod, NotifySettings, PlayEntry, PlaySettings, RecordFlags, RecordFormat,
-    RecordSettings, RelaySettings, RelayTarget, SessionCache, Settings, SslSettings, TlsProtocol,
-    DEFAULT_PLAY_FLUSH_INTERVAL_MS, MAX_PLAY_FLUSH_INTERVAL_MS,
+    AccessSettings, CoreSettings, DashClock, DashSettings, ExecSettings, ExecSpec, HlsContainer,
+    HlsDatetime, HlsNaming, HlsSettings, HlsSlicing, HlsType, HlsVariant, LiveSettings,
+    LogSettings, Meta, NetSettings, NotifyMethod, NotifySettings, PlayEntry, PlaySettings,
+    RecordFlags, RecordFormat, RecordSettings, RelaySettings, RelayTarget, SessionCache, Settings,
+    SslSettings, TlsProtocol, DEFAULT_PLAY_FLUSH_INTERVAL_MS, MAX_PLAY_FLUSH_INTERVAL_MS,
 };
 pub use url::{parse_http_url, parse_rtmp_url, HttpUrl, RtmpUrl, Scheme};
 

@@ -250,6 +250,7 @@ conf_group! {
             naming_granularity: u64,
             slicing: HlsSlicing,
             hls_type: HlsType,
+            container: HlsContainer,
             muxdelay_ms: u64,
             max_audio_delay_ms: u64,
             audio_buffer_size: u64,
@@ -467,6 +468,11 @@ const SLICING: &[(&str, HlsSlicing)] = &[
     ("aligned", HlsSlicing::Aligned),
 ];
 const HLS_TYPE: &[(&str, HlsType)] = &[("live", HlsType::Live), ("event", HlsType::Event)];
+const HLS_CONTAINER: &[(&str, HlsContainer)] = &[
+    ("auto", HlsContainer::Auto),
+    ("mpegts", HlsContainer::MpegTs),
+    ("fmp4", HlsContainer::Fmp4),
+];
 const RECORD_FORMAT: &[(&str, RecordFormat)] =
     &[("flv", RecordFormat::Flv), ("mp4", RecordFormat::Mp4)];
 const DATETIME: &[(&str, HlsDatetime)] = &[
@@ -868,6 +874,7 @@ impl RtmpConf {
             "hls_fragment_naming_granularity" => put(&mut hls.naming_granularity, d, || num(d, v)),
             "hls_fragment_slicing" => put(&mut hls.slicing, d, || one_of(d, v, SLICING)),
             "hls_type" => put(&mut hls.hls_type, d, || one_of(d, v, HLS_TYPE)),
+            "hls_container" => put(&mut hls.container, d, || one_of(d, v, HLS_CONTAINER)),
             "hls_muxdelay" => put(&mut hls.muxdelay_ms, d, || msec(d, v)),
             "hls_max_audio_delay" => put(&mut hls.max_audio_delay_ms, d, || msec(d, v)),
             "hls_audio_buffer_size" => put(&mut hls.audio_buffer_size, d, || size(d, v)),
@@ -1190,6 +1197,7 @@ impl RtmpConf {
             naming_granularity: h.naming_granularity.unwrap_or(0),
             slicing: h.slicing.unwrap_or(HlsSlicing::Plain),
             hls_type: h.hls_type.unwrap_or(HlsType::Live),
+            container: h.container.unwrap_or_default(),
             muxdelay_ms: h.muxdelay_ms.unwrap_or(700),
             max_audio_delay_ms: h.max_audio_delay_ms.unwrap_or(300),
             audio_buffer_size: h.audio_buffer_size.unwrap_or(1024 * 1024),
@@ -1558,6 +1566,7 @@ mod tests {
         ("notify_send_redirect", &["on"]),
         ("record_interval_size", &["10M"]),
         ("record_format", &["mp4"]),
+        ("hls_container", &["fmp4"]),
     ];
 
     /// Directives whose C handler overwrites an earlier value instead of refusing it.

@@ -105,6 +105,17 @@ pub enum HlsType {
     Event,
 }
 
+/// `hls_container` (ours): the segment format of HLS.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum HlsContainer {
+    /// MPEG-TS while every track is H.264/AAC/MP3 (what the C module writes), fMP4 (CMAF)
+    /// once a track is a codec TS cannot carry here (HEVC, AV1, VP9, Opus, FLAC, AC-3).
+    #[default]
+    Auto,
+    MpegTs,
+    Fmp4,
+}
+
 /// `record_format` (ours): the container of recordings.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub enum RecordFormat {
@@ -416,6 +427,8 @@ pub struct HlsSettings {
     pub slicing: HlsSlicing,
     /// `hls_type` (live).
     pub hls_type: HlsType,
+    /// `hls_container` (auto; ours).
+    pub container: HlsContainer,
     /// `hls_muxdelay` (700ms).
     pub muxdelay_ms: u64,
     /// `hls_max_audio_delay` (300ms).

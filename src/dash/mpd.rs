@@ -102,6 +102,10 @@ pub struct AdaptationSet {
     pub media: String,
     /// `(t, d)` in `timescale` units, in order.
     pub segments: Vec<(u64, u64)>,
+    /// Number of the first listed segment in the stream (its cut): HLS's media sequence.
+    pub first_number: u64,
+    /// Bytes of the listed segments (HLS's `AVERAGE-BANDWIDTH`).
+    pub bytes: u64,
 }
 
 /// Escapes an attribute value.
@@ -555,6 +559,8 @@ mod tests {
             initialization: "a&b-init.m4v".into(),
             media: "a&b-$Time$.m4v".into(),
             segments,
+            first_number: 0,
+            bytes: 0,
         }
     }
 

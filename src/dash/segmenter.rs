@@ -61,8 +61,9 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use super::fmp4::{self, audio_codec, video_codec, Sample, TrackCodec};
+use super::m3u8;
 use super::mpd::{self, ContentType};
-use crate::conf::{DashClock, DashSettings};
+use crate::conf::{DashClock, DashSettings, HlsSettings, HlsType};
 use crate::files::{FileOp, FileOutput, Now};
 use crate::media::flv::{self, AudioPacket, FourCc, MultitrackKind, VideoPacket};
 use crate::media::metadata;
@@ -193,6 +194,9 @@ struct Layout {
     mpd: PathBuf,
     /// File name prefix: `<name>-`, or nothing with `dash_nested`.
     stem: String,
+    /// Extension of video media segments: `m4v` (the C module's), `m4s` for HLS, whose
+    /// readers check extensions (ffmpeg 5.1 refuses `.m4v` segments in a playlist).
+    video_ext: &'static str,
 }
 
 impl Layout {
@@ -206,7 +210,19 @@ impl Layout {
         } else {
             format!("{}-", basename(name))
         };
-        Layout { dir, mpd, stem }
+        Layout {
+            dir,
+            mpd,
+            stem,
+            video_ext: Kind::Video.ext(),
+        }
+    }
+
+    fn media_ext(&self, kind: Kind) -> &'static str {
+        match kind {
+            Kind::Video => self.video_ext,
+            Kind::Audio => kind.ext(),
+        }
     }
 
     /// `<stem><t>.<ext>`, or `<stem><t>-<timescale>.<ext>` for a secondary timescale.
@@ -222,16 +238,16 @@ impl Layout {
 
     fn segment_file(&self, kind: Kind, t: u64, suffix_ts: Option<u32>) -> String {
         match suffix_ts {
-            None => format!("{}{t}.{}", self.stem, kind.ext()),
-            Some(ts) => format!("{}{t}-{ts}.{}", self.stem, kind.ext()),
+            None => format!("{}{t}.{}", self.stem, self.media_ext(kind)),
+            Some(ts) => format!("{}{t}-{ts}.{}", self.stem, self.media_ext(kind)),
         }
     }
 
     fn media_template(&self, kind: Kind, suffix_ts: Option<u32>) -> String {
         let stem = mpd::uri_escape(&self.stem);
         match suffix_ts {
-            None => format!("{stem}$Time$.{}", kind.ext()),
-            Some(ts) => format!("{stem}$Time$-{ts}.{}", kind.ext()),
+            None => format!("{stem}$Time$.{}", self.media_ext(kind)),
+            Some(ts) => format!("{stem}$Time$-{ts}.{}", self.media_ext(kind)),
         }
     }
 
@@ -402,6 +418,14 @@ impl Effect {
     }
 }
 
+/// The HLS media playlists of a [`DashStream::new_hls`] stream: (path, URI) each.
+#[derive(Debug, Clone)]
+struct HlsPlaylists {
+    video: (PathBuf, String),
+    audio: (PathBuf, String),
+    event: bool,
+}
+
 /// The DASH output of one published stream. See the module docs.
 pub struct DashStream {
     settings: DashSettings,
@@ -418,6 +442,8 @@ pub struct DashStream {
     pending: [Option<(FourCc, Bytes)>; 2],
     /// Duration of the last audio frame, when its codec says (Opus frames vary).
     last_audio_ticks: Option<u64>,
+    /// HLS playlists to write instead of the MPD ([`DashStream::new_hls`]).
+    hls: Option<HlsPlaylists>,
     meta_frame_rate: Option<f64>,
 
     /// presentation ms = timeline output ms + offset.
@@ -505,6 +531,7 @@ impl DashStream {
             sources: [None, None],
             pending: [None, None],
             last_audio_ticks: None,
+            hls: None,
             meta_frame_rate: None,
             offset: 0,
             ast: None,
@@ -541,6 +568,39 @@ impl DashStream {
         if let (true, Some(text)) = (valid, previous_mpd) {
             s.restore(text);
         }
+        s
+    }
+
+    /// The fMP4 (CMAF) HLS output of `name` (`hls_container`): these segments, under
+    /// `hls_path` with `hls_fragment`, `hls_playlist_length`, `hls_nested` and
+    /// `hls_cleanup`, listed by a multivariant playlist at the stream's usual playlist path
+    /// (`playlist`) and a media playlist per track beside it.
+    pub fn new_hls(hls: &HlsSettings, playlist: PathBuf, app: &str, name: &str) -> Self {
+        let settings = DashSettings {
+            enabled: true,
+            path: hls.path.clone(),
+            fragment_ms: hls.fragment_ms,
+            playlist_length_ms: hls.playlist_length_ms,
+            nested: hls.nested,
+            cleanup: hls.cleanup,
+            clock_compensation: DashClock::Off,
+            clock_helper_uri: String::new(),
+        };
+        let mut s = Self::new(&settings, app, name, None);
+        if let Some(dir) = playlist.parent() {
+            s.layout.dir = dir.to_path_buf();
+        }
+        s.layout.mpd = playlist;
+        s.layout.video_ext = "m4s";
+        let media = |kind: &str| {
+            let file = format!("{}{kind}.m3u8", s.layout.stem);
+            (s.layout.dir.join(&file), mpd::uri_escape(&file))
+        };
+        s.hls = Some(HlsPlaylists {
+            video: media("video"),
+            audio: media("audio"),
+            event: hls.hls_type == HlsType::Event,
+        });
         s
     }
 
@@ -1605,6 +1665,8 @@ impl DashStream {
                     initialization: t.init_uri.clone(),
                     media: self.layout.media_template(t.kind, t.suffix_ts),
                     segments: listed.iter().map(|e| (e.t, e.d)).collect(),
+                    first_number: listed.first().map_or(0, |e| e.cut),
+                    bytes: listed.iter().map(|e| e.bytes).sum(),
                 });
             }
             if !sets.is_empty() {
@@ -1668,15 +1730,38 @@ impl DashStream {
             }
         }
         self.ensure_dir();
-        let text = mpd::render(&self.build_mpd(now, dynamic));
-        let path = self.layout.mpd.clone();
-        self.emit(
-            FileOp::WriteAtomic {
-                path,
-                data: Bytes::from(text),
-            },
-            Effect::Mpd,
-        );
+        let model = self.build_mpd(now, dynamic);
+        let mut manifests = Vec::new();
+        match &self.hls {
+            None => manifests.push((self.layout.mpd.clone(), mpd::render(&model))),
+            Some(h) => {
+                // Media playlists first: the multivariant one only names them.
+                for (content, (path, _)) in [
+                    (ContentType::Video, &h.video),
+                    (ContentType::Audio, &h.audio),
+                ] {
+                    if let Some(text) = m3u8::media_playlist(&model, content, h.event) {
+                        manifests.push((path.clone(), text));
+                    }
+                }
+                let uris = m3u8::MediaUris {
+                    video: &h.video.1,
+                    audio: &h.audio.1,
+                };
+                if let Some(text) = m3u8::multivariant_playlist(&model, &uris) {
+                    manifests.push((self.layout.mpd.clone(), text));
+                }
+            }
+        }
+        for (path, text) in manifests {
+            self.emit(
+                FileOp::WriteAtomic {
+                    path,
+                    data: Bytes::from(text),
+                },
+                Effect::Mpd,
+            );
+        }
         self.mpd_written = true;
         let due = now.mono_ms.saturating_add(self.grace_ms());
         if self.mpd_stale {
@@ -1839,7 +1924,15 @@ impl DashStream {
                     entries.chain(std::iter::once(t.init_path))
                 });
             let mpd = self.layout.mpd.clone();
-            let deletes = self.retention.final_deletes(mpd, files, Vec::new());
+            let playlists = self
+                .hls
+                .iter()
+                .flat_map(|h| [h.video.0.clone(), h.audio.0.clone()]);
+            let deletes = self.retention.final_deletes(
+                mpd,
+                playlists.chain(files).collect::<Vec<_>>(),
+                Vec::new(),
+            );
             self.cuts.clear();
             self.inits_on_disk.clear();
             for path in deletes {

@@ -32,8 +32,9 @@
 //!   sequence number of its first segment; every segment is encrypted with IV = its own
 //!   media sequence number and gets its own `EXT-X-KEY` line with that IV (the C module reuses
 //!   the first segment's IV for all segments of a key; per-segment IVs avoid CBC IV reuse).
-//! - Codecs TS cannot carry here (anything but H.264 video, AAC/MP3 audio) are skipped
-//!   silently: an HEVC+AAC stream becomes an audio-only HLS stream. Frames before their
+//! - Codecs TS cannot carry here (anything but H.264 video, AAC/MP3 audio) are skipped:
+//!   with `hls_container auto` such a stream's HLS is the CMAF segmenter's instead
+//!   ([`crate::dash::segmenter::DashStream::new_hls`]); with `mpegts` one line says so. Frames before their
 //!   sequence header are dropped; a track that appears later switches the PMT at the next
 //!   keyframe, with a discontinuity.
 //! - Fragment names must not repeat within a stream (a repeat would overwrite a listed file

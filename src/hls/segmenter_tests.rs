@@ -33,6 +33,7 @@ fn settings() -> HlsSettings {
         naming_granularity: 0,
         slicing: HlsSlicing::Plain,
         hls_type: HlsType::Live,
+        container: Default::default(),
         muxdelay_ms: 700,
         max_audio_delay_ms: 300,
         audio_buffer_size: 1 << 20,

@@ -14,12 +14,15 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use crate::conf::Settings;
+use bytes::Bytes;
+
+use crate::conf::{HlsContainer, HlsSettings, Settings};
 use crate::dash::segmenter::DashStream;
 use crate::files::{FileOp, FileOutput, Now};
 use crate::hls::segmenter::HlsStream;
 use crate::io::{IoDone, IoJob, IoStats, NoStorage, OpenFiles, Storage};
 use crate::live::StreamKey;
+use crate::media::flv::{self, AudioPacket, FourCc};
 use crate::record::{RecordEvent, Recorder, RecordingNow};
 use crate::segment::names::is_valid_name;
 
@@ -47,6 +50,8 @@ pub const APPEND_FLUSH_MS: u64 = 100;
 /// one kind (HLS variants sharing their measurements) stays reachable.
 enum Output {
     Hls(Box<HlsStream>),
+    /// HLS with fMP4 (CMAF) segments: the CMAF segmenter writing HLS playlists.
+    HlsFmp4(Box<DashStream>),
     Dash(Box<DashStream>),
     Record(Box<Recorder>),
 }
@@ -55,14 +60,14 @@ impl Output {
     fn file(&mut self) -> &mut dyn FileOutput {
         match self {
             Output::Hls(h) => h.as_mut(),
-            Output::Dash(d) => d.as_mut(),
+            Output::HlsFmp4(d) | Output::Dash(d) => d.as_mut(),
             Output::Record(r) => r.as_mut(),
         }
     }
 
     fn label(&self) -> &'static str {
         match self {
-            Output::Hls(_) => "hls",
+            Output::Hls(_) | Output::HlsFmp4(_) => "hls",
             Output::Dash(_) => "dash",
             Output::Record(_) => "record",
         }
@@ -135,6 +140,56 @@ struct StreamOutputs {
     live: bool,
     /// Who publishes (or last published) the stream, for what recordings report.
     owner: Option<Rc<RecordOwner>>,
+    /// HLS in MPEG-TS that turns fMP4 at the first codec TS cannot carry.
+    hls_container: Option<ContainerChoice>,
+}
+
+/// What `hls_container` decides for a stream whose HLS is MPEG-TS so far.
+struct ContainerChoice {
+    /// `auto`: these settings make the fMP4 output; `mpegts`: `None`, the codec is left out
+    /// (said once).
+    fmp4: Option<(HlsSettings, PathBuf)>,
+    /// The last sequence header of each kind (video, audio), replayed into the fMP4 output.
+    headers: [Option<(u32, Bytes)>; 2],
+    warned: bool,
+}
+
+/// The codec of a message that MPEG-TS segments cannot carry here but fMP4 can (HEVC, AV1,
+/// VP9, Opus, FLAC, AC-3, E-AC-3), read from sequence headers (and AC-3 frames, which have
+/// none). Cheap: only Enhanced RTMP headers (and legacy id 12, HEVC) are parsed.
+fn needs_fmp4(video: bool, tag: &[u8]) -> Option<&'static str> {
+    let b0 = *tag.first()?;
+    if video {
+        if b0 & 0x80 == 0 && b0 & 0x0f != 12 {
+            return None;
+        }
+        let t = flv::parse_video(tag).ok()?;
+        let cmaf = matches!(
+            t.codec.fourcc(),
+            Some(FourCc::HVC1) | Some(FourCc::AV01) | Some(FourCc::VP09)
+        );
+        (cmaf && t.is_sequence_header()).then(|| t.codec.name())
+    } else {
+        if b0 >> 4 != 9 {
+            return None;
+        }
+        let t = flv::parse_audio(tag).ok()?;
+        let cmaf = matches!(
+            t.codec.fourcc(),
+            Some(FourCc::OPUS) | Some(FourCc::FLAC) | Some(FourCc::AC3) | Some(FourCc::EAC3)
+        );
+        let header = t.is_sequence_header() || t.packet == AudioPacket::Frame;
+        (cmaf && header).then(|| t.codec.name())
+    }
+}
+
+/// Whether a message is a sequence header (what an fMP4 output started later must see).
+fn is_sequence_header(video: bool, tag: &[u8]) -> bool {
+    if video {
+        flv::parse_video(tag).is_ok_and(|t| t.is_sequence_header())
+    } else {
+        flv::parse_audio(tag).is_ok_and(|t| t.is_sequence_header())
+    }
 }
 
 /// The file outputs of every stream this worker publishes or recently published.
@@ -232,6 +287,7 @@ impl Outputs {
                 slots: Vec::new(),
                 live: true,
                 owner: None,
+                hls_container: None,
             });
         stream.slots.extend(new_slots);
         stream.owner = Some(owner);
@@ -352,17 +408,30 @@ impl Outputs {
             return;
         }
         let mut slots = Vec::new();
+        let mut hls_container = None;
         if settings.hls.enabled && !settings.hls.path.is_empty() {
             let path = HlsStream::playlist_path(&settings.hls, &key.name);
-            let previous = self.io.storage.read_small(&path);
-            let hls = HlsStream::new(
-                &settings.hls,
-                &key.app,
-                &key.name,
-                previous.as_deref(),
-                random,
-            );
-            slots.push(Slot::new(self.next_slot_id(), Output::Hls(Box::new(hls))));
+            let output = if settings.hls.container == HlsContainer::Fmp4 {
+                let cmaf = DashStream::new_hls(&settings.hls, path, &key.app, &key.name);
+                Output::HlsFmp4(Box::new(cmaf))
+            } else {
+                let previous = self.io.storage.read_small(&path);
+                let hls = HlsStream::new(
+                    &settings.hls,
+                    &key.app,
+                    &key.name,
+                    previous.as_deref(),
+                    random,
+                );
+                hls_container = Some(ContainerChoice {
+                    fmp4: (settings.hls.container == HlsContainer::Auto)
+                        .then(|| (settings.hls.clone(), path)),
+                    headers: [None, None],
+                    warned: false,
+                });
+                Output::Hls(Box::new(hls))
+            };
+            slots.push(Slot::new(self.next_slot_id(), output));
         }
         if settings.dash.enabled && !settings.dash.path.is_empty() {
             let path = DashStream::manifest_path(&settings.dash, &key.name);
@@ -377,6 +446,7 @@ impl Outputs {
                     slots,
                     live: true,
                     owner: None,
+                    hls_container,
                 },
             );
         }
@@ -395,8 +465,20 @@ impl Outputs {
         let Some(stream) = self.streams.get_mut(key) else {
             return;
         };
+        // What a new fMP4 HLS output asked for while it was fed the headers seen so far.
+        let mut switched: Option<(u64, Vec<FileOp>)> = None;
+        if let Some(choice) = stream.hls_container.as_mut() {
+            let event = (video, timestamp, tag, now);
+            if let Some(done) = choose_container(choice, &mut stream.slots, key, event, logs) {
+                stream.hls_container = None;
+                switched = done;
+            }
+        }
         let mut share = false;
         for slot in &mut stream.slots {
+            if let Some((_, ops)) = switched.take_if(|(id, _)| *id == slot.id) {
+                self.ops.extend(ops);
+            }
             slot.output
                 .file()
                 .on_media(video, timestamp, tag, now, &mut self.ops);
@@ -493,6 +575,55 @@ impl Outputs {
             }
         }
     }
+}
+
+/// `hls_container` at a message of a stream whose HLS is MPEG-TS: with `auto`, a codec TS
+/// cannot carry turns the HLS output into fMP4 (fed the sequence headers seen so far; the
+/// message itself follows); with `mpegts`, it is said once that the codec is left out.
+/// `Some` when nothing is left to decide, with the slot that became fMP4 and what its new
+/// output asked for.
+fn choose_container(
+    choice: &mut ContainerChoice,
+    slots: &mut [Slot],
+    key: &StreamKey,
+    (video, timestamp, tag, now): (bool, u32, &Bytes, Now),
+    logs: &mut Vec<LogLine>,
+) -> Option<Option<(u64, Vec<FileOp>)>> {
+    let Some(codec) = needs_fmp4(video, tag) else {
+        if is_sequence_header(video, tag) {
+            if let Some(slot) = choice.headers.get_mut(usize::from(!video)) {
+                *slot = Some((timestamp, tag.clone()));
+            }
+        }
+        return None;
+    };
+    let Some((settings, path)) = choice.fmp4.take() else {
+        if !choice.warned {
+            choice.warned = true;
+            let what = format!(
+                "{codec} cannot go into MPEG-TS segments (hls_container mpegts): left out of HLS"
+            );
+            logs.push(stream_line(LogLevel::Warn, "hls", key, what));
+        }
+        return None;
+    };
+    let Some(slot) = slots
+        .iter_mut()
+        .find(|s| matches!(s.output, Output::Hls(_)))
+    else {
+        return Some(None);
+    };
+    let mut cmaf = DashStream::new_hls(&settings, path, &key.app, &key.name);
+    let mut ops = Vec::new();
+    for (is_video, header) in [(true, &choice.headers[0]), (false, &choice.headers[1])] {
+        if let Some((ts, data)) = header {
+            cmaf.on_media(is_video, *ts, data, now, &mut ops);
+        }
+    }
+    slot.output = Output::HlsFmp4(Box::new(cmaf));
+    let what = format!("{codec}: HLS of this stream is fMP4 (CMAF) segments (hls_container auto)");
+    logs.push(stream_line(LogLevel::Notice, "hls", key, what));
+    Some(Some((slot.id, ops)))
 }
 
 fn hls_of(slots: &[Slot]) -> Option<&HlsStream> {

@@ -169,14 +169,24 @@ struct Feed {
 
 impl Feed {
     fn new() -> Feed {
+        let mut f = Feed::with(&[]);
+        f.media(true, 0, AVC_HEADER);
+        f.media(false, 0, AAC_HEADER);
+        f
+    }
+
+    /// A published stream with these directives added, before any sequence header.
+    fn with(extra: &[(&str, &[&str])]) -> Feed {
         let disk = Deferred::default();
         let mut outputs = Outputs::new(Box::new(disk.clone()));
-        let mut c = conf(&[
+        let mut directives: Vec<(&str, &[&str])> = vec![
             ("hls", &["on"]),
             ("hls_path", &["/hls"]),
             ("hls_fragment", &["1s"]),
             ("hls_playlist_length", &["30s"]),
-        ]);
+        ];
+        directives.extend_from_slice(extra);
+        let mut c = conf(&directives);
         c.apply("live", &["on"]).unwrap();
         let settings = c.resolve();
         let key = StreamKey {
@@ -185,16 +195,13 @@ impl Feed {
             name: "cam".into(),
         };
         outputs.publish(&key, &settings, 0, &mut |b: &mut [u8]| b.fill(7));
-        let mut f = Feed {
+        Feed {
             outputs,
             disk,
             key,
             logs: Vec::new(),
             t: 0,
-        };
-        f.media(true, 0, AVC_HEADER);
-        f.media(false, 0, AAC_HEADER);
-        f
+        }
     }
 
     fn media(&mut self, video: bool, ts: u32, tag: &[u8]) {
@@ -353,4 +360,101 @@ fn a_stalled_disk_bounds_what_waits_and_drops_whole_segments_unlisted() {
         f.disk.0.borrow().open.len() <= 1,
         "dropped files are abandoned"
     );
+}
+
+/// An Enhanced RTMP HEVC message: `packet` 0 (SequenceStart) or 3 (CodedFramesX).
+fn hevc(key: bool, packet: u8, body: &[u8]) -> Vec<u8> {
+    let mut tag = vec![0x80 | (if key { 0x10 } else { 0x20 }) | packet];
+    tag.extend_from_slice(b"hvc1");
+    tag.extend_from_slice(body);
+    tag
+}
+
+/// 25 fps HEVC (an IDR every second) and AAC for `ms`.
+fn play_hevc(f: &mut Feed, ms: u32) {
+    let end = f.t + ms;
+    while f.t < end {
+        let t = f.t;
+        let key = t.is_multiple_of(1000);
+        let nal_type: u8 = if key { 19 } else { 1 };
+        let mut nal = vec![0, 0, 0, 40, nal_type << 1, 1];
+        nal.resize(44, 0xab);
+        f.media(true, t, &hevc(key, 3, &nal));
+        f.media(false, t, &audio_frame(t));
+        f.t += 40;
+    }
+}
+
+fn hls_files(f: &Feed) -> Vec<String> {
+    let d = f.disk.0.borrow();
+    d.files
+        .keys()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn auto_container_turns_hls_into_cmaf_at_an_hevc_header() {
+    let mut f = Feed::with(&[]);
+    f.media(false, 0, AAC_HEADER);
+    let hvcc = include_bytes!("../media/testdata/hevc_main.hvcc");
+    f.media(true, 0, &hevc(true, 0, hvcc));
+    play_hevc(&mut f, 4000);
+    f.drain();
+    let files = hls_files(&f);
+    let master = {
+        let d = f.disk.0.borrow();
+        String::from_utf8(d.files[Path::new("/hls/cam.m3u8")].clone()).unwrap()
+    };
+    assert!(
+        master.contains("CODECS=\"hvc1.1.6.L60.90,mp4a.40.2\""),
+        "{master}"
+    );
+    assert!(master.contains("RESOLUTION=320x240"), "{master}");
+    assert!(files.iter().any(|p| p.ends_with(".m4s")), "{files:?}");
+    assert!(
+        files.iter().any(|p| p == "/hls/cam-audio.m3u8"),
+        "{files:?}"
+    );
+    assert!(!files.iter().any(|p| p.ends_with(".ts")), "{files:?}");
+    let video = {
+        let d = f.disk.0.borrow();
+        String::from_utf8(d.files[Path::new("/hls/cam-video.m3u8")].clone()).unwrap()
+    };
+    for uri in video.lines().filter(|l| !l.starts_with('#')) {
+        assert!(
+            files.contains(&format!("/hls/{uri}")),
+            "{uri} listed, not on disk"
+        );
+    }
+    assert!(video.contains("#EXT-X-MAP:URI=\"cam-init.m4v\""), "{video}");
+    let said: Vec<&LogLine> = f.logs.iter().filter(|l| l.text.contains("fMP4")).collect();
+    assert_eq!(said.len(), 1, "{:?}", f.logs);
+    assert!(said[0].text.contains("HEVC"));
+}
+
+#[test]
+fn mpegts_container_leaves_hevc_out_with_one_line() {
+    let mut f = Feed::with(&[("hls_container", &["mpegts"])]);
+    f.media(false, 0, AAC_HEADER);
+    let hvcc = include_bytes!("../media/testdata/hevc_main.hvcc");
+    f.media(true, 0, &hevc(true, 0, hvcc));
+    play_hevc(&mut f, 3000);
+    f.media(true, f.t, &hevc(true, 0, hvcc));
+    play_hevc(&mut f, 1000);
+    f.drain();
+    let warned = f.logs.iter().filter(|l| l.text.contains("MPEG-TS")).count();
+    assert_eq!(warned, 1, "{:?}", f.logs);
+    assert!(hls_files(&f).iter().any(|p| p.ends_with(".ts")));
+    assert!(!hls_files(&f).iter().any(|p| p.ends_with(".m4s")));
+}
+
+#[test]
+fn h264_stays_mpegts_under_auto() {
+    let mut f = Feed::new();
+    f.play(3000, 500);
+    f.drain();
+    assert!(f.disk.check_listed_segments_exist() > 0);
+    assert!(!hls_files(&f).iter().any(|p| p.ends_with(".m4s")));
+    assert!(f.logs.iter().all(|l| !l.text.contains("fMP4")));
 }

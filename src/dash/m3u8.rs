@@ -1,0 +1,280 @@
+//! HLS playlists of the CMAF segmenter (`hls_container fmp4`, or `auto` with a codec MPEG-TS
+//! cannot carry): the segments and init segments the MPD model lists, as a multivariant
+//! playlist at the stream's usual `.m3u8` and one media playlist per track (RFC 8216bis):
+//! `EXT-X-MAP` for the init segment, `EXT-X-DISCONTINUITY` (and a new map) where a Period
+//! starts, `EXT-X-ENDLIST` once the stream ended. One model, two renderings: what the MPD
+//! says and what the playlists say cannot drift apart.
+
+use std::fmt::Write as _;
+
+use super::mpd::{AdaptationSet, ContentType, Mpd};
+
+/// Version 7: `EXT-X-MAP` in a playlist without I-frames only needs 6; 7 is what fMP4
+/// playlists declare in practice (Apple's tools, ffmpeg).
+const VERSION: u32 = 7;
+
+/// The two media playlists' URIs, relative to the multivariant playlist.
+pub struct MediaUris<'a> {
+    pub video: &'a str,
+    pub audio: &'a str,
+}
+
+/// Seconds of `ticks` at `timescale`, as an `EXTINF` decimal (milliseconds precision).
+fn seconds(ticks: u64, timescale: u32) -> String {
+    let ms = u128::from(ticks) * 1000 / u128::from(timescale.max(1));
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+/// The media playlist of one content type, or `None` when no Period lists it.
+pub fn media_playlist(mpd: &Mpd, content: ContentType, event: bool) -> Option<String> {
+    let sets: Vec<(u64, &AdaptationSet)> = mpd
+        .periods
+        .iter()
+        .flat_map(|p| p.sets.iter().map(move |s| (p.id, s)))
+        .filter(|(_, s)| s.content == content && !s.segments.is_empty())
+        .collect();
+    let (first_period, first) = *sets.first()?;
+    let target = sets
+        .iter()
+        .flat_map(|(_, s)| {
+            s.segments
+                .iter()
+                .map(|(_, d)| d.div_ceil(u64::from(s.timescale.max(1))))
+        })
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut out =
+        String::with_capacity(256 + 64 * sets.iter().map(|(_, s)| s.segments.len()).sum::<usize>());
+    let _ = writeln!(out, "#EXTM3U\n#EXT-X-VERSION:{VERSION}");
+    let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
+    let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", first.first_number);
+    // Every Period boundary is one discontinuity; Period ids count them.
+    let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{first_period}");
+    if event {
+        out.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n");
+    }
+    if sets.iter().all(|(_, s)| s.start_with_sap) {
+        out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+    }
+    let mut map: Option<&str> = None;
+    for (i, (_, set)) in sets.iter().enumerate() {
+        if i > 0 {
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if map != Some(set.initialization.as_str()) {
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", set.initialization);
+            map = Some(&set.initialization);
+        }
+        for &(t, d) in &set.segments {
+            let uri = set.media.replace("$Time$", &t.to_string());
+            let _ = writeln!(out, "#EXTINF:{},\n{uri}", seconds(d, set.timescale));
+        }
+    }
+    if !mpd.dynamic {
+        out.push_str("#EXT-X-ENDLIST\n");
+    }
+    Some(out)
+}
+
+/// The last listed set of a content type (what a player starts with).
+fn last_set(mpd: &Mpd, content: ContentType) -> Option<&AdaptationSet> {
+    mpd.periods
+        .iter()
+        .rev()
+        .flat_map(|p| p.sets.iter())
+        .find(|s| s.content == content && !s.segments.is_empty())
+}
+
+/// Average bits/s of a set's listed segments.
+fn average_bandwidth(set: &AdaptationSet) -> u64 {
+    let ticks: u64 = set.segments.iter().map(|(_, d)| *d).sum();
+    let ms = u128::from(ticks) * 1000 / u128::from(set.timescale.max(1));
+    u64::try_from(u128::from(set.bytes) * 8000 / ms.max(1)).unwrap_or(u64::MAX)
+}
+
+/// The multivariant playlist: the video media playlist as the one variant, the audio one as
+/// its `EXT-X-MEDIA` rendition (or, audio only, as the variant). `None` before anything is
+/// listed.
+pub fn multivariant_playlist(mpd: &Mpd, uris: &MediaUris<'_>) -> Option<String> {
+    let video = last_set(mpd, ContentType::Video);
+    let audio = last_set(mpd, ContentType::Audio);
+    let main = video.or(audio)?;
+    let mut out = format!("#EXTM3U\n#EXT-X-VERSION:{VERSION}\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    let mut codecs = main.codecs.clone();
+    let mut peak = main.bandwidth;
+    let mut average = average_bandwidth(main);
+    let mut attrs = String::new();
+    if let (Some(_), Some(a)) = (video, audio) {
+        let _ = write!(
+            out,
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES"
+        );
+        if a.channels > 0 {
+            let _ = write!(out, ",CHANNELS=\"{}\"", a.channels);
+        }
+        let _ = writeln!(out, ",URI=\"{}\"", uris.audio);
+        let _ = write!(codecs, ",{}", a.codecs);
+        peak = peak.saturating_add(a.bandwidth);
+        average = average.saturating_add(average_bandwidth(a));
+        attrs.push_str(",AUDIO=\"audio\"");
+    }
+    if let Some(v) = video {
+        if v.width > 0 && v.height > 0 {
+            let _ = write!(attrs, ",RESOLUTION={}x{}", v.width, v.height);
+        }
+        if let Some(fr) = v.frame_rate.filter(|f| f.is_finite() && *f > 0.0) {
+            let _ = write!(attrs, ",FRAME-RATE={fr:.3}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{codecs}\"{attrs}",
+        peak.max(1),
+        average.max(1)
+    );
+    let _ = writeln!(
+        out,
+        "{}",
+        if video.is_some() {
+            uris.video
+        } else {
+            uris.audio
+        }
+    );
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dash::mpd::Period;
+
+    fn set(
+        content: ContentType,
+        first: u64,
+        init: &str,
+        segments: Vec<(u64, u64)>,
+    ) -> AdaptationSet {
+        AdaptationSet {
+            id: 0,
+            content,
+            representation_id: content.as_str().into(),
+            codecs: match content {
+                ContentType::Video => "hvc1.1.6.L93.B0".into(),
+                ContentType::Audio => "opus".into(),
+            },
+            bandwidth: 1_000_000,
+            width: 1280,
+            height: 720,
+            frame_rate: Some(30.0),
+            sample_rate: 48_000,
+            channels: 2,
+            timescale: 1000,
+            start_with_sap: true,
+            initialization: init.into(),
+            media: format!(
+                "s-$Time$.{}",
+                if content == ContentType::Video {
+                    "m4v"
+                } else {
+                    "m4a"
+                }
+            ),
+            segments,
+            first_number: first,
+            bytes: 250_000,
+        }
+    }
+
+    fn mpd(periods: Vec<Period>, dynamic: bool) -> Mpd {
+        Mpd {
+            dynamic,
+            availability_start_ms: 0,
+            publish_ms: 0,
+            update_period_ms: 2000,
+            min_buffer_ms: 2000,
+            time_shift_ms: 10_000,
+            presentation_delay_ms: 6000,
+            origin_ms: 0,
+            end_ms: 0,
+            periods,
+            utc_timing: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn media_playlist_lists_segments_with_map_and_discontinuity() {
+        let p0 = Period {
+            id: 3,
+            start_ms: 0,
+            sets: vec![set(
+                ContentType::Video,
+                7,
+                "s-init.m4v",
+                vec![(0, 2000), (2000, 2500)],
+            )],
+        };
+        let p1 = Period {
+            id: 4,
+            start_ms: 4500,
+            sets: vec![set(
+                ContentType::Video,
+                9,
+                "s-init-1.m4v",
+                vec![(4500, 2000)],
+            )],
+        };
+        let text = media_playlist(&mpd(vec![p0, p1], true), ContentType::Video, false).unwrap();
+        assert_eq!(
+            text,
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:3\n#EXT-X-MEDIA-SEQUENCE:7\n\
+             #EXT-X-DISCONTINUITY-SEQUENCE:3\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-MAP:URI=\"s-init.m4v\"\n#EXTINF:2.000,\ns-0.m4v\n#EXTINF:2.500,\ns-2000.m4v\n\
+             #EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"s-init-1.m4v\"\n#EXTINF:2.000,\ns-4500.m4v\n"
+        );
+        assert!(media_playlist(&mpd(Vec::new(), true), ContentType::Audio, false).is_none());
+    }
+
+    #[test]
+    fn ended_stream_gets_endlist_and_event_type() {
+        let p = Period {
+            id: 0,
+            start_ms: 0,
+            sets: vec![set(ContentType::Audio, 0, "s-init.m4a", vec![(0, 1000)])],
+        };
+        let text = media_playlist(&mpd(vec![p], false), ContentType::Audio, true).unwrap();
+        assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"));
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"));
+    }
+
+    #[test]
+    fn multivariant_names_codecs_resolution_and_audio_rendition() {
+        let p = Period {
+            id: 0,
+            start_ms: 0,
+            sets: vec![
+                set(ContentType::Video, 0, "s-init.m4v", vec![(0, 2000)]),
+                set(ContentType::Audio, 0, "s-init.m4a", vec![(0, 2000)]),
+            ],
+        };
+        let uris = MediaUris {
+            video: "s-video.m3u8",
+            audio: "s-audio.m3u8",
+        };
+        let text = multivariant_playlist(&mpd(vec![p.clone()], true), &uris).unwrap();
+        assert!(text.contains(
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"s-audio.m3u8\"\n"
+        ));
+        assert!(text.contains(
+            "#EXT-X-STREAM-INF:BANDWIDTH=2000000,AVERAGE-BANDWIDTH=2000000,CODECS=\"hvc1.1.6.L93.B0,opus\",AUDIO=\"audio\",RESOLUTION=1280x720,FRAME-RATE=30.000\ns-video.m3u8\n"
+        ), "{text}");
+        let audio_only = Period {
+            sets: vec![set(ContentType::Audio, 0, "s-init.m4a", vec![(0, 2000)])],
+            ..p
+        };
+        let text = multivariant_playlist(&mpd(vec![audio_only], true), &uris).unwrap();
+        assert!(!text.contains("EXT-X-MEDIA:"));
+        assert!(text.ends_with("CODECS=\"opus\"\ns-audio.m3u8\n"), "{text}");
+    }
+}
