@@ -30,6 +30,10 @@ pub enum FileOp {
     WriteAtomic { path: PathBuf, data: Bytes },
     /// Deletes a file (a segment that left the playlist and outlived its grace period).
     Delete { path: PathBuf },
+    /// Gives the whole file `from` a second name `path` (replacing what was there): a hard
+    /// link, so HLS and DASH list one set of segment bytes; a copy where the file system
+    /// cannot link (another device, no hard links).
+    Link { path: PathBuf, from: PathBuf },
     /// Opens a recording under its final name: created, or truncated unless `append`;
     /// `lock` holds an `fcntl` write lock on it while it is open (`record_lock`). Unlike a
     /// segment, a recording is never deleted by the IO ring: after a failure (disk full) what
@@ -61,6 +65,7 @@ impl FileOp {
             | FileOp::Abort { path }
             | FileOp::WriteAtomic { path, .. }
             | FileOp::Delete { path }
+            | FileOp::Link { path, .. }
             | FileOp::OpenRecording { path, .. }
             | FileOp::WriteAt { path, .. }
             | FileOp::Close { path } => path,

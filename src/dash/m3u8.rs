@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 
 use super::mpd::{AdaptationSet, ContentType, Mpd};
+use crate::segment::datetime;
 
 /// Version 7: `EXT-X-MAP` in a playlist without I-frames only needs 6; 7 is what fMP4
 /// playlists declare in practice (Apple's tools, ffmpeg).
@@ -65,6 +66,15 @@ pub fn media_playlist(mpd: &Mpd, content: ContentType, event: bool) -> Option<St
         if map != Some(set.initialization.as_str()) {
             let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", set.initialization);
             map = Some(&set.initialization);
+        }
+        // Media time is presentation time on the MPD's availability timeline (its Periods'
+        // presentationTimeOffset is their start): the wall clock of the first segment.
+        if let (Some(&(t, _)), true) = (set.segments.first(), mpd.availability_start_ms > 0) {
+            let ms = u128::from(t) * 1000 / u128::from(set.timescale.max(1));
+            let at = mpd
+                .availability_start_ms
+                .saturating_add(u64::try_from(ms).unwrap_or(u64::MAX));
+            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", datetime::utc(at));
         }
         for &(t, d) in &set.segments {
             let uri = set.media.replace("$Time$", &t.to_string());
@@ -190,7 +200,7 @@ mod tests {
     fn mpd(periods: Vec<Period>, dynamic: bool) -> Mpd {
         Mpd {
             dynamic,
-            availability_start_ms: 0,
+            availability_start_ms: 1_700_000_000_000,
             publish_ms: 0,
             update_period_ms: 2000,
             min_buffer_ms: 2000,
@@ -230,8 +240,10 @@ mod tests {
             text,
             "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:3\n#EXT-X-MEDIA-SEQUENCE:7\n\
              #EXT-X-DISCONTINUITY-SEQUENCE:3\n#EXT-X-INDEPENDENT-SEGMENTS\n\
-             #EXT-X-MAP:URI=\"s-init.m4v\"\n#EXTINF:2.000,\ns-0.m4v\n#EXTINF:2.500,\ns-2000.m4v\n\
-             #EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"s-init-1.m4v\"\n#EXTINF:2.000,\ns-4500.m4v\n"
+             #EXT-X-MAP:URI=\"s-init.m4v\"\n#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.000Z\n\
+             #EXTINF:2.000,\ns-0.m4v\n#EXTINF:2.500,\ns-2000.m4v\n\
+             #EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"s-init-1.m4v\"\n\
+             #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:24.500Z\n#EXTINF:2.000,\ns-4500.m4v\n"
         );
         assert!(media_playlist(&mpd(Vec::new(), true), ContentType::Audio, false).is_none());
     }

@@ -55,7 +55,7 @@
 //!   it reports a failure, everything from the failed operation on is undone in the model (segments unlisted, init
 //!   and directory rewritten, deletions held while the MPD on disk is stale).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -421,9 +421,42 @@ impl Effect {
 /// The HLS media playlists of a [`DashStream::new_hls`] stream: (path, URI) each.
 #[derive(Debug, Clone)]
 struct HlsPlaylists {
+    /// The multivariant playlist, at the stream's usual HLS playlist path.
+    master: PathBuf,
     video: (PathBuf, String),
     audio: (PathBuf, String),
     event: bool,
+    /// Beside DASH ([`DashStream::attach_hls`]): the HLS directory and file name prefix,
+    /// where every segment and init segment gets a second name (a hard link) that the HLS
+    /// playlists list. `None`: the files are HLS's own ([`DashStream::new_hls`]).
+    links: Option<(PathBuf, String)>,
+}
+
+impl HlsPlaylists {
+    fn new(
+        hls: &HlsSettings,
+        master: PathBuf,
+        stem: &str,
+        links: Option<(PathBuf, String)>,
+    ) -> Self {
+        let dir = master.parent().map(Path::to_path_buf).unwrap_or_default();
+        let media = |kind: &str| {
+            let file = format!("{stem}{kind}.m3u8");
+            (dir.join(&file), mpd::uri_escape(&file))
+        };
+        HlsPlaylists {
+            video: media("video"),
+            audio: media("audio"),
+            master,
+            event: hls.hls_type == HlsType::Event,
+            links,
+        }
+    }
+}
+
+/// The file name of a path, as UTF-8 (ours always are).
+fn basename_of(path: &Path) -> Option<&str> {
+    path.file_name()?.to_str()
 }
 
 /// The DASH output of one published stream. See the module docs.
@@ -444,6 +477,10 @@ pub struct DashStream {
     last_audio_ticks: Option<u64>,
     /// HLS playlists to write instead of the MPD ([`DashStream::new_hls`]).
     hls: Option<HlsPlaylists>,
+    /// False for an HLS-only stream: no MPD.
+    mpd_enabled: bool,
+    /// The HLS name of each file linked into the HLS directory, deleted with it.
+    links: HashMap<PathBuf, PathBuf>,
     meta_frame_rate: Option<f64>,
 
     /// presentation ms = timeline output ms + offset.
@@ -532,6 +569,8 @@ impl DashStream {
             pending: [None, None],
             last_audio_ticks: None,
             hls: None,
+            mpd_enabled: true,
+            links: HashMap::new(),
             meta_frame_rate: None,
             offset: 0,
             ast: None,
@@ -590,18 +629,117 @@ impl DashStream {
         if let Some(dir) = playlist.parent() {
             s.layout.dir = dir.to_path_buf();
         }
-        s.layout.mpd = playlist;
+        s.layout.mpd = playlist.clone();
         s.layout.video_ext = "m4s";
-        let media = |kind: &str| {
-            let file = format!("{}{kind}.m3u8", s.layout.stem);
-            (s.layout.dir.join(&file), mpd::uri_escape(&file))
-        };
-        s.hls = Some(HlsPlaylists {
-            video: media("video"),
-            audio: media("audio"),
-            event: hls.hls_type == HlsType::Event,
-        });
+        s.mpd_enabled = false;
+        s.hls = Some(HlsPlaylists::new(hls, playlist, &s.layout.stem, None));
         s
+    }
+
+    /// HLS of this DASH stream's own segments (`hls_container` fMP4 beside `dash on`, with
+    /// the same fragment, window and cleanup): the HLS playlists at `playlist` list second
+    /// names (hard links) of the DASH files in the HLS directory, so one set of segment bytes
+    /// serves both. Files written before this get their names now.
+    pub fn attach_hls(
+        &mut self,
+        hls: &HlsSettings,
+        playlist: PathBuf,
+        now: Now,
+        ops: &mut Vec<FileOp>,
+    ) {
+        let dir = playlist
+            .parent()
+            .map_or_else(|| PathBuf::from(&hls.path), Path::to_path_buf);
+        let stem = if hls.nested {
+            String::new()
+        } else {
+            format!("{}-", basename(&self.name))
+        };
+        self.hls = Some(HlsPlaylists::new(
+            hls,
+            playlist,
+            &stem,
+            Some((dir.clone(), stem.clone())),
+        ));
+        self.begin(now);
+        if self.active() {
+            if dir != self.layout.dir {
+                self.emit(FileOp::CreateDir { path: dir }, Effect::Other);
+            }
+            let listed: HashSet<u64> = self
+                .cuts
+                .iter()
+                .filter(|c| c.listed)
+                .map(|c| c.index)
+                .collect();
+            let mut files: Vec<(PathBuf, bool, Effect)> = Vec::new();
+            for t in self.periods.iter().flat_map(|p| p.tracks.iter()) {
+                if self.inits_on_disk.contains(&t.init_path) {
+                    files.push((t.init_path.clone(), false, Effect::Init));
+                }
+                for e in t.entries.iter().filter(|e| listed.contains(&e.cut)) {
+                    let effect = Effect::Segment {
+                        cut: e.cut,
+                        committed: false,
+                    };
+                    files.push((e.path.clone(), true, effect));
+                }
+            }
+            for (path, media, effect) in files {
+                self.link(&path, media, effect);
+            }
+        }
+        self.end(ops);
+    }
+
+    /// The HLS name of one of this stream's files (beside DASH): the same name after the
+    /// HLS prefix, `.m4s` for a video media segment (HLS readers check extensions).
+    fn hls_name(&self, path: &Path, media: bool) -> Option<(PathBuf, String)> {
+        let (dir, stem) = self.hls.as_ref()?.links.as_ref()?;
+        let file = basename_of(path)?;
+        let rest = file.strip_prefix(self.layout.stem.as_str())?;
+        let rest = match rest.strip_suffix(".m4v") {
+            Some(base) if media => format!("{base}.m4s"),
+            _ => rest.to_owned(),
+        };
+        let name = format!("{stem}{rest}");
+        Some((dir.join(&name), name))
+    }
+
+    /// The model with the URIs the HLS directory has (beside DASH): the HLS prefix, and
+    /// `.m4s` for video media segments.
+    fn with_hls_names(&self, mut model: mpd::Mpd, stem: &str) -> mpd::Mpd {
+        let (from, to) = (mpd::uri_escape(&self.layout.stem), mpd::uri_escape(stem));
+        let rename = |uri: &str| match uri.strip_prefix(from.as_str()) {
+            Some(rest) => format!("{to}{rest}"),
+            None => uri.to_owned(),
+        };
+        for set in model.periods.iter_mut().flat_map(|p| p.sets.iter_mut()) {
+            set.initialization = rename(&set.initialization);
+            set.media = rename(&set.media);
+            if let Some(base) = set.media.strip_suffix(".m4v") {
+                set.media = format!("{base}.m4s");
+            }
+        }
+        model
+    }
+
+    /// Gives a whole file its HLS name (beside DASH only).
+    fn link(&mut self, path: &Path, media: bool, effect: Effect) {
+        let Some((target, _)) = self.hls_name(path, media) else {
+            return;
+        };
+        if target == path {
+            return;
+        }
+        self.links.insert(path.to_path_buf(), target.clone());
+        self.emit(
+            FileOp::Link {
+                path: target,
+                from: path.to_path_buf(),
+            },
+            effect,
+        );
     }
 
     /// `<dash_path>/<name>.mpd`, or `<dash_path>/<name>/index.mpd` with `dash_nested`.
@@ -653,8 +791,18 @@ impl DashStream {
     // ---- emitting ----
 
     fn emit(&mut self, op: FileOp, effect: Effect) {
+        // A file's HLS name goes with it.
+        let link = match &op {
+            FileOp::Delete { path } => self.links.remove(path),
+            _ => None,
+        };
         self.journal.record(&op, effect);
         self.out.push(op);
+        if let Some(path) = link {
+            let op = FileOp::Delete { path };
+            self.journal.record(&op, Effect::Other);
+            self.out.push(op);
+        }
     }
 
     /// Starts a publisher call: what `restart` queued goes first.
@@ -697,8 +845,10 @@ impl DashStream {
         (track.codec == src.codec).then_some(track)
     }
 
+    /// Video is published: its track is known, or waits for its first keyframe (VP9), so
+    /// audio waits for the first video cut instead of starting an audio-only Period.
     fn video_mode(&self) -> bool {
-        self.sources[V].is_some()
+        self.sources[V].is_some() || self.pending[V].is_some()
     }
 
     /// Video dts (ticks) of a frame at `ms`: strictly after the previous one.
@@ -1210,7 +1360,14 @@ impl DashStream {
     fn write_init(&mut self, path: PathBuf, data: Bytes) {
         self.ensure_dir();
         self.inits_on_disk.insert(path.clone());
-        self.emit(FileOp::WriteAtomic { path, data }, Effect::Init);
+        self.emit(
+            FileOp::WriteAtomic {
+                path: path.clone(),
+                data,
+            },
+            Effect::Init,
+        );
+        self.link(&path, false, Effect::Init);
     }
 
     /// A cut at presentation time `ms` (video dts `next_dts` for video streams, or the audio
@@ -1504,7 +1661,18 @@ impl DashStream {
                 cut,
                 committed: true,
             };
-            self.emit(FileOp::Commit { path, to }, effect);
+            self.emit(
+                FileOp::Commit {
+                    path,
+                    to: to.clone(),
+                },
+                effect,
+            );
+            let effect = Effect::Segment {
+                cut,
+                committed: false,
+            };
+            self.link(&to, true, effect);
         }
     }
 
@@ -1732,25 +1900,29 @@ impl DashStream {
         self.ensure_dir();
         let model = self.build_mpd(now, dynamic);
         let mut manifests = Vec::new();
-        match &self.hls {
-            None => manifests.push((self.layout.mpd.clone(), mpd::render(&model))),
-            Some(h) => {
-                // Media playlists first: the multivariant one only names them.
-                for (content, (path, _)) in [
-                    (ContentType::Video, &h.video),
-                    (ContentType::Audio, &h.audio),
-                ] {
-                    if let Some(text) = m3u8::media_playlist(&model, content, h.event) {
-                        manifests.push((path.clone(), text));
-                    }
+        if self.mpd_enabled {
+            manifests.push((self.layout.mpd.clone(), mpd::render(&model)));
+        }
+        if let Some(h) = &self.hls {
+            let hls_model = match &h.links {
+                Some((_, stem)) => self.with_hls_names(model, stem),
+                None => model,
+            };
+            // Media playlists first: the multivariant one only names them.
+            for (content, (path, _)) in [
+                (ContentType::Video, &h.video),
+                (ContentType::Audio, &h.audio),
+            ] {
+                if let Some(text) = m3u8::media_playlist(&hls_model, content, h.event) {
+                    manifests.push((path.clone(), text));
                 }
-                let uris = m3u8::MediaUris {
-                    video: &h.video.1,
-                    audio: &h.audio.1,
-                };
-                if let Some(text) = m3u8::multivariant_playlist(&model, &uris) {
-                    manifests.push((self.layout.mpd.clone(), text));
-                }
+            }
+            let uris = m3u8::MediaUris {
+                video: &h.video.1,
+                audio: &h.audio.1,
+            };
+            if let Some(text) = m3u8::multivariant_playlist(&hls_model, &uris) {
+                manifests.push((h.master.clone(), text));
             }
         }
         for (path, text) in manifests {
@@ -1863,7 +2035,13 @@ impl DashStream {
             match effect {
                 Effect::Dir => self.dir_created = false,
                 Effect::Init => {
-                    self.inits_on_disk.remove(path);
+                    // A lost HLS name of an init segment: the init is written again.
+                    let source = self
+                        .links
+                        .iter()
+                        .find(|(_, link)| *link == path)
+                        .map_or_else(|| path.clone(), |(source, _)| source.clone());
+                    self.inits_on_disk.remove(&source);
                 }
                 Effect::Segment { cut, .. } => {
                     if !failed_cuts.contains(cut) {
@@ -1927,10 +2105,12 @@ impl DashStream {
             let playlists = self
                 .hls
                 .iter()
-                .flat_map(|h| [h.video.0.clone(), h.audio.0.clone()]);
+                .flat_map(|h| [h.master.clone(), h.video.0.clone(), h.audio.0.clone()])
+                .filter(|p| *p != self.layout.mpd)
+                .collect::<Vec<_>>();
             let deletes = self.retention.final_deletes(
                 mpd,
-                playlists.chain(files).collect::<Vec<_>>(),
+                playlists.into_iter().chain(files).collect::<Vec<_>>(),
                 Vec::new(),
             );
             self.cuts.clear();

@@ -288,6 +288,10 @@ impl Disk {
             FileOp::Abort { path } => {
                 self.open.remove(path).expect("abort of unopened file");
             }
+            FileOp::Link { path, from } => {
+                let data = self.files.get(from).expect("link to a whole file").clone();
+                self.files.insert(path.clone(), data);
+            }
             FileOp::WriteAtomic { path, data } => {
                 self.assert_dir(path);
                 if self.listed.contains(path) {

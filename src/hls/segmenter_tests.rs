@@ -102,6 +102,7 @@ impl Disk {
 
     fn apply(&mut self, op: &FileOp, mono: u64) {
         match op {
+            FileOp::Link { .. } => panic!("MPEG-TS HLS links nothing: {op:?}"),
             FileOp::CreateDir { path } => {
                 self.dirs.insert(path.clone());
             }

@@ -372,6 +372,10 @@ fn perform_one(files: &mut OpenFiles, op: &FileOp) -> Result<u64, IoFailure> {
             write_atomic(path, data).map_err(fail("write", path))?;
             Ok(data.len() as u64)
         }
+        FileOp::Link { path, from } => {
+            checked(path)?;
+            link_or_copy(from, path).map_err(fail("link", path))
+        }
         FileOp::Delete { path } => {
             checked(path)?;
             match fs::remove_file(path) {
@@ -452,6 +456,33 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Makes `path` name the bytes of `from`: a hard link made under a temporary name and
+/// renamed over `path` (an init segment rewritten on republish replaces the old name at
+/// once); a copy, the same way, where the file system cannot link. Returns bytes copied.
+fn link_or_copy(from: &Path, path: &Path) -> io::Result<u64> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = fs::remove_file(&tmp);
+    let copied = match fs::hard_link(from, &tmp) {
+        Ok(()) => 0,
+        // EXDEV (another device), EPERM/ENOTSUP (no hard links): copy instead.
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            let result = fs::copy(from, &tmp);
+            if result.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            result?
+        }
+        Err(e) => return Err(e),
+    };
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(copied)
 }
 
 #[cfg(test)]

@@ -140,7 +140,9 @@ pub fn lost_op(op: FileOp) -> (Option<PathBuf>, Option<PathBuf>) {
             (Some(path.clone()), Some(path))
         }
         FileOp::Commit { path, to } => (Some(path), Some(to)),
-        FileOp::CreateDir { path } | FileOp::WriteAtomic { path, .. } => (None, Some(path)),
+        FileOp::CreateDir { path }
+        | FileOp::WriteAtomic { path, .. }
+        | FileOp::Link { path, .. } => (None, Some(path)),
         FileOp::Abort { path } => (Some(path), None),
         FileOp::Delete { .. } => (None, None),
         FileOp::OpenRecording { path, .. }

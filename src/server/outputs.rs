@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use crate::conf::{HlsContainer, HlsSettings, Settings};
+use crate::conf::{DashSettings, HlsContainer, HlsSettings, HlsType, Settings};
 use crate::dash::segmenter::DashStream;
 use crate::files::{FileOp, FileOutput, Now};
 use crate::hls::segmenter::HlsStream;
@@ -149,6 +149,8 @@ struct ContainerChoice {
     /// `auto`: these settings make the fMP4 output; `mpegts`: `None`, the codec is left out
     /// (said once).
     fmp4: Option<(HlsSettings, PathBuf)>,
+    /// The fMP4 HLS lists the DASH output's segments ([`hls_fits_dash`]).
+    beside_dash: bool,
     /// The last sequence header of each kind (video, audio), replayed into the fMP4 output.
     headers: [Option<(u32, Bytes)>; 2],
     warned: bool,
@@ -181,6 +183,15 @@ fn needs_fmp4(video: bool, tag: &[u8]) -> Option<&'static str> {
         let header = t.is_sequence_header() || t.packet == AudioPacket::Frame;
         (cmaf && header).then(|| t.codec.name())
     }
+}
+
+/// Whether fMP4 HLS can list the DASH output's segments: the same cuts and window (the
+/// example config's), else each writes its own.
+fn hls_fits_dash(hls: &HlsSettings, dash: &DashSettings) -> bool {
+    hls.fragment_ms == dash.fragment_ms
+        && hls.playlist_length_ms == dash.playlist_length_ms
+        && hls.cleanup == dash.cleanup
+        && hls.hls_type == HlsType::Live
 }
 
 /// Whether a message is a sequence header (what an fMP4 output started later must see).
@@ -409,35 +420,51 @@ impl Outputs {
         }
         let mut slots = Vec::new();
         let mut hls_container = None;
+        let dash_on = settings.dash.enabled && !settings.dash.path.is_empty();
+        let beside_dash = dash_on && hls_fits_dash(&settings.hls, &settings.dash);
+        let mut attach = None;
         if settings.hls.enabled && !settings.hls.path.is_empty() {
             let path = HlsStream::playlist_path(&settings.hls, &key.name);
-            let output = if settings.hls.container == HlsContainer::Fmp4 {
-                let cmaf = DashStream::new_hls(&settings.hls, path, &key.app, &key.name);
-                Output::HlsFmp4(Box::new(cmaf))
+            if settings.hls.container == HlsContainer::Fmp4 && beside_dash {
+                attach = Some((settings.hls.clone(), path));
             } else {
-                let previous = self.io.storage.read_small(&path);
-                let hls = HlsStream::new(
-                    &settings.hls,
-                    &key.app,
-                    &key.name,
-                    previous.as_deref(),
-                    random,
-                );
-                hls_container = Some(ContainerChoice {
-                    fmp4: (settings.hls.container == HlsContainer::Auto)
-                        .then(|| (settings.hls.clone(), path)),
-                    headers: [None, None],
-                    warned: false,
-                });
-                Output::Hls(Box::new(hls))
-            };
-            slots.push(Slot::new(self.next_slot_id(), output));
+                let output = if settings.hls.container == HlsContainer::Fmp4 {
+                    let cmaf = DashStream::new_hls(&settings.hls, path, &key.app, &key.name);
+                    Output::HlsFmp4(Box::new(cmaf))
+                } else {
+                    let previous = self.io.storage.read_small(&path);
+                    let hls = HlsStream::new(
+                        &settings.hls,
+                        &key.app,
+                        &key.name,
+                        previous.as_deref(),
+                        random,
+                    );
+                    hls_container = Some(ContainerChoice {
+                        fmp4: (settings.hls.container == HlsContainer::Auto)
+                            .then(|| (settings.hls.clone(), path)),
+                        beside_dash,
+                        headers: [None, None],
+                        warned: false,
+                    });
+                    Output::Hls(Box::new(hls))
+                };
+                slots.push(Slot::new(self.next_slot_id(), output));
+            }
         }
-        if settings.dash.enabled && !settings.dash.path.is_empty() {
+        if dash_on {
             let path = DashStream::manifest_path(&settings.dash, &key.name);
             let previous = self.io.storage.read_small(&path);
-            let dash = DashStream::new(&settings.dash, &key.app, &key.name, previous.as_deref());
-            slots.push(Slot::new(self.next_slot_id(), Output::Dash(Box::new(dash))));
+            let mut dash =
+                DashStream::new(&settings.dash, &key.app, &key.name, previous.as_deref());
+            let mut ops = Vec::new();
+            if let Some((hls, playlist)) = attach {
+                dash.attach_hls(&hls, playlist, now, &mut ops);
+            }
+            let mut slot = Slot::new(self.next_slot_id(), Output::Dash(Box::new(dash)));
+            slot.queue
+                .extend(ops.into_iter().map(|op| Queued { op, own: true }));
+            slots.push(slot);
         }
         if !slots.is_empty() {
             self.streams.insert(
@@ -584,7 +611,7 @@ impl Outputs {
 /// output asked for.
 fn choose_container(
     choice: &mut ContainerChoice,
-    slots: &mut [Slot],
+    slots: &mut Vec<Slot>,
     key: &StreamKey,
     (video, timestamp, tag, now): (bool, u32, &Bytes, Now),
     logs: &mut Vec<LogLine>,
@@ -607,10 +634,34 @@ fn choose_container(
         }
         return None;
     };
-    let Some(slot) = slots
-        .iter_mut()
-        .find(|s| matches!(s.output, Output::Hls(_)))
+    let Some(at) = slots
+        .iter()
+        .position(|s| matches!(s.output, Output::Hls(_)))
     else {
+        return Some(None);
+    };
+    let dash = slots
+        .iter()
+        .position(|s| matches!(s.output, Output::Dash(_)));
+    let ts_idle = slots.get(at).is_some_and(Slot::is_idle);
+    if let (true, Some(d), true) = (choice.beside_dash, dash, ts_idle) {
+        // One set of segments: the DASH output lists them as HLS too.
+        let mut ops = Vec::new();
+        let mut id = None;
+        if let Some(slot) = slots.get_mut(d) {
+            if let Output::Dash(dash) = &mut slot.output {
+                dash.attach_hls(&settings, path, now, &mut ops);
+                id = Some(slot.id);
+            }
+        }
+        slots.remove(at);
+        let what = format!(
+            "{codec}: HLS of this stream lists the DASH segments (fMP4, hls_container auto)"
+        );
+        logs.push(stream_line(LogLevel::Notice, "hls", key, what));
+        return Some(id.map(|id| (id, ops)));
+    }
+    let Some(slot) = slots.get_mut(at) else {
         return Some(None);
     };
     let mut cmaf = DashStream::new_hls(&settings, path, &key.app, &key.name);
@@ -895,7 +946,9 @@ fn lose(slot: &mut Slot, lost: Vec<FileOp>) {
                 push_unique(&mut abandon, path);
                 push_unique(&mut failed, to);
             }
-            FileOp::CreateDir { path } | FileOp::WriteAtomic { path, .. } => {
+            FileOp::CreateDir { path }
+            | FileOp::WriteAtomic { path, .. }
+            | FileOp::Link { path, .. } => {
                 push_unique(&mut failed, path);
             }
             FileOp::Delete { path } => {

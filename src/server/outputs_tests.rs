@@ -121,6 +121,10 @@ impl Deferred {
                 FileOp::WriteAtomic { path, data } => {
                     d.files.insert(path, data.to_vec());
                 }
+                FileOp::Link { path, from } => {
+                    let data = d.files.get(&from).expect("link to a whole file").clone();
+                    d.files.insert(path, data);
+                }
                 FileOp::Delete { path } => {
                     d.files.remove(&path);
                 }
@@ -457,4 +461,55 @@ fn h264_stays_mpegts_under_auto() {
     assert!(f.disk.check_listed_segments_exist() > 0);
     assert!(!hls_files(&f).iter().any(|p| p.ends_with(".m4s")));
     assert!(f.logs.iter().all(|l| !l.text.contains("fMP4")));
+}
+
+#[test]
+fn hls_beside_dash_lists_the_dash_segments_under_second_names() {
+    let mut f = Feed::with(&[
+        ("dash", &["on"]),
+        ("dash_path", &["/dash"]),
+        ("dash_fragment", &["1s"]),
+        ("dash_playlist_length", &["30s"]),
+    ]);
+    f.media(false, 0, AAC_HEADER);
+    let hvcc = include_bytes!("../media/testdata/hevc_main.hvcc");
+    f.media(true, 0, &hevc(true, 0, hvcc));
+    play_hevc(&mut f, 45_000);
+    f.drain();
+    let files = hls_files(&f);
+    assert!(
+        f.logs
+            .iter()
+            .any(|l| l.text.contains("lists the DASH segments")),
+        "{:?}",
+        f.logs
+    );
+    let d = f.disk.0.borrow();
+    let text = |p: &str| String::from_utf8(d.files[Path::new(p)].clone()).unwrap();
+    let video = text("/hls/cam-video.m3u8");
+    let listed: Vec<&str> = video.lines().filter(|l| l.ends_with(".m4s")).collect();
+    assert!(listed.len() >= 25, "{video}");
+    for uri in &listed {
+        let hls = d.files.get(&Path::new("/hls").join(uri));
+        let dash = d
+            .files
+            .get(&Path::new("/dash").join(uri.replace(".m4s", ".m4v")));
+        assert!(
+            hls.is_some() && hls == dash,
+            "{uri}: HLS name of the DASH file"
+        );
+    }
+    assert!(text("/hls/cam.m3u8").contains("hvc1.1.6.L60.90"));
+    assert!(text("/dash/cam.mpd").contains("hvc1.1.6.L60.90"));
+    // Segments that left the window went with both names; no HLS segment was written apart.
+    let hls_segments = files
+        .iter()
+        .filter(|p| p.starts_with("/hls/") && p.ends_with(".m4s"));
+    let dash_segments = files
+        .iter()
+        .filter(|p| p.starts_with("/dash/") && p.ends_with(".m4v"));
+    assert_eq!(hls_segments.count() + 1, dash_segments.count(), "{files:?}");
+    assert!(!files
+        .iter()
+        .any(|p| p.starts_with("/hls/") && p.ends_with(".ts")));
 }
