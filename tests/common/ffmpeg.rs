@@ -2,6 +2,7 @@
 //! by its own PID (on timeout or drop), never by name.
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -25,13 +26,23 @@ pub struct FfmpegChild {
 
 impl FfmpegChild {
     fn spawn(args: &[String]) -> FfmpegChild {
-        let mut child = Command::new("ffmpeg")
+        Self::spawn_program(Path::new("ffmpeg"), args)
+    }
+
+    /// Runs `program` (an ffmpeg, e.g. [`super::ffmpeg9::ffmpeg9`]'s) with `args`.
+    pub fn spawn_program(program: &Path, args: &[String]) -> FfmpegChild {
+        let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn ffmpeg (is it installed? scripts/test.sh installs it)");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "spawn {} (is it installed? scripts/test.sh installs it): {e}",
+                    program.display()
+                )
+            });
         let stderr = Arc::new(Mutex::new(String::new()));
         let reader = child.stderr.take().map(|pipe| {
             let sink = Arc::clone(&stderr);

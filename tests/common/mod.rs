@@ -20,7 +20,9 @@
 pub mod backend;
 pub mod client;
 pub mod dash;
+pub mod enhanced;
 pub mod ffmpeg;
+pub mod ffmpeg9;
 pub mod hls;
 pub mod raw;
 pub mod workers;
