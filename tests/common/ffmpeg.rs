@@ -1,7 +1,9 @@
 //! Real ffmpeg/ffprobe as publisher, player and prober. Every child is bounded in time and killed
 //! by its own PID (on timeout or drop), never by name.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -25,7 +27,12 @@ pub struct FfmpegChild {
 
 impl FfmpegChild {
     fn spawn(args: &[String]) -> FfmpegChild {
-        let mut child = Command::new("ffmpeg")
+        Self::spawn_bin("ffmpeg".as_ref(), args)
+    }
+
+    /// [`FfmpegChild::spawn`] of another ffmpeg binary (e.g. [`ffmpeg9`]).
+    pub fn spawn_bin(bin: &OsStr, args: &[String]) -> FfmpegChild {
+        let mut child = Command::new(bin)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -231,6 +238,11 @@ pub fn play_decode(url: &str, seconds: u32) -> PlayResult {
 
 /// [`play_decode`] with extra input options (e.g. `-analyzeduration`).
 pub fn play_decode_with(url: &str, seconds: u32, input_opts: &[&str]) -> PlayResult {
+    play_decode_bin("ffmpeg".as_ref(), url, seconds, input_opts)
+}
+
+/// [`play_decode_with`] by another ffmpeg binary (e.g. [`ffmpeg9`]).
+pub fn play_decode_bin(bin: &OsStr, url: &str, seconds: u32, input_opts: &[&str]) -> PlayResult {
     let secs = seconds.to_string();
     let mut args = strings(&[
         "-hide_banner",
@@ -249,7 +261,7 @@ pub fn play_decode_with(url: &str, seconds: u32, input_opts: &[&str]) -> PlayRes
     args.extend(strings(&["-i", url, "-t", &secs, "-f", "null", "-"]));
 
     let start = Instant::now();
-    let mut child = Command::new("ffmpeg")
+    let mut child = Command::new(bin)
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -389,4 +401,55 @@ pub fn probe_streams(url: &str) -> Result<Vec<String>, String> {
         Some(st) => Err(format!("ffprobe {url} failed with {st}: {err}")),
         None => Err(format!("ffprobe {url} timed out: {err}")),
     }
+}
+
+/// A recent static ffmpeg (9.x) that speaks Enhanced RTMP, which Debian's 5.1 does not: `FFMPEG9`,
+/// else `build/tools/ffmpeg9` (where scripts/test.sh installs it), else the copy at
+/// `/tmp/er/ffmpeg9`. None when none of them exists (callers use [`super::skip_or_fail`]).
+pub fn ffmpeg9() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("FFMPEG9").map(PathBuf::from),
+        Some(super::manifest_dir().join("build/tools/ffmpeg9")),
+        Some(PathBuf::from("/tmp/er/ffmpeg9")),
+    ];
+    candidates.into_iter().flatten().find(|p| p.is_file())
+}
+
+/// Publishes `seconds` of live test media as HEVC over Enhanced RTMP with `ffmpeg9` (x265
+/// ultrafast, 1 s GOP, AAC): what ffmpeg 6.1+ and OBS send.
+pub fn publish_hevc(ffmpeg9: &OsStr, url: &str, seconds: u32) -> FfmpegChild {
+    let secs = seconds.to_string();
+    let gop = VIDEO_FPS.to_string();
+    let size = format!("testsrc2=size={VIDEO_SIZE}:rate={VIDEO_FPS}");
+    let args = strings(&[
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        &size,
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        &secs,
+        "-c:v",
+        "libx265",
+        "-preset",
+        "ultrafast",
+        "-x265-params",
+        "log-level=error",
+        "-g",
+        &gop,
+        "-c:a",
+        "aac",
+        "-f",
+        "flv",
+        url,
+    ]);
+    FfmpegChild::spawn_bin(ffmpeg9, &args)
 }
