@@ -8,6 +8,7 @@ use std::io::IoSlice;
 use bytes::{Bytes, BytesMut};
 
 use crate::rtmp::chunk::{encode_chunk_headers, MAX_MESSAGE_LEN};
+use crate::rtmp::ertmp::Wire;
 
 /// A connection, as the glue numbers them (unique per worker process).
 pub type ClientId = u64;
@@ -60,6 +61,8 @@ pub struct Frame {
     pub keyframe: bool,
     /// A codec configuration message (AVC/HEVC/AAC/... sequence header).
     pub sequence_header: bool,
+    /// Legacy or Enhanced RTMP header (and which codec): which players may take it.
+    pub wire: Wire,
     /// The first chunk's header, then the header of every later chunk (players' chunk size,
     /// message stream id 1). A control frame holds its whole encoded message here.
     head: Bytes,
@@ -111,6 +114,7 @@ impl Frame {
             timestamp,
             keyframe: false,
             sequence_header: false,
+            wire: Wire::Legacy,
             wire_len: first_len + payload.len() + (chunks - 1) * cont_len,
             head,
             first_len,
@@ -127,6 +131,7 @@ impl Frame {
             timestamp: 0,
             keyframe: false,
             sequence_header: false,
+            wire: Wire::Legacy,
             payload_len: chunked.len(),
             wire_len: chunked.len(),
             first_len: chunked.len(),

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::frame::{Frame, FrameKind};
+use crate::rtmp::ertmp::Wire;
 
 /// Most bytes of encoded frames one stream's cache holds; past it the cache is dropped until
 /// the next keyframe (a very long GOP is not worth keeping in memory).
@@ -51,6 +52,9 @@ pub struct GopCache {
     metadata: Option<Bytes>,
     video_header: Option<Bytes>,
     audio_header: Option<Bytes>,
+    /// Header forms of the codec headers (which players may take them).
+    video_header_wire: Wire,
+    audio_header_wire: Wire,
     /// For video streams: a keyframe and everything after it; for audio-only streams: the
     /// audio tail. Empty while waiting for a keyframe.
     frames: VecDeque<Frame>,
@@ -100,12 +104,14 @@ impl GopCache {
             }
             FrameKind::Video if frame.sequence_header => {
                 self.has_video = true;
+                self.video_header_wire = frame.wire;
                 if replace(&mut self.video_header, payload) {
                     // Cached frames belong to the old configuration.
                     self.drop_frames();
                 }
             }
             FrameKind::Audio if frame.sequence_header => {
+                self.audio_header_wire = frame.wire;
                 if replace(&mut self.audio_header, payload) {
                     self.drop_frames();
                 }
@@ -198,6 +204,16 @@ impl GopCache {
 
     pub fn audio_header(&self) -> Option<&Bytes> {
         self.audio_header.as_ref()
+    }
+
+    /// Header form of [`GopCache::video_header`].
+    pub fn video_header_wire(&self) -> Wire {
+        self.video_header_wire
+    }
+
+    /// Header form of [`GopCache::audio_header`].
+    pub fn audio_header_wire(&self) -> Wire {
+        self.audio_header_wire
     }
 
     /// The frames a joining player starts with, in arrival order.

@@ -15,6 +15,7 @@ use super::frame::{ClientId, Frame, FrameKind};
 use super::gop::GopCache;
 use super::queue::{PlayerQueue, DEFAULT_OUT_QUEUE};
 use crate::media::flv;
+use crate::rtmp::ertmp::{Caps, ExTag, Wire};
 
 /// The `chunk_size` directive's default: the chunk size players are told to expect.
 pub const DEFAULT_CHUNK_SIZE: u32 = 4096;
@@ -26,6 +27,9 @@ pub enum LiveError {
     AlreadyPublishing(StreamKey),
     #[error("live: stream \"{0}\" not found")]
     StreamNotFound(StreamKey),
+    /// The player cannot take the stream's main track (see [`Refusal`]).
+    #[error("live: stream \"{key}\": {why}")]
+    Unsupported { key: StreamKey, why: String },
 }
 
 /// A live stream's name. Application names compare exactly (as the C module does); `server`
@@ -115,6 +119,8 @@ pub struct PlayerOptions {
     /// The chunk size this player was told (`chunk_size`); joining messages are encoded with
     /// it. Must equal the one passed to [`Hub::publisher_frame`].
     pub chunk_size: u32,
+    /// What the player announced about Enhanced RTMP in `connect`: which messages it may get.
+    pub caps: Caps,
 }
 
 impl Default for PlayerOptions {
@@ -125,6 +131,7 @@ impl Default for PlayerOptions {
             idle_streams: true,
             out_queue: DEFAULT_OUT_QUEUE,
             chunk_size: DEFAULT_CHUNK_SIZE,
+            caps: Caps::LEGACY,
         }
     }
 }
@@ -180,6 +187,46 @@ enum PlayerState {
     Playing,
     /// Publisher left with `idle_streams` off: the glue is closing the connection.
     Detached,
+    /// The stream's main track is in a form the player did not announce: the glue tells it
+    /// and closes the connection; nothing more is delivered.
+    Refused,
+}
+
+/// What one player does with one message, given what it announced in `connect`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pick {
+    Take,
+    /// Leave this message out (a track or an extension the player cannot read).
+    Skip,
+    /// The player cannot read the stream's main track: it has nothing to play.
+    Refuse(ExTag),
+}
+
+/// Decides for one player from the message's precomputed [`Wire`] (never re-parses).
+/// Enhanced messages the player did not announce never reach it. The main track decides
+/// between leaving a message out and refusing the player: its video (sequence start or coded
+/// frames; multitrack messages never count), or the coded audio of a stream without video.
+/// `has_video`: the stream has shown video.
+pub fn pick(caps: &Caps, kind: FrameKind, wire: &Wire, has_video: bool) -> Pick {
+    let Some(t) = wire.enhanced() else {
+        return Pick::Take;
+    };
+    if caps.takes(wire) {
+        return Pick::Take;
+    }
+    // A stream's first audio header may come before its video one: audio decides only by
+    // coded frames.
+    let main = !t.multitrack
+        && match kind {
+            FrameKind::Video => t.start || t.coded,
+            FrameKind::Audio => t.coded && !has_video,
+            FrameKind::Data | FrameKind::Control => false,
+        };
+    if main {
+        Pick::Refuse(*t)
+    } else {
+        Pick::Skip
+    }
 }
 
 #[derive(Debug)]
@@ -214,10 +261,22 @@ impl Player {
         }
     }
 
-    /// Queues a live frame; true when the queue went from empty to non-empty.
-    fn deliver(&mut self, f: &Frame) -> bool {
-        if self.state != PlayerState::Playing || !self.admit(f) {
-            return false;
+    /// Queues a live frame; Ok(true) when the queue went from empty to non-empty, Err when
+    /// the player must be refused (it is then marked so and gets nothing more).
+    fn deliver(&mut self, f: &Frame, has_video: bool) -> Result<bool, ExTag> {
+        if self.state != PlayerState::Playing {
+            return Ok(false);
+        }
+        match pick(&self.opts.caps, f.kind, &f.wire, has_video) {
+            Pick::Take => {}
+            Pick::Skip => return Ok(false),
+            Pick::Refuse(t) => {
+                self.state = PlayerState::Refused;
+                return Err(t);
+            }
+        }
+        if !self.admit(f) {
+            return Ok(false);
         }
         let was_empty = self.queue.is_empty();
         if f.is_mandatory() {
@@ -225,33 +284,62 @@ impl Player {
         } else {
             self.queue.push_media(f.clone());
         }
-        was_empty && !self.queue.is_empty()
+        Ok(was_empty && !self.queue.is_empty())
     }
 
     /// Queues the cached start of a stream: metadata at timestamp 0 (ffmpeg's FLV reader
     /// takes `onMetaData` at any other timestamp for a subtitle stream), codec headers
     /// re-encoded at the first cached frame's timestamp, then the cached frames (shared).
-    fn start_from_cache(&mut self, gop: &GopCache, scratch: &mut BytesMut) {
+    /// Filtered like live messages ([`pick`]); Err when the player must be refused.
+    fn start_from_cache(&mut self, gop: &GopCache, scratch: &mut BytesMut) -> Result<(), ExTag> {
         let ts = gop.start_timestamp();
         let cs = self.opts.chunk_size;
+        let caps = self.opts.caps;
+        let has_video = gop.has_video();
         let headers = [
-            (FrameKind::Data, gop.metadata()),
-            (FrameKind::Video, gop.video_header()),
-            (FrameKind::Audio, gop.audio_header()),
+            (FrameKind::Data, gop.metadata(), Wire::Legacy),
+            (
+                FrameKind::Video,
+                gop.video_header(),
+                gop.video_header_wire(),
+            ),
+            (
+                FrameKind::Audio,
+                gop.audio_header(),
+                gop.audio_header_wire(),
+            ),
         ];
-        for (kind, payload) in headers {
-            if let Some(payload) = payload {
-                let at = if kind == FrameKind::Data { 0 } else { ts };
-                let mut f = Frame::encode(kind, at, payload, cs, scratch);
-                f.sequence_header = kind != FrameKind::Data;
-                self.queue.push_burst(f);
+        // Decide before queueing anything, so a refused player gets only its refusal.
+        for (kind, payload, wire) in headers {
+            if payload.is_none() {
+                continue;
+            }
+            if let Pick::Refuse(t) = pick(&caps, kind, &wire, has_video) {
+                return Err(t);
             }
         }
         for f in gop.frames() {
-            if self.admit(f) {
+            if let Pick::Refuse(t) = pick(&caps, f.kind, &f.wire, has_video) {
+                return Err(t);
+            }
+        }
+        for (kind, payload, wire) in headers {
+            let Some(payload) = payload else { continue };
+            if pick(&caps, kind, &wire, has_video) != Pick::Take {
+                continue;
+            }
+            let at = if kind == FrameKind::Data { 0 } else { ts };
+            let mut f = Frame::encode(kind, at, payload, cs, scratch);
+            f.sequence_header = kind != FrameKind::Data;
+            f.wire = wire;
+            self.queue.push_burst(f);
+        }
+        for f in gop.frames() {
+            if pick(&caps, f.kind, &f.wire, has_video) == Pick::Take && self.admit(f) {
                 self.queue.push_burst(f.clone());
             }
         }
+        Ok(())
     }
 
     fn stats(&self) -> PlayerStats {
@@ -296,19 +384,40 @@ impl LocalStream {
     }
 }
 
-/// Keyframe and sequence-header flags of a publisher message. Multitrack messages are
-/// forwarded as plain frames: only the main track decides where players can start.
-pub fn classify(kind: FrameKind, payload: &[u8]) -> (bool, bool) {
+/// What the fan-out needs to know about a publisher message, from one parse of its header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Class {
+    pub keyframe: bool,
+    pub sequence_header: bool,
+    /// Legacy or Enhanced RTMP header: which players may take it.
+    pub wire: Wire,
+}
+
+/// Keyframe and sequence-header flags and the header form of a publisher message.
+/// Multitrack messages are forwarded as plain frames: only the main track decides where
+/// players can start.
+pub fn classify(kind: FrameKind, payload: &[u8]) -> Class {
     match kind {
-        FrameKind::Video => match flv::parse_video(payload) {
-            Ok(t) if t.multitrack.is_none() => (t.is_keyframe(), t.is_sequence_header()),
-            _ => (false, false),
-        },
-        FrameKind::Audio => match flv::parse_audio(payload) {
-            Ok(t) if t.multitrack.is_none() => (false, t.is_sequence_header()),
-            _ => (false, false),
-        },
-        FrameKind::Data | FrameKind::Control => (false, false),
+        FrameKind::Video => {
+            let tag = flv::parse_video(payload).ok();
+            let main = tag.filter(|t| t.multitrack.is_none());
+            Class {
+                keyframe: main.is_some_and(|t| t.is_keyframe()),
+                sequence_header: main.is_some_and(|t| t.is_sequence_header()),
+                wire: Wire::of_video(payload, tag.as_ref()),
+            }
+        }
+        FrameKind::Audio => {
+            let tag = flv::parse_audio(payload).ok();
+            Class {
+                keyframe: false,
+                sequence_header: tag
+                    .filter(|t| t.multitrack.is_none())
+                    .is_some_and(|t| t.is_sequence_header()),
+                wire: Wire::of_audio(payload, tag.as_ref()),
+            }
+        }
+        FrameKind::Data | FrameKind::Control => Class::default(),
     }
 }
 
@@ -322,6 +431,8 @@ pub struct Hub {
     scratch: BytesMut,
     /// Reused result buffer of [`Hub::publisher_frame`].
     woken: Vec<ClientId>,
+    /// Players [`Hub::publisher_frame`] refused, with why (see [`Hub::take_refused`]).
+    refused: Vec<(ClientId, String)>,
 }
 
 impl Hub {
@@ -380,6 +491,10 @@ impl Hub {
             let Some(p) = players.get_mut(id) else {
                 return false;
             };
+            if p.state == PlayerState::Refused {
+                // Being closed by the glue: nothing more to tell it.
+                return true;
+            }
             p.video_started = false;
             if p.opts.idle_streams {
                 p.state = PlayerState::Waiting;
@@ -423,7 +538,10 @@ impl Hub {
         }
         if live {
             if let Some(stream) = self.streams.get(&key) {
-                p.start_from_cache(&stream.gop, &mut self.scratch);
+                if let Err(t) = p.start_from_cache(&stream.gop, &mut self.scratch) {
+                    let why = opts.caps.refusal(&t);
+                    return Err(LiveError::Unsupported { key, why });
+                }
             }
             p.state = PlayerState::Playing;
         }
@@ -470,20 +588,31 @@ impl Hub {
         let Some(stream) = self.streams.get_mut(key) else {
             return &self.woken;
         };
-        let (keyframe, sequence_header) = classify(kind, payload);
+        let class = classify(kind, payload);
         let mut frame = Frame::encode(kind, timestamp, payload, chunk_size, &mut self.scratch);
-        frame.keyframe = keyframe;
-        frame.sequence_header = sequence_header;
+        frame.keyframe = class.keyframe;
+        frame.sequence_header = class.sequence_header;
+        frame.wire = class.wire;
         stream.count(kind, payload.len());
         stream.gop.update(&frame, payload);
+        let has_video = stream.gop.has_video();
         for id in &stream.players {
             if let Some(p) = self.players.get_mut(id) {
-                if p.deliver(&frame) {
-                    self.woken.push(*id);
+                match p.deliver(&frame, has_video) {
+                    Ok(true) => self.woken.push(*id),
+                    Ok(false) => {}
+                    Err(t) => self.refused.push((*id, p.opts.caps.refusal(&t))),
                 }
             }
         }
         &self.woken
+    }
+
+    /// Players refused since the last call because the stream's main track is in a form they
+    /// did not announce, with why ("stream is HEVC (hvc1); ..."). They get nothing more: the
+    /// glue sends them `NetStream.Play.Failed` and closes them.
+    pub fn take_refused(&mut self) -> Vec<(ClientId, String)> {
+        std::mem::take(&mut self.refused)
     }
 
     /// Queues a message the glue built for one player (status, user control). Returns true
@@ -920,6 +1049,223 @@ mod tests {
         assert_eq!(g.len(), 4);
     }
 
+    // Enhanced RTMP payloads: HEVC sequence start, keyframe (CodedFrames), inter frame
+    // (CodedFramesX), HDR metadata; Opus sequence start and frame; multitrack HEVC.
+    const HEVC_HEADER: &[u8] = &[0x90, b'h', b'v', b'c', b'1', 1, 2, 3];
+    const HEVC_KEY: &[u8] = &[0x91, b'h', b'v', b'c', b'1', 0, 0, 0, 0x26];
+    const HEVC_INTER: &[u8] = &[0xa3, b'h', b'v', b'c', b'1', 0x02];
+    const HEVC_META: &[u8] = &[0xd4, b'h', b'v', b'c', b'1', 2, 0, 9];
+    const OPUS_HEADER: &[u8] = &[0x90, b'O', b'p', b'u', b's', 1];
+    const OPUS: &[u8] = &[0x91, b'O', b'p', b'u', b's', 7];
+    const MULTITRACK: &[u8] = &[0x96, 0x03, b'h', b'v', b'c', b'1', 1, 0xaa];
+
+    fn announced(list: &[&str], caps_ex: f64) -> Caps {
+        use crate::rtmp::amf0::Amf0Value as A;
+        let list = list.iter().map(|s| A::String(s.to_string())).collect();
+        Caps::from_connect(&A::Object(vec![
+            ("fourCcList".into(), A::StrictArray(list)),
+            ("capsEx".into(), A::Number(caps_ex)),
+        ]))
+    }
+
+    fn with_caps(caps: Caps) -> PlayerOptions {
+        PlayerOptions { caps, ..opts() }
+    }
+
+    /// The first payload bytes of every media message queued for `player`.
+    fn queued_heads(hub: &Hub, player: ClientId) -> Vec<u8> {
+        hub.queue(player)
+            .unwrap()
+            .iter()
+            .filter(|f| matches!(f.kind, FrameKind::Audio | FrameKind::Video))
+            .map(|f| f.payload[0])
+            .collect()
+    }
+
+    fn no_enhanced_bytes(hub: &Hub, player: ClientId) {
+        for f in hub.queue(player).unwrap().iter() {
+            match f.kind {
+                FrameKind::Video => assert_eq!(f.payload[0] & 0x80, 0, "{f:?}"),
+                FrameKind::Audio => assert_ne!(f.payload[0] >> 4, 9, "{f:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// HEVC over E-RTMP with legacy AAC, one GOP.
+    fn hevc_hub() -> Hub {
+        let mut hub = Hub::new();
+        hub.publish(&key(), 1).unwrap();
+        send(&mut hub, FrameKind::Data, 0, META);
+        send(&mut hub, FrameKind::Video, 0, HEVC_HEADER);
+        send(&mut hub, FrameKind::Audio, 0, AAC_HEADER);
+        send(&mut hub, FrameKind::Video, 0, HEVC_META);
+        send(&mut hub, FrameKind::Video, 0, HEVC_KEY);
+        send(&mut hub, FrameKind::Audio, 20, AAC);
+        send(&mut hub, FrameKind::Video, 40, HEVC_INTER);
+        hub
+    }
+
+    #[test]
+    fn pick_follows_what_the_player_announced_and_the_main_track() {
+        let w = |kind, payload: &[u8]| classify(kind, payload).wire;
+        let legacy = Caps::LEGACY;
+        let hevc = announced(&["hvc1"], 0.0);
+        let all = Caps::FORWARD_ALL;
+        use FrameKind::*;
+        // Legacy messages go to everyone.
+        for c in [&legacy, &hevc, &all] {
+            assert_eq!(pick(c, Video, &w(Video, KEY), true), Pick::Take);
+            assert_eq!(pick(c, Audio, &w(Audio, AAC), true), Pick::Take);
+            assert_eq!(pick(c, Data, &w(Data, META), true), Pick::Take);
+        }
+        // Enhanced main video that a player cannot read leaves it with nothing to play.
+        for p in [HEVC_HEADER, HEVC_KEY, HEVC_INTER] {
+            assert!(matches!(
+                pick(&legacy, Video, &w(Video, p), true),
+                Pick::Refuse(t) if t.fourcc == crate::media::flv::FourCc::HVC1
+            ));
+            assert_eq!(pick(&hevc, Video, &w(Video, p), true), Pick::Take);
+        }
+        // Not media (HDR metadata), another track, or audio beside video: left out.
+        assert_eq!(pick(&legacy, Video, &w(Video, HEVC_META), true), Pick::Skip);
+        assert_eq!(pick(&hevc, Video, &w(Video, MULTITRACK), true), Pick::Skip);
+        assert_eq!(pick(&hevc, Audio, &w(Audio, OPUS), true), Pick::Skip);
+        assert_eq!(
+            pick(&legacy, Audio, &w(Audio, OPUS_HEADER), false),
+            Pick::Skip
+        );
+        // Audio is the main track of a stream without video.
+        assert!(matches!(
+            pick(&hevc, Audio, &w(Audio, OPUS), false),
+            Pick::Refuse(_)
+        ));
+        let mt = announced(&["hvc1"], 2.0);
+        assert_eq!(pick(&mt, Video, &w(Video, MULTITRACK), true), Pick::Take);
+        assert_eq!(pick(&all, Video, &w(Video, MULTITRACK), true), Pick::Take);
+        assert_eq!(pick(&all, Audio, &w(Audio, OPUS), false), Pick::Take);
+    }
+
+    #[test]
+    fn a_legacy_player_waiting_for_an_hevc_stream_is_refused_with_nothing_enhanced_sent() {
+        let mut hub = Hub::new();
+        hub.play(key(), 10, opts(), []).unwrap();
+        hub.play(key(), 11, with_caps(announced(&["hvc1"], 0.0)), [])
+            .unwrap();
+        hub.publish(&key(), 1).unwrap();
+        send(&mut hub, FrameKind::Data, 0, META);
+        assert!(hub.take_refused().is_empty());
+        send(&mut hub, FrameKind::Video, 0, HEVC_HEADER);
+        assert_eq!(
+            hub.take_refused(),
+            [(
+                10,
+                "stream is HEVC (hvc1); this player did not announce Enhanced RTMP support"
+                    .to_string()
+            )]
+        );
+        // Refused once; it gets nothing more, not even legacy audio.
+        let before = hub.queue(10).unwrap().len();
+        send(&mut hub, FrameKind::Audio, 0, AAC_HEADER);
+        send(&mut hub, FrameKind::Video, 0, HEVC_KEY);
+        assert!(hub.take_refused().is_empty());
+        assert_eq!(hub.queue(10).unwrap().len(), before);
+        no_enhanced_bytes(&hub, 10);
+        assert_eq!(queued_heads(&hub, 11), [0x90, 0xaf, 0x91]);
+        // A publisher leaving does not revive the refused player.
+        assert_eq!(
+            hub.unpublish(&key(), 1),
+            [(11, PlayerNotice::PublisherLeft)]
+        );
+        assert!(hub.publish(&key(), 2).unwrap() == [(11, PlayerNotice::PublisherStarted)]);
+    }
+
+    #[test]
+    fn a_legacy_player_joining_an_hevc_stream_is_refused_from_the_cache() {
+        let mut hub = hevc_hub();
+        match hub.play(key(), 10, opts(), []) {
+            Err(LiveError::Unsupported { why, .. }) => {
+                assert!(why.starts_with("stream is HEVC (hvc1);"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(hub.queue(10).is_none());
+        // An E-RTMP player of the same stream joins with the cached start, shared.
+        hub.play(key(), 11, with_caps(announced(&["hvc1"], 0.0)), [])
+            .unwrap();
+        assert_eq!(queued_heads(&hub, 11), [0x90, 0xaf, 0x91, 0xaf, 0xa3]);
+        let cached = hub
+            .gop(&key())
+            .unwrap()
+            .frames()
+            .next()
+            .unwrap()
+            .payload
+            .as_ptr();
+        let joined = hub
+            .queue(11)
+            .unwrap()
+            .iter()
+            .nth(3)
+            .unwrap()
+            .payload
+            .as_ptr();
+        assert_eq!(cached, joined);
+    }
+
+    #[test]
+    fn players_get_the_enhanced_codecs_they_announced_from_one_shared_copy() {
+        let mut hub = Hub::new();
+        hub.publish(&key(), 1).unwrap();
+        send(&mut hub, FrameKind::Video, 0, AVC_HEADER);
+        send(&mut hub, FrameKind::Audio, 0, OPUS_HEADER);
+        send(&mut hub, FrameKind::Video, 0, KEY);
+        hub.play(key(), 10, opts(), []).unwrap();
+        hub.play(key(), 11, with_caps(announced(&["Opus"], 0.0)), [])
+            .unwrap();
+        hub.play(key(), 12, with_caps(Caps::FORWARD_ALL), [])
+            .unwrap();
+        send(&mut hub, FrameKind::Audio, 20, OPUS);
+        send(&mut hub, FrameKind::Video, 40, INTER);
+        send(&mut hub, FrameKind::Video, 40, MULTITRACK);
+        assert!(hub.take_refused().is_empty());
+        // Legacy: H.264 only (the stream's video is readable, so Opus is just left out).
+        assert_eq!(queued_heads(&hub, 10), [0x17, 0x17, 0x27]);
+        no_enhanced_bytes(&hub, 10);
+        // Opus announced, multitrack not.
+        assert_eq!(queued_heads(&hub, 11), [0x17, 0x90, 0x17, 0x91, 0x27]);
+        // A relay takes everything.
+        assert_eq!(queued_heads(&hub, 12), [0x17, 0x90, 0x17, 0x91, 0x27, 0x96]);
+        let last_opus = |id| {
+            hub.queue(id)
+                .unwrap()
+                .iter()
+                .find(|f| f.payload[..] == *OPUS)
+                .unwrap()
+                .payload
+                .as_ptr()
+        };
+        assert_eq!(last_opus(11), last_opus(12));
+    }
+
+    #[test]
+    fn an_audio_only_enhanced_stream_refuses_players_without_its_codec() {
+        let mut hub = Hub::new();
+        hub.publish(&key(), 1).unwrap();
+        hub.play(key(), 10, opts(), []).unwrap();
+        hub.play(key(), 11, with_caps(announced(&["fLaC"], 0.0)), [])
+            .unwrap();
+        send(&mut hub, FrameKind::Audio, 0, OPUS_HEADER);
+        assert!(hub.take_refused().is_empty(), "video may still come");
+        send(&mut hub, FrameKind::Audio, 20, OPUS);
+        let refused = hub.take_refused();
+        assert_eq!(refused.len(), 2);
+        assert!(refused.iter().any(|(id, why)| *id == 11
+            && why == "stream is Opus (Opus); this player did not announce support for it"));
+        no_enhanced_bytes(&hub, 10);
+        no_enhanced_bytes(&hub, 11);
+    }
+
     #[test]
     fn stop_play_forgets_streams_nobody_uses() {
         let mut hub = Hub::new();
@@ -976,8 +1322,17 @@ mod tests {
         send(&mut hub, FrameKind::Video, 1100, &[]);
         send(&mut hub, FrameKind::Control, 1100, b"x");
         assert_eq!(hub.queue(10).unwrap().len(), before);
+        hub.play(key(), 11, with_caps(Caps::FORWARD_ALL), [])
+            .unwrap();
+        let relayed = hub.queue(11).unwrap().len();
+        // Unparsable legacy headers pass; unparsable enhanced ones only go to players that
+        // take any codec (a legacy player never gets an enhanced first byte).
+        send(&mut hub, FrameKind::Video, 1100, &[0x0f]);
+        send(&mut hub, FrameKind::Audio, 1100, &[0xaf]);
         send(&mut hub, FrameKind::Video, 1100, &[0xff]);
         send(&mut hub, FrameKind::Audio, 1100, &[0x9f]);
+        assert!(hub.take_refused().is_empty());
         assert_eq!(hub.queue(10).unwrap().len(), before + 2);
+        assert_eq!(hub.queue(11).unwrap().len(), relayed + 4);
     }
 }

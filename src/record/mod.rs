@@ -574,7 +574,8 @@ impl FileOutput for Recorder {
         } else {
             FrameKind::Audio
         };
-        let (keyframe, header) = crate::live::hub::classify(kind, tag);
+        let class = crate::live::hub::classify(kind, tag);
+        let (keyframe, header) = (class.keyframe, class.sequence_header);
         if header {
             if video {
                 self.video_header = Some(tag.clone());

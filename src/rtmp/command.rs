@@ -13,6 +13,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use super::amf0::{self, Amf0Value, AmfError, Decoder};
+use super::ertmp::{self, Caps};
 
 /// Longest application name accepted (nginx-rtmp keeps names in 256-byte C buffers).
 pub const MAX_APP_NAME_LEN: usize = 255;
@@ -122,8 +123,11 @@ pub struct ConnectRequest {
     pub page_url: String,
     /// 0 (AMF0) or 3 (AMF3); echoed in the reply.
     pub object_encoding: f64,
-    /// Enhanced RTMP: codecs the client supports ("hvc1", "av01", ...), empty for legacy clients.
+    /// Enhanced RTMP: codecs the client supports ("hvc1", "av01", ...), empty for legacy clients
+    /// (at most [`ertmp::MAX_FOURCC_ENTRIES`] strings of at most 4 characters).
     pub fourcc_list: Vec<String>,
+    /// Enhanced RTMP: everything it announced (list, info maps, `capsEx`).
+    pub caps: Caps,
 }
 
 /// One command from a client.
@@ -430,7 +434,9 @@ fn parse_connect(a: &mut Args<'_>, transaction_id: f64) -> Result<ConnectRequest
     let fourcc_list = match obj.get("fourCcList") {
         Some(Amf0Value::StrictArray(items)) => items
             .iter()
+            .take(ertmp::MAX_FOURCC_ENTRIES)
             .filter_map(Amf0Value::as_str)
+            .filter(|s| s.len() <= ertmp::MAX_FOURCC_LEN)
             .map(str::to_owned)
             .collect(),
         _ => Vec::new(),
@@ -448,6 +454,7 @@ fn parse_connect(a: &mut Args<'_>, transaction_id: f64) -> Result<ConnectRequest
             .and_then(Amf0Value::as_f64)
             .unwrap_or(0.0),
         fourcc_list,
+        caps: Caps::from_connect(&obj),
     })
 }
 
@@ -649,13 +656,18 @@ fn write_str_prop(out: &mut Vec<u8>, key: &str, value: &str) {
     amf0::write_string(out, value);
 }
 
-/// `_result` to `connect`: server properties, then the Connect.Success info object.
-pub fn connect_result(transaction_id: f64, object_encoding: f64) -> Vec<u8> {
+/// `_result` to `connect`: server properties, then the Connect.Success info object. A client
+/// that announced Enhanced RTMP (`enhanced`) also gets ours in the server properties, as the
+/// spec asks; a legacy client gets exactly the C module's reply.
+pub fn connect_result(transaction_id: f64, object_encoding: f64, enhanced: bool) -> Vec<u8> {
     let mut out = start("_result", transaction_id);
     amf0::write_object_start(&mut out);
     write_str_prop(&mut out, "fmsVer", FMS_VERSION);
     amf0::write_key(&mut out, "capabilities");
     amf0::write_number(&mut out, FMS_CAPABILITIES);
+    if enhanced {
+        ertmp::write_server_caps(&mut out);
+    }
     amf0::write_object_end(&mut out);
     amf0::write_object_start(&mut out);
     write_str_prop(&mut out, "level", LEVEL_STATUS);
@@ -875,6 +887,62 @@ mod tests {
         assert_eq!(c.page_url, "");
         assert_eq!(c.object_encoding, 0.0);
         assert!(c.fourcc_list.is_empty());
+        assert_eq!(c.caps, Caps::LEGACY);
+    }
+
+    #[test]
+    fn enhanced_connect_properties_are_negotiated() {
+        use crate::media::flv::parse_video;
+        use crate::rtmp::ertmp::{Wire, CAPS_EX_MULTITRACK};
+        let connect = |extra: Vec<(&str, V)>| {
+            let mut props = vec![("app", vs("live")), ("tcUrl", vs("rtmp://h/live"))];
+            props.extend(extra);
+            let Command::Connect(c) =
+                parse(&[vs("connect"), V::Number(1.0), vobj(&props)]).unwrap()
+            else {
+                panic!("not connect")
+            };
+            c
+        };
+        let hevc = [0x90, b'h', b'v', b'c', b'1', 1];
+        let hevc = Wire::of_video(&hevc, parse_video(&hevc).ok().as_ref());
+        // ffmpeg 9 with -rtmp_enhanced_codecs hvc1,av01: the list only.
+        let c = connect(vec![(
+            "fourCcList",
+            V::Array {
+                entries: vec![vs("hvc1"), vs("av01")],
+            },
+        )]);
+        assert!(c.caps.announced && c.caps.takes(&hevc));
+        assert_eq!(c.caps.caps_ex, 0);
+        // The v2 form: info maps (objects or ECMA arrays) and capsEx.
+        let c = connect(vec![
+            (
+                "videoFourCcInfoMap",
+                vobj(&[("hvc1", V::Number(1.0)), ("av01", V::Number(2.0))]),
+            ),
+            (
+                "audioFourCcInfoMap",
+                V::EcmaArray {
+                    entries: vec![amf::Pair {
+                        key: "*".to_owned(),
+                        value: V::Number(4.0),
+                    }],
+                },
+            ),
+            ("capsEx", V::Number(f64::from(CAPS_EX_MULTITRACK))),
+        ]);
+        assert!(c.caps.announced && c.caps.takes(&hevc));
+        assert_eq!(c.caps.caps_ex, CAPS_EX_MULTITRACK);
+        assert!(c.fourcc_list.is_empty());
+        // A hostile list: only the first 64 entries of at most 4 characters are kept.
+        let long: Vec<V> = (0..10_000).map(|_| vs("hvc1-but-longer")).collect();
+        let c = connect(vec![("fourCcList", V::Array { entries: long })]);
+        assert!(c.fourcc_list.is_empty());
+        assert!(c.caps.announced && !c.caps.takes(&hevc));
+        let many: Vec<V> = (0..10_000).map(|_| vs("av01")).collect();
+        let c = connect(vec![("fourCcList", V::Array { entries: many })]);
+        assert_eq!(c.fourcc_list.len(), crate::rtmp::ertmp::MAX_FOURCC_ENTRIES);
     }
 
     #[test]
@@ -1402,7 +1470,7 @@ mod tests {
 
     #[test]
     fn connect_result_decodes_to_what_clients_expect() {
-        let v = decode(&connect_result(1.0, 3.0));
+        let v = decode(&connect_result(1.0, 3.0, false));
         assert_eq!(v.len(), 4);
         assert_eq!(v[0], s("_result"));
         assert_eq!(v[1], Amf0Value::Number(1.0));
@@ -1412,8 +1480,43 @@ mod tests {
         assert_eq!(info(&v[3], "code"), "NetConnection.Connect.Success");
         assert_eq!(info(&v[3], "description"), "Connection succeeded.");
         assert_eq!(v[3].get("objectEncoding"), Some(&Amf0Value::Number(3.0)));
+        // A legacy client sees the C module's two server properties and nothing more.
+        assert_eq!(v[2].properties().unwrap().len(), 2);
         // And the independent decoder agrees.
-        let b = connect_result(1.0, 0.0);
+        let b = connect_result(1.0, 0.0, false);
+        let mut r = &b[..];
+        for _ in 0..4 {
+            amf::amf0::Value::read_from(&mut r).unwrap();
+        }
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn connect_result_to_an_enhanced_client_carries_our_caps() {
+        let legacy = connect_result(1.0, 0.0, false);
+        let b = connect_result(1.0, 0.0, true);
+        let v = decode(&b);
+        assert_eq!(v.len(), 4);
+        assert_eq!(info(&v[2], "fmsVer"), "FMS/3,0,1,123");
+        let Some(Amf0Value::StrictArray(list)) = v[2].get("fourCcList") else {
+            panic!("no fourCcList: {:?}", v[2])
+        };
+        let list: Vec<&str> = list.iter().filter_map(Amf0Value::as_str).collect();
+        assert_eq!(
+            list,
+            [
+                "avc1", "hvc1", "av01", "vp09", "vp08", "mp4a", ".mp3", "Opus", "fLaC", "ac-3",
+                "ec-3"
+            ]
+        );
+        for map in ["videoFourCcInfoMap", "audioFourCcInfoMap"] {
+            let m = v[2].get(map).unwrap();
+            assert_eq!(m.get("*"), Some(&Amf0Value::Number(4.0)), "{map}");
+            assert_eq!(m.properties().unwrap().len(), 1);
+        }
+        assert_eq!(v[2].get("capsEx"), Some(&Amf0Value::Number(14.0)));
+        // The info object is unchanged.
+        assert_eq!(v[3], decode(&legacy)[3]);
         let mut r = &b[..];
         for _ in 0..4 {
             amf::amf0::Value::read_from(&mut r).unwrap();

@@ -3,5 +3,6 @@
 pub mod amf0;
 pub mod chunk;
 pub mod command;
+pub mod ertmp;
 pub mod handshake;
 pub mod session;

@@ -149,6 +149,8 @@ pub struct Session {
     connect_tx: f64,
     pending_tx: f64,
     object_encoding: f64,
+    /// The client announced Enhanced RTMP in `connect`: our reply states what we support.
+    enhanced: bool,
     /// Bytes received, for acknowledgements (wraps like the protocol's 32-bit counter).
     received: u64,
     acked: u64,
@@ -177,6 +179,7 @@ impl Session {
             connect_tx: 0.0,
             pending_tx: 0.0,
             object_encoding: 0.0,
+            enhanced: false,
             received: 0,
             acked: 0,
             peer_window: 0,
@@ -363,6 +366,7 @@ impl Session {
                 }
                 self.connect_tx = req.transaction_id;
                 self.object_encoding = req.object_encoding;
+                self.enhanced = req.caps.announced;
                 self.phase = Phase::ConnectPending;
                 events.push(SessionEvent::Connect(req));
             }
@@ -465,6 +469,7 @@ impl Session {
         self.send_command(&command::connect_result(
             self.connect_tx,
             self.object_encoding,
+            self.enhanced,
         ));
     }
 

@@ -332,6 +332,38 @@ fn rejected_connect_sends_error_and_ignores_later_input() {
 }
 
 #[test]
+fn connect_reply_states_our_enhanced_caps_only_to_enhanced_clients() {
+    for enhanced in [false, true] {
+        let mut p = Pair::new(cfg());
+        p.pump();
+        let mut c = Vec::new();
+        amf0::write_string(&mut c, "connect");
+        amf0::write_number(&mut c, 1.0);
+        amf0::write_object_start(&mut c);
+        amf0::write_key(&mut c, "app");
+        amf0::write_string(&mut c, "live");
+        if enhanced {
+            amf0::write_key(&mut c, "fourCcList");
+            let list = amf0::Amf0Value::StrictArray(vec![amf0::Amf0Value::String("hvc1".into())]);
+            amf0::encode(&list, &mut c);
+        }
+        amf0::write_object_end(&mut c);
+        p.send_raw(&command(&c, 0)).unwrap();
+        match &p.take_events()[..] {
+            [SessionEvent::Connect(req)] => assert_eq!(req.caps.announced, enhanced),
+            other => panic!("{other:?}"),
+        }
+        p.session.accept_connect();
+        let out = p.session.take_output().unwrap();
+        let has = |needle: &[u8]| out.windows(needle.len()).any(|w| w == needle);
+        assert_eq!(has(b"fourCcList"), enhanced);
+        assert_eq!(has(b"videoFourCcInfoMap"), enhanced);
+        assert_eq!(has(b"capsEx"), enhanced);
+        assert!(has(b"NetConnection.Connect.Success"));
+    }
+}
+
+#[test]
 fn command_before_connect_is_an_error() {
     let mut p = Pair::new(cfg());
     p.pump();

@@ -56,6 +56,7 @@ impl Worker {
                 .publisher_frame(key, f.kind, f.timestamp, &f.payload, chunk_size);
             outcome.wake_media.extend_from_slice(woken);
         }
+        self.refuse_unsupported_players(key, outcome);
     }
 
     /// Stops following `key` (its publisher left, or no player is left here).

@@ -33,6 +33,7 @@ use crate::live::{ClientId, FrameKind, Hub, LiveError, PlayerNotice, PlayerOptio
 use crate::notify::Call;
 use crate::rtmp::chunk;
 use crate::rtmp::command::{self, validate_name, NameKind};
+use crate::rtmp::ertmp::Caps;
 use crate::rtmp::session::{Session, SessionConfig, SessionEvent, TickVerdict};
 
 /// One `application {}` with its merged settings.
@@ -277,6 +278,9 @@ struct Client {
     /// Where `on_publish`/`on_play` redirected this client's stream (`3xx rtmp://`): pushed
     /// to, or pulled from, once.
     redirect: Option<crate::conf::RelayTarget>,
+    /// What the client announced about Enhanced RTMP in `connect` (which live messages it
+    /// may get as a player).
+    caps: Caps,
 }
 
 impl Client {
@@ -322,6 +326,7 @@ fn player_options(client: &Client) -> Option<PlayerOptions> {
         idle_streams: live.idle_streams && live.live,
         out_queue: settings.core.out_queue as usize,
         chunk_size: client.server.settings.core.chunk_size,
+        caps: client.caps,
     })
 }
 
@@ -543,6 +548,7 @@ impl Worker {
                 tls: None,
                 vod: None,
                 redirect: None,
+                caps: Caps::LEGACY,
             },
         );
         self.counters.accepted();
@@ -687,6 +693,7 @@ impl Worker {
                 client.vars.tcurl = req.tc_url;
                 client.vars.pageurl = req.page_url;
                 client.connect_args = req.app_args;
+                client.caps = req.caps;
                 if let Some(max) = client.app_settings().and_then(|s| s.access.max_connections) {
                     // Counted when accepted, this connection included, in every worker.
                     let local = self.clients.len() as u64;
@@ -907,7 +914,7 @@ impl Worker {
                 self.start_relays(id, &key, now_ms, outcome);
                 self.notify_players(&key, notices, outcome);
             }
-            Err(LiveError::AlreadyPublishing(_)) | Err(LiveError::StreamNotFound(_)) => {
+            Err(_) => {
                 outcome.log(
                     LogLevel::Warn,
                     id,
@@ -1068,6 +1075,10 @@ impl Worker {
                 );
                 true
             }
+            Err(LiveError::Unsupported { why, .. }) => {
+                self.refuse_unsupported(id, &key, &why, outcome);
+                false
+            }
             Err(_) => {
                 client
                     .session
@@ -1117,9 +1128,57 @@ impl Worker {
         if !self.hub.is_publishing(&key) {
             self.follow_remote(&key, id, outcome);
         }
-        if self.hub.play(key, id, opts, std::iter::empty()).is_ok() {
-            outcome.wake.push(id);
+        match self.hub.play(key.clone(), id, opts, std::iter::empty()) {
+            Ok(_) => outcome.wake.push(id),
+            Err(LiveError::Unsupported { why, .. }) => {
+                self.refuse_unsupported(id, &key, &why, outcome)
+            }
+            Err(_) => {}
         }
+    }
+
+    /// Refuses the players the fan-out found unable to read `key`'s main track.
+    fn refuse_unsupported_players(&mut self, key: &StreamKey, outcome: &mut Outcome) {
+        for (id, why) in self.hub.take_refused() {
+            self.refuse_unsupported(id, key, &why, outcome);
+        }
+    }
+
+    /// A player that cannot read the stream's main track (its codec in an Enhanced RTMP form
+    /// the player did not announce): `NetStream.Play.Failed` naming the codec, one log line,
+    /// closed once that is sent. It never gets a byte it cannot parse.
+    fn refuse_unsupported(
+        &mut self,
+        id: ClientId,
+        key: &StreamKey,
+        why: &str,
+        outcome: &mut Outcome,
+    ) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        outcome.log(
+            LogLevel::Warn,
+            id,
+            format!("rtmp: play \"{}/{}\" refused: {why}", key.app, key.name),
+        );
+        if self.hub.queue(id).is_some() {
+            // Playing already: the status goes after what it was sent so far.
+            let m =
+                client
+                    .session
+                    .status_message(command::LEVEL_ERROR, command::NS_PLAY_FAILED, why);
+            self.hub.enqueue_control(id, m);
+            outcome.wake.push(id);
+        } else {
+            client.session.reject_play(command::NS_PLAY_FAILED, why);
+            client.collect_output();
+        }
+        outcome.close.push((
+            id,
+            CloseMode::AfterFlush,
+            "play refused: codec not announced".into(),
+        ));
     }
 
     fn on_media(
@@ -1168,12 +1227,12 @@ impl Worker {
     ) {
         if let Some(r) = self.registry.as_mut() {
             if kind != FrameKind::Control {
-                let (keyframe, sequence_header) = crate::live::hub::classify(kind, payload);
+                let class = crate::live::hub::classify(kind, payload);
                 let frame = RemoteFrameRef {
                     kind,
                     timestamp,
-                    keyframe,
-                    sequence_header,
+                    keyframe: class.keyframe,
+                    sequence_header: class.sequence_header,
                     payload,
                 };
                 r.media(key, frame);
@@ -1183,6 +1242,7 @@ impl Worker {
             .hub
             .publisher_frame(key, kind, timestamp, payload, chunk_size);
         outcome.wake_media.extend_from_slice(woken);
+        self.refuse_unsupported_players(key, outcome);
         relay::check_skips(&mut self.relays, &self.hub, key, &mut outcome.logs);
         // File outputs after live players: muxing never delays the fan-out, and their disk
         // work happens off the event loop.

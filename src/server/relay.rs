@@ -445,6 +445,8 @@ impl Worker {
                 idle_streams: false,
                 out_queue: RELAY_QUEUE_MESSAGES,
                 chunk_size: r.chunk_size,
+                // The other end is a server: everything goes unchanged (E-RTMP included).
+                caps: crate::rtmp::ertmp::Caps::FORWARD_ALL,
             };
             self.hub
                 .play(r.key.clone(), id, opts, [])

@@ -1196,6 +1196,67 @@ fn player_waiting_before_the_publisher_gets_publish_notify_and_media() {
     h.assert_no_client_errors();
 }
 
+/// HEVC over Enhanced RTMP (sequence start, keyframe) as ffmpeg 6.1+ publishes it.
+const HEVC_HEADER: &[u8] = &[0x90, b'h', b'v', b'c', b'1', 1, 1, 0x60, 0, 0, 0];
+const HEVC_KEY: &[u8] = &[0x91, b'h', b'v', b'c', b'1', 0, 0, 0, 0, 0, 0, 2, 0x26, 1];
+
+/// What a refused legacy player must see: Play.Failed, one warning naming the codec, closed
+/// after the status is sent, and never an enhanced video byte.
+fn assert_refused_for_hevc(h: &Harness, id: ClientId) {
+    let c = h.c(id);
+    assert!(
+        c.statuses()
+            .contains(&("error".to_string(), "NetStream.Play.Failed".to_string())),
+        "{:?}",
+        c.statuses()
+    );
+    assert!(c.video().iter().all(|(_, v)| v[0] & 0x80 == 0));
+    let lines: Vec<_> = h
+        .logs_of(id)
+        .into_iter()
+        .filter(|l| l.text.contains("stream is HEVC (hvc1)"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{:?}", h.logs);
+    assert_eq!(lines[0].level, LogLevel::Warn);
+    assert!(lines[0]
+        .text
+        .contains("did not announce Enhanced RTMP support"));
+    let (_, mode, _) = h.close_of(id).expect("not closed");
+    assert_eq!(*mode, CloseMode::AfterFlush);
+}
+
+#[test]
+fn a_legacy_player_joining_an_hevc_stream_gets_play_failed_naming_the_codec() {
+    let mut h = Harness::new(default_server());
+    h.publisher(1, "k");
+    h.send_meta(1);
+    h.send_video(1, 0, Bytes::from_static(HEVC_HEADER));
+    h.send_audio(1, 0, Bytes::from_static(AAC_HEADER));
+    h.send_video(1, 0, Bytes::from_static(HEVC_KEY));
+    assert!(h.connect(2, "127.0.0.1", "live"));
+    assert!(!h.play(2, "k"));
+    assert!(!h.c(2).has_code("NetStream.Play.Start"));
+    assert!(h.c(2).audio().is_empty());
+    assert_refused_for_hevc(&h, 2);
+    assert!(h.worker.hub().player_stats(2).is_none());
+}
+
+#[test]
+fn a_legacy_player_waiting_for_an_hevc_publisher_is_refused_when_it_starts() {
+    let mut h = Harness::new(default_server());
+    h.player(2, "k");
+    h.publisher(1, "k");
+    h.send_meta(1);
+    h.send_video(1, 0, Bytes::from_static(HEVC_HEADER));
+    h.send_audio(1, 0, Bytes::from_static(AAC_HEADER));
+    h.send_video(1, 0, Bytes::from_static(HEVC_KEY));
+    assert!(h.c(2).has_code("NetStream.Play.Start"));
+    assert_refused_for_hevc(&h, 2);
+    // The publisher goes on; nothing more for the refused player.
+    assert!(h.is_open(1));
+    h.assert_no_client_errors();
+}
+
 #[test]
 fn two_players_receive_identical_shared_payloads() {
     let mut h = Harness::new(default_server());

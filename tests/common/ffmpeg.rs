@@ -1,8 +1,9 @@
 //! Real ffmpeg/ffprobe as publisher, player and prober. Every child is bounded in time and killed
 //! by its own PID (on timeout or drop), never by name.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -242,6 +243,11 @@ pub fn play_decode(url: &str, seconds: u32) -> PlayResult {
 
 /// [`play_decode`] with extra input options (e.g. `-analyzeduration`).
 pub fn play_decode_with(url: &str, seconds: u32, input_opts: &[&str]) -> PlayResult {
+    play_decode_bin("ffmpeg".as_ref(), url, seconds, input_opts)
+}
+
+/// [`play_decode_with`] by another ffmpeg binary (e.g. [`ffmpeg9`]).
+pub fn play_decode_bin(bin: &OsStr, url: &str, seconds: u32, input_opts: &[&str]) -> PlayResult {
     let secs = seconds.to_string();
     let mut args = strings(&[
         "-hide_banner",
@@ -260,7 +266,7 @@ pub fn play_decode_with(url: &str, seconds: u32, input_opts: &[&str]) -> PlayRes
     args.extend(strings(&["-i", url, "-t", &secs, "-f", "null", "-"]));
 
     let start = Instant::now();
-    let mut child = Command::new("ffmpeg")
+    let mut child = Command::new(bin)
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -400,4 +406,48 @@ pub fn probe_streams(url: &str) -> Result<Vec<String>, String> {
         Some(st) => Err(format!("ffprobe {url} failed with {st}: {err}")),
         None => Err(format!("ffprobe {url} timed out: {err}")),
     }
+}
+
+/// The static ffmpeg 9 scripts/test.sh installs (see [`super::ffmpeg9::ffmpeg9`]).
+pub fn ffmpeg9() -> Option<PathBuf> {
+    super::ffmpeg9::ffmpeg9()
+}
+
+/// Publishes `seconds` of live test media as HEVC over Enhanced RTMP with `ffmpeg9` (x265
+/// ultrafast, 1 s GOP, AAC): what ffmpeg 6.1+ and OBS send.
+pub fn publish_hevc(ffmpeg9: &OsStr, url: &str, seconds: u32) -> FfmpegChild {
+    let secs = seconds.to_string();
+    let gop = VIDEO_FPS.to_string();
+    let size = format!("testsrc2=size={VIDEO_SIZE}:rate={VIDEO_FPS}");
+    let args = strings(&[
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        &size,
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        &secs,
+        "-c:v",
+        "libx265",
+        "-preset",
+        "ultrafast",
+        "-x265-params",
+        "log-level=error",
+        "-g",
+        &gop,
+        "-c:a",
+        "aac",
+        "-f",
+        "flv",
+        url,
+    ]);
+    FfmpegChild::spawn_program(Path::new(ffmpeg9), &args)
 }
