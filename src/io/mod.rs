@@ -550,6 +550,43 @@ mod tests {
     }
 
     #[test]
+    fn link_gives_a_second_name_to_the_same_bytes_and_replaces_an_old_one() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = scratch("link");
+        let (dash, hls) = (dir.join("dash"), dir.join("hls"));
+        fs::create_dir_all(&dash).unwrap();
+        fs::create_dir_all(&hls).unwrap();
+        let from = dash.join("a-0.m4v");
+        let to = hls.join("a-0.m4s");
+        fs::write(&from, b"segment").unwrap();
+        fs::write(&to, b"stale init of a previous publish").unwrap();
+        let done = run(
+            OpenFiles::default(),
+            vec![FileOp::Link {
+                path: to.clone(),
+                from: from.clone(),
+            }],
+        );
+        assert!(done.failure.is_none(), "{:?}", done.failure);
+        assert_eq!(fs::read(&to).unwrap(), b"segment");
+        let (a, b) = (fs::metadata(&from).unwrap(), fs::metadata(&to).unwrap());
+        assert_eq!((a.ino(), a.nlink()), (b.ino(), 2), "one set of bytes");
+        // Deleting one name leaves the other whole; a missing source is a clear failure.
+        fs::remove_file(&from).unwrap();
+        assert_eq!(fs::read(&to).unwrap(), b"segment");
+        let lost = run(
+            OpenFiles::default(),
+            vec![FileOp::Link {
+                path: hls.join("b.m4s"),
+                from: dash.join("missing.m4v"),
+            }],
+        );
+        assert!(lost.failure.is_some());
+        assert_eq!(fs::read_dir(&hls).unwrap().count(), 1, "no temporary file left");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn atomic_write_replaces_and_leaves_no_temp_file() {
         let dir = scratch("atomic");
         let p = dir.join("x.m3u8");
