@@ -582,7 +582,11 @@ mod tests {
             }],
         );
         assert!(lost.failure.is_some());
-        assert_eq!(fs::read_dir(&hls).unwrap().count(), 1, "no temporary file left");
+        assert_eq!(
+            fs::read_dir(&hls).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 

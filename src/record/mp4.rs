@@ -29,6 +29,8 @@ const AAC_FRAME: u32 = 1024;
 #[derive(Debug)]
 struct Track {
     timescale: u32,
+    /// Where a frame's sample starts (AV1 drops its leading temporal delimiters).
+    codec: TrackCodec,
     /// Samples of the fragment being gathered; the last one's duration is set when the next
     /// sample (or the end) comes.
     samples: Vec<Sample>,
@@ -38,6 +40,7 @@ impl Track {
     fn new(codec: &TrackCodec) -> Self {
         Track {
             timescale: codec.timescale(),
+            codec: codec.clone(),
             samples: Vec::new(),
         }
     }
@@ -181,6 +184,7 @@ impl Mp4File {
             let Some(track) = self.video.as_mut() else {
                 return out;
             };
+            let data = data.slice(track.codec.sample_start(&data)..);
             let cts = i64::from(tag.composition_time_ms) * i64::from(track.timescale) / 1000;
             let cts = i32::try_from(cts).unwrap_or(0);
             let dts = track.dts(ms);

@@ -15,6 +15,8 @@
     playerVersion: null,
   };
   let player = null;
+  // Size, frames, stalls (media-stats.js; absent on pages that do not load it).
+  const media = window.watchMedia ? window.watchMedia(video) : null;
 
   function error(e) {
     state.errors.push(e);
@@ -72,6 +74,20 @@
     }
   }
 
+  // The codecs of the tracks dash.js chose from the MPD, by type.
+  function tracks() {
+    const out = {};
+    for (const type of ['video', 'audio']) {
+      try {
+        const t = player ? player.getCurrentTrackFor(type) : null;
+        out[type] = t ? t.codec || null : null;
+      } catch {
+        out[type] = null;
+      }
+    }
+    return out;
+  }
+
   window.__snapshot = () => ({
     currentTime: video.currentTime,
     startTime: state.startTime,
@@ -81,6 +97,8 @@
     latency: latency(),
     playerVersion: state.playerVersion,
     loadErrors: state.loadErrors,
+    tracks: tracks(),
+    media: media ? media() : null,
     errors: state.errors,
   });
 

@@ -3,12 +3,14 @@
 // Opens a player page (index.html: hls.js, dash.html: dash.js) in Debian's Chromium (never a
 // downloaded browser), lets it play for <seconds>, and prints one JSON line:
 //   {"advanced": s, "errorCount": n, "errors": [...], "latency": s, "startupMs": ms,
-//    "outsideCount": n, ...}
+//    "outsideCount": n, "media": {...}, ...}
 // advanced: how far video.currentTime moved since playback started; latency: the player's
 // estimate of the distance to the live edge at the end; outsideCount: requests the page made to
 // hosts other than 127.0.0.1/localhost (refused: a live stream must not need an outside server,
-// e.g. a time server). Exit status 0 when the run itself worked (the caller judges the numbers),
-// 2 when the browser could not be driven.
+// e.g. a time server); media: the picture size, decoded frames and bytes, and stalls since
+// playback started (media-stats.js); levelInfo/audioTracks (hls.js) and tracks (dash.js): the
+// codecs the player took from the playlist or MPD. Exit status 0 when the run itself worked
+// (the caller judges the numbers), 2 when the browser could not be driven.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -110,6 +112,10 @@ try {
     result.paused = snap.paused;
     result.readyState = snap.readyState;
     result.levels = snap.levels ?? null;
+    result.levelInfo = snap.levelInfo ?? null;
+    result.audioTracks = snap.audioTracks ?? null;
+    result.tracks = snap.tracks ?? null;
+    result.media = snap.media ?? null;
     result.errors.push(...snap.errors);
   } else {
     result.errors.push({ type: 'harness', details: 'the page never answered', fatal: true });

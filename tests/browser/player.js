@@ -18,6 +18,8 @@
     fragsLoaded: 0,
   };
   let hls = null;
+  // Size, frames, stalls (media-stats.js; absent on pages that do not load it).
+  const media = window.watchMedia ? window.watchMedia(video) : null;
 
   function error(e) {
     state.errors.push(e);
@@ -78,6 +80,18 @@
     fragsLoaded: state.fragsLoaded,
     // Variants of a master playlist hls.js found (1 for a media playlist).
     levels: hls && Array.isArray(hls.levels) ? hls.levels.length : null,
+    // What each variant declares (CODECS, RESOLUTION) and the audio renditions hls.js found.
+    levelInfo:
+      hls && Array.isArray(hls.levels)
+        ? hls.levels.map((l) => ({
+            videoCodec: l.videoCodec || null,
+            audioCodec: l.audioCodec || null,
+            width: l.width || null,
+            height: l.height || null,
+          }))
+        : null,
+    audioTracks: hls && Array.isArray(hls.audioTracks) ? hls.audioTracks.length : null,
+    media: media ? media() : null,
     errors: state.errors,
   });
 
