@@ -20,6 +20,45 @@ pub struct MediaUris<'a> {
     pub audio: &'a str,
 }
 
+/// The multivariant entry of another video track's rendition (multitrack publishers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendition {
+    /// Its video media playlist, relative to the multivariant playlist.
+    pub uri: String,
+    pub codecs: String,
+    pub bandwidth: u64,
+    pub average: u64,
+    pub width: u32,
+    pub height: u32,
+    pub frame_rate: Option<f64>,
+}
+
+impl Rendition {
+    pub fn of(set: &AdaptationSet, uri: String) -> Self {
+        Rendition {
+            uri,
+            codecs: set.codecs.clone(),
+            bandwidth: set.bandwidth,
+            average: average_bandwidth(set),
+            width: set.width,
+            height: set.height,
+            frame_rate: set.frame_rate,
+        }
+    }
+}
+
+/// `,RESOLUTION=WxH,FRAME-RATE=f` of a video variant, when known.
+fn picture_attrs(width: u32, height: u32, frame_rate: Option<f64>) -> String {
+    let mut attrs = String::new();
+    if width > 0 && height > 0 {
+        let _ = write!(attrs, ",RESOLUTION={width}x{height}");
+    }
+    if let Some(fr) = frame_rate.filter(|f| f.is_finite() && *f > 0.0) {
+        let _ = write!(attrs, ",FRAME-RATE={fr:.3}");
+    }
+    attrs
+}
+
 /// Seconds of `ticks` at `timescale`, as an `EXTINF` decimal (milliseconds precision).
 fn seconds(ticks: u64, timescale: u32) -> String {
     let ms = u128::from(ticks) * 1000 / u128::from(timescale.max(1));
@@ -103,10 +142,14 @@ fn average_bandwidth(set: &AdaptationSet) -> u64 {
     u64::try_from(u128::from(set.bytes) * 8000 / ms.max(1)).unwrap_or(u64::MAX)
 }
 
-/// The multivariant playlist: the video media playlist as the one variant, the audio one as
-/// its `EXT-X-MEDIA` rendition (or, audio only, as the variant). `None` before anything is
-/// listed.
-pub fn multivariant_playlist(mpd: &Mpd, uris: &MediaUris<'_>) -> Option<String> {
+/// The multivariant playlist: the video media playlist as the first variant (then one per
+/// other video track in `ladder`), the audio one as their `EXT-X-MEDIA` rendition (or,
+/// audio only, as the variant). `None` before anything is listed.
+pub fn multivariant_playlist(
+    mpd: &Mpd,
+    uris: &MediaUris<'_>,
+    ladder: &[&Rendition],
+) -> Option<String> {
     let video = last_set(mpd, ContentType::Video);
     let audio = last_set(mpd, ContentType::Audio);
     let main = video.or(audio)?;
@@ -130,12 +173,7 @@ pub fn multivariant_playlist(mpd: &Mpd, uris: &MediaUris<'_>) -> Option<String> 
         attrs.push_str(",AUDIO=\"audio\"");
     }
     if let Some(v) = video {
-        if v.width > 0 && v.height > 0 {
-            let _ = write!(attrs, ",RESOLUTION={}x{}", v.width, v.height);
-        }
-        if let Some(fr) = v.frame_rate.filter(|f| f.is_finite() && *f > 0.0) {
-            let _ = write!(attrs, ",FRAME-RATE={fr:.3}");
-        }
+        attrs.push_str(&picture_attrs(v.width, v.height, v.frame_rate));
     }
     let _ = writeln!(
         out,
@@ -143,15 +181,32 @@ pub fn multivariant_playlist(mpd: &Mpd, uris: &MediaUris<'_>) -> Option<String> 
         peak.max(1),
         average.max(1)
     );
-    let _ = writeln!(
-        out,
-        "{}",
-        if video.is_some() {
-            uris.video
-        } else {
-            uris.audio
+    let first = if video.is_some() {
+        uris.video
+    } else {
+        uris.audio
+    };
+    let _ = writeln!(out, "{first}");
+    if video.is_some() {
+        for r in ladder {
+            let (mut codecs, mut peak, mut average) = (r.codecs.clone(), r.bandwidth, r.average);
+            let mut attrs = String::new();
+            if let Some(a) = audio {
+                let _ = write!(codecs, ",{}", a.codecs);
+                peak = peak.saturating_add(a.bandwidth);
+                average = average.saturating_add(average_bandwidth(a));
+                attrs.push_str(",AUDIO=\"audio\"");
+            }
+            attrs.push_str(&picture_attrs(r.width, r.height, r.frame_rate));
+            let _ = writeln!(
+                out,
+                "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{codecs}\"{attrs}\n{}",
+                peak.max(1),
+                average.max(1),
+                r.uri
+            );
         }
-    );
+    }
     Some(out)
 }
 
@@ -274,7 +329,7 @@ mod tests {
             video: "s-video.m3u8",
             audio: "s-audio.m3u8",
         };
-        let text = multivariant_playlist(&mpd(vec![p.clone()], true), &uris).unwrap();
+        let text = multivariant_playlist(&mpd(vec![p.clone()], true), &uris, &[]).unwrap();
         assert!(text.contains(
             "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"s-audio.m3u8\"\n"
         ));
@@ -285,7 +340,7 @@ mod tests {
             sets: vec![set(ContentType::Audio, 0, "s-init.m4a", vec![(0, 2000)])],
             ..p
         };
-        let text = multivariant_playlist(&mpd(vec![audio_only], true), &uris).unwrap();
+        let text = multivariant_playlist(&mpd(vec![audio_only], true), &uris, &[]).unwrap();
         assert!(!text.contains("EXT-X-MEDIA:"));
         assert!(text.ends_with("CODECS=\"opus\"\ns-audio.m3u8\n"), "{text}");
     }

@@ -55,7 +55,7 @@
 //!   it reports a failure, everything from the failed operation on is undone in the model (segments unlisted, init
 //!   and directory rewritten, deletions held while the MPD on disk is stale).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -421,8 +421,11 @@ impl Effect {
 /// The HLS media playlists of a [`DashStream::new_hls`] stream: (path, URI) each.
 #[derive(Debug, Clone)]
 struct HlsPlaylists {
-    /// The multivariant playlist, at the stream's usual HLS playlist path.
-    master: PathBuf,
+    /// The multivariant playlist, at the stream's usual HLS playlist path (`None` for the
+    /// rendition of another video track: the main stream's lists it).
+    master: Option<PathBuf>,
+    /// `hls_nested`: each stream (and rendition) in a directory of its own.
+    nested: bool,
     video: (PathBuf, String),
     audio: (PathBuf, String),
     event: bool,
@@ -440,6 +443,18 @@ impl HlsPlaylists {
         links: Option<(PathBuf, String)>,
     ) -> Self {
         let dir = master.parent().map(Path::to_path_buf).unwrap_or_default();
+        let event = hls.hls_type == HlsType::Event;
+        HlsPlaylists::in_dir(&dir, Some(master), stem, links, hls.nested, event)
+    }
+
+    fn in_dir(
+        dir: &Path,
+        master: Option<PathBuf>,
+        stem: &str,
+        links: Option<(PathBuf, String)>,
+        nested: bool,
+        event: bool,
+    ) -> Self {
         let media = |kind: &str| {
             let file = format!("{stem}{kind}.m3u8");
             (dir.join(&file), mpd::uri_escape(&file))
@@ -448,9 +463,32 @@ impl HlsPlaylists {
             video: media("video"),
             audio: media("audio"),
             master,
-            event: hls.hls_type == HlsType::Event,
+            nested,
+            event,
             links,
         }
+    }
+}
+
+/// The video track a message belongs to: 0 for a plain message, the track id of a
+/// one-track multitrack message; `None` for several tracks in one message (not taken).
+pub fn video_track(t: &flv::VideoTag) -> Option<u8> {
+    match t.multitrack {
+        None => Some(0),
+        Some(m) if m.kind == MultitrackKind::OneTrack => Some(m.first_track_id),
+        Some(_) => None,
+    }
+}
+
+/// Where the HLS names of rendition `name` go, beside those of its main stream in `dir`:
+/// the same directory with its own prefix, or with `hls_nested` a directory of its own next
+/// to the main stream's.
+fn rendition_place(dir: &Path, name: &str, nested: bool) -> (PathBuf, String) {
+    if nested {
+        let parent = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        (parent.join(basename(name)), String::new())
+    } else {
+        (dir.to_path_buf(), format!("{}-", basename(name)))
     }
 }
 
@@ -479,6 +517,11 @@ pub struct DashStream {
     hls: Option<HlsPlaylists>,
     /// False for an HLS-only stream: no MPD.
     mpd_enabled: bool,
+    /// The video track segmented: 0 (plain messages and multitrack track 0), or the id of a
+    /// multitrack publisher's other rendition ([`DashStream::rendition`]).
+    track: u8,
+    /// The multivariant entries of the other video tracks' renditions, by track id.
+    ladder: BTreeMap<u8, m3u8::Rendition>,
     /// The HLS name of each file linked into the HLS directory, deleted with it.
     links: HashMap<PathBuf, PathBuf>,
     meta_frame_rate: Option<f64>,
@@ -570,6 +613,8 @@ impl DashStream {
             last_audio_ticks: None,
             hls: None,
             mpd_enabled: true,
+            track: 0,
+            ladder: BTreeMap::new(),
             links: HashMap::new(),
             meta_frame_rate: None,
             offset: 0,
@@ -740,6 +785,69 @@ impl DashStream {
             },
             effect,
         );
+    }
+
+    /// The rendition of video track `k` of a multitrack publisher (OBS's multitrack video,
+    /// ffmpeg's several video streams), for HLS: segments of its own (beside DASH also
+    /// their HLS names) and a video media playlist, named as the stream `<name>_<k>` would
+    /// be; no manifest of its own, this stream's multivariant playlist lists it
+    /// ([`DashStream::set_rendition`]). `None` when this stream has no HLS.
+    pub fn rendition(&self, k: u8) -> Option<DashStream> {
+        let h = self.hls.as_ref()?;
+        let name = format!("{}_{k}", self.name);
+        let mut r = DashStream::new(&self.settings, &self.app, &name, None);
+        r.track = k;
+        r.mpd_enabled = false;
+        r.layout.video_ext = self.layout.video_ext;
+        let playlists = match &h.links {
+            None => {
+                let (dir, stem) = (r.layout.dir.clone(), r.layout.stem.clone());
+                HlsPlaylists::in_dir(&dir, None, &stem, None, h.nested, h.event)
+            }
+            Some((dir, _)) => {
+                let (dir, stem) = rendition_place(dir, &name, h.nested);
+                let links = Some((dir.clone(), stem.clone()));
+                HlsPlaylists::in_dir(&dir, None, &stem, links, h.nested, h.event)
+            }
+        };
+        r.hls = Some(playlists);
+        Some(r)
+    }
+
+    /// The video track this stream segments (0: the main one).
+    pub fn track(&self) -> u8 {
+        self.track
+    }
+
+    /// Whether this stream writes HLS playlists (alone or beside its MPD).
+    pub fn has_hls(&self) -> bool {
+        self.hls.is_some()
+    }
+
+    /// What a rendition lists now, for the main stream's multivariant playlist.
+    pub fn rendition_entry(&self, now: Now) -> Option<m3u8::Rendition> {
+        let model = self.build_mpd(now, true);
+        let set = model
+            .periods
+            .iter()
+            .rev()
+            .flat_map(|p| p.sets.iter())
+            .find(|s| s.content == ContentType::Video && !s.segments.is_empty())?;
+        Some(m3u8::Rendition::of(set, String::new()))
+    }
+
+    /// Lists the rendition of video track `k` in the multivariant playlist (from the next
+    /// time it is written).
+    pub fn set_rendition(&mut self, k: u8, mut entry: m3u8::Rendition) {
+        let Some(h) = &self.hls else { return };
+        let own = format!("{}_{k}", basename(&self.name));
+        let file = if h.nested {
+            format!("../{own}/video.m3u8")
+        } else {
+            format!("{own}-video.m3u8")
+        };
+        entry.uri = mpd::uri_escape(&file);
+        self.ladder.insert(k, entry);
     }
 
     /// `<dash_path>/<name>.mpd`, or `<dash_path>/<name>/index.mpd` with `dash_nested`.
@@ -948,9 +1056,7 @@ impl DashStream {
 
     fn on_video(&mut self, timestamp: u32, tag: &Bytes, now: Now) {
         let Ok(t) = flv::parse_video(tag) else { return };
-        if t.multitrack
-            .is_some_and(|m| m.kind != MultitrackKind::OneTrack || m.first_track_id != 0)
-        {
+        if video_track(&t) != Some(self.track) {
             return;
         }
         let body = tag.get(t.body_offset..).unwrap_or_default();
@@ -1073,6 +1179,10 @@ impl DashStream {
 
     fn on_audio(&mut self, timestamp: u32, tag: &Bytes, now: Now) {
         let Ok(t) = flv::parse_audio(tag) else { return };
+        // A rendition of another video track is video only: the main stream has the audio.
+        if self.track != 0 {
+            return;
+        }
         if t.multitrack
             .is_some_and(|m| m.kind != MultitrackKind::OneTrack || m.first_track_id != 0)
         {
@@ -1921,8 +2031,11 @@ impl DashStream {
                 video: &h.video.1,
                 audio: &h.audio.1,
             };
-            if let Some(text) = m3u8::multivariant_playlist(&hls_model, &uris) {
-                manifests.push((h.master.clone(), text));
+            if let Some(master) = &h.master {
+                let ladder: Vec<&m3u8::Rendition> = self.ladder.values().collect();
+                if let Some(text) = m3u8::multivariant_playlist(&hls_model, &uris, &ladder) {
+                    manifests.push((master.clone(), text));
+                }
             }
         }
         for (path, text) in manifests {
@@ -2105,7 +2218,10 @@ impl DashStream {
             let playlists = self
                 .hls
                 .iter()
-                .flat_map(|h| [h.master.clone(), h.video.0.clone(), h.audio.0.clone()])
+                .flat_map(|h| {
+                    let media = [h.video.0.clone(), h.audio.0.clone()];
+                    h.master.clone().into_iter().chain(media)
+                })
                 .filter(|p| *p != self.layout.mpd)
                 .collect::<Vec<_>>();
             let deletes = self.retention.final_deletes(

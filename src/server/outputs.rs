@@ -17,7 +17,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use crate::conf::{DashSettings, HlsContainer, HlsSettings, HlsType, Settings};
-use crate::dash::segmenter::DashStream;
+use crate::dash::segmenter::{video_track, DashStream};
 use crate::files::{FileOp, FileOutput, Now};
 use crate::hls::segmenter::HlsStream;
 use crate::io::{IoDone, IoJob, IoStats, NoStorage, OpenFiles, Storage};
@@ -52,6 +52,8 @@ enum Output {
     Hls(Box<HlsStream>),
     /// HLS with fMP4 (CMAF) segments: the CMAF segmenter writing HLS playlists.
     HlsFmp4(Box<DashStream>),
+    /// Another video track of a multitrack publisher, listed by the stream's CMAF HLS.
+    Rendition(Box<DashStream>),
     Dash(Box<DashStream>),
     Record(Box<Recorder>),
 }
@@ -60,14 +62,14 @@ impl Output {
     fn file(&mut self) -> &mut dyn FileOutput {
         match self {
             Output::Hls(h) => h.as_mut(),
-            Output::HlsFmp4(d) | Output::Dash(d) => d.as_mut(),
+            Output::HlsFmp4(d) | Output::Dash(d) | Output::Rendition(d) => d.as_mut(),
             Output::Record(r) => r.as_mut(),
         }
     }
 
     fn label(&self) -> &'static str {
         match self {
-            Output::Hls(_) | Output::HlsFmp4(_) => "hls",
+            Output::Hls(_) | Output::HlsFmp4(_) | Output::Rendition(_) => "hls",
             Output::Dash(_) => "dash",
             Output::Record(_) => "record",
         }
@@ -166,6 +168,10 @@ fn needs_fmp4(video: bool, tag: &[u8]) -> Option<&'static str> {
             return None;
         }
         let t = flv::parse_video(tag).ok()?;
+        if t.is_sequence_header() && video_track(&t).is_some_and(|k| k > 0) {
+            // Another video track: an ABR ladder, which only CMAF HLS lists.
+            return Some("multitrack video");
+        }
         let cmaf = matches!(
             t.codec.fourcc(),
             Some(FourCc::HVC1) | Some(FourCc::AV01) | Some(FourCc::VP09)
@@ -197,7 +203,7 @@ fn hls_fits_dash(hls: &HlsSettings, dash: &DashSettings) -> bool {
 /// Whether a message is a sequence header (what an fMP4 output started later must see).
 fn is_sequence_header(video: bool, tag: &[u8]) -> bool {
     if video {
-        flv::parse_video(tag).is_ok_and(|t| t.is_sequence_header())
+        flv::parse_video(tag).is_ok_and(|t| t.is_sequence_header() && video_track(&t) == Some(0))
     } else {
         flv::parse_audio(tag).is_ok_and(|t| t.is_sequence_header())
     }
@@ -501,7 +507,22 @@ impl Outputs {
                 switched = done;
             }
         }
+        if video {
+            if let Some(k) = new_rendition(&stream.slots, tag) {
+                let main = stream.slots.iter().find_map(|s| match &s.output {
+                    Output::HlsFmp4(d) | Output::Dash(d) if d.has_hls() => Some(d),
+                    _ => None,
+                });
+                if let Some(rendition) = main.and_then(|m| m.rendition(k)) {
+                    let id = self.next_slot_id;
+                    self.next_slot_id += 1;
+                    let output = Output::Rendition(Box::new(rendition));
+                    stream.slots.push(Slot::new(id, output));
+                }
+            }
+        }
         let mut share = false;
+        let mut renditions_changed = false;
         for slot in &mut stream.slots {
             if let Some((_, ops)) = switched.take_if(|(id, _)| *id == slot.id) {
                 self.ops.extend(ops);
@@ -514,8 +535,12 @@ impl Outputs {
                 .iter()
                 .any(|op| matches!(op, FileOp::Commit { .. }));
             share |= committed && matches!(slot.output, Output::Hls(_));
+            renditions_changed |= committed && matches!(slot.output, Output::Rendition(_));
             self.io.enqueue(slot, key, &mut self.ops, logs);
             collect_events(slot, stream.owner.as_ref(), &mut self.record_events);
+        }
+        if renditions_changed {
+            share_renditions(&mut stream.slots, now);
         }
         if share {
             self.share_variant_info(key);
@@ -553,8 +578,14 @@ impl Outputs {
         let mut done = Vec::new();
         for (key, stream) in self.streams.iter_mut() {
             let mut all_done = !stream.live;
+            let mut renditions_changed = false;
             for slot in &mut stream.slots {
                 let due = slot.output.file().on_tick(now, &mut self.ops);
+                renditions_changed |= matches!(slot.output, Output::Rendition(_))
+                    && self
+                        .ops
+                        .iter()
+                        .any(|op| matches!(op, FileOp::Commit { .. }));
                 self.io.enqueue(slot, key, &mut self.ops, logs);
                 self.io.flush(slot, key, logs);
                 collect_events(slot, stream.owner.as_ref(), &mut self.record_events);
@@ -563,6 +594,9 @@ impl Outputs {
                     next = Some(next.map_or(delay, |n| n.min(delay)));
                 }
                 all_done &= slot.output.file().is_done() && slot.is_idle();
+            }
+            if renditions_changed {
+                share_renditions(&mut stream.slots, now);
             }
             if all_done {
                 done.push(key.clone());
@@ -675,6 +709,51 @@ fn choose_container(
     let what = format!("{codec}: HLS of this stream is fMP4 (CMAF) segments (hls_container auto)");
     logs.push(stream_line(LogLevel::Notice, "hls", key, what));
     Some(Some((slot.id, ops)))
+}
+
+/// Most renditions of other video tracks one stream gets (a multitrack ladder has 3 to 5).
+pub const MAX_RENDITIONS: usize = 8;
+
+/// The track id of a multitrack sequence header of a video track with no rendition yet.
+fn new_rendition(slots: &[Slot], tag: &[u8]) -> Option<u8> {
+    // Only Enhanced RTMP headers can be multitrack.
+    if tag.first().is_none_or(|b| b & 0x80 == 0) {
+        return None;
+    }
+    let t = flv::parse_video(tag).ok()?;
+    let k = video_track(&t).filter(|k| *k > 0 && t.is_sequence_header())?;
+    let existing = slots.iter().filter_map(|s| match &s.output {
+        Output::Rendition(r) => Some(r.track()),
+        _ => None,
+    });
+    let mut count = 0;
+    for track in existing {
+        if track == k {
+            return None;
+        }
+        count += 1;
+    }
+    (count < MAX_RENDITIONS).then_some(k)
+}
+
+/// Tells the stream's CMAF HLS what its renditions list now (for the multivariant playlist).
+fn share_renditions(slots: &mut [Slot], now: Now) {
+    let entries: Vec<(u8, crate::dash::m3u8::Rendition)> = slots
+        .iter()
+        .filter_map(|s| match &s.output {
+            Output::Rendition(r) => Some((r.track(), r.rendition_entry(now)?)),
+            _ => None,
+        })
+        .collect();
+    for slot in slots.iter_mut() {
+        if let Output::HlsFmp4(d) | Output::Dash(d) = &mut slot.output {
+            if d.has_hls() {
+                for (k, entry) in &entries {
+                    d.set_rendition(*k, entry.clone());
+                }
+            }
+        }
+    }
 }
 
 fn hls_of(slots: &[Slot]) -> Option<&HlsStream> {

@@ -513,3 +513,70 @@ fn hls_beside_dash_lists_the_dash_segments_under_second_names() {
         .iter()
         .any(|p| p.starts_with("/hls/") && p.ends_with(".ts")));
 }
+
+/// A one-track multitrack message of video track `k` made from a legacy AVC tag (the same
+/// record or frame, as ffmpeg sends its other video streams).
+fn multitrack_avc(k: u8, legacy: &[u8]) -> Vec<u8> {
+    let key = legacy[0] >> 4 == 1;
+    let packet = legacy[1];
+    let mut tag = vec![
+        0x80 | (if key { 0x10 } else { 0x20 }) | 6,
+        packet,
+        b'a',
+        b'v',
+        b'c',
+        b'1',
+        k,
+    ];
+    if packet == 1 {
+        tag.extend_from_slice(&legacy[2..5]);
+    }
+    tag.extend_from_slice(&legacy[5..]);
+    tag
+}
+
+#[test]
+fn multitrack_video_becomes_an_hls_ladder() {
+    let mut f = Feed::with(&[
+        ("dash", &["on"]),
+        ("dash_path", &["/dash"]),
+        ("dash_fragment", &["1s"]),
+        ("dash_playlist_length", &["30s"]),
+    ]);
+    f.media(true, 0, AVC_HEADER);
+    f.media(false, 0, AAC_HEADER);
+    for k in [1, 2] {
+        f.media(true, 0, &multitrack_avc(k, AVC_HEADER));
+    }
+    let end = 6000;
+    while f.t < end {
+        let t = f.t;
+        let frame = video_frame(t.is_multiple_of(1000), t, 300);
+        f.media(true, t, &frame);
+        for k in [1, 2] {
+            f.media(true, t, &multitrack_avc(k, &frame));
+        }
+        f.media(false, t, &audio_frame(t));
+        f.t += 40;
+    }
+    f.drain();
+    let d = f.disk.0.borrow();
+    let text = |p: &str| String::from_utf8(d.files[Path::new(p)].clone()).unwrap();
+    let master = text("/hls/cam.m3u8");
+    assert_eq!(master.matches("#EXT-X-STREAM-INF:").count(), 3, "{master}");
+    for uri in ["cam-video.m3u8", "cam_1-video.m3u8", "cam_2-video.m3u8"] {
+        assert!(master.contains(&format!("\n{uri}\n")), "{uri}: {master}");
+        let media = text(&format!("/hls/{uri}"));
+        let listed: Vec<&str> = media.lines().filter(|l| l.ends_with(".m4s")).collect();
+        assert!(listed.len() >= 4, "{uri}: {media}");
+        assert!(
+            media.contains("#EXT-X-MEDIA-SEQUENCE:0\n"),
+            "{uri}: {media}"
+        );
+        for seg in listed {
+            assert!(d.files.contains_key(&Path::new("/hls").join(seg)), "{seg}");
+        }
+    }
+    // The MPD stays the main track's (renditions are HLS only for now).
+    assert!(!text("/dash/cam.mpd").contains("cam_1"));
+}
