@@ -661,3 +661,128 @@ fn harness_parsers() {
     assert!(body_problem("/x/init.mp4", &init).is_none());
     assert!(body_problem("/x/init.mp4", &init[..init.len() - 1]).is_some());
 }
+
+/// A multitrack publisher (ffmpeg 9 with three H.264 video streams, 640x360, 320x180 and
+/// 160x90, and AAC; the 2nd and 3rd go as Enhanced RTMP multitrack messages) with `hls on`
+/// beside `dash on`: the multivariant playlist lists three variants with their resolutions,
+/// codecs and bandwidths in order of the encodings, sharing the audio rendition, and ffmpeg
+/// 9 decodes each variant's video at its size.
+#[test]
+fn multitrack_h264_is_a_three_variant_hls_ladder() {
+    let Some(ff) = need_ffmpeg9("multitrack_h264_is_a_three_variant_hls_ladder") else {
+        return;
+    };
+    let server = start_server(true, true);
+    let mut checks = Checks::new();
+    let (pl, _) = hls_playlist(&server, "cam");
+    let filter = "[0:v]split=3[a][b][c];[b]scale=320:180[b2];[c]scale=160:90[c2]";
+    let args: Vec<String> = [
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        &SECS.to_string(),
+        "-filter_complex",
+        filter,
+        "-map",
+        "[a]",
+        "-map",
+        "[b2]",
+        "-map",
+        "[c2]",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "25",
+        "-b:v:0",
+        "800k",
+        "-b:v:1",
+        "300k",
+        "-b:v:2",
+        "100k",
+        "-c:a",
+        "aac",
+        "-f",
+        "flv",
+        &server.rtmp_url("live/cam"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut publisher = common::FfmpegChild::spawn_program(&ff, &args);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let master = loop {
+        let text = std::fs::read_to_string(&pl).unwrap_or_default();
+        if text.matches("#EXT-X-STREAM-INF:").count() >= 3 || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    println!("master playlist:\n{master}");
+    let variants: Vec<(&str, &str)> = master
+        .lines()
+        .zip(master.lines().skip(1))
+        .filter(|(inf, _)| inf.starts_with("#EXT-X-STREAM-INF:"))
+        .collect();
+    checks.check(variants.len() == 3, || {
+        format!("{} variants listed, expected 3", variants.len())
+    });
+    let sizes = ["640x360", "320x180", "160x90"];
+    let mut bandwidths = Vec::new();
+    for ((inf, uri), size) in variants.iter().zip(sizes) {
+        checks.check(inf.contains(&format!("RESOLUTION={size}")), || {
+            format!("{uri}: {inf} should say RESOLUTION={size}")
+        });
+        checks.check(
+            inf.contains("AUDIO=\"audio\"") && inf.contains(",mp4a.40.2\""),
+            || format!("{uri}: {inf} should share the AAC rendition"),
+        );
+        let bw = inf
+            .split("BANDWIDTH=")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        bandwidths.push(bw);
+        let url = server.http_url(&format!("/hls/live/{uri}"));
+        let d = decode9(
+            &ff,
+            &url,
+            &["-live_start_index", "0"],
+            Some(3.0),
+            DECODE_WALL,
+        );
+        print_decode(uri, &d);
+        let (w, h) = size.split_once('x').unwrap();
+        let (w, h) = (w.parse::<u32>().ok(), h.parse::<u32>().ok());
+        let described = d
+            .inputs
+            .iter()
+            .any(|s| s.kind == "video" && s.width == w && s.height == h);
+        checks.check(d.ok && d.frames >= 25 && described, || {
+            format!(
+                "{uri}: ffmpeg 9 decoded {} frames (ok {}), inputs {:?}",
+                d.frames, d.ok, d.inputs
+            )
+        });
+    }
+    checks.check(bandwidths.windows(2).all(|w| w[0] > w[1]), || {
+        format!("bandwidths {bandwidths:?} should fall with the resolution")
+    });
+    let _ = publisher.wait_timeout(Duration::from_secs(SECS as u64 + 20));
+    checks.finish(server);
+}
