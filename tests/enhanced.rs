@@ -666,7 +666,8 @@ fn harness_parsers() {
 /// 160x90, and AAC; the 2nd and 3rd go as Enhanced RTMP multitrack messages) with `hls on`
 /// beside `dash on`: the multivariant playlist lists three variants with their resolutions,
 /// codecs and bandwidths in order of the encodings, sharing the audio rendition, and ffmpeg
-/// 9 decodes each variant's video at its size.
+/// 9 decodes each variant's video at its size; the MPD has them as three Representations of
+/// one AdaptationSet, which ffmpeg 9 decodes too.
 #[test]
 fn multitrack_h264_is_a_three_variant_hls_ladder() {
     let Some(ff) = need_ffmpeg9("multitrack_h264_is_a_three_variant_hls_ladder") else {
@@ -782,6 +783,30 @@ fn multitrack_h264_is_a_three_variant_hls_ladder() {
     }
     checks.check(bandwidths.windows(2).all(|w| w[0] > w[1]), || {
         format!("bandwidths {bandwidths:?} should fall with the resolution")
+    });
+    // DASH: one video AdaptationSet with the three Representations, and ffmpeg 9 decodes all
+    // of them (and the audio) from the MPD.
+    let mpd_path = server.prefix.join("tmp/live/cam.mpd");
+    let mpd = std::fs::read_to_string(&mpd_path).unwrap_or_default();
+    for size in sizes {
+        let (w, h) = size.split_once('x').unwrap();
+        checks.check(
+            mpd.contains(&format!("width=\"{w}\" height=\"{h}\"")),
+            || format!("MPD has no {size} Representation:\n{mpd}"),
+        );
+    }
+    checks.check(mpd.matches("contentType=\"video\"").count() == 1, || {
+        format!("the renditions should be Representations of one AdaptationSet:\n{mpd}")
+    });
+    let url = server.http_url("/dash/live/cam.mpd");
+    let d = decode9(&ff, &url, &[], Some(3.0), DECODE_WALL);
+    print_decode("DASH, every Representation", &d);
+    let videos = d.inputs.iter().filter(|s| s.kind == "video").count();
+    checks.check(d.ok && videos == 3, || {
+        format!(
+            "ffmpeg 9 on the MPD: ok {}, {videos} video streams: {:?}",
+            d.ok, d.errors
+        )
     });
     let _ = publisher.wait_timeout(Duration::from_secs(SECS as u64 + 20));
     checks.finish(server);

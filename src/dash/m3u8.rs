@@ -249,6 +249,7 @@ mod tests {
             segments,
             first_number: first,
             bytes: 250_000,
+            renditions: Vec::new(),
         }
     }
 

@@ -106,6 +106,8 @@ pub struct AdaptationSet {
     pub first_number: u64,
     /// Bytes of the listed segments (HLS's `AVERAGE-BANDWIDTH`).
     pub bytes: u64,
+    /// Other Representations of this set (a multitrack ladder), each with its own files.
+    pub renditions: Vec<AdaptationSet>,
 }
 
 /// Escapes an attribute value.
@@ -252,18 +254,32 @@ fn render_set(out: &mut String, set: &AdaptationSet, pto: u64) {
         c.as_str(),
         c.mime()
     );
-    if set.start_with_sap {
+    if set.start_with_sap && set.renditions.iter().all(|r| r.start_with_sap) {
         out.push_str(" startWithSAP=\"1\"");
     }
     out.push_str(">\n");
+    if set.renditions.is_empty() {
+        render_template(out, set, pto, "      ");
+        render_representation(out, set, None);
+    } else {
+        // Several Representations (a multitrack ladder): each with its own files.
+        for rep in std::iter::once(set).chain(&set.renditions) {
+            render_representation(out, rep, Some(pto));
+        }
+    }
+    out.push_str("    </AdaptationSet>\n");
+}
+
+/// A `SegmentTemplate` with its `SegmentTimeline`, indented by `indent`.
+fn render_template(out: &mut String, set: &AdaptationSet, pto: u64, indent: &str) {
     let _ = writeln!(
         out,
-        "      <SegmentTemplate timescale=\"{}\" presentationTimeOffset=\"{pto}\" initialization=\"{}\" media=\"{}\">",
+        "{indent}<SegmentTemplate timescale=\"{}\" presentationTimeOffset=\"{pto}\" initialization=\"{}\" media=\"{}\">",
         set.timescale,
         xml_escape(&set.initialization),
         xml_escape(&set.media)
     );
-    out.push_str("        <SegmentTimeline>\n");
+    let _ = writeln!(out, "{indent}  <SegmentTimeline>");
     let mut i = 0;
     let mut prev_end: Option<u64> = None;
     while let Some(&(t, d)) = set.segments.get(i) {
@@ -276,7 +292,7 @@ fn render_set(out: &mut String, set: &AdaptationSet, pto: u64) {
             r += 1;
             next_t = t2.saturating_add(d2);
         }
-        out.push_str("          <S");
+        let _ = write!(out, "{indent}    <S");
         if prev_end != Some(t) {
             let _ = write!(out, " t=\"{t}\"");
         }
@@ -288,7 +304,14 @@ fn render_set(out: &mut String, set: &AdaptationSet, pto: u64) {
         prev_end = Some(next_t);
         i += 1 + r as usize;
     }
-    out.push_str("        </SegmentTimeline>\n      </SegmentTemplate>\n");
+    let _ = writeln!(
+        out,
+        "{indent}  </SegmentTimeline>\n{indent}</SegmentTemplate>"
+    );
+}
+
+/// A `Representation`; with `template`, holding its own `SegmentTemplate`.
+fn render_representation(out: &mut String, set: &AdaptationSet, template: Option<u64>) {
     let _ = write!(
         out,
         "      <Representation id=\"{}\" codecs=\"{}\" bandwidth=\"{}\"",
@@ -296,7 +319,11 @@ fn render_set(out: &mut String, set: &AdaptationSet, pto: u64) {
         xml_escape(&set.codecs),
         set.bandwidth.max(1)
     );
-    match c {
+    let mut children = String::new();
+    if let Some(pto) = template {
+        render_template(&mut children, set, pto, "        ");
+    }
+    match set.content {
         ContentType::Video => {
             if set.width > 0 && set.height > 0 {
                 let _ = write!(out, " width=\"{}\" height=\"{}\"", set.width, set.height);
@@ -304,24 +331,26 @@ fn render_set(out: &mut String, set: &AdaptationSet, pto: u64) {
             if let Some(fr) = set.frame_rate.and_then(frame_rate) {
                 let _ = write!(out, " frameRate=\"{fr}\"");
             }
-            out.push_str(" sar=\"1:1\"/>\n");
+            out.push_str(" sar=\"1:1\"");
         }
         ContentType::Audio => {
             if set.sample_rate > 0 {
                 let _ = write!(out, " audioSamplingRate=\"{}\"", set.sample_rate);
             }
             if set.channels > 0 {
-                let _ = write!(
-                    out,
-                    ">\n        <AudioChannelConfiguration schemeIdUri=\"{CHANNEL_CONFIG_SCHEME}\" value=\"{}\"/>\n      </Representation>\n",
+                let _ = writeln!(
+                    children,
+                    "        <AudioChannelConfiguration schemeIdUri=\"{CHANNEL_CONFIG_SCHEME}\" value=\"{}\"/>",
                     set.channels
                 );
-            } else {
-                out.push_str("/>\n");
             }
         }
     }
-    out.push_str("    </AdaptationSet>\n");
+    if children.is_empty() {
+        out.push_str("/>\n");
+    } else {
+        let _ = write!(out, ">\n{children}      </Representation>\n");
+    }
 }
 
 /// Renders the MPD. Element order follows the MPD schema (Period, then UTCTiming; in an
@@ -561,6 +590,7 @@ mod tests {
             segments,
             first_number: 0,
             bytes: 0,
+            renditions: Vec::new(),
         }
     }
 

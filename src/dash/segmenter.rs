@@ -520,8 +520,9 @@ pub struct DashStream {
     /// The video track segmented: 0 (plain messages and multitrack track 0), or the id of a
     /// multitrack publisher's other rendition ([`DashStream::rendition`]).
     track: u8,
-    /// The multivariant entries of the other video tracks' renditions, by track id.
-    ladder: BTreeMap<u8, m3u8::Rendition>,
+    /// The other video tracks' renditions, by track id: their multivariant playlist entry,
+    /// and their Representation (what they list, URIs relative to this stream's MPD).
+    ladder: BTreeMap<u8, (m3u8::Rendition, mpd::AdaptationSet)>,
     /// The HLS name of each file linked into the HLS directory, deleted with it.
     links: HashMap<PathBuf, PathBuf>,
     meta_frame_rate: Option<f64>,
@@ -793,12 +794,15 @@ impl DashStream {
     /// be; no manifest of its own, this stream's multivariant playlist lists it
     /// ([`DashStream::set_rendition`]). `None` when this stream has no HLS.
     pub fn rendition(&self, k: u8) -> Option<DashStream> {
-        let h = self.hls.as_ref()?;
         let name = format!("{}_{k}", self.name);
         let mut r = DashStream::new(&self.settings, &self.app, &name, None);
         r.track = k;
         r.mpd_enabled = false;
         r.layout.video_ext = self.layout.video_ext;
+        let Some(h) = &self.hls else {
+            // DASH only: its segments, listed by this stream's MPD.
+            return Some(r);
+        };
         let playlists = match &h.links {
             None => {
                 let (dir, stem) = (r.layout.dir.clone(), r.layout.stem.clone());
@@ -824,30 +828,42 @@ impl DashStream {
         self.hls.is_some()
     }
 
-    /// What a rendition lists now, for the main stream's multivariant playlist.
-    pub fn rendition_entry(&self, now: Now) -> Option<m3u8::Rendition> {
+    /// What a rendition lists now, for the main stream's manifests.
+    pub fn rendition_entry(&self, now: Now) -> Option<(m3u8::Rendition, mpd::AdaptationSet)> {
         let model = self.build_mpd(now, true);
         let set = model
             .periods
-            .iter()
+            .into_iter()
             .rev()
-            .flat_map(|p| p.sets.iter())
+            .flat_map(|p| p.sets)
             .find(|s| s.content == ContentType::Video && !s.segments.is_empty())?;
-        Some(m3u8::Rendition::of(set, String::new()))
+        Some((m3u8::Rendition::of(&set, String::new()), set))
     }
 
-    /// Lists the rendition of video track `k` in the multivariant playlist (from the next
-    /// time it is written).
-    pub fn set_rendition(&mut self, k: u8, mut entry: m3u8::Rendition) {
-        let Some(h) = &self.hls else { return };
+    /// Lists the rendition of video track `k` in the multivariant playlist and the MPD (from
+    /// the next time they are written).
+    pub fn set_rendition(
+        &mut self,
+        k: u8,
+        (mut entry, mut set): (m3u8::Rendition, mpd::AdaptationSet),
+    ) {
         let own = format!("{}_{k}", basename(&self.name));
-        let file = if h.nested {
-            format!("../{own}/video.m3u8")
-        } else {
-            format!("{own}-video.m3u8")
-        };
-        entry.uri = mpd::uri_escape(&file);
-        self.ladder.insert(k, entry);
+        if let Some(h) = &self.hls {
+            let file = if h.nested {
+                format!("../{own}/video.m3u8")
+            } else {
+                format!("{own}-video.m3u8")
+            };
+            entry.uri = mpd::uri_escape(&file);
+        }
+        // Its files are where `<name>_<k>` would have them: beside ours, or next door.
+        if self.settings.nested {
+            let dir = mpd::uri_escape(&format!("../{own}/"));
+            set.initialization = format!("{dir}{}", set.initialization);
+            set.media = format!("{dir}{}", set.media);
+        }
+        set.representation_id = format!("video_{k}");
+        self.ladder.insert(k, (entry, set));
     }
 
     /// `<dash_path>/<name>.mpd`, or `<dash_path>/<name>/index.mpd` with `dash_nested`.
@@ -1945,8 +1961,10 @@ impl DashStream {
                     segments: listed.iter().map(|e| (e.t, e.d)).collect(),
                     first_number: listed.first().map_or(0, |e| e.cut),
                     bytes: listed.iter().map(|e| e.bytes).sum(),
+                    renditions: Vec::new(),
                 });
             }
+            self.add_renditions(&mut sets);
             if !sets.is_empty() {
                 periods.push(mpd::Period {
                     id: p.id,
@@ -1987,6 +2005,28 @@ impl DashStream {
             end_ms: end,
             periods,
             utc_timing: utc,
+        }
+    }
+
+    /// The renditions of other video tracks as Representations of this Period's video set,
+    /// with the segments they have at this set's times (aligned: the same cuts, as a ladder
+    /// encoded from one source has).
+    fn add_renditions(&self, sets: &mut [mpd::AdaptationSet]) {
+        let Some(video) = sets.iter_mut().find(|s| s.content == ContentType::Video) else {
+            return;
+        };
+        let times: HashSet<(u64, u32)> = video
+            .segments
+            .iter()
+            .map(|(t, _)| (*t, video.timescale))
+            .collect();
+        for (_, set) in self.ladder.values() {
+            let mut rep = set.clone();
+            rep.segments
+                .retain(|(t, _)| times.contains(&(*t, rep.timescale)));
+            if !rep.segments.is_empty() {
+                video.renditions.push(rep);
+            }
         }
     }
 
@@ -2032,7 +2072,7 @@ impl DashStream {
                 audio: &h.audio.1,
             };
             if let Some(master) = &h.master {
-                let ladder: Vec<&m3u8::Rendition> = self.ladder.values().collect();
+                let ladder: Vec<&m3u8::Rendition> = self.ladder.values().map(|(r, _)| r).collect();
                 if let Some(text) = m3u8::multivariant_playlist(&hls_model, &uris, &ladder) {
                     manifests.push((master.clone(), text));
                 }

@@ -53,7 +53,8 @@ enum Output {
     /// HLS with fMP4 (CMAF) segments: the CMAF segmenter writing HLS playlists.
     HlsFmp4(Box<DashStream>),
     /// Another video track of a multitrack publisher, listed by the stream's CMAF HLS.
-    Rendition(Box<DashStream>),
+    /// (The slot id of the CMAF output that lists it, the rendition.)
+    Rendition(u64, Box<DashStream>),
     Dash(Box<DashStream>),
     Record(Box<Recorder>),
 }
@@ -62,14 +63,15 @@ impl Output {
     fn file(&mut self) -> &mut dyn FileOutput {
         match self {
             Output::Hls(h) => h.as_mut(),
-            Output::HlsFmp4(d) | Output::Dash(d) | Output::Rendition(d) => d.as_mut(),
+            Output::HlsFmp4(d) | Output::Dash(d) | Output::Rendition(_, d) => d.as_mut(),
             Output::Record(r) => r.as_mut(),
         }
     }
 
     fn label(&self) -> &'static str {
         match self {
-            Output::Hls(_) | Output::HlsFmp4(_) | Output::Rendition(_) => "hls",
+            Output::Hls(_) | Output::HlsFmp4(_) => "hls",
+            Output::Rendition(..) => "rendition",
             Output::Dash(_) => "dash",
             Output::Record(_) => "record",
         }
@@ -509,14 +511,19 @@ impl Outputs {
         }
         if video {
             if let Some(k) = new_rendition(&stream.slots, tag) {
-                let main = stream.slots.iter().find_map(|s| match &s.output {
-                    Output::HlsFmp4(d) | Output::Dash(d) if d.has_hls() => Some(d),
-                    _ => None,
-                });
-                if let Some(rendition) = main.and_then(|m| m.rendition(k)) {
+                // Each CMAF output (fMP4 HLS, DASH) lists renditions written where it is.
+                let made: Vec<(u64, DashStream)> = stream
+                    .slots
+                    .iter()
+                    .filter_map(|s| match &s.output {
+                        Output::HlsFmp4(d) | Output::Dash(d) => Some((s.id, d.rendition(k)?)),
+                        _ => None,
+                    })
+                    .collect();
+                for (main, rendition) in made {
                     let id = self.next_slot_id;
                     self.next_slot_id += 1;
-                    let output = Output::Rendition(Box::new(rendition));
+                    let output = Output::Rendition(main, Box::new(rendition));
                     stream.slots.push(Slot::new(id, output));
                 }
             }
@@ -535,7 +542,7 @@ impl Outputs {
                 .iter()
                 .any(|op| matches!(op, FileOp::Commit { .. }));
             share |= committed && matches!(slot.output, Output::Hls(_));
-            renditions_changed |= committed && matches!(slot.output, Output::Rendition(_));
+            renditions_changed |= committed && matches!(slot.output, Output::Rendition(..));
             self.io.enqueue(slot, key, &mut self.ops, logs);
             collect_events(slot, stream.owner.as_ref(), &mut self.record_events);
         }
@@ -581,7 +588,7 @@ impl Outputs {
             let mut renditions_changed = false;
             for slot in &mut stream.slots {
                 let due = slot.output.file().on_tick(now, &mut self.ops);
-                renditions_changed |= matches!(slot.output, Output::Rendition(_))
+                renditions_changed |= matches!(slot.output, Output::Rendition(..))
                     && self
                         .ops
                         .iter()
@@ -722,35 +729,32 @@ fn new_rendition(slots: &[Slot], tag: &[u8]) -> Option<u8> {
     }
     let t = flv::parse_video(tag).ok()?;
     let k = video_track(&t).filter(|k| *k > 0 && t.is_sequence_header())?;
-    let existing = slots.iter().filter_map(|s| match &s.output {
-        Output::Rendition(r) => Some(r.track()),
-        _ => None,
-    });
-    let mut count = 0;
-    for track in existing {
-        if track == k {
-            return None;
-        }
-        count += 1;
-    }
-    (count < MAX_RENDITIONS).then_some(k)
-}
-
-/// Tells the stream's CMAF HLS what its renditions list now (for the multivariant playlist).
-fn share_renditions(slots: &mut [Slot], now: Now) {
-    let entries: Vec<(u8, crate::dash::m3u8::Rendition)> = slots
+    let mut tracks: Vec<u8> = slots
         .iter()
         .filter_map(|s| match &s.output {
-            Output::Rendition(r) => Some((r.track(), r.rendition_entry(now)?)),
+            Output::Rendition(_, r) => Some(r.track()),
+            _ => None,
+        })
+        .collect();
+    tracks.sort_unstable();
+    tracks.dedup();
+    (!tracks.contains(&k) && tracks.len() < MAX_RENDITIONS).then_some(k)
+}
+
+/// Tells each CMAF output what its renditions list now (for its multivariant playlist and
+/// MPD).
+fn share_renditions(slots: &mut [Slot], now: Now) {
+    let entries: Vec<(u64, u8, _)> = slots
+        .iter()
+        .filter_map(|s| match &s.output {
+            Output::Rendition(main, r) => Some((*main, r.track(), r.rendition_entry(now)?)),
             _ => None,
         })
         .collect();
     for slot in slots.iter_mut() {
         if let Output::HlsFmp4(d) | Output::Dash(d) = &mut slot.output {
-            if d.has_hls() {
-                for (k, entry) in &entries {
-                    d.set_rendition(*k, entry.clone());
-                }
+            for (_, k, entry) in entries.iter().filter(|(main, ..)| *main == slot.id) {
+                d.set_rendition(*k, entry.clone());
             }
         }
     }

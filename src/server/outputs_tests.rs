@@ -577,6 +577,25 @@ fn multitrack_video_becomes_an_hls_ladder() {
             assert!(d.files.contains_key(&Path::new("/hls").join(seg)), "{seg}");
         }
     }
-    // The MPD stays the main track's (renditions are HLS only for now).
-    assert!(!text("/dash/cam.mpd").contains("cam_1"));
+    // The MPD lists them as Representations of one video AdaptationSet, on the same times.
+    let mpd = text("/dash/cam.mpd");
+    assert_eq!(
+        mpd.matches("<Representation id=\"video").count(),
+        3,
+        "{mpd}"
+    );
+    assert_eq!(mpd.matches("contentType=\"video\"").count(), 1, "{mpd}");
+    for k in [1, 2] {
+        assert!(
+            mpd.contains(&format!("media=\"cam_{k}-$Time$.m4v\"")),
+            "{mpd}"
+        );
+    }
+    let timelines: Vec<&str> = mpd
+        .split("<SegmentTimeline>")
+        .skip(1)
+        .filter_map(|s| s.split("</SegmentTimeline>").next())
+        .collect();
+    assert_eq!(timelines[0], timelines[1], "{mpd}");
+    assert_eq!(timelines[1], timelines[2], "{mpd}");
 }
