@@ -811,3 +811,87 @@ fn multitrack_h264_is_a_three_variant_hls_ladder() {
     let _ = publisher.wait_timeout(Duration::from_secs(SECS as u64 + 20));
     checks.finish(server);
 }
+
+/// A publisher with two audio tracks (ffmpeg 9: H.264 and two AAC streams; the 2nd goes as an
+/// Enhanced RTMP multitrack message): HLS lists the second as another `EXT-X-MEDIA` audio
+/// rendition, DASH as another audio AdaptationSet, and ffmpeg 9 finds and decodes both.
+#[test]
+fn second_audio_track_is_another_audio_rendition() {
+    let Some(ff) = need_ffmpeg9("second_audio_track_is_another_audio_rendition") else {
+        return;
+    };
+    let server = start_server(true, true);
+    let mut checks = Checks::new();
+    let (pl, _) = hls_playlist(&server, "cam");
+    let args: Vec<String> = [
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=880:sample_rate=48000",
+        "-t",
+        &SECS.to_string(),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-map",
+        "2:a",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "25",
+        "-c:a",
+        "aac",
+        "-f",
+        "flv",
+        &server.rtmp_url("live/cam"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut publisher = common::FfmpegChild::spawn_program(&ff, &args);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let master = loop {
+        let text = std::fs::read_to_string(&pl).unwrap_or_default();
+        if text.matches("#EXT-X-MEDIA:TYPE=AUDIO").count() >= 2 || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    println!("master playlist:\n{master}");
+    checks.check(
+        master.matches("#EXT-X-MEDIA:TYPE=AUDIO").count() == 2,
+        || format!("expected 2 audio renditions:\n{master}"),
+    );
+    for (what, path) in [
+        ("HLS", "/hls/live/cam.m3u8"),
+        ("DASH", "/dash/live/cam.mpd"),
+    ] {
+        let d = decode9(&ff, &server.http_url(path), &[], Some(3.0), DECODE_WALL);
+        print_decode(what, &d);
+        let audio = d.inputs.iter().filter(|s| s.kind == "audio").count();
+        checks.check(d.ok && audio == 2, || {
+            format!(
+                "{what}: ffmpeg 9 ok {}, {audio} audio streams, errors {:?}",
+                d.ok, d.errors
+            )
+        });
+    }
+    let _ = publisher.wait_timeout(Duration::from_secs(SECS as u64 + 20));
+    checks.finish(server);
+}

@@ -31,6 +31,8 @@ pub struct Rendition {
     pub width: u32,
     pub height: u32,
     pub frame_rate: Option<f64>,
+    /// Audio: channels (0: unknown).
+    pub channels: u8,
 }
 
 impl Rendition {
@@ -43,6 +45,7 @@ impl Rendition {
             width: set.width,
             height: set.height,
             frame_rate: set.frame_rate,
+            channels: set.channels,
         }
     }
 }
@@ -142,70 +145,82 @@ fn average_bandwidth(set: &AdaptationSet) -> u64 {
     u64::try_from(u128::from(set.bytes) * 8000 / ms.max(1)).unwrap_or(u64::MAX)
 }
 
+/// The other tracks of a multitrack publisher: video renditions are variants of their own,
+/// audio renditions more `EXT-X-MEDIA` of the audio group.
+#[derive(Default)]
+pub struct Ladder<'a> {
+    pub video: Vec<&'a Rendition>,
+    pub audio: Vec<&'a Rendition>,
+}
+
 /// The multivariant playlist: the video media playlist as the first variant (then one per
-/// other video track in `ladder`), the audio one as their `EXT-X-MEDIA` rendition (or,
-/// audio only, as the variant). `None` before anything is listed.
+/// other video track of `ladder`), the audio one as their `EXT-X-MEDIA` rendition with the
+/// other audio tracks beside it (or, audio only, as the variant). `None` before anything is
+/// listed.
 pub fn multivariant_playlist(
     mpd: &Mpd,
     uris: &MediaUris<'_>,
-    ladder: &[&Rendition],
+    ladder: &Ladder<'_>,
 ) -> Option<String> {
     let video = last_set(mpd, ContentType::Video);
     let audio = last_set(mpd, ContentType::Audio);
     let main = video.or(audio)?;
     let mut out = format!("#EXTM3U\n#EXT-X-VERSION:{VERSION}\n#EXT-X-INDEPENDENT-SEGMENTS\n");
-    let mut codecs = main.codecs.clone();
-    let mut peak = main.bandwidth;
-    let mut average = average_bandwidth(main);
-    let mut attrs = String::new();
-    if let (Some(_), Some(a)) = (video, audio) {
-        let _ = write!(
+    let Some(v) = video else {
+        let _ = writeln!(
             out,
-            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES"
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"\n{}",
+            main.bandwidth.max(1),
+            average_bandwidth(main).max(1),
+            main.codecs,
+            uris.audio
         );
-        if a.channels > 0 {
-            let _ = write!(out, ",CHANNELS=\"{}\"", a.channels);
-        }
-        let _ = writeln!(out, ",URI=\"{}\"", uris.audio);
-        let _ = write!(codecs, ",{}", a.codecs);
-        peak = peak.saturating_add(a.bandwidth);
-        average = average.saturating_add(average_bandwidth(a));
-        attrs.push_str(",AUDIO=\"audio\"");
-    }
-    if let Some(v) = video {
-        attrs.push_str(&picture_attrs(v.width, v.height, v.frame_rate));
-    }
-    let _ = writeln!(
-        out,
-        "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{codecs}\"{attrs}",
-        peak.max(1),
-        average.max(1)
-    );
-    let first = if video.is_some() {
-        uris.video
-    } else {
-        uris.audio
+        return Some(out);
     };
-    let _ = writeln!(out, "{first}");
-    if video.is_some() {
-        for r in ladder {
-            let (mut codecs, mut peak, mut average) = (r.codecs.clone(), r.bandwidth, r.average);
-            let mut attrs = String::new();
-            if let Some(a) = audio {
-                let _ = write!(codecs, ",{}", a.codecs);
-                peak = peak.saturating_add(a.bandwidth);
-                average = average.saturating_add(average_bandwidth(a));
-                attrs.push_str(",AUDIO=\"audio\"");
-            }
-            attrs.push_str(&picture_attrs(r.width, r.height, r.frame_rate));
-            let _ = writeln!(
+    // The audio group: what every variant may play with.
+    let mut group = String::new();
+    let (mut audio_peak, mut audio_average) = (0u64, 0u64);
+    if let Some(a) = audio {
+        let mut media = |name: &str, default: bool, channels: u8, uri: &str| {
+            let _ = write!(
                 out,
-                "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{codecs}\"{attrs}\n{}",
-                peak.max(1),
-                average.max(1),
-                r.uri
+                "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"{name}\",DEFAULT={},AUTOSELECT=YES",
+                if default { "YES" } else { "NO" }
             );
+            if channels > 0 {
+                let _ = write!(out, ",CHANNELS=\"{channels}\"");
+            }
+            let _ = writeln!(out, ",URI=\"{uri}\"");
+        };
+        media("audio", true, a.channels, uris.audio);
+        group.push_str(&a.codecs);
+        audio_peak = a.bandwidth;
+        audio_average = average_bandwidth(a);
+        for (i, r) in ladder.audio.iter().enumerate() {
+            media(&format!("audio {}", i + 2), false, r.channels, &r.uri);
+            if !group.split(',').any(|c| c == r.codecs) {
+                let _ = write!(group, ",{}", r.codecs);
+            }
+            audio_peak = audio_peak.max(r.bandwidth);
+            audio_average = audio_average.max(r.average);
         }
+    }
+    let main_video = Rendition::of(v, uris.video.to_owned());
+    for r in std::iter::once(&main_video).chain(ladder.video.iter().copied()) {
+        let mut codecs = r.codecs.clone();
+        let mut attrs = String::new();
+        if audio.is_some() {
+            let _ = write!(codecs, ",{group}");
+            attrs.push_str(",AUDIO=\"audio\"");
+        }
+        attrs.push_str(&picture_attrs(r.width, r.height, r.frame_rate));
+        let _ = writeln!(
+            out,
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{codecs}\"{attrs}\n{}",
+            r.bandwidth.saturating_add(audio_peak).max(1),
+            r.average.saturating_add(audio_average).max(1),
+            r.uri
+        );
     }
     Some(out)
 }
@@ -330,7 +345,8 @@ mod tests {
             video: "s-video.m3u8",
             audio: "s-audio.m3u8",
         };
-        let text = multivariant_playlist(&mpd(vec![p.clone()], true), &uris, &[]).unwrap();
+        let text =
+            multivariant_playlist(&mpd(vec![p.clone()], true), &uris, &Ladder::default()).unwrap();
         assert!(text.contains(
             "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"s-audio.m3u8\"\n"
         ));
@@ -341,7 +357,8 @@ mod tests {
             sets: vec![set(ContentType::Audio, 0, "s-init.m4a", vec![(0, 2000)])],
             ..p
         };
-        let text = multivariant_playlist(&mpd(vec![audio_only], true), &uris, &[]).unwrap();
+        let text =
+            multivariant_playlist(&mpd(vec![audio_only], true), &uris, &Ladder::default()).unwrap();
         assert!(!text.contains("EXT-X-MEDIA:"));
         assert!(text.ends_with("CODECS=\"opus\"\ns-audio.m3u8\n"), "{text}");
     }

@@ -492,6 +492,37 @@ fn rendition_place(dir: &Path, name: &str, nested: bool) -> (PathBuf, String) {
     }
 }
 
+/// The audio track a message belongs to (as [`video_track`]).
+pub fn audio_track(t: &flv::AudioTag) -> Option<u8> {
+    match t.multitrack {
+        None => Some(0),
+        Some(m) if m.kind == MultitrackKind::OneTrack => Some(m.first_track_id),
+        Some(_) => None,
+    }
+}
+
+/// What a [`DashStream`] segments: a stream's main tracks (plain messages, multitrack track
+/// 0), or one other track of a multitrack publisher, whose rendition the main stream's
+/// manifests list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Main,
+    Video(u8),
+    Audio(u8),
+}
+
+impl Role {
+    /// The stream name a rendition's files are named as: `<name>_<k>` for video track `k`,
+    /// `<name>_a<k>` for audio track `k`.
+    fn stream_name(self, name: &str) -> Option<String> {
+        match self {
+            Role::Main => None,
+            Role::Video(k) => Some(format!("{name}_{k}")),
+            Role::Audio(k) => Some(format!("{name}_a{k}")),
+        }
+    }
+}
+
 /// The file name of a path, as UTF-8 (ours always are).
 fn basename_of(path: &Path) -> Option<&str> {
     path.file_name()?.to_str()
@@ -517,12 +548,12 @@ pub struct DashStream {
     hls: Option<HlsPlaylists>,
     /// False for an HLS-only stream: no MPD.
     mpd_enabled: bool,
-    /// The video track segmented: 0 (plain messages and multitrack track 0), or the id of a
-    /// multitrack publisher's other rendition ([`DashStream::rendition`]).
-    track: u8,
-    /// The other video tracks' renditions, by track id: their multivariant playlist entry,
-    /// and their Representation (what they list, URIs relative to this stream's MPD).
-    ladder: BTreeMap<u8, (m3u8::Rendition, mpd::AdaptationSet)>,
+    /// What this stream segments: the main tracks, or another track of a multitrack
+    /// publisher ([`DashStream::rendition`]).
+    role: Role,
+    /// The other tracks' renditions: their multivariant playlist entry, and their
+    /// Representation (what they list, URIs relative to this stream's MPD).
+    ladder: BTreeMap<Role, (m3u8::Rendition, mpd::AdaptationSet)>,
     /// The HLS name of each file linked into the HLS directory, deleted with it.
     links: HashMap<PathBuf, PathBuf>,
     meta_frame_rate: Option<f64>,
@@ -614,7 +645,7 @@ impl DashStream {
             last_audio_ticks: None,
             hls: None,
             mpd_enabled: true,
-            track: 0,
+            role: Role::Main,
             ladder: BTreeMap::new(),
             links: HashMap::new(),
             meta_frame_rate: None,
@@ -793,10 +824,10 @@ impl DashStream {
     /// their HLS names) and a video media playlist, named as the stream `<name>_<k>` would
     /// be; no manifest of its own, this stream's multivariant playlist lists it
     /// ([`DashStream::set_rendition`]). `None` when this stream has no HLS.
-    pub fn rendition(&self, k: u8) -> Option<DashStream> {
-        let name = format!("{}_{k}", self.name);
+    pub fn rendition(&self, role: Role) -> Option<DashStream> {
+        let name = role.stream_name(&self.name)?;
         let mut r = DashStream::new(&self.settings, &self.app, &name, None);
-        r.track = k;
+        r.role = role;
         r.mpd_enabled = false;
         r.layout.video_ext = self.layout.video_ext;
         let Some(h) = &self.hls else {
@@ -818,9 +849,9 @@ impl DashStream {
         Some(r)
     }
 
-    /// The video track this stream segments (0: the main one).
-    pub fn track(&self) -> u8 {
-        self.track
+    /// What this stream segments.
+    pub fn role(&self) -> Role {
+        self.role
     }
 
     /// Whether this stream writes HLS playlists (alone or beside its MPD).
@@ -830,13 +861,17 @@ impl DashStream {
 
     /// What a rendition lists now, for the main stream's manifests.
     pub fn rendition_entry(&self, now: Now) -> Option<(m3u8::Rendition, mpd::AdaptationSet)> {
+        let content = match self.role {
+            Role::Audio(_) => ContentType::Audio,
+            _ => ContentType::Video,
+        };
         let model = self.build_mpd(now, true);
         let set = model
             .periods
             .into_iter()
             .rev()
             .flat_map(|p| p.sets)
-            .find(|s| s.content == ContentType::Video && !s.segments.is_empty())?;
+            .find(|s| s.content == content && !s.segments.is_empty())?;
         Some((m3u8::Rendition::of(&set, String::new()), set))
     }
 
@@ -844,15 +879,22 @@ impl DashStream {
     /// the next time they are written).
     pub fn set_rendition(
         &mut self,
-        k: u8,
+        role: Role,
         (mut entry, mut set): (m3u8::Rendition, mpd::AdaptationSet),
     ) {
-        let own = format!("{}_{k}", basename(&self.name));
+        let Some(own) = role.stream_name(basename(&self.name)) else {
+            return;
+        };
+        let (kind, id) = match role {
+            Role::Audio(k) => ("audio", format!("audio_{k}")),
+            Role::Video(k) => ("video", format!("video_{k}")),
+            Role::Main => return,
+        };
         if let Some(h) = &self.hls {
             let file = if h.nested {
-                format!("../{own}/video.m3u8")
+                format!("../{own}/{kind}.m3u8")
             } else {
-                format!("{own}-video.m3u8")
+                format!("{own}-{kind}.m3u8")
             };
             entry.uri = mpd::uri_escape(&file);
         }
@@ -862,8 +904,8 @@ impl DashStream {
             set.initialization = format!("{dir}{}", set.initialization);
             set.media = format!("{dir}{}", set.media);
         }
-        set.representation_id = format!("video_{k}");
-        self.ladder.insert(k, (entry, set));
+        set.representation_id = id;
+        self.ladder.insert(role, (entry, set));
     }
 
     /// `<dash_path>/<name>.mpd`, or `<dash_path>/<name>/index.mpd` with `dash_nested`.
@@ -1072,7 +1114,12 @@ impl DashStream {
 
     fn on_video(&mut self, timestamp: u32, tag: &Bytes, now: Now) {
         let Ok(t) = flv::parse_video(tag) else { return };
-        if video_track(&t) != Some(self.track) {
+        let want = match self.role {
+            Role::Main => 0,
+            Role::Video(k) => k,
+            Role::Audio(_) => return,
+        };
+        if video_track(&t) != Some(want) {
             return;
         }
         let body = tag.get(t.body_offset..).unwrap_or_default();
@@ -1196,12 +1243,12 @@ impl DashStream {
     fn on_audio(&mut self, timestamp: u32, tag: &Bytes, now: Now) {
         let Ok(t) = flv::parse_audio(tag) else { return };
         // A rendition of another video track is video only: the main stream has the audio.
-        if self.track != 0 {
-            return;
-        }
-        if t.multitrack
-            .is_some_and(|m| m.kind != MultitrackKind::OneTrack || m.first_track_id != 0)
-        {
+        let want = match self.role {
+            Role::Main => 0,
+            Role::Audio(k) => k,
+            Role::Video(_) => return,
+        };
+        if audio_track(&t) != Some(want) {
             return;
         }
         let body = tag.get(t.body_offset..).unwrap_or_default();
@@ -2011,7 +2058,15 @@ impl DashStream {
     /// The renditions of other video tracks as Representations of this Period's video set,
     /// with the segments they have at this set's times (aligned: the same cuts, as a ladder
     /// encoded from one source has).
-    fn add_renditions(&self, sets: &mut [mpd::AdaptationSet]) {
+    fn add_renditions(&self, sets: &mut Vec<mpd::AdaptationSet>) {
+        // Other audio tracks: AdaptationSets of their own.
+        for (role, (_, set)) in &self.ladder {
+            if matches!(role, Role::Audio(_)) {
+                let mut set = set.clone();
+                set.id = u32::try_from(sets.len()).unwrap_or(u32::MAX);
+                sets.push(set);
+            }
+        }
         let Some(video) = sets.iter_mut().find(|s| s.content == ContentType::Video) else {
             return;
         };
@@ -2020,7 +2075,11 @@ impl DashStream {
             .iter()
             .map(|(t, _)| (*t, video.timescale))
             .collect();
-        for (_, set) in self.ladder.values() {
+        let videos = self
+            .ladder
+            .iter()
+            .filter(|(r, _)| matches!(r, Role::Video(_)));
+        for (_, (_, set)) in videos {
             let mut rep = set.clone();
             rep.segments
                 .retain(|(t, _)| times.contains(&(*t, rep.timescale)));
@@ -2072,7 +2131,17 @@ impl DashStream {
                 audio: &h.audio.1,
             };
             if let Some(master) = &h.master {
-                let ladder: Vec<&m3u8::Rendition> = self.ladder.values().map(|(r, _)| r).collect();
+                let of = |audio: bool| -> Vec<&m3u8::Rendition> {
+                    self.ladder
+                        .iter()
+                        .filter(|(role, _)| matches!(role, Role::Audio(_)) == audio)
+                        .map(|(_, (r, _))| r)
+                        .collect()
+                };
+                let ladder = m3u8::Ladder {
+                    video: of(false),
+                    audio: of(true),
+                };
                 if let Some(text) = m3u8::multivariant_playlist(&hls_model, &uris, &ladder) {
                     manifests.push((master.clone(), text));
                 }

@@ -17,7 +17,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use crate::conf::{DashSettings, HlsContainer, HlsSettings, HlsType, Settings};
-use crate::dash::segmenter::{video_track, DashStream};
+use crate::dash::segmenter::{audio_track, video_track, DashStream, Role};
 use crate::files::{FileOp, FileOutput, Now};
 use crate::hls::segmenter::HlsStream;
 use crate::io::{IoDone, IoJob, IoStats, NoStorage, OpenFiles, Storage};
@@ -169,11 +169,11 @@ fn needs_fmp4(video: bool, tag: &[u8]) -> Option<&'static str> {
         if b0 & 0x80 == 0 && b0 & 0x0f != 12 {
             return None;
         }
-        let t = flv::parse_video(tag).ok()?;
-        if t.is_sequence_header() && video_track(&t).is_some_and(|k| k > 0) {
+        if other_track_header(true, tag).is_some() {
             // Another video track: an ABR ladder, which only CMAF HLS lists.
             return Some("multitrack video");
         }
+        let t = flv::parse_video(tag).ok()?;
         let cmaf = matches!(
             t.codec.fourcc(),
             Some(FourCc::HVC1) | Some(FourCc::AV01) | Some(FourCc::VP09)
@@ -182,6 +182,9 @@ fn needs_fmp4(video: bool, tag: &[u8]) -> Option<&'static str> {
     } else {
         if b0 >> 4 != 9 {
             return None;
+        }
+        if other_track_header(false, tag).is_some() {
+            return Some("multitrack audio");
         }
         let t = flv::parse_audio(tag).ok()?;
         let cmaf = matches!(
@@ -207,7 +210,7 @@ fn is_sequence_header(video: bool, tag: &[u8]) -> bool {
     if video {
         flv::parse_video(tag).is_ok_and(|t| t.is_sequence_header() && video_track(&t) == Some(0))
     } else {
-        flv::parse_audio(tag).is_ok_and(|t| t.is_sequence_header())
+        flv::parse_audio(tag).is_ok_and(|t| t.is_sequence_header() && audio_track(&t) == Some(0))
     }
 }
 
@@ -509,8 +512,8 @@ impl Outputs {
                 switched = done;
             }
         }
-        if video {
-            if let Some(k) = new_rendition(&stream.slots, tag) {
+        {
+            if let Some(k) = new_rendition(&stream.slots, video, tag) {
                 // Each CMAF output (fMP4 HLS, DASH) lists renditions written where it is.
                 let made: Vec<(u64, DashStream)> = stream
                     .slots
@@ -721,18 +724,37 @@ fn choose_container(
 /// Most renditions of other video tracks one stream gets (a multitrack ladder has 3 to 5).
 pub const MAX_RENDITIONS: usize = 8;
 
-/// The track id of a multitrack sequence header of a video track with no rendition yet.
-fn new_rendition(slots: &[Slot], tag: &[u8]) -> Option<u8> {
+/// The track id of a sequence header of a track other than 0 (of a multitrack publisher).
+fn other_track_header(video: bool, tag: &[u8]) -> Option<u8> {
     // Only Enhanced RTMP headers can be multitrack.
-    if tag.first().is_none_or(|b| b & 0x80 == 0) {
-        return None;
+    let b0 = *tag.first()?;
+    if video {
+        if b0 & 0x80 == 0 {
+            return None;
+        }
+        let t = flv::parse_video(tag).ok()?;
+        video_track(&t).filter(|k| *k > 0 && t.is_sequence_header())
+    } else {
+        if b0 >> 4 != 9 {
+            return None;
+        }
+        let t = flv::parse_audio(tag).ok()?;
+        audio_track(&t).filter(|k| *k > 0 && t.is_sequence_header())
     }
-    let t = flv::parse_video(tag).ok()?;
-    let k = video_track(&t).filter(|k| *k > 0 && t.is_sequence_header())?;
-    let mut tracks: Vec<u8> = slots
+}
+
+/// The rendition a multitrack sequence header of a track with none yet asks for.
+fn new_rendition(slots: &[Slot], video: bool, tag: &[u8]) -> Option<Role> {
+    let k = other_track_header(video, tag)?;
+    let k = if video {
+        Role::Video(k)
+    } else {
+        Role::Audio(k)
+    };
+    let mut tracks: Vec<Role> = slots
         .iter()
         .filter_map(|s| match &s.output {
-            Output::Rendition(_, r) => Some(r.track()),
+            Output::Rendition(_, r) => Some(r.role()),
             _ => None,
         })
         .collect();
@@ -744,10 +766,10 @@ fn new_rendition(slots: &[Slot], tag: &[u8]) -> Option<u8> {
 /// Tells each CMAF output what its renditions list now (for its multivariant playlist and
 /// MPD).
 fn share_renditions(slots: &mut [Slot], now: Now) {
-    let entries: Vec<(u64, u8, _)> = slots
+    let entries: Vec<(u64, Role, _)> = slots
         .iter()
         .filter_map(|s| match &s.output {
-            Output::Rendition(main, r) => Some((*main, r.track(), r.rendition_entry(now)?)),
+            Output::Rendition(main, r) => Some((*main, r.role(), r.rendition_entry(now)?)),
             _ => None,
         })
         .collect();

@@ -599,3 +599,54 @@ fn multitrack_video_becomes_an_hls_ladder() {
     assert_eq!(timelines[0], timelines[1], "{mpd}");
     assert_eq!(timelines[1], timelines[2], "{mpd}");
 }
+
+/// A one-track multitrack message of audio track `k` made from a legacy AAC tag.
+fn multitrack_aac(k: u8, legacy: &[u8]) -> Vec<u8> {
+    let mut tag = vec![0x95, legacy[1], b'm', b'p', b'4', b'a', k];
+    tag.extend_from_slice(&legacy[2..]);
+    tag
+}
+
+#[test]
+fn multitrack_audio_becomes_another_audio_rendition() {
+    let mut f = Feed::with(&[
+        ("dash", &["on"]),
+        ("dash_path", &["/dash"]),
+        ("dash_fragment", &["1s"]),
+        ("dash_playlist_length", &["30s"]),
+    ]);
+    f.media(true, 0, AVC_HEADER);
+    f.media(false, 0, AAC_HEADER);
+    f.media(false, 0, &multitrack_aac(1, AAC_HEADER));
+    while f.t < 6000 {
+        let t = f.t;
+        f.media(true, t, &video_frame(t.is_multiple_of(1000), t, 300));
+        f.media(false, t, &audio_frame(t));
+        f.media(false, t, &multitrack_aac(1, &audio_frame(t)));
+        f.t += 40;
+    }
+    f.drain();
+    let d = f.disk.0.borrow();
+    let text = |p: &str| String::from_utf8(d.files[Path::new(p)].clone()).unwrap();
+    let master = text("/hls/cam.m3u8");
+    assert_eq!(
+        master.matches("#EXT-X-MEDIA:TYPE=AUDIO").count(),
+        2,
+        "{master}"
+    );
+    assert!(
+        master.contains("NAME=\"audio 2\",DEFAULT=NO,AUTOSELECT=YES"),
+        "{master}"
+    );
+    assert!(master.contains("URI=\"cam_a1-audio.m3u8\""), "{master}");
+    assert_eq!(master.matches("#EXT-X-STREAM-INF:").count(), 1, "{master}");
+    let media = text("/hls/cam_a1-audio.m3u8");
+    let listed: Vec<&str> = media.lines().filter(|l| l.ends_with(".m4a")).collect();
+    assert!(listed.len() >= 4, "{media}");
+    for seg in listed {
+        assert!(d.files.contains_key(&Path::new("/hls").join(seg)), "{seg}");
+    }
+    let mpd = text("/dash/cam.mpd");
+    assert_eq!(mpd.matches("contentType=\"audio\"").count(), 2, "{mpd}");
+    assert!(mpd.contains("<Representation id=\"audio_1\""), "{mpd}");
+}
