@@ -895,3 +895,64 @@ fn second_audio_track_is_another_audio_rendition() {
     let _ = publisher.wait_timeout(Duration::from_secs(SECS as u64 + 20));
     checks.finish(server);
 }
+
+/// Segment bytes (media and init segments, not playlists or files being written) of the
+/// files in `dirs`, each file counted once however many names it has.
+fn unique_segment_bytes(dirs: &[&Path]) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    for dir in dirs {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !["m4s", "m4v", "m4a"]
+                .iter()
+                .any(|e| name.ends_with(&format!(".{e}")))
+            {
+                continue;
+            }
+            if let Ok(m) = entry.metadata() {
+                if seen.insert((m.dev(), m.ino())) {
+                    total += m.len();
+                }
+            }
+        }
+    }
+    total
+}
+
+/// fMP4 HLS (`hls_container auto` with HEVC) beside `dash on`: one set of segment bytes (the
+/// HLS names are hard links of the DASH files): all segment bytes on disk are at most 1.1x
+/// those the HLS directory alone holds, and both still decode.
+#[test]
+fn fmp4_hls_and_dash_share_one_set_of_segment_bytes() {
+    let Some(ff) = need_ffmpeg9("fmp4_hls_and_dash_share_one_set_of_segment_bytes") else {
+        return;
+    };
+    let server = start_server(true, true);
+    let mut checks = Checks::new();
+    let media = Media::new(Video::Hevc, Audio::Aac);
+    let mut publisher = publish9(&ff, &server.rtmp_url("live/cam"), SECS, &media);
+    let (hls_dir, dash_dir) = (
+        server.prefix.join("tmp/hls/live"),
+        server.prefix.join("tmp/live"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while unique_segment_bytes(&[&hls_dir]) < 200_000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let hls = unique_segment_bytes(&[&hls_dir]);
+    let both = unique_segment_bytes(&[&hls_dir, &dash_dir]);
+    let dash = unique_segment_bytes(&[&dash_dir]);
+    println!("segment bytes: HLS {hls}, DASH {dash}, both {both}");
+    checks.check(hls > 0 && both as f64 <= hls as f64 * 1.1, || {
+        format!("HLS and DASH together hold {both} segment bytes, HLS alone {hls}: not shared")
+    });
+    for path in ["/hls/live/cam.m3u8", "/dash/live/cam.mpd"] {
+        let d = decode9(&ff, &server.http_url(path), &[], Some(3.0), DECODE_WALL);
+        print_decode(path, &d);
+        checks.check(d.ok && d.frames >= 25, || format!("{path}: {:?}", d.errors));
+    }
+    let _ = publisher.wait_timeout(Duration::from_secs(SECS as u64 + 20));
+    checks.finish(server);
+}

@@ -6,7 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use nginx_rtmp_rs::conf::RtmpConf;
-use nginx_rtmp_rs::dash::segmenter::DashStream;
+use nginx_rtmp_rs::dash::segmenter::{DashStream, Role};
+use nginx_rtmp_rs::files::Now;
 use nginx_rtmp_rs_fuzz::{drive, MediaOps};
 
 fn settings(cfg: u8) -> nginx_rtmp_rs::conf::DashSettings {
@@ -46,5 +47,34 @@ fuzz_target!(|data: &[u8]| {
     };
     let settings = settings(cfg);
     let mut dash = DashStream::new(&settings, "live", "stream", None);
+    if cfg & 32 != 0 {
+        // HLS beside DASH: every file also gets an HLS name, playlists beside the MPD.
+        let mut c = RtmpConf::default();
+        let _ = c.apply("hls", &["on"]);
+        let _ = c.apply("hls_path", &["/fuzz/hls"]);
+        if cfg & 64 != 0 {
+            let _ = c.apply("hls_nested", &["on"]);
+        }
+        let hls = c.resolve().hls;
+        let playlist = std::path::PathBuf::from("/fuzz/hls/stream.m3u8");
+        let now = Now {
+            mono_ms: 0,
+            unix_ms: 1_700_000_000_000,
+        };
+        dash.attach_hls(&hls, playlist, now, &mut Vec::new());
+    }
+    if cfg & 128 != 0 {
+        // The rendition of video track 1 (multitrack publishers) sees the same messages.
+        if let Some(mut rendition) = dash.rendition(Role::Video(1)) {
+            drive(&mut rendition, MediaOps::new(records), 1_700_000_000_000);
+            let now = Now {
+                mono_ms: 60_000,
+                unix_ms: 1_700_000_060_000,
+            };
+            if let Some(entry) = rendition.rendition_entry(now) {
+                dash.set_rendition(Role::Video(1), entry);
+            }
+        }
+    }
     drive(&mut dash, MediaOps::new(records), 1_700_000_000_000);
 });
