@@ -14,6 +14,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # browser of the HLS browser test (Debian's: no browser is ever downloaded); python3-pip
 # fetches a newer ffmpeg (ensure_ffmpeg9).
 ensure_packages "${BUILD_PACKAGES[@]}" ffmpeg rtmpdump libnginx-mod-rtmp chromium openssl python3-pip
+# VLC and GStreamer (playbin3 + hlsdemux2, avdec_h265) play HEVC over fMP4 HLS and DASH in
+# tests/enhanced_players.rs (Debian 12: about 7 MB and 25 MB to download beyond the above).
+ensure_packages vlc-bin vlc-plugin-base gstreamer1.0-tools gstreamer1.0-plugins-good \
+    gstreamer1.0-plugins-bad gstreamer1.0-libav
 # A static ffmpeg 9 publishes Enhanced RTMP (HEVC, AV1, VP9, Opus, ...) for tests/enhanced.rs.
 ensure_ffmpeg9
 # Node.js drives that browser (playwright-core) and serves hls.js from npm (tests/browser/).

@@ -366,6 +366,14 @@ fn a_stalled_disk_bounds_what_waits_and_drops_whole_segments_unlisted() {
     );
 }
 
+/// DASH with the same fragment and window as [`Feed`]'s HLS: fMP4 HLS lists its segments.
+const DASH_BESIDE: &[(&str, &[&str])] = &[
+    ("dash", &["on"]),
+    ("dash_path", &["/dash"]),
+    ("dash_fragment", &["1s"]),
+    ("dash_playlist_length", &["30s"]),
+];
+
 /// An Enhanced RTMP HEVC message: `packet` 0 (SequenceStart) or 3 (CodedFramesX).
 fn hevc(key: bool, packet: u8, body: &[u8]) -> Vec<u8> {
     let mut tag = vec![0x80 | (if key { 0x10 } else { 0x20 }) | packet];
@@ -465,12 +473,7 @@ fn h264_stays_mpegts_under_auto() {
 
 #[test]
 fn hls_beside_dash_lists_the_dash_segments_under_second_names() {
-    let mut f = Feed::with(&[
-        ("dash", &["on"]),
-        ("dash_path", &["/dash"]),
-        ("dash_fragment", &["1s"]),
-        ("dash_playlist_length", &["30s"]),
-    ]);
+    let mut f = Feed::with(DASH_BESIDE);
     f.media(false, 0, AAC_HEADER);
     let hvcc = include_bytes!("../media/testdata/hevc_main.hvcc");
     f.media(true, 0, &hevc(true, 0, hvcc));
@@ -537,12 +540,7 @@ fn multitrack_avc(k: u8, legacy: &[u8]) -> Vec<u8> {
 
 #[test]
 fn multitrack_video_becomes_an_hls_ladder() {
-    let mut f = Feed::with(&[
-        ("dash", &["on"]),
-        ("dash_path", &["/dash"]),
-        ("dash_fragment", &["1s"]),
-        ("dash_playlist_length", &["30s"]),
-    ]);
+    let mut f = Feed::with(DASH_BESIDE);
     f.media(true, 0, AVC_HEADER);
     f.media(false, 0, AAC_HEADER);
     for k in [1, 2] {
@@ -609,12 +607,7 @@ fn multitrack_aac(k: u8, legacy: &[u8]) -> Vec<u8> {
 
 #[test]
 fn multitrack_audio_becomes_another_audio_rendition() {
-    let mut f = Feed::with(&[
-        ("dash", &["on"]),
-        ("dash_path", &["/dash"]),
-        ("dash_fragment", &["1s"]),
-        ("dash_playlist_length", &["30s"]),
-    ]);
+    let mut f = Feed::with(DASH_BESIDE);
     f.media(true, 0, AVC_HEADER);
     f.media(false, 0, AAC_HEADER);
     f.media(false, 0, &multitrack_aac(1, AAC_HEADER));
