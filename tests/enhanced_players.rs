@@ -1,0 +1,988 @@
+//! Real players on Enhanced RTMP streams (issue #13): what the module writes for AV1, VP9 and
+//! HEVC plays in the players people use, from `nginx-conf/nginx.conf` run as `scripts/run.sh`
+//! runs it (HLS and DASH of the same stream, 2 s fragments, the HLS files hard links of the
+//! DASH files), published by ffmpeg 9 (`build/tools/ffmpeg9`) over Enhanced RTMP.
+//!
+//! - Debian's Chromium (`tests/browser/play.mjs`) plays AV1 + Opus and VP9 + Opus with hls.js
+//!   (fMP4 HLS: a multivariant playlist with an audio rendition) and with dash.js for 20 s: no
+//!   player error, no stall (no `waiting` and no frozen `currentTime` longer than 0.5 s), the
+//!   published 320x240 reported by the `<video>` (`videoWidth`/`videoHeight`), video frames and
+//!   audio decoded, and the codecs the player took from the playlist or MPD are the published
+//!   ones. This Chromium (Debian 12's, 156) says `MediaSource.isTypeSupported` true for
+//!   `av01.0.00M.08`, `vp09.00.20.08`, `opus`, `flac`, `avc1`, `mp4a.40.2`, and false for
+//!   `hvc1.1.6.L60.90`, `hev1...`, `ac-3` and `ec-3`: no HEVC test in the browser.
+//! - VLC (`vlc-bin`, Debian's 3.0) plays HEVC + AAC from the HLS and from the DASH URL for
+//!   10 s; its `stats` (rc interface) must count displayed frames and played audio, its `info`
+//!   the HEVC codec at 320x240. VLC refuses to run as root: as root it runs as `nobody`
+//!   (`setpriv`).
+//! - GStreamer (`gst-launch-1.0 playbin3`, Debian's 1.22) plays the HEVC + AAC HLS URL for
+//!   10 s into fake sinks: decoded 320x240 frames spanning at least 5 s of media, and audio.
+//!   Not GStreamer with DASH: its `dashdemux2` (and `dashdemux`) seeks a live MPD whose
+//!   timeline does not start at 0 far into the future and waits there, fetching only the MPD
+//!   (0 frames; docs/features.md, "Players with known limits", which names HLS as the
+//!   workaround).
+//!
+//! Every test fails (or skips with `RTMP_TESTS_ALLOW_SKIP=1`) when its tool is missing, starts
+//! and kills only its own processes (by PID or by the process group it created), and runs a
+//! bounded time. Publishes are 320x240 at 25 fps with 1 s GOPs and cheap encoder settings.
+//!
+//! Expected failures with `RTMP_IT_TARGET=c`: all (the C nginx-rtmp-module knows no Enhanced
+//! RTMP).
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::dash::read_mpd;
+use common::enhanced::master_uris;
+use common::ffmpeg::FfmpegChild;
+use common::ffmpeg9::{ffmpeg9, ffmpeg9_missing, publish9, Audio, Media, Video, FPS};
+use common::hls::{access_log_errors_in, read_media, run_browser, Checks, ExampleNginx};
+use common::*;
+
+/// Seconds of media each publisher sends (`-re`); it is stopped once its players are done.
+const PUBLISH_SECS: u32 = 40;
+/// How long the browser must play without a stall.
+const BROWSER_PLAY_MS: f64 = 20_000.0;
+/// How long play.mjs runs: the playing time plus startup.
+const BROWSER_RUN_SECS: u32 = 22;
+/// The longest stall allowed (a `waiting` period, or `currentTime` frozen while playing).
+const MAX_STALL_MS: f64 = 500.0;
+/// How long VLC and GStreamer play.
+const NATIVE_PLAY: Duration = Duration::from_secs(10);
+/// How long a stream may take to list enough segments.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Segments every HLS media playlist / DASH representation must list before a browser starts.
+const READY_SEGMENTS: usize = 2;
+/// The same before VLC or GStreamer starts: VLC starts up to 15 s behind the live edge
+/// (`--adaptive-livedelay`), so with 2 segments it spends seconds of its run buffering.
+const NATIVE_READY_SEGMENTS: usize = 4;
+/// The published picture.
+const WIDTH: u32 = 320;
+const HEIGHT: u32 = 240;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Hls,
+    Dash,
+}
+
+/// The example config running, with a publisher on `live/<name>`.
+struct Live {
+    nginx: ExampleNginx,
+    publisher: FfmpegChild,
+    name: String,
+    media: Media,
+}
+
+impl Live {
+    /// Starts nginx with `nginx-conf/nginx.conf` and publishes `media` to `live/<name>`.
+    fn start(ff: &Path, name: &str, media: Media) -> Live {
+        let nginx = ExampleNginx::start();
+        let url = format!("rtmp://127.0.0.1:{}/live/{name}", nginx.rtmp_port);
+        let publisher = publish9(ff, &url, PUBLISH_SECS, &media);
+        Live {
+            nginx,
+            publisher,
+            name: name.to_string(),
+            media,
+        }
+    }
+
+    fn hls_dir(&self) -> PathBuf {
+        self.nginx.prefix.join("tmp/hls")
+    }
+
+    fn dash_dir(&self) -> PathBuf {
+        self.nginx.prefix.join("tmp/dash")
+    }
+
+    /// The URL a player opens.
+    fn url(&self, format: Format) -> String {
+        let path = match format {
+            Format::Hls => format!("/hls/{}.m3u8", self.name),
+            Format::Dash => format!("/dash/{}.mpd", self.name),
+        };
+        format!("http://127.0.0.1:{}{path}", self.nginx.http_port)
+    }
+
+    /// Waits until the stream is playable in `format`: for HLS, its playlist and every media
+    /// playlist it names (a multivariant playlist's variants and renditions) list `segments`;
+    /// for DASH, every representation of the MPD does. Returns the
+    /// playlist or MPD text, for the messages.
+    fn wait_ready(&mut self, format: Format, segments: usize) -> Result<String, String> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let state = match format {
+                Format::Hls => hls_ready(&self.hls_dir(), &self.name, segments),
+                Format::Dash => dash_ready(&self.dash_dir(), &self.name, segments),
+            };
+            match state {
+                Ok(text) => return Ok(text),
+                Err(why) if Instant::now() > deadline || !self.publisher.is_running() => {
+                    return Err(format!(
+                        "{format:?} of {} not playable within {READY_TIMEOUT:?}: {why}\n\
+                         publisher {:?}, stderr:\n{}",
+                        self.media.label(),
+                        self.publisher.status(),
+                        self.publisher.stderr()
+                    ));
+                }
+                Err(_) => thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
+    /// The publisher still runs (a player's result is about a live stream), then it is
+    /// stopped; nginx is stopped and its error log and access log are checked. (Dropped after
+    /// the checks are asserted, so a failed test keeps nginx's prefix.)
+    fn finish(&mut self, checks: &mut Checks) {
+        checks.check(self.publisher.is_running(), || {
+            format!(
+                "the publisher ({}) ended before the players were done ({:?}): {}",
+                self.media.label(),
+                self.publisher.status(),
+                self.publisher.stderr()
+            )
+        });
+        self.publisher.kill();
+        let access_log = self.nginx.prefix.join("logs/access.log");
+        for prefix in ["/hls/", "/dash/"] {
+            let errors = access_log_errors_in(&access_log, prefix);
+            checks.check(errors.is_empty(), || {
+                let head: Vec<&str> = errors.iter().take(10).map(String::as_str).collect();
+                format!(
+                    "{} HTTP errors for {prefix} (players got them), first:\n{}",
+                    errors.len(),
+                    head.join("\n")
+                )
+            });
+        }
+        let log = self.nginx.stop();
+        let bad: Vec<&str> = log.lines().filter(|l| is_forbidden_log_line(l)).collect();
+        checks.check(bad.is_empty(), || {
+            format!("error log has forbidden lines:\n{}", bad.join("\n"))
+        });
+        if !checks.is_empty() {
+            println!("--- nginx logs ---\n{}", self.nginx.logs());
+        }
+    }
+}
+
+/// `Ok(playlist text)` once `<dir>/<name>.m3u8` and every media playlist it names list
+/// `segments` segments.
+fn hls_ready(dir: &Path, name: &str, segments: usize) -> Result<String, String> {
+    let path = dir.join(format!("{name}.m3u8"));
+    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut media: Vec<PathBuf> = master_uris(&text)
+        .iter()
+        .map(|u| dir.join(u.rsplit('/').next().unwrap_or(u)))
+        .collect();
+    if media.is_empty() {
+        media.push(path);
+    }
+    for m in &media {
+        let s = read_media(m)?;
+        if s.playlist.segments.len() < segments {
+            return Err(format!(
+                "{} lists {} segments:\n{}",
+                m.display(),
+                s.playlist.segments.len(),
+                s.text
+            ));
+        }
+    }
+    Ok(text)
+}
+
+/// `Ok(MPD text)` once every representation of `<dir>/<name>.mpd` lists `segments` segments.
+fn dash_ready(dir: &Path, name: &str, segments: usize) -> Result<String, String> {
+    let path = dir.join(format!("{name}.mpd"));
+    let mpd = read_mpd(&path)?;
+    let text = fs::read_to_string(&path).unwrap_or_default();
+    if mpd.reps().count() == 0 || mpd.min_segments() < segments {
+        return Err(format!("{} is not ready yet:\n{text}", path.display()));
+    }
+    Ok(text)
+}
+
+/// The ffmpeg 9 binary, or `None` after `skip_or_fail`.
+fn need_ffmpeg9(test: &str) -> Option<PathBuf> {
+    let f = ffmpeg9();
+    if f.is_none() {
+        skip_or_fail(test, &ffmpeg9_missing());
+    }
+    f
+}
+
+/// Whether `program args` runs and exits 0 within 20 s.
+fn runs(program: &str, args: &[&str]) -> bool {
+    let Ok(mut child) = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    match wait_timeout(&mut child, Duration::from_secs(20)) {
+        Some(st) => st.success(),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            false
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The browser
+
+/// The http server of the player pages: tests/browser at `/player/`, with hls.js and dash.js
+/// from npm. It is another nginx (another origin than the media's, so the example config's
+/// CORS headers are needed, as for a real page); `None` after `skip_or_fail` when the browser,
+/// Node.js or tests/browser/node_modules is missing.
+fn player_pages(test: &str) -> Option<Server> {
+    let dir = manifest_dir().join("tests/browser");
+    let hls_js = dir.join("node_modules/hls.js/dist/hls.min.js");
+    let dash_js = dir.join("node_modules/dashjs/dist/modern/umd/dash.all.min.js");
+    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).is_file() {
+        skip_or_fail(
+            test,
+            &format!("no Chromium at {chromium} (apt-get install chromium; scripts/test.sh does)"),
+        );
+        return None;
+    }
+    if !runs("node", &["--version"]) {
+        skip_or_fail(test, "no Node.js (scripts/test.sh installs nodejs)");
+        return None;
+    }
+    if !(dir.join("node_modules/playwright-core").is_dir() && hls_js.is_file() && dash_js.is_file())
+    {
+        skip_or_fail(
+            test,
+            "tests/browser has no node_modules: npm ci --prefix tests/browser",
+        );
+        return None;
+    }
+    let http = format!(
+        "location /player/ {{\n\
+         \x20   alias {dir}/;\n\
+         \x20   types {{ text/html html; application/javascript js; }}\n\
+         }}\n\
+         location = /player/hls.min.js {{\n\
+         \x20   alias {hls_js};\n\
+         \x20   default_type application/javascript;\n\
+         }}\n\
+         location = /player/dash.all.min.js {{\n\
+         \x20   alias {dash_js};\n\
+         \x20   default_type application/javascript;\n\
+         }}\n",
+        dir = dir.display(),
+        hls_js = hls_js.display(),
+        dash_js = dash_js.display(),
+    );
+    Some(Server::start(&live_rtmp_block("", ""), &http))
+}
+
+fn num(v: &Value, path: &[&str]) -> Option<f64> {
+    let mut cur = v;
+    for key in path {
+        cur = cur.get(key)?;
+    }
+    cur.as_f64()
+}
+
+fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut cur = v;
+    for key in path {
+        cur = cur.get(key)?;
+    }
+    cur.as_str()
+}
+
+/// The RFC 6381 prefix of the published video codec.
+fn codecs_prefix(v: Video) -> &'static str {
+    match v {
+        Video::Av1 => "av01.",
+        Video::Vp9 => "vp09.",
+        Video::Hevc | Video::Hevc10 => "hvc1.",
+        Video::H264 => "avc1.",
+    }
+}
+
+/// What is wrong with what play.mjs reported for `media` played from `format` (empty when it
+/// played as it must).
+fn browser_problems(r: &Value, media: &Media, format: Format) -> Vec<String> {
+    let mut p = Vec::new();
+    let mut need = |ok: bool, msg: String| {
+        if !ok {
+            p.push(msg);
+        }
+    };
+    let errors = r.get("errors").and_then(Value::as_array);
+    need(
+        errors.is_some_and(|e| e.is_empty()),
+        format!("player errors: {}", r.get("errors").unwrap_or(&Value::Null)),
+    );
+    need(
+        num(r, &["outsideCount"]) == Some(0.0),
+        format!(
+            "requests to other hosts: {}",
+            r.get("outside").unwrap_or(&Value::Null)
+        ),
+    );
+    let m = |k: &str| num(r, &["media", k]);
+    need(
+        m("videoWidth") == Some(f64::from(media.width))
+            && m("videoHeight") == Some(f64::from(media.height)),
+        format!(
+            "the <video> reports {:?}x{:?}, published {}x{}",
+            m("videoWidth"),
+            m("videoHeight"),
+            media.width,
+            media.height
+        ),
+    );
+    let playing = m("playingMs").unwrap_or(0.0);
+    need(
+        playing >= BROWSER_PLAY_MS,
+        format!(
+            "played {playing} ms (need {BROWSER_PLAY_MS}; first 'playing' after {:?} ms)",
+            num(r, &["startupMs"])
+        ),
+    );
+    for key in ["longestWaitMs", "longestFreezeMs"] {
+        let v = m(key);
+        need(
+            v.is_some_and(|v| v <= MAX_STALL_MS),
+            format!(
+                "stalled: {key} {v:?} (at most {MAX_STALL_MS}; {:?} 'waiting' events)",
+                m("waitingCount")
+            ),
+        );
+    }
+    let advanced = num(r, &["advanced"]).unwrap_or(0.0);
+    need(
+        advanced >= 0.9 * playing / 1000.0,
+        format!(
+            "video.currentTime advanced {advanced:.2} s in {:.2} s of playing",
+            playing / 1000.0
+        ),
+    );
+    need(
+        r.get("paused") == Some(&Value::Bool(false)),
+        format!(
+            "the video is paused at the end (paused {:?}, readyState {:?})",
+            r.get("paused"),
+            r.get("readyState")
+        ),
+    );
+    let frames = m("totalVideoFrames").unwrap_or(0.0);
+    need(
+        frames >= 0.6 * f64::from(FPS) * advanced,
+        format!(
+            "{frames} video frames decoded in {advanced:.2} s of media ({} fps published)",
+            FPS
+        ),
+    );
+    need(
+        m("videoDecodedBytes").unwrap_or(0.0) > 0.0,
+        "no video bytes decoded".to_string(),
+    );
+    need(
+        m("audioDecodedBytes").unwrap_or(0.0) > 0.0,
+        "no audio bytes decoded: the player played no audio".to_string(),
+    );
+    let video = media.video.map(codecs_prefix).unwrap_or("?");
+    let audio = media.audio.map(Audio::codecs).unwrap_or("?");
+    match format {
+        Format::Hls => {
+            let level = r.get("levelInfo").and_then(|l| l.get(0));
+            let v = level.and_then(|l| text(l, &["videoCodec"]));
+            let a = level.and_then(|l| text(l, &["audioCodec"]));
+            need(
+                num(r, &["levels"]) == Some(1.0)
+                    && v.is_some_and(|v| v.starts_with(video))
+                    && a == Some(audio),
+                format!(
+                    "hls.js found levels {:?} with codecs {v:?} + {a:?}, expected one with \
+                     {video}.. + {audio}",
+                    num(r, &["levels"])
+                ),
+            );
+            need(
+                num(r, &["audioTracks"]).is_some_and(|n| n >= 1.0),
+                format!(
+                    "hls.js found {:?} audio renditions",
+                    num(r, &["audioTracks"])
+                ),
+            );
+        }
+        Format::Dash => {
+            let v = text(r, &["tracks", "video"]).unwrap_or("");
+            let a = text(r, &["tracks", "audio"]).unwrap_or("");
+            need(
+                v.contains(&format!("codecs=\"{video}")) && a.contains(&format!("\"{audio}\"")),
+                format!("dash.js chose tracks {v:?} + {a:?}, expected {video}.. + {audio}"),
+            );
+        }
+    }
+    p
+}
+
+/// Chromium plays `video` + Opus from the example config's `format` URL for 20 s, as
+/// [`browser_problems`] requires.
+fn browser_case(test: &str, video: Video, format: Format) {
+    let Some(ff) = need_ffmpeg9(test) else {
+        return;
+    };
+    let Some(pages) = player_pages(test) else {
+        return;
+    };
+    let started = Instant::now();
+    let media = Media::new(video, Audio::Opus).size(WIDTH, HEIGHT);
+    let mut live = Live::start(&ff, "cam", media);
+    let mut checks = Checks::new();
+    if let Some(listing) = checks.ok(live.wait_ready(format, READY_SEGMENTS)) {
+        println!("{format:?} of {} ready:\n{listing}", media.label());
+        let page = match format {
+            Format::Hls => "index.html",
+            Format::Dash => "dash.html",
+        };
+        let url = format!(
+            "http://localhost:{}/player/{page}?src={}",
+            pages.http_port,
+            live.url(format)
+        );
+        let run_start = Instant::now();
+        let r = run_browser(&url, BROWSER_RUN_SECS);
+        println!(
+            "browser ({:.1} s): {}\nnode stderr:\n{}",
+            run_start.elapsed().as_secs_f64(),
+            r.json.trim(),
+            r.stderr
+        );
+        checks.check(r.status.is_some_and(|s| s.success()), || {
+            format!(
+                "node play.mjs failed ({:?}):\n{}\n{}",
+                r.status, r.json, r.stderr
+            )
+        });
+        match serde_json::from_str::<Value>(r.json.trim()) {
+            Ok(v) => checks.extend(
+                browser_problems(&v, &media, format)
+                    .into_iter()
+                    .map(|p| format!("{} {format:?} in Chromium: {p}", media.label()))
+                    .collect(),
+            ),
+            Err(e) => checks.fail(format!("play.mjs printed no JSON ({e}): {}", r.json)),
+        }
+    }
+    live.finish(&mut checks);
+    pages.finish();
+    println!("{test}: {:.1} s", started.elapsed().as_secs_f64());
+    checks.assert_ok();
+}
+
+#[test]
+fn av1_opus_plays_in_chromium_with_hls_js() {
+    browser_case(
+        "av1_opus_plays_in_chromium_with_hls_js",
+        Video::Av1,
+        Format::Hls,
+    );
+}
+
+#[test]
+fn av1_opus_plays_in_chromium_with_dash_js() {
+    browser_case(
+        "av1_opus_plays_in_chromium_with_dash_js",
+        Video::Av1,
+        Format::Dash,
+    );
+}
+
+#[test]
+fn vp9_opus_plays_in_chromium_with_hls_js() {
+    browser_case(
+        "vp9_opus_plays_in_chromium_with_hls_js",
+        Video::Vp9,
+        Format::Hls,
+    );
+}
+
+#[test]
+fn vp9_opus_plays_in_chromium_with_dash_js() {
+    browser_case(
+        "vp9_opus_plays_in_chromium_with_dash_js",
+        Video::Vp9,
+        Format::Dash,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Native players: VLC and GStreamer
+
+/// What a player process printed, and how it ended.
+struct PlayerRun {
+    stdout: String,
+    stderr: String,
+    status: Option<ExitStatus>,
+    /// It exited before it was told to stop.
+    exited_early: bool,
+    /// It did not exit within the grace time after being told to stop: its group was killed.
+    killed: bool,
+}
+
+impl PlayerRun {
+    /// The last lines of both outputs, for messages.
+    fn tail(&self) -> String {
+        let tail = |s: &str| {
+            let lines: Vec<&str> = s.lines().collect();
+            lines[lines.len().saturating_sub(25)..].join("\n")
+        };
+        format!(
+            "exit {:?}{}{}\n--- stdout (end) ---\n{}\n--- stderr (end) ---\n{}",
+            self.status,
+            if self.exited_early {
+                " (exited before it was stopped)"
+            } else {
+                ""
+            },
+            if self.killed { " (killed)" } else { "" },
+            tail(&self.stdout),
+            tail(&self.stderr)
+        )
+    }
+}
+
+fn collect(pipe: impl Read + Send + 'static) -> (Arc<Mutex<String>>, thread::JoinHandle<()>) {
+    let sink = Arc::new(Mutex::new(String::new()));
+    let s = Arc::clone(&sink);
+    let h = thread::spawn(move || {
+        let mut r = BufReader::new(pipe);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if let Ok(mut s) = s.lock() {
+                        s.push_str(&String::from_utf8_lossy(&buf));
+                    }
+                }
+            }
+        }
+    });
+    (sink, h)
+}
+
+/// Runs `cmd` in its own process group for `play`, then `stop` tells it to end (a command on
+/// its stdin, a signal to its PID); after `grace` its group is killed.
+fn run_player(
+    cmd: &mut Command,
+    play: Duration,
+    stop: impl FnOnce(&mut Child),
+    grace: Duration,
+) -> PlayerRun {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let (out, out_h) = collect(child.stdout.take().expect("stdout"));
+    let (err, err_h) = collect(child.stderr.take().expect("stderr"));
+    let mut status = wait_timeout(&mut child, play);
+    let exited_early = status.is_some();
+    let mut killed = false;
+    if status.is_none() {
+        stop(&mut child);
+        status = wait_timeout(&mut child, grace);
+        if status.is_none() {
+            // SAFETY: the process group created for this child (process_group(0)); the leader
+            // is not reaped yet, so the group id names only its processes.
+            unsafe {
+                libc::kill(-(child.id() as i32), libc::SIGKILL);
+            }
+            status = child.wait().ok();
+            killed = true;
+        }
+    }
+    drop(child.stdin.take());
+    let _ = out_h.join();
+    let _ = err_h.join();
+    let get = |s: &Arc<Mutex<String>>| s.lock().map(|s| s.clone()).unwrap_or_default();
+    PlayerRun {
+        stdout: get(&out),
+        stderr: get(&err),
+        status,
+        exited_early,
+        killed,
+    }
+}
+
+/// HEVC + AAC from the example config, ready in `format`; `None` when the test cannot run.
+fn hevc_live(test: &str, format: Format, checks: &mut Checks) -> Option<Live> {
+    let ff = need_ffmpeg9(test)?;
+    let media = Media::new(Video::Hevc, Audio::Aac).size(WIDTH, HEIGHT);
+    let mut live = Live::start(&ff, "cam", media);
+    if let Some(listing) = checks.ok(live.wait_ready(format, NATIVE_READY_SEGMENTS)) {
+        println!("{format:?} of {} ready:\n{listing}", media.label());
+    }
+    Some(live)
+}
+
+// VLC
+
+/// VLC's `stats` line `| <label> : <n>`.
+fn vlc_stat(out: &str, label: &str) -> Option<u64> {
+    out.lines()
+        .map(|l| l.trim_start_matches(['|', ' ']))
+        .find(|l| l.starts_with(label))
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// VLC's `info` values of `| <key>: <value>` lines, in order.
+fn vlc_info<'a>(out: &'a str, key: &str) -> Vec<&'a str> {
+    let key = format!("{key}:");
+    out.lines()
+        .map(|l| l.trim_start_matches(['|', ' ']))
+        .filter_map(|l| l.strip_prefix(key.as_str()))
+        .map(str::trim)
+        .collect()
+}
+
+/// VLC (`vlc -I rc`, no picture or sound output) plays `url` for [`NATIVE_PLAY`], then is
+/// asked for `info` and `stats` and to quit. As root it runs as `nobody` (VLC refuses root)
+/// with `home` as its HOME.
+fn run_vlc(url: &str, home: &Path) -> PlayerRun {
+    let vlc_args = [
+        "-I",
+        "rc",
+        "--rc-fake-tty",
+        "--no-color",
+        "--vout",
+        "dummy",
+        "--aout",
+        "dummy",
+        "--no-video-title-show",
+        "--no-metadata-network-access",
+        url,
+    ];
+    let mut cmd = vlc_command();
+    cmd.args(vlc_args).env("HOME", home);
+    run_player(
+        &mut cmd,
+        NATIVE_PLAY,
+        |child| {
+            if let Some(stdin) = child.stdin.as_mut() {
+                let _ = stdin.write_all(b"info\nstats\n");
+                let _ = stdin.flush();
+                thread::sleep(Duration::from_millis(1500));
+                let _ = stdin.write_all(b"quit\n");
+                let _ = stdin.flush();
+            }
+        },
+        Duration::from_secs(10),
+    )
+}
+
+/// `vlc`, or `setpriv ... -- vlc` as root (VLC refuses to run as root: it runs as `nobody`).
+fn vlc_command() -> Command {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            "vlc",
+        ]);
+        c
+    } else {
+        Command::new("vlc")
+    }
+}
+
+/// `None` (after `skip_or_fail`) when VLC cannot run here.
+fn need_vlc(test: &str) -> Option<()> {
+    let mut cmd = vlc_command();
+    cmd.arg("--version")
+        .env("HOME", std::env::temp_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let ok = cmd.spawn().is_ok_and(
+        |mut c| match wait_timeout(&mut c, Duration::from_secs(20)) {
+            Some(st) => st.success(),
+            None => {
+                let _ = c.kill();
+                let _ = c.wait();
+                false
+            }
+        },
+    );
+    if !ok {
+        skip_or_fail(
+            test,
+            "no VLC that runs (apt-get install vlc-bin vlc-plugin-base, as scripts/test.sh \
+             does; as root it runs as nobody through setpriv, from util-linux)",
+        );
+        return None;
+    }
+    Some(())
+}
+
+fn vlc_case(test: &str, format: Format) {
+    if need_vlc(test).is_none() {
+        return;
+    }
+    let started = Instant::now();
+    let mut checks = Checks::new();
+    let Some(mut live) = hevc_live(test, format, &mut checks) else {
+        return;
+    };
+    if checks.is_empty() {
+        // VLC's HOME, in the temporary directory: `nobody` may not reach the test prefix.
+        let home = std::env::temp_dir().join(format!(
+            "vlc-home-{}-{}",
+            std::process::id(),
+            live.nginx.http_port
+        ));
+        fs::create_dir_all(&home).expect("create VLC's HOME");
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o777)).expect("chmod VLC's HOME");
+        let url = live.url(format);
+        let run = run_vlc(&url, &home);
+        let _ = fs::remove_dir_all(&home);
+        let out = &run.stdout;
+        let displayed = vlc_stat(out, "frames displayed");
+        let decoded = vlc_stat(out, "video decoded");
+        let lost = vlc_stat(out, "frames lost");
+        let audio = vlc_stat(out, "buffers played");
+        let codecs = vlc_info(out, "Codec");
+        let sizes = vlc_info(out, "Video resolution");
+        println!(
+            "VLC {format:?}: {displayed:?} frames displayed ({decoded:?} decoded, {lost:?} \
+             lost), {audio:?} audio buffers played, codecs {codecs:?}, resolution {sizes:?}"
+        );
+        let what = format!("VLC playing HEVC + AAC {format:?} ({url})");
+        let min_frames = u64::from(FPS) * 5;
+        checks.check(
+            !run.exited_early && displayed.is_some_and(|n| n >= min_frames),
+            || {
+                format!(
+                    "{what}: {displayed:?} frames displayed in {NATIVE_PLAY:?} (need \
+                     {min_frames}); {}",
+                    run.tail()
+                )
+            },
+        );
+        checks.check(audio.is_some_and(|n| n > 0), || {
+            format!("{what}: {audio:?} audio buffers played; {}", run.tail())
+        });
+        checks.check(
+            codecs.iter().any(|c| c.contains("HEVC")) && codecs.iter().any(|c| c.contains("AAC")),
+            || format!("{what}: codecs {codecs:?}, expected HEVC and AAC"),
+        );
+        checks.check(sizes == [format!("{WIDTH}x{HEIGHT}")], || {
+            format!("{what}: video resolution {sizes:?}, published {WIDTH}x{HEIGHT}")
+        });
+    }
+    live.finish(&mut checks);
+    println!("{test}: {:.1} s", started.elapsed().as_secs_f64());
+    checks.assert_ok();
+}
+
+#[test]
+fn hevc_aac_hls_plays_in_vlc() {
+    vlc_case("hevc_aac_hls_plays_in_vlc", Format::Hls);
+}
+
+#[test]
+fn hevc_aac_dash_plays_in_vlc() {
+    vlc_case("hevc_aac_dash_plays_in_vlc", Format::Dash);
+}
+
+// GStreamer
+
+/// The presentation times (seconds) of the buffers fakesink `sink` reported (`gst-launch -v`
+/// with `silent=false`: one `last-message = chain ... (<sink>:sink) (... pts: H:MM:SS.NNN ...`
+/// line per buffer).
+fn gst_buffer_pts(out: &str, sink: &str) -> Vec<f64> {
+    let tag = format!("({sink}:sink)");
+    out.lines()
+        .filter(|l| l.contains("last-message = chain") && l.contains(&tag))
+        .filter_map(|l| {
+            let t = l.split("pts: ").nth(1)?.split([',', ' ']).next()?;
+            let mut parts = t.split(':');
+            let h: f64 = parts.next()?.parse().ok()?;
+            let m: f64 = parts.next()?.parse().ok()?;
+            let s: f64 = parts.next()?.parse().ok()?;
+            Some(h * 3600.0 + m * 60.0 + s)
+        })
+        .collect()
+}
+
+/// The caps fakesink `sink`'s pad negotiated (`...:<sink>.GstPad:sink: caps = ...`).
+fn gst_sink_caps<'a>(out: &'a str, sink: &str) -> Option<&'a str> {
+    let tag = format!(":{sink}.GstPad:sink: caps = ");
+    out.lines()
+        .filter_map(|l| l.split(tag.as_str()).nth(1))
+        .next_back()
+}
+
+fn gst_case(test: &str) {
+    if !runs("gst-launch-1.0", &["--version"]) {
+        skip_or_fail(
+            test,
+            "no gst-launch-1.0 (apt-get install gstreamer1.0-tools gstreamer1.0-plugins-good \
+             gstreamer1.0-plugins-bad gstreamer1.0-libav; scripts/test.sh does)",
+        );
+        return;
+    }
+    for element in ["playbin3", "hlsdemux2", "avdec_h265", "fakesink"] {
+        if !runs("gst-inspect-1.0", &["--exists", element]) {
+            skip_or_fail(
+                test,
+                &format!(
+                    "no GStreamer element {element} (gstreamer1.0-plugins-good, -bad, -libav)"
+                ),
+            );
+            return;
+        }
+    }
+    let started = Instant::now();
+    let mut checks = Checks::new();
+    let Some(mut live) = hevc_live(test, Format::Hls, &mut checks) else {
+        return;
+    };
+    if checks.is_empty() {
+        let url = live.url(Format::Hls);
+        let run = run_player(
+            Command::new("gst-launch-1.0").args([
+                "-v",
+                "playbin3",
+                &format!("uri={url}"),
+                "video-sink=fakesink name=vsink sync=true silent=false",
+                "audio-sink=fakesink name=asink sync=true silent=false",
+            ]),
+            NATIVE_PLAY + Duration::from_secs(2),
+            |child| {
+                // gst-launch stops its pipeline on SIGINT.
+                // SAFETY: kill() on our own child's PID, not reaped yet.
+                unsafe {
+                    libc::kill(child.id() as i32, libc::SIGINT);
+                }
+            },
+            Duration::from_secs(10),
+        );
+        let out = &run.stdout;
+        let video = gst_buffer_pts(out, "vsink");
+        let audio = gst_buffer_pts(out, "asink");
+        let span = |pts: &[f64]| {
+            let lo = pts.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = pts.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            if pts.is_empty() {
+                0.0
+            } else {
+                hi - lo
+            }
+        };
+        let vcaps = gst_sink_caps(out, "vsink").unwrap_or("");
+        let demuxers: Vec<&str> = ["GstHLSDemux2", "GstHLSDemux:"]
+            .into_iter()
+            .filter(|d| out.contains(d))
+            .collect();
+        println!(
+            "GStreamer HLS: {} video frames over {:.2} s of media, {} audio buffers over \
+             {:.2} s; demuxer {demuxers:?}; video caps {vcaps}",
+            video.len(),
+            span(&video),
+            audio.len(),
+            span(&audio)
+        );
+        let what = format!("GStreamer playbin3 playing HEVC + AAC HLS ({url})");
+        let min_frames = FPS as usize * 5;
+        checks.check(
+            !run.exited_early && video.len() >= min_frames && span(&video) >= 5.0,
+            || {
+                format!(
+                    "{what}: {} video frames over {:.2} s of media (need {min_frames} over \
+                     5 s); {}",
+                    video.len(),
+                    span(&video),
+                    run.tail()
+                )
+            },
+        );
+        checks.check(
+            vcaps.contains(&format!("width=(int){WIDTH}"))
+                && vcaps.contains(&format!("height=(int){HEIGHT}")),
+            || format!("{what}: decoded video caps {vcaps:?}, published {WIDTH}x{HEIGHT}"),
+        );
+        checks.check(out.contains("video/x-h265"), || {
+            format!("{what}: no video/x-h265 stream in the pipeline")
+        });
+        checks.check(!audio.is_empty() && span(&audio) >= 5.0, || {
+            format!(
+                "{what}: {} audio buffers over {:.2} s of media; {}",
+                audio.len(),
+                span(&audio),
+                run.tail()
+            )
+        });
+    }
+    live.finish(&mut checks);
+    println!("{test}: {:.1} s", started.elapsed().as_secs_f64());
+    checks.assert_ok();
+}
+
+#[test]
+fn hevc_aac_hls_plays_in_gstreamer() {
+    gst_case("hevc_aac_hls_plays_in_gstreamer");
+}
+
+#[test]
+fn parsers_read_player_output() {
+    let vlc = "+----[ Stream 3 ]\n|\n| Codec: MPEG-H Part2/HEVC (H.265) (hvc1)\n\
+               | Video resolution: 320x240\n+-[Video Decoding]\n\
+               | video decoded    :      536\n| frames displayed :      241\n\
+               | frames lost      :        0\n";
+    assert_eq!(vlc_stat(vlc, "frames displayed"), Some(241));
+    assert_eq!(vlc_stat(vlc, "video decoded"), Some(536));
+    assert_eq!(vlc_stat(vlc, "buffers played"), None);
+    assert_eq!(vlc_info(vlc, "Video resolution"), ["320x240"]);
+    assert_eq!(vlc_info(vlc, "Codec"), ["MPEG-H Part2/HEVC (H.265) (hvc1)"]);
+    let gst = "/GstPlayBin3:playbin3-0/GstPlaySink:playsink/GstBin:vbin/GstFakeSink:vsink: \
+               last-message = chain   ******* (vsink:sink) (115200 bytes, dts: none, pts: \
+               0:00:17.787000000, duration: 0:00:00.040000000, offset: -1)\n\
+               /GstPlayBin3:playbin3-0/GstPlaySink:playsink/GstBin:abin/GstFakeSink:asink: \
+               last-message = chain   ******* (asink:sink) (8192 bytes, dts: none, pts: \
+               1:01:00.500000000, duration: 0:00:00.021333333)\n\
+               /GstPlayBin3:playbin3-0/GstPlaySink:playsink/GstBin:vbin/\
+               GstFakeSink:vsink.GstPad:sink: caps = \
+               video/x-raw, format=(string)I420, width=(int)320, height=(int)240\n";
+    assert_eq!(gst_buffer_pts(gst, "vsink"), [17.787]);
+    assert_eq!(gst_buffer_pts(gst, "asink"), [3660.5]);
+    assert_eq!(
+        gst_sink_caps(gst, "vsink"),
+        Some("video/x-raw, format=(string)I420, width=(int)320, height=(int)240")
+    );
+}
