@@ -324,8 +324,9 @@ fn codecs_prefix(v: Video) -> &'static str {
 }
 
 /// What is wrong with what play.mjs reported for `media` played from `format` (empty when it
-/// played as it must).
-fn browser_problems(r: &Value, media: &Media, format: Format) -> Vec<String> {
+/// played as it must). `levels`: the variants (HLS) the player must find, each with the
+/// codecs of `media`.
+fn browser_problems(r: &Value, media: &Media, format: Format, levels: usize) -> Vec<String> {
     let mut p = Vec::new();
     let mut need = |ok: bool, msg: String| {
         if !ok {
@@ -410,15 +411,22 @@ fn browser_problems(r: &Value, media: &Media, format: Format) -> Vec<String> {
     let audio = media.audio.map(Audio::codecs).unwrap_or("?");
     match format {
         Format::Hls => {
-            let level = r.get("levelInfo").and_then(|l| l.get(0));
-            let v = level.and_then(|l| text(l, &["videoCodec"]));
-            let a = level.and_then(|l| text(l, &["audioCodec"]));
+            let info = r.get("levelInfo").and_then(Value::as_array);
+            let codecs: Vec<(Option<&str>, Option<&str>)> = info
+                .map(|l| {
+                    l.iter()
+                        .map(|l| (text(l, &["videoCodec"]), text(l, &["audioCodec"])))
+                        .collect()
+                })
+                .unwrap_or_default();
             need(
-                num(r, &["levels"]) == Some(1.0)
-                    && v.is_some_and(|v| v.starts_with(video))
-                    && a == Some(audio),
+                num(r, &["levels"]) == Some(levels as f64)
+                    && codecs.len() == levels
+                    && codecs
+                        .iter()
+                        .all(|(v, a)| v.is_some_and(|v| v.starts_with(video)) && *a == Some(audio)),
                 format!(
-                    "hls.js found levels {:?} with codecs {v:?} + {a:?}, expected one with \
+                    "hls.js found levels {:?} with codecs {codecs:?}, expected {levels} with \
                      {video}.. + {audio}",
                     num(r, &["levels"])
                 ),
@@ -483,7 +491,7 @@ fn browser_case(test: &str, video: Video, format: Format) {
         });
         match serde_json::from_str::<Value>(r.json.trim()) {
             Ok(v) => checks.extend(
-                browser_problems(&v, &media, format)
+                browser_problems(&v, &media, format, 1)
                     .into_iter()
                     .map(|p| format!("{} {format:?} in Chromium: {p}", media.label()))
                     .collect(),
@@ -529,6 +537,285 @@ fn vp9_opus_plays_in_chromium_with_dash_js() {
     browser_case(
         "vp9_opus_plays_in_chromium_with_dash_js",
         Video::Vp9,
+        Format::Dash,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A multitrack H.264 ladder (three video tracks over Enhanced RTMP multitrack) in the browser
+
+/// The renditions a multitrack publisher sends, in track order: track 0 (the legacy video
+/// message), then tracks 1 and 2 (Enhanced RTMP multitrack messages).
+const LADDER: [(u32, u32); 3] = [(640, 360), (320, 180), (160, 90)];
+/// The forced switches: (seconds after the first `playing`, height of the variant to play).
+/// Down to the lowest, then up to the highest, which it must still show at the end.
+const SWITCHES: [(u32, u32); 2] = [(5, 90), (12, 360)];
+
+impl Live {
+    /// Starts nginx with `nginx-conf/nginx.conf` and publishes the [`LADDER`] of H.264 (one
+    /// picture scaled three times, 800k/300k/100k, 1 s GOPs) + AAC to `live/<name>` as ffmpeg 9
+    /// does with several video streams mapped.
+    fn start_ladder(ff: &Path, name: &str) -> Live {
+        let nginx = ExampleNginx::start();
+        let url = format!("rtmp://127.0.0.1:{}/live/{name}", nginx.rtmp_port);
+        let (w, h) = LADDER[0];
+        let source = format!("testsrc2=size={w}x{h}:rate={FPS}");
+        let filter = format!(
+            "[0:v]split=3[a][b][c];[b]scale={}:{}[b2];[c]scale={}:{}[c2]",
+            LADDER[1].0, LADDER[1].1, LADDER[2].0, LADDER[2].1
+        );
+        let secs = PUBLISH_SECS.to_string();
+        let args: Vec<String> = [
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            &source,
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            &secs,
+            "-filter_complex",
+            &filter,
+            "-map",
+            "[a]",
+            "-map",
+            "[b2]",
+            "-map",
+            "[c2]",
+            "-map",
+            "1:a",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-b:v:0",
+            "800k",
+            "-b:v:1",
+            "300k",
+            "-b:v:2",
+            "100k",
+            "-c:a",
+            "aac",
+            "-f",
+            "flv",
+            &url,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let publisher = FfmpegChild::spawn_program(ff, &args);
+        Live {
+            nginx,
+            publisher,
+            name: name.to_string(),
+            media: Media::new(Video::H264, Audio::Aac).size(w, h),
+        }
+    }
+}
+
+/// `(atMs, width, height)` of the `<video>`'s picture sizes play.mjs reported
+/// (`media.sizes`, from the first `playing` on).
+fn size_changes(r: &Value) -> Vec<(f64, u32, u32)> {
+    let Some(sizes) = r
+        .get("media")
+        .and_then(|m| m.get("sizes"))
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    sizes
+        .iter()
+        .filter_map(|s| {
+            Some((
+                num(s, &["atMs"])?,
+                num(s, &["width"])? as u32,
+                num(s, &["height"])? as u32,
+            ))
+        })
+        .collect()
+}
+
+/// The picture size shown at `at_ms` after the first `playing`: the last change before it.
+fn size_at(changes: &[(f64, u32, u32)], at_ms: f64) -> Option<(u32, u32)> {
+    changes
+        .iter()
+        .rev()
+        .find(|(t, _, _)| *t <= at_ms)
+        .map(|&(_, w, h)| (w, h))
+}
+
+/// What is wrong with the ladder and the switches play.mjs reported (empty when right): the
+/// player lists the three [`LADDER`] sizes, H.264 + AAC each; every [`SWITCHES`] entry was
+/// made (at its time, to a level of that height); the picture is the lowest before the second
+/// switch and the highest again after it. (Playing without a stall, at the highest size at the
+/// end, with audio: [`browser_problems`].)
+fn ladder_problems(r: &Value, format: Format) -> Vec<String> {
+    let mut p = Vec::new();
+    let levels: Vec<(u32, u32, String)> = r
+        .get("levelInfo")
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .map(|l| {
+                    (
+                        num(l, &["width"]).unwrap_or(0.0) as u32,
+                        num(l, &["height"]).unwrap_or(0.0) as u32,
+                        text(l, &["videoCodec"]).unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut sizes: Vec<(u32, u32)> = levels.iter().map(|&(w, h, _)| (w, h)).collect();
+    sizes.sort_unstable();
+    let mut want = LADDER.to_vec();
+    want.sort_unstable();
+    if sizes != want || levels.iter().any(|(_, _, c)| !c.starts_with("avc1.")) {
+        p.push(format!(
+            "the player found levels {levels:?} (levelInfo), expected H.264 (avc1.) at \
+             {LADDER:?}"
+        ));
+    }
+    if format == Format::Hls {
+        let level0 = r.get("levelInfo").and_then(|l| l.get(0));
+        let a = level0.and_then(|l| text(l, &["audioCodec"]));
+        if a != Some(Audio::Aac.codecs()) {
+            p.push(format!("hls.js found the audio codec {a:?} in CODECS"));
+        }
+    }
+    let switches = r
+        .get("switches")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let made: Vec<(f64, f64)> = switches
+        .iter()
+        .filter(|s| s.get("error").is_none_or(Value::is_null))
+        .filter_map(|s| Some((num(s, &["atMs"])?, num(s, &["height"])?)))
+        .collect();
+    let planned: Vec<f64> = SWITCHES.iter().map(|&(_, h)| f64::from(h)).collect();
+    let heights: Vec<f64> = made.iter().map(|&(_, h)| h).collect();
+    if heights != planned {
+        p.push(format!(
+            "switches made {switches:?}, planned (s, height) {SWITCHES:?}"
+        ));
+        return p;
+    }
+    let changes = size_changes(r);
+    let (down_at, up_at) = (made[0].0, made[1].0);
+    let (lw, lh) = LADDER[2];
+    let (hw, hh) = LADDER[0];
+    if size_at(&changes, up_at) != Some((lw, lh)) {
+        p.push(format!(
+            "after the switch to the lowest variant at {down_at} ms the picture is {:?} at \
+             {up_at} ms, expected {lw}x{lh} (size changes (ms, w, h): {changes:?})",
+            size_at(&changes, up_at)
+        ));
+    }
+    if !changes
+        .iter()
+        .any(|&(t, w, h)| t > up_at && (w, h) == (hw, hh))
+    {
+        p.push(format!(
+            "after the switch to the highest variant at {up_at} ms the picture never became \
+             {hw}x{hh} (size changes (ms, w, h): {changes:?})"
+        ));
+    }
+    p
+}
+
+/// Chromium plays the multitrack [`LADDER`] + AAC from the example config's `format` URL for
+/// 20 s, switching variants as [`SWITCHES`] says: [`browser_problems`] (no stall, the highest
+/// picture at the end, audio) and [`ladder_problems`].
+fn ladder_case(test: &str, format: Format) {
+    let Some(ff) = need_ffmpeg9(test) else {
+        return;
+    };
+    let Some(pages) = player_pages(test) else {
+        return;
+    };
+    let started = Instant::now();
+    let mut live = Live::start_ladder(&ff, "cam");
+    let media = live.media;
+    let mut checks = Checks::new();
+    if let Some(listing) = checks.ok(live.wait_ready(format, READY_SEGMENTS)) {
+        println!("{format:?} of the multitrack ladder ready:\n{listing}");
+        let page = match format {
+            Format::Hls => "index.html",
+            Format::Dash => "dash.html",
+        };
+        let schedule: Vec<String> = SWITCHES.iter().map(|(s, h)| format!("{s}:{h}")).collect();
+        let url = format!(
+            "http://localhost:{}/player/{page}?src={}&switch={}",
+            pages.http_port,
+            live.url(format),
+            schedule.join(",")
+        );
+        let run_start = Instant::now();
+        let r = run_browser(&url, BROWSER_RUN_SECS);
+        println!(
+            "browser ({:.1} s): {}\nnode stderr:\n{}",
+            run_start.elapsed().as_secs_f64(),
+            r.json.trim(),
+            r.stderr
+        );
+        checks.check(r.status.is_some_and(|s| s.success()), || {
+            format!(
+                "node play.mjs failed ({:?}):\n{}\n{}",
+                r.status, r.json, r.stderr
+            )
+        });
+        match serde_json::from_str::<Value>(r.json.trim()) {
+            Ok(v) => {
+                println!(
+                    "levels {}; switches {}; sizes (ms, w, h) {:?}; stalls: longest wait {:?} \
+                     ms ({:?} 'waiting'), longest freeze {:?} ms",
+                    v.get("levelInfo").unwrap_or(&Value::Null),
+                    v.get("switches").unwrap_or(&Value::Null),
+                    size_changes(&v),
+                    num(&v, &["media", "longestWaitMs"]),
+                    num(&v, &["media", "waitingCount"]),
+                    num(&v, &["media", "longestFreezeMs"]),
+                );
+                let mut problems = browser_problems(&v, &media, format, LADDER.len());
+                problems.extend(ladder_problems(&v, format));
+                checks.extend(
+                    problems
+                        .into_iter()
+                        .map(|p| format!("H.264 ladder + AAC {format:?} in Chromium: {p}"))
+                        .collect(),
+                );
+            }
+            Err(e) => checks.fail(format!("play.mjs printed no JSON ({e}): {}", r.json)),
+        }
+    }
+    live.finish(&mut checks);
+    pages.finish();
+    println!("{test}: {:.1} s", started.elapsed().as_secs_f64());
+    checks.assert_ok();
+}
+
+#[test]
+fn multitrack_h264_ladder_plays_and_switches_in_chromium_with_hls_js() {
+    ladder_case(
+        "multitrack_h264_ladder_plays_and_switches_in_chromium_with_hls_js",
+        Format::Hls,
+    );
+}
+
+#[test]
+fn multitrack_h264_ladder_plays_and_switches_in_chromium_with_dash_js() {
+    ladder_case(
+        "multitrack_h264_ladder_plays_and_switches_in_chromium_with_dash_js",
         Format::Dash,
     );
 }

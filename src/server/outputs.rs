@@ -207,6 +207,20 @@ fn hls_fits_dash(hls: &HlsSettings, dash: &DashSettings) -> bool {
 
 /// Whether a message is a sequence header (what an fMP4 output started later must see).
 fn is_sequence_header(video: bool, tag: &[u8]) -> bool {
+    // Every message of a stream whose HLS may still turn fMP4 comes here: legacy tags are
+    // told by two bytes, only Enhanced RTMP ones are parsed.
+    let (Some(&b0), Some(&b1)) = (tag.first(), tag.get(1)) else {
+        return false;
+    };
+    let enhanced = if video { b0 & 0x80 != 0 } else { b0 >> 4 == 9 };
+    if !enhanced {
+        let has_packet_type = if video {
+            matches!(b0 & 0x0f, 7 | 12)
+        } else {
+            b0 >> 4 == 10
+        };
+        return has_packet_type && b1 == 0;
+    }
     if video {
         flv::parse_video(tag).is_ok_and(|t| t.is_sequence_header() && video_track(&t) == Some(0))
     } else {

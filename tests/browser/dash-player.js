@@ -1,10 +1,22 @@
 // Plays the MPD named by ?src= with dash.js and exposes what a viewer would notice:
 // window.__snapshot() -> { currentTime, startTime, firstPlayingMs, errors, latency, ... }
 // (the same shape as player.js, so play.mjs drives both).
+// ?switch=S:H,S:H... (optional) forces representation switches: ABR is turned off for video
+// and, S seconds after the first 'playing', dash.js is told to play the video Representation
+// whose picture is H pixels high (`setRepresentationForTypeById`, from the next segment on);
+// each is recorded in switches[] ({ atMs, height, id, error }).
 'use strict';
 
 (function () {
-  const src = new URLSearchParams(location.search).get('src');
+  const params = new URLSearchParams(location.search);
+  const src = params.get('src');
+  const schedule = (params.get('switch') || '')
+    .split(',')
+    .filter((item) => item)
+    .map((item) => {
+      const [at, height] = item.split(':').map(Number);
+      return { at, height };
+    });
   const video = document.getElementById('video');
   const t0 = performance.now();
   const state = {
@@ -13,6 +25,7 @@
     startTime: null,
     firstPlayingMs: null,
     playerVersion: null,
+    switches: [],
   };
   let player = null;
   // Size, frames, stalls (media-stats.js; absent on pages that do not load it).
@@ -22,10 +35,39 @@
     state.errors.push(e);
   }
 
+  function representations() {
+    try {
+      return player ? player.getRepresentationsByType('video') || [] : [];
+    } catch {
+      return [];
+    }
+  }
+
+  function switchTo(height, t0Playing) {
+    const rec = { atMs: Math.round(performance.now() - t0Playing), height, id: null, error: null };
+    state.switches.push(rec);
+    const reps = representations();
+    const rep = reps.find((r) => r.height === height);
+    if (!rep) {
+      rec.error = `no representation ${height} pixels high among ${reps.map((r) => r.height).join(', ')}`;
+      return;
+    }
+    rec.id = rep.id;
+    try {
+      player.setRepresentationForTypeById('video', rep.id);
+    } catch (e) {
+      rec.error = String(e);
+    }
+  }
+
   video.addEventListener('playing', () => {
     if (state.firstPlayingMs === null) {
       state.firstPlayingMs = performance.now() - t0;
       state.startTime = video.currentTime;
+      const now = performance.now();
+      for (const { at, height } of schedule) {
+        setTimeout(() => switchTo(height, now), at * 1000);
+      }
     }
   });
   video.addEventListener('error', () => {
@@ -61,6 +103,9 @@
         state.loadErrors.push({ url: req.url || null, details: String(e.error.message || e.error) });
       }
     });
+    if (schedule.length) {
+      player.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: false } } } });
+    }
     player.initialize(video, src, true);
   }
 
@@ -88,6 +133,15 @@
     return out;
   }
 
+  function currentRepresentation() {
+    try {
+      const r = player ? player.getCurrentRepresentationForType('video') : null;
+      return r ? r.id : null;
+    } catch {
+      return null;
+    }
+  }
+
   window.__snapshot = () => ({
     currentTime: video.currentTime,
     startTime: state.startTime,
@@ -98,6 +152,20 @@
     playerVersion: state.playerVersion,
     loadErrors: state.loadErrors,
     tracks: tracks(),
+    // The video Representations (as player.js's levels/levelInfo), the one playing now (its
+    // id) and the forced switches.
+    levels: player ? representations().length : null,
+    levelInfo: player
+      ? representations().map((r) => ({
+          id: r.id,
+          videoCodec: r.codecs || null,
+          width: r.width || null,
+          height: r.height || null,
+          bitrate: r.bandwidth || null,
+        }))
+      : null,
+    currentLevel: currentRepresentation(),
+    switches: state.switches,
     media: media ? media() : null,
     errors: state.errors,
   });

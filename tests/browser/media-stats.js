@@ -1,7 +1,8 @@
 // What a viewer of a <video> notices beyond player errors, for player.js and dash-player.js:
 // window.watchMedia(video) returns a function giving
 //   { videoWidth, videoHeight, totalVideoFrames, droppedVideoFrames, videoDecodedBytes,
-//     audioDecodedBytes, waitingCount, longestWaitMs, waitedMs, longestFreezeMs, playingMs }
+//     audioDecodedBytes, waitingCount, longestWaitMs, waitedMs, longestFreezeMs, playingMs,
+//     sizes }
 // Counted only from the first 'playing' on (startup is not a stall):
 // - waitingCount / longestWaitMs / waitedMs: 'waiting' events (the element ran out of data)
 //   and how long each lasted until playback went on (one still going counts up to now);
@@ -9,6 +10,9 @@
 //   neither paused nor seeking, sampled every 50 ms (a stall even without a 'waiting' event).
 // videoDecodedBytes / audioDecodedBytes are Chromium's webkit*DecodedByteCount: bytes the
 // decoders were given, so 0 audio bytes means no audio was played.
+// sizes: the picture sizes the element showed, in order ('resize' events: a player switching
+// variants changes it), each { atMs, width, height } with atMs counted from the first
+// 'playing' (0 before it); at most 50.
 'use strict';
 
 window.watchMedia = function (video) {
@@ -21,7 +25,17 @@ window.watchMedia = function (video) {
     longestFreezeMs: 0,
     lastTime: null,
     lastMoved: null,
+    sizes: [],
   };
+
+  video.addEventListener('resize', () => {
+    if (s.sizes.length >= 50) return;
+    s.sizes.push({
+      atMs: s.started === null ? 0 : Math.round(performance.now() - s.started),
+      width: video.videoWidth,
+      height: video.videoHeight,
+    });
+  });
 
   function endWait(now) {
     if (s.waitingSince !== null) {
@@ -76,6 +90,7 @@ window.watchMedia = function (video) {
       waitedMs: Math.round(s.waitedMs + ongoing),
       longestFreezeMs: Math.round(s.longestFreezeMs),
       playingMs: s.started === null ? 0 : Math.round(now - s.started),
+      sizes: s.sizes.slice(),
     };
   };
 };

@@ -9,8 +9,11 @@
 // hosts other than 127.0.0.1/localhost (refused: a live stream must not need an outside server,
 // e.g. a time server); media: the picture size, decoded frames and bytes, and stalls since
 // playback started (media-stats.js); levelInfo/audioTracks (hls.js) and tracks (dash.js): the
-// codecs the player took from the playlist or MPD. Exit status 0 when the run itself worked
-// (the caller judges the numbers), 2 when the browser could not be driven.
+// codecs the player took from the playlist or MPD (levels/levelInfo: the variants or video
+// Representations, with their sizes); currentLevel and switches: the variant playing at the
+// end and the switches a `switch=S:H,...` page parameter forced (player.js, dash-player.js).
+// Exit status 0 when the run itself worked (the caller judges the numbers), 2 when the browser
+// could not be driven.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -115,6 +118,8 @@ try {
     result.levelInfo = snap.levelInfo ?? null;
     result.audioTracks = snap.audioTracks ?? null;
     result.tracks = snap.tracks ?? null;
+    result.currentLevel = snap.currentLevel ?? null;
+    result.switches = snap.switches ?? [];
     result.media = snap.media ?? null;
     result.errors.push(...snap.errors);
   } else {

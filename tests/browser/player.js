@@ -2,12 +2,17 @@
 // window.__snapshot() -> { currentTime, startTime, firstPlayingMs, errors, latency, ... }.
 // ?buffer=S keeps only S seconds buffered ahead and behind, so a seek in a replay must load its
 // fragments again (fragsLoaded counts the fragments hls.js loaded).
+// ?switch=S:H,S:H... (optional) forces variant switches: S seconds after the first 'playing',
+// hls.js is told to play the variant whose picture is H pixels high (`hls.nextLevel`: a manual
+// level from the next fragment on, the buffer ahead beyond it flushed); each is recorded in
+// switches[] ({ atMs, height, level, error }).
 'use strict';
 
 (function () {
   const params = new URLSearchParams(location.search);
   const src = params.get('src');
   const buffer = Number(params.get('buffer'));
+  const schedule = parseSchedule(params.get('switch'));
   const video = document.getElementById('video');
   const t0 = performance.now();
   const state = {
@@ -16,6 +21,7 @@
     firstPlayingMs: null,
     hlsVersion: null,
     fragsLoaded: 0,
+    switches: [],
   };
   let hls = null;
   // Size, frames, stalls (media-stats.js; absent on pages that do not load it).
@@ -25,10 +31,36 @@
     state.errors.push(e);
   }
 
+  // "5:90,12:360" -> [{ at: 5, height: 90 }, { at: 12, height: 360 }]
+  function parseSchedule(text) {
+    if (!text) return [];
+    return text.split(',').map((item) => {
+      const [at, height] = item.split(':').map(Number);
+      return { at, height };
+    });
+  }
+
+  function switchTo(height, t0Playing) {
+    const rec = { atMs: Math.round(performance.now() - t0Playing), height, level: null, error: null };
+    state.switches.push(rec);
+    const levels = hls ? hls.levels || [] : [];
+    const level = levels.findIndex((l) => l.height === height);
+    if (level < 0) {
+      rec.error = `no level ${height} pixels high among ${levels.map((l) => l.height).join(', ')}`;
+      return;
+    }
+    rec.level = level;
+    hls.nextLevel = level;
+  }
+
   video.addEventListener('playing', () => {
     if (state.firstPlayingMs === null) {
       state.firstPlayingMs = performance.now() - t0;
       state.startTime = video.currentTime;
+      const now = performance.now();
+      for (const { at, height } of schedule) {
+        setTimeout(() => switchTo(height, now), at * 1000);
+      }
     }
   });
   video.addEventListener('error', () => {
@@ -88,9 +120,13 @@
             audioCodec: l.audioCodec || null,
             width: l.width || null,
             height: l.height || null,
+            bitrate: l.bitrate || null,
           }))
         : null,
     audioTracks: hls && Array.isArray(hls.audioTracks) ? hls.audioTracks.length : null,
+    // The variant playing now (index into levelInfo) and the forced switches.
+    currentLevel: hls ? hls.currentLevel : null,
+    switches: state.switches,
     media: media ? media() : null,
     errors: state.errors,
   });
