@@ -122,12 +122,36 @@
     return Number.isFinite(fr) && fr > 0 ? parseFloat(fr.toFixed(2)) + ' fps' : '';
   }
 
-  /** "H264 High 3.1 / AAC LC 44.1 kHz" */
+  /** "10-bit" for more than 8 bits per sample (8-bit is the norm and not worth a word). */
+  function bitDepthOf(v) {
+    const d = v ? Number(v.bit_depth) : NaN;
+    return Number.isInteger(d) && d > 8 && d <= 16 ? d + '-bit' : null;
+  }
+
+  /** "HDR PQ" / "HDR HLG" when the stream signals one of those transfers, else null. */
+  function hdrOf(s) {
+    const h = s.video ? text(s.video.hdr) : null;
+    return h === 'PQ' || h === 'HLG' ? 'HDR ' + h : null;
+  }
+
+  /** The other video tracks of a multitrack publisher, one line each. */
+  function tracksOf(s) {
+    const tracks = s.video && Array.isArray(s.video.tracks) ? s.video.tracks : [];
+    return tracks.slice(0, 16).map((t) => {
+      const size = Number(t.width) > 0 && Number(t.height) > 0
+        ? Math.round(Number(t.width)) + 'x' + Math.round(Number(t.height)) : null;
+      return ['track ' + text(t.id), text(t.codec), text(t.profile), text(t.level), size]
+        .filter(Boolean).join(' ');
+    });
+  }
+
+  /** "H264 High 3.1 / AAC LC 44.1 kHz", "HEVC Main 10 4.1 10-bit / Opus 48 kHz" */
   function codecsOf(s) {
     const parts = [];
     if (hasVideo(s)) {
       const v = s.video;
-      const t = [text(v.codec), text(v.profile), text(v.level)].filter(Boolean).join(' ');
+      const t = [text(v.codec), text(v.profile), text(v.level), bitDepthOf(v)]
+        .filter(Boolean).join(' ');
       if (t) parts.push(t);
     }
     if (hasAudio(s)) {
@@ -355,10 +379,15 @@
     const resText = document.createElement('span');
     const fps = document.createElement('span');
     fps.className = 'sub';
-    resWrap.append(resText, fps);
+    // Shown when the stream signals an HDR transfer (PQ or HLG).
+    const hdr = document.createElement('span');
+    hdr.className = 'badge hdr';
+    hdr.hidden = true;
+    resWrap.append(resText, fps, hdr);
     cells.res.appendChild(resWrap);
     cells.resText = resText;
     cells.fps = fps;
+    cells.hdrBadge = hdr;
     // The whole row is a target; the button makes it reachable by keyboard.
     tr.addEventListener('click', () => {
       const cur = state.streams.get(tr.dataset.key);
@@ -381,8 +410,11 @@
     setText(c.uptime, formatUptime(r.time_ms));
     setText(c.resText, resolutionOf(s.raw));
     setText(c.fps, frameRateOf(s.raw));
+    const hdr = hdrOf(s.raw);
+    setText(c.hdrBadge, hdr || '');
+    c.hdrBadge.hidden = !hdr;
     setText(c.codecs, codecsOf(s.raw));
-    c.codecs.title = channelsOf(s.raw);
+    c.codecs.title = [channelsOf(s.raw)].concat(tracksOf(s.raw)).filter(Boolean).join('\n');
     setText(c.bitrate, formatBitrate(r.bw_in));
     const n = Number(r.nclients);
     const viewers = Number.isFinite(n) ? Math.max(0, n - (r.publishing ? 1 : 0)) : 0;

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::frame::{Frame, FrameKind};
+use crate::media::flv::{self, MultitrackKind, VideoPacket};
 use crate::rtmp::ertmp::Wire;
 
 /// Most bytes of encoded frames one stream's cache holds; past it the cache is dropped until
@@ -16,6 +17,14 @@ pub const MAX_GOP_BYTES: usize = 8 * 1024 * 1024;
 pub const MAX_GOP_FRAMES: usize = 2048;
 /// Audio-only streams keep about this much audio (by timestamp) for joining players.
 pub const AUDIO_ONLY_TAIL_MS: u32 = 1000;
+/// Enhanced RTMP video metadata messages (colorInfo) kept, the latest of each codec.
+pub const MAX_VIDEO_METADATA: usize = 4;
+/// Longest one kept (ffmpeg's colorInfo with HDR mastering data is under 500 bytes).
+pub const MAX_VIDEO_METADATA_LEN: usize = 4096;
+/// Other video tracks (multitrack sequence starts) kept for /stat.
+pub const MAX_EXTRA_TRACKS: usize = 8;
+/// Longest sequence start of another track kept (a configuration record and its header).
+pub const MAX_TRACK_HEADER_LEN: usize = crate::media::codecs::MAX_CONFIG_LEN + 64;
 
 /// What one stream's start cache may hold: `gop_cache` and the `gop_max_*` counts of
 /// nginx-http-flv-module. Past a count the cache is dropped until the next keyframe.
@@ -61,6 +70,12 @@ pub struct GopCache {
     bytes: usize,
     has_video: bool,
     last_timestamp: u32,
+    /// Enhanced RTMP video metadata messages, one per codec (see [`MAX_VIDEO_METADATA`]).
+    /// They are sent once, before the first keyframe, so the frames cannot hold them.
+    video_metadata: Vec<Bytes>,
+    /// Sequence starts of the other video tracks (multitrack, one track per message), by
+    /// track id; sent once too.
+    track_headers: Vec<(u8, Bytes)>,
 }
 
 impl GopCache {
@@ -116,9 +131,66 @@ impl GopCache {
                     self.drop_frames();
                 }
             }
-            FrameKind::Video => self.push_video(frame),
+            FrameKind::Video => {
+                self.keep_side_message(frame, payload);
+                self.push_video(frame);
+            }
             FrameKind::Audio => self.push_audio(frame),
             FrameKind::Control => {}
+        }
+    }
+
+    /// Keeps video metadata and other tracks' sequence starts; only enhanced messages that
+    /// are neither coded frames nor the main track's header are parsed.
+    fn keep_side_message(&mut self, frame: &Frame, payload: &[u8]) {
+        let Some(ex) = frame.wire.enhanced() else {
+            return;
+        };
+        if ex.coded || (ex.start && !ex.multitrack) {
+            return;
+        }
+        let Ok(tag) = flv::parse_video(payload) else {
+            return;
+        };
+        match (tag.packet, tag.multitrack) {
+            (VideoPacket::Metadata, None) if payload.len() <= MAX_VIDEO_METADATA_LEN => {
+                let fourcc = tag.codec.fourcc();
+                let same =
+                    |m: &Bytes| flv::parse_video(m).is_ok_and(|t| t.codec.fourcc() == fourcc);
+                let kept = &mut self.video_metadata;
+                let message = Bytes::copy_from_slice(payload);
+                match kept.iter().position(same) {
+                    Some(i) => {
+                        if let Some(slot) = kept.get_mut(i) {
+                            *slot = message;
+                        }
+                    }
+                    None if kept.len() < MAX_VIDEO_METADATA => kept.push(message),
+                    None => {}
+                }
+            }
+            (VideoPacket::SequenceHeader, Some(m))
+                if m.kind == MultitrackKind::OneTrack
+                    && m.first_track_id != 0
+                    && payload.len() <= MAX_TRACK_HEADER_LEN =>
+            {
+                let id = m.first_track_id;
+                let kept = &mut self.track_headers;
+                let header = Bytes::copy_from_slice(payload);
+                match kept.iter().position(|(t, _)| *t == id) {
+                    Some(i) => {
+                        if let Some(slot) = kept.get_mut(i) {
+                            slot.1 = header;
+                        }
+                    }
+                    None if kept.len() < MAX_EXTRA_TRACKS => {
+                        kept.push((id, header));
+                        kept.sort_by_key(|(t, _)| *t);
+                    }
+                    None => {}
+                }
+            }
+            _ => {}
         }
     }
 
@@ -204,6 +276,16 @@ impl GopCache {
 
     pub fn audio_header(&self) -> Option<&Bytes> {
         self.audio_header.as_ref()
+    }
+
+    /// The latest Enhanced RTMP video metadata message (colorInfo) of each codec seen.
+    pub fn video_metadata(&self) -> impl Iterator<Item = &Bytes> {
+        self.video_metadata.iter()
+    }
+
+    /// The latest sequence start of each other video track (multitrack), by track id.
+    pub fn track_headers(&self) -> impl Iterator<Item = (u8, &Bytes)> {
+        self.track_headers.iter().map(|(id, h)| (*id, h))
     }
 
     /// Header form of [`GopCache::video_header`].

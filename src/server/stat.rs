@@ -11,11 +11,12 @@ use super::{Client, CloseMode, LogLevel, Outcome, Role, ServerConfig, Worker};
 use crate::control::{Action as ControlAction, ControlRequest};
 use crate::live::{ClientId, FrameKind, GopCache, StreamKey};
 use crate::media::metadata::{parse_metadata, CodecId, Metadata};
-use crate::media::{avc, flv};
+use crate::media::{avc, codecs, flv};
+use crate::rtmp::amf0::Decoder;
 use crate::rtmp::command;
 use crate::stat::{
-    AppStat, AudioMeta, ClientStat, ClientTls, ServerStat, StatSnapshot, StreamStat, VideoMeta,
-    WorkerInfo,
+    AppStat, AudioMeta, ClientStat, ClientTls, ServerStat, StatSnapshot, StreamStat, TrackMeta,
+    VideoMeta, WorkerInfo,
 };
 
 /// Shortest interval a bandwidth is measured over: `/stat` requests closer together than this
@@ -485,13 +486,145 @@ fn client_stat(id: ClientId, c: &Client, now_ms: u64, pid: u32) -> ClientStat {
 
 /// Codec information of a published stream from its cached sequence headers and metadata
 /// (the fallback when a codec header is missing or unreadable), as the C module's codec
-/// module shows it.
+/// module shows it, for every codec the module takes (legacy and Enhanced RTMP).
 fn codec_meta(gop: &GopCache) -> (Option<VideoMeta>, Option<AudioMeta>) {
     let meta = gop
         .metadata()
         .map(|m| parse_metadata(m))
         .unwrap_or_default();
     (video_meta(gop, &meta), audio_meta(gop, &meta))
+}
+
+/// H.273 transfer characteristics of the HDR transfer functions.
+const TRANSFER_PQ: u8 = 16;
+const TRANSFER_HLG: u8 = 18;
+
+/// What a video configuration record says; unknown fields are None.
+#[derive(Debug, Default)]
+struct VideoConfig {
+    profile: Option<&'static str>,
+    compat: Option<u32>,
+    level: Option<String>,
+    size: Option<(u32, u32)>,
+    frame_rate: Option<f64>,
+    bit_depth: Option<u32>,
+    /// Transfer characteristics (H.273) where the record carries them (vpcC).
+    transfer: Option<u8>,
+}
+
+/// Reads the configuration record `body` of codec `fourcc`. VP9's has no picture size: it
+/// comes from the first cached keyframe when `gop` is given.
+fn video_config(fourcc: Option<flv::FourCc>, body: &[u8], gop: Option<&GopCache>) -> VideoConfig {
+    let named = |p: &'static str| (!p.is_empty()).then_some(p);
+    let sized = |w: u32, h: u32| (w > 0 && h > 0).then_some((w, h));
+    let mut c = VideoConfig::default();
+    match fourcc {
+        Some(flv::FourCc::AVC1) => {
+            if let Ok(cfg) = flv::parse_avc_decoder_config(body) {
+                c.profile = named(cfg.profile_name());
+                c.compat = Some(u32::from(cfg.constraint_flags));
+                c.level = Some(format!("{}.{}", cfg.level_idc / 10, cfg.level_idc % 10));
+                if let Some(sps) = cfg.sps.first().and_then(|s| avc::parse_sps(s)) {
+                    c.size = Some((sps.width, sps.height));
+                    c.frame_rate = sps.frame_rate;
+                }
+            }
+        }
+        Some(flv::FourCc::HVC1) => {
+            if let Ok(cfg) = codecs::parse_hevc_config(body) {
+                c.profile = named(cfg.profile_name());
+                // level_idc is 30 times the level (93 is 3.1).
+                let idc = cfg.level_idc;
+                c.level = (idc > 0).then(|| format!("{}.{}", idc / 30, idc % 30 / 3));
+                c.size = sized(cfg.width, cfg.height);
+                c.bit_depth = Some(u32::from(cfg.bit_depth));
+            }
+        }
+        Some(flv::FourCc::AV01) => {
+            if let Ok(cfg) = codecs::parse_av1_config(body) {
+                c.profile = named(cfg.profile_name());
+                // seq_level_idx 0..=23 is level 2.0..7.3; 31 means no level constraint.
+                let idx = cfg.level_idx;
+                c.level = (idx <= 23).then(|| format!("{}.{}", 2 + idx / 4, idx % 4));
+                c.size = sized(cfg.width, cfg.height);
+                c.bit_depth = Some(u32::from(cfg.bit_depth));
+            }
+        }
+        Some(flv::FourCc::VP09) => {
+            if let Ok(cfg) = codecs::parse_vp9_config(body) {
+                c.profile = match cfg.profile {
+                    0 => Some("Profile 0"),
+                    1 => Some("Profile 1"),
+                    2 => Some("Profile 2"),
+                    3 => Some("Profile 3"),
+                    _ => None,
+                };
+                // vpcC carries ten times the level (21 is 2.1); 0 is unspecified.
+                let l = cfg.level;
+                c.level = (l > 0).then(|| format!("{}.{}", l / 10, l % 10));
+                c.bit_depth = Some(u32::from(cfg.bit_depth));
+                c.transfer = Some(cfg.transfer);
+                c.size = gop.and_then(vp9_size);
+            }
+        }
+        _ => {}
+    }
+    c
+}
+
+/// Picture size of the first cached VP9 keyframe.
+fn vp9_size(gop: &GopCache) -> Option<(u32, u32)> {
+    let key = gop.frames().find(|f| f.is_video_keyframe())?;
+    let tag = flv::parse_video(&key.payload).ok()?;
+    codecs::vp9_keyframe_size(key.payload.get(tag.body_offset..)?)
+}
+
+/// `transferCharacteristics` and `bitDepth` of the `colorConfig` in an Enhanced RTMP video
+/// metadata body (`"colorInfo", {colorConfig: {...}, hdrCll: ..., hdrMdcv: ...}`).
+fn color_config(body: &[u8]) -> (Option<u8>, Option<u32>) {
+    let mut d = Decoder::new(body);
+    for _ in 0..2 {
+        let Ok(Some(v)) = d.next_value() else {
+            break;
+        };
+        let Some(config) = v.get("colorConfig") else {
+            continue;
+        };
+        let small = |k: &str, max: f64| {
+            let n = config.get(k)?.as_f64()?;
+            (n.fract() == 0.0 && (0.0..=max).contains(&n)).then_some(n)
+        };
+        return (
+            small("transferCharacteristics", 255.0).map(|n| n as u8),
+            small("bitDepth", 16.0)
+                .filter(|n| *n >= 8.0)
+                .map(|n| n as u32),
+        );
+    }
+    (None, None)
+}
+
+/// The colorInfo the publisher sent for the codec `fourcc`: (transfer, bit depth).
+fn color_info(gop: &GopCache, fourcc: Option<flv::FourCc>) -> (Option<u8>, Option<u32>) {
+    fourcc
+        .and_then(|f| {
+            gop.video_metadata().find_map(|m| {
+                let tag = flv::parse_video(m).ok()?;
+                if tag.codec.fourcc() != Some(f) {
+                    return None;
+                }
+                Some(color_config(m.get(tag.body_offset..)?))
+            })
+        })
+        .unwrap_or((None, None))
+}
+
+fn hdr_name(transfer: u8) -> Option<&'static str> {
+    match transfer {
+        TRANSFER_PQ => Some("PQ"),
+        TRANSFER_HLG => Some("HLG"),
+        _ => None,
+    }
 }
 
 fn video_meta(gop: &GopCache, meta: &Metadata) -> Option<VideoMeta> {
@@ -504,37 +637,69 @@ fn video_meta(gop: &GopCache, meta: &Metadata) -> Option<VideoMeta> {
         frame_rate: meta.frame_rate.unwrap_or(0.0),
         ..VideoMeta::default()
     };
-    match tag {
+    let mut config = VideoConfig::default();
+    let fourcc = match tag {
         Some((header, tag)) => {
             v.codec = tag.codec.name().to_string();
             let body = header.get(tag.body_offset..).unwrap_or_default();
-            if tag.codec.fourcc() == Some(flv::FourCc::AVC1) {
-                if let Ok(cfg) = flv::parse_avc_decoder_config(body) {
-                    let profile = cfg.profile_name();
-                    v.profile = (!profile.is_empty()).then(|| profile.to_string());
-                    v.compat = Some(u32::from(cfg.constraint_flags));
-                    v.level = Some(format!("{}.{}", cfg.level_idc / 10, cfg.level_idc % 10));
-                    if let Some(sps) = cfg.sps.first().and_then(|s| avc::parse_sps(s)) {
-                        v.width = sps.width;
-                        v.height = sps.height;
-                        if meta.frame_rate.is_none() {
-                            v.frame_rate = sps.frame_rate.unwrap_or(0.0);
-                        }
-                    }
-                }
-            }
+            config = video_config(tag.codec.fourcc(), body, Some(gop));
+            tag.codec.fourcc()
         }
         None => {
-            let id = meta.video_codec.and_then(CodecId::legacy)?;
-            v.codec = flv::VideoCodec::from_legacy_id(id).name().to_string();
+            let codec = match meta.video_codec {
+                Some(CodecId::Legacy(id)) => flv::VideoCodec::from_legacy_id(id),
+                Some(CodecId::FourCc(f)) => flv::VideoCodec::FourCc(flv::FourCc(f)),
+                None => return None,
+            };
+            v.codec = codec.name().to_string();
+            codec.fourcc()
         }
+    };
+    v.profile = config.profile.map(str::to_string);
+    v.compat = config.compat;
+    v.level = config.level;
+    if let Some((w, h)) = config.size {
+        (v.width, v.height) = (w, h);
     }
+    if meta.frame_rate.is_none() {
+        v.frame_rate = config.frame_rate.unwrap_or(0.0);
+    }
+    // The publisher's colorInfo is its word on colour; the record's fields are the fallback.
+    let (transfer, depth) = color_info(gop, fourcc);
+    v.bit_depth = config.bit_depth.or(depth);
+    v.hdr = transfer
+        .or(config.transfer)
+        .and_then(hdr_name)
+        .map(str::to_string);
+    v.tracks = gop
+        .track_headers()
+        .filter_map(|(id, header)| {
+            let tag = flv::parse_video(header).ok()?;
+            let body = header.get(tag.body_offset..).unwrap_or_default();
+            let c = video_config(tag.codec.fourcc(), body, None);
+            let (width, height) = c.size.unwrap_or((0, 0));
+            Some(TrackMeta {
+                id: u32::from(id),
+                codec: tag.codec.name().to_string(),
+                width,
+                height,
+                profile: c.profile.map(str::to_string),
+                level: c.level,
+            })
+        })
+        .collect();
     Some(v)
 }
 
 fn audio_meta(gop: &GopCache, meta: &Metadata) -> Option<AudioMeta> {
+    // AC-3 and E-AC-3 have no sequence header: their first cached frame says the same.
     let tag = gop
         .audio_header()
+        .or_else(|| {
+            gop.frames()
+                .find(|f| f.kind == FrameKind::Audio)
+                .map(|f| &f.payload)
+        })
         .and_then(|h| flv::parse_audio(h).ok().map(|t| (h, t)));
     let mut a = AudioMeta {
         channels: meta.channels,
@@ -549,18 +714,46 @@ fn audio_meta(gop: &GopCache, meta: &Metadata) -> Option<AudioMeta> {
                 a.sample_rate = Some(l.sample_rate);
             }
             let body = header.get(tag.body_offset..).unwrap_or_default();
-            if tag.codec.fourcc() == Some(flv::FourCc::MP4A) {
-                if let Ok(cfg) = flv::parse_audio_specific_config(body) {
-                    let profile = cfg.profile_name();
-                    a.profile = (!profile.is_empty()).then(|| profile.to_string());
-                    a.channels = Some(u32::from(cfg.output_channels())).filter(|c| *c > 0);
-                    a.sample_rate = Some(cfg.output_sample_rate());
+            let start = tag.is_sequence_header();
+            match tag.codec.fourcc() {
+                Some(flv::FourCc::MP4A) if start => {
+                    if let Ok(cfg) = flv::parse_audio_specific_config(body) {
+                        let profile = cfg.profile_name();
+                        a.profile = (!profile.is_empty()).then(|| profile.to_string());
+                        a.channels = Some(u32::from(cfg.output_channels())).filter(|c| *c > 0);
+                        a.sample_rate = Some(cfg.output_sample_rate());
+                    }
                 }
+                Some(flv::FourCc::OPUS) if start => {
+                    if let Ok(cfg) = codecs::parse_opus_config(body) {
+                        a.channels = Some(u32::from(cfg.channels));
+                        // Opus always decodes at 48 kHz (input_rate is only the source's).
+                        a.sample_rate = Some(codecs::OPUS_RATE);
+                    }
+                }
+                Some(flv::FourCc::FLAC) if start => {
+                    if let Ok(cfg) = codecs::parse_flac_config(body) {
+                        a.channels = Some(u32::from(cfg.channels));
+                        a.sample_rate = Some(cfg.sample_rate);
+                    }
+                }
+                Some(flv::FourCc::AC3 | flv::FourCc::EAC3)
+                    if tag.packet == flv::AudioPacket::Frame =>
+                {
+                    if let Ok(cfg) = codecs::parse_ac3_frame(body) {
+                        a.channels = Some(u32::from(cfg.channels));
+                        a.sample_rate = Some(cfg.sample_rate);
+                    }
+                }
+                _ => {}
             }
         }
         None => {
-            let id = meta.audio_codec.and_then(CodecId::legacy)?;
-            a.codec = flv::AudioCodec::from_legacy_format(id).name().to_string();
+            let codec = match meta.audio_codec? {
+                CodecId::Legacy(id) => flv::AudioCodec::from_legacy_format(id),
+                CodecId::FourCc(f) => flv::AudioCodec::FourCc(flv::FourCc(f)),
+            };
+            a.codec = codec.name().to_string();
         }
     }
     Some(a)
@@ -1363,5 +1556,290 @@ mod tests {
         assert_eq!(v.codec, "On2-VP6");
         let a = a.unwrap();
         assert_eq!((a.codec.as_str(), a.channels), ("MP3", Some(1)));
+    }
+
+    const HEVC_MAIN: &[u8] = include_bytes!("../media/testdata/hevc_main.hvcc");
+    const HEVC_MAIN10: &[u8] = include_bytes!("../media/testdata/hevc_main10.hvcc");
+    const AV1C: &[u8] = include_bytes!("../media/testdata/av1.av1c");
+    const VPCC: &[u8] = include_bytes!("../media/testdata/vp9.vpcc");
+    const VP9_KEY: &[u8] = include_bytes!("../media/testdata/vp9_key.head");
+    const OPUS_HEAD: &[u8] = include_bytes!("../media/testdata/opus.head");
+    const FLAC_INFO: &[u8] = include_bytes!("../media/testdata/flac.streaminfo");
+    const AC3_FRAME: &[u8] = include_bytes!("../media/testdata/ac3.frame");
+    const EAC3_FRAME: &[u8] = include_bytes!("../media/testdata/eac3.frame");
+
+    /// An Enhanced RTMP message: the first byte, the FourCC, the body.
+    fn ex(first: u8, fourcc: &[u8; 4], body: &[u8]) -> Bytes {
+        let mut b = vec![first];
+        b.extend_from_slice(fourcc);
+        b.extend_from_slice(body);
+        Bytes::from(b)
+    }
+
+    /// A video SequenceStart (keyframe, packet type 0).
+    fn video_start(fourcc: &[u8; 4], record: &[u8]) -> Bytes {
+        ex(0x90, fourcc, record)
+    }
+
+    /// An audio SequenceStart (SoundFormat 9, packet type 0).
+    fn audio_start(fourcc: &[u8; 4], body: &[u8]) -> Bytes {
+        ex(0x90, fourcc, body)
+    }
+
+    /// A video Metadata message (command frame, packet type 4) with ffmpeg's colorInfo.
+    fn color_info_message(fourcc: &[u8; 4], transfer: Option<f64>, depth: Option<f64>) -> Bytes {
+        let mut body = Vec::new();
+        amf0::write_string(&mut body, "colorInfo");
+        amf0::write_object_start(&mut body);
+        amf0::write_key(&mut body, "colorConfig");
+        amf0::write_object_start(&mut body);
+        for (k, v) in [
+            ("transferCharacteristics", transfer),
+            ("bitDepth", depth),
+            ("colorPrimaries", Some(9.0)),
+            ("matrixCoefficients", Some(9.0)),
+        ] {
+            if let Some(v) = v {
+                amf0::write_key(&mut body, k);
+                amf0::write_number(&mut body, v);
+            }
+        }
+        amf0::write_object_end(&mut body);
+        amf0::write_key(&mut body, "hdrCll");
+        amf0::write_object_start(&mut body);
+        amf0::write_key(&mut body, "maxCLL");
+        amf0::write_number(&mut body, 1000.0);
+        amf0::write_object_end(&mut body);
+        amf0::write_object_end(&mut body);
+        ex(0xd4, fourcc, &body)
+    }
+
+    /// A stream fed `messages` (kind, payload) in order; its codec information.
+    fn meta_of(messages: &[(FrameKind, Bytes)]) -> (Option<VideoMeta>, Option<AudioMeta>) {
+        let key = StreamKey::new("live", "x");
+        let mut hub = Hub::new();
+        hub.publish(&key, 1).unwrap();
+        for (i, (kind, m)) in messages.iter().enumerate() {
+            hub.publisher_frame(&key, *kind, 40 * i as u32, m, 4096);
+        }
+        codec_meta(hub.gop(&key).unwrap())
+    }
+
+    #[test]
+    fn stat_reads_enhanced_codec_details_from_real_records() {
+        use FrameKind::{Audio, Video};
+        // HEVC Main 10 + Opus, as ffmpeg 9 publishes them.
+        let (v, a) = meta_of(&[
+            (Video, video_start(b"hvc1", HEVC_MAIN10)),
+            (Audio, audio_start(b"Opus", OPUS_HEAD)),
+        ]);
+        let v = v.unwrap();
+        assert_eq!(v.codec, "HEVC");
+        assert_eq!(v.profile.as_deref(), Some("Main 10"));
+        assert_eq!(v.level.as_deref(), Some("2.0"));
+        assert_eq!((v.width, v.height, v.bit_depth), (320, 240, Some(10)));
+        assert_eq!((v.compat, v.hdr.as_deref()), (None, None));
+        let a = a.unwrap();
+        assert_eq!(a.codec, "Opus");
+        assert_eq!((a.channels, a.sample_rate), (Some(1), Some(48_000)));
+
+        let (v, _) = meta_of(&[(Video, video_start(b"hvc1", HEVC_MAIN))]);
+        let v = v.unwrap();
+        assert_eq!(v.profile.as_deref(), Some("Main"));
+        assert_eq!(v.bit_depth, Some(8));
+
+        // AV1 + FLAC.
+        let (v, a) = meta_of(&[
+            (Video, video_start(b"av01", AV1C)),
+            (Audio, audio_start(b"fLaC", FLAC_INFO)),
+        ]);
+        let v = v.unwrap();
+        assert_eq!(v.codec, "AV1");
+        assert_eq!(v.profile.as_deref(), Some("Main"));
+        assert_eq!(v.level.as_deref(), Some("2.0"));
+        assert_eq!((v.width, v.height, v.bit_depth), (320, 240, Some(8)));
+        let a = a.unwrap();
+        assert_eq!(a.codec, "FLAC");
+        assert_eq!((a.channels, a.sample_rate), (Some(1), Some(48_000)));
+
+        // VP9 (its size from the first keyframe) + AC-3 (from its first cached frame).
+        let (v, a) = meta_of(&[
+            (Video, video_start(b"vp09", VPCC)),
+            (Audio, ex(0x91, b"ac-3", AC3_FRAME)),
+            (Video, ex(0x91, b"vp09", VP9_KEY)),
+            (Audio, ex(0x91, b"ac-3", AC3_FRAME)),
+        ]);
+        let v = v.unwrap();
+        assert_eq!(v.codec, "VP9");
+        assert_eq!(v.profile.as_deref(), Some("Profile 0"));
+        assert_eq!(v.level.as_deref(), Some("2.0"));
+        assert_eq!((v.width, v.height, v.bit_depth), (320, 240, Some(8)));
+        let a = a.unwrap();
+        assert_eq!(a.codec, "AC3");
+        assert_eq!((a.channels, a.sample_rate), (Some(1), Some(48_000)));
+
+        // An audio-only E-AC-3 stream keeps its tail.
+        let (v, a) = meta_of(&[(Audio, ex(0x91, b"ec-3", EAC3_FRAME))]);
+        assert!(v.is_none());
+        let a = a.unwrap();
+        assert_eq!(a.codec, "EAC3");
+        assert_eq!((a.channels, a.sample_rate), (Some(1), Some(48_000)));
+    }
+
+    #[test]
+    fn enhanced_codecs_without_headers_or_frames_fall_back_to_metadata() {
+        let mut payload = Vec::new();
+        amf0::write_string(&mut payload, "onMetaData");
+        amf0::write_ecma_array_start(&mut payload, 4);
+        for (k, v) in [
+            ("videocodecid", f64::from(u32::from_be_bytes(*b"hvc1"))),
+            ("audiocodecid", f64::from(u32::from_be_bytes(*b"ac-3"))),
+            ("audiosamplerate", 44_100.0),
+            ("audiochannels", 6.0),
+        ] {
+            amf0::write_key(&mut payload, k);
+            amf0::write_number(&mut payload, v);
+        }
+        amf0::write_object_end(&mut payload);
+        let (v, a) = meta_of(&[(FrameKind::Data, Bytes::from(payload))]);
+        assert_eq!(v.unwrap().codec, "HEVC");
+        let a = a.unwrap();
+        assert_eq!(a.codec, "AC3");
+        assert_eq!((a.channels, a.sample_rate), (Some(6), Some(44_100)));
+    }
+
+    #[test]
+    fn hdr_comes_from_color_info_or_the_vp9_record() {
+        use FrameKind::Video;
+        let hevc = || (Video, video_start(b"hvc1", HEVC_MAIN10));
+        let key = || (Video, ex(0x91, b"hvc1", &[0, 0, 0, 0, 0, 0, 1, 0x26]));
+        for (transfer, hdr) in [(16.0, Some("PQ")), (18.0, Some("HLG")), (1.0, None)] {
+            // ffmpeg sends colorInfo once, before the first keyframe; later GOPs keep it.
+            let (v, _) = meta_of(&[
+                hevc(),
+                (Video, color_info_message(b"hvc1", Some(transfer), None)),
+                key(),
+                key(),
+            ]);
+            let v = v.unwrap();
+            assert_eq!(v.hdr.as_deref(), hdr, "transfer {transfer}");
+            assert_eq!(v.bit_depth, Some(10));
+        }
+        // colorInfo of another codec says nothing about this one.
+        let (v, _) = meta_of(&[
+            hevc(),
+            (Video, color_info_message(b"av01", Some(16.0), None)),
+        ]);
+        assert_eq!(v.unwrap().hdr, None);
+        // Its bitDepth fills in where the record has none (VP9 without a readable record).
+        let (v, _) = meta_of(&[
+            (Video, video_start(b"vp09", &VPCC[..4])),
+            (Video, color_info_message(b"vp09", Some(18.0), Some(10.0))),
+        ]);
+        let v = v.unwrap();
+        assert_eq!((v.hdr.as_deref(), v.bit_depth), (Some("HLG"), Some(10)));
+        // vpcC carries the transfer itself.
+        let mut pq = VPCC.to_vec();
+        pq[8] = 16;
+        let (v, _) = meta_of(&[(Video, video_start(b"vp09", &pq))]);
+        assert_eq!(v.unwrap().hdr.as_deref(), Some("PQ"));
+    }
+
+    #[test]
+    fn other_video_tracks_of_a_multitrack_publisher_are_listed() {
+        use FrameKind::Video;
+        // Track 0 is legacy AVC; tracks 2 and 1 are HEVC and AV1 (OneTrack SequenceStart).
+        let track = |id: u8, fourcc: &[u8; 4], record: &[u8]| {
+            let mut b = vec![0x96, 0x00];
+            b.extend_from_slice(fourcc);
+            b.push(id);
+            b.extend_from_slice(record);
+            (Video, Bytes::from(b))
+        };
+        let (v, _) = meta_of(&[
+            (Video, Bytes::from_static(AVC_HEADER)),
+            track(2, b"hvc1", HEVC_MAIN),
+            track(1, b"av01", AV1C),
+            track(2, b"hvc1", HEVC_MAIN10),
+            (Video, video_frame(true, 1, 64)),
+        ]);
+        let v = v.unwrap();
+        assert_eq!((v.codec.as_str(), v.width, v.height), ("H264", 640, 360));
+        let tracks: Vec<_> = v
+            .tracks
+            .iter()
+            .map(|t| {
+                (
+                    t.id,
+                    t.codec.as_str(),
+                    t.width,
+                    t.height,
+                    t.profile.as_deref(),
+                    t.level.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            tracks,
+            [
+                (1, "AV1", 320, 240, Some("Main"), Some("2.0")),
+                (2, "HEVC", 320, 240, Some("Main 10"), Some("2.0")),
+            ]
+        );
+        // Bounded: a publisher inventing tracks gets a few listed.
+        let mut many = vec![(Video, Bytes::from_static(AVC_HEADER))];
+        many.extend((1..=40u8).map(|id| track(id, b"hvc1", HEVC_MAIN)));
+        let (v, _) = meta_of(&many);
+        assert_eq!(v.unwrap().tracks.len(), crate::live::gop::MAX_EXTRA_TRACKS);
+    }
+
+    #[test]
+    fn garbage_enhanced_records_never_panic() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let videos: [(&[u8; 4], &[u8]); 4] = [
+            (b"hvc1", HEVC_MAIN10),
+            (b"av01", AV1C),
+            (b"vp09", VPCC),
+            (b"avc1", &AVC_HEADER[5..]),
+        ];
+        let audios: [(&[u8; 4], &[u8]); 4] = [
+            (b"Opus", OPUS_HEAD),
+            (b"fLaC", FLAC_INFO),
+            (b"ac-3", AC3_FRAME),
+            (b"ec-3", EAC3_FRAME),
+        ];
+        for i in 0..600usize {
+            let mut cut = |record: &[u8]| {
+                let mut r = record[..(next() as usize) % (record.len() + 1)].to_vec();
+                if let Some(b) = r.get_mut((next() as usize) % (record.len() + 1)) {
+                    *b = next() as u8;
+                }
+                r
+            };
+            let (vf, vr) = videos[i % 4];
+            let (af, ar) = audios[(i / 4) % 4];
+            let first = [0x90, 0x91, 0x96, 0xd4][(i / 16) % 4];
+            let mut junk_meta = Vec::new();
+            amf0::write_string(&mut junk_meta, "colorInfo");
+            junk_meta.extend(cut(&color_info_message(vf, Some(16.0), Some(10.0))[5..]));
+            let messages = [
+                (FrameKind::Video, ex(first, vf, &cut(vr))),
+                (FrameKind::Video, ex(0xd4, vf, &junk_meta)),
+                (
+                    FrameKind::Video,
+                    Bytes::from(cut(&[0x96, 0, b'h', b'v', b'c', b'1', 3])),
+                ),
+                (FrameKind::Audio, ex(0x90 | (i % 2) as u8, af, &cut(ar))),
+                (FrameKind::Video, ex(0x91, vf, &cut(VP9_KEY))),
+                (FrameKind::Audio, ex(0x91, af, &cut(ar))),
+            ];
+            let _ = meta_of(&messages);
+        }
     }
 }

@@ -207,6 +207,22 @@ impl Json {
         self.opt_str_field("profile", v.profile.as_deref());
         self.opt_num_field("compat", v.compat);
         self.opt_str_field("level", v.level.as_deref());
+        self.opt_num_field("bit_depth", v.bit_depth);
+        self.opt_str_field("hdr", v.hdr.as_deref());
+        self.key("tracks");
+        self.out.push('[');
+        for (i, t) in v.tracks.iter().enumerate() {
+            self.sep(i);
+            self.out.push('{');
+            self.num_field("id", t.id);
+            self.str_field("codec", &t.codec);
+            self.num_field("width", t.width);
+            self.num_field("height", t.height);
+            self.opt_str_field("profile", t.profile.as_deref());
+            self.opt_str_field("level", t.level.as_deref());
+            self.close('}');
+        }
+        self.out.push_str("],");
         self.close('}');
         self.out.push(',');
     }

@@ -190,6 +190,25 @@ pub struct VideoMeta {
     pub compat: Option<u32>,
     /// "3.1".
     pub level: Option<String>,
+    /// Bits per luma sample (8, 10, 12) where the configuration record says.
+    pub bit_depth: Option<u32>,
+    /// "PQ" or "HLG" when the stream signals an HDR transfer function. Not in the C module.
+    pub hdr: Option<String>,
+    /// The other video tracks of an Enhanced RTMP multitrack publisher (the fields above are
+    /// track 0's). JSON only.
+    pub tracks: Vec<TrackMeta>,
+}
+
+/// One more video track of a multitrack publisher.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrackMeta {
+    /// The track id of its messages (1 to 255).
+    pub id: u32,
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    pub profile: Option<String>,
+    pub level: Option<String>,
 }
 
 /// Audio codec parameters of the publisher.
@@ -515,6 +534,7 @@ pub(crate) mod tests {
                 profile: Some("High".into()),
                 compat: Some(0),
                 level: Some("3.1".into()),
+                ..VideoMeta::default()
             }),
             audio: Some(AudioMeta {
                 codec: "AAC".into(),
@@ -670,6 +690,97 @@ pub(crate) mod tests {
             line.contains("name=\"cam1\"") && line.ends_with(" 4"),
             "{line}"
         );
+    }
+
+    /// [`sample`] with an HDR HEVC stream with a second video track, Opus audio.
+    pub(crate) fn hdr_sample() -> StatSnapshot {
+        let mut s = sample();
+        let st = &mut s.servers[0].applications[0].streams[0];
+        st.video = Some(VideoMeta {
+            width: 320,
+            height: 240,
+            frame_rate: 25.0,
+            codec: "HEVC".into(),
+            profile: Some("Main 10".into()),
+            compat: None,
+            level: Some("2.0".into()),
+            bit_depth: Some(10),
+            hdr: Some("PQ".into()),
+            tracks: vec![TrackMeta {
+                id: 1,
+                codec: "AV1".into(),
+                width: 160,
+                height: 120,
+                profile: Some("Main".into()),
+                level: None,
+            }],
+        });
+        st.audio = Some(AudioMeta {
+            codec: "Opus".into(),
+            profile: None,
+            channels: Some(2),
+            sample_rate: Some(48_000),
+        });
+        s
+    }
+
+    #[test]
+    fn hdr_bit_depth_and_tracks_show_in_json_prometheus_and_hdr_in_xml() {
+        let s = hdr_sample();
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&s, Format::Json, StatMask::ALL, None)).unwrap();
+        let st = &json["servers"][0]["applications"][0]["streams"][0];
+        assert_eq!(st["video"]["hdr"], "PQ");
+        assert_eq!(st["video"]["bit_depth"], 10);
+        assert_eq!(st["video"]["profile"], "Main 10");
+        assert_eq!(
+            st["video"]["tracks"],
+            serde_json::json!([{"id": 1, "codec": "AV1", "width": 160, "height": 120,
+                                "profile": "Main", "level": null}])
+        );
+        assert_eq!(st["audio"]["codec"], "Opus");
+        // A stream without them says so with null and [].
+        let plain = &json["servers"][0]["applications"][0]["streams"][1];
+        assert_eq!(plain["video"], serde_json::Value::Null);
+        let old: serde_json::Value =
+            serde_json::from_str(&render(&sample(), Format::Json, StatMask::ALL, None)).unwrap();
+        let v = &old["servers"][0]["applications"][0]["streams"][0]["video"];
+        assert_eq!(
+            (&v["hdr"], &v["bit_depth"]),
+            (&serde_json::Value::Null, &serde_json::Value::Null)
+        );
+        assert_eq!(v["tracks"], serde_json::json!([]));
+
+        let xml = render(&s, Format::Xml, StatMask::ALL, None);
+        assert!(
+            xml.contains(
+                "<meta><video><width>320</width><height>240</height><frame_rate>25</frame_rate>\
+                 <codec>HEVC</codec><profile>Main 10</profile><level>2.0</level><hdr>PQ</hdr>\
+                 </video><audio><codec>Opus</codec><channels>2</channels>\
+                 <sample_rate>48000</sample_rate></audio></meta>"
+            ),
+            "{xml}"
+        );
+        assert!(!render(&sample(), Format::Xml, StatMask::ALL, None).contains("<hdr>"));
+
+        let prom = render(&s, Format::Prometheus, StatMask::ALL, None);
+        assert!(
+            prom.contains(
+                "nginx_rtmp_stream_video_info{server=\"0\",app=\"live\",name=\"cam1\",\
+                 codec=\"HEVC\",profile=\"Main 10\",level=\"2.0\",bit_depth=\"10\",hdr=\"PQ\"} 1\n"
+            ),
+            "{prom}"
+        );
+        assert!(prom.contains(
+            "nginx_rtmp_stream_audio_info{server=\"0\",app=\"live\",name=\"cam1\",\
+             codec=\"Opus\",profile=\"\"} 1\n"
+        ));
+        assert!(prom.contains(
+            "nginx_rtmp_stream_audio_sample_rate_hertz{server=\"0\",app=\"live\",name=\"cam1\"} 48000\n"
+        ));
+        assert!(prom.contains(
+            "nginx_rtmp_stream_audio_channels{server=\"0\",app=\"live\",name=\"cam1\"} 2\n"
+        ));
     }
 
     /// Worker `pid`'s part holding stream `live/cam1` with `clients` (id, publishing).

@@ -246,8 +246,75 @@ pub fn render_prometheus_masked(s: &StatSnapshot, mask: StatMask) -> String {
             "Video frames per second announced by the publisher.",
             &|st| st.video.as_ref().map(|v| v.frame_rate),
         );
+        let name = "nginx_rtmp_stream_video_info";
+        family(
+            o,
+            name,
+            "gauge",
+            "Video codec of the stream (always 1); hdr is PQ or HLG, empty for none signalled.",
+        );
+        for &(srv, app, st) in &streams {
+            if let Some(v) = &st.video {
+                let depth = v.bit_depth.map(|d| d.to_string()).unwrap_or_default();
+                info(
+                    o,
+                    name,
+                    (srv, app, st),
+                    &[
+                        ("codec", &v.codec),
+                        ("profile", v.profile.as_deref().unwrap_or_default()),
+                        ("level", v.level.as_deref().unwrap_or_default()),
+                        ("bit_depth", &depth),
+                        ("hdr", v.hdr.as_deref().unwrap_or_default()),
+                    ],
+                );
+            }
+        }
+    }
+    if streams.iter().any(|(_, _, st)| st.audio.is_some()) {
+        let name = "nginx_rtmp_stream_audio_info";
+        family(o, name, "gauge", "Audio codec of the stream (always 1).");
+        for &(srv, app, st) in &streams {
+            if let Some(a) = &st.audio {
+                let profile = a.profile.as_deref().unwrap_or_default();
+                info(
+                    o,
+                    name,
+                    (srv, app, st),
+                    &[("codec", &a.codec), ("profile", profile)],
+                );
+            }
+        }
+        per_stream(
+            o,
+            "nginx_rtmp_stream_audio_channels",
+            "gauge",
+            "Audio channels.",
+            &|st| st.audio.as_ref()?.channels.map(f64::from),
+        );
+        per_stream(
+            o,
+            "nginx_rtmp_stream_audio_sample_rate_hertz",
+            "gauge",
+            "Audio sample rate.",
+            &|st| st.audio.as_ref()?.sample_rate.map(f64::from),
+        );
     }
     out
+}
+
+/// An info sample (value 1) of a stream with more labels.
+fn info(o: &mut String, metric: &str, at: (usize, &str, &StreamStat), labels: &[(&str, &str)]) {
+    let (srv, app, st) = at;
+    let _ = write!(o, "{metric}{{server=\"{srv}\",app=\"");
+    push_label_value(o, app);
+    o.push_str("\",name=\"");
+    push_label_value(o, &st.name);
+    for (k, v) in labels {
+        let _ = write!(o, "\",{k}=\"");
+        push_label_value(o, v);
+    }
+    o.push_str("\"} 1\n");
 }
 
 fn family(o: &mut String, name: &str, kind: &str, help: &str) {

@@ -13,17 +13,21 @@
 //! tag, then `version` and `sni`); version 3 one more, `relay` (an `Option` tag, then
 //! `reconnects`); version 4 one more at the end of each stream, `recorders` (a list of `name`,
 //! `path`, `bytes`, `time_ms`); version 5 one more at the end of each worker, `execs` (a list of
-//! `pid`, `directive`, `app`, `name`, `command`, `restarts`). Parts of versions 1 (`RSS1`) to 4
-//! (`RSS4`), written by an older build that still runs during a reload, are read, with those
-//! fields empty.
+//! `pid`, `directive`, `app`, `name`, `command`, `restarts`); version 6 three more at the end of
+//! each stream's video, `bit_depth` (optional), `hdr` (optional string) and `tracks` (a list of
+//! `id`, `codec`, `width`, `height`, `profile`, `level`; at most [`MAX_STAT_TRACKS`]). Parts of
+//! versions 1 (`RSS1`) to 5 (`RSS5`), written by an older build that still runs during a
+//! reload, are read, with those fields empty.
 
 use super::{
     AppStat, AudioMeta, ClientStat, ClientTls, ExecStat, RecorderStat, RelayStat, ServerStat,
-    StatError, StatSnapshot, StreamStat, VideoMeta, WorkerInfo,
+    StatError, StatSnapshot, StreamStat, TrackMeta, VideoMeta, WorkerInfo,
 };
 
-/// First bytes of an encoded snapshot (format version 5, what [`StatSnapshot::encode`] writes).
-pub const STAT_MAGIC: [u8; 4] = *b"RSS5";
+/// First bytes of an encoded snapshot (format version 6, what [`StatSnapshot::encode`] writes).
+pub const STAT_MAGIC: [u8; 4] = *b"RSS6";
+/// First bytes of a version 5 snapshot (no video `bit_depth`, `hdr`, `tracks`), still accepted.
+pub const STAT_MAGIC_V5: [u8; 4] = *b"RSS5";
 /// First bytes of a version 4 snapshot (no worker `execs`), still accepted by the decoder.
 pub const STAT_MAGIC_V4: [u8; 4] = *b"RSS4";
 /// First bytes of a version 3 snapshot (no stream `recorders`), still accepted by the decoder.
@@ -39,11 +43,13 @@ pub const MAX_ENCODED_STAT_LEN: usize = 64 * 1024 * 1024;
 pub const MAX_STAT_STRING_LEN: usize = 4096;
 /// Most elements of one list (servers, applications, streams, clients, workers).
 pub const MAX_STAT_LIST_LEN: usize = 1 << 20;
+/// Most extra video tracks of one stream (a publisher sends a handful at most).
+pub const MAX_STAT_TRACKS: usize = 16;
 
 impl StatSnapshot {
     /// The binary form described in the module docs.
     pub fn encode(&self) -> Vec<u8> {
-        self.encode_version(5)
+        self.encode_version(6)
     }
 
     /// Version 1 leaves the client `tls` out, version 2 the client `relay`, version 3 the
@@ -59,6 +65,7 @@ impl StatSnapshot {
             2 => &STAT_MAGIC_V2,
             3 => &STAT_MAGIC_V3,
             4 => &STAT_MAGIC_V4,
+            5 => &STAT_MAGIC_V5,
             _ => &STAT_MAGIC,
         });
         w.str(&self.nginx_version);
@@ -105,7 +112,7 @@ impl StatSnapshot {
         let mut r = Reader {
             buf: bytes,
             pos: 0,
-            version: 5,
+            version: 6,
         };
         let magic = r.take(STAT_MAGIC.len())?;
         if magic == STAT_MAGIC_V1 {
@@ -116,6 +123,8 @@ impl StatSnapshot {
             r.version = 3;
         } else if magic == STAT_MAGIC_V4 {
             r.version = 4;
+        } else if magic == STAT_MAGIC_V5 {
+            r.version = 5;
         } else if magic != STAT_MAGIC {
             return Err(StatError::Corrupt("bad magic or version"));
         }
@@ -220,6 +229,19 @@ fn encode_stream(w: &mut Writer, st: &StreamStat) {
         w.opt_str(&v.profile);
         w.opt_u32(v.compat);
         w.opt_str(&v.level);
+        if w.version >= 6 {
+            w.opt_u32(v.bit_depth);
+            w.opt_str(&v.hdr);
+            let tracks = v.tracks.get(..MAX_STAT_TRACKS).unwrap_or(&v.tracks);
+            w.list(tracks, |w, t| {
+                w.uint(u64::from(t.id));
+                w.str(&t.codec);
+                w.uint(u64::from(t.width));
+                w.uint(u64::from(t.height));
+                w.opt_str(&t.profile);
+                w.opt_str(&t.level);
+            });
+        }
     }
     w.bool(st.audio.is_some());
     if let Some(a) = &st.audio {
@@ -284,15 +306,7 @@ fn decode_stream(r: &mut Reader<'_>) -> Result<StreamStat, StatError> {
             })
         })?,
         video: if r.bool()? {
-            Some(VideoMeta {
-                width: r.u32()?,
-                height: r.u32()?,
-                frame_rate: r.f64()?,
-                codec: r.str()?,
-                profile: r.opt_str()?,
-                compat: r.opt_u32()?,
-                level: r.opt_str()?,
-            })
+            Some(decode_video(r)?)
         } else {
             None
         },
@@ -321,9 +335,40 @@ fn decode_stream(r: &mut Reader<'_>) -> Result<StreamStat, StatError> {
     })
 }
 
+fn decode_video(r: &mut Reader<'_>) -> Result<VideoMeta, StatError> {
+    let mut v = VideoMeta {
+        width: r.u32()?,
+        height: r.u32()?,
+        frame_rate: r.f64()?,
+        codec: r.str()?,
+        profile: r.opt_str()?,
+        compat: r.opt_u32()?,
+        level: r.opt_str()?,
+        ..VideoMeta::default()
+    };
+    if r.version >= 6 {
+        v.bit_depth = r.opt_u32()?;
+        v.hdr = r.opt_str()?;
+        v.tracks = r.list(|r| {
+            Ok(TrackMeta {
+                id: r.u32()?,
+                codec: r.str()?,
+                width: r.u32()?,
+                height: r.u32()?,
+                profile: r.opt_str()?,
+                level: r.opt_str()?,
+            })
+        })?;
+        if v.tracks.len() > MAX_STAT_TRACKS {
+            return Err(StatError::Corrupt("too many video tracks"));
+        }
+    }
+    Ok(v)
+}
+
 struct Writer {
     out: Vec<u8>,
-    /// Format version being written (1 to 4).
+    /// Format version being written (1 to 6).
     version: u8,
 }
 
@@ -606,6 +651,70 @@ mod tests {
     }
 
     #[test]
+    fn video_depth_hdr_and_tracks_round_trip_and_version_5_parts_decode_without_them() {
+        let s = crate::stat::tests::hdr_sample();
+        assert_eq!(StatSnapshot::decode(&s.encode()).unwrap(), s);
+        let old = StatSnapshot::decode(&s.encode_version(5)).unwrap();
+        let v = old.servers[0].applications[0].streams[0]
+            .video
+            .clone()
+            .unwrap();
+        assert_eq!((v.bit_depth, v.hdr, v.tracks.len()), (None, None, 0));
+        assert_eq!(v.profile.as_deref(), Some("Main 10"));
+        // Too many tracks are cut when written and refused when read.
+        let mut many = s.clone();
+        let video = many.servers[0].applications[0].streams[0]
+            .video
+            .as_mut()
+            .unwrap();
+        video.tracks = vec![video.tracks[0].clone(); MAX_STAT_TRACKS + 3];
+        let back = StatSnapshot::decode(&many.encode()).unwrap();
+        let tracks = &back.servers[0].applications[0].streams[0]
+            .video
+            .as_ref()
+            .unwrap()
+            .tracks;
+        assert_eq!(tracks.len(), MAX_STAT_TRACKS);
+        // A list longer than that, written by hand, is refused.
+        let mut w = Writer {
+            out: Vec::new(),
+            version: 6,
+        };
+        w.uint(320);
+        w.uint(240);
+        w.out.extend_from_slice(&25.0f64.to_le_bytes());
+        w.str("HEVC");
+        w.opt_str(&None);
+        w.opt_u32(None);
+        w.opt_str(&None);
+        w.opt_u32(Some(10));
+        w.opt_str(&None);
+        w.list(&[0u8; MAX_STAT_TRACKS + 1], |w, _| {
+            w.uint(1);
+            w.str("AV1");
+            w.uint(1);
+            w.uint(1);
+            w.opt_str(&None);
+            w.opt_str(&None);
+        });
+        let mut r = Reader {
+            buf: &w.out,
+            pos: 0,
+            version: 6,
+        };
+        assert_eq!(
+            decode_video(&mut r),
+            Err(StatError::Corrupt("too many video tracks"))
+        );
+        for n in 0..s.encode().len() {
+            assert!(
+                StatSnapshot::decode(&s.encode()[..n]).is_err(),
+                "prefix {n}"
+            );
+        }
+    }
+
+    #[test]
     fn recorders_round_trip_and_version_3_parts_decode_without_them() {
         let mut s = sample();
         s.servers[0].applications[0].streams[0].recorders = vec![RecorderStat {
@@ -707,7 +816,7 @@ mod tests {
             Err(StatError::Corrupt("trailing bytes"))
         );
         assert_eq!(
-            StatSnapshot::decode(b"RSS6"),
+            StatSnapshot::decode(b"RSS7"),
             Err(StatError::Corrupt("bad magic or version"))
         );
         // Four empty strings, seven zero counters, then a workers count far past the end.

@@ -163,6 +163,10 @@ fn meta(out: &mut String, video: Option<&VideoMeta>, audio: Option<&AudioMeta>) 
     if let Some(l) = v.level.as_deref().filter(|l| !l.is_empty()) {
         text(out, "level", l);
     }
+    // Ours, last in <video> (stat.xsl reads the C module's paths only): an HDR transfer.
+    if let Some(h) = v.hdr.as_deref().filter(|h| !h.is_empty()) {
+        text(out, "hdr", h);
+    }
     out.push_str("</video><audio>");
     if let Some(a) = audio {
         if !a.codec.is_empty() {
