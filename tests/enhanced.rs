@@ -149,7 +149,8 @@ fn check_fetches(checks: &mut Checks, report: &FetchReport, what: &str, min_file
 
 /// One DASH case: publish `media` for [`SECS`] with ffmpeg 9 into an application with DASH
 /// and HLS; check the live MPD's tracks and codecs, a live decode, the final MPD and its decode,
-/// and every listed segment over HTTP. `after` adds checks once the publisher has ended.
+/// and every listed segment over HTTP; then the HLS playlist of the same publish decodes too.
+/// `after` adds checks once the publisher has ended.
 fn dash_case(test: &str, media: Media, after: impl FnOnce(&mut Checks, &Server, &Path)) {
     let Some(ff) = need_ffmpeg9(test) else {
         return;
@@ -205,8 +206,26 @@ fn dash_case(test: &str, media: Media, after: impl FnOnce(&mut Checks, &Server, 
     // Init + at least 4 media segments per track.
     let tracks = usize::from(media.video.is_some()) + usize::from(media.audio.is_some());
     check_fetches(&mut checks, &report, "DASH", tracks * 5);
+    // The same publish over HLS (fMP4 for a codec MPEG-TS cannot carry, listing the DASH
+    // segments under second names) decodes just as well.
+    let (_, hls_path) = hls_playlist(&server, "cam");
+    let d = decode9(
+        &ff,
+        &server.http_url(&hls_path),
+        &[],
+        Some(6.0),
+        DECODE_WALL,
+    );
+    print_decode("HLS decode", &d);
+    checks.extend(decode_problems(
+        &d,
+        &media,
+        5.5,
+        "ffmpeg 9 decoding the HLS playlist",
+    ));
     after(&mut checks, &server, &ff);
     check_no_http_errors(&mut checks, &server, "/dash/");
+    check_no_http_errors(&mut checks, &server, "/hls/");
     checks.finish(server);
 }
 
