@@ -695,54 +695,7 @@ fn multitrack_h264_is_a_three_variant_hls_ladder() {
     let server = start_server(true, true);
     let mut checks = Checks::new();
     let (pl, _) = hls_playlist(&server, "cam");
-    let filter = "[0:v]split=3[a][b][c];[b]scale=320:180[b2];[c]scale=160:90[c2]";
-    let args: Vec<String> = [
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=640x360:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        &SECS.to_string(),
-        "-filter_complex",
-        filter,
-        "-map",
-        "[a]",
-        "-map",
-        "[b2]",
-        "-map",
-        "[c2]",
-        "-map",
-        "1:a",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-g",
-        "25",
-        "-b:v:0",
-        "800k",
-        "-b:v:1",
-        "300k",
-        "-b:v:2",
-        "100k",
-        "-c:a",
-        "aac",
-        "-f",
-        "flv",
-        &server.rtmp_url("live/cam"),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = ladder_publish_args(&server.rtmp_url("live/cam"), SECS);
     let mut publisher = common::FfmpegChild::spawn_program(&ff, &args);
     let deadline = Instant::now() + Duration::from_secs(20);
     let master = loop {

@@ -52,7 +52,9 @@ use serde_json::Value;
 use common::dash::read_mpd;
 use common::enhanced::master_uris;
 use common::ffmpeg::FfmpegChild;
-use common::ffmpeg9::{ffmpeg9, ffmpeg9_missing, publish9, Audio, Media, Video, FPS};
+use common::ffmpeg9::{
+    ffmpeg9, ffmpeg9_missing, ladder_publish_args, publish9, Audio, Media, Video, FPS, LADDER,
+};
 use common::hls::{access_log_errors_in, read_media, run_browser, Checks, ExampleNginx};
 use common::*;
 
@@ -550,9 +552,6 @@ fn vp9_opus_plays_in_chromium_with_dash_js() {
 // ---------------------------------------------------------------------------------------------
 // A multitrack H.264 ladder (three video tracks over Enhanced RTMP multitrack) in the browser
 
-/// The renditions a multitrack publisher sends, in track order: track 0 (the legacy video
-/// message), then tracks 1 and 2 (Enhanced RTMP multitrack messages).
-const LADDER: [(u32, u32); 3] = [(640, 360), (320, 180), (160, 90)];
 /// The forced switches: (seconds after the first `playing`, height of the variant to play).
 /// Down to the lowest, then up to the highest, which it must still show at the end. A switch
 /// shows when the buffer ahead has played: hls.js (`nextLevel`) took 3-4 s down and 2-3 s up,
@@ -566,60 +565,8 @@ impl Live {
     fn start_ladder(ff: &Path, name: &str) -> Live {
         let nginx = ExampleNginx::start();
         let url = format!("rtmp://127.0.0.1:{}/live/{name}", nginx.rtmp_port);
+        let args = ladder_publish_args(&url, PUBLISH_SECS);
         let (w, h) = LADDER[0];
-        let source = format!("testsrc2=size={w}x{h}:rate={FPS}");
-        let filter = format!(
-            "[0:v]split=3[a][b][c];[b]scale={}:{}[b2];[c]scale={}:{}[c2]",
-            LADDER[1].0, LADDER[1].1, LADDER[2].0, LADDER[2].1
-        );
-        let secs = PUBLISH_SECS.to_string();
-        let args: Vec<String> = [
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            &source,
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
-            &secs,
-            "-filter_complex",
-            &filter,
-            "-map",
-            "[a]",
-            "-map",
-            "[b2]",
-            "-map",
-            "[c2]",
-            "-map",
-            "1:a",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-            "-b:v:0",
-            "800k",
-            "-b:v:1",
-            "300k",
-            "-b:v:2",
-            "100k",
-            "-c:a",
-            "aac",
-            "-f",
-            "flv",
-            &url,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
         let publisher = FfmpegChild::spawn_program(ff, &args);
         Live {
             nginx,

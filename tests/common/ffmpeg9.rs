@@ -641,3 +641,67 @@ pub fn decode9(
         stderr,
     }
 }
+
+/// The sizes of [`ladder_publish_args`]' three encodings, highest first.
+pub const LADDER: [(u32, u32); 3] = [(640, 360), (320, 180), (160, 90)];
+
+/// ffmpeg 9 arguments publishing one picture encoded three times ([`LADDER`], H.264 at
+/// 800k/300k/100k, 1 s GOPs) + AAC to `url` for `seconds`: a multitrack publisher (the 2nd and
+/// 3rd video streams go as Enhanced RTMP multitrack messages).
+pub fn ladder_publish_args(url: &str, seconds: u32) -> Vec<String> {
+    let (w, h) = LADDER[0];
+    let source = format!("testsrc2=size={w}x{h}:rate={FPS}");
+    let filter = format!(
+        "[0:v]split=3[a][b][c];[b]scale={}:{}[b2];[c]scale={}:{}[c2]",
+        LADDER[1].0, LADDER[1].1, LADDER[2].0, LADDER[2].1
+    );
+    let audio = format!("sine=frequency=440:sample_rate={SAMPLE_RATE}");
+    let (secs, gop) = (seconds.to_string(), FPS.to_string());
+    [
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        &source,
+        "-f",
+        "lavfi",
+        "-i",
+        &audio,
+        "-t",
+        &secs,
+        "-filter_complex",
+        &filter,
+        "-map",
+        "[a]",
+        "-map",
+        "[b2]",
+        "-map",
+        "[c2]",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        &gop,
+        "-b:v:0",
+        "800k",
+        "-b:v:1",
+        "300k",
+        "-b:v:2",
+        "100k",
+        "-c:a",
+        "aac",
+        "-f",
+        "flv",
+        url,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
