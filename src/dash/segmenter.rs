@@ -2220,6 +2220,10 @@ impl DashStream {
         self.retention.set_final(None);
         self.timeline.reset();
         self.sources = [None, None];
+        self.pending = [None, None];
+        // A new publish lists the renditions it has again once they have segments (an ended
+        // variant must not stay in the multivariant playlist).
+        self.ladder.clear();
         self.preroll.clear();
         self.meta_frame_rate = None;
         self.video_step = None;

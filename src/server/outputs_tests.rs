@@ -183,16 +183,7 @@ impl Feed {
     fn with(extra: &[(&str, &[&str])]) -> Feed {
         let disk = Deferred::default();
         let mut outputs = Outputs::new(Box::new(disk.clone()));
-        let mut directives: Vec<(&str, &[&str])> = vec![
-            ("hls", &["on"]),
-            ("hls_path", &["/hls"]),
-            ("hls_fragment", &["1s"]),
-            ("hls_playlist_length", &["30s"]),
-        ];
-        directives.extend_from_slice(extra);
-        let mut c = conf(&directives);
-        c.apply("live", &["on"]).unwrap();
-        let settings = c.resolve();
+        let settings = conf_with(extra);
         let key = StreamKey {
             server: 0,
             app: "live".into(),
@@ -364,6 +355,20 @@ fn a_stalled_disk_bounds_what_waits_and_drops_whole_segments_unlisted() {
         f.disk.0.borrow().open.len() <= 1,
         "dropped files are abandoned"
     );
+}
+
+/// [`Feed`]'s settings: HLS in `/hls` (1 s fragments, 30 s window) and `extra`.
+fn conf_with(extra: &[(&str, &[&str])]) -> crate::conf::Settings {
+    let mut directives: Vec<(&str, &[&str])> = vec![
+        ("hls", &["on"]),
+        ("hls_path", &["/hls"]),
+        ("hls_fragment", &["1s"]),
+        ("hls_playlist_length", &["30s"]),
+    ];
+    directives.extend_from_slice(extra);
+    let mut c = conf(&directives);
+    c.apply("live", &["on"]).unwrap();
+    c.resolve()
 }
 
 /// DASH with the same fragment and window as [`Feed`]'s HLS: fMP4 HLS lists its segments.
@@ -642,4 +647,57 @@ fn multitrack_audio_becomes_another_audio_rendition() {
     let mpd = text("/dash/cam.mpd");
     assert_eq!(mpd.matches("contentType=\"audio\"").count(), 2, "{mpd}");
     assert!(mpd.contains("<Representation id=\"audio_1\""), "{mpd}");
+}
+
+#[test]
+fn a_republish_without_the_other_tracks_lists_no_stale_rendition() {
+    let mut f = Feed::with(DASH_BESIDE);
+    let publish = |f: &mut Feed, ladder: bool| {
+        f.media(true, f.t, AVC_HEADER);
+        f.media(false, f.t, AAC_HEADER);
+        if ladder {
+            f.media(true, f.t, &multitrack_avc(1, AVC_HEADER));
+        }
+        let end = f.t + 5000;
+        while f.t < end {
+            let t = f.t;
+            let frame = video_frame(t.is_multiple_of(1000), t, 300);
+            f.media(true, t, &frame);
+            if ladder {
+                f.media(true, t, &multitrack_avc(1, &frame));
+            }
+            f.media(false, t, &audio_frame(t));
+            f.t += 40;
+        }
+        f.drain();
+    };
+    let master = |f: &Feed| {
+        let d = f.disk.0.borrow();
+        String::from_utf8(d.files[Path::new("/hls/cam.m3u8")].clone()).unwrap()
+    };
+    publish(&mut f, true);
+    assert_eq!(
+        master(&f).matches("#EXT-X-STREAM-INF:").count(),
+        2,
+        "{}",
+        master(&f)
+    );
+    f.outputs
+        .unpublish(&f.key.clone(), u64::from(f.t), &mut f.logs);
+    f.drain();
+    f.outputs.publish(
+        &f.key.clone(),
+        &conf_with(DASH_BESIDE),
+        u64::from(f.t),
+        &mut |b: &mut [u8]| b.fill(1),
+    );
+    publish(&mut f, false);
+    let text = master(&f);
+    assert_eq!(text.matches("#EXT-X-STREAM-INF:").count(), 1, "{text}");
+    let mpd = {
+        let d = f.disk.0.borrow();
+        String::from_utf8(d.files[Path::new("/dash/cam.mpd")].clone()).unwrap()
+    };
+    let last_period = mpd.rsplit("<Period").next().unwrap_or_default();
+    assert!(!last_period.contains("video_1"), "{mpd}");
 }
