@@ -701,3 +701,57 @@ fn a_republish_without_the_other_tracks_lists_no_stale_rendition() {
     let last_period = mpd.rsplit("<Period").next().unwrap_or_default();
     assert!(!last_period.contains("video_1"), "{mpd}");
 }
+
+#[test]
+fn nested_hls_beside_dash_links_into_the_stream_directory() {
+    let mut extra = DASH_BESIDE.to_vec();
+    extra.push(("hls_nested", &["on"]));
+    let mut f = Feed::with(&extra);
+    f.media(false, 0, AAC_HEADER);
+    f.media(
+        true,
+        0,
+        &hevc(true, 0, include_bytes!("../media/testdata/hevc_main.hvcc")),
+    );
+    f.media(true, 0, &multitrack_avc(1, AVC_HEADER));
+    while f.t < 5000 {
+        let t = f.t;
+        let key = t.is_multiple_of(1000);
+        let mut nal = vec![0, 0, 0, 40, if key { 19 << 1 } else { 2 }, 1];
+        nal.resize(44, 0xab);
+        f.media(true, t, &hevc(key, 3, &nal));
+        f.media(true, t, &multitrack_avc(1, &video_frame(key, t, 300)));
+        f.media(false, t, &audio_frame(t));
+        f.t += 40;
+    }
+    f.drain();
+    let d = f.disk.0.borrow();
+    let text = |p: &str| String::from_utf8(d.files[Path::new(p)].clone()).unwrap();
+    let master = text("/hls/cam/index.m3u8");
+    assert!(
+        master.contains("\nvideo.m3u8\n") && master.contains("\n../cam_1/video.m3u8\n"),
+        "{master}"
+    );
+    for (dir, playlist) in [
+        ("/hls/cam", "video.m3u8"),
+        ("/hls/cam", "audio.m3u8"),
+        ("/hls/cam_1", "video.m3u8"),
+    ] {
+        let media = text(&format!("{dir}/{playlist}"));
+        let uris: Vec<&str> = media
+            .lines()
+            .filter(|l| !l.starts_with('#') || l.starts_with("#EXT-X-MAP"))
+            .map(|l| {
+                l.trim_start_matches("#EXT-X-MAP:URI=\"")
+                    .trim_end_matches('"')
+            })
+            .collect();
+        assert!(uris.len() >= 4, "{dir}/{playlist}: {media}");
+        for uri in uris {
+            assert!(
+                d.files.contains_key(&Path::new(dir).join(uri)),
+                "{dir}/{uri} listed, not on disk"
+            );
+        }
+    }
+}
