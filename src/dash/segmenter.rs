@@ -819,11 +819,11 @@ impl DashStream {
         );
     }
 
-    /// The rendition of video track `k` of a multitrack publisher (OBS's multitrack video,
-    /// ffmpeg's several video streams), for HLS: segments of its own (beside DASH also
-    /// their HLS names) and a video media playlist, named as the stream `<name>_<k>` would
-    /// be; no manifest of its own, this stream's multivariant playlist lists it
-    /// ([`DashStream::set_rendition`]). `None` when this stream has no HLS.
+    /// The rendition of another track of a multitrack publisher (OBS's multitrack video,
+    /// ffmpeg's several video or audio streams): segments of its own, named as the stream
+    /// `<name>_<k>` (video) or `<name>_a<k>` (audio) would be, with HLS also their HLS names
+    /// and a media playlist; no manifest of its own: this stream's multivariant playlist and
+    /// MPD list it ([`DashStream::set_rendition`]). `None` for [`Role::Main`].
     pub fn rendition(&self, role: Role) -> Option<DashStream> {
         let name = role.stream_name(&self.name)?;
         let mut r = DashStream::new(&self.settings, &self.app, &name, None);
@@ -852,11 +852,6 @@ impl DashStream {
     /// What this stream segments.
     pub fn role(&self) -> Role {
         self.role
-    }
-
-    /// Whether this stream writes HLS playlists (alone or beside its MPD).
-    pub fn has_hls(&self) -> bool {
-        self.hls.is_some()
     }
 
     /// What a rendition lists now, for the main stream's manifests.
