@@ -21,6 +21,10 @@ pub const MAX_STREAMS: u32 = 65_600;
 pub const MAX_OUT_QUEUE: u64 = 1 << 20;
 /// Largest signal number `exec_kill_signal` accepts.
 pub const MAX_SIGNAL: u64 = 64;
+/// `hls_part_duration`: its default (Apple's 333 ms is a third of a second) and range.
+pub const DEFAULT_PART_MS: u64 = 333;
+pub const MIN_PART_MS: u64 = 100;
+pub const MAX_PART_MS: u64 = 5000;
 
 /// One `exec*` line as written: the command and its arguments (`name=` filters are split off
 /// by [`RtmpConf::resolve`] when `exec_options on`).
@@ -251,6 +255,8 @@ conf_group! {
             slicing: HlsSlicing,
             hls_type: HlsType,
             container: HlsContainer,
+            low_latency: bool,
+            part_ms: u64,
             muxdelay_ms: u64,
             max_audio_delay_ms: u64,
             audio_buffer_size: u64,
@@ -875,6 +881,20 @@ impl RtmpConf {
             "hls_fragment_slicing" => put(&mut hls.slicing, d, || one_of(d, v, SLICING)),
             "hls_type" => put(&mut hls.hls_type, d, || one_of(d, v, HLS_TYPE)),
             "hls_container" => put(&mut hls.container, d, || one_of(d, v, HLS_CONTAINER)),
+            "hls_low_latency" => put(&mut hls.low_latency, d, || flag(d, v)),
+            "hls_part_duration" => put(&mut hls.part_ms, d, || {
+                msec(d, v).and_then(|ms| {
+                    if (MIN_PART_MS..=MAX_PART_MS).contains(&ms) {
+                        Ok(ms)
+                    } else {
+                        Err(invalid_expect(
+                            d,
+                            v,
+                            format!("it must be between {MIN_PART_MS}ms and {MAX_PART_MS}ms"),
+                        ))
+                    }
+                })
+            }),
             "hls_muxdelay" => put(&mut hls.muxdelay_ms, d, || msec(d, v)),
             "hls_max_audio_delay" => put(&mut hls.max_audio_delay_ms, d, || msec(d, v)),
             "hls_audio_buffer_size" => put(&mut hls.audio_buffer_size, d, || size(d, v)),
@@ -1024,6 +1044,22 @@ impl RtmpConf {
     /// Checks what can only be checked after merging: every `access_log` names a known
     /// format. Call on each merged level.
     pub fn check(&self) -> Result<(), ConfError> {
+        let hls = &self.hls;
+        if hls.low_latency == Some(true) {
+            if hls.container == Some(HlsContainer::MpegTs) {
+                return Err(ConfError::Other(
+                    "\"hls_low_latency on\" needs fMP4 parts: it cannot be used with \"hls_container mpegts\""
+                        .to_owned(),
+                ));
+            }
+            let part = hls.part_ms.unwrap_or(DEFAULT_PART_MS);
+            let fragment = hls.fragment_ms.unwrap_or(5000);
+            if part.saturating_mul(2) > fragment {
+                return Err(ConfError::Other(format!(
+                    "\"hls_part_duration\" ({part}ms) must be at most half of \"hls_fragment\" ({fragment}ms)"
+                )));
+            }
+        }
         if let Some(al) = &self.log.access_log {
             for l in &al.logs {
                 let known =
@@ -1198,6 +1234,8 @@ impl RtmpConf {
             slicing: h.slicing.unwrap_or(HlsSlicing::Plain),
             hls_type: h.hls_type.unwrap_or(HlsType::Live),
             container: h.container.unwrap_or_default(),
+            low_latency: h.low_latency.unwrap_or(false),
+            part_ms: h.part_ms.unwrap_or(DEFAULT_PART_MS),
             muxdelay_ms: h.muxdelay_ms.unwrap_or(700),
             max_audio_delay_ms: h.max_audio_delay_ms.unwrap_or(300),
             audio_buffer_size: h.audio_buffer_size.unwrap_or(1024 * 1024),
@@ -1567,6 +1605,8 @@ mod tests {
         ("record_interval_size", &["10M"]),
         ("record_format", &["mp4"]),
         ("hls_container", &["fmp4"]),
+        ("hls_low_latency", &["on"]),
+        ("hls_part_duration", &["500ms"]),
     ];
 
     /// Directives whose C handler overwrites an earlier value instead of refusing it.

@@ -429,6 +429,10 @@ pub struct HlsSettings {
     pub hls_type: HlsType,
     /// `hls_container` (auto; ours).
     pub container: HlsContainer,
+    /// `hls_low_latency` (off; ours): LL-HLS partial segments and playlist tags.
+    pub low_latency: bool,
+    /// `hls_part_duration` (333ms; ours): the parts' target duration.
+    pub part_ms: u64,
     /// `hls_muxdelay` (700ms).
     pub muxdelay_ms: u64,
     /// `hls_max_audio_delay` (300ms).

@@ -13,6 +13,90 @@ use crate::segment::datetime;
 /// Version 7: `EXT-X-MAP` in a playlist without I-frames only needs 6; 7 is what fMP4
 /// playlists declare in practice (Apple's tools, ffmpeg).
 const VERSION: u32 = 7;
+/// LL-HLS playlists: 9, what a delta update's `EXT-X-SKIP` needs (`CAN-SKIP-UNTIL`).
+const LL_VERSION: u32 = 9;
+
+/// A partial segment (LL-HLS) of a media playlist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    pub uri: String,
+    /// Duration in the track's timescale.
+    pub ticks: u64,
+    /// Starts with a sync sample.
+    pub independent: bool,
+}
+
+/// `EXT-X-RENDITION-REPORT`: where another media playlist of the stream is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub uri: String,
+    pub last_msn: u64,
+    pub last_part: Option<usize>,
+}
+
+/// What LL-HLS adds to a media playlist (`hls_low_latency`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LowLatency {
+    pub part_target_ms: u64,
+    /// The parts of listed segments near the live edge, by the segment's start time `t`
+    /// (older segments are listed without theirs).
+    pub listed: Vec<(u64, Vec<Part>)>,
+    /// The parts of the segment after the last listed one, being written.
+    pub trailing: Vec<Part>,
+    /// `EXT-X-PRELOAD-HINT`: the next part's URI.
+    pub hint: Option<String>,
+    pub reports: Vec<Report>,
+}
+
+/// `(media sequence number, part index)` of the newest segment or part a media playlist
+/// lists (what another playlist's `EXT-X-RENDITION-REPORT` says of it).
+pub fn last_position(
+    mpd: &Mpd,
+    content: ContentType,
+    ll: &LowLatency,
+) -> Option<(u64, Option<usize>)> {
+    let sets: Vec<&AdaptationSet> = listed_sets(mpd, content).map(|(_, s)| s).collect();
+    let first = sets.first()?.first_number;
+    let count: u64 = sets.iter().map(|s| s.segments.len() as u64).sum();
+    if !ll.trailing.is_empty() {
+        return Some((first.saturating_add(count), Some(ll.trailing.len() - 1)));
+    }
+    let last_t = sets.last()?.segments.last()?.0;
+    let parts = ll
+        .listed
+        .iter()
+        .find(|(t, _)| *t == last_t)
+        .and_then(|(_, p)| p.len().checked_sub(1));
+    Some((first.saturating_add(count).saturating_sub(1), parts))
+}
+
+fn listed_sets(mpd: &Mpd, content: ContentType) -> impl Iterator<Item = (u64, &AdaptationSet)> {
+    mpd.periods
+        .iter()
+        .flat_map(|p| p.sets.iter().map(move |s| (p.id, s)))
+        .filter(move |(_, s)| s.content == content && !s.segments.is_empty())
+}
+
+/// Seconds of `ms` as a playlist decimal.
+fn ms_seconds(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+fn write_parts(out: &mut String, parts: &[Part], timescale: u32) {
+    for p in parts {
+        let _ = write!(
+            out,
+            "#EXT-X-PART:DURATION={},URI=\"{}\"",
+            seconds(p.ticks, timescale),
+            p.uri
+        );
+        out.push_str(if p.independent {
+            ",INDEPENDENT=YES\n"
+        } else {
+            "\n"
+        });
+    }
+}
 
 /// The two media playlists' URIs, relative to the multivariant playlist.
 pub struct MediaUris<'a> {
@@ -68,14 +152,16 @@ fn seconds(ticks: u64, timescale: u32) -> String {
     format!("{}.{:03}", ms / 1000, ms % 1000)
 }
 
-/// The media playlist of one content type, or `None` when no Period lists it.
-pub fn media_playlist(mpd: &Mpd, content: ContentType, event: bool) -> Option<String> {
-    let sets: Vec<(u64, &AdaptationSet)> = mpd
-        .periods
-        .iter()
-        .flat_map(|p| p.sets.iter().map(move |s| (p.id, s)))
-        .filter(|(_, s)| s.content == content && !s.segments.is_empty())
-        .collect();
+/// The media playlist of one content type, or `None` when no Period lists it. `ll`: with
+/// LL-HLS parts (ignored once the stream ended).
+pub fn media_playlist(
+    mpd: &Mpd,
+    content: ContentType,
+    event: bool,
+    ll: Option<&LowLatency>,
+) -> Option<String> {
+    let sets: Vec<(u64, &AdaptationSet)> = listed_sets(mpd, content).collect();
+    let ll = ll.filter(|_| mpd.dynamic);
     let (first_period, first) = *sets.first()?;
     let target = sets
         .iter()
@@ -89,8 +175,26 @@ pub fn media_playlist(mpd: &Mpd, content: ContentType, event: bool) -> Option<St
         .max(1);
     let mut out =
         String::with_capacity(256 + 64 * sets.iter().map(|(_, s)| s.segments.len()).sum::<usize>());
-    let _ = writeln!(out, "#EXTM3U\n#EXT-X-VERSION:{VERSION}");
+    let version = if ll.is_some() { LL_VERSION } else { VERSION };
+    let _ = writeln!(out, "#EXTM3U\n#EXT-X-VERSION:{version}");
     let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
+    if let Some(ll) = ll {
+        // Apple's recommendations: three parts (and three segments) behind the live edge,
+        // delta updates for playlists of more than six target durations.
+        let target_ms = target.saturating_mul(1000);
+        let _ = writeln!(
+            out,
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={},HOLD-BACK={},PART-HOLD-BACK={}",
+            ms_seconds(target_ms.saturating_mul(6)),
+            ms_seconds(target_ms.saturating_mul(3)),
+            ms_seconds(ll.part_target_ms.saturating_mul(3)),
+        );
+        let _ = writeln!(
+            out,
+            "#EXT-X-PART-INF:PART-TARGET={}",
+            ms_seconds(ll.part_target_ms)
+        );
+    }
     let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", first.first_number);
     // Every Period boundary is one discontinuity; Period ids count them.
     let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{first_period}");
@@ -119,8 +223,29 @@ pub fn media_playlist(mpd: &Mpd, content: ContentType, event: bool) -> Option<St
             let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", datetime::utc(at));
         }
         for &(t, d) in &set.segments {
+            if let Some((_, parts)) = ll.and_then(|ll| ll.listed.iter().find(|(s, _)| *s == t)) {
+                write_parts(&mut out, parts, set.timescale);
+            }
             let uri = set.media.replace("$Time$", &t.to_string());
             let _ = writeln!(out, "#EXTINF:{},\n{uri}", seconds(d, set.timescale));
+        }
+    }
+    if let Some(ll) = ll {
+        let timescale = sets.last().map_or(1000, |(_, s)| s.timescale);
+        write_parts(&mut out, &ll.trailing, timescale);
+        if let Some(hint) = &ll.hint {
+            let _ = writeln!(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{hint}\"");
+        }
+        for r in &ll.reports {
+            let _ = write!(
+                out,
+                "#EXT-X-RENDITION-REPORT:URI=\"{}\",LAST-MSN={}",
+                r.uri, r.last_msn
+            );
+            if let Some(p) = r.last_part {
+                let _ = write!(out, ",LAST-PART={p}");
+            }
+            out.push('\n');
         }
     }
     if !mpd.dynamic {
@@ -306,7 +431,8 @@ mod tests {
                 vec![(4500, 2000)],
             )],
         };
-        let text = media_playlist(&mpd(vec![p0, p1], true), ContentType::Video, false).unwrap();
+        let text =
+            media_playlist(&mpd(vec![p0, p1], true), ContentType::Video, false, None).unwrap();
         assert_eq!(
             text,
             "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:3\n#EXT-X-MEDIA-SEQUENCE:7\n\
@@ -316,7 +442,7 @@ mod tests {
              #EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"s-init-1.m4v\"\n\
              #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:24.500Z\n#EXTINF:2.000,\ns-4500.m4v\n"
         );
-        assert!(media_playlist(&mpd(Vec::new(), true), ContentType::Audio, false).is_none());
+        assert!(media_playlist(&mpd(Vec::new(), true), ContentType::Audio, false, None).is_none());
     }
 
     #[test]
@@ -326,7 +452,7 @@ mod tests {
             start_ms: 0,
             sets: vec![set(ContentType::Audio, 0, "s-init.m4a", vec![(0, 1000)])],
         };
-        let text = media_playlist(&mpd(vec![p], false), ContentType::Audio, true).unwrap();
+        let text = media_playlist(&mpd(vec![p], false), ContentType::Audio, true, None).unwrap();
         assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"));
         assert!(text.ends_with("#EXT-X-ENDLIST\n"));
     }

@@ -134,6 +134,18 @@ impl Kind {
 
 /// Whether a frame body can be a sample of `codec` (AVC: whole length-prefixed NAL units).
 /// A frame's body as a slice of the publisher's buffer (shared, not copied).
+/// An LL-HLS part's file name: `<stem>p<t>.m4s` (video), `<stem>p<t>.m4a` or
+/// `<stem>p<t>-<timescale>.m4a` (audio), `t` its start in the track's timescale: a name no
+/// segment, init segment or playlist has, and found again from its media playlist's name
+/// (`<stem>video.m3u8`, `<stem>audio.m3u8`).
+fn part_file(stem: &str, kind: Kind, t: u64, suffix_ts: Option<u32>) -> String {
+    match (kind, suffix_ts) {
+        (Kind::Video, _) => format!("{stem}p{t}.m4s"),
+        (Kind::Audio, None) => format!("{stem}p{t}.m4a"),
+        (Kind::Audio, Some(ts)) => format!("{stem}p{t}-{ts}.m4a"),
+    }
+}
+
 fn body_of(tag: &Bytes, offset: usize) -> Bytes {
     if offset <= tag.len() {
         tag.slice(offset..)
@@ -346,6 +358,40 @@ struct Cut {
     /// them: a reader that guesses the next segment's URL (ffmpeg's) finds nothing before
     /// the MPD that lists it is written right after.
     renames: Vec<(PathBuf, PathBuf)>,
+    /// Its LL-HLS parts (video, audio), while it is near the live edge.
+    parts: [Vec<Part>; 2],
+}
+
+/// A partial segment (LL-HLS) on disk.
+#[derive(Debug, Clone)]
+struct Part {
+    t: u64,
+    d: u64,
+    independent: bool,
+    path: PathBuf,
+    uri: String,
+    /// The URI the next part will have (`EXT-X-PRELOAD-HINT`).
+    next_uri: String,
+}
+
+/// Where each part ends (exclusive indexes from 0) when frames of `durations` (in order,
+/// ticks) are cut into parts of at most `target` ticks: a part ends at the last frame that
+/// fits, holds at least one frame, and the rest stays for later unless `finish`.
+fn part_ends(durations: &[u64], target: u64, finish: bool) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let (mut start, mut acc) = (0usize, 0u64);
+    for (i, d) in durations.iter().enumerate() {
+        if i > start && acc.saturating_add(*d) > target {
+            ends.push(i);
+            start = i;
+            acc = 0;
+        }
+        acc = acc.saturating_add(*d);
+    }
+    if finish && start < durations.len() {
+        ends.push(durations.len());
+    }
+    ends
 }
 
 /// The segment being filled.
@@ -363,9 +409,29 @@ struct OpenSeg {
     spool: Option<PathBuf>,
     /// Something written to `spool` failed: the segment is not written (a gap).
     spool_lost: bool,
+    /// LL-HLS: the first sample of each kind not yet in a part, the parts written, and
+    /// the video data of the samples since the last part (video samples keep only sizes).
+    part_from: [usize; 2],
+    parts: [Vec<Part>; 2],
+    part_data: Vec<Bytes>,
 }
 
 impl OpenSeg {
+    fn new(period: u64, start_ms: u64, sap: bool) -> Self {
+        OpenSeg {
+            period,
+            start_ms,
+            sap,
+            samples: [Vec::new(), Vec::new()],
+            bytes: 0,
+            spool: None,
+            spool_lost: false,
+            part_from: [0, 0],
+            parts: [Vec::new(), Vec::new()],
+            part_data: Vec::new(),
+        }
+    }
+
     /// The segment as the cut policy sees it at presentation time `ms`. Its samples are held
     /// in memory until the cut, so it can be full.
     fn so_far(&self, ms: u64) -> SegmentSoFar {
@@ -433,6 +499,8 @@ struct HlsPlaylists {
     /// where every segment and init segment gets a second name (a hard link) that the HLS
     /// playlists list. `None`: the files are HLS's own ([`DashStream::new_hls`]).
     links: Option<(PathBuf, String)>,
+    /// `hls_low_latency`: the parts' target duration (ms).
+    part_ms: Option<u64>,
 }
 
 impl HlsPlaylists {
@@ -444,7 +512,9 @@ impl HlsPlaylists {
     ) -> Self {
         let dir = master.parent().map(Path::to_path_buf).unwrap_or_default();
         let event = hls.hls_type == HlsType::Event;
-        HlsPlaylists::in_dir(&dir, Some(master), stem, links, hls.nested, event)
+        let mut h = HlsPlaylists::in_dir(&dir, Some(master), stem, links, hls.nested, event);
+        h.part_ms = hls.low_latency.then_some(hls.part_ms);
+        h
     }
 
     fn in_dir(
@@ -466,6 +536,7 @@ impl HlsPlaylists {
             nested,
             event,
             links,
+            part_ms: None,
         }
     }
 }
@@ -608,6 +679,11 @@ pub struct DashStream {
     next_spool: usize,
     spools_opened: [bool; 2],
 
+    /// LL-HLS: the next part's `mfhd` sequence number of each kind, and whether parts were
+    /// written since the media playlists were.
+    part_sequence: [u32; 2],
+    parts_unlisted: bool,
+
     /// Operations not yet handed out (produced by `restart`, which has no `ops`).
     out: Vec<FileOp>,
     journal: Journal<Effect>,
@@ -676,6 +752,8 @@ impl DashStream {
             hold_until: None,
             clock_offset: 0,
             finished: false,
+            part_sequence: [1, 1],
+            parts_unlisted: false,
             out: Vec::new(),
             journal: Journal::default(),
             next_spool: 0,
@@ -845,7 +923,10 @@ impl DashStream {
                 HlsPlaylists::in_dir(&dir, None, &stem, links, h.nested, h.event)
             }
         };
-        r.hls = Some(playlists);
+        r.hls = Some(HlsPlaylists {
+            part_ms: h.part_ms,
+            ..playlists
+        });
         Some(r)
     }
 
@@ -1064,6 +1145,12 @@ impl DashStream {
             } else {
                 self.on_audio(timestamp, tag, now);
             }
+            if self.hls.as_ref().is_some_and(|h| h.part_ms.is_some()) {
+                self.audio_parts();
+                if std::mem::take(&mut self.parts_unlisted) {
+                    self.write_manifests(now, true, false);
+                }
+            }
         }
         self.end(ops);
     }
@@ -1199,20 +1286,214 @@ impl DashStream {
         );
         let Some(seg) = self.seg.as_mut() else { return };
         let list = &mut seg.samples[V];
+        let mut step = None;
         if let Some(prev) = list.last_mut() {
-            let step = dts.saturating_sub(prev.dts);
-            prev.duration = u32::try_from(step).unwrap_or(u32::MAX);
-            if (1..=u64::from(ts)).contains(&step) {
-                self.video_step = Some(step);
+            let s = dts.saturating_sub(prev.dts);
+            prev.duration = u32::try_from(s).unwrap_or(u32::MAX);
+            step = Some(s);
+            if (1..=u64::from(ts)).contains(&s) {
+                self.video_step = Some(s);
             }
         }
+        // LL-HLS: the part so far ends before this frame when the frame would not fit in
+        // it (its length taken as the last step), and before every keyframe.
+        let part_target = self
+            .hls
+            .as_ref()
+            .and_then(|h| h.part_ms)
+            .map(|ms| mpd::ms_to_ticks(ms, ts));
+        if let (Some(target), Some(first)) = (part_target, list.get(seg.part_from[V])) {
+            let so_far = dts.saturating_sub(first.dts);
+            if key || so_far.saturating_add(step.unwrap_or(0)) > target {
+                let upto = list.len();
+                self.with_open_seg(|s, seg| s.make_part(seg, Kind::Video, upto));
+            }
+        }
+        let Some(seg) = self.seg.as_mut() else { return };
+        let list = &mut seg.samples[V];
         seg.bytes = seg.bytes.saturating_add(data.len());
-        let size = Sample::video(dts, cts, key, data).size;
+        let size = Sample::video(dts, cts, key, data.clone()).size;
         list.push(Sample {
             size,
             ..Sample::video(dts, cts, key, Bytes::new())
         });
+        if part_target.is_some() {
+            seg.part_data.push(data);
+        }
         self.last_dts[V] = Some(dts);
+    }
+
+    /// Runs `f` on the open segment, taken out of `self` meanwhile.
+    fn with_open_seg(&mut self, f: impl FnOnce(&mut Self, &mut OpenSeg)) {
+        if let Some(mut seg) = self.seg.take() {
+            f(self, &mut seg);
+            self.seg = Some(seg);
+        }
+    }
+
+    /// Writes samples `[part_from, upto)` of `kind` of `seg` as its next LL-HLS part: a
+    /// `moof` + `mdat` of their own, under a temporary name renamed when whole (a part is
+    /// listed as soon as it exists). Nothing without `hls_low_latency`.
+    fn make_part(&mut self, seg: &mut OpenSeg, kind: Kind, upto: usize) {
+        let Some((dir, stem)) = self.part_place() else {
+            return;
+        };
+        let Some(track) = self.period(seg.period).and_then(|p| p.track(kind)) else {
+            return;
+        };
+        let suffix_ts = track.suffix_ts;
+        let from = *kind.of(&seg.part_from);
+        let samples = kind.of(&seg.samples);
+        let Some(part) = samples.get(from..upto.min(samples.len())) else {
+            return;
+        };
+        let (Some(first), Some(last)) = (part.first(), part.last()) else {
+            return;
+        };
+        let t = first.dts;
+        let d = last
+            .dts
+            .saturating_add(u64::from(last.duration))
+            .saturating_sub(t)
+            .max(1);
+        let independent = first.keyframe;
+        let seq = *kind.of(&self.part_sequence);
+        let head = fmp4::media_segment_head(seq, part);
+        let data: Vec<Bytes> = match kind {
+            Kind::Video => seg
+                .part_data
+                .drain(..part.len().min(seg.part_data.len()))
+                .collect(),
+            Kind::Audio => part.iter().map(|s| s.data.clone()).collect(),
+        };
+        let count = part.len();
+        *kind.of_mut(&mut seg.part_from) = from.saturating_add(count);
+        let Ok(head) = head else { return };
+        *kind.of_mut(&mut self.part_sequence) = seq.wrapping_add(1);
+        let file = part_file(&stem, kind, t, suffix_ts);
+        let path = dir.join(&file);
+        let mut temp = path.clone().into_os_string();
+        temp.push(PART_SUFFIX);
+        let temp = PathBuf::from(temp);
+        self.ensure_dir();
+        self.emit(FileOp::Open { path: temp.clone() }, Effect::Other);
+        for data in std::iter::once(head).chain(data).filter(|b| !b.is_empty()) {
+            let op = FileOp::Append {
+                path: temp.clone(),
+                data,
+            };
+            self.emit(op, Effect::Other);
+        }
+        let op = FileOp::Commit {
+            path: temp,
+            to: path.clone(),
+        };
+        self.emit(op, Effect::Other);
+        kind.of_mut(&mut seg.parts).push(Part {
+            t,
+            d,
+            independent,
+            path,
+            uri: mpd::uri_escape(&file),
+            next_uri: mpd::uri_escape(&part_file(&stem, kind, t.saturating_add(d), suffix_ts)),
+        });
+        self.parts_unlisted = true;
+    }
+
+    /// The directory and file name prefix of LL-HLS parts: HLS's (`None` without
+    /// `hls_low_latency`).
+    fn part_place(&self) -> Option<(PathBuf, String)> {
+        let h = self.hls.as_ref().filter(|h| h.part_ms.is_some())?;
+        Some(match &h.links {
+            Some((dir, stem)) => (dir.clone(), stem.clone()),
+            None => (self.layout.dir.clone(), self.layout.stem.clone()),
+        })
+    }
+
+    /// LL-HLS audio parts of the segment waiting for audio and of the open one: frames whose
+    /// length is known (a later frame came), and in the open segment only those before the
+    /// newest video frame (a keyframe cut there or later cannot move them to the next
+    /// segment).
+    fn audio_parts(&mut self) {
+        let Some(part_ms) = self.hls.as_ref().and_then(|h| h.part_ms) else {
+            return;
+        };
+        let video_ms = self
+            .current_track(Kind::Video)
+            .zip(self.last_dts[V])
+            .map(|(t, dts)| mpd::ticks_to_ms_ceil(dts, t.timescale));
+        let video_mode = self.video_mode();
+        if let Some(mut c) = self.closing.take() {
+            self.audio_parts_of(&mut c.seg, part_ms, None);
+            self.closing = Some(c);
+        }
+        if let Some(mut seg) = self.seg.take() {
+            let limit = if video_mode {
+                Some(video_ms.unwrap_or(0))
+            } else {
+                None
+            };
+            self.audio_parts_of(&mut seg, part_ms, limit);
+            self.seg = Some(seg);
+        }
+    }
+
+    fn audio_parts_of(&mut self, seg: &mut OpenSeg, part_ms: u64, limit_ms: Option<u64>) {
+        let Some(ts) = self
+            .period(seg.period)
+            .and_then(|p| p.track(Kind::Audio))
+            .map(|t| t.timescale)
+        else {
+            return;
+        };
+        let limit = limit_ms.map(|ms| mpd::ms_to_ticks(ms, ts));
+        let from = seg.part_from[A];
+        let samples = &seg.samples[A];
+        // The newest frame's length is not known yet.
+        let known = samples.len().saturating_sub(1);
+        let durations: Vec<u64> = samples
+            .get(from..known)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|s| limit.is_none_or(|l| s.dts < l))
+            .map(|s| u64::from(s.duration))
+            .collect();
+        for end in part_ends(&durations, mpd::ms_to_ticks(part_ms, ts), false) {
+            self.make_part(seg, Kind::Audio, from.saturating_add(end));
+        }
+    }
+
+    /// The rest of a finished segment as parts (each at most the target long).
+    fn finish_parts(&mut self, seg: &mut OpenSeg) {
+        let Some(part_ms) = self.hls.as_ref().and_then(|h| h.part_ms) else {
+            return;
+        };
+        for kind in [Kind::Video, Kind::Audio] {
+            let Some(ts) = self
+                .period(seg.period)
+                .and_then(|p| p.track(kind))
+                .map(|t| t.timescale)
+            else {
+                continue;
+            };
+            let from = *kind.of(&seg.part_from);
+            let durations: Vec<u64> = kind
+                .of(&seg.samples)
+                .get(from..)
+                .unwrap_or_default()
+                .iter()
+                .map(|s| u64::from(s.duration))
+                .collect();
+            let target = if kind == Kind::Video {
+                // Video parts were cut as frames came; what is left is one part.
+                u64::MAX
+            } else {
+                mpd::ms_to_ticks(part_ms, ts)
+            };
+            for end in part_ends(&durations, target, true) {
+                self.make_part(seg, kind, from.saturating_add(end));
+            }
+        }
     }
 
     /// The open segment's video spool, opened (truncated) at its first video sample.
@@ -1446,15 +1727,7 @@ impl DashStream {
             self.open_period(&kinds, target)
         };
         self.new_period = false;
-        self.seg = Some(OpenSeg {
-            period: period_id,
-            start_ms: target,
-            sap,
-            samples: [Vec::new(), Vec::new()],
-            bytes: 0,
-            spool: None,
-            spool_lost: false,
-        });
+        self.seg = Some(OpenSeg::new(period_id, target, sap));
         // Audio that arrived before its segment.
         for (out, data) in std::mem::take(&mut self.preroll) {
             let ms = self.media_ms(out);
@@ -1547,15 +1820,7 @@ impl DashStream {
             return;
         };
         let audio_only = !self.video_mode();
-        let mut next = OpenSeg {
-            period: seg.period,
-            start_ms: ms,
-            sap,
-            samples: [Vec::new(), Vec::new()],
-            bytes: 0,
-            spool: None,
-            spool_lost: false,
-        };
+        let mut next = OpenSeg::new(seg.period, ms, sap);
         if audio_only {
             self.finalize_audio(&mut seg, Some(next_dts));
             self.seg = Some(next);
@@ -1566,6 +1831,9 @@ impl DashStream {
             last.duration =
                 u32::try_from(next_dts.saturating_sub(last.dts).max(1)).unwrap_or(u32::MAX);
         }
+        // LL-HLS: the segment's video is whole: its last part goes now, not with its audio.
+        let upto = seg.samples[V].len();
+        self.make_part(&mut seg, Kind::Video, upto);
         let audio = self
             .period(seg.period)
             .and_then(|p| p.track(Kind::Audio))
@@ -1579,7 +1847,9 @@ impl DashStream {
         let split = seg.samples[A]
             .iter()
             .position(|s| s.dts >= boundary)
-            .unwrap_or(seg.samples[A].len());
+            .unwrap_or(seg.samples[A].len())
+            // Frames already in an LL-HLS part stay in their segment.
+            .max(seg.part_from[A]);
         let moved = seg.samples[A].split_off(split);
         let moved_bytes: usize = moved.iter().map(|s| s.data.len()).sum();
         seg.bytes = seg.bytes.saturating_sub(moved_bytes);
@@ -1662,11 +1932,14 @@ impl DashStream {
     }
 
     /// Writes a finished segment's files, records them and lists what is available.
-    fn commit(&mut self, seg: OpenSeg, now: Now) {
+    fn commit(&mut self, mut seg: OpenSeg, now: Now) {
         if seg.spool_lost {
             // Its video on disk is incomplete: a gap (the failure was logged by the IO ring).
+            let parts = std::mem::take(&mut seg.parts);
+            self.drop_parts(parts, now);
             return;
         }
+        self.finish_parts(&mut seg);
         let Some(period) = self.period(seg.period) else {
             return;
         };
@@ -1756,6 +2029,8 @@ impl DashStream {
             ));
         }
         if entries.is_empty() {
+            let parts = std::mem::take(&mut seg.parts);
+            self.drop_parts(parts, now);
             return;
         }
         self.next_cut = self.next_cut.saturating_add(1);
@@ -1773,6 +2048,7 @@ impl DashStream {
             end_ms,
             listed: false,
             renames,
+            parts: std::mem::take(&mut seg.parts),
         });
         if !self.finished {
             self.list_available(now, false);
@@ -1882,6 +2158,7 @@ impl DashStream {
         };
         let due = now.mono_ms.saturating_add(self.grace_ms());
         let mut dropped: Vec<PathBuf> = Vec::new();
+        let mut dropped_parts: Vec<Part> = Vec::new();
         while self.cuts.len() > 1 {
             let Some(front) = self.cuts.front() else {
                 break;
@@ -1894,7 +2171,9 @@ impl DashStream {
                 break;
             }
             let (index, period) = (front.index, front.period);
-            self.cuts.pop_front();
+            if let Some(c) = self.cuts.pop_front() {
+                dropped_parts.extend(c.parts.into_iter().flatten());
+            }
             if let Some(p) = self.period_mut(period) {
                 for t in &mut p.tracks {
                     while t.entries.front().is_some_and(|e| e.cut <= index) {
@@ -1931,6 +2210,40 @@ impl DashStream {
         if self.deletes_enabled() {
             self.retention.schedule_all(due, dropped);
         }
+        self.prune_parts(now);
+        self.drop_parts([dropped_parts], now);
+    }
+
+    /// Deletes LL-HLS parts after the grace a segment gets (with or without `hls_cleanup`:
+    /// they repeat their segment's media).
+    fn drop_parts(
+        &mut self,
+        parts: impl IntoIterator<Item = impl IntoIterator<Item = Part>>,
+        now: Now,
+    ) {
+        let due = now.mono_ms.saturating_add(self.grace_ms());
+        let paths: Vec<PathBuf> = parts.into_iter().flatten().map(|p| p.path).collect();
+        self.retention.schedule_all(due, paths);
+    }
+
+    /// Listed segments keep their parts in the playlist while within three target
+    /// durations of its end (RFC 8216bis: at least that much), then lose them.
+    fn prune_parts(&mut self, now: Now) {
+        let Some(newest) = self.cuts.iter().rev().find(|c| c.listed).map(|c| c.end_ms) else {
+            return;
+        };
+        let window = self
+            .longest_listed_ms()
+            .div_ceil(1000)
+            .max(1)
+            .saturating_mul(3000);
+        let mut old = Vec::new();
+        for c in self.cuts.iter_mut().filter(|c| c.listed) {
+            if c.end_ms.saturating_add(window) < newest {
+                old.extend(std::mem::take(&mut c.parts));
+            }
+        }
+        self.drop_parts(old, now);
     }
 
     fn init_in_use(&self, path: &Path) -> bool {
@@ -2085,6 +2398,85 @@ impl DashStream {
     }
 
     fn write_mpd(&mut self, now: Now, dynamic: bool) {
+        self.write_manifests(now, dynamic, true);
+    }
+
+    /// What LL-HLS adds to the video and audio media playlists: the parts of the listed
+    /// segments near the live edge, those of the segment being written (while it is in the
+    /// same Period: a new one starts with its first whole segment), the next part's name,
+    /// and where the other playlist is.
+    fn low_latency(&self, model: &mpd::Mpd) -> [Option<m3u8::LowLatency>; 2] {
+        let Some((h, part_ms)) = self.hls.as_ref().and_then(|h| Some((h, h.part_ms?))) else {
+            return [None, None];
+        };
+        let entries = |parts: &[Part]| -> Vec<m3u8::Part> {
+            parts
+                .iter()
+                .map(|p| m3u8::Part {
+                    uri: p.uri.clone(),
+                    ticks: p.d,
+                    independent: p.independent,
+                })
+                .collect()
+        };
+        let mut out = [Kind::Video, Kind::Audio].map(|kind| {
+            let mut ll = m3u8::LowLatency {
+                part_target_ms: part_ms,
+                ..Default::default()
+            };
+            let mut last: Option<(u64, Option<&Part>)> = None;
+            for c in self.cuts.iter().filter(|c| c.listed) {
+                let parts = kind.of(&c.parts);
+                last = Some((c.period, parts.last()));
+                if let Some(first) = parts.first() {
+                    ll.listed.push((first.t, entries(parts)));
+                }
+            }
+            let writing = match self.cuts.iter().find(|c| !c.listed) {
+                Some(c) => Some((c.period, kind.of(&c.parts))),
+                None => self
+                    .closing
+                    .as_ref()
+                    .map(|c| &c.seg)
+                    .or(self.seg.as_ref())
+                    .map(|s| (s.period, kind.of(&s.parts))),
+            };
+            let last_period = last.map(|(p, _)| p);
+            if let Some((_, parts)) = writing.filter(|(p, _)| Some(*p) == last_period) {
+                ll.trailing = entries(parts);
+                ll.hint = parts
+                    .last()
+                    .or(last.and_then(|(_, p)| p))
+                    .map(|p| p.next_uri.clone());
+            }
+            ll
+        });
+        for (i, (content, uri)) in [
+            (ContentType::Audio, &h.audio.1),
+            (ContentType::Video, &h.video.1),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let other = 1 - i;
+            let report = out.get(other).and_then(|ll| {
+                let (last_msn, last_part) = m3u8::last_position(model, content, ll)?;
+                Some(m3u8::Report {
+                    uri: uri.clone(),
+                    last_msn,
+                    last_part,
+                })
+            });
+            if let (Some(r), Some(ll)) = (report, out.get_mut(i)) {
+                ll.reports.push(r);
+            }
+        }
+        out.map(Some)
+    }
+
+    /// Writes the MPD and the HLS playlists, or (`full` false: new LL-HLS parts) only the
+    /// HLS media playlists.
+    fn write_manifests(&mut self, now: Now, dynamic: bool, full: bool) {
         if !self.cuts.iter().any(|c| c.listed || !dynamic) {
             return;
         }
@@ -2104,7 +2496,7 @@ impl DashStream {
         self.ensure_dir();
         let model = self.build_mpd(now, dynamic);
         let mut manifests = Vec::new();
-        if self.mpd_enabled {
+        if self.mpd_enabled && full {
             manifests.push((self.layout.mpd.clone(), mpd::render(&model)));
         }
         if let Some(h) = &self.hls {
@@ -2112,12 +2504,17 @@ impl DashStream {
                 Some((_, stem)) => self.with_hls_names(model, stem),
                 None => model,
             };
+            let ll = self.low_latency(&hls_model);
             // Media playlists first: the multivariant one only names them.
-            for (content, (path, _)) in [
+            for ((content, (path, _)), ll) in [
                 (ContentType::Video, &h.video),
                 (ContentType::Audio, &h.audio),
-            ] {
-                if let Some(text) = m3u8::media_playlist(&hls_model, content, h.event) {
+            ]
+            .into_iter()
+            .zip(&ll)
+            {
+                if let Some(text) = m3u8::media_playlist(&hls_model, content, h.event, ll.as_ref())
+                {
                     manifests.push((path.clone(), text));
                 }
             }
@@ -2125,7 +2522,7 @@ impl DashStream {
                 video: &h.video.1,
                 audio: &h.audio.1,
             };
-            if let Some(master) = &h.master {
+            if let Some(master) = h.master.as_ref().filter(|_| full) {
                 let of = |audio: bool| -> Vec<&m3u8::Rendition> {
                     self.ladder
                         .iter()
@@ -2150,6 +2547,10 @@ impl DashStream {
                 },
                 Effect::Mpd,
             );
+        }
+        self.parts_unlisted = false;
+        if !full {
+            return;
         }
         self.mpd_written = true;
         let due = now.mono_ms.saturating_add(self.grace_ms());
@@ -2187,6 +2588,13 @@ impl DashStream {
                 }
                 self.emit_renames(renames);
                 self.trim(now);
+                // An ended playlist lists whole segments only.
+                let parts: Vec<[Vec<Part>; 2]> = self
+                    .cuts
+                    .iter_mut()
+                    .map(|c| std::mem::take(&mut c.parts))
+                    .collect();
+                self.drop_parts(parts.into_iter().flatten(), now);
                 self.write_mpd(now, false);
             }
             self.remove_spools();

@@ -34,6 +34,8 @@ fn settings() -> HlsSettings {
         slicing: HlsSlicing::Plain,
         hls_type: HlsType::Live,
         container: Default::default(),
+        low_latency: false,
+        part_ms: 333,
         muxdelay_ms: 700,
         max_audio_delay_ms: 300,
         audio_buffer_size: 1 << 20,

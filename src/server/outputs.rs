@@ -450,10 +450,12 @@ impl Outputs {
         let mut attach = None;
         if settings.hls.enabled && !settings.hls.path.is_empty() {
             let path = HlsStream::playlist_path(&settings.hls, &key.name);
-            if settings.hls.container == HlsContainer::Fmp4 && beside_dash {
+            // LL-HLS parts are fMP4: a low-latency stream is CMAF from its start.
+            let fmp4 = settings.hls.container == HlsContainer::Fmp4 || settings.hls.low_latency;
+            if fmp4 && beside_dash {
                 attach = Some((settings.hls.clone(), path));
             } else {
-                let output = if settings.hls.container == HlsContainer::Fmp4 {
+                let output = if fmp4 {
                     let cmaf = DashStream::new_hls(&settings.hls, path, &key.app, &key.name);
                     Output::HlsFmp4(Box::new(cmaf))
                 } else {

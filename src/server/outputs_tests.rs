@@ -755,3 +755,211 @@ fn nested_hls_beside_dash_links_into_the_stream_directory() {
         }
     }
 }
+
+/// The `(duration ms, URI, independent)` of each `EXT-X-PART` of a media playlist, and of
+/// each segment (independent: false), in order.
+fn ll_entries(text: &str) -> Vec<(bool, u64, String, bool)> {
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    let ms = |s: &str| -> u64 {
+        let (a, b) = s.split_once('.').unwrap();
+        a.parse::<u64>().unwrap() * 1000 + b.parse::<u64>().unwrap()
+    };
+    while let Some(l) = lines.next() {
+        if let Some(attrs) = l.strip_prefix("#EXT-X-PART:") {
+            let dur = attrs
+                .split(',')
+                .find_map(|a| a.strip_prefix("DURATION="))
+                .unwrap();
+            let uri = attrs
+                .split("URI=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            out.push((
+                true,
+                ms(dur),
+                uri.to_owned(),
+                attrs.contains("INDEPENDENT=YES"),
+            ));
+        } else if let Some(d) = l.strip_prefix("#EXTINF:") {
+            let uri = lines.next().unwrap();
+            out.push((false, ms(d.trim_end_matches(',')), uri.to_owned(), false));
+        }
+    }
+    out
+}
+
+#[test]
+fn low_latency_hls_lists_parts_as_they_are_written() {
+    let mut f = Feed::with(&[
+        ("hls_low_latency", &["on"]),
+        ("hls_part_duration", &["200ms"]),
+    ]);
+    f.media(true, 0, AVC_HEADER);
+    f.media(false, 0, AAC_HEADER);
+    let text = |f: &Feed, p: &str| -> String {
+        let d = f.disk.0.borrow();
+        String::from_utf8(d.files[Path::new(p)].clone()).unwrap()
+    };
+    let exists = |f: &Feed, uri: &str| {
+        f.disk
+            .0
+            .borrow()
+            .files
+            .contains_key(&Path::new("/hls").join(uri))
+    };
+    let mut hints_seen = 0;
+    let mut last_hint: Option<String> = None;
+    // 25 fps H.264 (a keyframe every second) and audio, H.264 from the start: fMP4 all
+    // the same (parts are fMP4).
+    for _ in 0..60 {
+        f.play(200, 600);
+        f.drain();
+        if !exists(&f, "cam-video.m3u8") {
+            // Nothing is listed before the first whole segment.
+            assert!(last_hint.is_none());
+            continue;
+        }
+        let video = text(&f, "/hls/cam-video.m3u8");
+        if let Some(hint) = &last_hint {
+            // The part hinted last time was written since.
+            assert!(exists(&f, hint), "hinted {hint} never came:\n{video}");
+            hints_seen += 1;
+        }
+        assert!(video.starts_with("#EXTM3U\n#EXT-X-VERSION:9\n"), "{video}");
+        assert!(
+            video.contains("#EXT-X-PART-INF:PART-TARGET=0.200\n"),
+            "{video}"
+        );
+        assert!(
+            video.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=6.000,HOLD-BACK=3.000,PART-HOLD-BACK=0.600\n"),
+            "{video}"
+        );
+        let entries = ll_entries(&video);
+        let mut since_segment: Vec<&(bool, u64, String, bool)> = Vec::new();
+        let mut first_part = true;
+        for e in &entries {
+            let (is_part, dur, uri, independent) = e;
+            assert!(exists(&f, uri), "{uri} is listed but not on disk:\n{video}");
+            if *is_part {
+                assert!(
+                    *dur <= 200,
+                    "a part longer than PART-TARGET: {e:?}\n{video}"
+                );
+                if first_part {
+                    // Parts of a segment start at its keyframe.
+                    assert!(independent, "{e:?}\n{video}");
+                }
+                first_part = false;
+                since_segment.push(e);
+            } else {
+                if !since_segment.is_empty() {
+                    // The segment's parts cover it exactly.
+                    let sum: u64 = since_segment.iter().map(|p| p.1).sum();
+                    assert!(
+                        sum.abs_diff(*dur) <= since_segment.len() as u64,
+                        "{sum} vs {dur}\n{video}"
+                    );
+                }
+                since_segment.clear();
+                first_part = true;
+            }
+        }
+        let hint = video
+            .lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
+            .map(|u| u.trim_end_matches('"').to_owned());
+        if entries.iter().any(|e| !e.0) {
+            let hint = hint.clone().expect("a preload hint");
+            assert!(!exists(&f, &hint), "the hint names a part not written yet");
+            assert!(
+                video.contains("#EXT-X-RENDITION-REPORT:URI=\"cam-audio.m3u8\",LAST-MSN="),
+                "{video}"
+            );
+            let audio = text(&f, "/hls/cam-audio.m3u8");
+            assert!(
+                audio.contains("#EXT-X-RENDITION-REPORT:URI=\"cam-video.m3u8\",LAST-MSN="),
+                "{audio}"
+            );
+            for e in ll_entries(&audio) {
+                assert!(exists(&f, &e.2), "{e:?}\n{audio}");
+                assert!(!e.0 || e.1 <= 200, "{e:?}\n{audio}");
+            }
+        }
+        last_hint = hint;
+    }
+
+    assert!(hints_seen > 40, "{hints_seen}");
+    let video = text(&f, "/hls/cam-video.m3u8");
+    let parts = video.matches("#EXT-X-PART:").count();
+    // Parts only near the live edge: three target durations (1 s segments) and the segment
+    // being written, of 200 ms parts.
+    assert!((10..=25).contains(&parts), "{parts}\n{video}");
+    // Older parts left the disk after their grace; the count stays bounded.
+    let on_disk = hls_files(&f)
+        .iter()
+        .filter(|p| p.contains("/cam-p"))
+        .count();
+    assert!(on_disk < 120, "{on_disk} part files on disk");
+    // The segments are what they were without parts: one moof each.
+    let seg = entries_last_segment(&video);
+    let d = f.disk.0.borrow();
+    let bytes = &d.files[&Path::new("/hls").join(&seg)];
+    assert_eq!(count_boxes(bytes, b"moof"), 1, "{seg}");
+    drop(d);
+    let key = f.key.clone();
+    f.outputs.unpublish(&key, 12_500, &mut f.logs);
+    f.drain();
+    let video = text(&f, "/hls/cam-video.m3u8");
+    assert!(video.ends_with("#EXT-X-ENDLIST\n"), "{video}");
+    assert!(
+        !video.contains("#EXT-X-PART"),
+        "an ended playlist lists whole segments:\n{video}"
+    );
+    assert!(!video.contains("PRELOAD-HINT"), "{video}");
+}
+
+fn entries_last_segment(text: &str) -> String {
+    ll_entries(text).into_iter().rev().find(|e| !e.0).unwrap().2
+}
+
+/// How many top-level boxes of this type a file has.
+fn count_boxes(mut data: &[u8], kind: &[u8; 4]) -> usize {
+    let mut n = 0;
+    while data.len() >= 8 {
+        let size = u32::from_be_bytes(data[..4].try_into().unwrap()) as usize;
+        if &data[4..8] == kind {
+            n += 1;
+        }
+        if size < 8 || size > data.len() {
+            break;
+        }
+        data = &data[size..];
+    }
+    n
+}
+
+#[test]
+fn low_latency_needs_fmp4_and_short_parts() {
+    let mut c = conf(&[
+        ("hls", &["on"]),
+        ("hls_low_latency", &["on"]),
+        ("hls_container", &["mpegts"]),
+    ]);
+    assert!(c
+        .check()
+        .unwrap_err()
+        .to_string()
+        .contains("hls_container mpegts"));
+    c = conf(&[
+        ("hls", &["on"]),
+        ("hls_low_latency", &["on"]),
+        ("hls_fragment", &["500ms"]),
+        ("hls_part_duration", &["300ms"]),
+    ]);
+    assert!(c.check().unwrap_err().to_string().contains("half"));
+    assert!(conf(&[("hls_low_latency", &["on"])]).check().is_ok());
+}
