@@ -446,6 +446,81 @@ mod tests {
     }
 
     #[test]
+    fn low_latency_adds_parts_hint_and_reports_to_a_live_playlist_only() {
+        let p = Period {
+            id: 0,
+            start_ms: 0,
+            sets: vec![set(
+                ContentType::Video,
+                4,
+                "s-init.m4v",
+                vec![(0, 1000), (1000, 1000)],
+            )],
+        };
+        let part = |uri: &str, ticks: u64, independent: bool| Part {
+            uri: uri.into(),
+            ticks,
+            independent,
+        };
+        let ll = LowLatency {
+            part_target_ms: 500,
+            listed: vec![(
+                1000,
+                vec![
+                    part("s-p1000.m4s", 500, true),
+                    part("s-p1500.m4s", 500, false),
+                ],
+            )],
+            trailing: vec![part("s-p2000.m4s", 480, true)],
+            hint: Some("s-p2480.m4s".into()),
+            reports: vec![Report {
+                uri: "s-audio.m3u8".into(),
+                last_msn: 6,
+                last_part: Some(0),
+            }],
+        };
+        let live = mpd(vec![p.clone()], true);
+        let text = media_playlist(&live, ContentType::Video, false, Some(&ll)).unwrap();
+        assert_eq!(
+            text,
+            "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:1\n\
+             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=6.000,HOLD-BACK=3.000,PART-HOLD-BACK=1.500\n\
+             #EXT-X-PART-INF:PART-TARGET=0.500\n#EXT-X-MEDIA-SEQUENCE:4\n\
+             #EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-MAP:URI=\"s-init.m4v\"\n#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.000Z\n\
+             #EXTINF:1.000,\ns-0.m4v\n\
+             #EXT-X-PART:DURATION=0.500,URI=\"s-p1000.m4s\",INDEPENDENT=YES\n\
+             #EXT-X-PART:DURATION=0.500,URI=\"s-p1500.m4s\"\n#EXTINF:1.000,\ns-1000.m4v\n\
+             #EXT-X-PART:DURATION=0.480,URI=\"s-p2000.m4s\",INDEPENDENT=YES\n\
+             #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"s-p2480.m4s\"\n\
+             #EXT-X-RENDITION-REPORT:URI=\"s-audio.m3u8\",LAST-MSN=6,LAST-PART=0\n"
+        );
+        assert_eq!(
+            last_position(&live, ContentType::Video, &ll),
+            Some((6, Some(0)))
+        );
+        let no_trailing = LowLatency {
+            trailing: Vec::new(),
+            ..ll.clone()
+        };
+        assert_eq!(
+            last_position(&live, ContentType::Video, &no_trailing),
+            Some((5, Some(1)))
+        );
+        // Once ended: whole segments and ENDLIST, no LL tags.
+        let ended =
+            media_playlist(&mpd(vec![p], false), ContentType::Video, false, Some(&ll)).unwrap();
+        assert!(
+            !ended.contains("PART")
+                && !ended.contains("PRELOAD")
+                && !ended.contains("SERVER-CONTROL")
+        );
+        assert!(
+            ended.starts_with("#EXTM3U\n#EXT-X-VERSION:7\n") && ended.ends_with("#EXT-X-ENDLIST\n")
+        );
+    }
+
+    #[test]
     fn ended_stream_gets_endlist_and_event_type() {
         let p = Period {
             id: 0,

@@ -1296,7 +1296,8 @@ impl DashStream {
             }
         }
         // LL-HLS: the part so far ends before this frame when the frame would not fit in
-        // it (its length taken as the last step), and before every keyframe.
+        // it (its length taken as the last step). Not at a keyframe inside a segment: parts
+        // other than a segment's last keep close to the target (RFC 8216bis).
         let part_target = self
             .hls
             .as_ref()
@@ -1304,7 +1305,7 @@ impl DashStream {
             .map(|ms| mpd::ms_to_ticks(ms, ts));
         if let (Some(target), Some(first)) = (part_target, list.get(seg.part_from[V])) {
             let so_far = dts.saturating_sub(first.dts);
-            if key || so_far.saturating_add(step.unwrap_or(0)) > target {
+            if so_far.saturating_add(step.unwrap_or(0)) > target {
                 let upto = list.len();
                 self.with_open_seg(|s, seg| s.make_part(seg, Kind::Video, upto));
             }
