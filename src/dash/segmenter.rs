@@ -2065,8 +2065,16 @@ impl DashStream {
         let mut newly = false;
         self.hold_until = None;
         let mut renames = Vec::new();
+        // Only an MPD has an availability clock: the segments of HLS-only streams (and of
+        // their renditions) are listed once whole (holding them would also hide the LL-HLS
+        // parts after them).
+        let clocked = !matches!(&self.hls, Some(h) if h.links.is_none());
         for c in self.cuts.iter_mut().filter(|c| !c.listed) {
-            let avail = ast.saturating_add(c.end_ms);
+            let avail = if clocked {
+                ast.saturating_add(c.end_ms)
+            } else {
+                0
+            };
             if avail <= now.unix_ms {
                 c.listed = true;
                 newly = true;

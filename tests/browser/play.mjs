@@ -11,7 +11,9 @@
 // playback started (media-stats.js); levelInfo/audioTracks (hls.js) and tracks (dash.js): the
 // codecs the player took from the playlist or MPD (levels/levelInfo: the variants or video
 // Representations, with their sizes); currentLevel and switches: the variant playing at the
-// end and the switches a `switch=S:H,...` page parameter forced (player.js, dash-player.js).
+// end and the switches a `switch=S:H,...` page parameter forced (player.js, dash-player.js);
+// pdtLatency (hls.js): now minus the playing frame's PROGRAM-DATE-TIME, sampled while playing
+// ({count, median, p90, max} s), and partsLoaded: the LL-HLS parts hls.js loaded.
 // Exit status 0 when the run itself worked (the caller judges the numbers), 2 when the browser
 // could not be driven.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -120,6 +122,9 @@ try {
     result.tracks = snap.tracks ?? null;
     result.currentLevel = snap.currentLevel ?? null;
     result.switches = snap.switches ?? [];
+    result.pdtLatency = snap.pdtLatency ?? null;
+    result.partsLoaded = snap.partsLoaded ?? null;
+    result.fragsLoaded = snap.fragsLoaded ?? null;
     result.media = snap.media ?? null;
     result.errors.push(...snap.errors);
   } else {

@@ -2,6 +2,9 @@
 // window.__snapshot() -> { currentTime, startTime, firstPlayingMs, errors, latency, ... }.
 // ?buffer=S keeps only S seconds buffered ahead and behind, so a seek in a replay must load its
 // fragments again (fragsLoaded counts the fragments hls.js loaded).
+// Latency: every 250 ms of playing, now minus the EXT-X-PROGRAM-DATE-TIME of the playing frame
+// (hls.playingDate; the server stamps PDT with the wall clock the frame arrived at), summed up
+// as pdtLatency { count, median, p90, max } in seconds; partsLoaded counts LL-HLS parts loaded.
 // ?switch=S:H,S:H... (optional) forces variant switches: S seconds after the first 'playing',
 // hls.js is told to play the variant whose picture is H pixels high (`hls.nextLevel`: a manual
 // level from the next fragment on, the buffer ahead beyond it flushed); each is recorded in
@@ -21,7 +24,9 @@
     firstPlayingMs: null,
     hlsVersion: null,
     fragsLoaded: 0,
+    partsLoaded: 0,
     switches: [],
+    latencies: [],
   };
   let hls = null;
   // Size, frames, stalls (media-stats.js; absent on pages that do not load it).
@@ -91,9 +96,16 @@
         reason: d.reason || (d.error && String(d.error)) || null,
       });
     });
-    hls.on(Hls.Events.FRAG_LOADED, () => {
+    hls.on(Hls.Events.FRAG_LOADED, (_event, d) => {
       state.fragsLoaded += 1;
+      if (d && d.part) state.partsLoaded += 1;
     });
+    setInterval(() => {
+      const date = hls.playingDate;
+      if (!video.paused && state.firstPlayingMs !== null && date) {
+        state.latencies.push((Date.now() - date.getTime()) / 1000);
+      }
+    }, 250);
     hls.on(Hls.Events.MANIFEST_PARSED, () => {
       video.play().catch((e) => error({ type: 'play', details: String(e), fatal: true }));
     });
@@ -110,6 +122,8 @@
     latency: hls && Number.isFinite(hls.latency) ? hls.latency : null,
     hlsVersion: state.hlsVersion,
     fragsLoaded: state.fragsLoaded,
+    partsLoaded: state.partsLoaded,
+    pdtLatency: summary(state.latencies),
     // Variants of a master playlist hls.js found (1 for a media playlist).
     levels: hls && Array.isArray(hls.levels) ? hls.levels.length : null,
     // What each variant declares (CODECS, RESOLUTION) and the audio renditions hls.js found.
@@ -130,6 +144,13 @@
     media: media ? media() : null,
     errors: state.errors,
   });
+
+  function summary(values) {
+    if (values.length === 0) return null;
+    const v = [...values].sort((a, b) => a - b);
+    const at = (q) => v[Math.min(v.length - 1, Math.floor(q * v.length))];
+    return { count: v.length, median: at(0.5), p90: at(0.9), max: v[v.length - 1] };
+  }
 
   setInterval(() => {
     document.getElementById('status').textContent = JSON.stringify(window.__snapshot(), null, 1);
