@@ -1,7 +1,7 @@
 //! DashStream (and through it fMP4 fragments and the MPD) fed arbitrary
 //! (video?, timestamp, tag) records, metadata, timer ticks, republishes and write failures;
 //! the file operations are discarded. Input: a configuration byte (fragment length, nested,
-//! clock compensation, cleanup), then records in the format of `nginx_rtmp_rs_fuzz::MediaOps`.
+//! clock compensation, cleanup; beside it HLS, nested, with LL-HLS parts), then records in the format of `nginx_rtmp_rs_fuzz::MediaOps`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -54,6 +54,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = c.apply("hls_path", &["/fuzz/hls"]);
         if cfg & 64 != 0 {
             let _ = c.apply("hls_nested", &["on"]);
+        }
+        if cfg & 4 != 0 {
+            // LL-HLS parts (short ones: many cuts).
+            let _ = c.apply("hls_low_latency", &["on"]);
+            let _ = c.apply("hls_part_duration", &["100ms"]);
         }
         let hls = c.resolve().hls;
         let playlist = std::path::PathBuf::from("/fuzz/hls/stream.m3u8");
