@@ -1,6 +1,8 @@
 // nginx-rtmp-rs live page: lists the live streams of /stat?format=json (every 2 s) and the
 // finished recordings of replays/ (nginx's autoindex JSON), and plays the chosen one with hls.js
-// (or the browser's own HLS, e.g. Safari) or dash.js, both served by this nginx (no CDN).
+// (or the browser's own HLS, e.g. Safari), dash.js or mpegts.js (HTTP-FLV), all served by this
+// nginx (no CDN). "Low latency" makes the players stay close to the live edge (LL-HLS parts
+// when the stream has them, catching up after a stall) and the player shows its latency.
 //
 // Stream names, file names and every other value of /stat and of the listing come from the
 // network (whoever publishes picks the name): they reach the page only as textContent or as
@@ -14,6 +16,9 @@
   const RETRY_MS = 2000;
   const MAX_RETRIES = 15;
   const FORMAT_KEY = 'nginx-rtmp-rs.format';
+  const LOW_LATENCY_KEY = 'nginx-rtmp-rs.low-latency';
+  const FORMATS = ['hls', 'dash', 'flv'];
+  const LATENCY_MS = 1000;
   // The replay list is read again when a recording starts or ends (seen in /stat), and at
   // least this often; at most MAX_REPLAYS of the newest are shown.
   const REPLAYS_POLL_MS = 30000;
@@ -30,6 +35,8 @@
     dash: meta('rtmp-dash-url', 'dash/{name}.mpd'),
     hlsScript: meta('rtmp-hls-script', 'vendor/hls.min.js'),
     dashScript: meta('rtmp-dash-script', 'vendor/dash.all.min.js'),
+    flv: meta('rtmp-flv-url', 'live?app={app}&stream={name}'),
+    flvScript: meta('rtmp-flv-script', 'vendor/mpegts.js'),
     replays: meta('rtmp-replays-url', ''),
   };
 
@@ -46,6 +53,8 @@
     player: $('player'),
     playerTitle: $('player-title'),
     playerEngine: $('player-engine'),
+    playerLatency: $('player-latency'),
+    lowLatency: $('low-latency'),
     playerLink: $('player-link'),
     playerMsg: $('player-msg'),
     playerClose: $('player-close'),
@@ -643,6 +652,8 @@
     format: 'hls',
     hls: null,
     dash: null,
+    flv: null,
+    latencyTimer: 0,
     retries: 0,
     retryTimer: 0,
     mediaRecoveries: 0,
@@ -684,17 +695,57 @@
     el.player.hidden = false;
     setText(el.playerTitle, s.replay ? 'Replay: ' + s.title : s.app + '/' + s.name);
     setText(el.playerEngine, '');
-    const url = s.replay ? s.url : streamUrl(format === 'dash' ? cfg.dash : cfg.hls, s);
+    const url = s.replay ? s.url : streamUrl(cfg[format], s);
     el.playerLink.href = url;
-    setText(el.playerLink, format === 'dash' ? 'MPD' : 'Playlist');
-    setPlayer('loading', retries ? el.playerMsg.textContent : 'Loading ' + format.toUpperCase() + '…');
+    setText(el.playerLink, { hls: 'Playlist', dash: 'MPD', flv: 'FLV' }[format]);
+    const label = { hls: 'HLS', dash: 'DASH', flv: 'HTTP-FLV' }[format];
+    setPlayer('loading', retries ? el.playerMsg.textContent : 'Loading ' + label + '…');
     markSelected();
-    (format === 'dash' ? startDash : startHls)(url, gen);
+    ({ hls: startHls, dash: startDash, flv: startFlv })[format](url, gen);
+    if (!s.replay) player.latencyTimer = setInterval(showLatency, LATENCY_MS);
+  }
+
+  /** Seconds behind the live edge, as the playing engine knows it (null: not known). */
+  function latencyNow() {
+    const v = el.video;
+    if (player.hls) {
+      // The frame's PROGRAM-DATE-TIME is the wall clock it reached the server at.
+      const date = player.hls.playingDate;
+      return date ? (Date.now() - date.getTime()) / 1000 : null;
+    }
+    if (player.dash) {
+      const l = player.dash.getCurrentLiveLatency();
+      return Number.isFinite(l) && l > 0 ? l : null;
+    }
+    if (player.flv && v.buffered.length) {
+      // FLV carries no wall clock: what is buffered ahead of the playing frame.
+      return v.buffered.end(v.buffered.length - 1) - v.currentTime;
+    }
+    return null;
+  }
+
+  function showLatency() {
+    const l = el.video.paused ? null : latencyNow();
+    setText(el.playerLatency, l === null ? '' : (player.flv ? 'buffer ' : 'latency ') + l.toFixed(1) + ' s');
+  }
+
+  function lowLatency() {
+    return Boolean(el.lowLatency && el.lowLatency.checked);
   }
 
   function stop() {
     player.gen += 1;
     clearTimeout(player.retryTimer);
+    clearInterval(player.latencyTimer);
+    setText(el.playerLatency, '');
+    if (player.flv) {
+      try {
+        player.flv.destroy();
+      } catch {
+        // already torn down
+      }
+      player.flv = null;
+    }
     if (player.hls) {
       try {
         player.hls.destroy();
@@ -860,8 +911,15 @@
       // A replay starts at its beginning, also while its playlist is still an EVENT one (a
       // recording cut by a crash never gets its EXT-X-ENDLIST), with a seek bar.
       const replay = Boolean(player.stream && player.stream.replay);
+      // Low latency: LL-HLS parts when the playlist has them, and a faster playback rate to
+      // get back to the live edge after a stall (hls.js otherwise stays behind for good).
+      const live = lowLatency()
+        ? { lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 }
+        : { lowLatencyMode: false };
       const hls = new Hls(
-        replay ? { startPosition: 0 } : { liveDurationInfinity: true, backBufferLength: 30 },
+        replay
+          ? { startPosition: 0 }
+          : { liveDurationInfinity: true, backBufferLength: 30, ...live },
       );
       player.hls = hls;
       setText(el.playerEngine, 'hls.js ' + Hls.version);
@@ -918,6 +976,9 @@
     // a public time server: ask this server's Date header instead.
     p.updateSettings({
       streaming: {
+        // Low latency: catch up with the live edge by playing faster (dash.js's target is
+        // the MPD's suggested presentation delay).
+        liveCatchup: { enabled: lowLatency() },
         utcSynchronization: {
           defaultTimingSource: {
             scheme: 'urn:mpeg:dash:utc:http-head:2014',
@@ -947,21 +1008,73 @@
     p.initialize(el.video, url, true);
   }
 
+  async function startFlv(url, gen) {
+    try {
+      await loadScript(cfg.flvScript);
+    } catch {
+      if (gen === player.gen) fail('The HTTP-FLV player (' + cfg.flvScript + ') could not be loaded.');
+      return;
+    }
+    if (gen !== player.gen) return;
+    const mpegts = window.mpegts;
+    if (!mpegts || !mpegts.isSupported()) {
+      fail('This browser cannot play HTTP-FLV (no Media Source Extensions).');
+      return;
+    }
+    const ll = lowLatency();
+    const p = mpegts.createPlayer(
+      { type: 'flv', isLive: true, url },
+      {
+        // Low latency: no stash buffer, and skip ahead when more than 1.5 s is buffered.
+        enableStashBuffer: !ll,
+        liveBufferLatencyChasing: ll,
+        liveBufferLatencyMaxLatency: 1.5,
+        liveBufferLatencyMinRemain: 0.3,
+      },
+    );
+    player.flv = p;
+    setText(el.playerEngine, 'mpegts.js ' + (mpegts.version || ''));
+    p.on(mpegts.Events.ERROR, (type, detail, info) => {
+      if (gen !== player.gen) return;
+      if (type === mpegts.ErrorTypes.NETWORK_ERROR) {
+        const code = info && info.code ? 'HTTP ' + info.code : detail;
+        retryLater(code, gen);
+      } else {
+        fail('Playback failed (' + detail + ').');
+      }
+    });
+    p.attachMediaElement(el.video);
+    p.load();
+    playVideo(gen);
+  }
+
   // ---------------------------------------------------------------------------------------
   // Format toggle, deep links, wiring
 
   function currentFormat() {
     const checked = document.querySelector('input[name="format"]:checked');
-    return checked && checked.value === 'dash' ? 'dash' : 'hls';
+    return checked && FORMATS.includes(checked.value) ? checked.value : 'hls';
   }
 
   try {
     const saved = localStorage.getItem(FORMAT_KEY);
-    if (saved === 'dash' || saved === 'hls') {
-      document.querySelector('input[name="format"][value="' + saved + '"]').checked = true;
-    }
+    const input = document.querySelector('input[name="format"][value="' + saved + '"]');
+    if (FORMATS.includes(saved) && input) input.checked = true;
+    const ll = localStorage.getItem(LOW_LATENCY_KEY);
+    if (el.lowLatency && (ll === 'on' || ll === 'off')) el.lowLatency.checked = ll === 'on';
   } catch {
-    // no storage (private mode, file://): the default it is
+    // no storage (private mode, file://): the defaults it is
+  }
+
+  if (el.lowLatency) {
+    el.lowLatency.addEventListener('change', () => {
+      try {
+        localStorage.setItem(LOW_LATENCY_KEY, lowLatency() ? 'on' : 'off');
+      } catch {
+        // not remembered then
+      }
+      if (player.stream && !player.stream.replay) start(player.stream, player.format, 0);
+    });
   }
 
   for (const input of document.querySelectorAll('input[name="format"]')) {
