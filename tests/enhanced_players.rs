@@ -38,12 +38,7 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -56,6 +51,9 @@ use common::ffmpeg9::{
     ffmpeg9, ffmpeg9_missing, ladder_publish_args, publish9, Audio, Media, Video, FPS, LADDER,
 };
 use common::hls::{access_log_errors_in, read_media, run_browser, Checks, ExampleNginx};
+use common::players::{
+    gst_buffer_pts, gst_sink_caps, need_gst, need_vlc, play_gst, play_vlc, runs, vlc_info, vlc_stat,
+};
 use common::*;
 
 /// Seconds of media each publisher sends (`-re`); it is stopped once its players are done.
@@ -231,27 +229,6 @@ fn need_ffmpeg9(test: &str) -> Option<PathBuf> {
         skip_or_fail(test, &ffmpeg9_missing());
     }
     f
-}
-
-/// Whether `program args` runs and exits 0 within 20 s.
-fn runs(program: &str, args: &[&str]) -> bool {
-    let Ok(mut child) = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    else {
-        return false;
-    };
-    match wait_timeout(&mut child, Duration::from_secs(20)) {
-        Some(st) => st.success(),
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            false
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -791,107 +768,7 @@ fn multitrack_h264_ladder_plays_and_switches_in_chromium_with_dash_js() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Native players: VLC and GStreamer
-
-/// What a player process printed, and how it ended.
-struct PlayerRun {
-    stdout: String,
-    stderr: String,
-    status: Option<ExitStatus>,
-    /// It exited before it was told to stop.
-    exited_early: bool,
-    /// It did not exit within the grace time after being told to stop: its group was killed.
-    killed: bool,
-}
-
-impl PlayerRun {
-    /// The last lines of both outputs, for messages.
-    fn tail(&self) -> String {
-        let tail = |s: &str| {
-            let lines: Vec<&str> = s.lines().collect();
-            lines[lines.len().saturating_sub(25)..].join("\n")
-        };
-        format!(
-            "exit {:?}{}{}\n--- stdout (end) ---\n{}\n--- stderr (end) ---\n{}",
-            self.status,
-            if self.exited_early {
-                " (exited before it was stopped)"
-            } else {
-                ""
-            },
-            if self.killed { " (killed)" } else { "" },
-            tail(&self.stdout),
-            tail(&self.stderr)
-        )
-    }
-}
-
-fn collect(pipe: impl Read + Send + 'static) -> (Arc<Mutex<String>>, thread::JoinHandle<()>) {
-    let sink = Arc::new(Mutex::new(String::new()));
-    let s = Arc::clone(&sink);
-    let h = thread::spawn(move || {
-        let mut r = BufReader::new(pipe);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match r.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    if let Ok(mut s) = s.lock() {
-                        s.push_str(&String::from_utf8_lossy(&buf));
-                    }
-                }
-            }
-        }
-    });
-    (sink, h)
-}
-
-/// Runs `cmd` in its own process group for `play`, then `stop` tells it to end (a command on
-/// its stdin, a signal to its PID); after `grace` its group is killed.
-fn run_player(
-    cmd: &mut Command,
-    play: Duration,
-    stop: impl FnOnce(&mut Child),
-    grace: Duration,
-) -> PlayerRun {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let (out, out_h) = collect(child.stdout.take().expect("stdout"));
-    let (err, err_h) = collect(child.stderr.take().expect("stderr"));
-    let mut status = wait_timeout(&mut child, play);
-    let exited_early = status.is_some();
-    let mut killed = false;
-    if status.is_none() {
-        stop(&mut child);
-        status = wait_timeout(&mut child, grace);
-        if status.is_none() {
-            // SAFETY: the process group created for this child (process_group(0)); the leader
-            // is not reaped yet, so the group id names only its processes.
-            unsafe {
-                libc::kill(-(child.id() as i32), libc::SIGKILL);
-            }
-            status = child.wait().ok();
-            killed = true;
-        }
-    }
-    drop(child.stdin.take());
-    let _ = out_h.join();
-    let _ = err_h.join();
-    let get = |s: &Arc<Mutex<String>>| s.lock().map(|s| s.clone()).unwrap_or_default();
-    PlayerRun {
-        stdout: get(&out),
-        stderr: get(&err),
-        status,
-        exited_early,
-        killed,
-    }
-}
+// Native players: VLC and GStreamer (run and checked by tests/common/players.rs)
 
 /// HEVC + AAC from the example config, ready in `format`; `None` when the test cannot run.
 fn hevc_live(test: &str, format: Format, checks: &mut Checks) -> Option<Live> {
@@ -906,107 +783,6 @@ fn hevc_live(test: &str, format: Format, checks: &mut Checks) -> Option<Live> {
 
 // VLC
 
-/// VLC's `stats` line `| <label> : <n>`.
-fn vlc_stat(out: &str, label: &str) -> Option<u64> {
-    out.lines()
-        .map(|l| l.trim_start_matches(['|', ' ']))
-        .find(|l| l.starts_with(label))
-        .and_then(|l| l.rsplit(':').next())
-        .and_then(|n| n.trim().parse().ok())
-}
-
-/// VLC's `info` values of `| <key>: <value>` lines, in order.
-fn vlc_info<'a>(out: &'a str, key: &str) -> Vec<&'a str> {
-    let key = format!("{key}:");
-    out.lines()
-        .map(|l| l.trim_start_matches(['|', ' ']))
-        .filter_map(|l| l.strip_prefix(key.as_str()))
-        .map(str::trim)
-        .collect()
-}
-
-/// VLC (`vlc -I rc`, no picture or sound output) plays `url` for [`NATIVE_PLAY`], then is
-/// asked for `info` and `stats` and to quit. As root it runs as `nobody` (VLC refuses root)
-/// with `home` as its HOME.
-fn run_vlc(url: &str, home: &Path) -> PlayerRun {
-    let vlc_args = [
-        "-I",
-        "rc",
-        "--rc-fake-tty",
-        "--no-color",
-        "--vout",
-        "dummy",
-        "--aout",
-        "dummy",
-        "--no-video-title-show",
-        "--no-metadata-network-access",
-        url,
-    ];
-    let mut cmd = vlc_command();
-    cmd.args(vlc_args).env("HOME", home);
-    run_player(
-        &mut cmd,
-        NATIVE_PLAY,
-        |child| {
-            if let Some(stdin) = child.stdin.as_mut() {
-                let _ = stdin.write_all(b"info\nstats\n");
-                let _ = stdin.flush();
-                thread::sleep(Duration::from_millis(1500));
-                let _ = stdin.write_all(b"quit\n");
-                let _ = stdin.flush();
-            }
-        },
-        Duration::from_secs(10),
-    )
-}
-
-/// `vlc`, or `setpriv ... -- vlc` as root (VLC refuses to run as root: it runs as `nobody`).
-fn vlc_command() -> Command {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-            "vlc",
-        ]);
-        c
-    } else {
-        Command::new("vlc")
-    }
-}
-
-/// `None` (after `skip_or_fail`) when VLC cannot run here.
-fn need_vlc(test: &str) -> Option<()> {
-    let mut cmd = vlc_command();
-    cmd.arg("--version")
-        .env("HOME", std::env::temp_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let ok = cmd.spawn().is_ok_and(
-        |mut c| match wait_timeout(&mut c, Duration::from_secs(20)) {
-            Some(st) => st.success(),
-            None => {
-                let _ = c.kill();
-                let _ = c.wait();
-                false
-            }
-        },
-    );
-    if !ok {
-        skip_or_fail(
-            test,
-            "no VLC that runs (apt-get install vlc-bin vlc-plugin-base, as scripts/test.sh \
-             does; as root it runs as nobody through setpriv, from util-linux)",
-        );
-        return None;
-    }
-    Some(())
-}
-
 fn vlc_case(test: &str, format: Format) {
     if need_vlc(test).is_none() {
         return;
@@ -1017,50 +793,16 @@ fn vlc_case(test: &str, format: Format) {
         return;
     };
     if checks.is_empty() {
-        // VLC's HOME, in the temporary directory: `nobody` may not reach the test prefix.
-        let home = std::env::temp_dir().join(format!(
-            "vlc-home-{}-{}",
-            std::process::id(),
-            live.nginx.http_port
-        ));
-        fs::create_dir_all(&home).expect("create VLC's HOME");
-        fs::set_permissions(&home, fs::Permissions::from_mode(0o777)).expect("chmod VLC's HOME");
         let url = live.url(format);
-        let run = run_vlc(&url, &home);
-        let _ = fs::remove_dir_all(&home);
-        let out = &run.stdout;
-        let displayed = vlc_stat(out, "frames displayed");
-        let decoded = vlc_stat(out, "video decoded");
-        let lost = vlc_stat(out, "frames lost");
-        let audio = vlc_stat(out, "buffers played");
-        let codecs = vlc_info(out, "Codec");
-        let sizes = vlc_info(out, "Video resolution");
-        println!(
-            "VLC {format:?}: {displayed:?} frames displayed ({decoded:?} decoded, {lost:?} \
-             lost), {audio:?} audio buffers played, codecs {codecs:?}, resolution {sizes:?}"
+        let vlc = play_vlc(&url, NATIVE_PLAY);
+        vlc.check(
+            &mut checks,
+            &format!("{format:?}"),
+            &format!("VLC playing HEVC + AAC {format:?} ({url})"),
+            "HEVC",
+            (WIDTH, HEIGHT),
+            u64::from(FPS) * 5,
         );
-        let what = format!("VLC playing HEVC + AAC {format:?} ({url})");
-        let min_frames = u64::from(FPS) * 5;
-        checks.check(
-            !run.exited_early && displayed.is_some_and(|n| n >= min_frames),
-            || {
-                format!(
-                    "{what}: {displayed:?} frames displayed in {NATIVE_PLAY:?} (need \
-                     {min_frames}); {}",
-                    run.tail()
-                )
-            },
-        );
-        checks.check(audio.is_some_and(|n| n > 0), || {
-            format!("{what}: {audio:?} audio buffers played; {}", run.tail())
-        });
-        checks.check(
-            codecs.iter().any(|c| c.contains("HEVC")) && codecs.iter().any(|c| c.contains("AAC")),
-            || format!("{what}: codecs {codecs:?}, expected HEVC and AAC"),
-        );
-        checks.check(sizes == [format!("{WIDTH}x{HEIGHT}")], || {
-            format!("{what}: video resolution {sizes:?}, published {WIDTH}x{HEIGHT}")
-        });
     }
     live.finish(&mut checks);
     println!("{test}: {:.1} s", started.elapsed().as_secs_f64());
@@ -1079,51 +821,9 @@ fn hevc_aac_dash_plays_in_vlc() {
 
 // GStreamer
 
-/// The presentation times (seconds) of the buffers fakesink `sink` reported (`gst-launch -v`
-/// with `silent=false`: one `last-message = chain ... (<sink>:sink) (... pts: H:MM:SS.NNN ...`
-/// line per buffer).
-fn gst_buffer_pts(out: &str, sink: &str) -> Vec<f64> {
-    let tag = format!("({sink}:sink)");
-    out.lines()
-        .filter(|l| l.contains("last-message = chain") && l.contains(&tag))
-        .filter_map(|l| {
-            let t = l.split("pts: ").nth(1)?.split([',', ' ']).next()?;
-            let mut parts = t.split(':');
-            let h: f64 = parts.next()?.parse().ok()?;
-            let m: f64 = parts.next()?.parse().ok()?;
-            let s: f64 = parts.next()?.parse().ok()?;
-            Some(h * 3600.0 + m * 60.0 + s)
-        })
-        .collect()
-}
-
-/// The caps fakesink `sink`'s pad negotiated (`...:<sink>.GstPad:sink: caps = ...`).
-fn gst_sink_caps<'a>(out: &'a str, sink: &str) -> Option<&'a str> {
-    let tag = format!(":{sink}.GstPad:sink: caps = ");
-    out.lines()
-        .filter_map(|l| l.split(tag.as_str()).nth(1))
-        .next_back()
-}
-
 fn gst_case(test: &str) {
-    if !runs("gst-launch-1.0", &["--version"]) {
-        skip_or_fail(
-            test,
-            "no gst-launch-1.0 (apt-get install gstreamer1.0-tools gstreamer1.0-plugins-good \
-             gstreamer1.0-plugins-bad gstreamer1.0-libav; scripts/test.sh does)",
-        );
+    if need_gst(test, &["playbin3", "hlsdemux2", "avdec_h265", "fakesink"]).is_none() {
         return;
-    }
-    for element in ["playbin3", "hlsdemux2", "avdec_h265", "fakesink"] {
-        if !runs("gst-inspect-1.0", &["--exists", element]) {
-            skip_or_fail(
-                test,
-                &format!(
-                    "no GStreamer element {element} (gstreamer1.0-plugins-good, -bad, -libav)"
-                ),
-            );
-            return;
-        }
     }
     let started = Instant::now();
     let mut checks = Checks::new();
@@ -1132,79 +832,15 @@ fn gst_case(test: &str) {
     };
     if checks.is_empty() {
         let url = live.url(Format::Hls);
-        let run = run_player(
-            Command::new("gst-launch-1.0").args([
-                "-v",
-                "playbin3",
-                &format!("uri={url}"),
-                "video-sink=fakesink name=vsink sync=true silent=false",
-                "audio-sink=fakesink name=asink sync=true silent=false",
-            ]),
-            NATIVE_PLAY + Duration::from_secs(2),
-            |child| {
-                // gst-launch stops its pipeline on SIGINT.
-                // SAFETY: kill() on our own child's PID, not reaped yet.
-                unsafe {
-                    libc::kill(child.id() as i32, libc::SIGINT);
-                }
-            },
-            Duration::from_secs(10),
+        let gst = play_gst(&url, NATIVE_PLAY + Duration::from_secs(2));
+        gst.check(
+            &mut checks,
+            "HLS",
+            &format!("GStreamer playbin3 playing HEVC + AAC HLS ({url})"),
+            "video/x-h265",
+            (WIDTH, HEIGHT),
+            FPS as usize * 5,
         );
-        let out = &run.stdout;
-        let video = gst_buffer_pts(out, "vsink");
-        let audio = gst_buffer_pts(out, "asink");
-        let span = |pts: &[f64]| {
-            let lo = pts.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = pts.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            if pts.is_empty() {
-                0.0
-            } else {
-                hi - lo
-            }
-        };
-        let vcaps = gst_sink_caps(out, "vsink").unwrap_or("");
-        let demuxers: Vec<&str> = ["GstHLSDemux2", "GstHLSDemux:"]
-            .into_iter()
-            .filter(|d| out.contains(d))
-            .collect();
-        println!(
-            "GStreamer HLS: {} video frames over {:.2} s of media, {} audio buffers over \
-             {:.2} s; demuxer {demuxers:?}; video caps {vcaps}",
-            video.len(),
-            span(&video),
-            audio.len(),
-            span(&audio)
-        );
-        let what = format!("GStreamer playbin3 playing HEVC + AAC HLS ({url})");
-        let min_frames = FPS as usize * 5;
-        checks.check(
-            !run.exited_early && video.len() >= min_frames && span(&video) >= 5.0,
-            || {
-                format!(
-                    "{what}: {} video frames over {:.2} s of media (need {min_frames} over \
-                     5 s); {}",
-                    video.len(),
-                    span(&video),
-                    run.tail()
-                )
-            },
-        );
-        checks.check(
-            vcaps.contains(&format!("width=(int){WIDTH}"))
-                && vcaps.contains(&format!("height=(int){HEIGHT}")),
-            || format!("{what}: decoded video caps {vcaps:?}, published {WIDTH}x{HEIGHT}"),
-        );
-        checks.check(out.contains("video/x-h265"), || {
-            format!("{what}: no video/x-h265 stream in the pipeline")
-        });
-        checks.check(!audio.is_empty() && span(&audio) >= 5.0, || {
-            format!(
-                "{what}: {} audio buffers over {:.2} s of media; {}",
-                audio.len(),
-                span(&audio),
-                run.tail()
-            )
-        });
     }
     live.finish(&mut checks);
     println!("{test}: {:.1} s", started.elapsed().as_secs_f64());

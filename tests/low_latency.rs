@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::ffmpeg::{play_decode, publish};
-use common::hls::{hls_rtmp_block, run_browser, Checks};
+use common::ffmpeg::{play_decode, publish, VIDEO_FPS};
+use common::hls::{access_log_errors, hls_rtmp_block, run_browser, Checks};
+use common::players::{need_gst, need_vlc, play_gst, play_vlc};
 use common::*;
 
 /// The application's HLS settings: 1 s segments (the publisher's GOP), parts of the default
@@ -251,4 +252,82 @@ fn players_without_ll_hls_play_the_same_stream() {
     }
     publisher.kill();
     checks.finish(server);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Native players that know nothing of LL-HLS: VLC and GStreamer (tests/common/players.rs)
+
+/// How long VLC and GStreamer play the LL-HLS stream.
+const NATIVE_PLAY: Duration = Duration::from_secs(10);
+/// Seconds of media the publisher sends for them: readiness, startup and playing fit in it.
+const NATIVE_PUBLISH_SECS: u32 = 40;
+/// The published picture (`common::ffmpeg::VIDEO_SIZE`).
+const NATIVE_SIZE: (u32, u32) = (320, 240);
+
+/// The LL server with a publisher on `live/cam` (H.264 320x240 at 25 fps, 1 s GOP, + AAC);
+/// once its video playlist lists 3 segments, `play` plays `/hls/live/cam.m3u8` (the
+/// multivariant playlist) and checks what it got. Then the publisher must still run (the
+/// player played a live stream), no request under /hls/ may have failed, and nginx must stop
+/// with a clean log.
+fn native_case(play: impl FnOnce(&str, &mut Checks)) {
+    let started = Instant::now();
+    let server = start();
+    let mut publisher = publish(&server.rtmp_url("live/cam"), NATIVE_PUBLISH_SECS);
+    let mut checks = Checks::new();
+    if let Some(listing) = checks.ok(wait_ready(&server, 3)) {
+        println!("ready:\n{listing}");
+        play(&server.http_url("/hls/live/cam.m3u8"), &mut checks);
+    }
+    checks.check(publisher.is_running(), || {
+        format!(
+            "the publisher ended before the player was done ({:?}): {}",
+            publisher.status(),
+            publisher.stderr()
+        )
+    });
+    publisher.kill();
+    let errors = access_log_errors(&server, "/hls/");
+    checks.check(errors.is_empty(), || {
+        format!("HTTP errors the player got:\n{}", errors.join("\n"))
+    });
+    if !checks.is_empty() {
+        print_access_log(&server);
+    }
+    println!("{:.1} s", started.elapsed().as_secs_f64());
+    checks.finish(server);
+}
+
+#[test]
+fn vlc_plays_ll_hls() {
+    if need_vlc("vlc_plays_ll_hls").is_none() {
+        return;
+    }
+    native_case(|url, checks| {
+        play_vlc(url, NATIVE_PLAY).check(
+            checks,
+            "LL-HLS",
+            &format!("VLC playing H.264 + AAC LL-HLS ({url})"),
+            "H264",
+            NATIVE_SIZE,
+            u64::from(VIDEO_FPS) * 5,
+        );
+    });
+}
+
+#[test]
+fn gstreamer_plays_ll_hls() {
+    let elements = ["playbin3", "hlsdemux2", "avdec_h264", "fakesink"];
+    if need_gst("gstreamer_plays_ll_hls", &elements).is_none() {
+        return;
+    }
+    native_case(|url, checks| {
+        play_gst(url, NATIVE_PLAY + Duration::from_secs(2)).check(
+            checks,
+            "LL-HLS",
+            &format!("GStreamer playbin3 playing H.264 + AAC LL-HLS ({url})"),
+            "video/x-h264",
+            NATIVE_SIZE,
+            VIDEO_FPS as usize * 5,
+        );
+    });
 }

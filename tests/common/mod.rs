@@ -24,6 +24,7 @@ pub mod enhanced;
 pub mod ffmpeg;
 pub mod ffmpeg9;
 pub mod hls;
+pub mod players;
 pub mod raw;
 pub mod workers;
 
