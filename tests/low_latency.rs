@@ -5,8 +5,9 @@
 //!   it loads parts, the median latency (now minus the PROGRAM-DATE-TIME of the playing frame,
 //!   which the server stamps with the wall clock the frame arrived at) is at most 2.0 s, and
 //!   no stall (a `waiting` period, or `currentTime` frozen while playing) lasts over 0.5 s.
-//! - Players that know nothing of LL-HLS play the same stream: ffmpeg decodes the HLS URL, and
-//!   m3u8-rs parses the media playlists; every part and segment they list is served.
+//! - Players that know nothing of LL-HLS play the same stream: ffmpeg decodes the HLS URL,
+//!   m3u8-rs parses the media playlists (every part and segment they list is served), VLC 3.0
+//!   and GStreamer 1.22 (playbin3) play it for 10 s (frames, audio, H.264 at 320x240).
 //!
 //! The browser case fails (or skips with `RTMP_TESTS_ALLOW_SKIP=1`) when Chromium, Node.js
 //! or tests/browser/node_modules is missing. Expected failures with `RTMP_IT_TARGET=c`: all
