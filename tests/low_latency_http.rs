@@ -454,3 +454,86 @@ fn a_bad_rtmp_low_latency_value_fails_nginx_t_at_its_line() {
     let t = common::nginx_t_text(&good);
     assert!(t.ok, "{}", t.stderr);
 }
+
+#[test]
+fn a_graceful_stop_answers_parked_requests_at_once() {
+    let server = start(2);
+    let mut w = Writer::new(&server, 4);
+    for _ in 0..PARTS_PER_SEGMENT {
+        w.write_part();
+    }
+    let (msn, part) = w.next_position();
+    let port = server.http_port;
+    // Parked for up to 12 s (3 x 4 s) unless the stop answers them.
+    let waiting: Vec<TcpStream> = (0..10)
+        .map(|i| {
+            let path = if i % 2 == 0 {
+                format!("/ll/s-video.m3u8?_HLS_msn={msn}&_HLS_part={part}")
+            } else {
+                format!("/ll/{}", w.hint())
+            };
+            send_only(port, &path)
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let readers: Vec<_> = waiting
+        .into_iter()
+        .map(|s| thread::spawn(move || read_status(s)))
+        .collect();
+    let t0 = Instant::now();
+    finish_checked(server);
+    let took = t0.elapsed();
+    let statuses: Vec<Option<u16>> = readers
+        .into_iter()
+        .map(|h| h.join().expect("reader"))
+        .collect();
+    // The playlist as it is; the hinted part, still missing, 404.
+    let expected: Vec<Option<u16>> = (0..10)
+        .map(|i| Some(if i % 2 == 0 { 200 } else { 404 }))
+        .collect();
+    assert_eq!(statuses, expected);
+    assert!(took < Duration::from_secs(3), "stop took {took:?}");
+}
+
+fn curl_h2(url: &str) -> std::process::Child {
+    std::process::Command::new("curl")
+        .args(["-s", "--http2-prior-knowledge", "--max-time", "10"])
+        .args(["-o", "-", "-w", "\n%{http_version} %{http_code}", url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("curl")
+}
+
+#[test]
+fn http2_streams_park_wake_and_leave_too() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no curl");
+        return;
+    }
+    let server =
+        Launch::workers(1).start(&live_rtmp_block("", ""), &format!("http2 on;\n{LOCATION}"));
+    let mut w = Writer::new(&server, 2);
+    for _ in 0..PARTS_PER_SEGMENT {
+        w.write_part();
+    }
+    let (msn, part) = w.next_position();
+    let url = server.http_url(&format!("/ll/s-video.m3u8?_HLS_msn={msn}&_HLS_part={part}"));
+    let waiting = curl_h2(&url);
+    let mut leaving = curl_h2(&url);
+    thread::sleep(Duration::from_millis(500));
+    leaving.kill().expect("kill curl");
+    let _ = leaving.wait();
+    thread::sleep(Duration::from_millis(100));
+    let name = w.write_part();
+    let out = waiting.wait_with_output().expect("curl output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("\n2 200"), "{text}");
+    assert!(text.contains(&format!("URI=\"{name}\"")), "{text}");
+    assert_eq!(get(&server, "/ll/s-video.m3u8").status, 200);
+    finish_checked(server);
+}
