@@ -29,6 +29,7 @@ pub mod files;
 pub mod hls;
 pub mod io;
 pub mod live;
+pub mod lowlatency;
 pub mod media;
 pub mod notify;
 pub mod record;

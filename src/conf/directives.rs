@@ -234,6 +234,8 @@ pub static DIRECTIVES: &[Directive] = &[
     many("rtmp_stat", HTTP, AtLeast(1), Implemented),
     one("rtmp_stat_stylesheet", HTTP, Exactly(1), Implemented),
     many("rtmp_control", HTTP, AtLeast(1), Implemented),
+    // LL-HLS blocking playlist reload and preload hints (this module's own).
+    one("rtmp_low_latency", HTTP, Flag, Implemented),
     // nginx-http-flv-module.
     one("flv_live", HTTP, Flag, Planned),
     one("rtmp_stat_format", HTTP, Exactly(1), Implemented),
@@ -435,7 +437,7 @@ mod tests {
     ];
 
     /// Directives of our own, for what the C module cannot do (https callbacks, gathered writes,
-    /// RTMPS).
+    /// RTMPS, LL-HLS).
     const OWN: &[&str] = &[
         "record_format",
         "hls_container",
@@ -455,6 +457,7 @@ mod tests {
         "ssl_session_timeout",
         "ssl_handshake_timeout",
         "ssl_session_tickets",
+        "rtmp_low_latency",
     ];
 
     #[test]
@@ -619,6 +622,7 @@ mod tests {
             "rtmp_stat_stylesheet",
             "rtmp_stat_format",
             "rtmp_control",
+            "rtmp_low_latency",
         ];
         expected.sort_unstable();
         assert_eq!(implemented, expected);

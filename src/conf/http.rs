@@ -1,6 +1,6 @@
 //! Directives that live outside `rtmp{}`: the main-context `rtmp_auto_push*` /
 //! `rtmp_socket_dir` ([`MainConf`]) and the http-side handlers `rtmp_stat`, `rtmp_control`
-//! and friends ([`HttpConf`], one per http/server/location level).
+//! and friends, `rtmp_low_latency` ([`HttpConf`], one per http/server/location level).
 
 use super::directives::find;
 use super::value::{parse_enum, parse_flag, parse_msec};
@@ -134,6 +134,8 @@ pub struct HttpConf {
     pub control: Option<ControlMask>,
     /// `flv_live` (nginx-http-flv-module): HTTP-FLV playback from this location.
     pub flv_live: Option<bool>,
+    /// `rtmp_low_latency`: LL-HLS blocking reload and preload hints for the files here.
+    pub low_latency: Option<bool>,
 }
 
 impl HttpConf {
@@ -171,6 +173,12 @@ impl HttpConf {
                 }
                 self.flv_live = Some(flag(d, v)?);
             }
+            "rtmp_low_latency" => {
+                if self.low_latency.is_some() {
+                    return Err(ConfError::Duplicate(d));
+                }
+                self.low_latency = Some(flag(d, v)?);
+            }
             _ => return Err(ConfError::NotAllowedHere(d)),
         }
         Ok(None)
@@ -192,6 +200,9 @@ impl HttpConf {
         }
         if self.flv_live.is_none() {
             self.flv_live = parent.flv_live;
+        }
+        if self.low_latency.is_none() {
+            self.low_latency = parent.low_latency;
         }
     }
 }
@@ -305,6 +316,27 @@ mod tests {
         assert_eq!(loc.stat_format, Some(StatFormat::Json));
         assert!(loc.apply("live", &["on"]).is_err());
         assert!(loc.apply("flv_live", &["maybe"]).is_err());
+        assert_eq!(
+            loc.apply("rtmp_low_latency", &["yes"])
+                .unwrap_err()
+                .to_string(),
+            "invalid value \"yes\" in \"rtmp_low_latency\" directive, it must be \"on\" or \"off\""
+        );
+        let mut server = HttpConf::default();
+        server.apply("rtmp_low_latency", &["on"]).unwrap();
+        assert_eq!(
+            server.apply("rtmp_low_latency", &["off"]).unwrap_err(),
+            ConfError::Duplicate("rtmp_low_latency")
+        );
+        let mut off_here = HttpConf::default();
+        off_here.apply("rtmp_low_latency", &["off"]).unwrap();
+        off_here.merge_from(&server);
+        let mut inherits = HttpConf::default();
+        inherits.merge_from(&server);
+        assert_eq!(
+            (off_here.low_latency, inherits.low_latency),
+            (Some(false), Some(true))
+        );
         assert_eq!(
             loc.apply("rtmp_stat_stylesheet", &[])
                 .unwrap_err()

@@ -1571,6 +1571,7 @@ mod tests {
         ("rtmp_stat", &["all"]),
         ("rtmp_stat_stylesheet", &["stat.xsl"]),
         ("rtmp_control", &["all"]),
+        ("rtmp_low_latency", &["on"]),
         ("flv_live", &["on"]),
         ("rtmp_stat_format", &["json"]),
         ("gop_cache", &["on"]),

@@ -1,6 +1,7 @@
 //! The http side of the module: `rtmp_stat` (XML as the C module, JSON, Prometheus) and
 //! `rtmp_control` (drop, redirect; record answers that recording does not exist yet). Both
-//! see every worker's sessions through the shared zone (see `shm`).
+//! see every worker's sessions through the shared zone (see `shm`). `rtmp_low_latency` adds a
+//! content-phase handler (see `lowlatency`).
 
 use core::ffi::{c_char, c_void};
 use core::ptr;
@@ -22,12 +23,13 @@ use crate::stat::{Format, StatMask};
 
 const HTTP_ANY: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
-static mut HTTP_COMMANDS: [ngx_command_t; 6] = [
+static mut HTTP_COMMANDS: [ngx_command_t; 7] = [
     http_command(c"rtmp_stat", HTTP_ANY | NGX_CONF_1MORE),
     http_command(c"rtmp_stat_stylesheet", HTTP_ANY | NGX_CONF_TAKE1),
     http_command(c"rtmp_stat_format", HTTP_ANY | NGX_CONF_TAKE1),
     http_command(c"rtmp_control", HTTP_ANY | NGX_CONF_1MORE),
     http_command(c"flv_live", HTTP_ANY | NGX_CONF_TAKE1),
+    http_command(c"rtmp_low_latency", HTTP_ANY | NGX_CONF_TAKE1),
     ngx_command_t::empty(),
 ];
 
@@ -51,7 +53,7 @@ const NGX_HTTP_LOC_CONF_OFFSET_BYTES: ngx_uint_t =
 
 static mut HTTP_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: None,
-    postconfiguration: None,
+    postconfiguration: Some(postconfiguration),
     create_main_conf: None,
     init_main_conf: None,
     create_srv_conf: None,
@@ -68,6 +70,13 @@ pub static mut ngx_http_rtmp_rs_module: ngx_module_t = ngx_module_t {
     type_: NGX_HTTP_MODULE as ngx_uint_t,
     ..ngx_module_t::default()
 };
+
+extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+    guard("http postconfiguration", NGX_ERROR as ngx_int_t, || {
+        // SAFETY: nginx calls this once the http block is parsed, with its configuration.
+        unsafe { super::lowlatency::postconfiguration(cf) }
+    })
+}
 
 extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
     guard("http create_loc_conf", ptr::null_mut(), || {
@@ -123,7 +132,7 @@ extern "C" fn http_directive(
 ///
 /// # Safety
 /// `r` is a live request of a location configured by this module.
-unsafe fn loc_conf<'a>(r: *mut ngx_http_request_t) -> &'a HttpConf {
+pub(super) unsafe fn loc_conf<'a>(r: *mut ngx_http_request_t) -> &'a HttpConf {
     // SAFETY: create_loc_conf made an HttpConf for every location.
     unsafe {
         let index = (*ptr::addr_of!(ngx_http_rtmp_rs_module)).ctx_index;

@@ -12,6 +12,7 @@ mod exec;
 mod filejobs;
 mod http;
 mod logfile;
+mod lowlatency;
 mod netcall;
 mod outgoing;
 mod relay;

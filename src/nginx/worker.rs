@@ -121,6 +121,7 @@ pub extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
         super::shm::exit_process();
         super::netcall::exit_process();
         super::relay::exit_process();
+        super::lowlatency::exit_process();
         let stats = with_worker(|w| w.io_stats());
         if stats.ops > 0 {
             super::util::log_cycle(

@@ -31,9 +31,20 @@ impl Launch {
     /// Starts nginx (retrying on a port race, like [`Server::start`]); the server is up when
     /// both ports accept and every worker has logged its start.
     pub fn start(&self, rtmp_block: &str, extra_http: &str) -> Server {
+        self.start_edited(rtmp_block, extra_http, &|conf| conf)
+    }
+
+    /// [`Launch::start`] with the rendered configuration passed through `edit` first (e.g. to
+    /// raise `worker_connections`).
+    pub fn start_edited(
+        &self,
+        rtmp_block: &str,
+        extra_http: &str,
+        edit: &dyn Fn(String) -> String,
+    ) -> Server {
         let mut last_err = String::new();
         for _attempt in 0..5 {
-            match self.try_start(rtmp_block, extra_http) {
+            match self.try_start(rtmp_block, extra_http, edit) {
                 Ok(s) => return s,
                 Err(StartError::PortTaken(log)) => last_err = log,
                 Err(StartError::Failed(msg)) => panic!("{msg}"),
@@ -69,14 +80,19 @@ impl Launch {
         conf
     }
 
-    fn try_start(&self, rtmp_block: &str, extra_http: &str) -> Result<Server, StartError> {
+    fn try_start(
+        &self,
+        rtmp_block: &str,
+        extra_http: &str,
+        edit: &dyn Fn(String) -> String,
+    ) -> Result<Server, StartError> {
         let prefix = fresh_prefix();
         let rtmp_port = free_port();
         let mut http_port = free_port();
         while http_port == rtmp_port {
             http_port = free_port();
         }
-        let conf = self.render(&prefix, rtmp_block, extra_http, rtmp_port, http_port);
+        let conf = edit(self.render(&prefix, rtmp_block, extra_http, rtmp_port, http_port));
         let conf_path = prefix.join("conf/nginx.conf");
         fs::write(&conf_path, &conf).expect("write nginx.conf");
         let log_path = prefix.join("logs/error.log");
