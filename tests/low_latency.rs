@@ -44,6 +44,7 @@ fn http_locations() -> String {
     format!(
         "location /hls/ {{\n\
          \x20   alias {{PREFIX}}/tmp/;\n\
+         \x20   rtmp_low_latency on;\n\
          \x20   types {{ application/vnd.apple.mpegurl m3u8; video/mp4 m4s m4v; audio/mp4 m4a; }}\n\
          \x20   add_header Cache-Control no-cache;\n\
          }}\n\
@@ -331,4 +332,272 @@ fn gstreamer_plays_ll_hls() {
             VIDEO_FPS as usize * 5,
         );
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// LL-HLS clients as hls.js behaves, and a proxy_cache edge (nginx-conf/edge.conf)
+
+/// What a client needs from a media playlist: the (msn, part) to ask for next, and each part
+/// with the wall clock (Unix ms, from PROGRAM-DATE-TIME and the durations before it) its
+/// media ends at.
+#[derive(Debug, Default)]
+struct LlView {
+    next: (u64, u64),
+    /// (msn, part index, URI, end of its media in Unix ms)
+    parts: Vec<(u64, u64, String, f64)>,
+}
+
+fn parse_ms_time(pdt: &str) -> Option<f64> {
+    // 2026-12-07T00:49:14.024Z
+    let (date, time) = pdt.trim_end_matches('Z').split_once('T')?;
+    let d: Vec<i64> = date.split('-').filter_map(|x| x.parse().ok()).collect();
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms.split(':').filter_map(|x| x.parse().ok()).collect();
+    if d.len() != 3 || t.len() != 3 {
+        return None;
+    }
+    // Days since 1970-01-01 (civil calendar, Howard Hinnant's algorithm).
+    let (y, m, day) = (d[0] - i64::from(d[1] <= 2), d[1], d[2]);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2];
+    Some(secs as f64 * 1000.0 + format!("0.{frac}").parse::<f64>().ok()? * 1000.0)
+}
+
+fn parse_ll(text: &str) -> Option<LlView> {
+    let attr = |line: &str, key: &str| -> Option<String> {
+        let rest = line.split(&format!("{key}=")).nth(1)?;
+        Some(match rest.strip_prefix('"') {
+            Some(q) => q.split('"').next()?.to_owned(),
+            None => rest.split(',').next()?.to_owned(),
+        })
+    };
+    let mut msn = None;
+    let mut clock: Option<f64> = None;
+    let mut view = LlView::default();
+    let mut part = 0u64;
+    let mut lines = text.lines();
+    while let Some(l) = lines.next() {
+        if let Some(v) = l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            msn = v.parse().ok();
+        } else if let Some(v) = l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+            clock = parse_ms_time(v);
+        } else if l.starts_with("#EXT-X-PART:") {
+            let d: f64 = attr(l, "DURATION")?.parse().ok()?;
+            // Parts move the clock; the segment after them does not again.
+            let end = clock.map(|c| c + d * 1000.0);
+            view.parts
+                .push((msn?, part, attr(l, "URI")?, end.unwrap_or(0.0)));
+            if let Some(c) = clock.as_mut() {
+                *c += d * 1000.0;
+            }
+            part += 1;
+        } else if let Some(v) = l.strip_prefix("#EXTINF:") {
+            let d: f64 = v.trim_end_matches(',').parse().ok()?;
+            lines.next();
+            if part == 0 {
+                if let Some(c) = clock.as_mut() {
+                    *c += d * 1000.0;
+                }
+            }
+            msn = Some(msn? + 1);
+            part = 0;
+        }
+    }
+    view.next = (msn?, part);
+    Some(view)
+}
+
+/// One client for `secs`: the playlist once, then blocking reloads for the next part and
+/// each new part, as hls.js does in low-latency mode. Returns, for each part it got, how
+/// long after the end of its media it had it (ms).
+fn ll_client(base: &str, playlist: &str, secs: u64) -> Result<Vec<f64>, String> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let (status, body) = get(&format!("{base}{playlist}"));
+    if status != 200 {
+        return Err(format!("{playlist}: {status}"));
+    }
+    let mut view = parse_ll(&String::from_utf8_lossy(&body)).ok_or("unparsable playlist")?;
+    let mut done: std::collections::HashSet<String> =
+        view.parts.iter().map(|p| p.2.clone()).collect();
+    let mut delays = Vec::new();
+    while Instant::now() < deadline {
+        let (msn, part) = view.next;
+        let url = format!("{base}{playlist}?_HLS_msn={msn}&_HLS_part={part}");
+        let (status, body) = get(&url);
+        if status != 200 {
+            return Err(format!("{url}: {status}"));
+        }
+        view = parse_ll(&String::from_utf8_lossy(&body)).ok_or("unparsable playlist")?;
+        for (_, _, uri, end_ms) in &view.parts {
+            if done.insert(uri.clone()) {
+                let (status, body) = get(&format!("{base}{uri}"));
+                if status != 200 || body.is_empty() {
+                    return Err(format!("{uri}: {status}"));
+                }
+                delays.push(now_unix_ms() - end_ms);
+            }
+        }
+    }
+    Ok(delays)
+}
+
+fn now_unix_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// nginx-conf/edge.conf (stock nginx, no module) in front of `origin_port`, on a free port.
+struct Edge {
+    child: std::process::Child,
+    port: u16,
+    // Removed with the edge.
+    _prefix: TestPrefix,
+}
+
+impl Edge {
+    fn start(origin_port: u16) -> Edge {
+        let prefix = TestPrefix::new();
+        let port = free_port();
+        let text = std::fs::read_to_string(manifest_dir().join("nginx-conf/edge.conf"))
+            .expect("nginx-conf/edge.conf");
+        let user = if unsafe { libc::geteuid() } == 0 {
+            "user root;\n"
+        } else {
+            ""
+        };
+        let text = format!("{user}{text}")
+            .replace("listen 8081;", &format!("listen 127.0.0.1:{port};"))
+            .replace(
+                "server 127.0.0.1:8080;",
+                &format!("server 127.0.0.1:{origin_port};"),
+            );
+        let conf = prefix.0.join("conf/edge.conf");
+        std::fs::write(&conf, text).expect("write edge.conf");
+        let child = std::process::Command::new(nginx_bin())
+            .arg("-p")
+            .arg(&prefix.0)
+            .arg("-c")
+            .arg(&conf)
+            .args(["-g", "daemon off;"])
+            // Its logs are files; its workers must not hold the test's output open.
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the edge nginx");
+        let deadline = Instant::now() + START_TIMEOUT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the edge never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Edge {
+            child,
+            port,
+            _prefix: prefix,
+        }
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        // SIGTERM: the master stops its workers (a SIGKILL would leave them running).
+        // SAFETY: the pid is our own child's, not yet waited for.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        if wait_timeout(&mut self.child, STOP_TIMEOUT).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn a_proxy_cache_edge_asks_the_origin_once_per_part_for_50_clients() {
+    const CLIENTS: usize = 50;
+    const SECS: u64 = 20;
+    let server = start();
+    let mut publisher = publish(&server.rtmp_url("live/cam"), SECS as u32 + 25);
+    let mut checks = Checks::new();
+    if let Some(listing) = checks.ok(wait_ready(&server, 2)) {
+        println!("ready:\n{listing}");
+        let edge = Edge::start(server.http_port);
+        let origin_log = server.prefix.join("logs/access.log");
+        let log_start = std::fs::metadata(&origin_log).map_or(0, |m| m.len() as usize);
+        let direct_base = server.http_url("/hls/live/");
+        let edge_base = format!("http://127.0.0.1:{}/hls/live/", edge.port);
+        let direct = std::thread::spawn(move || ll_client(&direct_base, "cam-video.m3u8", SECS));
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let base = edge_base.clone();
+                std::thread::spawn(move || ll_client(&base, "cam-video.m3u8", SECS))
+            })
+            .collect();
+        let mut direct = match direct.join().expect("direct client") {
+            Ok(d) => d,
+            Err(e) => {
+                checks.fail(format!("direct client: {e}"));
+                Vec::new()
+            }
+        };
+        let mut via_edge = Vec::new();
+        for c in clients {
+            match c.join().expect("edge client") {
+                Ok(d) => via_edge.extend(d),
+                Err(e) => checks.fail(format!("edge client: {e}")),
+            }
+        }
+        let (direct_ms, edge_ms) = (median(&mut direct), median(&mut via_edge));
+        println!(
+            "part delay after its media ended: direct {direct_ms:.0} ms median over {} parts, \
+             through the edge {edge_ms:.0} ms over {} parts",
+            direct.len(),
+            via_edge.len()
+        );
+        checks.check(direct.len() >= 40 && via_edge.len() >= 40 * CLIENTS, || {
+            format!(
+                "parts fetched: direct {}, edge {}",
+                direct.len(),
+                via_edge.len()
+            )
+        });
+        checks.check(edge_ms - direct_ms <= 500.0, || {
+            format!("the edge adds {:.0} ms (at most 500)", edge_ms - direct_ms)
+        });
+        // The origin saw each part and each blocking playlist request once (the direct
+        // client's requests aside: they come from 127.0.0.1 too, so they are counted, and
+        // allowed once more).
+        let log = read_lossy(&origin_log);
+        let mut counts: std::collections::HashMap<String, usize> = Default::default();
+        for l in log.get(log_start..).unwrap_or_default().lines() {
+            if let Some(uri) = l
+                .split('"')
+                .nth(1)
+                .and_then(|r| r.split_whitespace().nth(1))
+            {
+                if uri.starts_with("/hls/") {
+                    *counts.entry(uri.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        let repeated: Vec<(&String, &usize)> = counts
+            .iter()
+            .filter(|(uri, n)| (uri.contains("_HLS_msn") || uri.contains("/cam-p")) && **n > 2)
+            .collect();
+        checks.check(repeated.is_empty() && !counts.is_empty(), || {
+            format!("the origin was asked more than once (edge) + once (direct): {repeated:?}")
+        });
+        drop(edge);
+    }
+    publisher.kill();
+    checks.finish(server);
 }

@@ -65,6 +65,7 @@ use super::m3u8;
 use super::mpd::{self, ContentType};
 use crate::conf::{DashClock, DashSettings, HlsSettings, HlsType};
 use crate::files::{FileOp, FileOutput, Now};
+use crate::lowlatency::names;
 use crate::media::flv::{self, AudioPacket, FourCc, MultitrackKind, VideoPacket};
 use crate::media::metadata;
 use crate::segment::cut::{self, Boundary, CutPolicy, Decision, SegmentSoFar};
@@ -134,16 +135,14 @@ impl Kind {
 
 /// Whether a frame body can be a sample of `codec` (AVC: whole length-prefixed NAL units).
 /// A frame's body as a slice of the publisher's buffer (shared, not copied).
-/// An LL-HLS part's file name: `<stem>p<t>.m4s` (video), `<stem>p<t>.m4a` or
-/// `<stem>p<t>-<timescale>.m4a` (audio), `t` its start in the track's timescale: a name no
-/// segment, init segment or playlist has, and found again from its media playlist's name
-/// (`<stem>video.m3u8`, `<stem>audio.m3u8`).
+/// An LL-HLS part's file name (`t`: its start in the track's timescale), the one the
+/// http side (`rtmp_low_latency`) finds its media playlist from.
 fn part_file(stem: &str, kind: Kind, t: u64, suffix_ts: Option<u32>) -> String {
-    match (kind, suffix_ts) {
-        (Kind::Video, _) => format!("{stem}p{t}.m4s"),
-        (Kind::Audio, None) => format!("{stem}p{t}.m4a"),
-        (Kind::Audio, Some(ts)) => format!("{stem}p{t}-{ts}.m4a"),
-    }
+    let track = match kind {
+        Kind::Video => names::Track::Video,
+        Kind::Audio => names::Track::Audio,
+    };
+    names::part_name(stem, track, t, suffix_ts)
 }
 
 fn body_of(tag: &Bytes, offset: usize) -> Bytes {
@@ -525,13 +524,14 @@ impl HlsPlaylists {
         nested: bool,
         event: bool,
     ) -> Self {
-        let media = |kind: &str| {
-            let file = format!("{stem}{kind}.m3u8");
+        // The names the http side finds a part's playlist by (`rtmp_low_latency`).
+        let media = |track| {
+            let file = names::media_playlist_name(stem, track);
             (dir.join(&file), mpd::uri_escape(&file))
         };
         HlsPlaylists {
-            video: media("video"),
-            audio: media("audio"),
+            video: media(names::Track::Video),
+            audio: media(names::Track::Audio),
             master,
             nested,
             event,
