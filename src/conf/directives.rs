@@ -233,7 +233,7 @@ pub static DIRECTIVES: &[Directive] = &[
     one("rtmp_stat_stylesheet", HTTP, Exactly(1), Implemented),
     many("rtmp_control", HTTP, AtLeast(1), Implemented),
     // nginx-http-flv-module.
-    one("flv_live", HTTP, Flag, Planned),
+    one("flv_live", HTTP, Flag, Implemented),
     one("rtmp_stat_format", HTTP, Exactly(1), Implemented),
     one("gop_cache", APP, Flag, Implemented),
     one("gop_max_frame_count", APP, Exactly(1), Implemented),
@@ -613,6 +613,7 @@ mod tests {
             "rtmp_stat_stylesheet",
             "rtmp_stat_format",
             "rtmp_control",
+            "flv_live",
         ];
         expected.sort_unstable();
         assert_eq!(implemented, expected);
