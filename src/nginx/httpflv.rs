@@ -14,12 +14,12 @@ use std::collections::HashMap;
 use std::io::IoSlice;
 
 use ngx::ffi::{
-    ngx_del_timer, ngx_handle_write_event, ngx_http_core_loc_conf_t, ngx_http_request_t, ngx_int_t,
-    ngx_log_t, ngx_post_event, ngx_posted_events, ngx_str_t, ngx_uint_t, NGX_DONE, NGX_ERROR,
-    NGX_HTTP_BAD_REQUEST, NGX_HTTP_FLUSH, NGX_HTTP_GET, NGX_HTTP_HEAD,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_NOT_FOUND, NGX_HTTP_OPTIONS,
-    NGX_HTTP_VERSION_11, NGX_HTTP_VERSION_20, NGX_HTTP_VERSION_NOT_SUPPORTED, NGX_LOG_INFO,
-    NGX_LOG_WARN, NGX_OK,
+    ngx_del_timer, ngx_event_t, ngx_handle_write_event, ngx_http_core_loc_conf_t,
+    ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_post_event, ngx_posted_events, ngx_str_t,
+    ngx_uint_t, NGX_DONE, NGX_ERROR, NGX_HTTP_BAD_REQUEST, NGX_HTTP_FLUSH, NGX_HTTP_GET,
+    NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_NOT_FOUND,
+    NGX_HTTP_OPTIONS, NGX_HTTP_VERSION_11, NGX_HTTP_VERSION_20, NGX_HTTP_VERSION_NOT_SUPPORTED,
+    NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
 };
 
 use super::util::{guard, log, now_ms, str_bytes};
@@ -41,7 +41,14 @@ struct FlvCtx {
     discard: bool,
     /// When the client last fell behind (socket full); cleared when the queue drains.
     behind_since: Option<u64>,
+    /// A timer that does nothing but keep an exiting worker (quit, reload) alive while the
+    /// response lasts, as an RTMP player's ping timer does: nginx ends a gracefully exiting
+    /// worker once no timer but cancelable ones is left.
+    hold: ngx_event_t,
 }
+
+/// Period of [`FlvCtx::hold`].
+const HOLD_MS: ngx::ffi::ngx_msec_t = 60_000;
 
 thread_local! {
     static REQUESTS: RefCell<HashMap<u64, *mut FlvCtx>> = RefCell::new(HashMap::new());
@@ -204,7 +211,13 @@ unsafe fn start(r: *mut ngx_http_request_t) -> ngx_int_t {
             closing: None,
             discard: false,
             behind_since: None,
+            hold: core::mem::zeroed(),
         }));
+        let hold = ptr::addr_of_mut!((*ctx).hold);
+        (*hold).handler = Some(hold_handler);
+        (*hold).data = ctx.cast();
+        (*hold).log = (*c).log;
+        ngx::ffi::ngx_add_timer(hold, HOLD_MS);
         (*cln).handler = Some(cleanup);
         (*cln).data = ctx.cast();
         REQUESTS.with(|m| m.borrow_mut().insert(id, ctx));
@@ -435,20 +448,36 @@ extern "C" fn cleanup(data: *mut c_void) {
         // SAFETY: data is the FlvCtx the handler registered with this cleanup, freed only
         // here; the request is still live while its cleanups run.
         unsafe {
-            let ctx = Box::from_raw(data as *mut FlvCtx);
-            let id = ctx.id;
-            if ctx_of(id) == Some(data as *mut FlvCtx) {
+            let raw = data as *mut FlvCtx;
+            let id = (*raw).id;
+            if ctx_of(id) == Some(raw) {
                 forget(id);
             }
-            let c = (*ctx.r).connection;
+            let c = (*(*raw).r).connection;
             if (*(*c).write).timer_set() != 0 {
                 ngx_del_timer((*c).write);
             }
-            drop(ctx);
+            // Linked into nginx's timer tree in place: unlinked before it is freed.
+            let hold = ptr::addr_of_mut!((*raw).hold);
+            if (*hold).timer_set() != 0 {
+                ngx_del_timer(hold);
+            }
+            if (*hold).posted() != 0 {
+                ngx::ffi::ngx_delete_posted_event(hold);
+            }
+            drop(Box::from_raw(raw));
             let mut outcome = Outcome::default();
             with_worker(|w| w.disconnect(id, now_ms(), &mut outcome));
             super::conn::apply_outcome(outcome);
         }
+    })
+}
+
+/// [`FlvCtx::hold`] ran out: it starts over (the request's cleanup removes it).
+extern "C" fn hold_handler(ev: *mut ngx_event_t) {
+    guard("flv_live hold", (), || {
+        // SAFETY: ev is the hold timer of a live FlvCtx (its cleanup unlinks it first).
+        unsafe { ngx::ffi::ngx_add_timer(ev, HOLD_MS) }
     })
 }
 
