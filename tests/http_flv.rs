@@ -579,3 +579,104 @@ fn a_stalled_http_flv_reader_is_dropped_and_an_rtmp_player_keeps_its_pace() {
     publisher.kill();
     server.finish();
 }
+
+// ---------------------------------------------------------------------------------------------
+// mpegts.js in Debian's Chromium
+
+/// Median end-to-end latency mpegts.js must keep (the issue's acceptance bound).
+const MAX_MEDIAN_LATENCY_S: f64 = 1.5;
+
+#[test]
+fn mpegts_js_in_chromium_plays_http_flv_with_a_median_latency_under_1_5_s() {
+    let browser_dir = manifest_dir().join("tests/browser");
+    let mpegts = browser_dir.join("node_modules/mpegts.js/dist/mpegts.js");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").is_dir() && mpegts.is_file(),
+        "tests/browser has no node_modules (or no mpegts.js): run: npm ci --prefix tests/browser"
+    );
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").is_file(),
+        "Debian's chromium is missing: apt-get install chromium (scripts/test.sh does)"
+    );
+    let player = format!(
+        "{FLV_LOCATION}\n\
+         location /player/ {{\n\
+         \x20   alias {dir}/;\n\
+         \x20   types {{ text/html html; application/javascript js; }}\n\
+         }}\n\
+         location = /player/mpegts.js {{\n\
+         \x20   alias {mpegts};\n\
+         \x20   default_type application/javascript;\n\
+         }}\n",
+        dir = browser_dir.display(),
+        mpegts = mpegts.display(),
+    );
+    let server = Server::start(&live_rtmp_block("", ""), &player);
+    let unix_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    };
+    // The publisher's timestamp 0 is captured after it starts: taking the spawn time as t0
+    // can only overstate the latency (by ffmpeg's start-up).
+    let t0 = unix_ms();
+    let offset = server.log_len();
+    let secs = 45;
+    let mut publisher = publish(&server.rtmp_url("live/lat"), secs);
+    assert!(server.wait_for_log(offset, "publish \"live/lat\"", Duration::from_secs(10)));
+    let published_ms = unix_ms() - t0;
+    thread::sleep(Duration::from_millis(1000));
+    let src = format!(
+        "http://127.0.0.1:{}/live?app=live%26stream=lat",
+        server.http_port
+    );
+    let page = format!(
+        "http://127.0.0.1:{}/player/flv.html?src={src}&t0={t0}",
+        server.http_port
+    );
+    let r = common::hls::run_browser(&page, 22);
+    println!("browser: {}\nnode stderr:\n{}", r.json.trim(), r.stderr);
+    let v: serde_json::Value = serde_json::from_str(r.json.trim()).expect("play.mjs JSON");
+    let samples: Vec<f64> = v["extra"]["samples"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+        .unwrap_or_default();
+    let mut sorted = samples.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied();
+    println!(
+        "mpegts.js HTTP-FLV latency: median {median:?} s over {} samples (min {:?}, max {:?}); \
+         the publish was seen {published_ms} ms after ffmpeg was spawned",
+        samples.len(),
+        sorted.first(),
+        sorted.last()
+    );
+    assert!(
+        r.status.is_some_and(|s| s.success()),
+        "node play.mjs failed ({:?}):\n{}\n{}",
+        r.status,
+        r.json,
+        r.stderr
+    );
+    assert_eq!(v["errorCount"], 0, "mpegts.js reported errors: {}", r.json);
+    assert!(
+        v["advanced"].as_f64().is_some_and(|a| a >= 15.0),
+        "video.currentTime advanced {:?} s in 22 s: {}",
+        v["advanced"],
+        r.json
+    );
+    assert!(
+        samples.len() >= 40,
+        "too few latency samples ({}): {}",
+        samples.len(),
+        r.json
+    );
+    assert!(
+        median.is_some_and(|m| m <= MAX_MEDIAN_LATENCY_S),
+        "median latency {median:?} s > {MAX_MEDIAN_LATENCY_S} s: {}",
+        r.json
+    );
+    publisher.kill();
+    server.finish();
+}

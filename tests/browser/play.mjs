@@ -121,6 +121,7 @@ try {
     result.currentLevel = snap.currentLevel ?? null;
     result.switches = snap.switches ?? [];
     result.media = snap.media ?? null;
+    result.extra = snap.extra ?? null;
     result.errors.push(...snap.errors);
   } else {
     result.errors.push({ type: 'harness', details: 'the page never answered', fatal: true });
