@@ -17,9 +17,9 @@
 #            availability (listed vs. when its last frame was published), DASH segments
 #            announced in the MPD before their file existed;
 #   workers  ours only: fan-out with worker_processes 1, 2, 4 (`listen ... reuseport`);
-#   HTTP-FLV ours only (BENCH_FLV_PLAYERS): in one nginx and one publisher, N RTMP players,
-#            then N HTTP-FLV players (`flv_live on`): worker CPU-seconds per GB of each, and
-#            HTTP-FLV/RTMP.
+#   HTTP-FLV ours only (BENCH_FLV_PLAYERS): in one nginx and one publisher, N RTMP players
+#            and N HTTP-FLV players (`flv_live on`), two runs each in ABBA order: worker
+#            CPU-seconds per GB of each, and HTTP-FLV/RTMP.
 # A Markdown table is printed at the end and written to $BENCH_DIR/bench-results.md.
 #
 # Environment:
@@ -574,35 +574,48 @@ done
 
 # ---------------------------------------------------------------------------- HTTP-FLV
 
-# One nginx, one publisher: N RTMP players, then N HTTP-FLV players of the same stream, each
-# for BENCH_SECONDS; worker CPU per GB of each (ours only: the C module has no HTTP-FLV).
+# One nginx, one publisher: N RTMP players, N HTTP-FLV players, again N HTTP-FLV and N RTMP
+# (ABBA: a later run measured a few % dearer here, whatever its protocol), each for
+# BENCH_SECONDS; worker CPU per GB of each protocol over its two runs (ours only: the C module
+# has no HTTP-FLV).
 for n in $BENCH_FLV_PLAYERS; do
-    echo "==> HTTP-FLV: ours, 1 publisher, $n RTMP then $n HTTP-FLV players," \
+    echo "==> HTTP-FLV: ours, 1 publisher, $n RTMP / HTTP-FLV / HTTP-FLV / RTMP players," \
         "${BENCH_SECONDS}s each" >&2
     WITH_FLV=1 start_nginx rs 1 0 "flv-$n"
     start_publisher bench
     wait_live bench
     sleep 1
     pids=$(workers_of)
-    declare -A FLV_CPG=()
-    for proto in rtmp flv; do
+    declare -A FLV_CPU=([rtmp]=0 [flv]=0) FLV_BYTES=([rtmp]=0 [flv]=0) FLV_KEPT=([rtmp]=0 [flv]=0)
+    declare -A FLV_MBIT=()
+    run=0
+    for proto in rtmp flv flv rtmp; do
+        run=$((run + 1))
         if [ "$proto" = rtmp ]; then
             url="rtmp://127.0.0.1:$NGX_PORT/live/bench"
         else
             url="http://127.0.0.1:$NGX_HTTP_PORT/live?app=live&stream=bench"
         fi
-        out=$RUNS/flv-$n-$proto.json
+        out=$RUNS/flv-$n-$run-$proto.json
         # shellcheck disable=SC2086
         c0=$(cpu_seconds $pids)
         # shellcheck disable=SC2046
         "$LOAD" play --url "$url" --clients "$n" --seconds "$BENCH_SECONDS" $(play_args) >"$out"
         # shellcheck disable=SC2086
         c1=$(cpu_seconds $pids)
-        FLV_CPG[$proto]=$(div "$(calc "$c1 - $c0")" "$(calc "$(jqr .bytes "$out") / 1e9" 6)")
-        put "same run, $n $proto players: worker CPU s per GB ↓" rs "${FLV_CPG[$proto]}"
-        put "same run, $n $proto players: players kept up ↑" rs "$(jqr .kept_up "$out")/$n"
-        put "same run, $n $proto players: delivered Mbit/s" rs "$(r1 "$(jqr .mbit_per_s "$out")")"
+        FLV_CPU[$proto]=$(calc "${FLV_CPU[$proto]} + $c1 - $c0")
+        FLV_BYTES[$proto]=$(calc "${FLV_BYTES[$proto]} + $(jqr .bytes "$out")" 0)
+        FLV_KEPT[$proto]=$((FLV_KEPT[$proto] + $(jqr .kept_up "$out")))
+        FLV_MBIT[$proto]=$(r1 "$(jqr .mbit_per_s "$out")")
         sleep 1
+    done
+    declare -A FLV_CPG=()
+    for proto in rtmp flv; do
+        FLV_CPG[$proto]=$(div "${FLV_CPU[$proto]}" "$(calc "${FLV_BYTES[$proto]} / 1e9" 6)")
+        put "same run, $n $proto players: worker CPU s per GB ↓" rs "${FLV_CPG[$proto]}"
+        put "same run, $n $proto players: players kept up (2 runs) ↑" rs \
+            "${FLV_KEPT[$proto]}/$((2 * n))"
+        put "same run, $n $proto players: delivered Mbit/s" rs "${FLV_MBIT[$proto]}"
     done
     put "same run, $n players: HTTP-FLV / RTMP worker CPU per GB ↓" rs \
         "$(div "${FLV_CPG[flv]}" "${FLV_CPG[rtmp]}")"

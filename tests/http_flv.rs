@@ -408,6 +408,13 @@ fn bad_arguments_answer_400_and_unknown_applications_or_ports_404() {
     let post =
         common::hls::http_request(server.http_port, "POST", &flv_path("x"), &[]).expect("POST");
     assert_eq!(post.status, 405);
+    let options = common::hls::http_request(server.http_port, "OPTIONS", &flv_path("x"), &[])
+        .expect("OPTIONS");
+    assert_eq!(options.status, 204);
+    assert!(options
+        .headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("allow") && v.contains("GET")));
     server.finish();
 }
 

@@ -429,7 +429,7 @@ unsafe fn dispatch(self_id: Option<u64>, fallback_log: *mut ngx_log_t, outcome: 
             if Some(id) != self_id {
                 if let Some(other) = conn_of(id) {
                     wake_for_media(id, other);
-                } else if !super::httpflv::wake(id) {
+                } else if !super::httpflv::wake_media(id) {
                     super::relay::wake(id);
                 }
             }

@@ -45,6 +45,9 @@ struct FlvCtx {
     /// response lasts, as an RTMP player's ping timer does: nginx ends a gracefully exiting
     /// worker once no timer but cancelable ones is left.
     hold: ngx_event_t,
+    /// Set while new live media waits `play_flush_interval` to leave with what follows it
+    /// (one write for several messages, as for RTMP players).
+    flush: ngx_event_t,
 }
 
 /// Period of [`FlvCtx::hold`].
@@ -78,6 +81,30 @@ pub(super) fn wake(id: u64) -> bool {
         let wev = (*(*(*ctx).r).connection).write;
         if (*wev).posted() == 0 && ((*wev).ready() != 0 || !(*ctx).streaming) {
             ngx_post_event(wev, ptr::addr_of_mut!(ngx_posted_events));
+        }
+    }
+    true
+}
+
+/// New live media for HTTP-FLV client `id`: written after its application's
+/// `play_flush_interval`, with what arrives meanwhile. False if it is not one.
+pub(super) fn wake_media(id: u64) -> bool {
+    let Some(ctx) = ctx_of(id) else {
+        return false;
+    };
+    // SAFETY: as in log_of; the flush event is the ctx's own.
+    unsafe {
+        let wev = (*(*(*ctx).r).connection).write;
+        if !(*ctx).streaming || (*wev).ready() == 0 || (*wev).posted() != 0 {
+            return true; // its write event comes anyway
+        }
+        let flush_ev = ptr::addr_of_mut!((*ctx).flush);
+        if (*flush_ev).timer_set() != 0 {
+            return true;
+        }
+        match with_worker(|w| w.play_flush_interval_ms(id)) {
+            0 => ngx_post_event(wev, ptr::addr_of_mut!(ngx_posted_events)),
+            delay => ngx::ffi::ngx_add_timer(flush_ev, delay as ngx::ffi::ngx_msec_t),
         }
     }
     true
@@ -212,7 +239,14 @@ unsafe fn start(r: *mut ngx_http_request_t) -> ngx_int_t {
             discard: false,
             behind_since: None,
             hold: core::mem::zeroed(),
+            flush: core::mem::zeroed(),
         }));
+        let flush_ev = ptr::addr_of_mut!((*ctx).flush);
+        (*flush_ev).handler = Some(flush_handler);
+        (*flush_ev).data = ctx.cast();
+        (*flush_ev).log = (*c).log;
+        // It only delays a write: it must not hold up a graceful exit.
+        (*flush_ev).set_cancelable(1);
         let hold = ptr::addr_of_mut!((*ctx).hold);
         (*hold).handler = Some(hold_handler);
         (*hold).data = ctx.cast();
@@ -333,13 +367,19 @@ unsafe fn flush(ctx: *mut FlvCtx) {
             finish(ctx, false);
             return;
         }
-        // What nginx still holds of the header goes first.
-        if !(*r).out.is_null() {
-            if ngx::ffi::ngx_http_output_filter(r, ptr::null_mut()) == NGX_ERROR as ngx_int_t {
+        // What nginx still holds of the header (in its write filter, or TLS's buffer) goes
+        // first.
+        if !(*r).out.is_null() || (*c).buffered() != 0 {
+            let rc = if (*r).out.is_null() {
+                ngx::ffi::ngx_http_send_special(r, NGX_HTTP_FLUSH as ngx_uint_t)
+            } else {
+                ngx::ffi::ngx_http_output_filter(r, ptr::null_mut())
+            };
+            if rc == NGX_ERROR as ngx_int_t {
                 finish(ctx, false);
                 return;
             }
-            if !(*r).out.is_null() {
+            if !(*r).out.is_null() || (*c).buffered() != 0 {
                 wait_for_socket(ctx);
                 return;
             }
@@ -457,13 +497,17 @@ extern "C" fn cleanup(data: *mut c_void) {
             if (*(*c).write).timer_set() != 0 {
                 ngx_del_timer((*c).write);
             }
-            // Linked into nginx's timer tree in place: unlinked before it is freed.
-            let hold = ptr::addr_of_mut!((*raw).hold);
-            if (*hold).timer_set() != 0 {
-                ngx_del_timer(hold);
-            }
-            if (*hold).posted() != 0 {
-                ngx::ffi::ngx_delete_posted_event(hold);
+            // Linked into nginx's timer tree in place: unlinked before they are freed.
+            for ev in [
+                ptr::addr_of_mut!((*raw).hold),
+                ptr::addr_of_mut!((*raw).flush),
+            ] {
+                if (*ev).timer_set() != 0 {
+                    ngx_del_timer(ev);
+                }
+                if (*ev).posted() != 0 {
+                    ngx::ffi::ngx_delete_posted_event(ev);
+                }
             }
             drop(Box::from_raw(raw));
             let mut outcome = Outcome::default();
@@ -478,6 +522,21 @@ extern "C" fn hold_handler(ev: *mut ngx_event_t) {
     guard("flv_live hold", (), || {
         // SAFETY: ev is the hold timer of a live FlvCtx (its cleanup unlinks it first).
         unsafe { ngx::ffi::ngx_add_timer(ev, HOLD_MS) }
+    })
+}
+
+/// [`FlvCtx::flush`]: the media gathered since [`wake_media`] goes out.
+extern "C" fn flush_handler(ev: *mut ngx_event_t) {
+    guard("flv_live flush", (), || {
+        // SAFETY: ev is the flush timer of a live FlvCtx (its cleanup unlinks it first).
+        unsafe {
+            let ctx = (*ev).data as *mut FlvCtx;
+            let wev = (*(*(*ctx).r).connection).write;
+            // Not ready: the socket is full and its write event comes when it drains.
+            if (*wev).ready() != 0 && (*wev).posted() == 0 {
+                ngx_post_event(wev, ptr::addr_of_mut!(ngx_posted_events));
+            }
+        }
     })
 }
 

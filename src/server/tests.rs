@@ -2366,5 +2366,31 @@ fn http_flv_asks_on_play_and_a_denial_is_403() {
     assert_eq!(h.worker.http_flv_answer(70), HttpFlvAnswer::Refuse(403));
 }
 
+#[test]
+fn http_flv_gets_what_a_legacy_rtmp_player_gets_so_enhanced_hevc_is_415() {
+    let mut h = Harness::new(default_server());
+    h.publisher(1, "k");
+    h.send_meta(1);
+    h.send_video(1, 0, Bytes::from_static(HEVC_HEADER));
+    h.send_audio(1, 0, Bytes::from_static(AAC_HEADER));
+    h.send_video(1, 0, Bytes::from_static(HEVC_KEY));
+    assert_eq!(
+        flv_play(&mut h, 80, "k", "127.0.0.1").0,
+        HttpFlvAnswer::Refuse(415)
+    );
+    assert!(h.worker.hub().player_stats(80).is_none());
+    // Waiting for the stream when it turns out HEVC: the body ends, nothing enhanced sent.
+    h.publisher(2, "later");
+    assert_eq!(
+        flv_play(&mut h, 81, "later", "127.0.0.1").0,
+        HttpFlvAnswer::Stream
+    );
+    flv_output(&mut h, 81);
+    h.send_video(2, 0, Bytes::from_static(HEVC_HEADER));
+    h.send_video(2, 0, Bytes::from_static(HEVC_KEY));
+    let rest = flv_output(&mut h, 81);
+    assert_eq!(rest, b"0\r\n\r\n");
+}
+
 #[path = "vod_tests.rs"]
 mod vod;
