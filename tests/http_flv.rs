@@ -687,3 +687,33 @@ fn mpegts_js_in_chromium_plays_http_flv_with_a_median_latency_under_1_5_s() {
     publisher.kill();
     server.finish();
 }
+
+#[test]
+fn port_picks_the_rtmp_server_listening_there() {
+    let second = free_port();
+    let block = format!(
+        "rtmp {{\n\
+         \x20   server {{ listen 127.0.0.1:{{RTMP_PORT}}; application live {{ live on; idle_streams off; }} }}\n\
+         \x20   server {{ listen 127.0.0.1:{second}; application live {{ live on; idle_streams off; }} }}\n\
+         }}\n"
+    );
+    let server = Server::start(&block, FLV_LOCATION);
+    let offset = server.log_len();
+    let mut publisher = publish(&format!("rtmp://127.0.0.1:{second}/live/p"), 15);
+    assert!(server.wait_for_log(offset, "publish \"live/p\"", Duration::from_secs(10)));
+    thread::sleep(Duration::from_millis(1200));
+    // Without port=: the first server, where nobody publishes it (idle_streams off: 404).
+    let first = common::hls::http_get(server.http_port, &flv_path("p")).expect("request");
+    assert_eq!(first.status, 404);
+    let mut r = FlvReader::open(
+        server.http_port,
+        &format!("{}&port={second}", flv_path("p")),
+        "1.1",
+    );
+    assert_eq!(r.status, 200);
+    let (tags, _) = r.read_for(Duration::from_secs(2));
+    assert_starts_like_a_player_needs(&tags);
+    drop(r);
+    publisher.kill();
+    server.finish();
+}
