@@ -16,7 +16,10 @@
 #   latency  RTMP join time (play -> first video frame / first keyframe), HLS and DASH segment
 #            availability (listed vs. when its last frame was published), DASH segments
 #            announced in the MPD before their file existed;
-#   workers  ours only: fan-out with worker_processes 1, 2, 4 (`listen ... reuseport`).
+#   workers  ours only: fan-out with worker_processes 1, 2, 4 (`listen ... reuseport`);
+#   HTTP-FLV ours only (BENCH_FLV_PLAYERS): in one nginx and one publisher, N RTMP players
+#            and N HTTP-FLV players (`flv_live on`), two runs each in ABBA order: worker
+#            CPU-seconds per GB of each, and HTTP-FLV/RTMP.
 # A Markdown table is printed at the end and written to $BENCH_DIR/bench-results.md.
 #
 # Environment:
@@ -26,6 +29,8 @@
 #   BENCH_JOINS=20                     RTMP joins measured for the latency figures
 #   BENCH_WORKERS="1 2 4"              worker counts (ours only); a list set empty skips its part
 #   BENCH_WORKER_PLAYERS=<largest of BENCH_PLAYERS>  player counts of the worker runs
+#   BENCH_FLV_PLAYERS=                 HTTP-FLV vs RTMP player counts (e.g. "500"; empty: skipped)
+#   BENCH_LATENCY=1                    0 skips the latency part
 #   BENCH_LATENCY_SECONDS=<max(BENCH_SECONDS, 20)>   how long HLS/DASH are watched
 #   BENCH_DIR=build/bench              work directory (media, server prefixes, results)
 #   BENCH_LOAD_THREADS=                threads of the load client (default: its own choice)
@@ -75,6 +80,8 @@ BENCH_WORKERS=${BENCH_WORKERS-1 2 4}
 # shellcheck disable=SC2086
 max_players=$(printf '%s\n' $BENCH_PLAYERS | sort -n | tail -n 1)
 BENCH_WORKER_PLAYERS=${BENCH_WORKER_PLAYERS-$max_players}
+BENCH_FLV_PLAYERS=${BENCH_FLV_PLAYERS:-}
+BENCH_LATENCY=${BENCH_LATENCY:-1}
 BENCH_LATENCY_SECONDS=${BENCH_LATENCY_SECONDS:-$((BENCH_SECONDS > 20 ? BENCH_SECONDS : 20))}
 BENCH_DIR=${BENCH_DIR:-$ROOT/build/bench}
 BENCH_LOAD_THREADS=${BENCH_LOAD_THREADS:-}
@@ -208,8 +215,11 @@ free_port() {
 }
 
 # start_nginx TARGET(rs|c) WORKERS HLSDASH(0|1) NAME: sets NGX_PID, NGX_PORT, NGX_PREFIX.
+# With WITH_FLV=1 (ours), also an http server on NGX_HTTP_PORT with `location /live
+# { flv_live on; }`.
 start_nginx() {
     local target=$1 workers=$2 segmenters=$3 name=$4 bin module reuseport="" extra=""
+    local http=""
     if [ "$target" = rs ] || [ "$target" = rs-nogop ]; then
         bin=$RS_NGINX module=$RS_MODULE extra=$BENCH_RS_APP
         if [ "$target" = rs-nogop ]; then extra="$extra gop_cache off;"; fi
@@ -232,6 +242,17 @@ start_nginx() {
             dash_path $NGX_PREFIX/dash;
             dash_fragment 2s;
             dash_playlist_length 10s;"
+    fi
+    if [ "${WITH_FLV:-0}" = 1 ]; then
+        NGX_HTTP_PORT=$(free_port)
+        http="
+http {
+    access_log off;
+    server {
+        listen 127.0.0.1:$NGX_HTTP_PORT$reuseport;
+        location /live { flv_live on; }
+    }
+}"
     fi
     local user=""
     ((IS_ROOT)) && user="user root;"
@@ -258,6 +279,7 @@ rtmp {
         }
     }
 }
+$http
 EOF
     (cd "$NGX_PREFIX" && exec "$bin" -p "$NGX_PREFIX" -c "$NGX_PREFIX/nginx.conf" \
         -e "$NGX_PREFIX/logs/error.log" >"$NGX_PREFIX/logs/stdout.log" 2>&1) &
@@ -481,7 +503,9 @@ done
 
 # ---------------------------------------------------------------------------- latency
 
-for target in rs c; do
+latency_targets="rs c"
+[ "$BENCH_LATENCY" = 0 ] && latency_targets=""
+for target in $latency_targets; do
     echo "==> latency: joins, HLS and DASH availability, ${BENCH_LATENCY_SECONDS}s: $(label $target)" >&2
     start_nginx "$target" 1 1 latency
     # A player that is waiting when the publisher starts tells when frame 0 was sent (the
@@ -546,6 +570,57 @@ for n in $BENCH_WORKER_PLAYERS; do
         put "workers $w (reuseport), $n players: delivered Mbit/s" rs "$FR_MBIT"
         put "workers $w (reuseport), $n players: load client CPU % of a core" rs "$FR_CLIENT_CPU"
     done
+done
+
+# ---------------------------------------------------------------------------- HTTP-FLV
+
+# One nginx, one publisher: N RTMP players, N HTTP-FLV players, again N HTTP-FLV and N RTMP
+# (ABBA: a later run measured a few % dearer here, whatever its protocol), each for
+# BENCH_SECONDS; worker CPU per GB of each protocol over its two runs (ours only: the C module
+# has no HTTP-FLV).
+for n in $BENCH_FLV_PLAYERS; do
+    echo "==> HTTP-FLV: ours, 1 publisher, $n RTMP / HTTP-FLV / HTTP-FLV / RTMP players," \
+        "${BENCH_SECONDS}s each" >&2
+    WITH_FLV=1 start_nginx rs 1 0 "flv-$n"
+    start_publisher bench
+    wait_live bench
+    sleep 1
+    pids=$(workers_of)
+    declare -A FLV_CPU=([rtmp]=0 [flv]=0) FLV_BYTES=([rtmp]=0 [flv]=0) FLV_KEPT=([rtmp]=0 [flv]=0)
+    declare -A FLV_MBIT=()
+    run=0
+    for proto in rtmp flv flv rtmp; do
+        run=$((run + 1))
+        if [ "$proto" = rtmp ]; then
+            url="rtmp://127.0.0.1:$NGX_PORT/live/bench"
+        else
+            url="http://127.0.0.1:$NGX_HTTP_PORT/live?app=live&stream=bench"
+        fi
+        out=$RUNS/flv-$n-$run-$proto.json
+        # shellcheck disable=SC2086
+        c0=$(cpu_seconds $pids)
+        # shellcheck disable=SC2046
+        "$LOAD" play --url "$url" --clients "$n" --seconds "$BENCH_SECONDS" $(play_args) >"$out"
+        # shellcheck disable=SC2086
+        c1=$(cpu_seconds $pids)
+        FLV_CPU[$proto]=$(calc "${FLV_CPU[$proto]} + $c1 - $c0")
+        FLV_BYTES[$proto]=$(calc "${FLV_BYTES[$proto]} + $(jqr .bytes "$out")" 0)
+        FLV_KEPT[$proto]=$((FLV_KEPT[$proto] + $(jqr .kept_up "$out")))
+        FLV_MBIT[$proto]=$(r1 "$(jqr .mbit_per_s "$out")")
+        sleep 1
+    done
+    declare -A FLV_CPG=()
+    for proto in rtmp flv; do
+        FLV_CPG[$proto]=$(div "${FLV_CPU[$proto]}" "$(calc "${FLV_BYTES[$proto]} / 1e9" 6)")
+        put "same run, $n $proto players: worker CPU s per GB ↓" rs "${FLV_CPG[$proto]}"
+        put "same run, $n $proto players: players kept up (2 runs) ↑" rs \
+            "${FLV_KEPT[$proto]}/$((2 * n))"
+        put "same run, $n $proto players: delivered Mbit/s" rs "${FLV_MBIT[$proto]}"
+    done
+    put "same run, $n players: HTTP-FLV / RTMP worker CPU per GB ↓" rs \
+        "$(div "${FLV_CPG[flv]}" "${FLV_CPG[rtmp]}")"
+    stop_publishers
+    stop_nginx
 done
 
 # ---------------------------------------------------------------------------- report

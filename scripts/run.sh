@@ -59,6 +59,7 @@ nginx-rtmp-rs: starting nginx (Ctrl-C stops it; logs in build/run/logs/)
   play: ffplay rtmp://127.0.0.1/live/mykey   (or VLC: Media > Open Network Stream)
   HLS:  http://127.0.0.1:8080/hls/mykey.m3u8   (hls.js, Safari, VLC, ffplay; a few seconds after publishing starts)
   DASH: http://127.0.0.1:8080/dash/mykey.mpd    (dash.js, Shaka, VLC, ffplay; a few seconds after publishing starts)
+  FLV:  "http://127.0.0.1:8080/live?app=live&stream=mykey"   (HTTP-FLV: mpegts.js, flv.js, VLC, ffplay; about 1 s behind)
   page: http://127.0.0.1:8080/                  (the live streams, played in the browser)
   stat: http://127.0.0.1:8080/stat              (XML; ?format=json, ?format=prometheus)
 MSG

@@ -237,7 +237,7 @@ pub static DIRECTIVES: &[Directive] = &[
     // LL-HLS blocking playlist reload and preload hints (this module's own).
     one("rtmp_low_latency", HTTP, Flag, Implemented),
     // nginx-http-flv-module.
-    one("flv_live", HTTP, Flag, Planned),
+    one("flv_live", HTTP, Flag, Implemented),
     one("rtmp_stat_format", HTTP, Exactly(1), Implemented),
     one("gop_cache", APP, Flag, Implemented),
     one("gop_max_frame_count", APP, Exactly(1), Implemented),
@@ -623,6 +623,7 @@ mod tests {
             "rtmp_stat_format",
             "rtmp_control",
             "rtmp_low_latency",
+            "flv_live",
         ];
         expected.sort_unstable();
         assert_eq!(implemented, expected);

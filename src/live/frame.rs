@@ -76,7 +76,24 @@ pub struct Frame {
     pub payload_len: usize,
     /// Bytes on the wire.
     wire_len: usize,
+    /// Length of the trailer at the end of `head` that follows the payload (an FLV tag's
+    /// previous-tag-size, and the chunked-encoding line end): 0 for RTMP messages.
+    tail_len: usize,
 }
+
+/// How a player's bytes are framed: RTMP chunks, or FLV tags over HTTP (HTTP-FLV), in
+/// HTTP/1.1 chunked transfer encoding or close-delimited (HTTP/1.0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Delivery {
+    #[default]
+    Rtmp,
+    Flv {
+        chunked: bool,
+    },
+}
+
+/// FLV tag header length (type, 24-bit size, timestamp and its extension, stream id).
+pub const FLV_TAG_HEADER_LEN: usize = 11;
 
 impl Frame {
     /// Encodes a publisher message's headers once; the payload is shared, not copied.
@@ -121,6 +138,71 @@ impl Frame {
             payload: payload.clone(),
             chunk,
             payload_len: payload.len(),
+            tail_len: 0,
+        }
+    }
+
+    /// The same message as an FLV tag (HTTP-FLV): tag header, the SAME shared payload, then
+    /// the previous-tag-size, each its own piece; with `chunked`, the tag is one HTTP chunk
+    /// (size line before, CRLF after). The headers are carved out of `scratch` like
+    /// [`Frame::encode`]'s, so one view serves every HTTP-FLV player of a stream. A control
+    /// frame (bytes the glue built for one player) is returned as is.
+    pub fn to_flv(&self, chunked: bool, scratch: &mut BytesMut) -> Frame {
+        let type_id = match self.kind {
+            FrameKind::Audio => TYPE_AUDIO,
+            FrameKind::Video => TYPE_VIDEO,
+            FrameKind::Data => TYPE_DATA_AMF0,
+            FrameKind::Control => return self.clone(),
+        };
+        let len = self.payload.len();
+        if len > MAX_MESSAGE_LEN {
+            return Frame::control(Bytes::new());
+        }
+        if scratch.capacity() < 64 {
+            *scratch = BytesMut::with_capacity(ENCODE_BLOCK);
+        }
+        scratch.clear();
+        let tag_len = FLV_TAG_HEADER_LEN + len;
+        if chunked {
+            // The chunk is the whole tag and its previous-tag-size.
+            let _ = std::fmt::Write::write_fmt(
+                &mut HexWriter(scratch),
+                format_args!("{:x}\r\n", tag_len + 4),
+            );
+        }
+        let [t3, t2, t1, t0] = self.timestamp.to_be_bytes();
+        let [_, s2, s1, s0] = (len as u32).to_be_bytes();
+        // Type, 24-bit size, the timestamp's 24 low bits then its high 8 (the FLV "timestamp
+        // extended" byte), stream id 0.
+        scratch.extend_from_slice(&[type_id, s2, s1, s0, t2, t1, t0, t3, 0, 0, 0]);
+        let first_len = scratch.len();
+        scratch.extend_from_slice(&(tag_len as u32).to_be_bytes());
+        if chunked {
+            scratch.extend_from_slice(b"\r\n");
+        }
+        let tail_len = scratch.len() - first_len;
+        let head = scratch.split().freeze();
+        Frame {
+            kind: self.kind,
+            timestamp: self.timestamp,
+            keyframe: self.keyframe,
+            sequence_header: self.sequence_header,
+            wire: self.wire,
+            wire_len: head.len() + len,
+            head,
+            first_len,
+            payload: self.payload.clone(),
+            chunk: usize::MAX,
+            payload_len: len,
+            tail_len,
+        }
+    }
+
+    /// This message as `delivery` frames it ([`Frame::to_flv`] for HTTP-FLV).
+    pub fn for_delivery(&self, delivery: Delivery, scratch: &mut BytesMut) -> Frame {
+        match delivery {
+            Delivery::Rtmp => self.clone(),
+            Delivery::Flv { chunked } => self.to_flv(chunked, scratch),
         }
     }
 
@@ -138,6 +220,7 @@ impl Frame {
             head: chunked,
             payload: Bytes::new(),
             chunk: usize::MAX,
+            tail_len: 0,
         }
     }
 
@@ -163,13 +246,16 @@ impl Frame {
     /// The wire bytes in order, as pieces: first header, payload chunk, then (header, chunk)
     /// for every later chunk.
     fn pieces(&self) -> impl Iterator<Item = &[u8]> {
+        let tail_at = self.head.len().saturating_sub(self.tail_len);
         let first = self.head.get(..self.first_len).unwrap_or_default();
-        let cont = self.head.get(self.first_len..).unwrap_or_default();
+        let cont = self.head.get(self.first_len..tail_at).unwrap_or_default();
+        let tail = self.head.get(tail_at..).unwrap_or_default();
         let mut chunks = self.payload.chunks(self.chunk);
         let first_chunk = chunks.next().unwrap_or_default();
         [first, first_chunk]
             .into_iter()
             .chain(chunks.flat_map(move |c| [cont, c]))
+            .chain(std::iter::once(tail))
             .filter(|p| !p.is_empty())
     }
 
@@ -222,6 +308,16 @@ impl Frame {
             skip = 0;
         }
         out.freeze()
+    }
+}
+
+/// `fmt::Write` into a `BytesMut` (the chunk size line of an HTTP-FLV tag).
+struct HexWriter<'a>(&'a mut BytesMut);
+
+impl std::fmt::Write for HexWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
     }
 }
 

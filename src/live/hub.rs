@@ -11,7 +11,7 @@ use std::fmt;
 use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
-use super::frame::{ClientId, Frame, FrameKind};
+use super::frame::{ClientId, Delivery, Frame, FrameKind};
 use super::gop::GopCache;
 use super::queue::{PlayerQueue, DEFAULT_OUT_QUEUE};
 use crate::media::flv;
@@ -121,6 +121,8 @@ pub struct PlayerOptions {
     pub chunk_size: u32,
     /// What the player announced about Enhanced RTMP in `connect`: which messages it may get.
     pub caps: Caps,
+    /// RTMP chunks or HTTP-FLV tags (framed once per stream and form, payloads shared).
+    pub delivery: Delivery,
 }
 
 impl Default for PlayerOptions {
@@ -132,6 +134,7 @@ impl Default for PlayerOptions {
             out_queue: DEFAULT_OUT_QUEUE,
             chunk_size: DEFAULT_CHUNK_SIZE,
             caps: Caps::LEGACY,
+            delivery: Delivery::Rtmp,
         }
     }
 }
@@ -332,11 +335,13 @@ impl Player {
             let mut f = Frame::encode(kind, at, payload, cs, scratch);
             f.sequence_header = kind != FrameKind::Data;
             f.wire = wire;
-            self.queue.push_burst(f);
+            self.queue
+                .push_burst(f.for_delivery(self.opts.delivery, scratch));
         }
         for f in gop.frames() {
             if pick(&caps, f.kind, &f.wire, has_video) == Pick::Take && self.admit(f) {
-                self.queue.push_burst(f.clone());
+                self.queue
+                    .push_burst(f.for_delivery(self.opts.delivery, scratch));
             }
         }
         Ok(())
@@ -596,9 +601,22 @@ impl Hub {
         stream.count(kind, payload.len());
         stream.gop.update(&frame, payload);
         let has_video = stream.gop.has_video();
+        // HTTP-FLV players' form of this frame, made once per form on first need.
+        let (mut flv_plain, mut flv_chunked) = (None, None);
         for id in &stream.players {
             if let Some(p) = self.players.get_mut(id) {
-                match p.deliver(&frame, has_video) {
+                let form = match p.opts.delivery {
+                    Delivery::Rtmp => &frame,
+                    Delivery::Flv { chunked } => {
+                        let slot = if chunked {
+                            &mut flv_chunked
+                        } else {
+                            &mut flv_plain
+                        };
+                        slot.get_or_insert_with(|| frame.to_flv(chunked, &mut self.scratch))
+                    }
+                };
+                match p.deliver(form, has_video) {
                     Ok(true) => self.woken.push(*id),
                     Ok(false) => {}
                     Err(t) => self.refused.push((*id, p.opts.caps.refusal(&t))),
@@ -779,6 +797,98 @@ mod tests {
         let vh = q.iter().nth(1).unwrap();
         assert_eq!(&vh.wire_bytes()[12..], AVC_HEADER);
         assert_eq!(vh.wire_bytes()[0], 7);
+    }
+
+    /// The bytes an HTTP-FLV player's queue holds, in order.
+    fn flv_body(hub: &Hub, player: ClientId) -> Vec<u8> {
+        hub.queue(player)
+            .unwrap()
+            .iter()
+            .flat_map(|f| f.wire_bytes().to_vec())
+            .collect()
+    }
+
+    /// (type, timestamp, payload) of every FLV tag in `body` (after a 13-byte file header).
+    fn flv_tags(body: &[u8]) -> Vec<(u8, u32, Vec<u8>)> {
+        assert_eq!(&body[..3], b"FLV");
+        let mut at = 13;
+        let mut tags = Vec::new();
+        while at < body.len() {
+            let len = u32::from_be_bytes([0, body[at + 1], body[at + 2], body[at + 3]]) as usize;
+            let ts = u32::from_be_bytes([body[at + 7], body[at + 4], body[at + 5], body[at + 6]]);
+            tags.push((body[at], ts, body[at + 11..at + 11 + len].to_vec()));
+            let prev = &body[at + 11 + len..at + 15 + len];
+            assert_eq!(prev, &(11 + len as u32).to_be_bytes());
+            at += 15 + len;
+        }
+        tags
+    }
+
+    #[test]
+    fn flv_players_get_the_cached_start_and_live_tags_around_shared_payloads() {
+        let mut hub = live_hub();
+        let flv = PlayerOptions {
+            delivery: Delivery::Flv { chunked: false },
+            ..opts()
+        };
+        let header = crate::live::httpflv::file_header(true, true, false);
+        hub.play(key(), 7, flv, [header]).unwrap();
+        hub.play(key(), 8, opts(), std::iter::empty()).unwrap();
+        let payload = Bytes::copy_from_slice(INTER);
+        hub.publisher_frame(&key(), FrameKind::Video, 1080, &payload, CS);
+        let tags = flv_tags(&flv_body(&hub, 7));
+        let summary: Vec<(u8, u32)> = tags.iter().map(|(t, ts, _)| (*t, *ts)).collect();
+        // Metadata at 0, headers at the GOP's start, the GOP from its keyframe, then live.
+        assert_eq!(
+            summary,
+            [
+                (18, 0),
+                (9, 1000),
+                (8, 1000),
+                (9, 1000),
+                (8, 1010),
+                (9, 1040),
+                (9, 1080)
+            ]
+        );
+        assert_eq!(tags[0].2, META);
+        assert_eq!(tags[1].2, AVC_HEADER);
+        assert_eq!(tags[3].2, KEY);
+        // The live frame's payload is the publisher's buffer in both players' queues.
+        let last = |id| {
+            hub.queue(id)
+                .unwrap()
+                .iter()
+                .last()
+                .unwrap()
+                .payload
+                .as_ptr()
+        };
+        assert_eq!(last(7), payload.as_ptr());
+        assert_eq!(last(8), payload.as_ptr());
+        // The RTMP player's queue is unchanged by the FLV one.
+        assert_eq!(queued(&hub, 8).len(), 7);
+    }
+
+    #[test]
+    fn chunked_and_plain_flv_players_share_one_view_per_form() {
+        let mut hub = live_hub();
+        for (id, chunked) in [(7, true), (8, true), (9, false)] {
+            let o = PlayerOptions {
+                delivery: Delivery::Flv { chunked },
+                ..opts()
+            };
+            hub.play(key(), id, o, std::iter::empty()).unwrap();
+        }
+        send(&mut hub, FrameKind::Audio, 1050, AAC);
+        let head = |id| {
+            let f = hub.queue(id).unwrap().iter().last().unwrap().clone();
+            f.wire_bytes()
+        };
+        assert!(head(7).starts_with(b"13\r\n\x08"));
+        assert_eq!(head(7), head(8));
+        assert_eq!(head(9)[0], 8);
+        assert_eq!(head(9).len(), 11 + AAC.len() + 4);
     }
 
     #[test]

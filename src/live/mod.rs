@@ -5,13 +5,15 @@
 //! - [`gop`]: the per-stream start cache (metadata, codec headers, frames since the keyframe).
 //! - [`queue`]: one player's bounded output queue with vectored-write helpers.
 //! - [`hub`]: the registry of publishers and this worker's players ([`Hub`]).
+//! - [`httpflv`]: HTTP-FLV requests and the bytes around their FLV tags.
 
 pub mod frame;
 pub mod gop;
+pub mod httpflv;
 pub mod hub;
 pub mod queue;
 
-pub use frame::{ClientId, Frame, FrameKind};
+pub use frame::{ClientId, Delivery, Frame, FrameKind};
 pub use gop::GopCache;
 pub use hub::{
     Hub, LiveError, PlayJoin, PlayerNotice, PlayerOptions, PlayerStats, Registry, StreamKey,

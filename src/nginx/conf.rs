@@ -734,7 +734,15 @@ unsafe fn build_runtime(
             ptr::null_mut()
         };
         let handshake_timeout_ms = settings.ssl.handshake_timeout_ms;
-        let runtime = Rc::new(ServerConfig::new(index, settings, apps));
+        let ports = listens
+            .iter()
+            .filter_map(|l| match &l.addr {
+                model::ListenAddr::Inet(sa) => Some(sa.port()),
+                model::ListenAddr::Name { port, .. } => Some(*port),
+                model::ListenAddr::Unix(_) => None,
+            })
+            .collect();
+        let runtime = Rc::new(ServerConfig::new(index, settings, apps).with_ports(ports));
         for spec in &listens {
             if let Some((_, other)) = seen.iter().find(|(l, _)| l.same_address(spec)) {
                 let shown = describe_listen(spec);

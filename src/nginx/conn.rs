@@ -386,12 +386,18 @@ unsafe fn dispatch(self_id: Option<u64>, fallback_log: *mut ngx_log_t, outcome: 
             let level = level_of(line.level);
             let target: *mut ngx_log_t = match line.client.and_then(conn_of) {
                 Some(other) => (*other).log,
-                None => fallback_log,
+                None => line
+                    .client
+                    .and_then(super::httpflv::log_of)
+                    .unwrap_or(fallback_log),
             };
             log(level, target, &line.text);
         }
         for (id, mode, reason) in outcome.close {
-            let Some(other) = conn_of(id) else { continue };
+            let Some(other) = conn_of(id) else {
+                super::httpflv::close(id, mode, reason);
+                continue;
+            };
             let octx = &mut *((*other).data as *mut ConnCtx);
             octx.closing = Some(reason);
             if matches!(mode, CloseMode::Now) {
@@ -410,7 +416,7 @@ unsafe fn dispatch(self_id: Option<u64>, fallback_log: *mut ngx_log_t, outcome: 
                 if (*wev).ready() != 0 && (*wev).posted() == 0 {
                     ngx_post_event(wev, ptr::addr_of_mut!(ngx_posted_events));
                 }
-            } else {
+            } else if !super::httpflv::wake(id) {
                 super::relay::wake(id);
             }
         }
@@ -423,7 +429,7 @@ unsafe fn dispatch(self_id: Option<u64>, fallback_log: *mut ngx_log_t, outcome: 
             if Some(id) != self_id {
                 if let Some(other) = conn_of(id) {
                     wake_for_media(id, other);
-                } else {
+                } else if !super::httpflv::wake_media(id) {
                     super::relay::wake(id);
                 }
             }
@@ -569,17 +575,19 @@ unsafe fn close(c: *mut ngx_connection_t, reason: &str) {
         ngx_close_connection(c);
         ngx_destroy_pool(pool);
         // Others (players of a stream this publisher fed) hear about it now.
-        for (other_id, _, reason) in outcome.close {
+        for (other_id, mode, reason) in outcome.close {
             if let Some(other) = conn_of(other_id) {
                 let octx = &mut *((*other).data as *mut ConnCtx);
                 octx.closing = Some(reason);
                 ngx_post_event((*other).write, ptr::addr_of_mut!(ngx_posted_events));
+            } else {
+                super::httpflv::close(other_id, mode, reason);
             }
         }
         for other_id in outcome.wake.into_iter().chain(outcome.wake_media) {
             if let Some(other) = conn_of(other_id) {
                 ngx_post_event((*other).write, ptr::addr_of_mut!(ngx_posted_events));
-            } else {
+            } else if !super::httpflv::wake(other_id) {
                 super::relay::wake(other_id);
             }
         }

@@ -117,6 +117,7 @@ extern "C" fn http_directive(
             let handler: ngx_http_handler_pt = match name {
                 b"rtmp_stat" => Some(stat_handler),
                 b"rtmp_control" => Some(control_handler),
+                b"flv_live" if here.flv_live == Some(true) => Some(super::httpflv::handler),
                 _ => return CONF_OK,
             };
             let ctx = (*cf).ctx as *mut ngx_http_conf_ctx_t;

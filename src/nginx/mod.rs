@@ -11,6 +11,7 @@ mod conn;
 mod exec;
 mod filejobs;
 mod http;
+mod httpflv;
 mod logfile;
 mod lowlatency;
 mod netcall;

@@ -5,6 +5,7 @@
 //! [`Outcome`].
 
 mod exec;
+mod httpflv;
 mod mirror;
 mod notify;
 mod outputs;
@@ -17,6 +18,7 @@ pub use record::{remote_record_control, RecordControl};
 mod stat;
 
 pub use exec::{ExecReport, StaticExecs};
+pub use httpflv::{pick_server, HttpFlvAnswer, HttpFlvPlay};
 pub use notify::NetCall;
 pub use outputs::Outputs;
 pub use relay::{RelayAction, RELAY_IDS, RELAY_SETUP_TIMEOUT_MS};
@@ -77,6 +79,8 @@ pub struct ServerConfig {
     pub index: usize,
     pub settings: Settings,
     pub apps: Vec<AppConfig>,
+    /// The TCP ports it listens on (HTTP-FLV's `port=` picks a server by them).
+    pub ports: Vec<u16>,
 }
 
 /// The start cache an application asks for (`gop_cache`, `gop_max_*`).
@@ -97,7 +101,14 @@ impl ServerConfig {
             index,
             settings,
             apps,
+            ports: Vec::new(),
         }
+    }
+
+    /// The same server, listening on `ports`.
+    pub fn with_ports(mut self, ports: Vec<u16>) -> Self {
+        self.ports = ports;
+        self
     }
 
     fn app(&self, name: &str) -> Option<usize> {
@@ -281,6 +292,9 @@ struct Client {
     /// What the client announced about Enhanced RTMP in `connect` (which live messages it
     /// may get as a player).
     caps: Caps,
+    /// Set for an HTTP-FLV player (`flv_live`): its session never speaks RTMP; the glue
+    /// answers its HTTP request.
+    http: Option<httpflv::HttpFlv>,
 }
 
 impl Client {
@@ -309,7 +323,12 @@ impl Client {
     }
 
     fn collect_output(&mut self) {
-        if let Some(bytes) = self.session.take_output() {
+        let output = self.session.take_output();
+        if self.http.is_some() {
+            // Statuses an RTMP player would get have no place in an FLV body.
+            return;
+        }
+        if let Some(bytes) = output {
             self.out.push_back(bytes);
         }
     }
@@ -327,6 +346,9 @@ fn player_options(client: &Client) -> Option<PlayerOptions> {
         out_queue: settings.core.out_queue as usize,
         chunk_size: client.server.settings.core.chunk_size,
         caps: client.caps,
+        delivery: client.http.map_or(crate::live::Delivery::Rtmp, |h| {
+            crate::live::Delivery::Flv { chunked: h.chunked }
+        }),
     })
 }
 
@@ -549,6 +571,7 @@ impl Worker {
                 vod: None,
                 redirect: None,
                 caps: Caps::LEGACY,
+                http: None,
             },
         );
         self.counters.accepted();
@@ -823,6 +846,11 @@ impl Worker {
     }
 
     fn refuse(&mut self, id: ClientId, action: Action, refusal: Refusal, outcome: &mut Outcome) {
+        let status = match refusal {
+            Refusal::BadName(_) => 400,
+            Refusal::Denied(_) => 403,
+        };
+        self.http_answer(id, status);
         let (code, reason) = match (&refusal, action) {
             (Refusal::BadName(r), Action::Publish) => (command::NS_PUBLISH_BAD_NAME, r),
             (Refusal::Denied(r), Action::Publish) => (command::NS_PUBLISH_DENIED, r),
@@ -847,6 +875,7 @@ impl Worker {
     }
 
     fn refuse_play(&mut self, id: ClientId, code: &str, reason: &str, outcome: &mut Outcome) {
+        self.http_answer(id, 403);
         if let Some(c) = self.clients.get_mut(&id) {
             c.session.reject_play(code, reason);
         }
@@ -1029,6 +1058,9 @@ impl Worker {
             return;
         };
         if !client.app_settings().is_some_and(|s| s.live.live) {
+            if let Some(h) = client.http.as_mut() {
+                h.status.get_or_insert(404);
+            }
             client
                 .session
                 .reject_play(command::NS_PLAY_STREAM_NOT_FOUND, "No such stream.");
@@ -1045,8 +1077,28 @@ impl Worker {
                 .push((id, CloseMode::AfterFlush, "stream not found".into()));
             return;
         }
-        let joined = match self.hub.play(key.clone(), id, opts, std::iter::empty()) {
+        // An HTTP-FLV body starts with the FLV file header, saying which kinds of tags follow
+        // (both while no one publishes yet, as nginx-http-flv-module).
+        let prelude = client.http.map(|h| {
+            let (audio, video) = self.hub.gop(&key).map_or((true, true), |g| {
+                if self.hub.is_publishing(&key) {
+                    (g.audio_header().is_some(), g.has_video())
+                } else {
+                    (true, true)
+                }
+            });
+            let (audio, video) = if audio || video {
+                (audio, video)
+            } else {
+                (true, true)
+            };
+            crate::live::httpflv::file_header(audio, video, h.chunked)
+        });
+        let joined = match self.hub.play(key.clone(), id, opts, prelude) {
             Ok(join) => {
+                if let Some(h) = client.http.as_mut() {
+                    h.status.get_or_insert(200);
+                }
                 // The statuses go to the session output, which is written before the live
                 // queue the hub just filled, so they still reach the player first.
                 client.session.accept_play(&name.name, reset);
@@ -1080,6 +1132,9 @@ impl Worker {
                 false
             }
             Err(_) => {
+                if let Some(h) = client.http.as_mut() {
+                    h.status.get_or_insert(404);
+                }
                 client
                     .session
                     .reject_play(command::NS_PLAY_STREAM_NOT_FOUND, "No such stream.");
@@ -1162,6 +1217,20 @@ impl Worker {
             id,
             format!("rtmp: play \"{}/{}\" refused: {why}", key.app, key.name),
         );
+        if let Some(h) = client.http.as_mut() {
+            // Playing already: the body ends; else the request is answered 415.
+            if self.hub.queue(id).is_some() {
+                self.end_http_body(id, "play refused: codec not announced", outcome);
+            } else {
+                h.status.get_or_insert(415);
+                outcome.close.push((
+                    id,
+                    CloseMode::AfterFlush,
+                    "play refused: codec not announced".into(),
+                ));
+            }
+            return;
+        }
         if self.hub.queue(id).is_some() {
             // Playing already: the status goes after what it was sent so far.
             let m =
@@ -1324,6 +1393,13 @@ impl Worker {
             let Some(client) = self.clients.get(&player) else {
                 continue;
             };
+            if client.http.is_some() {
+                // As nginx-http-flv-module: the body ends with the publish.
+                if notice != PlayerNotice::PublisherStarted {
+                    self.end_http_body(player, "publisher left", outcome);
+                }
+                continue;
+            }
             let Some(settings) = client.app_settings() else {
                 continue;
             };
@@ -1537,6 +1613,11 @@ impl Worker {
     /// The connection is gone.
     pub fn disconnect(&mut self, id: ClientId, now_ms: u64, outcome: &mut Outcome) {
         self.end_role(id, now_ms, outcome);
+        if self.clients.get(&id).is_some_and(|c| c.http.is_some()) {
+            // No on_connect was made, so no on_disconnect; nginx's http access log has it.
+            self.clients.remove(&id);
+            return;
+        }
         if self.clients.get(&id).is_some_and(|c| c.app.is_some()) {
             let waiting = notify::Waiting::Nothing;
             self.start_call(id, Call::Disconnect, None, vec![], waiting, outcome);

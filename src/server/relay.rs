@@ -447,6 +447,7 @@ impl Worker {
                 chunk_size: r.chunk_size,
                 // The other end is a server: everything goes unchanged (E-RTMP included).
                 caps: crate::rtmp::ertmp::Caps::FORWARD_ALL,
+                delivery: crate::live::Delivery::Rtmp,
             };
             self.hub
                 .play(r.key.clone(), id, opts, [])

@@ -375,6 +375,16 @@ impl Worker {
             Some(Role::Publisher(k) | Role::Player(k) | Role::Vod(k)) => k.to_string(),
             _ => return,
         };
+        if self.clients.get(&id).is_some_and(|c| c.http.is_some()) {
+            // An FLV body cannot start over with another stream's header: it ends.
+            outcome.log(
+                LogLevel::Info,
+                id,
+                format!("flv: redirect by /control from \"{from}\" ends the HTTP-FLV response"),
+            );
+            self.end_http_body(id, "redirected by /control", outcome);
+            return;
+        }
         outcome.log(
             LogLevel::Info,
             id,

@@ -2226,5 +2226,171 @@ fn exec_commands_follow_publish_play_and_their_ends() {
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// HTTP-FLV players
+
+fn flv_request(h: &Harness, app: &str, stream: &str, peer: &str) -> HttpFlvPlay {
+    HttpFlvPlay {
+        server: h.server.clone(),
+        app: app.into(),
+        stream: stream.into(),
+        args: format!("app={app}&stream={stream}"),
+        peer: Some(ip(peer)),
+        tc_url: format!("http://localhost/{app}"),
+        page_url: String::new(),
+        chunked: true,
+    }
+}
+
+fn flv_play(h: &mut Harness, id: ClientId, stream: &str, peer: &str) -> (HttpFlvAnswer, Outcome) {
+    let req = flv_request(h, "live", stream, peer);
+    let mut o = Outcome::default();
+    let answer = h.worker.http_flv_play(id, req, h.now, &mut o);
+    (answer, o)
+}
+
+/// Everything queued for HTTP-FLV client `id`, as one byte string.
+fn flv_output(h: &mut Harness, id: ClientId) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let mut slices = [IoSlice::new(&[]); 16];
+        let n = h.worker.output_slices(id, &mut slices);
+        if n == 0 {
+            return out;
+        }
+        let before = out.len();
+        for s in &slices[..n] {
+            out.extend_from_slice(s);
+        }
+        h.worker.advance(id, out.len() - before);
+    }
+}
+
+#[test]
+fn an_http_flv_player_streams_chunked_flv_from_the_keyframe() {
+    let mut h = Harness::new(default_server());
+    h.publisher(1, "k");
+    h.start_stream(1, 2);
+    let (answer, _) = flv_play(&mut h, 50, "k", "127.0.0.1");
+    assert_eq!(answer, HttpFlvAnswer::Stream);
+    let body = flv_output(&mut h, 50);
+    // The file header as one chunk (audio and video), then the metadata tag as one chunk.
+    assert!(body.starts_with(b"d\r\nFLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00\r\n"));
+    assert_eq!(body[22], 18, "onMetaData first");
+    assert!(
+        !body.windows(4).any(|w| w == b"\x02\x00\x07_"),
+        "no RTMP status"
+    );
+    // Live frames follow; no RTMP bytes ever reach it.
+    let f = video_frame(false, 9, 300);
+    h.send_video(1, 200, f.clone());
+    let more = flv_output(&mut h, 50);
+    assert!(more.starts_with(format!("{:x}\r\n\x09", 11 + f.len() + 4).as_bytes()));
+    assert!(more.windows(f.len()).any(|w| w == &f[..]));
+    // /stat shows it as a client of the stream, marked as nginx-http-flv-module marks it.
+    let stat = h.worker.stat_part(h.now, 1);
+    let clients = &stat.servers[0].applications[0].streams[0].clients;
+    let c = clients.iter().find(|c| c.id == 50).expect("listed");
+    assert_eq!(c.flashver.as_deref(), Some("flv_live 1.1"));
+}
+
+#[test]
+fn an_http_flv_player_ends_with_the_last_chunk_when_the_publisher_leaves() {
+    let mut h = Harness::new(default_server());
+    h.publisher(1, "k");
+    h.start_stream(1, 1);
+    assert_eq!(
+        flv_play(&mut h, 50, "k", "127.0.0.1").0,
+        HttpFlvAnswer::Stream
+    );
+    flv_output(&mut h, 50);
+    let mut o = Outcome::default();
+    h.worker.disconnect(1, h.now, &mut o);
+    assert!(o
+        .close
+        .iter()
+        .any(|(id, mode, _)| *id == 50 && *mode == CloseMode::AfterFlush));
+    assert_eq!(flv_output(&mut h, 50), b"0\r\n\r\n");
+}
+
+#[test]
+fn http_flv_refusals_answer_http_statuses() {
+    let server = server_with(&[], &[("deny", &["play", "10.0.0.1"])]);
+    let mut h = Harness::new(server);
+    let req = flv_request(&h, "nope", "k", "127.0.0.1");
+    let mut o = Outcome::default();
+    assert_eq!(
+        h.worker.http_flv_play(60, req, h.now, &mut o),
+        HttpFlvAnswer::Refuse(404)
+    );
+    assert_eq!(
+        flv_play(&mut h, 61, "k", "10.0.0.1").0,
+        HttpFlvAnswer::Refuse(403)
+    );
+    assert_eq!(
+        flv_play(&mut h, 62, "../x", "127.0.0.1").0,
+        HttpFlvAnswer::Refuse(400)
+    );
+    assert_eq!(h.worker.client_count(), 0, "refused clients are forgotten");
+    // idle_streams on (default): a stream nobody publishes is answered and waits.
+    assert_eq!(
+        flv_play(&mut h, 63, "later", "127.0.0.1").0,
+        HttpFlvAnswer::Stream
+    );
+    let idle_off = server_with(&[], &[("idle_streams", &["off"])]);
+    let mut h = Harness::new(idle_off);
+    assert_eq!(
+        flv_play(&mut h, 64, "k", "127.0.0.1").0,
+        HttpFlvAnswer::Refuse(404)
+    );
+}
+
+#[test]
+fn http_flv_asks_on_play_and_a_denial_is_403() {
+    let server = server_with(&[], &[("on_play", &["http://127.0.0.1:9/play"])]);
+    let mut h = Harness::new(server);
+    let (answer, o) = flv_play(&mut h, 70, "k", "127.0.0.1");
+    assert_eq!(answer, HttpFlvAnswer::Wait);
+    assert_eq!(o.calls.len(), 1);
+    let call = &o.calls[0];
+    let body = String::from_utf8_lossy(&call.request).into_owned();
+    assert!(body.contains("call=play"), "{body}");
+    assert!(body.contains("flashver=flv_live+1.1"), "{body}");
+    let mut o2 = Outcome::default();
+    let head = crate::notify::ResponseHead {
+        status: 403,
+        location: None,
+    };
+    h.worker.on_call_done(call.token, Ok(head), h.now, &mut o2);
+    assert!(o2.wake.contains(&70) || o2.closes(70));
+    assert_eq!(h.worker.http_flv_answer(70), HttpFlvAnswer::Refuse(403));
+}
+
+#[test]
+fn http_flv_gets_what_a_legacy_rtmp_player_gets_so_enhanced_hevc_is_415() {
+    let mut h = Harness::new(default_server());
+    h.publisher(1, "k");
+    h.send_meta(1);
+    h.send_video(1, 0, Bytes::from_static(HEVC_HEADER));
+    h.send_audio(1, 0, Bytes::from_static(AAC_HEADER));
+    h.send_video(1, 0, Bytes::from_static(HEVC_KEY));
+    assert_eq!(
+        flv_play(&mut h, 80, "k", "127.0.0.1").0,
+        HttpFlvAnswer::Refuse(415)
+    );
+    assert!(h.worker.hub().player_stats(80).is_none());
+    // Waiting for the stream when it turns out HEVC: the body ends, nothing enhanced sent.
+    h.publisher(2, "later");
+    assert_eq!(
+        flv_play(&mut h, 81, "later", "127.0.0.1").0,
+        HttpFlvAnswer::Stream
+    );
+    flv_output(&mut h, 81);
+    h.send_video(2, 0, Bytes::from_static(HEVC_HEADER));
+    h.send_video(2, 0, Bytes::from_static(HEVC_KEY));
+    let rest = flv_output(&mut h, 81);
+    assert_eq!(rest, b"0\r\n\r\n");
+}
+
 #[path = "vod_tests.rs"]
 mod vod;

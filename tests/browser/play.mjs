@@ -126,6 +126,7 @@ try {
     result.partsLoaded = snap.partsLoaded ?? null;
     result.fragsLoaded = snap.fragsLoaded ?? null;
     result.media = snap.media ?? null;
+    result.extra = snap.extra ?? null;
     result.errors.push(...snap.errors);
   } else {
     result.errors.push({ type: 'harness', details: 'the page never answered', fatal: true });

@@ -100,7 +100,7 @@ fn map_io(e: io::Error) -> ClientError {
 
 /// Connects a TCP socket whose receive buffer is set (before connect, so the advertised window
 /// stays small) to `rcvbuf` bytes: a player that stops reading then backs up the server fast.
-fn connect_small_rcvbuf(addr: SocketAddr, rcvbuf: i32) -> io::Result<TcpStream> {
+pub fn connect_small_rcvbuf(addr: SocketAddr, rcvbuf: i32) -> io::Result<TcpStream> {
     let SocketAddr::V4(v4) = addr else {
         return Err(io::Error::other("IPv4 only"));
     };

@@ -47,10 +47,33 @@ pub struct Target {
     pub app: String,
     pub stream: String,
     pub tc_url: String,
+    /// `http://HOST:PORT/PATH?QUERY`: play it as HTTP-FLV (the request target) instead.
+    pub http_path: Option<String>,
 }
 
 impl Target {
     pub fn parse(url: &str) -> Result<Target, String> {
+        if let Some(rest) = url.strip_prefix("http://") {
+            let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let hp = if hostport.contains(':') {
+                hostport.to_string()
+            } else {
+                format!("{hostport}:80")
+            };
+            use std::net::ToSocketAddrs;
+            let addr = hp
+                .to_socket_addrs()
+                .map_err(|e| format!("{hp}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("{hp}: no address"))?;
+            return Ok(Target {
+                addr,
+                app: String::new(),
+                stream: String::new(),
+                tc_url: hostport.to_string(),
+                http_path: Some(format!("/{path}")),
+            });
+        }
         let rest = url
             .strip_prefix("rtmp://")
             .ok_or_else(|| format!("{url}: expected rtmp://HOST[:PORT]/APP/STREAM"))?;
@@ -79,6 +102,7 @@ impl Target {
             app: app.to_string(),
             stream: stream.to_string(),
             tc_url: format!("rtmp://{hostport}/{app}"),
+            http_path: None,
         })
     }
 }
@@ -176,6 +200,8 @@ enum Phase {
     Connect,
     CreateStream,
     Play,
+    /// An HTTP-FLV request: its response (head, then the chunked FLV body).
+    Http,
     Done,
 }
 
@@ -218,6 +244,8 @@ pub struct Conn {
     stop_on_key: bool,
     /// Arrival time of the bytes being parsed (ms, [`clock_ms`]).
     now_ms: f64,
+    /// HTTP-FLV response parser (an `http://` target).
+    flv: crate::flv::FlvParse,
     pub stats: ClientStats,
 }
 
@@ -243,6 +271,7 @@ impl Conn {
             last_ack: 0,
             stop_on_key,
             now_ms: 0.0,
+            flv: crate::flv::FlvParse::default(),
             stats: ClientStats {
                 best_offset: f64::MIN,
                 ..Default::default()
@@ -302,6 +331,22 @@ impl Conn {
                 }
             }
             self.stats.connected = true;
+            if let Some(path) = self.target.http_path.clone() {
+                self.phase = Phase::Http;
+                self.hs_left = 0;
+                let req = format!(
+                    "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: rtmp-load\r\n\r\n",
+                    self.target.tc_url
+                );
+                self.out.extend_from_slice(req.as_bytes());
+                self.play_sent = Some(Instant::now());
+                self.stats.playing = true;
+                self.flush();
+                if readable && self.phase != Phase::Done {
+                    self.on_readable(scratch);
+                }
+                return;
+            }
             self.phase = Phase::Handshake;
             // C0 (version 3) + C1: time 0, zero field, then "random" bytes (no digest).
             self.out.push(3);
@@ -401,6 +446,12 @@ impl Conn {
     /// Consumes what it can of `data`; returns how many bytes (the rest is an incomplete
     /// chunk header, kept for the next read).
     fn parse(&mut self, data: &[u8]) -> Result<usize, String> {
+        if self.phase == Phase::Http {
+            let mut flv = std::mem::take(&mut self.flv);
+            let r = flv.feed(data, self);
+            self.flv = flv;
+            return r.map(|()| data.len());
+        }
         let mut pos = 0;
         while pos < data.len() && self.phase != Phase::Done {
             if self.hs_left > 0 {
@@ -864,4 +915,24 @@ pub fn run(target: std::sync::Arc<Target>, spec: &RunSpec) -> Vec<ClientStats> {
         });
     }
     out
+}
+
+impl crate::flv::TagSink for Conn {
+    fn tag_start(&mut self, typ: u8, timestamp: u32) {
+        self.message_start(typ, timestamp);
+    }
+
+    fn video_head(&mut self, head: [u8; 2], len: u32) {
+        let frame_type = head[0] >> 4;
+        let codec = head[0] & 0x0f;
+        let nalu = len < 2 || head[1] == 1;
+        let key = head[0] & 0x80 == 0 && frame_type == 1 && (!(codec == 7 || codec == 12) || nalu);
+        if key && self.stats.first_key.is_none() {
+            self.stats.first_key = self.play_sent.map(|t| t.elapsed());
+            self.stats.connect_to_key = Some(self.started.elapsed());
+            if self.stop_on_key {
+                self.close();
+            }
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! rtmp-load play --url rtmp://127.0.0.1:1935/live/x --clients 500 --seconds 30 [--json]
+//! rtmp-load play --url 'http://127.0.0.1:8080/live?app=live&stream=x' --clients 500 ... (HTTP-FLV)
 //! rtmp-load join --url rtmp://127.0.0.1:1935/live/x --times 20 [--json]
 //! rtmp-load hls-watch --playlist DIR/x.m3u8 --seconds 30 --t0-ms UNIX_MS [--json]
 //! rtmp-load dash-watch --mpd DIR/x.mpd --seconds 30 --t0-ms UNIX_MS [--json]
@@ -13,6 +14,7 @@
 
 mod amf;
 mod client;
+mod flv;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -26,7 +28,7 @@ use client::{ClientStats, RunSpec, Target};
 
 const USAGE: &str = "\
 usage:
-  rtmp-load play --url rtmp://HOST:PORT/APP/STREAM --clients N --seconds S
+  rtmp-load play --url rtmp://HOST:PORT/APP/STREAM|http://HOST:PORT/PATH?QUERY --clients N --seconds S
                  [--threads T] [--connect-rate PER_S] [--fps F] [--keep-up 0.9] [--json]
       N players for S seconds. A player kept up if, of the time from its first video
       message to the end (its window), it received at least --keep-up (0.9) in time:
