@@ -27,6 +27,7 @@ fi
 ln -sfn ../../../tests/browser/node_modules/hls.js/dist/hls.min.js "$RUN/vendor/hls.min.js"
 ln -sfn ../../../tests/browser/node_modules/dashjs/dist/modern/umd/dash.all.min.js \
     "$RUN/vendor/dash.all.min.js"
+ln -sfn ../../../tests/browser/node_modules/mpegts.js/dist/mpegts.js "$RUN/vendor/mpegts.js"
 if [ ! -f "$RUN/vendor/hls.min.js" ] || [ ! -f "$RUN/vendor/dash.all.min.js" ]; then
     echo "note: no hls.js/dash.js (install Node.js and npm, then: npm ci --prefix tests/browser);" \
          "the page lists streams but cannot play them" >&2

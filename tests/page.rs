@@ -50,13 +50,18 @@ fn dash_js() -> PathBuf {
     browser_dir().join("node_modules/dashjs/dist/modern/umd/dash.all.min.js")
 }
 
+fn mpegts_js() -> PathBuf {
+    browser_dir().join("node_modules/mpegts.js/dist/mpegts.js")
+}
+
 /// The page needs Node.js with playwright-core, the two players and Debian's Chromium.
 fn require_browser() {
     assert!(
         browser_dir().join("node_modules/playwright-core").is_dir()
             && hls_js().is_file()
-            && dash_js().is_file(),
-        "tests/browser has no node_modules (or no hls.js/dashjs): run: npm ci --prefix tests/browser"
+            && dash_js().is_file()
+            && mpegts_js().is_file(),
+        "tests/browser has no node_modules (or no hls.js/dashjs/mpegts.js): run: npm ci --prefix tests/browser"
     );
     assert!(
         Path::new("/usr/bin/chromium").is_file(),
@@ -76,6 +81,7 @@ fn link_page_into(prefix: &Path) {
     symlink(www_dir(), prefix.join("www")).expect("link www");
     symlink(hls_js(), vendor.join("hls.min.js")).expect("link hls.min.js");
     symlink(dash_js(), vendor.join("dash.all.min.js")).expect("link dash.all.min.js");
+    symlink(mpegts_js(), vendor.join("mpegts.js")).expect("link mpegts.js");
 }
 
 /// Result of `node tests/browser/page.mjs`.
@@ -248,6 +254,10 @@ fn example_page_lists_and_plays_a_live_stream() {
         checks.check(r.has("\"engine\":\"hls.js "), || {
             format!("the page did not play with hls.js: {}", r.json)
         });
+        // From the playing frame's PROGRAM-DATE-TIME.
+        checks.check(r.has("\"latency\":\"latency "), || {
+            format!("the page shows no latency for HLS: {}", r.json)
+        });
     }
     if dash.is_some() {
         let r = run_page(&url, &["--stream", &stream, "--format", "dash"], limit);
@@ -256,6 +266,16 @@ fn example_page_lists_and_plays_a_live_stream() {
             format!("the page did not play with dash.js: {}", r.json)
         });
     }
+    // HTTP-FLV from the example's `location /live { flv_live on; }`, with the page's
+    // latency readout (what is buffered: FLV has no wall clock).
+    let r = run_page(&url, &["--stream", &stream, "--format", "flv"], limit);
+    check_played(&mut checks, &r, "HTTP-FLV");
+    checks.check(r.has("\"engine\":\"mpegts.js "), || {
+        format!("the page did not play with mpegts.js: {}", r.json)
+    });
+    checks.check(r.has("\"latency\":\"buffer "), || {
+        format!("the page shows no latency for HTTP-FLV: {}", r.json)
+    });
 
     p.kill();
     let log = nginx.stop();

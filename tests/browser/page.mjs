@@ -1,7 +1,7 @@
 // Usage: node page.mjs <page-url> [options]
 //   --stream APP/NAME   the stream row to wait for (as the page shows it); without it the page
 //                       is only rendered (no playback) and its rows and notices are reported
-//   --format hls|dash   the player to pick before clicking (default hls)
+//   --format hls|dash|flv  the player to pick before clicking (default hls; flv: HTTP-FLV)
 //   --resolution WxH    the row must show this resolution (default 320x240)
 //   --codec TEXT        the row's codecs must contain this (default H264)
 //   --wait S            how long the row may take to appear (default 20)
@@ -54,8 +54,8 @@ try {
 }
 const pageUrl = args.positionals[0];
 const opt = args.values;
-if (!pageUrl || !['hls', 'dash'].includes(opt.format)) {
-  console.error('usage: node page.mjs <page-url> [--stream APP/NAME] [--format hls|dash] [--no-play] ...');
+if (!pageUrl || !['hls', 'dash', 'flv'].includes(opt.format)) {
+  console.error('usage: node page.mjs <page-url> [--stream APP/NAME] [--format hls|dash|flv] [--no-play] ...');
   process.exit(2);
 }
 const waitSecs = Number(opt.wait);
@@ -175,6 +175,7 @@ function readPage() {
       state: p.dataset.state || null,
       title: shown('player-title'),
       engine: shown('player-engine'),
+      latency: shown('player-latency'),
       message: shown('player-msg'),
     },
     video: {
@@ -261,8 +262,8 @@ try {
   });
   await page.goto(pageUrl, { waitUntil: 'load', timeout: 15000 });
 
-  if (opt.format === 'dash') {
-    await page.locator('input[name="format"][value="dash"]').check({ timeout: 5000 });
+  if (opt.format !== 'hls') {
+    await page.locator('input[name="format"][value="' + opt.format + '"]').check({ timeout: 5000 });
   }
 
   // The row: shown once /stat lists the stream (and its codec information), or the replays.
