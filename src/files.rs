@@ -51,6 +51,9 @@ pub enum FileOp {
     },
     /// Closes an open file where it is (a recording is finished).
     Close { path: PathBuf },
+    /// Nothing on disk: the appends to `path` waiting before it go to the disk now instead of
+    /// with the next batch, because a reader waits for them (a low-latency DASH chunk).
+    Flush { path: PathBuf },
 }
 
 impl FileOp {
@@ -68,7 +71,8 @@ impl FileOp {
             | FileOp::Link { path, .. }
             | FileOp::OpenRecording { path, .. }
             | FileOp::WriteAt { path, .. }
-            | FileOp::Close { path } => path,
+            | FileOp::Close { path }
+            | FileOp::Flush { path } => path,
         }
     }
 

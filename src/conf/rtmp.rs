@@ -286,6 +286,8 @@ conf_group! {
             cleanup: bool,
             clock_compensation: DashClock,
             clock_helper_uri: String,
+            low_latency: bool,
+            chunk_ms: u64,
         }
         append {}
         replace {}
@@ -389,6 +391,21 @@ fn msec(d: &'static str, v: &str) -> Result<u64, ConfError> {
 }
 
 /// The live module's msec slot: `off` means 0.
+/// `hls_part_duration` / `dash_chunk_duration`: a time within [`MIN_PART_MS`, `MAX_PART_MS`].
+fn part_duration(d: &'static str, v: &str) -> Result<u64, ConfError> {
+    msec(d, v).and_then(|ms| {
+        if (MIN_PART_MS..=MAX_PART_MS).contains(&ms) {
+            Ok(ms)
+        } else {
+            Err(invalid_expect(
+                d,
+                v,
+                format!("it must be between {MIN_PART_MS}ms and {MAX_PART_MS}ms"),
+            ))
+        }
+    })
+}
+
 fn msec_or_off(d: &'static str, v: &str) -> Result<u64, ConfError> {
     if v.eq_ignore_ascii_case("off") {
         Ok(0)
@@ -882,19 +899,7 @@ impl RtmpConf {
             "hls_type" => put(&mut hls.hls_type, d, || one_of(d, v, HLS_TYPE)),
             "hls_container" => put(&mut hls.container, d, || one_of(d, v, HLS_CONTAINER)),
             "hls_low_latency" => put(&mut hls.low_latency, d, || flag(d, v)),
-            "hls_part_duration" => put(&mut hls.part_ms, d, || {
-                msec(d, v).and_then(|ms| {
-                    if (MIN_PART_MS..=MAX_PART_MS).contains(&ms) {
-                        Ok(ms)
-                    } else {
-                        Err(invalid_expect(
-                            d,
-                            v,
-                            format!("it must be between {MIN_PART_MS}ms and {MAX_PART_MS}ms"),
-                        ))
-                    }
-                })
-            }),
+            "hls_part_duration" => put(&mut hls.part_ms, d, || part_duration(d, v)),
             "hls_muxdelay" => put(&mut hls.muxdelay_ms, d, || msec(d, v)),
             "hls_max_audio_delay" => put(&mut hls.max_audio_delay_ms, d, || msec(d, v)),
             "hls_audio_buffer_size" => put(&mut hls.audio_buffer_size, d, || size(d, v)),
@@ -939,6 +944,8 @@ impl RtmpConf {
                 put(&mut dash.clock_compensation, d, || one_of(d, v, DASH_CLOCK))
             }
             "dash_clock_helper_uri" => put(&mut dash.clock_helper_uri, d, || Ok(v.to_owned())),
+            "dash_low_latency" => put(&mut dash.low_latency, d, || flag(d, v)),
+            "dash_chunk_duration" => put(&mut dash.chunk_ms, d, || part_duration(d, v)),
 
             // Access log.
             "access_log" => {
@@ -1057,6 +1064,23 @@ impl RtmpConf {
             if part.saturating_mul(2) > fragment {
                 return Err(ConfError::Other(format!(
                     "\"hls_part_duration\" ({part}ms) must be at most half of \"hls_fragment\" ({fragment}ms)"
+                )));
+            }
+        }
+        let dash = &self.dash;
+        if dash.low_latency == Some(true) {
+            let chunk = dash.chunk_ms.unwrap_or(DEFAULT_PART_MS);
+            let fragment = dash.fragment_ms.unwrap_or(5000);
+            if chunk.saturating_mul(2) > fragment {
+                return Err(ConfError::Other(format!(
+                    "\"dash_chunk_duration\" ({chunk}ms) must be at most half of \"dash_fragment\" ({fragment}ms)"
+                )));
+            }
+            // HLS fMP4 and DASH of one stream share their segments: one set of cuts.
+            let part = hls.part_ms.unwrap_or(DEFAULT_PART_MS);
+            if hls.low_latency == Some(true) && part != chunk {
+                return Err(ConfError::Other(format!(
+                    "\"dash_chunk_duration\" ({chunk}ms) must equal \"hls_part_duration\" ({part}ms) when both low-latency modes are on: the LL-HLS parts are the DASH chunks"
                 )));
             }
         }
@@ -1262,6 +1286,8 @@ impl RtmpConf {
             cleanup: ds.cleanup.unwrap_or(true),
             clock_compensation: ds.clock_compensation.unwrap_or(DashClock::Off),
             clock_helper_uri: ds.clock_helper_uri.clone().unwrap_or_default(),
+            low_latency: ds.low_latency.unwrap_or(false),
+            chunk_ms: ds.chunk_ms.unwrap_or(DEFAULT_PART_MS),
         };
 
         let lg = &self.log;
@@ -1608,6 +1634,8 @@ mod tests {
         ("hls_container", &["fmp4"]),
         ("hls_low_latency", &["on"]),
         ("hls_part_duration", &["500ms"]),
+        ("dash_low_latency", &["on"]),
+        ("dash_chunk_duration", &["500ms"]),
     ];
 
     /// Directives whose C handler overwrites an earlier value instead of refusing it.

@@ -478,6 +478,10 @@ pub struct DashSettings {
     pub clock_compensation: DashClock,
     /// `dash_clock_helper_uri` ("").
     pub clock_helper_uri: String,
+    /// `dash_low_latency` (off; ours): chunked CMAF segments announced before they are whole.
+    pub low_latency: bool,
+    /// `dash_chunk_duration` (333ms; ours): the chunks' target length.
+    pub chunk_ms: u64,
 }
 
 /// RTMP access log settings.

@@ -737,6 +737,18 @@ pub fn media_segment_head(sequence_number: u32, samples: &[Sample]) -> Result<By
     Ok(out.freeze())
 }
 
+/// A [`media_segment_head`] without its leading `styp`: the head of a later chunk of the same
+/// segment (low-latency DASH writes a segment as chunks, `styp` only at its start).
+pub fn without_styp(head: &Bytes) -> Bytes {
+    let styp = head
+        .get(..8)
+        .filter(|h| h.get(4..8) == Some(b"styp".as_slice()))
+        .and_then(|h| h.get(..4))
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, |s: [u8; 4]| u32::from_be_bytes(s) as usize);
+    head.slice(styp.min(head.len())..)
+}
+
 /// A movie fragment of several tracks before its samples' data: `moof` (one `traf` per
 /// track with samples) and the `mdat` header. The data follows in the order of `tracks`
 /// (each track's samples in order).

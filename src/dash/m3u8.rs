@@ -390,6 +390,7 @@ mod tests {
             first_number: first,
             bytes: 250_000,
             renditions: Vec::new(),
+            availability_offset_ms: None,
         }
     }
 
@@ -406,6 +407,7 @@ mod tests {
             end_ms: 0,
             periods,
             utc_timing: Vec::new(),
+            latency: None,
         }
     }
 

@@ -46,6 +46,16 @@ pub struct Mpd {
     pub periods: Vec<Period>,
     /// `(schemeIdUri, value)` in order of preference.
     pub utc_timing: Vec<(String, String)>,
+    /// Low-latency DASH: the `ServiceDescription` latency the player should keep.
+    pub latency: Option<Latency>,
+}
+
+/// `ServiceDescription`'s `Latency` (ms) and the playback rates a player may use to keep it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latency {
+    pub target_ms: u64,
+    pub min_ms: u64,
+    pub max_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +118,9 @@ pub struct AdaptationSet {
     pub bytes: u64,
     /// Other Representations of this set (a multitrack ladder), each with its own files.
     pub renditions: Vec<AdaptationSet>,
+    /// Low-latency DASH: `availabilityTimeOffset` (its last segment is announced while it is
+    /// written, with `availabilityTimeComplete="false"`).
+    pub availability_offset_ms: Option<u64>,
 }
 
 /// Escapes an attribute value.
@@ -274,10 +287,15 @@ fn render_set(out: &mut String, set: &AdaptationSet, pto: u64) {
 fn render_template(out: &mut String, set: &AdaptationSet, pto: u64, indent: &str) {
     let _ = writeln!(
         out,
-        "{indent}<SegmentTemplate timescale=\"{}\" presentationTimeOffset=\"{pto}\" initialization=\"{}\" media=\"{}\">",
+        "{indent}<SegmentTemplate timescale=\"{}\" presentationTimeOffset=\"{pto}\" initialization=\"{}\" media=\"{}\"{}>",
         set.timescale,
         xml_escape(&set.initialization),
-        xml_escape(&set.media)
+        xml_escape(&set.media),
+        set.availability_offset_ms.map_or_else(String::new, |ms| format!(
+            " availabilityTimeOffset=\"{}.{:03}\" availabilityTimeComplete=\"false\"",
+            ms / 1000,
+            ms % 1000
+        ))
     );
     let _ = writeln!(out, "{indent}  <SegmentTimeline>");
     let mut i = 0;
@@ -382,6 +400,14 @@ pub fn render(mpd: &Mpd) -> String {
         );
     }
     out.push_str(">\n");
+    if let Some(l) = mpd.latency.filter(|_| mpd.dynamic) {
+        // Schema order: ServiceDescription before the Periods.
+        let _ = writeln!(
+            out,
+            "  <ServiceDescription id=\"0\">\n    <Latency target=\"{}\" min=\"{}\" max=\"{}\"/>\n    <PlaybackRate min=\"0.96\" max=\"1.04\"/>\n  </ServiceDescription>",
+            l.target_ms, l.min_ms, l.max_ms
+        );
+    }
     let origin = if mpd.dynamic { 0 } else { mpd.origin_ms };
     for p in &mpd.periods {
         // A period starting before the origin starts at it: its media before is not listed.
@@ -591,6 +617,7 @@ mod tests {
             first_number: 0,
             bytes: 0,
             renditions: Vec::new(),
+            availability_offset_ms: None,
         }
     }
 
@@ -611,6 +638,7 @@ mod tests {
                 sets,
             }],
             utc_timing: vec![(UTC_DIRECT.into(), datetime::utc(1_700_000_010_000))],
+            latency: None,
         }
     }
 
@@ -695,6 +723,29 @@ mod tests {
         // The period's origin moved to 2 s: its PTO follows (90 kHz).
         assert!(text.contains("presentationTimeOffset=\"180000\""));
         assert!(text.contains("value=\"2\""));
+    }
+
+    #[test]
+    fn low_latency_adds_service_description_and_availability_offset() {
+        let mut v = set(ContentType::Video, vec![(0, 90_000), (90_000, 120_000)]);
+        v.availability_offset_ms = Some(1_000);
+        let mut m = mpd(true, vec![v]);
+        m.latency = Some(Latency {
+            target_ms: 1500,
+            min_ms: 700,
+            max_ms: 3000,
+        });
+        let text = render(&m);
+        let sd = text.find("<ServiceDescription id=\"0\">").unwrap();
+        assert!(sd < text.find("<Period").unwrap(), "{text}");
+        assert!(text.contains("<Latency target=\"1500\" min=\"700\" max=\"3000\"/>"));
+        assert!(text.contains("<PlaybackRate min=\"0.96\" max=\"1.04\"/>"));
+        assert!(text.contains(
+            "media=\"a&amp;b-$Time$.m4v\" availabilityTimeOffset=\"1.000\" availabilityTimeComplete=\"false\">"
+        ), "{text}");
+        // An ended stream's MPD is plain.
+        m.dynamic = false;
+        assert!(!render(&m).contains("ServiceDescription"));
     }
 
     #[test]

@@ -406,13 +406,17 @@ struct OpenSeg {
     /// The file this segment's video is gathered in (one of two, alternating: the previous
     /// segment may still be waiting for its audio).
     spool: Option<PathBuf>,
-    /// Something written to `spool` failed: the segment is not written (a gap).
+    /// Something written to `spool` (or a growing file) failed: the segment is not written
+    /// (a gap).
     spool_lost: bool,
     /// LL-HLS: the first sample of each kind not yet in a part, the parts written, and
     /// the video data of the samples since the last part (video samples keep only sizes).
     part_from: [usize; 2],
     parts: [Vec<Part>; 2],
     part_data: Vec<Bytes>,
+    /// Low-latency DASH: each kind's segment file as it grows (`.part`, chunk after chunk)
+    /// and its length so far.
+    growing: [Option<(PathBuf, u64)>; 2],
 }
 
 impl OpenSeg {
@@ -428,6 +432,7 @@ impl OpenSeg {
             part_from: [0, 0],
             parts: [Vec::new(), Vec::new()],
             part_data: Vec::new(),
+            growing: [None, None],
         }
     }
 
@@ -779,6 +784,8 @@ impl DashStream {
             cleanup: hls.cleanup,
             clock_compensation: DashClock::Off,
             clock_helper_uri: String::new(),
+            low_latency: false,
+            chunk_ms: hls.part_ms,
         };
         let mut s = Self::new(&settings, app, name, None);
         if let Some(dir) = playlist.parent() {
@@ -1145,7 +1152,7 @@ impl DashStream {
             } else {
                 self.on_audio(timestamp, tag, now);
             }
-            if self.hls.as_ref().is_some_and(|h| h.part_ms.is_some()) {
+            if self.part_ms().is_some() {
                 self.audio_parts();
                 if std::mem::take(&mut self.parts_unlisted) {
                     self.write_manifests(now, true, false);
@@ -1274,16 +1281,20 @@ impl DashStream {
         let dts = self.video_dts(ms, ts);
         let cts_ms = cts_ms.clamp(-MAX_CTS_MS, MAX_CTS_MS);
         let cts = i32::try_from(i64::from(cts_ms) * i64::from(ts) / 1000).unwrap_or(0);
-        let Some(spool) = self.video_spool() else {
-            return;
-        };
-        self.emit(
-            FileOp::Append {
-                path: spool,
-                data: data.clone(),
-            },
-            Effect::Other,
-        );
+        let part_target = self.part_ms().map(|ms| mpd::ms_to_ticks(ms, ts));
+        // Low-latency DASH writes video into its segment file chunk by chunk: no spool.
+        if !self.chunked() {
+            let Some(spool) = self.video_spool() else {
+                return;
+            };
+            self.emit(
+                FileOp::Append {
+                    path: spool,
+                    data: data.clone(),
+                },
+                Effect::Other,
+            );
+        }
         let Some(seg) = self.seg.as_mut() else { return };
         let list = &mut seg.samples[V];
         let mut step = None;
@@ -1298,11 +1309,6 @@ impl DashStream {
         // LL-HLS: the part so far ends before this frame when the frame would not fit in
         // it (its length taken as the last step). Not at a keyframe inside a segment: parts
         // other than a segment's last keep close to the target (RFC 8216bis).
-        let part_target = self
-            .hls
-            .as_ref()
-            .and_then(|h| h.part_ms)
-            .map(|ms| mpd::ms_to_ticks(ms, ts));
         if let (Some(target), Some(first)) = (part_target, list.get(seg.part_from[V])) {
             let so_far = dts.saturating_sub(first.dts);
             if so_far.saturating_add(step.unwrap_or(0)) > target {
@@ -1332,13 +1338,15 @@ impl DashStream {
         }
     }
 
-    /// Writes samples `[part_from, upto)` of `kind` of `seg` as its next LL-HLS part: a
-    /// `moof` + `mdat` of their own, under a temporary name renamed when whole (a part is
-    /// listed as soon as it exists). Nothing without `hls_low_latency`.
+    /// Writes samples `[part_from, upto)` of `kind` of `seg` as its next part: a `moof` +
+    /// `mdat` of their own. LL-HLS: a file under a temporary name renamed when whole (a part
+    /// is listed as soon as it exists). Low-latency DASH: the next chunk of the segment's
+    /// growing file. Nothing without either.
     fn make_part(&mut self, seg: &mut OpenSeg, kind: Kind, upto: usize) {
-        let Some((dir, stem)) = self.part_place() else {
+        let ll_hls = self.part_place();
+        if ll_hls.is_none() && !self.chunked() {
             return;
-        };
+        }
         let Some(track) = self.period(seg.period).and_then(|p| p.track(kind)) else {
             return;
         };
@@ -1371,6 +1379,10 @@ impl DashStream {
         *kind.of_mut(&mut seg.part_from) = from.saturating_add(count);
         let Ok(head) = head else { return };
         *kind.of_mut(&mut self.part_sequence) = seq.wrapping_add(1);
+        if self.chunked() {
+            self.append_chunk(seg, kind, suffix_ts, &head, &data);
+        }
+        let Some((dir, stem)) = ll_hls else { return };
         let file = part_file(&stem, kind, t, suffix_ts);
         let path = dir.join(&file);
         let mut temp = path.clone().into_os_string();
@@ -1401,6 +1413,61 @@ impl DashStream {
         self.parts_unlisted = true;
     }
 
+    /// Low-latency DASH: appends a chunk (`head` and `data`) to `kind`'s growing segment
+    /// file, opened (`<segment>.part`) with the first; that has the segment's `styp`.
+    fn append_chunk(
+        &mut self,
+        seg: &mut OpenSeg,
+        kind: Kind,
+        suffix_ts: Option<u32>,
+        head: &Bytes,
+        data: &[Bytes],
+    ) {
+        let (path, head) = match kind.of(&seg.growing) {
+            Some((path, _)) => (path.clone(), fmp4::without_styp(head)),
+            None => {
+                let Some(t) = kind.of(&seg.samples).first().map(|s| s.dts) else {
+                    return;
+                };
+                let file = self.layout.segment_file(kind, t, suffix_ts);
+                let mut path = self.layout.dir.join(file).into_os_string();
+                path.push(PART_SUFFIX);
+                let path = PathBuf::from(path);
+                self.ensure_dir();
+                self.emit(FileOp::Open { path: path.clone() }, Effect::Other);
+                *kind.of_mut(&mut seg.growing) = Some((path.clone(), 0));
+                (path, head.clone())
+            }
+        };
+        let mut len = 0u64;
+        for data in std::iter::once(head)
+            .chain(data.iter().cloned())
+            .filter(|b| !b.is_empty())
+        {
+            len = len.saturating_add(data.len() as u64);
+            let path = path.clone();
+            self.emit(FileOp::Append { path, data }, Effect::Other);
+        }
+        if let Some((_, bytes)) = kind.of_mut(&mut seg.growing) {
+            *bytes = bytes.saturating_add(len);
+        }
+        // Players stream the segment as it grows: the chunk must not wait for a batch.
+        self.emit(FileOp::Flush { path }, Effect::Other);
+    }
+
+    /// `dash_low_latency`: segments are written as chunks while they grow, and the MPD
+    /// announces the one being written.
+    fn chunked(&self) -> bool {
+        self.settings.low_latency && self.mpd_enabled
+    }
+
+    /// The target length of parts (LL-HLS) or chunks (low-latency DASH), ms; `None` without
+    /// either (`nginx -t` makes them equal when both are on).
+    fn part_ms(&self) -> Option<u64> {
+        let hls = self.hls.as_ref().and_then(|h| h.part_ms);
+        hls.or_else(|| self.chunked().then_some(self.settings.chunk_ms))
+    }
+
     /// The directory and file name prefix of LL-HLS parts: HLS's (`None` without
     /// `hls_low_latency`).
     fn part_place(&self) -> Option<(PathBuf, String)> {
@@ -1416,7 +1483,7 @@ impl DashStream {
     /// newest video frame (a keyframe cut there or later cannot move them to the next
     /// segment).
     fn audio_parts(&mut self) {
-        let Some(part_ms) = self.hls.as_ref().and_then(|h| h.part_ms) else {
+        let Some(part_ms) = self.part_ms() else {
             return;
         };
         let video_ms = self
@@ -1466,7 +1533,7 @@ impl DashStream {
 
     /// The rest of a finished segment as parts (each at most the target long).
     fn finish_parts(&mut self, seg: &mut OpenSeg) {
-        let Some(part_ms) = self.hls.as_ref().and_then(|h| h.part_ms) else {
+        let Some(part_ms) = self.part_ms() else {
             return;
         };
         for kind in [Kind::Video, Kind::Audio] {
@@ -1936,6 +2003,10 @@ impl DashStream {
     fn commit(&mut self, mut seg: OpenSeg, now: Now) {
         if seg.spool_lost {
             // Its video on disk is incomplete: a gap (the failure was logged by the IO ring).
+            // A growing file goes, so a reader streaming it sees it end unfinished.
+            for (path, _) in std::mem::take(&mut seg.growing).into_iter().flatten() {
+                self.emit(FileOp::Abort { path }, Effect::Other);
+            }
             let parts = std::mem::take(&mut seg.parts);
             self.drop_parts(parts, now);
             return;
@@ -1975,6 +2046,27 @@ impl DashStream {
             let mut part = path.clone().into_os_string();
             part.push(PART_SUFFIX);
             let part = PathBuf::from(part);
+            let pto = mpd::ms_to_ticks(start, ts);
+            end_ms = end_ms.max(start.saturating_add(mpd::ticks_to_ms_ceil(
+                t.saturating_add(d).saturating_sub(pto),
+                ts,
+            )));
+            let entry = |bytes: u64| Entry {
+                cut,
+                t,
+                d,
+                path: path.clone(),
+                bytes,
+                frames: samples.len() as u64,
+                sap: first.keyframe,
+            };
+            if let Some((growing, bytes)) = kind.of_mut(&mut seg.growing).take() {
+                // Low-latency DASH: its chunks are all in its growing file (the last ones
+                // were just cut by `finish_parts`).
+                entries.push((kind, entry(bytes)));
+                renames.push((growing, path.clone()));
+                continue;
+            }
             self.ensure_dir();
             let written = Effect::Segment {
                 cut,
@@ -2011,23 +2103,7 @@ impl DashStream {
                 self.emit(FileOp::Open { path: from }, Effect::Other);
             }
             renames.push((part, path.clone()));
-            let pto = mpd::ms_to_ticks(start, ts);
-            end_ms = end_ms.max(start.saturating_add(mpd::ticks_to_ms_ceil(
-                t.saturating_add(d).saturating_sub(pto),
-                ts,
-            )));
-            entries.push((
-                kind,
-                Entry {
-                    cut,
-                    t,
-                    d,
-                    path,
-                    bytes: file_len as u64,
-                    frames: samples.len() as u64,
-                    sap: samples.first().is_some_and(|s| s.keyframe),
-                },
-            ));
+            entries.push((kind, entry(file_len as u64)));
         }
         if entries.is_empty() {
             let parts = std::mem::take(&mut seg.parts);
@@ -2068,7 +2144,9 @@ impl DashStream {
         // Only an MPD has an availability clock: the segments of HLS-only streams (and of
         // their renditions) are listed once whole (holding them would also hide the LL-HLS
         // parts after them).
-        let clocked = !matches!(&self.hls, Some(h) if h.links.is_none());
+        // Low-latency DASH announces each segment while it is written: it is listed whole
+        // at once.
+        let clocked = !matches!(&self.hls, Some(h) if h.links.is_none()) && !self.chunked();
         for c in self.cuts.iter_mut().filter(|c| !c.listed) {
             let avail = if clocked {
                 ast.saturating_add(c.end_ms)
@@ -2326,6 +2404,7 @@ impl DashStream {
                     first_number: listed.first().map_or(0, |e| e.cut),
                     bytes: listed.iter().map(|e| e.bytes).sum(),
                     renditions: Vec::new(),
+                    availability_offset_ms: None,
                 });
             }
             self.add_renditions(&mut sets);
@@ -2369,6 +2448,56 @@ impl DashStream {
             end_ms: end,
             periods,
             utc_timing: utc,
+            latency: None,
+        }
+    }
+
+    /// Low-latency DASH: the MPD also lists the segment being written, each kind's with its
+    /// length estimated (the last one's plus a chunk: an estimate too long makes a player ask
+    /// for the next one a little early, one too short would make it ask for this one again),
+    /// available from its first chunk on (`availabilityTimeOffset`), and the latency a player
+    /// should keep. A new Period starts with its first whole segment.
+    fn announce_open(&self, model: &mut mpd::Mpd) {
+        let chunk = self.settings.chunk_ms;
+        let fragment = self.settings.fragment_ms.max(1);
+        // Players keep a few chunks and a frame or two of jitter in their buffer.
+        let target = chunk.saturating_mul(3).saturating_add(500).max(1000);
+        model.latency = Some(mpd::Latency {
+            target_ms: target,
+            min_ms: chunk.saturating_mul(2),
+            max_ms: target.saturating_mul(2),
+        });
+        model.update_period_ms = chunk;
+        let Some(seg) = self.closing.as_ref().map(|c| &c.seg).or(self.seg.as_ref()) else {
+            return;
+        };
+        let Some(period) = self.period(seg.period) else {
+            return;
+        };
+        let Some(listed) = model.periods.last_mut().filter(|p| p.id == seg.period) else {
+            return;
+        };
+        for set in &mut listed.sets {
+            let kind = match set.content {
+                ContentType::Video => Kind::Video,
+                ContentType::Audio => Kind::Audio,
+            };
+            let Some(ts) = period.track(kind).map(|t| t.timescale) else {
+                continue;
+            };
+            let last = set.segments.last().copied();
+            let first = kind.of(&seg.samples).first().map(|s| s.dts);
+            let Some(t) = first.or(last.map(|(t, d)| t.saturating_add(d))) else {
+                continue;
+            };
+            if last.is_some_and(|(lt, _)| t <= lt) {
+                continue;
+            }
+            let typical = last.map_or_else(|| mpd::ms_to_ticks(fragment, ts), |(_, d)| d);
+            let d = typical.saturating_add(mpd::ms_to_ticks(chunk, ts));
+            set.segments.push((t, d));
+            let d_ms = mpd::ticks_to_ms_ceil(d, ts);
+            set.availability_offset_ms = Some(d_ms.saturating_sub(chunk));
         }
     }
 
@@ -2506,7 +2635,14 @@ impl DashStream {
         let model = self.build_mpd(now, dynamic);
         let mut manifests = Vec::new();
         if self.mpd_enabled && full {
-            manifests.push((self.layout.mpd.clone(), mpd::render(&model)));
+            let text = if dynamic && self.chunked() {
+                let mut announced = model.clone();
+                self.announce_open(&mut announced);
+                mpd::render(&announced)
+            } else {
+                mpd::render(&model)
+            };
+            manifests.push((self.layout.mpd.clone(), text));
         }
         if let Some(h) = &self.hls {
             let hls_model = match &h.links {
@@ -2661,7 +2797,8 @@ impl DashStream {
             .into_iter()
             .flatten()
         {
-            if seg.spool.as_deref() == Some(path) {
+            let growing = seg.growing.iter().flatten().any(|(p, _)| p == path);
+            if seg.spool.as_deref() == Some(path) || growing {
                 seg.spool_lost = true;
             }
         }

@@ -21,6 +21,8 @@ fn settings() -> DashSettings {
         cleanup: true,
         clock_compensation: DashClock::Off,
         clock_helper_uri: String::new(),
+        low_latency: false,
+        chunk_ms: 333,
     }
 }
 
@@ -257,6 +259,9 @@ impl Disk {
             }
             FileOp::OpenRecording { .. } | FileOp::WriteAt { .. } | FileOp::Close { .. } => {
                 panic!("DASH never records: {op:?}")
+            }
+            FileOp::Flush { path } => {
+                assert!(self.open.contains_key(path), "flush of a closed {path:?}");
             }
             FileOp::AppendFrom { path, from } => {
                 assert!(is_spool(from), "{from:?}");

@@ -104,7 +104,9 @@ impl Disk {
 
     fn apply(&mut self, op: &FileOp, mono: u64) {
         match op {
-            FileOp::Link { .. } => panic!("MPEG-TS HLS links nothing: {op:?}"),
+            FileOp::Link { .. } | FileOp::Flush { .. } => {
+                panic!("MPEG-TS HLS links and flushes nothing: {op:?}")
+            }
             FileOp::CreateDir { path } => {
                 self.dirs.insert(path.clone());
             }

@@ -136,9 +136,10 @@ impl Plan {
 /// had open, abandoned, and the path the output is told about (`on_write_failed`).
 pub fn lost_op(op: FileOp) -> (Option<PathBuf>, Option<PathBuf>) {
     match op {
-        FileOp::Open { path } | FileOp::Append { path, .. } | FileOp::AppendFrom { path, .. } => {
-            (Some(path.clone()), Some(path))
-        }
+        FileOp::Open { path }
+        | FileOp::Append { path, .. }
+        | FileOp::AppendFrom { path, .. }
+        | FileOp::Flush { path } => (Some(path.clone()), Some(path)),
         FileOp::Commit { path, to } => (Some(path), Some(to)),
         FileOp::CreateDir { path }
         | FileOp::WriteAtomic { path, .. }

@@ -1059,7 +1059,8 @@ fn lose(slot: &mut Slot, lost: Vec<FileOp>) {
         match op {
             FileOp::Open { path }
             | FileOp::Append { path, .. }
-            | FileOp::AppendFrom { path, .. } => {
+            | FileOp::AppendFrom { path, .. }
+            | FileOp::Flush { path } => {
                 push_unique(&mut abandon, path.clone());
                 push_unique(&mut failed, path);
             }

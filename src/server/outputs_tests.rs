@@ -104,6 +104,9 @@ impl Deferred {
                 FileOp::Abort { path } => {
                     d.open.remove(&path);
                 }
+                FileOp::Flush { path } => {
+                    assert!(d.open.contains_key(&path), "flush of a closed {path:?}");
+                }
                 FileOp::OpenRecording { path, append, .. } => {
                     let old = d.files.remove(&path).filter(|_| append);
                     d.open.insert(path, old.unwrap_or_default());
@@ -962,4 +965,152 @@ fn low_latency_needs_fmp4_and_short_parts() {
     ]);
     assert!(c.check().unwrap_err().to_string().contains("half"));
     assert!(conf(&[("hls_low_latency", &["on"])]).check().is_ok());
+}
+
+/// Each `SegmentTemplate` of an MPD: its `media` template and the start time of every
+/// segment its timeline lists, with the `S` elements' `d`.
+fn mpd_timelines(text: &str) -> Vec<(String, Vec<(u64, u64)>)> {
+    let attr = |l: &str, name: &str| -> Option<String> {
+        let at = l.find(&format!(" {name}=\""))? + name.len() + 3;
+        Some(l[at..].split('"').next()?.to_owned())
+    };
+    let mut out: Vec<(String, Vec<(u64, u64)>)> = Vec::new();
+    let mut t = 0u64;
+    for l in text.lines() {
+        if l.contains("<SegmentTemplate") {
+            out.push((attr(l, "media").unwrap(), Vec::new()));
+        } else if l.trim_start().starts_with("<S ") {
+            if let Some(s) = attr(l, "t") {
+                t = s.parse().unwrap();
+            }
+            let d: u64 = attr(l, "d").unwrap().parse().unwrap();
+            let r: u64 = attr(l, "r").map_or(0, |r| r.parse().unwrap());
+            for _ in 0..=r {
+                out.last_mut().unwrap().1.push((t, d));
+                t += d;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn low_latency_dash_streams_chunks_and_announces_the_segment_being_written() {
+    let mut directives = DASH_BESIDE.to_vec();
+    directives.extend_from_slice(&[
+        ("dash_low_latency", &["on"] as &[&str]),
+        ("dash_chunk_duration", &["200ms"]),
+    ]);
+    let mut f = Feed::with(&directives);
+    f.media(true, 0, AVC_HEADER);
+    f.media(false, 0, AAC_HEADER);
+    let mut announced_growing = 0;
+    let mut grew = 0;
+    let mut last_size: Option<(PathBuf, usize)> = None;
+    for _ in 0..40 {
+        f.play(200, 600);
+        f.drain();
+        let d = f.disk.0.borrow();
+        assert!(
+            !d.open
+                .keys()
+                .chain(d.files.keys())
+                .any(|p| p.to_string_lossy().contains("spool")),
+            "no video spool with chunked segments"
+        );
+        let Some(mpd) = d.files.get(Path::new("/dash/cam.mpd")) else {
+            continue;
+        };
+        let mpd = String::from_utf8(mpd.clone()).unwrap();
+        assert!(mpd.contains("type=\"dynamic\""), "{mpd}");
+        assert!(
+            mpd.contains("<Latency target=\"1100\" min=\"400\" max=\"2200\"/>"),
+            "{mpd}"
+        );
+        assert!(mpd.contains("minimumUpdatePeriod=\"PT0.2S\""), "{mpd}");
+        let timelines = mpd_timelines(&mpd);
+        assert_eq!(timelines.len(), 2, "{mpd}");
+        assert_eq!(
+            mpd.matches("availabilityTimeComplete=\"false\"").count(),
+            2,
+            "{mpd}"
+        );
+        for (media, segments) in &timelines {
+            let path = |t: u64| Path::new("/dash").join(media.replace("$Time$", &t.to_string()));
+            let (open, whole) = segments.split_last().unwrap();
+            for (t, _) in whole {
+                assert!(
+                    d.files.contains_key(&path(*t)),
+                    "{t} listed, not whole:\n{mpd}"
+                );
+            }
+            // The last one is being written: not under its name yet, its chunks so far in
+            // `.part` (none before its first chunk is cut).
+            let name = path(open.0);
+            assert!(
+                !d.files.contains_key(&name),
+                "{name:?} announced whole:\n{mpd}"
+            );
+            let mut growing = name.into_os_string();
+            growing.push(".part");
+            let growing = PathBuf::from(growing);
+            if let Some(data) = d.open.get(&growing) {
+                announced_growing += 1;
+                assert_eq!(count_boxes(data, b"styp"), 1);
+                if media.ends_with(".m4v") {
+                    if let Some((p, size)) = &last_size {
+                        if *p == growing && data.len() > *size {
+                            grew += 1;
+                        }
+                    }
+                    last_size = Some((growing.clone(), data.len()));
+                }
+            }
+        }
+    }
+    assert!(announced_growing > 40, "{announced_growing}");
+    // Each chunk reached the disk when it was cut, not with the segment.
+    assert!(grew >= 10, "{grew}");
+    let whole: Vec<Vec<u8>> = {
+        let d = f.disk.0.borrow();
+        d.files
+            .iter()
+            .filter(|(p, _)| {
+                let p = p.to_string_lossy();
+                p.starts_with("/dash/") && p.ends_with(".m4v") && !p.contains("init")
+            })
+            .map(|(_, data)| data.clone())
+            .collect()
+    };
+    assert!(whole.len() >= 5, "{}", whole.len());
+    for data in &whole {
+        // 1 s segments of 200 ms chunks.
+        assert_eq!(count_boxes(data, b"styp"), 1);
+        assert!(
+            (4..=6).contains(&count_boxes(data, b"moof")),
+            "{}",
+            count_boxes(data, b"moof")
+        );
+    }
+    let key = f.key.clone();
+    f.outputs.unpublish(&key, 8_500, &mut f.logs);
+    f.drain();
+    let d = f.disk.0.borrow();
+    let mpd = String::from_utf8(d.files[Path::new("/dash/cam.mpd")].clone()).unwrap();
+    assert!(mpd.contains("type=\"static\""), "{mpd}");
+    assert!(
+        !mpd.contains("ServiceDescription") && !mpd.contains("availabilityTime"),
+        "{mpd}"
+    );
+    for (media, segments) in mpd_timelines(&mpd) {
+        for (t, _) in segments {
+            let name = Path::new("/dash").join(media.replace("$Time$", &t.to_string()));
+            assert!(d.files.contains_key(&name), "{name:?}:\n{mpd}");
+        }
+    }
+    assert!(
+        !d.open.keys().any(|p| p.starts_with("/dash")),
+        "{:?}",
+        d.open.keys().collect::<Vec<_>>()
+    );
 }
