@@ -1114,3 +1114,26 @@ fn low_latency_dash_streams_chunks_and_announces_the_segment_being_written() {
         d.open.keys().collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn low_latency_dash_chunks_are_short_and_match_the_hls_parts() {
+    let dash = |extra: &[(&str, &[&str])]| {
+        let mut d: Vec<(&str, &[&str])> = vec![("dash", &["on"]), ("dash_low_latency", &["on"])];
+        d.extend_from_slice(extra);
+        conf(&d).check().map_err(|e| e.to_string())
+    };
+    assert!(dash(&[]).is_ok());
+    let e = dash(&[("dash_fragment", &["500ms"]), ("dash_chunk_duration", &["300ms"])]);
+    assert!(e.unwrap_err().contains("at most half of \"dash_fragment\""));
+    let e = dash(&[("hls_low_latency", &["on"]), ("dash_chunk_duration", &["500ms"])]);
+    assert!(e.unwrap_err().contains("must equal \"hls_part_duration\" (333ms)"));
+    assert!(dash(&[
+        ("hls_low_latency", &["on"]),
+        ("hls_part_duration", &["500ms"]),
+        ("dash_chunk_duration", &["500ms"]),
+    ])
+    .is_ok());
+    let mut c = conf(&[]);
+    let e = c.apply("dash_chunk_duration", &["50ms"]).unwrap_err().to_string();
+    assert!(e.contains("between 100ms and 5000ms"), "{e}");
+}

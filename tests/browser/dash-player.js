@@ -5,6 +5,11 @@
 // and, S seconds after the first 'playing', dash.js is told to play the video Representation
 // whose picture is H pixels high (`setRepresentationForTypeById`, from the next segment on);
 // each is recorded in switches[] ({ atMs, height, id, error }).
+// liveLatency: dash.js's live latency (its synchronized clock minus the wall-clock time of the
+// playing frame on the MPD's availability timeline), sampled every 250 ms while playing, as
+// { count, median, p90, max } s; targetLatency: the delay dash.js aims for (the MPD's
+// ServiceDescription in low-latency mode); lowLatency: whether dash.js plays in its
+// low-latency mode (chunked segments announced with availabilityTimeComplete="false").
 'use strict';
 
 (function () {
@@ -26,6 +31,7 @@
     firstPlayingMs: null,
     playerVersion: null,
     switches: [],
+    latencies: [],
   };
   let player = null;
   // Size, frames, stalls (media-stats.js; absent on pages that do not load it).
@@ -107,6 +113,21 @@
       player.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: false } } } });
     }
     player.initialize(video, src, true);
+    setInterval(() => {
+      const l = latency();
+      if (!video.paused && state.firstPlayingMs !== null && l !== null) {
+        state.latencies.push(l);
+      }
+    }, 250);
+  }
+
+  function call(f) {
+    try {
+      const v = player ? f() : null;
+      return v === undefined ? null : v;
+    } catch {
+      return null;
+    }
   }
 
   function latency() {
@@ -149,6 +170,9 @@
     paused: video.paused,
     readyState: video.readyState,
     latency: latency(),
+    liveLatency: window.summarize ? window.summarize(state.latencies) : null,
+    targetLatency: call(() => player.getTargetLiveDelay()),
+    lowLatency: call(() => player.getLowLatencyModeEnabled()),
     playerVersion: state.playerVersion,
     loadErrors: state.loadErrors,
     tracks: tracks(),

@@ -13,7 +13,16 @@
 // sizes: the picture sizes the element showed, in order ('resize' events: a player switching
 // variants changes it), each { atMs, width, height } with atMs counted from the first
 // 'playing' (0 before it); at most 50.
+// window.summarize(values) gives { count, median, p90, max } of numbers (null for none): the
+// players' latency samples.
 'use strict';
+
+window.summarize = function (values) {
+  if (values.length === 0) return null;
+  const v = [...values].sort((a, b) => a - b);
+  const at = (q) => v[Math.min(v.length - 1, Math.floor(q * v.length))];
+  return { count: v.length, median: at(0.5), p90: at(0.9), max: v[v.length - 1] };
+};
 
 window.watchMedia = function (video) {
   const s = {

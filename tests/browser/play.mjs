@@ -13,7 +13,9 @@
 // Representations, with their sizes); currentLevel and switches: the variant playing at the
 // end and the switches a `switch=S:H,...` page parameter forced (player.js, dash-player.js);
 // pdtLatency (hls.js): now minus the playing frame's PROGRAM-DATE-TIME, sampled while playing
-// ({count, median, p90, max} s), and partsLoaded: the LL-HLS parts hls.js loaded.
+// ({count, median, p90, max} s), and partsLoaded: the LL-HLS parts hls.js loaded;
+// liveLatency (dash.js): its live latency sampled the same way, targetLatency the delay it aims
+// for and lowLatency whether it plays in its low-latency mode (dash-player.js).
 // Exit status 0 when the run itself worked (the caller judges the numbers), 2 when the browser
 // could not be driven.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -124,6 +126,9 @@ try {
     result.switches = snap.switches ?? [];
     result.pdtLatency = snap.pdtLatency ?? null;
     result.partsLoaded = snap.partsLoaded ?? null;
+    result.liveLatency = snap.liveLatency ?? null;
+    result.targetLatency = snap.targetLatency ?? null;
+    result.lowLatency = snap.lowLatency ?? null;
     result.fragsLoaded = snap.fragsLoaded ?? null;
     result.media = snap.media ?? null;
     result.extra = snap.extra ?? null;

@@ -123,7 +123,7 @@
     hlsVersion: state.hlsVersion,
     fragsLoaded: state.fragsLoaded,
     partsLoaded: state.partsLoaded,
-    pdtLatency: summary(state.latencies),
+    pdtLatency: window.summarize(state.latencies),
     // Variants of a master playlist hls.js found (1 for a media playlist).
     levels: hls && Array.isArray(hls.levels) ? hls.levels.length : null,
     // What each variant declares (CODECS, RESOLUTION) and the audio renditions hls.js found.
@@ -144,13 +144,6 @@
     media: media ? media() : null,
     errors: state.errors,
   });
-
-  function summary(values) {
-    if (values.length === 0) return null;
-    const v = [...values].sort((a, b) => a - b);
-    const at = (q) => v[Math.min(v.length - 1, Math.floor(q * v.length))];
-    return { count: v.length, median: at(0.5), p90: at(0.9), max: v[v.length - 1] };
-  }
 
   setInterval(() => {
     document.getElementById('status').textContent = JSON.stringify(window.__snapshot(), null, 1);
