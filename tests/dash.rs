@@ -422,21 +422,9 @@ fn browser_plays_live_dash_with_dash_js() {
         "Debian's chromium is missing: apt-get install chromium (scripts/test.sh does)"
     );
     // The page comes from another origin (localhost vs 127.0.0.1), so CORS is exercised.
-    let player = format!(
-        "location /player/ {{\n\
-         \x20   alias {dir}/;\n\
-         \x20   types {{ text/html html; application/javascript js; }}\n\
-         }}\n\
-         location = /player/dash.all.min.js {{\n\
-         \x20   alias {dash_js};\n\
-         \x20   default_type application/javascript;\n\
-         }}\n",
-        dir = browser_dir.display(),
-        dash_js = dash_js.display(),
-    );
     let server = start_dash(
         &[("live", "dash_fragment 1s; dash_playlist_length 6s;")],
-        &player,
+        &common::browser::player_locations(),
     );
     let mut checks = Checks::new();
     let stream = Stream::new(&server, "live", "browser", false);

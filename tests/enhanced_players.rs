@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use common::browser::{num, player_locations};
 use common::dash::read_mpd;
 use common::enhanced::master_uris;
 use common::ffmpeg::FfmpegChild;
@@ -262,32 +263,7 @@ fn player_pages(test: &str) -> Option<Server> {
         );
         return None;
     }
-    let http = format!(
-        "location /player/ {{\n\
-         \x20   alias {dir}/;\n\
-         \x20   types {{ text/html html; application/javascript js; }}\n\
-         }}\n\
-         location = /player/hls.min.js {{\n\
-         \x20   alias {hls_js};\n\
-         \x20   default_type application/javascript;\n\
-         }}\n\
-         location = /player/dash.all.min.js {{\n\
-         \x20   alias {dash_js};\n\
-         \x20   default_type application/javascript;\n\
-         }}\n",
-        dir = dir.display(),
-        hls_js = hls_js.display(),
-        dash_js = dash_js.display(),
-    );
-    Some(Server::start(&live_rtmp_block("", ""), &http))
-}
-
-fn num(v: &Value, path: &[&str]) -> Option<f64> {
-    let mut cur = v;
-    for key in path {
-        cur = cur.get(key)?;
-    }
-    cur.as_f64()
+    Some(Server::start(&live_rtmp_block("", ""), &player_locations()))
 }
 
 fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {

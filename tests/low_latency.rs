@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use common::browser::{check_low_latency_run, num, player_locations};
 use common::ffmpeg::{play_decode, publish, VIDEO_FPS};
 use common::hls::{access_log_errors, hls_rtmp_block, run_browser, Checks};
 use common::players::{need_gst, need_vlc, play_gst, play_vlc};
@@ -39,25 +40,14 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// The http side: the HLS directory with the MIME types of fMP4 HLS, and the player pages
 /// (tests/browser, hls.js from npm) on the same origin.
 fn http_locations() -> String {
-    let dir = manifest_dir().join("tests/browser");
-    let hls_js = dir.join("node_modules/hls.js/dist/hls.min.js");
     format!(
         "location /hls/ {{\n\
          \x20   alias {{PREFIX}}/tmp/;\n\
          \x20   rtmp_low_latency on;\n\
          \x20   types {{ application/vnd.apple.mpegurl m3u8; video/mp4 m4s m4v; audio/mp4 m4a; }}\n\
          \x20   add_header Cache-Control no-cache;\n\
-         }}\n\
-         location /player/ {{\n\
-         \x20   alias {dir}/;\n\
-         \x20   types {{ text/html html; application/javascript js; }}\n\
-         }}\n\
-         location = /player/hls.min.js {{\n\
-         \x20   alias {hls_js};\n\
-         \x20   default_type application/javascript;\n\
-         }}\n",
-        dir = dir.display(),
-        hls_js = hls_js.display(),
+         }}\n{}",
+        player_locations()
     )
 }
 
@@ -106,14 +96,6 @@ fn get(url: &str) -> (u16, Vec<u8>) {
     (status, buf[head_end..].to_vec())
 }
 
-fn num(v: &Value, path: &[&str]) -> Option<f64> {
-    let mut cur = v;
-    for key in path {
-        cur = cur.get(key)?;
-    }
-    cur.as_f64()
-}
-
 #[test]
 fn hls_js_plays_ll_hls_under_two_seconds_behind_the_publisher() {
     let test = "hls_js_plays_ll_hls_under_two_seconds_behind_the_publisher";
@@ -154,31 +136,17 @@ fn hls_js_plays_ll_hls_under_two_seconds_behind_the_publisher() {
                     errors.is_some_and(|e| !e.iter().any(|e| serious(&e))),
                     || format!("hls.js errors: {}", v["errors"]),
                 );
-                let playing = num(&v, &["media", "playingMs"]).unwrap_or(0.0);
-                checks.check(playing >= MIN_PLAYING_MS, || {
-                    format!("played {playing} ms, need {MIN_PLAYING_MS}")
-                });
-                for key in ["longestWaitMs", "longestFreezeMs"] {
-                    let stall = num(&v, &["media", key]);
-                    checks.check(stall.is_some_and(|s| s <= MAX_STALL_MS), || {
-                        format!("stalled: {key} {stall:?} ms (at most {MAX_STALL_MS})")
-                    });
-                }
                 let parts = num(&v, &["partsLoaded"]).unwrap_or(0.0);
                 checks.check(parts >= 100.0, || {
                     format!("hls.js loaded {parts} parts: it did not play LL-HLS")
                 });
-                let median = num(&v, &["pdtLatency", "median"]);
-                let samples = num(&v, &["pdtLatency", "count"]).unwrap_or(0.0);
-                checks.check(
-                    samples >= 200.0 && median.is_some_and(|m| m <= MAX_MEDIAN_LATENCY_S),
-                    || {
-                        format!(
-                            "median latency {median:?} s over {samples} samples (at most \
-                             {MAX_MEDIAN_LATENCY_S} s): {}",
-                            v["pdtLatency"]
-                        )
-                    },
+                check_low_latency_run(
+                    &mut checks,
+                    &v,
+                    "pdtLatency",
+                    MIN_PLAYING_MS,
+                    MAX_STALL_MS,
+                    MAX_MEDIAN_LATENCY_S,
                 );
             }
             Err(e) => checks.fail(format!("play.mjs printed no JSON ({e}): {}", r.json)),

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::dash::{decode_dash, dash_rtmp_block, SegKind, Stream};
+use common::browser::{check_low_latency_run, player_locations};
+use common::dash::{dash_rtmp_block, decode_dash, SegKind, Stream};
 use common::ffmpeg::publish;
 use common::hls::{access_log_errors, run_browser, Checks};
 use common::*;
@@ -38,11 +39,9 @@ const MIN_PLAYING_MS: f64 = 58_000.0;
 const MAX_MEDIAN_LATENCY_S: f64 = 2.0;
 const MAX_STALL_MS: f64 = 500.0;
 
-/// The DASH directory with `rtmp_low_latency on`, and the player page (tests/browser, dash.js
-/// from npm) on another origin (localhost vs 127.0.0.1), as tests/dash.rs does.
+/// The DASH directory with `rtmp_low_latency on`, and the player pages, loaded from another
+/// origin (localhost vs 127.0.0.1), as tests/dash.rs does.
 fn http_locations() -> String {
-    let dir = manifest_dir().join("tests/browser");
-    let dash_js = dir.join("node_modules/dashjs/dist/modern/umd/dash.all.min.js");
     format!(
         "location /dash/ {{\n\
          \x20   alias {{PREFIX}}/tmp/;\n\
@@ -51,30 +50,13 @@ fn http_locations() -> String {
          \x20   add_header Cache-Control no-cache;\n\
          \x20   add_header Access-Control-Allow-Origin * always;\n\
          \x20   add_header Access-Control-Expose-Headers \"Content-Length, Date\" always;\n\
-         }}\n\
-         location /player/ {{\n\
-         \x20   alias {dir}/;\n\
-         \x20   types {{ text/html html; application/javascript js; }}\n\
-         }}\n\
-         location = /player/dash.all.min.js {{\n\
-         \x20   alias {dash_js};\n\
-         \x20   default_type application/javascript;\n\
-         }}\n",
-        dir = dir.display(),
-        dash_js = dash_js.display(),
+         }}\n{}",
+        player_locations()
     )
 }
 
 fn start() -> Server {
     Server::start(&dash_rtmp_block(&[("live", LL_APP)]), &http_locations())
-}
-
-fn num(v: &Value, path: &[&str]) -> Option<f64> {
-    let mut cur = v;
-    for key in path {
-        cur = cur.get(key)?;
-    }
-    cur.as_f64()
 }
 
 /// What a client saw of one streamed response.
@@ -175,7 +157,10 @@ fn the_segment_being_written_is_announced_and_streamed_as_it_grows() {
             format!("no ServiceDescription:\n{}", mpd.text)
         });
         checks.check(
-            mpd.text.matches("availabilityTimeComplete=\"false\"").count() == 2,
+            mpd.text
+                .matches("availabilityTimeComplete=\"false\"")
+                .count()
+                == 2,
             || format!("availabilityTimeComplete on each set:\n{}", mpd.text),
         );
         // Three times: the last video segment the MPD lists, asked for at once.
@@ -190,8 +175,8 @@ fn the_segment_being_written_is_announced_and_streamed_as_it_grows() {
             let Some(last) = mpd
                 .segments()
                 .into_iter()
-                .filter(|s| s.kind == SegKind::Media && s.rep == "video")
-                .last()
+                .rev()
+                .find(|s| s.kind == SegKind::Media && s.rep == "video")
             else {
                 checks.fail(format!("no video segment:\n{}", mpd.text));
                 break;
@@ -280,29 +265,18 @@ fn dash_js_plays_ll_dash_under_two_seconds_behind_the_publisher() {
                     format!("dash.js errors: {}", v["errors"])
                 });
                 checks.check(v["lowLatency"] == Value::Bool(true), || {
-                    format!("dash.js did not play in its low-latency mode: {}", v["lowLatency"])
+                    format!(
+                        "dash.js did not play in its low-latency mode: {}",
+                        v["lowLatency"]
+                    )
                 });
-                let playing = num(&v, &["media", "playingMs"]).unwrap_or(0.0);
-                checks.check(playing >= MIN_PLAYING_MS, || {
-                    format!("played {playing} ms, need {MIN_PLAYING_MS}")
-                });
-                for key in ["longestWaitMs", "longestFreezeMs"] {
-                    let stall = num(&v, &["media", key]);
-                    checks.check(stall.is_some_and(|s| s <= MAX_STALL_MS), || {
-                        format!("stalled: {key} {stall:?} ms (at most {MAX_STALL_MS})")
-                    });
-                }
-                let median = num(&v, &["liveLatency", "median"]);
-                let samples = num(&v, &["liveLatency", "count"]).unwrap_or(0.0);
-                checks.check(
-                    samples >= 200.0 && median.is_some_and(|m| m <= MAX_MEDIAN_LATENCY_S),
-                    || {
-                        format!(
-                            "median latency {median:?} s over {samples} samples (at most \
-                             {MAX_MEDIAN_LATENCY_S} s): {}",
-                            v["liveLatency"]
-                        )
-                    },
+                check_low_latency_run(
+                    &mut checks,
+                    &v,
+                    "liveLatency",
+                    MIN_PLAYING_MS,
+                    MAX_STALL_MS,
+                    MAX_MEDIAN_LATENCY_S,
                 );
             }
             Err(e) => checks.fail(format!("play.mjs printed no JSON ({e}): {}", r.json)),

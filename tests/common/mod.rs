@@ -18,6 +18,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod browser;
 pub mod client;
 pub mod dash;
 pub mod enhanced;
