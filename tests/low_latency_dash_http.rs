@@ -592,3 +592,100 @@ fn http2_streams_a_growing_segment_and_resets_an_abandoned_one() {
     );
     finish_checked(server);
 }
+
+/// Resident memory of nginx's (only) worker, in KiB.
+fn worker_rss_kib(server: &Server) -> u64 {
+    let master = server.pid();
+    let children = fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+        .expect("children of the master");
+    let worker = children.split_whitespace().next().expect("a worker");
+    let status = fs::read_to_string(format!("/proc/{worker}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn a_client_that_does_not_read_makes_the_worker_hold_little_and_still_gets_every_byte() {
+    const MIB: usize = 1 << 20;
+    const TOTAL_MIB: usize = 48;
+    let server = start(1);
+    let port = server.http_port;
+    let mut seg = Segment::begin(&server, "s-44000.m4v");
+    seg.append(&chunk(0));
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(b"GET /dash/s-44000.m4v HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    thread::sleep(Duration::from_millis(200));
+    let before = worker_rss_kib(&server);
+    let big: Vec<u8> = (0..MIB).map(|i| (i % 251) as u8).collect();
+    for _ in 0..TOTAL_MIB {
+        seg.append(&big);
+        thread::sleep(Duration::from_millis(20));
+    }
+    thread::sleep(Duration::from_millis(300));
+    let held = worker_rss_kib(&server).saturating_sub(before);
+    eprintln!(
+        "worker RSS grew by {held} KiB while a client read nothing of a {TOTAL_MIB} MiB growing segment"
+    );
+    assert!(held < 16 * 1024, "the worker holds {held} KiB");
+    // Now it reads: every byte, then the end after the rename.
+    let data = seg.finish();
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head") + 4;
+    let mut body = Vec::with_capacity(data.len());
+    let mut pos = split;
+    loop {
+        let eol = raw[pos..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("size")
+            + pos;
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&raw[pos..eol]).unwrap(), 16).expect("hex");
+        if size == 0 {
+            break;
+        }
+        body.extend_from_slice(&raw[eol + 2..eol + 2 + size]);
+        pos = eol + 2 + size + 2;
+    }
+    assert!(body == data, "{} of {} bytes", body.len(), data.len());
+    finish_checked(server);
+}
+
+#[test]
+fn a_streamed_response_keeps_the_connection_for_the_next_request() {
+    let server = start(1);
+    let mut seg = Segment::begin(&server, "s-48000.m4v");
+    seg.append(&chunk(0));
+    let mut s = TcpStream::connect(("127.0.0.1", server.http_port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    s.write_all(b"GET /dash/s-48000.m4v HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("send");
+    thread::sleep(Duration::from_millis(100));
+    seg.append(&chunk(1));
+    let data = seg.finish();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !raw.ends_with(b"\r\n0\r\n\r\n") {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&buf[..n]);
+    }
+    assert!(raw.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    // The same connection: now the static handler, with the file's length.
+    s.write_all(b"GET /dash/s-48000.m4v HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .expect("send again");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read again");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains(&format!("Content-Length: {}\r\n", data.len())));
+    assert!(raw.ends_with(&data));
+    finish_checked(server);
+}
