@@ -23,6 +23,12 @@ const LOCATION: &str = "location /dash/ {\n\
     types { video/mp4 m4v m4s; audio/mp4 m4a; application/dash+xml mpd; }\n\
     add_header X-Worker $pid;\n\
 }\n\
+location /dash-sf/ {\n\
+    alias {PREFIX}/tmp/dash/;\n\
+    rtmp_low_latency on;\n\
+    sendfile on;\n\
+    types { video/mp4 m4v m4s; audio/mp4 m4a; }\n\
+}\n\
 location /plain/ {\n\
     alias {PREFIX}/tmp/dash/;\n\
     types { video/mp4 m4v m4s; audio/mp4 m4a; }\n\
@@ -287,7 +293,9 @@ fn http_1_0_gets_a_close_delimited_body_and_head_gets_headers_only() {
     let port = server.http_port;
     let mut seg = Segment::begin(&server, "s-8000-90000.m4a");
     seg.append(&chunk(0));
+    // With sendfile (the file buffers go to sendfile) and without (the copy filter reads them).
     let client = fetch_async(port, "/dash/s-8000-90000.m4a", "1.0");
+    let client_sf = fetch_async(port, "/dash-sf/s-8000-90000.m4a", "1.0");
     let head = fetch(port, "HEAD", "/dash/s-8000-90000.m4a", "1.1");
     assert_eq!(head.status, 200);
     assert_eq!(head.header("Content-Type"), Some("audio/mp4"));
@@ -313,12 +321,14 @@ fn http_1_0_gets_a_close_delimited_body_and_head_gets_headers_only() {
         seg.append(&chunk(i));
     }
     let data = seg.finish();
-    let r = client.join().expect("client");
-    assert_eq!(r.status, 200);
-    assert_eq!(r.header("Transfer-Encoding"), None);
-    assert_eq!(r.header("Content-Length"), None);
-    assert!(r.clean_end, "{:?}", r.error);
-    assert!(r.body == data, "body differs from the file");
+    for client in [client, client_sf] {
+        let r = client.join().expect("client");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("Transfer-Encoding"), None);
+        assert_eq!(r.header("Content-Length"), None);
+        assert!(r.clean_end, "{:?}", r.error);
+        assert!(r.body == data, "body differs from the file");
+    }
     let raw = range.join().expect("range");
     let text = String::from_utf8_lossy(&raw);
     assert!(text.starts_with("HTTP/1.1 200 "), "{}", &text[..80]);
@@ -616,9 +626,19 @@ fn a_client_that_does_not_read_makes_the_worker_hold_little_and_still_gets_every
     let port = server.http_port;
     let mut seg = Segment::begin(&server, "s-44000.m4v");
     seg.append(&chunk(0));
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.write_all(b"GET /dash/s-44000.m4v HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .expect("send");
+    // One client through the copy filter (sendfile off), one through sendfile.
+    let clients: Vec<TcpStream> = ["/dash/", "/dash-sf/"]
+        .iter()
+        .map(|loc| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            s.write_all(
+                format!("GET {loc}s-44000.m4v HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .expect("send");
+            s
+        })
+        .collect();
     thread::sleep(Duration::from_millis(200));
     let before = worker_rss_kib(&server);
     let big: Vec<u8> = (0..MIB).map(|i| (i % 251) as u8).collect();
@@ -629,16 +649,29 @@ fn a_client_that_does_not_read_makes_the_worker_hold_little_and_still_gets_every
     thread::sleep(Duration::from_millis(300));
     let held = worker_rss_kib(&server).saturating_sub(before);
     eprintln!(
-        "worker RSS grew by {held} KiB while a client read nothing of a {TOTAL_MIB} MiB growing segment"
+        "worker RSS grew by {held} KiB while two clients read nothing of a {TOTAL_MIB} MiB growing segment"
     );
     assert!(held < 16 * 1024, "the worker holds {held} KiB");
-    // Now it reads: every byte, then the end after the rename.
+    // Now they read: every byte, then the end after the rename.
     let data = seg.finish();
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|s| thread::spawn(move || read_chunked(s)))
+        .collect();
+    for h in readers {
+        let body = h.join().expect("reader");
+        assert!(body == data, "{} of {} bytes", body.len(), data.len());
+    }
+    finish_checked(server);
+}
+
+/// Reads a chunked response to its end; its body.
+fn read_chunked(mut s: TcpStream) -> Vec<u8> {
     s.set_read_timeout(Some(Duration::from_secs(20))).ok();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("read");
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head") + 4;
-    let mut body = Vec::with_capacity(data.len());
+    let mut body = Vec::new();
     let mut pos = split;
     loop {
         let eol = raw[pos..]
@@ -654,8 +687,7 @@ fn a_client_that_does_not_read_makes_the_worker_hold_little_and_still_gets_every
         body.extend_from_slice(&raw[eol + 2..eol + 2 + size]);
         pos = eol + 2 + size + 2;
     }
-    assert!(body == data, "{} of {} bytes", body.len(), data.len());
-    finish_checked(server);
+    body
 }
 
 #[test]
