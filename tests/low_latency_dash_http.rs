@@ -721,3 +721,95 @@ fn a_streamed_response_keeps_the_connection_for_the_next_request() {
     assert!(raw.ends_with(&data));
     finish_checked(server);
 }
+
+/// CPU time (user + system) of a process so far.
+fn cpu_time(pid: &str) -> Duration {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after_comm = stat.rsplit_once(')').expect("comm").1;
+    let f: Vec<&str> = after_comm.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime), counted from after the command name (field 3 is f[0]).
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+#[test]
+fn a_thousand_streaming_responses_cost_the_worker_little() {
+    const STREAMS: usize = 1000;
+    const SAMPLES: usize = 300;
+    let server = Launch::workers(1).start_edited(&live_rtmp_block("", ""), LOCATION, &|c| {
+        c.replace("worker_connections 256;", "worker_connections 4096;")
+    });
+    let port = server.http_port;
+    fs::write(dir(&server).join("s-init.m4v"), b"init").expect("init");
+    let master = server.pid();
+    let worker = fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+        .expect("children")
+        .split_whitespace()
+        .next()
+        .expect("worker")
+        .to_owned();
+    let measure = || {
+        (0..SAMPLES)
+            .map(|_| {
+                let t0 = Instant::now();
+                let r = http_get(port, "/dash/s-init.m4v").expect("static GET");
+                assert_eq!(r.status, 200);
+                t0.elapsed()
+            })
+            .collect::<Vec<_>>()
+    };
+    let base = percentile(&measure(), 99);
+    let mut seg = Segment::begin(&server, "s-52000.m4v");
+    seg.append(&chunk(0));
+    let streams: Vec<TcpStream> = (0..STREAMS)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            s.write_all(b"GET /dash/s-52000.m4v HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .expect("send");
+            s
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    // Idle (the segment does not grow): what the tick costs.
+    let cpu0 = cpu_time(&worker);
+    let t0 = Instant::now();
+    thread::sleep(Duration::from_secs(2));
+    let idle_cpu = (cpu_time(&worker) - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
+    // Growing every 100 ms while static requests are measured.
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let writer = thread::spawn(move || {
+        let mut i = 1;
+        while stop_rx.recv_timeout(Duration::from_millis(100)).is_err() {
+            seg.append(&chunk(i));
+            i += 1;
+        }
+        seg
+    });
+    let loaded = percentile(&measure(), 99);
+    let _ = stop_tx.send(());
+    let seg = writer.join().expect("writer");
+    eprintln!(
+        "{STREAMS} streaming responses: worker CPU {:.1}% while the file is idle; \
+         static GET p99 {base:?} alone, {loaded:?} with them (file growing every 100 ms)",
+        idle_cpu * 100.0
+    );
+    assert!(idle_cpu < 0.25, "idle tick CPU {:.1}%", idle_cpu * 100.0);
+    assert!(
+        loaded < base + Duration::from_millis(50),
+        "p99 {loaded:?} vs {base:?}"
+    );
+    let data = seg.finish();
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|s| thread::spawn(move || read_chunked(s)))
+        .collect();
+    let whole = readers
+        .into_iter()
+        .map(|h| h.join().expect("reader"))
+        .filter(|b| *b == data)
+        .count();
+    assert_eq!(whole, STREAMS);
+    finish_checked(server);
+}

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ngx::ffi::{
     ngx_buf_t, ngx_chain_t, ngx_file_t, ngx_http_core_loc_conf_t, ngx_http_request_t, ngx_int_t,
@@ -56,7 +56,7 @@ pub(super) fn len() -> usize {
 }
 
 /// Opens `<path>.part`, if it is there.
-pub(super) fn open_part(path: &std::path::Path) -> Option<File> {
+pub(super) fn open_part(path: &Path) -> Option<File> {
     File::open(part_path(path)).ok()
 }
 
@@ -143,7 +143,7 @@ pub(super) unsafe fn start(
 pub(super) unsafe fn step_request(r: *mut ngx_http_request_t) {
     if let Some(ctx) = ctx_of(r) {
         // SAFETY: registered, so its request is live.
-        unsafe { step(ctx) }
+        unsafe { step(ctx, None) }
     }
 }
 
@@ -155,6 +155,7 @@ fn ctx_of(r: *mut ngx_http_request_t) -> Option<*mut GrowCtx> {
 pub(super) fn tick(exiting: bool) {
     let all: Vec<(usize, *mut GrowCtx)> =
         STREAMS.with(|s| s.borrow().iter().map(|(k, v)| (*k, *v)).collect());
+    let mut cache = TickCache::default();
     for (key, ctx) in all {
         // One response's end can end others (an HTTP/2 connection): only those still here.
         if STREAMS.with(|s| s.borrow().get(&key).copied()) != Some(ctx) {
@@ -167,7 +168,7 @@ pub(super) fn tick(exiting: bool) {
             if exiting {
                 abort(ctx, NGX_LOG_INFO, "the worker is exiting");
             } else {
-                step(ctx);
+                step(ctx, Some(&mut cache));
             }
             ngx::ffi::ngx_http_run_posted_requests(c);
         }
@@ -188,7 +189,7 @@ extern "C" fn write_event(r: *mut ngx_http_request_t) {
                 (*wev).set_timedout(0);
                 (*wev).set_delayed(0);
             }
-            step(ctx);
+            step(ctx, None);
         }
     })
 }
@@ -208,29 +209,62 @@ unsafe fn busy(r: *mut ngx_http_request_t) -> bool {
     }
 }
 
+/// What one tick saw, shared by the responses that look at the same file (many players
+/// of one stream): each file is `fstat`ed and each name `stat`ed once per tick, not once per
+/// response. Values are first seen in [`Look`]'s order by whichever response asks first, so
+/// every response sees one consistent sequence of looks.
+#[derive(Default)]
+struct TickCache {
+    /// (device, inode, asked after the final name) -> size.
+    sizes: HashMap<(u64, u64, bool), Option<u64>>,
+    /// Name -> (device, inode) of the file it names.
+    names: HashMap<PathBuf, Option<(u64, u64)>>,
+}
+
 struct FdLook<'a> {
     file: &'a File,
     dev: u64,
     ino: u64,
-    path: &'a std::path::Path,
-    part: &'a std::path::Path,
+    path: &'a Path,
+    part: &'a Path,
+    /// The final name was looked at: a size asked now must be newer than that look.
+    after_final: bool,
+    cache: Option<&'a mut TickCache>,
 }
 
 impl FdLook<'_> {
-    fn is_ours(&self, path: &std::path::Path) -> bool {
-        std::fs::metadata(path).is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino)
+    fn is_ours(&mut self, which: bool) -> bool {
+        let path = if which { self.path } else { self.part };
+        let stat = || std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        let named = match self.cache.as_deref_mut() {
+            Some(cache) => match cache.names.get(path) {
+                Some(v) => *v,
+                None => *cache.names.entry(path.to_owned()).or_insert_with(stat),
+            },
+            None => stat(),
+        };
+        named == Some((self.dev, self.ino))
     }
 }
 
 impl Look for FdLook<'_> {
     fn size(&mut self) -> Option<u64> {
-        self.file.metadata().ok().map(|m| m.size())
+        let file = self.file;
+        let fstat = || file.metadata().ok().map(|m| m.size());
+        match self.cache.as_deref_mut() {
+            Some(cache) => *cache
+                .sizes
+                .entry((self.dev, self.ino, self.after_final))
+                .or_insert_with(fstat),
+            None => fstat(),
+        }
     }
     fn part_is_ours(&mut self) -> bool {
-        self.is_ours(self.part)
+        self.is_ours(false)
     }
     fn final_is_ours(&mut self) -> bool {
-        self.is_ours(self.path)
+        self.after_final = true;
+        self.is_ours(true)
     }
 }
 
@@ -238,7 +272,7 @@ impl Look for FdLook<'_> {
 ///
 /// # Safety
 /// `ctx` is registered and its request live; after an end or abort nothing of it is touched.
-unsafe fn step(ctx: *mut GrowCtx) {
+unsafe fn step(ctx: *mut GrowCtx, cache: Option<&mut TickCache>) {
     // SAFETY (whole fn): guaranteed by the caller.
     unsafe {
         let r = (*ctx).r;
@@ -271,6 +305,8 @@ unsafe fn step(ctx: *mut GrowCtx) {
                 ino: *ino,
                 path,
                 part,
+                after_final: false,
+                cache,
             };
             growing.step(now_ms(), is_busy, *send_timeout_ms, &mut look)
         };
