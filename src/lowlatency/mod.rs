@@ -1,4 +1,4 @@
-//! LL-HLS on the http side (`rtmp_low_latency on;`): what nginx needs to answer blocking
+//! LL-HLS (and LL-DASH) on the http side (`rtmp_low_latency on;`): what nginx needs to answer blocking
 //! playlist reloads (`_HLS_msn`, `_HLS_part`), delta updates (`_HLS_skip`) and requests for the
 //! preload-hinted part, from the files the segmenter writes. Pure: file access comes in through
 //! [`park::Probe`]; the glue in `nginx::lowlatency` parks and wakes the requests.
@@ -9,8 +9,10 @@
 //! - [`playlist`]: what a media playlist says (last segment, parts, hint, server control).
 //! - [`delta`]: the `_HLS_skip` delta update of a playlist.
 //! - [`park`]: the parked requests of one worker, woken when their file changes.
+//! - [`growing`]: LL-DASH, a media segment streamed from its growing `.part` file.
 
 pub mod delta;
+pub mod growing;
 pub mod names;
 pub mod park;
 pub mod playlist;

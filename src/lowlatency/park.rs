@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use super::delta::delta_update;
+use super::growing::part_path;
 use super::playlist::{decide, parse_playlist, Decision};
 use super::query::LlQuery;
 
@@ -41,6 +42,9 @@ pub enum Want {
     Playlist(LlQuery),
     /// A preload-hinted part: the watched path to exist.
     File,
+    /// A DASH media segment asked for a little early: the watched path or its `.part` (see
+    /// [`super::growing`]) to exist. Its deadline ends the wait with [`Wake::Static`].
+    Segment,
 }
 
 /// How a woken request is answered.
@@ -52,6 +56,8 @@ pub enum Wake {
     Body(String),
     /// With this error status.
     Status(u16),
+    /// From the growing `.part` of the watched path ([`Want::Segment`]).
+    Grow,
 }
 
 /// The request could not be parked: the worker already holds [`MAX_PARKED`].
@@ -157,11 +163,37 @@ impl Parked {
         let mut woken: Vec<(Id, Wake)> = Vec::new();
         for (path, watch) in &mut self.watches {
             let sig = probe.sig(path);
+            let before = woken.len();
+            if watch
+                .waiters
+                .values()
+                .any(|w| matches!(w.want, Want::Segment))
+            {
+                // The `.part` appearing does not change the watched path: looked at each tick.
+                let wake = if sig.is_some() {
+                    Some(Wake::Static)
+                } else if probe.sig(&part_path(path)).is_some() {
+                    Some(Wake::Grow)
+                } else {
+                    None
+                };
+                if let Some(wake) = wake {
+                    for (id, w) in &watch.waiters {
+                        if matches!(w.want, Want::Segment) {
+                            woken.push((*id, wake.clone()));
+                        }
+                    }
+                }
+            }
             if watch.seen == Some(sig) {
+                Self::forget_woken(
+                    watch,
+                    &mut self.deadlines,
+                    woken.get(before..).unwrap_or_default(),
+                );
                 continue;
             }
             watch.seen = Some(sig);
-            let before = woken.len();
             if sig.is_none() {
                 // A playlist that disappeared will not be written again by this stream:
                 // the static handler answers (404). A hinted part is still awaited.
@@ -178,6 +210,7 @@ impl Parked {
                             woken.push((*id, Wake::Static));
                             continue;
                         }
+                        Want::Segment => continue,
                         Want::Playlist(q) => q,
                     };
                     if text.is_none() {
@@ -202,30 +235,48 @@ impl Parked {
                     }
                 }
             }
-            for (id, _) in woken.iter().skip(before) {
-                if let Some(w) = watch.waiters.remove(id) {
-                    self.deadlines.remove(&(w.deadline, *id));
-                }
-            }
+            Self::forget_woken(
+                watch,
+                &mut self.deadlines,
+                woken.get(before..).unwrap_or_default(),
+            );
         }
         while let Some(&(deadline, id)) = self.deadlines.first() {
             if deadline > now {
                 break;
             }
             self.deadlines.remove(&(deadline, id));
-            let status = self
+            let waiter = self
                 .by_id
                 .get(&id)
                 .and_then(|p| self.watches.get_mut(p))
-                .and_then(|w| w.waiters.remove(&id))
-                .map_or(503, |w| w.timeout_status);
-            woken.push((id, Wake::Status(status)));
+                .and_then(|w| w.waiters.remove(&id));
+            woken.push((
+                id,
+                match waiter {
+                    Some(Waiter {
+                        want: Want::Segment,
+                        ..
+                    }) => Wake::Static,
+                    Some(w) => Wake::Status(w.timeout_status),
+                    None => Wake::Status(503),
+                },
+            ));
         }
         for (id, _) in &woken {
             self.by_id.remove(id);
         }
         self.watches.retain(|_, w| !w.waiters.is_empty());
         woken
+    }
+
+    /// Removes the waiters just woken from `watch` (a request is woken once).
+    fn forget_woken(watch: &mut Watch, deadlines: &mut BTreeSet<(u64, Id)>, woken: &[(Id, Wake)]) {
+        for (id, _) in woken {
+            if let Some(w) = watch.waiters.remove(id) {
+                deadlines.remove(&(w.deadline, *id));
+            }
+        }
     }
 
     /// Every parked request, to be answered by the static handler now (the worker is exiting).
@@ -395,6 +446,36 @@ mod tests {
             .unwrap();
         fs.files.clear();
         assert_eq!(p.tick(4, &mut fs), vec![(c, Wake::Static)]);
+    }
+
+    #[test]
+    fn an_early_segment_request_wakes_on_its_part_or_final_name_or_the_deadline() {
+        let mut fs = Fake::default();
+        let mut p = Parked::new();
+        let a = p
+            .park("/d/s-4000.m4v".into(), Want::Segment, 1000, 404)
+            .unwrap();
+        let b = p
+            .park("/d/s-4000.m4v".into(), Want::Segment, 1000, 404)
+            .unwrap();
+        let c = p
+            .park("/d/s-6000.m4v".into(), Want::Segment, 1000, 404)
+            .unwrap();
+        let d = p
+            .park("/d/s-8000.m4v".into(), Want::Segment, 1000, 404)
+            .unwrap();
+        assert!(p.tick(1, &mut fs).is_empty());
+        // Unchanged paths are still looked at: the `.part` is another name.
+        assert!(p.tick(2, &mut fs).is_empty());
+        fs.write("/d/s-4000.m4v.part", "moof");
+        let mut w = p.tick(3, &mut fs);
+        w.sort_by_key(|(id, _)| *id);
+        assert_eq!(w, vec![(a, Wake::Grow), (b, Wake::Grow)]);
+        fs.write("/d/s-6000.m4v", "whole");
+        assert_eq!(p.tick(4, &mut fs), vec![(c, Wake::Static)]);
+        // Never there: the static handler answers (404) at the deadline.
+        assert_eq!(p.tick(1000, &mut fs), vec![(d, Wake::Static)]);
+        assert!(p.is_empty() && p.watched() == 0 && p.next_deadline().is_none());
     }
 
     #[test]

@@ -4,10 +4,13 @@
 //! - a playlist request with `_HLS_msn` (and `_HLS_part`) that the playlist does not satisfy yet
 //!   is parked (`r->main->count++`, `NGX_DONE`): no worker ever waits;
 //! - a request for a missing part that is the playlist's preload hint is parked until it exists;
+//! - a DASH media segment that is still being written (only `<name>.part` exists) is streamed
+//!   from the growing file (`super::growing`, LL-DASH); one asked for a little before its
+//!   `.part` exists is parked for up to a second;
 //! - everything else (and every parked request once answered with the file as it now is) goes to
 //!   nginx's static handler, so caching headers, gzip, `add_header` and the access log apply.
 //!
-//! One timer per worker, armed only while requests are parked, asks the pure
+//! One timer per worker, armed only while requests are parked or streamed, asks the pure
 //! [`crate::lowlatency::park::Parked`] every [`TICK_MS`] which files changed; since the
 //! segmenter replaces files by rename, this sees every write, whichever worker made it.
 //! A client that goes away is noticed by nginx's `ngx_http_test_reading`; the request's cleanup
@@ -28,8 +31,9 @@ use ngx::ffi::{
 };
 
 use super::util::{guard, log_cycle, now_ms, str_bytes};
+use crate::lowlatency::growing::{is_growing_segment_name, EARLY_WAIT_MS};
 use crate::lowlatency::names::parse_part_name;
-use crate::lowlatency::park::{Id, Parked, Wake, Want};
+use crate::lowlatency::park::{Id, Parked, Wake, Want, MAX_PARKED};
 use crate::lowlatency::playlist::{decide, parse_playlist, Decision, PlaylistState};
 use crate::lowlatency::query::{parse_query, LlQuery};
 use crate::lowlatency::{delta::delta_update, FsProbe};
@@ -133,6 +137,10 @@ unsafe fn handle(r: *mut ngx_http_request_t) -> ngx_int_t {
                 if let Some(path) = file_path(r) {
                     return hinted_part(r, name, &part, path);
                 }
+            } else if is_growing_segment_name(name) {
+                if let Some(path) = file_path(r) {
+                    return dash_segment(r, path);
+                }
             }
         }
         declined
@@ -225,6 +233,50 @@ unsafe fn hinted_part(
     }
 }
 
+/// A DASH media segment: the file when it is whole (the static handler), else streamed from
+/// its growing `.part`, else (a player a little early) parked until one of them appears.
+///
+/// # Safety
+/// `r` is a live main request in the content phase.
+unsafe fn dash_segment(r: *mut ngx_http_request_t, path: PathBuf) -> ngx_int_t {
+    let declined = NGX_DECLINED as ngx_int_t;
+    if std::fs::metadata(&path).is_ok() {
+        return declined;
+    }
+    // SAFETY: r is live.
+    unsafe {
+        if (*r).headers_in.content_length_n > 0 || (*r).headers_in.chunked() != 0 {
+            return declined;
+        }
+        let Some(file) = super::growing::open_part(&path) else {
+            // Renamed in between: whole now.
+            if std::fs::metadata(&path).is_ok() {
+                return declined;
+            }
+            let deadline = now_ms() + EARLY_WAIT_MS;
+            return park(r, path, Want::Segment, deadline, 404);
+        };
+        if held() >= MAX_PARKED {
+            return 503;
+        }
+        if let Err(rc) = super::growing::start(r, path, file) {
+            return rc;
+        }
+        let main = (*r).main;
+        (*main).set_count((*main).count() + 1);
+        // The first step right after this handler returns.
+        let wev = (*(*r).connection).write;
+        ngx::ffi::ngx_post_event(wev, ptr::addr_of_mut!(ngx::ffi::ngx_posted_events));
+        arm_timer();
+        NGX_DONE as ngx_int_t
+    }
+}
+
+/// Requests this worker holds: parked and streaming (one cap for both).
+fn held() -> usize {
+    PARKED.with(|p| p.borrow().len()) + super::growing::len()
+}
+
 /// Parks `r` until the tick wakes it.
 ///
 /// # Safety
@@ -241,6 +293,9 @@ unsafe fn park(
         // A request with a body is not held (its body would have to be read or discarded).
         if (*r).headers_in.content_length_n > 0 || (*r).headers_in.chunked() != 0 {
             return NGX_DECLINED as ngx_int_t;
+        }
+        if held() >= MAX_PARKED {
+            return 503;
         }
         let cln = ngx::ffi::ngx_http_cleanup_add(r, core::mem::size_of::<Id>());
         if cln.is_null() {
@@ -311,7 +366,8 @@ extern "C" fn tick(_ev: *mut ngx_event_t) {
         for (id, wake) in wakes {
             wake_one(id, wake);
         }
-        if !PARKED.with(|p| p.borrow().is_empty()) {
+        super::growing::tick(exiting);
+        if held() > 0 {
             arm_timer();
         }
     })
@@ -328,11 +384,18 @@ fn wake_one(id: Id, wake: Wake) {
         let c = (*r).connection;
         (*r).read_event_handler = Some(ngx::ffi::ngx_http_block_reading);
         match wake {
-            Wake::Static => {
-                let index = (*ptr::addr_of!(super::http::ngx_http_rtmp_rs_module)).ctx_index;
-                *(*r).ctx.add(index) = ptr::addr_of!(RELEASED) as *mut c_void;
-                (*r).write_event_handler = Some(ngx::ffi::ngx_http_core_run_phases);
-                ngx::ffi::ngx_http_core_run_phases(r);
+            Wake::Static => release(r),
+            Wake::Grow => {
+                let started = file_path(r)
+                    .and_then(|path| super::growing::open_part(&path).map(|f| (path, f)));
+                match started {
+                    Some((path, file)) => match super::growing::start(r, path, file) {
+                        Ok(()) => super::growing::step_request(r),
+                        Err(rc) => ngx::ffi::ngx_http_finalize_request(r, rc),
+                    },
+                    // Renamed (or abandoned) in between: the static handler.
+                    None => release(r),
+                }
             }
             Wake::Body(text) => {
                 let rc = send_playlist(r, text.as_bytes());
@@ -343,6 +406,20 @@ fn wake_one(id: Id, wake: Wake) {
             }
         }
         ngx::ffi::ngx_http_run_posted_requests(c);
+    }
+}
+
+/// Hands a woken request to nginx's static handler (this handler declines it now).
+///
+/// # Safety
+/// `r` is a live request that was parked (its reference is handed on).
+unsafe fn release(r: *mut ngx_http_request_t) {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        let index = (*ptr::addr_of!(super::http::ngx_http_rtmp_rs_module)).ctx_index;
+        *(*r).ctx.add(index) = ptr::addr_of!(RELEASED) as *mut c_void;
+        (*r).write_event_handler = Some(ngx::ffi::ngx_http_core_run_phases);
+        ngx::ffi::ngx_http_core_run_phases(r);
     }
 }
 
@@ -387,10 +464,13 @@ unsafe fn send_playlist(r: *mut ngx_http_request_t, body: &[u8]) -> ngx_int_t {
 /// worker was told to stop at once).
 pub(super) fn exit_process() {
     let left = PARKED.with(|p| p.borrow().len());
-    if left > 0 {
+    let streaming = super::growing::len();
+    if left + streaming > 0 {
         log_cycle(
             ngx::ffi::NGX_LOG_NOTICE,
-            &format!("rtmp_low_latency: {left} parked requests left at exit"),
+            &format!(
+                "rtmp_low_latency: {left} parked and {streaming} streaming requests left at exit"
+            ),
         );
     }
 }

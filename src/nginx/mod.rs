@@ -10,6 +10,7 @@ mod conf;
 mod conn;
 mod exec;
 mod filejobs;
+mod growing;
 mod http;
 mod httpflv;
 mod logfile;
