@@ -1123,10 +1123,18 @@ fn low_latency_dash_chunks_are_short_and_match_the_hls_parts() {
         conf(&d).check().map_err(|e| e.to_string())
     };
     assert!(dash(&[]).is_ok());
-    let e = dash(&[("dash_fragment", &["500ms"]), ("dash_chunk_duration", &["300ms"])]);
+    let e = dash(&[
+        ("dash_fragment", &["500ms"]),
+        ("dash_chunk_duration", &["300ms"]),
+    ]);
     assert!(e.unwrap_err().contains("at most half of \"dash_fragment\""));
-    let e = dash(&[("hls_low_latency", &["on"]), ("dash_chunk_duration", &["500ms"])]);
-    assert!(e.unwrap_err().contains("must equal \"hls_part_duration\" (333ms)"));
+    let e = dash(&[
+        ("hls_low_latency", &["on"]),
+        ("dash_chunk_duration", &["500ms"]),
+    ]);
+    assert!(e
+        .unwrap_err()
+        .contains("must equal \"hls_part_duration\" (333ms)"));
     assert!(dash(&[
         ("hls_low_latency", &["on"]),
         ("hls_part_duration", &["500ms"]),
@@ -1134,6 +1142,9 @@ fn low_latency_dash_chunks_are_short_and_match_the_hls_parts() {
     ])
     .is_ok());
     let mut c = conf(&[]);
-    let e = c.apply("dash_chunk_duration", &["50ms"]).unwrap_err().to_string();
+    let e = c
+        .apply("dash_chunk_duration", &["50ms"])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("between 100ms and 5000ms"), "{e}");
 }
