@@ -1,7 +1,8 @@
 //! DashStream (and through it fMP4 fragments and the MPD) fed arbitrary
 //! (video?, timestamp, tag) records, metadata, timer ticks, republishes and write failures;
 //! the file operations are discarded. Input: a configuration byte (fragment length, nested,
-//! clock compensation, cleanup; beside it HLS, nested, with LL-HLS parts), then records in the format of `nginx_rtmp_rs_fuzz::MediaOps`.
+//! clock compensation or low-latency DASH chunks, cleanup; beside it HLS, nested, with LL-HLS
+//! parts), then records in the format of `nginx_rtmp_rs_fuzz::MediaOps`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -32,6 +33,11 @@ fn settings(cfg: u8) -> nginx_rtmp_rs::conf::DashSettings {
         2 => {
             set("dash_clock_compensation", &["http_head"]);
             set("dash_clock_helper_uri", &["https://time.example/"]);
+        }
+        3 => {
+            // Low-latency DASH: chunked segments growing on disk, the open one announced.
+            set("dash_low_latency", &["on"]);
+            set("dash_chunk_duration", &["100ms"]);
         }
         _ => {}
     }

@@ -2452,11 +2452,14 @@ impl DashStream {
         }
     }
 
-    /// Low-latency DASH: the MPD also lists the segment being written, each kind's with its
-    /// length estimated (the last one's plus a chunk: an estimate too long makes a player ask
-    /// for the next one a little early, one too short would make it ask for this one again),
-    /// available from its first chunk on (`availabilityTimeOffset`), and the latency a player
-    /// should keep. A new Period starts with its first whole segment.
+    /// Low-latency DASH: the MPD also lists the segment being written, available from its
+    /// first chunk on (`availabilityTimeOffset`), and the latency a player should keep. A new
+    /// Period starts with its first whole segment.
+    ///
+    /// Its length is a guess that players take literally: those that name the next segment
+    /// from `t + d` of the last one (ffmpeg, VLC) ask for that name. So the guess is the one
+    /// that comes true with a steady keyframe interval: video as long as the last segment,
+    /// audio up to the first frame at or after that video cut (where the cut puts it).
     fn announce_open(&self, model: &mut mpd::Mpd) {
         let chunk = self.settings.chunk_ms;
         let fragment = self.settings.fragment_ms.max(1);
@@ -2477,14 +2480,19 @@ impl DashStream {
         let Some(listed) = model.periods.last_mut().filter(|p| p.id == seg.period) else {
             return;
         };
-        for set in &mut listed.sets {
+        // The video cut that ends it (ms), once the video guess is made.
+        let mut cut_ms: Option<u64> = None;
+        let mut sets: Vec<&mut mpd::AdaptationSet> = listed.sets.iter_mut().collect();
+        sets.sort_by_key(|s| s.content != ContentType::Video);
+        for set in sets {
             let kind = match set.content {
                 ContentType::Video => Kind::Video,
                 ContentType::Audio => Kind::Audio,
             };
-            let Some(ts) = period.track(kind).map(|t| t.timescale) else {
+            let Some(track) = period.track(kind) else {
                 continue;
             };
+            let ts = track.timescale;
             let last = set.segments.last().copied();
             let first = kind.of(&seg.samples).first().map(|s| s.dts);
             let Some(t) = first.or(last.map(|(t, d)| t.saturating_add(d))) else {
@@ -2494,7 +2502,24 @@ impl DashStream {
                 continue;
             }
             let typical = last.map_or_else(|| mpd::ms_to_ticks(fragment, ts), |(_, d)| d);
-            let d = typical.saturating_add(mpd::ms_to_ticks(chunk, ts));
+            let d = match (kind, cut_ms) {
+                (Kind::Audio, Some(ms)) => {
+                    // The first frame at or after the cut opens the next segment.
+                    let frame = track.frame_ticks.max(1);
+                    let boundary = mpd::ms_to_ticks(ms, ts);
+                    boundary.saturating_sub(t).div_ceil(frame).max(1) * frame
+                }
+                _ => typical,
+            };
+            if kind == Kind::Video {
+                let pto = mpd::ms_to_ticks(period.start_ms, ts);
+                let end = t.saturating_add(d).saturating_sub(pto);
+                cut_ms = Some(
+                    period
+                        .start_ms
+                        .saturating_add(mpd::ticks_to_ms_ceil(end, ts)),
+                );
+            }
             set.segments.push((t, d));
             let d_ms = mpd::ticks_to_ms_ceil(d, ts);
             set.availability_offset_ms = Some(d_ms.saturating_sub(chunk));
