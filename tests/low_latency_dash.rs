@@ -9,7 +9,8 @@
 //!   the stream for 60 s: median live latency (dash.js's own: its clock, synchronized to the
 //!   MPD's `UTCTiming`, minus the wall-clock time of the playing frame, which the server sets
 //!   from when the frame arrived) at most 2.0 s, no stall over 0.5 s, and no HTTP error.
-//! - ffmpeg, which knows nothing of low-latency DASH, decodes the same MPD.
+//! - ffmpeg, which knows nothing of low-latency DASH, decodes the same MPD, never asking for
+//!   a segment that does not exist.
 //!
 //! The browser case fails (or skips with `RTMP_TESTS_ALLOW_SKIP=1`) when Chromium, Node.js or
 //! tests/browser/node_modules is missing. Expected failures with `RTMP_IT_TARGET=c`: all (the C
@@ -225,6 +226,11 @@ fn the_segment_being_written_is_announced_and_streamed_as_it_grows() {
         let d = decode_dash(&stream.url, Some(4.0), Duration::from_secs(40));
         checks.check(d.ok && d.seconds >= 3.5, || {
             format!("ffmpeg decoding {}: {d:#?}", stream.url)
+        });
+        // ffmpeg names the next segment from `t + d` of the announced one: it exists.
+        let errors = access_log_errors(&server, "/dash/");
+        checks.check(errors.is_empty(), || {
+            format!("HTTP errors for /dash/:\n{}", errors.join("\n"))
         });
     }
     publisher.kill();
