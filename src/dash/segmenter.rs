@@ -2634,6 +2634,23 @@ impl DashStream {
                 ll.reports.push(r);
             }
         }
+        // The other tracks of a multitrack publisher, in both playlists.
+        let reports: Vec<m3u8::Report> = self
+            .ladder
+            .iter()
+            .filter_map(|(role, (entry, set))| {
+                let ll = out.get(usize::from(matches!(role, Role::Audio(_))))?;
+                let (last_msn, last_part) = ladder_position(model, set, ll)?;
+                Some(m3u8::Report {
+                    uri: entry.uri.clone(),
+                    last_msn,
+                    last_part,
+                })
+            })
+            .collect();
+        for ll in &mut out {
+            ll.reports.extend(reports.iter().cloned());
+        }
         out.map(Some)
     }
 
@@ -2940,6 +2957,38 @@ impl DashStream {
 }
 
 /// Frames per second measured over listed segments, snapped to a common rate within 0.5%.
+/// Where the rendition `set` of a multitrack publisher is now (LAST-MSN, LAST-PART), from where
+/// this stream's playlist of the same kind is (`ll`): tracks encoded from one source are cut
+/// at the same frames, so the rendition is as far along, its sequence numbers shifted by the
+/// difference at their last common segment (a rendition may have started later). `None` when
+/// they share no segment (not aligned: no report rather than a wrong one).
+fn ladder_position(
+    model: &mpd::Mpd,
+    set: &mpd::AdaptationSet,
+    ll: &m3u8::LowLatency,
+) -> Option<(u64, Option<usize>)> {
+    let (own_msn, own_part) = m3u8::last_position(model, set.content, ll)?;
+    let own: Vec<&mpd::AdaptationSet> = model
+        .periods
+        .iter()
+        .flat_map(|p| &p.sets)
+        .filter(|s| s.content == set.content && s.timescale == set.timescale)
+        .collect();
+    set.segments
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(i, (t, _))| {
+            let theirs = set.first_number.saturating_add(i as u64);
+            own.iter().find_map(|s| {
+                let j = s.segments.iter().position(|(ot, _)| ot == t)?;
+                let ours = s.first_number.saturating_add(j as u64);
+                own_msn.saturating_add(theirs).checked_sub(ours)
+            })
+        })
+        .map(|msn| (msn, own_part))
+}
+
 fn measured_frame_rate(frames: u64, ticks: u64, timescale: u32) -> Option<f64> {
     if frames < 2 || ticks == 0 {
         return None;

@@ -1165,3 +1165,77 @@ fn low_latency_dash_chunks_are_short_and_match_the_hls_parts() {
         .to_string();
     assert!(e.contains("between 100ms and 5000ms"), "{e}");
 }
+
+/// (LAST-MSN, LAST-PART) of a LL-HLS media playlist as its rendition report would say.
+fn ll_position(text: &str) -> (u64, Option<usize>) {
+    let seq: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let entries = ll_entries(text);
+    let segments = entries.iter().filter(|e| !e.0).count() as u64;
+    let trailing = entries.iter().rev().take_while(|e| e.0).count();
+    if trailing > 0 {
+        return (seq + segments, Some(trailing - 1));
+    }
+    let before_last = entries.iter().rev().skip(1).take_while(|e| e.0).count();
+    (seq + segments - 1, before_last.checked_sub(1))
+}
+
+#[test]
+fn low_latency_ladder_playlists_report_every_rendition() {
+    let mut directives = DASH_BESIDE.to_vec();
+    directives.extend_from_slice(&[
+        ("hls_low_latency", &["on"] as &[&str]),
+        ("hls_part_duration", &["200ms"]),
+    ]);
+    let mut f = Feed::with(&directives);
+    f.media(true, 0, AVC_HEADER);
+    f.media(false, 0, AAC_HEADER);
+    for k in [1, 2] {
+        f.media(true, 0, &multitrack_avc(k, AVC_HEADER));
+    }
+    let mut checked = 0;
+    while f.t < 8000 {
+        let t = f.t;
+        let frame = video_frame(t.is_multiple_of(1000), t, 300);
+        f.media(true, t, &frame);
+        for k in [1, 2] {
+            f.media(true, t, &multitrack_avc(k, &frame));
+        }
+        f.media(false, t, &audio_frame(t));
+        f.t += 40;
+        f.drain();
+        let d = f.disk.0.borrow();
+        let text = |p: &str| {
+            d.files
+                .get(Path::new(p))
+                .map(|b| String::from_utf8(b.clone()).unwrap())
+        };
+        let (Some(main), Some(audio)) = (text("/hls/cam-video.m3u8"), text("/hls/cam-audio.m3u8"))
+        else {
+            continue;
+        };
+        for k in [1, 2] {
+            let uri = format!("cam_{k}-video.m3u8");
+            let Some(theirs) = text(&format!("/hls/{uri}")) else {
+                continue;
+            };
+            if !main.contains(&format!("#EXT-X-RENDITION-REPORT:URI=\"{uri}\"")) {
+                // Listed from the rendition's first whole segment on.
+                continue;
+            }
+            let (msn, part) = ll_position(&theirs);
+            let report = format!(
+                "#EXT-X-RENDITION-REPORT:URI=\"{uri}\",LAST-MSN={msn}{}\n",
+                part.map_or(String::new(), |p| format!(",LAST-PART={p}"))
+            );
+            assert!(main.contains(&report), "{report}\n{main}\n{theirs}");
+            assert!(audio.contains(&report), "{report}\n{audio}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "{checked}");
+}
