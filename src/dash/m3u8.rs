@@ -350,6 +350,21 @@ pub fn multivariant_playlist(
     Some(out)
 }
 
+/// What [`media_playlist`] writes for a live LL-HLS example (its test): the http side's
+/// tests read it (`lowlatency::playlist`).
+#[cfg(test)]
+pub(crate) const LL_EXAMPLE: &str = "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:1\n\
+    #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=6.000,HOLD-BACK=3.000,PART-HOLD-BACK=1.500\n\
+    #EXT-X-PART-INF:PART-TARGET=0.500\n#EXT-X-MEDIA-SEQUENCE:4\n\
+    #EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+    #EXT-X-MAP:URI=\"s-init.m4v\"\n#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.000Z\n\
+    #EXTINF:1.000,\ns-0.m4v\n\
+    #EXT-X-PART:DURATION=0.500,URI=\"s-p1000.m4s\",INDEPENDENT=YES\n\
+    #EXT-X-PART:DURATION=0.500,URI=\"s-p1500.m4s\"\n#EXTINF:1.000,\ns-1000.m4v\n\
+    #EXT-X-PART:DURATION=0.480,URI=\"s-p2000.m4s\",INDEPENDENT=YES\n\
+    #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"s-p2480.m4s\"\n\
+    #EXT-X-RENDITION-REPORT:URI=\"s-audio.m3u8\",LAST-MSN=6,LAST-PART=0\n";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,20 +498,7 @@ mod tests {
         };
         let live = mpd(vec![p.clone()], true);
         let text = media_playlist(&live, ContentType::Video, false, Some(&ll)).unwrap();
-        assert_eq!(
-            text,
-            "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:1\n\
-             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=6.000,HOLD-BACK=3.000,PART-HOLD-BACK=1.500\n\
-             #EXT-X-PART-INF:PART-TARGET=0.500\n#EXT-X-MEDIA-SEQUENCE:4\n\
-             #EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-INDEPENDENT-SEGMENTS\n\
-             #EXT-X-MAP:URI=\"s-init.m4v\"\n#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.000Z\n\
-             #EXTINF:1.000,\ns-0.m4v\n\
-             #EXT-X-PART:DURATION=0.500,URI=\"s-p1000.m4s\",INDEPENDENT=YES\n\
-             #EXT-X-PART:DURATION=0.500,URI=\"s-p1500.m4s\"\n#EXTINF:1.000,\ns-1000.m4v\n\
-             #EXT-X-PART:DURATION=0.480,URI=\"s-p2000.m4s\",INDEPENDENT=YES\n\
-             #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"s-p2480.m4s\"\n\
-             #EXT-X-RENDITION-REPORT:URI=\"s-audio.m3u8\",LAST-MSN=6,LAST-PART=0\n"
-        );
+        assert_eq!(text, LL_EXAMPLE);
         assert_eq!(
             last_position(&live, ContentType::Video, &ll),
             Some((6, Some(0)))

@@ -175,17 +175,8 @@ pub fn decide(q: &LlQuery, st: &PlaylistState) -> Decision {
 mod tests {
     use super::*;
 
-    pub(crate) const LIVE: &str = "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:1\n\
-        #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=6.000,HOLD-BACK=3.000,PART-HOLD-BACK=1.500\n\
-        #EXT-X-PART-INF:PART-TARGET=0.500\n#EXT-X-MEDIA-SEQUENCE:4\n\
-        #EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-INDEPENDENT-SEGMENTS\n\
-        #EXT-X-MAP:URI=\"s-init.m4v\"\n#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.000Z\n\
-        #EXTINF:1.000,\ns-0.m4v\n\
-        #EXT-X-PART:DURATION=0.500,URI=\"s-p1000.m4s\",INDEPENDENT=YES\n\
-        #EXT-X-PART:DURATION=0.500,URI=\"s-p1500.m4s\"\n#EXTINF:1.000,\ns-1000.m4v\n\
-        #EXT-X-PART:DURATION=0.480,URI=\"s-p2000.m4s\",INDEPENDENT=YES\n\
-        #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"s-p2480.m4s\"\n\
-        #EXT-X-RENDITION-REPORT:URI=\"s-audio.m3u8\",LAST-MSN=6,LAST-PART=0\n";
+    /// The segmenter's own LL playlist (its test checks it is what it writes).
+    const LIVE: &str = crate::dash::m3u8::LL_EXAMPLE;
 
     fn q(msn: u64, part: Option<u64>) -> LlQuery {
         LlQuery {

@@ -6,7 +6,6 @@
 use core::ptr;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::IoSlice;
 use std::net::IpAddr;
 
 use ngx::ffi::{
@@ -17,15 +16,13 @@ use ngx::ffi::{
 
 use super::conf::ListenCtx;
 use super::util::{guard, log, now_ms};
-use super::worker::{level_of, random_bytes, with_worker};
+use super::worker::{level_of, random_bytes, with_worker, write_queued, Written};
 use crate::server::{CloseMode, Outcome};
 
 /// Bytes read per recv call; the session copies what it keeps, so one buffer serves all.
 const READ_CHUNK: usize = 64 * 1024;
 /// Reads per read event before yielding to other connections (fairness under a flood).
 const READS_PER_EVENT: usize = 16;
-/// iovecs per writev call (Linux IOV_MAX): a message is its chunk headers and payload pieces.
-const IOVECS: usize = 1024;
 /// A publisher's socket wakes the worker only once this much input is waiting (SO_RCVLOWAT):
 /// encoders send a TCP segment per chunk, and one wake-up per segment costs more CPU than
 /// the media it carries.
@@ -483,56 +480,35 @@ unsafe fn flush(c: *mut ngx_connection_t) -> bool {
         let ctx = &mut *((*c).data as *mut ConnCtx);
         let id = ctx.id;
         let wev = (*c).write;
-        loop {
-            let written: std::io::Result<usize> = with_worker(|w| {
-                let mut slices = [IoSlice::new(&[]); IOVECS];
-                let count = w.output_slices(id, &mut slices);
-                if count == 0 {
-                    return Ok(0);
+        match write_queued(c, id) {
+            Written::CaughtUp => {
+                ctx.behind_since = None;
+                if (*wev).timer_set() != 0 {
+                    ngx_del_timer(wev);
                 }
-                let slices = slices.get(..count).unwrap_or_default();
-                let n = super::util::write_slices(c, slices)?;
-                w.advance(id, n);
-                Ok(n)
-            });
-            match written {
-                Ok(0) => {
-                    // Caught up: everything queued is in the socket.
-                    ctx.behind_since = None;
-                    if (*wev).timer_set() != 0 {
-                        ngx_del_timer(wev);
-                    }
-                    if let Some(reason) = ctx.closing.take() {
-                        close(c, &reason);
-                        return false;
-                    }
-                    return true;
-                }
-                Ok(n) => {
-                    (*c).sent += n as i64;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    (*wev).set_ready(0);
-                    if ngx_handle_write_event(wev, 0) != NGX_OK as ngx_int_t {
-                        close(c, "cannot register write event");
-                        return false;
-                    }
-                    let now = now_ms();
-                    let since = *ctx.behind_since.get_or_insert(now);
-                    if (*wev).timer_set() == 0 {
-                        let timeout = with_worker(|w| w.write_timeout_ms(id));
-                        let left = (since + timeout).saturating_sub(now).max(1);
-                        ngx::ffi::ngx_add_timer(wev, left as ngx::ffi::ngx_msec_t);
-                    }
-                    return true;
-                }
-                Err(e) => {
-                    (*c).set_error(1);
-                    let reason = format!("write failed: {e}");
+                if let Some(reason) = ctx.closing.take() {
                     close(c, &reason);
                     return false;
                 }
+                true
+            }
+            Written::Blocked => {
+                if ngx_handle_write_event(wev, 0) != NGX_OK as ngx_int_t {
+                    close(c, "cannot register write event");
+                    return false;
+                }
+                let now = now_ms();
+                let since = *ctx.behind_since.get_or_insert(now);
+                if (*wev).timer_set() == 0 {
+                    let timeout = with_worker(|w| w.write_timeout_ms(id));
+                    let left = (since + timeout).saturating_sub(now).max(1);
+                    ngx::ffi::ngx_add_timer(wev, left as ngx::ffi::ngx_msec_t);
+                }
+                true
+            }
+            Written::Failed(e) => {
+                close(c, &format!("write failed: {e}"));
+                false
             }
         }
     }

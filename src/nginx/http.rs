@@ -7,11 +7,11 @@ use core::ffi::{c_char, c_void};
 use core::ptr;
 
 use ngx::ffi::{
-    ngx_chain_t, ngx_command_t, ngx_conf_t, ngx_http_conf_ctx_t, ngx_http_core_loc_conf_t,
-    ngx_http_handler_pt, ngx_http_module_t, ngx_http_request_t, ngx_int_t, ngx_module_t, ngx_str_t,
-    ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_TAKE1, NGX_DECLINED, NGX_ERROR, NGX_HTTP_GET,
-    NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LOC_CONF, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_MODULE, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_SRV_CONF, NGX_OK,
+    ngx_command_t, ngx_conf_t, ngx_http_conf_ctx_t, ngx_http_core_loc_conf_t, ngx_http_handler_pt,
+    ngx_http_module_t, ngx_http_request_t, ngx_int_t, ngx_module_t, ngx_str_t, ngx_uint_t,
+    NGX_CONF_1MORE, NGX_CONF_TAKE1, NGX_DECLINED, NGX_ERROR, NGX_HTTP_GET, NGX_HTTP_HEAD,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LOC_CONF, NGX_HTTP_MAIN_CONF, NGX_HTTP_MODULE,
+    NGX_HTTP_NOT_ALLOWED, NGX_HTTP_SRV_CONF, NGX_OK,
 };
 
 use super::conf::{apply_directive, pool_owned};
@@ -253,7 +253,6 @@ unsafe fn respond(
     // SAFETY: r is live; the buffers come from its pool and live as long as the request.
     unsafe {
         (*r).headers_out.status = status;
-        (*r).headers_out.content_length_n = body.len() as i64;
         (*r).headers_out.content_type = ngx_str_t {
             len: content_type.len(),
             data: content_type.as_ptr() as *mut u8,
@@ -261,22 +260,6 @@ unsafe fn respond(
         (*r).headers_out.content_type_len = content_type.len();
         let req = ngx::http::Request::from_ngx_http_request(r);
         req.add_header_out("Cache-Control", "no-cache");
-        let rc = ngx::ffi::ngx_http_send_header(r);
-        if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || (*r).header_only() != 0 {
-            return rc;
-        }
-        let b = ngx::ffi::ngx_create_temp_buf((*r).pool, body.len().max(1));
-        if b.is_null() {
-            return NGX_ERROR as ngx_int_t;
-        }
-        ptr::copy_nonoverlapping(body.as_ptr(), (*b).pos, body.len());
-        (*b).last = (*b).pos.add(body.len());
-        (*b).set_last_buf(1);
-        (*b).set_last_in_chain(1);
-        let mut out = ngx_chain_t {
-            buf: b,
-            next: ptr::null_mut(),
-        };
-        ngx::ffi::ngx_http_output_filter(r, &mut out)
+        super::util::send_whole_body(r, body)
     }
 }

@@ -11,7 +11,6 @@ use core::ffi::c_void;
 use core::ptr;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::IoSlice;
 
 use ngx::ffi::{
     ngx_del_timer, ngx_event_t, ngx_handle_write_event, ngx_http_core_loc_conf_t,
@@ -23,12 +22,9 @@ use ngx::ffi::{
 };
 
 use super::util::{guard, log, now_ms, str_bytes};
-use super::worker::with_worker;
+use super::worker::{with_worker, write_queued, Written};
 use crate::live::httpflv::parse_request;
 use crate::server::{CloseMode, HttpFlvAnswer, HttpFlvPlay, Outcome};
-
-/// iovecs per writev call, as for RTMP players.
-const IOVECS: usize = 1024;
 
 /// One HTTP-FLV request of this worker, from the handler until the request is freed.
 struct FlvCtx {
@@ -384,42 +380,20 @@ unsafe fn flush(ctx: *mut FlvCtx) {
                 return;
             }
         }
-        loop {
-            let written: std::io::Result<usize> = with_worker(|w| {
-                let mut slices = [IoSlice::new(&[]); IOVECS];
-                let count = w.output_slices(id, &mut slices);
-                if count == 0 {
-                    return Ok(0);
+        match write_queued(c, id) {
+            Written::CaughtUp => {
+                (*ctx).behind_since = None;
+                if (*wev).timer_set() != 0 {
+                    ngx_del_timer(wev);
                 }
-                let slices = slices.get(..count).unwrap_or_default();
-                let n = super::util::write_slices(c, slices)?;
-                w.advance(id, n);
-                Ok(n)
-            });
-            match written {
-                Ok(0) => {
-                    (*ctx).behind_since = None;
-                    if (*wev).timer_set() != 0 {
-                        ngx_del_timer(wev);
-                    }
-                    if (*ctx).closing.is_some() {
-                        finish(ctx, true);
-                    }
-                    return;
+                if (*ctx).closing.is_some() {
+                    finish(ctx, true);
                 }
-                Ok(n) => (*c).sent += n as i64,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    (*wev).set_ready(0);
-                    wait_for_socket(ctx);
-                    return;
-                }
-                Err(e) => {
-                    (*c).set_error(1);
-                    log(NGX_LOG_INFO, (*c).log, &format!("flv: write failed: {e}"));
-                    finish(ctx, false);
-                    return;
-                }
+            }
+            Written::Blocked => wait_for_socket(ctx),
+            Written::Failed(e) => {
+                log(NGX_LOG_INFO, (*c).log, &format!("flv: write failed: {e}"));
+                finish(ctx, false);
             }
         }
     }

@@ -25,9 +25,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use ngx::ffi::{
-    ngx_chain_t, ngx_conf_t, ngx_event_t, ngx_http_conf_ctx_t, ngx_http_core_main_conf_t,
-    ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_CONTENT_PHASE, ngx_http_request_t, ngx_int_t,
-    ngx_str_t, ngx_uint_t, NGX_DECLINED, NGX_DONE, NGX_ERROR, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_OK,
+    ngx_conf_t, ngx_event_t, ngx_http_conf_ctx_t, ngx_http_core_main_conf_t, ngx_http_handler_pt,
+    ngx_http_phases_NGX_HTTP_CONTENT_PHASE, ngx_http_request_t, ngx_int_t, ngx_str_t, ngx_uint_t,
+    NGX_DECLINED, NGX_DONE, NGX_ERROR, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_OK,
 };
 
 use super::util::{guard, log_cycle, now_ms, str_bytes};
@@ -436,27 +436,10 @@ unsafe fn send_playlist(r: *mut ngx_http_request_t, body: &[u8]) -> ngx_int_t {
             return rc;
         }
         (*r).headers_out.status = 200;
-        (*r).headers_out.content_length_n = body.len() as i64;
         if ngx::ffi::ngx_http_set_content_type(r) != NGX_OK as ngx_int_t {
             return NGX_ERROR as ngx_int_t;
         }
-        let rc = ngx::ffi::ngx_http_send_header(r);
-        if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || (*r).header_only() != 0 {
-            return rc;
-        }
-        let b = ngx::ffi::ngx_create_temp_buf((*r).pool, body.len().max(1));
-        if b.is_null() {
-            return NGX_ERROR as ngx_int_t;
-        }
-        ptr::copy_nonoverlapping(body.as_ptr(), (*b).pos, body.len());
-        (*b).last = (*b).pos.add(body.len());
-        (*b).set_last_buf(1);
-        (*b).set_last_in_chain(1);
-        let mut out = ngx_chain_t {
-            buf: b,
-            next: ptr::null_mut(),
-        };
-        ngx::ffi::ngx_http_output_filter(r, &mut out)
+        super::util::send_whole_body(r, body)
     }
 }
 

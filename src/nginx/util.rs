@@ -163,3 +163,36 @@ pub unsafe fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<std::net::IpAddr>
         }
     }
 }
+
+/// Sends `r`'s response header (status and type already set) with `body`'s length, then
+/// `body`, copied into the request's pool, as the whole body through nginx's filters.
+///
+/// # Safety
+/// `r` is a live request that has not been answered yet.
+pub unsafe fn send_whole_body(
+    r: *mut ngx::ffi::ngx_http_request_t,
+    body: &[u8],
+) -> ngx::ffi::ngx_int_t {
+    use ngx::ffi::{ngx_int_t, NGX_ERROR, NGX_OK};
+    // SAFETY: r is live; the buffer comes from its pool and lives as long as the request.
+    unsafe {
+        (*r).headers_out.content_length_n = body.len() as i64;
+        let rc = ngx::ffi::ngx_http_send_header(r);
+        if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || (*r).header_only() != 0 {
+            return rc;
+        }
+        let b = ngx::ffi::ngx_create_temp_buf((*r).pool, body.len().max(1));
+        if b.is_null() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        core::ptr::copy_nonoverlapping(body.as_ptr(), (*b).pos, body.len());
+        (*b).last = (*b).pos.add(body.len());
+        (*b).set_last_buf(1);
+        (*b).set_last_in_chain(1);
+        let mut out = ngx::ffi::ngx_chain_t {
+            buf: b,
+            next: core::ptr::null_mut(),
+        };
+        ngx::ffi::ngx_http_output_filter(r, &mut out)
+    }
+}

@@ -28,6 +28,58 @@ pub(super) fn with_worker<T>(f: impl FnOnce(&mut Worker) -> T) -> T {
     })
 }
 
+/// Slices per `writev` (Linux IOV_MAX): a message is its chunk headers and payload pieces.
+const IOVECS: usize = 1024;
+
+/// Where [`write_queued`] stopped.
+pub(super) enum Written {
+    /// Everything queued is in the socket.
+    CaughtUp,
+    /// The socket is full: its write event is marked not ready.
+    Blocked,
+    /// Writing failed: the connection is marked in error.
+    Failed(std::io::Error),
+}
+
+/// Writes client `id`'s queued output (shared payloads, one `writev` of many slices at a time)
+/// to `c` until it is all in the socket, the socket is full or writing fails, counting what
+/// went in `c->sent`. RTMP and HTTP-FLV players both write this way.
+///
+/// # Safety
+/// `c` is the live connection of client `id` (handshaked, if TLS).
+pub(super) unsafe fn write_queued(c: *mut ngx::ffi::ngx_connection_t, id: u64) -> Written {
+    loop {
+        let written: std::io::Result<usize> = with_worker(|w| {
+            let mut slices = [std::io::IoSlice::new(&[]); IOVECS];
+            let count = w.output_slices(id, &mut slices);
+            if count == 0 {
+                return Ok(0);
+            }
+            let slices = slices.get(..count).unwrap_or_default();
+            // SAFETY: guaranteed by the caller.
+            let n = unsafe { super::util::write_slices(c, slices)? };
+            w.advance(id, n);
+            Ok(n)
+        });
+        // SAFETY: guaranteed by the caller; nginx's connection fields are ours to set.
+        unsafe {
+            match written {
+                Ok(0) => return Written::CaughtUp,
+                Ok(n) => (*c).sent += n as i64,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    (*(*c).write).set_ready(0);
+                    return Written::Blocked;
+                }
+                Err(e) => {
+                    (*c).set_error(1);
+                    return Written::Failed(e);
+                }
+            }
+        }
+    }
+}
+
 /// Key material comes from the kernel's CSPRNG.
 fn os_random(buf: &mut [u8]) {
     let mut filled = 0;
