@@ -452,6 +452,35 @@ fn on_play_is_asked_with_the_request_arguments_and_a_denial_is_403() {
 }
 
 #[test]
+fn on_update_is_called_for_http_flv_players_as_for_rtmp_ones() {
+    let backend = Backend::with_update_allowed(usize::MAX);
+    let app_extra = format!(
+        "on_update {}; notify_update_timeout 1s;",
+        backend.url("/update")
+    );
+    let server = start("", &app_extra);
+    let mut publisher = publish_and_wait(&server, "s", 15);
+    let mut r = FlvReader::open(server.http_port, &flv_path("s"), "1.1");
+    assert_eq!(r.status, 200);
+    let (tags, closed) = r.read_for(Duration::from_millis(3500));
+    assert!(!closed && !tags.is_empty());
+    let plays: Vec<_> = backend
+        .calls("update_play")
+        .into_iter()
+        .filter(|c| c.field("name") == Some("s"))
+        .collect();
+    assert!(plays.len() >= 2, "{}", backend.summary());
+    assert_eq!(plays[0].field("app"), Some("live"));
+    assert_eq!(plays[0].field("flashver"), Some("flv_live 1.1"));
+    // Each update says how long the player has played.
+    let times: Vec<u64> = plays.iter().filter_map(|c| c.number("time")).collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    drop(r);
+    publisher.kill();
+    server.finish();
+}
+
+#[test]
 fn stat_lists_http_flv_players_and_control_drop_ends_them() {
     let server = start("", "");
     let mut publisher = publish_and_wait(&server, "st", 20);

@@ -432,6 +432,9 @@ unsafe fn dispatch(self_id: Option<u64>, fallback_log: *mut ngx_log_t, outcome: 
             }
         }
         for (id, delay) in outcome.retick {
+            if super::httpflv::retick(id, delay) {
+                continue;
+            }
             if let Some(other) = conn_of(id) {
                 let octx = &mut *((*other).data as *mut ConnCtx);
                 let tick = ptr::addr_of_mut!(octx.tick);

@@ -106,6 +106,23 @@ pub(super) fn wake_media(id: u64) -> bool {
     true
 }
 
+/// HTTP-FLV client `id` has timer work (`on_update`) in `delay` ms: its [`FlvCtx::hold`] timer
+/// comes then if not sooner. False if it is not one.
+pub(super) fn retick(id: u64, delay: u64) -> bool {
+    let Some(ctx) = ctx_of(id) else {
+        return false;
+    };
+    // SAFETY: as in log_of; the hold timer is the ctx's own.
+    unsafe {
+        let hold = ptr::addr_of_mut!((*ctx).hold);
+        let due = ngx::ffi::ngx_current_msec + delay as ngx::ffi::ngx_msec_t;
+        if (*hold).timer_set() == 0 || (*hold).timer.key > due {
+            ngx::ffi::ngx_add_timer(hold, delay.clamp(1, HOLD_MS as u64) as ngx::ffi::ngx_msec_t);
+        }
+    }
+    true
+}
+
 /// The worker closes HTTP-FLV client `id` (after its queue drains, or at once). False if it
 /// is not one. The request ends from its own write event, never from inside the caller.
 pub(super) fn close(id: u64, mode: CloseMode, reason: String) -> bool {
@@ -491,11 +508,21 @@ extern "C" fn cleanup(data: *mut c_void) {
     })
 }
 
-/// [`FlvCtx::hold`] ran out: it starts over (the request's cleanup removes it).
+/// [`FlvCtx::hold`] ran out: the player's timer work (`on_update`) runs, and it starts over,
+/// sooner if that work says so (the request's cleanup removes it).
 extern "C" fn hold_handler(ev: *mut ngx_event_t) {
     guard("flv_live hold", (), || {
         // SAFETY: ev is the hold timer of a live FlvCtx (its cleanup unlinks it first).
-        unsafe { ngx::ffi::ngx_add_timer(ev, HOLD_MS) }
+        unsafe {
+            let id = (*((*ev).data as *mut FlvCtx)).id;
+            let mut outcome = Outcome::default();
+            let next = with_worker(|w| w.http_flv_tick(id, now_ms(), &mut outcome));
+            let delay = next.map_or(HOLD_MS, |n| {
+                n.clamp(1, HOLD_MS as u64) as ngx::ffi::ngx_msec_t
+            });
+            ngx::ffi::ngx_add_timer(ev, delay);
+            super::conn::apply_outcome(outcome);
+        }
     })
 }
 

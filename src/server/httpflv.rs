@@ -138,6 +138,18 @@ impl Worker {
         }
     }
 
+    /// Timer work of HTTP-FLV player `id` (its `on_update`, as an RTMP player's; never the
+    /// RTMP session's pings, which have no place in an FLV body): when to come back.
+    pub fn http_flv_tick(
+        &mut self,
+        id: ClientId,
+        now_ms: u64,
+        outcome: &mut Outcome,
+    ) -> Option<u64> {
+        self.clients.get(&id)?.http?;
+        self.update_due(id, now_ms, outcome)
+    }
+
     /// Whether HTTP-FLV client `id`'s tags are framed for chunked transfer encoding.
     pub fn http_flv_chunked(&self, id: ClientId) -> Option<bool> {
         self.clients
