@@ -1239,3 +1239,68 @@ fn low_latency_ladder_playlists_report_every_rendition() {
     }
     assert!(checked > 100, "{checked}");
 }
+
+/// `data` without a leading `styp` box.
+fn without_styp(data: &[u8]) -> &[u8] {
+    if data.len() >= 8 && &data[4..8] == b"styp" {
+        let size = u32::from_be_bytes(data[..4].try_into().unwrap()) as usize;
+        return &data[size.min(data.len())..];
+    }
+    data
+}
+
+#[test]
+fn with_both_low_latency_modes_the_dash_chunks_are_the_hls_parts() {
+    let mut directives = DASH_BESIDE.to_vec();
+    directives.extend_from_slice(&[
+        ("hls_low_latency", &["on"] as &[&str]),
+        ("hls_part_duration", &["200ms"]),
+        ("dash_low_latency", &["on"]),
+        ("dash_chunk_duration", &["200ms"]),
+    ]);
+    let mut f = Feed::with(&directives);
+    f.media(true, 0, AVC_HEADER);
+    f.media(false, 0, AAC_HEADER);
+    f.play(5200, 600);
+    f.drain();
+    let d = f.disk.0.borrow();
+    let mpd = String::from_utf8(d.files[Path::new("/dash/cam.mpd")].clone()).unwrap();
+    let mut compared = 0;
+    for (media, segments) in mpd_timelines(&mpd) {
+        let (ext, part_ext) = if media.ends_with(".m4v") {
+            ("m4v", "m4s")
+        } else {
+            ("m4a", "m4a")
+        };
+        // The last whole segment (the one before the segment being written).
+        let (t, dur) = segments[segments.len() - 2];
+        let whole = &d.files[&Path::new("/dash").join(format!("cam-{t}.{ext}"))];
+        // Its parts: HLS names by start time, in the track's timescale.
+        let mut parts: Vec<(u64, &Vec<u8>)> = d
+            .files
+            .iter()
+            .filter_map(|(p, data)| {
+                let name = p.to_str()?.strip_prefix("/hls/cam-p")?;
+                let start: u64 = name.strip_suffix(&format!(".{part_ext}"))?.parse().ok()?;
+                Some((start, data))
+            })
+            .filter(|(start, _)| (t..t + dur).contains(start))
+            .collect();
+        parts.sort_by_key(|(start, _)| *start);
+        assert!(parts.len() >= 4, "{media} {t}: {} parts", parts.len());
+        let joined: Vec<u8> = parts
+            .iter()
+            .flat_map(|(_, p)| without_styp(p).iter().copied())
+            .collect();
+        assert_eq!(count_boxes(whole, b"styp"), 1);
+        assert!(
+            without_styp(whole) == joined.as_slice(),
+            "{media} {t}: {} bytes against {} in {} parts",
+            whole.len(),
+            joined.len(),
+            parts.len()
+        );
+        compared += 1;
+    }
+    assert_eq!(compared, 2);
+}
