@@ -630,6 +630,9 @@ pub struct DashStream {
     /// The other tracks' renditions: their multivariant playlist entry, and their
     /// Representation (what they list, URIs relative to this stream's MPD).
     ladder: BTreeMap<Role, (m3u8::Rendition, mpd::AdaptationSet)>,
+    /// A rendition's fellow tracks (the main stream's and the other renditions'): their media
+    /// playlist URI (relative to ours) and what they list, for LL-HLS rendition reports.
+    peers: Vec<(String, mpd::AdaptationSet)>,
     /// The HLS name of each file linked into the HLS directory, deleted with it.
     links: HashMap<PathBuf, PathBuf>,
     meta_frame_rate: Option<f64>,
@@ -728,6 +731,7 @@ impl DashStream {
             mpd_enabled: true,
             role: Role::Main,
             ladder: BTreeMap::new(),
+            peers: Vec::new(),
             links: HashMap::new(),
             meta_frame_rate: None,
             offset: 0,
@@ -937,6 +941,52 @@ impl DashStream {
         Some(r)
     }
 
+    /// The URI, relative to this stream's media playlists, of stream `name`'s media playlist of
+    /// `content` (a track of the same publisher, laid out as this one); `None` without HLS.
+    fn playlist_uri(&self, name: &str, content: ContentType) -> Option<String> {
+        let h = self.hls.as_ref()?;
+        let kind = content.as_str();
+        let file = if h.nested {
+            format!("../{name}/{kind}.m3u8")
+        } else {
+            format!("{name}-{kind}.m3u8")
+        };
+        Some(mpd::uri_escape(&file))
+    }
+
+    /// The name its files and playlists are named by (`<name>`, or `<name>_<k>` for a
+    /// rendition).
+    pub fn stream_name(&self) -> &str {
+        basename(&self.name)
+    }
+
+    /// What each track lists now (the last Period's), for the rendition reports of the other
+    /// tracks of the same publisher.
+    pub fn track_sets(&self, now: Now) -> Vec<mpd::AdaptationSet> {
+        let model = self.build_mpd(now, true);
+        let Some(period) = model.periods.into_iter().last() else {
+            return Vec::new();
+        };
+        period
+            .sets
+            .into_iter()
+            .filter(|s| !s.segments.is_empty())
+            .map(|s| mpd::AdaptationSet {
+                renditions: Vec::new(),
+                ..s
+            })
+            .collect()
+    }
+
+    /// A rendition's fellow tracks, `(stream name, what it lists)` each: its LL-HLS playlists
+    /// report them.
+    pub fn set_peers(&mut self, peers: Vec<(String, mpd::AdaptationSet)>) {
+        self.peers = peers
+            .into_iter()
+            .filter_map(|(name, set)| Some((self.playlist_uri(&name, set.content)?, set)))
+            .collect();
+    }
+
     /// What this stream segments.
     pub fn role(&self) -> Role {
         self.role
@@ -968,18 +1018,13 @@ impl DashStream {
         let Some(own) = role.stream_name(basename(&self.name)) else {
             return;
         };
-        let (kind, id) = match role {
-            Role::Audio(k) => ("audio", format!("audio_{k}")),
-            Role::Video(k) => ("video", format!("video_{k}")),
+        let id = match role {
+            Role::Audio(k) => format!("audio_{k}"),
+            Role::Video(k) => format!("video_{k}"),
             Role::Main => return,
         };
-        if let Some(h) = &self.hls {
-            let file = if h.nested {
-                format!("../{own}/{kind}.m3u8")
-            } else {
-                format!("{own}-{kind}.m3u8")
-            };
-            entry.uri = mpd::uri_escape(&file);
+        if let Some(uri) = self.playlist_uri(&own, set.content) {
+            entry.uri = uri;
         }
         // Its files are where `<name>_<k>` would have them: beside ours, or next door.
         if self.settings.nested {
@@ -2634,15 +2679,19 @@ impl DashStream {
                 ll.reports.push(r);
             }
         }
-        // The other tracks of a multitrack publisher, in both playlists.
-        let reports: Vec<m3u8::Report> = self
+        // The other tracks of a multitrack publisher, in both playlists: the main stream's
+        // renditions, or a rendition's fellows.
+        let others = self
             .ladder
-            .iter()
-            .filter_map(|(role, (entry, set))| {
-                let ll = out.get(usize::from(matches!(role, Role::Audio(_))))?;
+            .values()
+            .map(|(entry, set)| (&entry.uri, set))
+            .chain(self.peers.iter().map(|(uri, set)| (uri, set)));
+        let reports: Vec<m3u8::Report> = others
+            .filter_map(|(uri, set)| {
+                let ll = out.get(usize::from(set.content == ContentType::Audio))?;
                 let (last_msn, last_part) = ladder_position(model, set, ll)?;
                 Some(m3u8::Report {
-                    uri: entry.uri.clone(),
+                    uri: uri.clone(),
                     last_msn,
                     last_part,
                 })

@@ -781,6 +781,7 @@ fn new_rendition(slots: &[Slot], video: bool, tag: &[u8]) -> Option<Role> {
 
 /// Tells each CMAF output what its renditions list now (for its multivariant playlist and
 /// MPD).
+/// MPD), and each rendition where its fellow tracks are (for its LL-HLS rendition reports).
 fn share_renditions(slots: &mut [Slot], now: Now) {
     let entries: Vec<(u64, Role, _)> = slots
         .iter()
@@ -789,11 +790,32 @@ fn share_renditions(slots: &mut [Slot], now: Now) {
             _ => None,
         })
         .collect();
+    // Every track of each publisher: (its main output's slot, its slot, name, what it lists).
+    let tracks: Vec<(u64, u64, String, Vec<crate::dash::mpd::AdaptationSet>)> = slots
+        .iter()
+        .filter_map(|s| match &s.output {
+            Output::HlsFmp4(d) | Output::Dash(d) => Some((s.id, s.id, d)),
+            Output::Rendition(main, r) => Some((*main, s.id, r)),
+            _ => None,
+        })
+        .map(|(main, id, d)| (main, id, d.stream_name().to_owned(), d.track_sets(now)))
+        .collect();
     for slot in slots.iter_mut() {
-        if let Output::HlsFmp4(d) | Output::Dash(d) = &mut slot.output {
-            for (_, k, entry) in entries.iter().filter(|(main, ..)| *main == slot.id) {
-                d.set_rendition(*k, entry.clone());
+        match &mut slot.output {
+            Output::HlsFmp4(d) | Output::Dash(d) => {
+                for (_, k, entry) in entries.iter().filter(|(main, ..)| *main == slot.id) {
+                    d.set_rendition(*k, entry.clone());
+                }
             }
+            Output::Rendition(main, r) => {
+                let peers = tracks
+                    .iter()
+                    .filter(|(m, id, ..)| m == main && *id != slot.id)
+                    .flat_map(|(_, _, name, sets)| sets.iter().map(|s| (name.clone(), s.clone())))
+                    .collect();
+                r.set_peers(peers);
+            }
+            _ => {}
         }
     }
 }

@@ -1197,7 +1197,7 @@ fn low_latency_ladder_playlists_report_every_rendition() {
     for k in [1, 2] {
         f.media(true, 0, &multitrack_avc(k, AVC_HEADER));
     }
-    let mut checked = 0;
+    let (mut checked, mut peers_checked) = (0, 0);
     while f.t < 8000 {
         let t = f.t;
         let frame = video_frame(t.is_multiple_of(1000), t, 300);
@@ -1235,9 +1235,31 @@ fn low_latency_ladder_playlists_report_every_rendition() {
             assert!(main.contains(&report), "{report}\n{main}\n{theirs}");
             assert!(audio.contains(&report), "{report}\n{audio}");
             checked += 1;
+            // And each rendition reports the main video playlist and the other rendition (its
+            // position taken from the rendition's own video: a video-only rendition does not
+            // report audio).
+            let other = format!("cam_{}-video.m3u8", 3 - k);
+            for (uri, text) in [
+                ("cam-video.m3u8", Some(main.clone())),
+                (other.as_str(), text(&format!("/hls/{other}"))),
+            ] {
+                let Some(text) = text else { continue };
+                if theirs.matches("#EXTINF:").count() < 2 {
+                    // Told where its fellows are at its first cut.
+                    continue;
+                }
+                let (msn, part) = ll_position(&text);
+                let report = format!(
+                    "#EXT-X-RENDITION-REPORT:URI=\"{uri}\",LAST-MSN={msn}{}\n",
+                    part.map_or(String::new(), |p| format!(",LAST-PART={p}"))
+                );
+                assert!(theirs.contains(&report), "{report}\n{theirs}\n{text}");
+                peers_checked += 1;
+            }
         }
     }
     assert!(checked > 100, "{checked}");
+    assert!(peers_checked > 200, "{peers_checked}");
 }
 
 /// `data` without a leading `styp` box.
