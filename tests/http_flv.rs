@@ -347,6 +347,34 @@ fn ffmpeg_decodes_http_flv_video_and_audio_at_the_published_size() {
 }
 
 #[test]
+fn ffmpeg_decodes_http_flv_over_https() {
+    let certs = TestPrefix::new();
+    let (cert, key) = common::backend::self_signed_cert(&certs.0, "flv");
+    let tls_port = free_port();
+    let http = format!(
+        "listen 127.0.0.1:{tls_port} ssl;\n\
+         ssl_certificate {};\n\
+         ssl_certificate_key {};\n\
+         {FLV_LOCATION}",
+        cert.display(),
+        key.display()
+    );
+    let server = Server::start(&live_rtmp_block("", ""), &http);
+    let mut publisher = publish_and_wait(&server, "cam", 20);
+    thread::sleep(Duration::from_millis(1500));
+    // ffmpeg does not verify the certificate unless told to.
+    let url = format!("https://127.0.0.1:{tls_port}{}", flv_path("cam"));
+    let played = play_decode(&url, 4);
+    played.assert_decoded(3.0, "HTTP-FLV player over TLS");
+    assert!(
+        played.frames as f64 >= 0.9 * 25.0 * played.decoded_seconds,
+        "frames lost: {played:#?}"
+    );
+    publisher.kill();
+    server.finish();
+}
+
+#[test]
 fn the_body_is_chunked_flv_from_the_cached_keyframe_and_ends_with_the_publish() {
     let server = start("", "");
     let mut publisher = publish_and_wait(&server, "k", 6);
