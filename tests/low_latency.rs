@@ -169,6 +169,86 @@ fn print_access_log(server: &Server) {
     }
 }
 
+/// Every playlist the server gives for 8 s (plain, delta updates, blocking reloads, the
+/// multivariant one), sampled at odd moments, passes hls-parser's strict mode: an independent
+/// implementation of RFC 8216bis and Apple's LL-HLS rules, where any broken rule is an error.
+#[test]
+fn every_playlist_passes_a_strict_rfc_8216bis_parser() {
+    let test = "every_playlist_passes_a_strict_rfc_8216bis_parser";
+    let dir = manifest_dir().join("tests/browser");
+    if !dir.join("node_modules/hls-parser").is_dir() {
+        skip_or_fail(
+            test,
+            "no tests/browser/node_modules (scripts/test.sh installs them)",
+        );
+        return;
+    }
+    let server = start();
+    let mut publisher = publish(&server.rtmp_url("live/cam"), 30);
+    let mut checks = Checks::new();
+    if checks.ok(wait_ready(&server, 3)).is_some() {
+        let out = server.prefix.join("validate");
+        std::fs::create_dir_all(&out).unwrap();
+        let mut files = Vec::new();
+        let end = Instant::now() + Duration::from_secs(8);
+        let mut n = 0;
+        while Instant::now() < end {
+            let (_, plain) = get(&server.http_url("/hls/live/cam-video.m3u8"));
+            let next = parse_ll(&String::from_utf8_lossy(&plain)).map(|v| v.next);
+            let mut urls = vec![
+                "/hls/live/cam-audio.m3u8".to_owned(),
+                "/hls/live/cam-video.m3u8?_HLS_skip=YES".to_owned(),
+                "/hls/live/cam-audio.m3u8?_HLS_skip=v2".to_owned(),
+                "/hls/live/cam.m3u8".to_owned(),
+            ];
+            if let Some((msn, part)) = next {
+                urls.push(format!(
+                    "/hls/live/cam-video.m3u8?_HLS_msn={msn}&_HLS_part={part}&_HLS_skip=YES"
+                ));
+            }
+            let mut bodies = vec![("/hls/live/cam-video.m3u8".to_owned(), 200, plain)];
+            for url in urls {
+                let (status, body) = get(&server.http_url(&url));
+                bodies.push((url, status, body));
+            }
+            for (url, status, body) in bodies {
+                checks.check(status == 200, || format!("{url}: {status}"));
+                let file = out.join(format!("{n:04}.m3u8"));
+                std::fs::write(&file, &body).unwrap();
+                files.push((url, file));
+                n += 1;
+            }
+            std::thread::sleep(Duration::from_millis(137));
+        }
+        let args: Vec<String> = files.iter().map(|(_, f)| f.display().to_string()).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = common::hls::run_node("validate-hls.mjs", &args, Duration::from_secs(60));
+        match serde_json::from_str::<Value>(r.json.trim()) {
+            Ok(v) => {
+                let mut bad = 0;
+                for (url, file) in &files {
+                    let verdict = v[file.display().to_string()].as_str().unwrap_or("missing");
+                    if verdict != "ok" {
+                        bad += 1;
+                        if bad <= 5 {
+                            let text = std::fs::read_to_string(file).unwrap_or_default();
+                            checks.fail(format!("{url}: {verdict}\n{text}"));
+                        }
+                    }
+                }
+                println!("{} playlists checked, {bad} refused", files.len());
+                checks.check(files.len() >= 100, || format!("{} playlists", files.len()));
+            }
+            Err(e) => checks.fail(format!(
+                "validate-hls.mjs printed no JSON ({e}): {}",
+                r.json
+            )),
+        }
+    }
+    publisher.kill();
+    checks.finish(server);
+}
+
 #[test]
 fn players_without_ll_hls_play_the_same_stream() {
     let server = start();

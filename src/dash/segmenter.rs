@@ -2632,14 +2632,6 @@ impl DashStream {
                 part_target_ms: part_ms,
                 ..Default::default()
             };
-            let mut last: Option<(u64, Option<&Part>)> = None;
-            for c in self.cuts.iter().filter(|c| c.listed) {
-                let parts = kind.of(&c.parts);
-                last = Some((c.period, parts.last()));
-                if let Some(first) = parts.first() {
-                    ll.listed.push((first.t, entries(parts)));
-                }
-            }
             let writing = match self.cuts.iter().find(|c| !c.listed) {
                 Some(c) => Some((c.period, kind.of(&c.parts))),
                 None => self
@@ -2649,13 +2641,43 @@ impl DashStream {
                     .or(self.seg.as_ref())
                     .map(|s| (s.period, kind.of(&s.parts))),
             };
+            let listed: Vec<&Cut> = self.cuts.iter().filter(|c| c.listed).collect();
+            let last = listed.last().map(|c| (c.period, kind.of(&c.parts).last()));
             let last_period = last.map(|(p, _)| p);
-            if let Some((_, parts)) = writing.filter(|(p, _)| Some(*p) == last_period) {
+            let writing = writing.filter(|(p, _)| Some(*p) == last_period);
+            // Parts only on the last three segments, counting the one being written (its parts
+            // or its preload hint): RFC 8216bis has none more than three target durations
+            // from the end, and strict validators count segments.
+            for c in listed.iter().skip(listed.len().saturating_sub(2)) {
+                let parts = kind.of(&c.parts);
+                if let Some(first) = parts.first() {
+                    ll.listed.push((first.t, entries(parts)));
+                }
+            }
+            if let Some((period, all)) = writing {
+                let mut parts: &[Part] = all;
+                // A segment's last part may be short (RFC 8216bis: only the last of its
+                // segment). Until the segment is listed, nothing shows it is the last: it waits
+                // for the segment (the hint names it meanwhile; it is already whole).
+                let ts = self
+                    .period(period)
+                    .and_then(|p| p.track(kind))
+                    .map_or(1000, |t| t.timescale);
+                let min = mpd::ms_to_ticks(part_ms, ts).saturating_mul(85) / 100;
+                let hint = match parts.split_last() {
+                    Some((short, rest)) if short.d < min => {
+                        parts = rest;
+                        Some(short.uri.clone())
+                    }
+                    _ => None,
+                };
                 ll.trailing = entries(parts);
-                ll.hint = parts
-                    .last()
-                    .or(last.and_then(|(_, p)| p))
-                    .map(|p| p.next_uri.clone());
+                ll.hint = hint.or_else(|| {
+                    parts
+                        .last()
+                        .or(last.and_then(|(_, p)| p))
+                        .map(|p| p.next_uri.clone())
+                });
             }
             ll
         });

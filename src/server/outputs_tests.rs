@@ -842,6 +842,25 @@ fn low_latency_hls_lists_parts_as_they_are_written() {
             "{video}"
         );
         let entries = ll_entries(&video);
+        // Parts only on the last three segments, the one being written included (as strict
+        // validators read RFC 8216bis: none more than three target durations from the end).
+        let mut groups: Vec<bool> = vec![false];
+        for (is_part, ..) in &entries {
+            if *is_part {
+                *groups.last_mut().unwrap() = true;
+            } else {
+                groups.push(false);
+            }
+        }
+        if groups.last() == Some(&false) && !video.contains("#EXT-X-PRELOAD-HINT") {
+            // Validators count the preload hint as a part of the segment being written.
+            groups.pop();
+        }
+        let first_with_parts = groups.iter().position(|p| *p).unwrap_or(groups.len());
+        assert!(
+            first_with_parts + 3 >= groups.len(),
+            "parts before the last three segments:\n{video}"
+        );
         let mut since_segment: Vec<&(bool, u64, String, bool)> = Vec::new();
         let mut first_part = true;
         for e in &entries {
