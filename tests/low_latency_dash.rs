@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::browser::{check_low_latency_run, player_locations};
+use common::browser::{at_most_twice, check_low_latency_run, player_locations};
 use common::dash::{dash_rtmp_block, decode_dash, SegKind, Stream};
 use common::ffmpeg::publish;
 use common::hls::{access_log_errors, run_browser, Checks};
@@ -256,14 +256,28 @@ fn dash_js_plays_ll_dash_under_two_seconds_behind_the_publisher() {
     }
     let server = start();
     let stream = Stream::new(&server, "live", "cam", false);
-    let mut publisher = publish(&server.rtmp_url("live/cam"), BROWSER_RUN_SECS + 20);
+    let mut publisher = publish(&server.rtmp_url("live/cam"), 2 * BROWSER_RUN_SECS + 30);
     let mut checks = Checks::new();
     if checks.ok(stream.wait_segments(2)).is_some() {
         let page = format!(
             "http://localhost:{}/player/dash.html?src={}",
             server.http_port, stream.url
         );
-        let r = run_browser(&page, BROWSER_RUN_SECS);
+        at_most_twice(&mut checks, |checks| dash_js_run(checks, &page));
+    }
+    publisher.kill();
+    // dash.js follows the MPD: it must never be sent an error.
+    let errors = access_log_errors(&server, "/dash/");
+    checks.check(errors.is_empty(), || {
+        format!("HTTP errors for /dash/:\n{}", errors.join("\n"))
+    });
+    checks.finish(server);
+}
+
+/// One 60 s dash.js run of `page`, judged by the bars.
+fn dash_js_run(checks: &mut Checks, page: &str) {
+    {
+        let r = run_browser(page, BROWSER_RUN_SECS);
         println!("browser: {}\nnode stderr:\n{}", r.json.trim(), r.stderr);
         match serde_json::from_str::<Value>(r.json.trim()) {
             Ok(v) => {
@@ -277,7 +291,7 @@ fn dash_js_plays_ll_dash_under_two_seconds_behind_the_publisher() {
                     )
                 });
                 check_low_latency_run(
-                    &mut checks,
+                    checks,
                     &v,
                     "liveLatency",
                     MIN_PLAYING_MS,
@@ -288,11 +302,4 @@ fn dash_js_plays_ll_dash_under_two_seconds_behind_the_publisher() {
             Err(e) => checks.fail(format!("play.mjs printed no JSON ({e}): {}", r.json)),
         }
     }
-    publisher.kill();
-    // dash.js follows the MPD: it must never be sent an error.
-    let errors = access_log_errors(&server, "/dash/");
-    checks.check(errors.is_empty(), || {
-        format!("HTTP errors for /dash/:\n{}", errors.join("\n"))
-    });
-    checks.finish(server);
 }

@@ -869,6 +869,10 @@ impl Checks {
         self.failures.is_empty()
     }
 
+    pub fn into_failures(self) -> Vec<String> {
+        self.failures
+    }
+
     /// Stops nginx, adds the clean-log check, and panics listing every failure (nginx's prefix
     /// is kept for inspection then).
     pub fn finish(mut self, mut server: Server) {
