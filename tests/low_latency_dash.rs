@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::browser::{at_most_twice, check_low_latency_run, player_locations};
+use common::browser::{at_most_thrice, check_low_latency_run, player_locations};
 use common::dash::{dash_rtmp_block, decode_dash, SegKind, Stream};
 use common::ffmpeg::publish;
 use common::hls::{access_log_errors, run_browser, Checks};
@@ -256,14 +256,14 @@ fn dash_js_plays_ll_dash_under_two_seconds_behind_the_publisher() {
     }
     let server = start();
     let stream = Stream::new(&server, "live", "cam", false);
-    let mut publisher = publish(&server.rtmp_url("live/cam"), 2 * BROWSER_RUN_SECS + 30);
+    let mut publisher = publish(&server.rtmp_url("live/cam"), 3 * BROWSER_RUN_SECS + 30);
     let mut checks = Checks::new();
     if checks.ok(stream.wait_segments(2)).is_some() {
         let page = format!(
             "http://localhost:{}/player/dash.html?src={}",
             server.http_port, stream.url
         );
-        at_most_twice(&mut checks, |checks| dash_js_run(checks, &page));
+        at_most_thrice(&mut checks, |checks| dash_js_run(checks, &page));
     }
     publisher.kill();
     // dash.js follows the MPD: it must never be sent an error.

@@ -126,6 +126,7 @@ try {
     result.switches = snap.switches ?? [];
     result.pdtLatency = snap.pdtLatency ?? null;
     result.partsLoaded = snap.partsLoaded ?? null;
+    result.trace = snap.trace ?? null;
     result.liveLatency = snap.liveLatency ?? null;
     result.targetLatency = snap.targetLatency ?? null;
     result.lowLatency = snap.lowLatency ?? null;

@@ -9,6 +9,11 @@
 // hls.js is told to play the variant whose picture is H pixels high (`hls.nextLevel`: a manual
 // level from the next fragment on, the buffer ahead beyond it flushed); each is recorded in
 // switches[] ({ atMs, height, level, error }).
+// ?trace=1 also records the last 3000 loads and stalls as trace[] (ms since the page started):
+// { ev: 'frag', type, sn, part, start, dur, req, end } for each fragment or part (when its
+// request started and ended), { ev: 'playlist', type, msn, part, req, end } for each playlist,
+// { ev: 'waiting', at, time, bufferEnd } when the element ran out of data: to see whether a
+// stall came from a late part or from the player.
 'use strict';
 
 (function () {
@@ -27,8 +32,24 @@
     partsLoaded: 0,
     switches: [],
     latencies: [],
+    trace: params.get('trace') ? [] : null,
   };
   let hls = null;
+  const ms = (t) => (Number.isFinite(t) && t > 0 ? Math.round(t - t0) : null);
+  function trace(entry) {
+    if (!state.trace) return;
+    state.trace.push(entry);
+    if (state.trace.length > 3000) state.trace.shift();
+  }
+  video.addEventListener('waiting', () => {
+    const b = video.buffered;
+    trace({
+      ev: 'waiting',
+      at: ms(performance.now()),
+      time: video.currentTime,
+      bufferEnd: b.length ? b.end(b.length - 1) : null,
+    });
+  });
   // Size, frames, stalls (media-stats.js; absent on pages that do not load it).
   const media = window.watchMedia ? window.watchMedia(video) : null;
 
@@ -99,7 +120,26 @@
     hls.on(Hls.Events.FRAG_LOADED, (_event, d) => {
       state.fragsLoaded += 1;
       if (d && d.part) state.partsLoaded += 1;
+      const f = (d && (d.part || d.frag)) || {};
+      const l = (f.stats && f.stats.loading) || {};
+      trace({
+        ev: 'frag',
+        type: d && d.frag ? d.frag.type : null,
+        sn: d && d.frag ? d.frag.sn : null,
+        part: d && d.part ? d.part.index : null,
+        start: f.start,
+        dur: f.duration,
+        req: ms(l.start),
+        end: ms(l.end),
+      });
     });
+    const playlist = (type) => (_event, d) => {
+      const det = (d && d.details) || {};
+      const l = (d && d.stats && d.stats.loading) || {};
+      trace({ ev: 'playlist', type, msn: det.endSN, part: det.endPart, req: ms(l.start), end: ms(l.end) });
+    };
+    hls.on(Hls.Events.LEVEL_LOADED, playlist('main'));
+    hls.on(Hls.Events.AUDIO_TRACK_LOADED, playlist('audio'));
     setInterval(() => {
       const date = hls.playingDate;
       if (!video.paused && state.firstPlayingMs !== null && date) {
@@ -123,6 +163,7 @@
     hlsVersion: state.hlsVersion,
     fragsLoaded: state.fragsLoaded,
     partsLoaded: state.partsLoaded,
+    trace: state.trace,
     pdtLatency: window.summarize(state.latencies),
     // Variants of a master playlist hls.js found (1 for a media playlist).
     levels: hls && Array.isArray(hls.levels) ? hls.levels.length : null,
