@@ -71,6 +71,7 @@ use crate::media::metadata;
 use crate::segment::cut::{self, Boundary, CutPolicy, Decision, SegmentSoFar};
 use crate::segment::journal::Journal;
 use crate::segment::names::{basename, is_valid_name};
+use crate::segment::parts::{self, PartRule};
 use crate::segment::retention::{self, Grace, Retention};
 use crate::segment::timeline::{Timeline, Track, BACKWARD_TOLERANCE_MS};
 use crate::segment::{DEFAULT_VIDEO_STEP_MS, MAX_AUDIO_FRAME, MAX_CTS_MS, PART_SUFFIX};
@@ -373,24 +374,11 @@ struct Part {
     next_uri: String,
 }
 
-/// Where each part ends (exclusive indexes from 0) when frames of `durations` (in order,
-/// ticks) are cut into parts of at most `target` ticks: a part ends at the last frame that
-/// fits, holds at least one frame, and the rest stays for later unless `finish`.
-fn part_ends(durations: &[u64], target: u64, finish: bool) -> Vec<usize> {
-    let mut ends = Vec::new();
-    let (mut start, mut acc) = (0usize, 0u64);
-    for (i, d) in durations.iter().enumerate() {
-        if i > start && acc.saturating_add(*d) > target {
-            ends.push(i);
-            start = i;
-            acc = 0;
-        }
-        acc = acc.saturating_add(*d);
-    }
-    if finish && start < durations.len() {
-        ends.push(durations.len());
-    }
-    ends
+/// The average of `durations` (at least 1), if any.
+fn average(durations: &[u64]) -> Option<u64> {
+    let total: u64 = durations.iter().sum();
+    let n = u64::try_from(durations.len()).ok().filter(|n| *n > 0)?;
+    Some((total / n).max(1))
 }
 
 /// The segment being filled.
@@ -417,6 +405,11 @@ struct OpenSeg {
     /// Low-latency DASH: each kind's segment file as it grows (`.part`, chunk after chunk)
     /// and its length so far.
     growing: [Option<(PathBuf, u64)>; 2],
+    /// Where its video is expected to end (presentation ms): as long as the last segment.
+    expected_end_ms: Option<u64>,
+    /// Where each kind's parts end ([`parts::planned_ends`]), once the stream's part target
+    /// and the segment's expected length are known.
+    plans: [Option<Vec<usize>>; 2],
 }
 
 impl OpenSeg {
@@ -433,6 +426,8 @@ impl OpenSeg {
             parts: [Vec::new(), Vec::new()],
             part_data: Vec::new(),
             growing: [None, None],
+            expected_end_ms: None,
+            plans: [None, None],
         }
     }
 
@@ -657,6 +652,14 @@ pub struct DashStream {
     last_dts: [Option<u64>; 2],
     /// Last video frame step in ticks.
     video_step: Option<u64>,
+    /// The longest part or chunk (`PART-TARGET`, ms), fixed at the first cut
+    /// ([`parts::target_frames`]); the configured length until then.
+    part_target_ms: Option<u64>,
+    /// Frames of each kind in the last segment cut: how many the next is expected to hold.
+    expected_frames: [Option<usize>; 2],
+    /// The average frame of each kind in the last segment cut (ticks): how many fit in a
+    /// part.
+    frame_ticks: [Option<u64>; 2],
     sequence: [u32; 2],
 
     periods: VecDeque<Period>,
@@ -745,6 +748,9 @@ impl DashStream {
             preroll: VecDeque::new(),
             last_dts: [None, None],
             video_step: None,
+            part_target_ms: None,
+            expected_frames: [None, None],
+            frame_ticks: [None, None],
             sequence: [1, 1],
             periods: VecDeque::new(),
             cuts: VecDeque::new(),
@@ -1326,7 +1332,7 @@ impl DashStream {
         let dts = self.video_dts(ms, ts);
         let cts_ms = cts_ms.clamp(-MAX_CTS_MS, MAX_CTS_MS);
         let cts = i32::try_from(i64::from(cts_ms) * i64::from(ts) / 1000).unwrap_or(0);
-        let part_target = self.part_ms().map(|ms| mpd::ms_to_ticks(ms, ts));
+        let low_latency = self.part_ms().is_some();
         // Low-latency DASH writes video into its segment file chunk by chunk: no spool.
         if !self.chunked() {
             let Some(spool) = self.video_spool() else {
@@ -1351,15 +1357,31 @@ impl DashStream {
                 self.video_step = Some(s);
             }
         }
-        // LL-HLS: the part so far ends before this frame when the frame would not fit in
-        // it (its length taken as the last step). Not at a keyframe inside a segment: parts
-        // other than a segment's last keep close to the target (RFC 8216bis).
-        if let (Some(target), Some(first)) = (part_target, list.get(seg.part_from[V])) {
-            let so_far = dts.saturating_sub(first.dts);
-            if so_far.saturating_add(step.unwrap_or(0)) > target {
+        // LL-HLS: the part so far ends before this frame where its rule says (the frame's
+        // length taken as the last step). Not at a keyframe inside a segment: parts other
+        // than a segment's last keep close to the target (RFC 8216bis).
+        if low_latency {
+            self.with_open_seg(|s, seg| {
+                s.plan_parts(seg, Kind::Video);
+                let Some((max_frames, max_ticks)) = s.part_bounds(seg.period, Kind::Video) else {
+                    return;
+                };
+                let list = &seg.samples[V];
+                let from = seg.part_from[V];
+                let Some(first) = list.get(from) else { return };
+                let rule = PartRule {
+                    plan: seg.plans[V].as_deref().unwrap_or_default(),
+                    max_frames,
+                    max_ticks,
+                };
+                let ticks = dts
+                    .saturating_sub(first.dts)
+                    .saturating_add(step.unwrap_or(0));
                 let upto = list.len();
-                self.with_open_seg(|s, seg| s.make_part(seg, Kind::Video, upto));
-            }
+                if rule.ends_before(from, upto, ticks) {
+                    s.make_part(seg, Kind::Video, upto);
+                }
+            });
         }
         let Some(seg) = self.seg.as_mut() else { return };
         let list = &mut seg.samples[V];
@@ -1369,7 +1391,7 @@ impl DashStream {
             size,
             ..Sample::video(dts, cts, key, Bytes::new())
         });
-        if part_target.is_some() {
+        if low_latency {
             seg.part_data.push(data);
         }
         self.last_dts[V] = Some(dts);
@@ -1528,16 +1550,16 @@ impl DashStream {
     /// newest video frame (a keyframe cut there or later cannot move them to the next
     /// segment).
     fn audio_parts(&mut self) {
-        let Some(part_ms) = self.part_ms() else {
+        if self.part_ms().is_none() {
             return;
-        };
+        }
         let video_ms = self
             .current_track(Kind::Video)
             .zip(self.last_dts[V])
             .map(|(t, dts)| mpd::ticks_to_ms_ceil(dts, t.timescale));
         let video_mode = self.video_mode();
         if let Some(mut c) = self.closing.take() {
-            self.audio_parts_of(&mut c.seg, part_ms, None);
+            self.audio_parts_of(&mut c.seg, None);
             self.closing = Some(c);
         }
         if let Some(mut seg) = self.seg.take() {
@@ -1546,17 +1568,21 @@ impl DashStream {
             } else {
                 None
             };
-            self.audio_parts_of(&mut seg, part_ms, limit);
+            self.audio_parts_of(&mut seg, limit);
             self.seg = Some(seg);
         }
     }
 
-    fn audio_parts_of(&mut self, seg: &mut OpenSeg, part_ms: u64, limit_ms: Option<u64>) {
+    fn audio_parts_of(&mut self, seg: &mut OpenSeg, limit_ms: Option<u64>) {
         let Some(ts) = self
             .period(seg.period)
             .and_then(|p| p.track(Kind::Audio))
             .map(|t| t.timescale)
         else {
+            return;
+        };
+        self.plan_parts(seg, Kind::Audio);
+        let Some((max_frames, max_ticks)) = self.part_bounds(seg.period, Kind::Audio) else {
             return;
         };
         let limit = limit_ms.map(|ms| mpd::ms_to_ticks(ms, ts));
@@ -1571,22 +1597,24 @@ impl DashStream {
             .take_while(|s| limit.is_none_or(|l| s.dts < l))
             .map(|s| u64::from(s.duration))
             .collect();
-        for end in part_ends(&durations, mpd::ms_to_ticks(part_ms, ts), false) {
-            self.make_part(seg, Kind::Audio, from.saturating_add(end));
+        let rule = PartRule {
+            plan: seg.plans[A].as_deref().unwrap_or_default(),
+            max_frames,
+            max_ticks,
+        };
+        for end in rule.ends(from, &durations, false) {
+            self.make_part(seg, Kind::Audio, end);
         }
     }
 
-    /// The rest of a finished segment as parts (each at most the target long).
+    /// The rest of a finished segment as parts (as its rule splits it).
     fn finish_parts(&mut self, seg: &mut OpenSeg) {
-        let Some(part_ms) = self.part_ms() else {
+        if self.part_ms().is_none() {
             return;
-        };
+        }
         for kind in [Kind::Video, Kind::Audio] {
-            let Some(ts) = self
-                .period(seg.period)
-                .and_then(|p| p.track(kind))
-                .map(|t| t.timescale)
-            else {
+            self.plan_parts(seg, kind);
+            let Some((max_frames, max_ticks)) = self.part_bounds(seg.period, kind) else {
                 continue;
             };
             let from = *kind.of(&seg.part_from);
@@ -1597,16 +1625,68 @@ impl DashStream {
                 .iter()
                 .map(|s| u64::from(s.duration))
                 .collect();
-            let target = if kind == Kind::Video {
+            let rule = match kind {
                 // Video parts were cut as frames came; what is left is one part.
-                u64::MAX
-            } else {
-                mpd::ms_to_ticks(part_ms, ts)
+                Kind::Video => PartRule::greedy(u64::MAX),
+                Kind::Audio => PartRule {
+                    plan: seg.plans[A].as_deref().unwrap_or_default(),
+                    max_frames,
+                    max_ticks,
+                },
             };
-            for end in part_ends(&durations, target, true) {
-                self.make_part(seg, kind, from.saturating_add(end));
+            for end in rule.ends(from, &durations, true) {
+                self.make_part(seg, kind, end);
             }
         }
+    }
+
+    /// How parts of `kind` are bounded in a segment of `period`: the most frames (once the
+    /// stream's part target is fixed and the frame length known) and the longest part
+    /// (ticks).
+    fn part_bounds(&self, period: u64, kind: Kind) -> Option<(usize, u64)> {
+        let part_ms = self.part_ms()?;
+        let track = self.period(period)?.track(kind)?;
+        let Some(target_ms) = self.part_target_ms else {
+            return Some((usize::MAX, mpd::ms_to_ticks(part_ms, track.timescale)));
+        };
+        let ticks = mpd::ms_to_ticks(target_ms, track.timescale);
+        let frames = kind
+            .of(&self.frame_ticks)
+            .map_or(usize::MAX, |f| parts::frames_within(ticks, f));
+        Some((frames, ticks))
+    }
+
+    /// Plans where `kind`'s parts end in `seg`, once the part target and the segment's
+    /// expected length are known: video as many frames as the last segment, audio (with
+    /// video) up to the first frame at or after the expected video end, audio alone as many
+    /// frames as the last segment.
+    fn plan_parts(&self, seg: &mut OpenSeg, kind: Kind) {
+        if kind.of(&seg.plans).is_some() {
+            return;
+        }
+        let Some((max, _)) = self.part_bounds(seg.period, kind) else {
+            return;
+        };
+        if self.part_target_ms.is_none() || max == usize::MAX {
+            return;
+        }
+        let expected = match kind {
+            Kind::Audio if self.video_mode() => self.expected_audio_frames(seg),
+            _ => *kind.of(&self.expected_frames),
+        };
+        if let Some(frames) = expected {
+            *kind.of_mut(&mut seg.plans) = Some(parts::planned_ends(frames, max));
+        }
+    }
+
+    /// Audio frames `seg` is expected to hold: from its first up to the first at or after
+    /// the expected video end (where the cut will put it).
+    fn expected_audio_frames(&self, seg: &OpenSeg) -> Option<usize> {
+        let track = self.period(seg.period)?.track(Kind::Audio)?;
+        let first = seg.samples[A].first()?.dts;
+        let end = mpd::ms_to_ticks(seg.expected_end_ms?, track.timescale);
+        let frames = end.saturating_sub(first).div_ceil(self.frame_ticks[A]?);
+        usize::try_from(frames).ok()
     }
 
     /// The open segment's video spool, opened (truncated) at its first video sample.
@@ -1936,6 +2016,7 @@ impl DashStream {
         let mut next = OpenSeg::new(seg.period, ms, sap);
         if audio_only {
             self.finalize_audio(&mut seg, Some(next_dts));
+            self.learn_part_sizes(&seg, ms, &mut next);
             self.seg = Some(next);
             self.commit(seg, now);
             return;
@@ -1947,6 +2028,7 @@ impl DashStream {
         // LL-HLS: the segment's video is whole: its last part goes now, not with its audio.
         let upto = seg.samples[V].len();
         self.make_part(&mut seg, Kind::Video, upto);
+        self.learn_part_sizes(&seg, ms, &mut next);
         let audio = self
             .period(seg.period)
             .and_then(|p| p.track(Kind::Audio))
@@ -1984,6 +2066,51 @@ impl DashStream {
                 })
             }
         }
+    }
+
+    /// At the cut of `seg` at `ms` (its video, or its audio alone, whole): the next segment
+    /// (`next`) is expected as long as it ([`Self::plan_parts`]), and at the stream's first
+    /// cut the part target is fixed from it ([`parts::target_frames`]): as long as the
+    /// longest run of that many frames in it (timestamps in ms jitter; then 1 ms more), and
+    /// never shorter than a part already written.
+    fn learn_part_sizes(&mut self, seg: &OpenSeg, ms: u64, next: &mut OpenSeg) {
+        let Some(part_ms) = self.part_ms() else {
+            return;
+        };
+        let kind = if self.video_mode() {
+            Kind::Video
+        } else {
+            Kind::Audio
+        };
+        let samples = kind.of(&seg.samples);
+        *kind.of_mut(&mut self.expected_frames) = Some(samples.len());
+        next.expected_end_ms = Some(ms.saturating_add(ms.saturating_sub(seg.start_ms)));
+        let durations: Vec<u64> = samples.iter().map(|s| u64::from(s.duration)).collect();
+        *kind.of_mut(&mut self.frame_ticks) = average(&durations);
+        if self.part_target_ms.is_some() {
+            return;
+        }
+        let Some(period) = self.period(seg.period) else {
+            return;
+        };
+        let Some(ts) = period.track(kind).map(|t| t.timescale) else {
+            return;
+        };
+        let longest_written = [Kind::Video, Kind::Audio]
+            .into_iter()
+            .filter_map(|k| Some((k.of(&seg.parts), period.track(k)?.timescale)))
+            .flat_map(|(parts, ts)| parts.iter().map(move |p| mpd::ticks_to_ms_ceil(p.d, ts)))
+            .max()
+            .unwrap_or(0);
+        let Some(frame) = *kind.of(&self.frame_ticks) else {
+            return;
+        };
+        let configured = parts::frames_within(mpd::ms_to_ticks(part_ms, ts), frame);
+        let frames = parts::target_frames(durations.len(), configured);
+        let (longest, shortest) = parts::run_lengths(&durations, frames);
+        let jitter = u64::from(longest != shortest);
+        let target = mpd::ticks_to_ms_ceil(longest, ts).saturating_add(jitter);
+        self.part_target_ms = Some(target.max(longest_written));
     }
 
     /// Duration from `dts` to `next` when that is a plausible frame step, else `nominal`.
@@ -2057,6 +2184,17 @@ impl DashStream {
             return;
         }
         self.finish_parts(&mut seg);
+        if self.video_mode() {
+            // Audio frames of the next segments: as long as these (its last one's length is
+            // a guess).
+            let audio: Vec<u64> = seg.samples[A]
+                .iter()
+                .map(|s| u64::from(s.duration))
+                .collect();
+            if let Some(avg) = average(audio.split_last().map_or(&[][..], |(_, rest)| rest)) {
+                self.frame_ticks[A] = Some(avg);
+            }
+        }
         let Some(period) = self.period(seg.period) else {
             return;
         };
@@ -2516,6 +2654,8 @@ impl DashStream {
             max_ms: target.saturating_mul(2),
         });
         model.update_period_ms = chunk;
+        // A segment is available once its first chunk is whole, at most the part target.
+        let first_chunk = self.part_target_ms.unwrap_or(chunk);
         let Some(seg) = self.closing.as_ref().map(|c| &c.seg).or(self.seg.as_ref()) else {
             return;
         };
@@ -2567,7 +2707,7 @@ impl DashStream {
             }
             set.segments.push((t, d));
             let d_ms = mpd::ticks_to_ms_ceil(d, ts);
-            set.availability_offset_ms = Some(d_ms.saturating_sub(chunk));
+            set.availability_offset_ms = Some(d_ms.saturating_sub(first_chunk));
         }
     }
 
@@ -2617,6 +2757,7 @@ impl DashStream {
         let Some((h, part_ms)) = self.hls.as_ref().and_then(|h| Some((h, h.part_ms?))) else {
             return [None, None];
         };
+        let part_ms = self.part_target_ms.unwrap_or(part_ms);
         let entries = |parts: &[Part]| -> Vec<m3u8::Part> {
             parts
                 .iter()

@@ -8,12 +8,14 @@
 //! - [`retention`]: how long a file that left the manifest stays, the deletions waiting, the
 //!   final cleanup of an ended stream;
 //! - [`names`]: which stream names can name files;
+//! - [`parts`]: how a segment is split into LL-HLS parts and low-latency DASH chunks;
 //! - the named limits below, one value and one type each, for every format.
 
 pub mod cut;
 pub mod datetime;
 pub mod journal;
 pub mod names;
+pub mod parts;
 pub mod retention;
 #[cfg(test)]
 pub(crate) mod testkit;

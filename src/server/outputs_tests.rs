@@ -944,6 +944,83 @@ fn low_latency_hls_lists_parts_as_they_are_written() {
     assert!(!video.contains("PRELOAD-HINT"), "{video}");
 }
 
+/// Each whole segment's parts (ms) in a media playlist, segments that list none left out.
+fn parts_by_segment(text: &str) -> Vec<Vec<u64>> {
+    let mut out = vec![Vec::new()];
+    for (is_part, ms, ..) in ll_entries(text) {
+        if is_part {
+            out.last_mut().unwrap().push(ms);
+        } else {
+            out.push(Vec::new());
+        }
+    }
+    out.pop();
+    out.retain(|p| !p.is_empty());
+    out
+}
+
+#[test]
+fn low_latency_parts_split_each_segment_evenly_without_a_runt_at_its_end() {
+    // 25 fps with a keyframe every second and 44.1 kHz AAC (23.2 ms frames, timestamps in
+    // ms like RTMP's), 333 ms parts: greedy parts would be 8 + 8 + 8 + 1 video frames and
+    // 14 + 14 + 14 + 1 audio frames, and hls.js skips such a 40 ms last part.
+    let mut f = Feed::with(&[("hls_low_latency", &["on"])]);
+    f.media(true, 0, AVC_HEADER);
+    f.media(false, 0, AAC_HEADER);
+    let read = |f: &Feed, p: &str| -> Option<String> {
+        let d = f.disk.0.borrow();
+        d.files
+            .get(Path::new(p))
+            .map(|b| String::from_utf8(b.clone()).unwrap())
+    };
+    let (mut video_t, mut audio_n) = (0u32, 0u64);
+    let mut checked = [0usize; 2];
+    while video_t < 12_000 {
+        let audio_t = u32::try_from(audio_n * 1024 * 1000 / 44_100).unwrap();
+        if audio_t < video_t {
+            f.media(false, audio_t, &audio_frame(audio_t));
+            audio_n += 1;
+            continue;
+        }
+        f.media(
+            true,
+            video_t,
+            &video_frame(video_t % 1000 == 0, video_t, 600),
+        );
+        video_t += 40;
+        f.drain();
+        for (i, name) in ["/hls/cam-video.m3u8", "/hls/cam-audio.m3u8"]
+            .iter()
+            .enumerate()
+        {
+            let Some(text) = read(&f, name) else { continue };
+            // The part target is chosen so that a second splits evenly: 9 frames.
+            assert!(
+                text.contains("#EXT-X-PART-INF:PART-TARGET=0.360\n"),
+                "{text}"
+            );
+            // The stream's first segment was cut before the target was known.
+            if text.matches("#EXTINF").count() < 3 {
+                continue;
+            }
+            for parts in parts_by_segment(&text) {
+                let (last, rest) = parts.split_last().unwrap();
+                assert!(parts.iter().all(|p| *p <= 360), "{parts:?}\n{text}");
+                // RFC 8216bis: all but a segment's last part at least 85 % of the target.
+                assert!(
+                    rest.iter().all(|p| *p * 100 >= 360 * 85),
+                    "{parts:?}\n{text}"
+                );
+                // And no runt at its end: longer than hls.js's lookup tolerance (250 ms).
+                assert!(*last > 300, "{parts:?}\n{text}");
+                assert_eq!(parts.len(), 3, "{parts:?}\n{text}");
+                checked[i] += 1;
+            }
+        }
+    }
+    assert!(checked.iter().all(|n| *n > 100), "{checked:?}");
+}
+
 fn entries_last_segment(text: &str) -> String {
     ll_entries(text).into_iter().rev().find(|e| !e.0).unwrap().2
 }

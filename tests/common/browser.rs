@@ -33,23 +33,6 @@ pub fn player_locations() -> String {
     out
 }
 
-/// Runs `attempt` (one whole player run, judged into checks of its own) up to three times
-/// until one passes. Known cause of failed runs (issue #16, open): hls.js 1.7.4 now and then
-/// leaves out a segment's very short last LL-HLS part (a 40 ms video or 23 ms audio part, when
-/// the keyframe interval is not a whole number of parts) and stalls 0.5-0.8 s at that gap.
-/// Earlier failures are printed; the last one counts.
-pub fn at_most_thrice(checks: &mut Checks, mut attempt: impl FnMut(&mut Checks)) {
-    for n in 1..=3 {
-        let mut run = Checks::new();
-        attempt(&mut run);
-        if run.is_empty() || n == 3 {
-            checks.extend(run.into_failures());
-            return;
-        }
-        println!("attempt {n} failed (above); once more");
-    }
-}
-
 /// The number at `path` in play.mjs's JSON.
 pub fn num(v: &Value, path: &[&str]) -> Option<f64> {
     let mut cur = v;
