@@ -652,9 +652,9 @@ pub struct DashStream {
     last_dts: [Option<u64>; 2],
     /// Last video frame step in ticks.
     video_step: Option<u64>,
-    /// The longest part or chunk (`PART-TARGET`, ms), fixed at the first cut
-    /// ([`parts::target_frames`]); the configured length until then.
-    part_target_ms: Option<u64>,
+    /// Each kind's longest part or chunk (`PART-TARGET`, ms), fixed at the first cut
+    /// ([`Self::first_part_target`]); the configured length until then.
+    part_target_ms: [Option<u64>; 2],
     /// Frames of each kind in the last segment cut: how many the next is expected to hold.
     expected_frames: [Option<usize>; 2],
     /// The average frame of each kind in the last segment cut (ticks): how many fit in a
@@ -748,7 +748,7 @@ impl DashStream {
             preroll: VecDeque::new(),
             last_dts: [None, None],
             video_step: None,
-            part_target_ms: None,
+            part_target_ms: [None, None],
             expected_frames: [None, None],
             frame_ticks: [None, None],
             sequence: [1, 1],
@@ -1646,7 +1646,7 @@ impl DashStream {
     fn part_bounds(&self, period: u64, kind: Kind) -> Option<(usize, u64)> {
         let part_ms = self.part_ms()?;
         let track = self.period(period)?.track(kind)?;
-        let Some(target_ms) = self.part_target_ms else {
+        let Some(target_ms) = *kind.of(&self.part_target_ms) else {
             return Some((usize::MAX, mpd::ms_to_ticks(part_ms, track.timescale)));
         };
         let ticks = mpd::ms_to_ticks(target_ms, track.timescale);
@@ -1667,7 +1667,7 @@ impl DashStream {
         let Some((max, _)) = self.part_bounds(seg.period, kind) else {
             return;
         };
-        if self.part_target_ms.is_none() || max == usize::MAX {
+        if kind.of(&self.part_target_ms).is_none() || max == usize::MAX {
             return;
         }
         let expected = match kind {
@@ -2070,13 +2070,11 @@ impl DashStream {
 
     /// At the cut of `seg` at `ms` (its video, or its audio alone, whole): the next segment
     /// (`next`) is expected as long as it ([`Self::plan_parts`]), and at the stream's first
-    /// cut the part target is fixed from it ([`parts::target_frames`]): as long as the
-    /// longest run of that many frames in it (timestamps in ms jitter; then 1 ms more), and
-    /// never shorter than a part already written.
+    /// cut each kind's part target is fixed from it.
     fn learn_part_sizes(&mut self, seg: &OpenSeg, ms: u64, next: &mut OpenSeg) {
-        let Some(part_ms) = self.part_ms() else {
+        if self.part_ms().is_none() {
             return;
-        };
+        }
         let kind = if self.video_mode() {
             Kind::Video
         } else {
@@ -2084,33 +2082,52 @@ impl DashStream {
         };
         let samples = kind.of(&seg.samples);
         *kind.of_mut(&mut self.expected_frames) = Some(samples.len());
-        next.expected_end_ms = Some(ms.saturating_add(ms.saturating_sub(seg.start_ms)));
+        let length_ms = ms.saturating_sub(seg.start_ms);
+        next.expected_end_ms = Some(ms.saturating_add(length_ms));
         let durations: Vec<u64> = samples.iter().map(|s| u64::from(s.duration)).collect();
         *kind.of_mut(&mut self.frame_ticks) = average(&durations);
-        if self.part_target_ms.is_some() {
+        if self.part_target_ms.iter().any(Option::is_some) {
             return;
         }
-        let Some(period) = self.period(seg.period) else {
-            return;
+        self.part_target_ms[V] = self.first_part_target(seg, Kind::Video, length_ms);
+        self.part_target_ms[A] = self.first_part_target(seg, Kind::Audio, length_ms);
+    }
+
+    /// `kind`'s part target (ms), from the stream's first segment `seg`, `length_ms` long:
+    /// as many frames as split a segment of that length evenly near the configured length
+    /// ([`parts::target_frames`]), as long as the longest run of that many frames in it
+    /// (timestamps in ms jitter: then 1 ms more), and never shorter than a part already
+    /// written. Each media playlist has its own: audio frames do not divide video parts.
+    fn first_part_target(&self, seg: &OpenSeg, kind: Kind, length_ms: u64) -> Option<u64> {
+        let part_ms = self.part_ms()?;
+        let track = self.period(seg.period)?.track(kind)?;
+        let ts = track.timescale;
+        let samples = kind.of(&seg.samples);
+        let mut durations: Vec<u64> = samples.iter().map(|s| u64::from(s.duration)).collect();
+        if kind == Kind::Audio && self.video_mode() {
+            // Its last frame's length is not known yet.
+            durations.pop();
+        }
+        let frame = average(&durations).unwrap_or(track.frame_ticks).max(1);
+        let length = mpd::ms_to_ticks(length_ms, ts);
+        let expected = usize::try_from(length.div_ceil(frame)).unwrap_or(usize::MAX);
+        let configured = parts::frames_within(mpd::ms_to_ticks(part_ms, ts), frame);
+        let frames = parts::target_frames(expected, configured);
+        let whole = (frames as u64).saturating_mul(frame);
+        let (longest, shortest) = parts::run_lengths(&durations, frames);
+        let (longest, jitter) = if durations.len() >= frames {
+            (longest, u64::from(longest != shortest))
+        } else {
+            (whole, 0)
         };
-        let Some(ts) = period.track(kind).map(|t| t.timescale) else {
-            return;
-        };
-        let longest_written = [Kind::Video, Kind::Audio]
-            .into_iter()
-            .filter_map(|k| Some((k.of(&seg.parts), period.track(k)?.timescale)))
-            .flat_map(|(parts, ts)| parts.iter().map(move |p| mpd::ticks_to_ms_ceil(p.d, ts)))
+        let written = kind
+            .of(&seg.parts)
+            .iter()
+            .map(|p| mpd::ticks_to_ms_ceil(p.d, ts))
             .max()
             .unwrap_or(0);
-        let Some(frame) = *kind.of(&self.frame_ticks) else {
-            return;
-        };
-        let configured = parts::frames_within(mpd::ms_to_ticks(part_ms, ts), frame);
-        let frames = parts::target_frames(durations.len(), configured);
-        let (longest, shortest) = parts::run_lengths(&durations, frames);
-        let jitter = u64::from(longest != shortest);
         let target = mpd::ticks_to_ms_ceil(longest, ts).saturating_add(jitter);
-        self.part_target_ms = Some(target.max(longest_written));
+        Some(target.max(written))
     }
 
     /// Duration from `dts` to `next` when that is a plausible frame step, else `nominal`.
@@ -2654,8 +2671,6 @@ impl DashStream {
             max_ms: target.saturating_mul(2),
         });
         model.update_period_ms = chunk;
-        // A segment is available once its first chunk is whole, at most the part target.
-        let first_chunk = self.part_target_ms.unwrap_or(chunk);
         let Some(seg) = self.closing.as_ref().map(|c| &c.seg).or(self.seg.as_ref()) else {
             return;
         };
@@ -2707,6 +2722,8 @@ impl DashStream {
             }
             set.segments.push((t, d));
             let d_ms = mpd::ticks_to_ms_ceil(d, ts);
+            // Available once its first chunk is whole: at most the part target.
+            let first_chunk = kind.of(&self.part_target_ms).unwrap_or(chunk);
             set.availability_offset_ms = Some(d_ms.saturating_sub(first_chunk));
         }
     }
@@ -2757,7 +2774,6 @@ impl DashStream {
         let Some((h, part_ms)) = self.hls.as_ref().and_then(|h| Some((h, h.part_ms?))) else {
             return [None, None];
         };
-        let part_ms = self.part_target_ms.unwrap_or(part_ms);
         let entries = |parts: &[Part]| -> Vec<m3u8::Part> {
             parts
                 .iter()
@@ -2769,6 +2785,7 @@ impl DashStream {
                 .collect()
         };
         let mut out = [Kind::Video, Kind::Audio].map(|kind| {
+            let part_ms = kind.of(&self.part_target_ms).unwrap_or(part_ms);
             let mut ll = m3u8::LowLatency {
                 part_target_ms: part_ms,
                 ..Default::default()
