@@ -42,9 +42,12 @@ pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 /// 0.15 / 24.4 MB. A segment is not listed before its commit, so waiting delays nothing a
 /// viewer sees.
 pub const APPEND_HOLD_BYTES: usize = 64 * 1024;
-/// How often the worker hands over every stream's waiting appends (see [`APPEND_HOLD_BYTES`]):
-/// at most this much of a stream's data waits in memory.
-pub const APPEND_FLUSH_MS: u64 = 100;
+/// How often the worker hands over every stream's waiting appends (see [`APPEND_HOLD_BYTES`]),
+/// so a slow stream's data reaches the disk within this time (a recording, a crash). Memory
+/// is bounded by the bytes held, not by this. Every flush is a thread-pool job per output:
+/// at 100 ms, one 2.5 Mbit/s publisher with HLS + DASH cost 0.33-0.36 worker CPU s per
+/// minute, at 1 s 0.26 (the C module: 0.14-0.27 in the same runs).
+pub const APPEND_FLUSH_MS: u64 = 1000;
 
 /// One kind of file output. An enum rather than a trait object so that what is specific to
 /// one kind (HLS variants sharing their measurements) stays reachable.
