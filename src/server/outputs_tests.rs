@@ -382,6 +382,15 @@ const DASH_BESIDE: &[(&str, &[&str])] = &[
     ("dash_playlist_length", &["30s"]),
 ];
 
+/// [`DASH_BESIDE`] and `extra`.
+fn dash_beside(
+    extra: &[(&'static str, &'static [&'static str])],
+) -> Vec<(&'static str, &'static [&'static str])> {
+    let mut directives = DASH_BESIDE.to_vec();
+    directives.extend_from_slice(extra);
+    directives
+}
+
 /// An Enhanced RTMP HEVC message: `packet` 0 (SequenceStart) or 3 (CodedFramesX).
 fn hevc(key: bool, packet: u8, body: &[u8]) -> Vec<u8> {
     let mut tag = vec![0x80 | (if key { 0x10 } else { 0x20 }) | packet];
@@ -707,9 +716,7 @@ fn a_republish_without_the_other_tracks_lists_no_stale_rendition() {
 
 #[test]
 fn nested_hls_beside_dash_links_into_the_stream_directory() {
-    let mut extra = DASH_BESIDE.to_vec();
-    extra.push(("hls_nested", &["on"]));
-    let mut f = Feed::with(&extra);
+    let mut f = Feed::with(&dash_beside(&[("hls_nested", &["on"])]));
     f.media(false, 0, AAC_HEADER);
     f.media(
         true,
@@ -1104,9 +1111,8 @@ fn mpd_timelines(text: &str) -> Vec<(String, Vec<(u64, u64)>)> {
 
 #[test]
 fn low_latency_dash_streams_chunks_and_announces_the_segment_being_written() {
-    let mut directives = DASH_BESIDE.to_vec();
-    directives.extend_from_slice(&[
-        ("dash_low_latency", &["on"] as &[&str]),
+    let directives = dash_beside(&[
+        ("dash_low_latency", &["on"]),
         ("dash_chunk_duration", &["200ms"]),
     ]);
     let mut f = Feed::with(&directives);
@@ -1274,6 +1280,16 @@ fn low_latency_dash_chunks_are_short_and_match_the_hls_parts() {
     assert!(e.contains("between 100ms and 5000ms"), "{e}");
 }
 
+/// The `EXT-X-RENDITION-REPORT` line that names `uri` at the last position of its playlist
+/// `text`.
+fn report_of(uri: &str, text: &str) -> String {
+    let (msn, part) = ll_position(text);
+    format!(
+        "#EXT-X-RENDITION-REPORT:URI=\"{uri}\",LAST-MSN={msn}{}\n",
+        part.map_or(String::new(), |p| format!(",LAST-PART={p}"))
+    )
+}
+
 /// (LAST-MSN, LAST-PART) of a LL-HLS media playlist as its rendition report would say.
 fn ll_position(text: &str) -> (u64, Option<usize>) {
     let seq: u64 = text
@@ -1294,9 +1310,8 @@ fn ll_position(text: &str) -> (u64, Option<usize>) {
 
 #[test]
 fn low_latency_ladder_playlists_report_every_rendition() {
-    let mut directives = DASH_BESIDE.to_vec();
-    directives.extend_from_slice(&[
-        ("hls_low_latency", &["on"] as &[&str]),
+    let directives = dash_beside(&[
+        ("hls_low_latency", &["on"]),
         ("hls_part_duration", &["200ms"]),
     ]);
     let mut f = Feed::with(&directives);
@@ -1335,11 +1350,7 @@ fn low_latency_ladder_playlists_report_every_rendition() {
                 // Listed from the rendition's first whole segment on.
                 continue;
             }
-            let (msn, part) = ll_position(&theirs);
-            let report = format!(
-                "#EXT-X-RENDITION-REPORT:URI=\"{uri}\",LAST-MSN={msn}{}\n",
-                part.map_or(String::new(), |p| format!(",LAST-PART={p}"))
-            );
+            let report = report_of(&uri, &theirs);
             assert!(main.contains(&report), "{report}\n{main}\n{theirs}");
             assert!(audio.contains(&report), "{report}\n{audio}");
             checked += 1;
@@ -1356,11 +1367,7 @@ fn low_latency_ladder_playlists_report_every_rendition() {
                     // Told where its fellows are at its first cut.
                     continue;
                 }
-                let (msn, part) = ll_position(&text);
-                let report = format!(
-                    "#EXT-X-RENDITION-REPORT:URI=\"{uri}\",LAST-MSN={msn}{}\n",
-                    part.map_or(String::new(), |p| format!(",LAST-PART={p}"))
-                );
+                let report = report_of(uri, &text);
                 assert!(theirs.contains(&report), "{report}\n{theirs}\n{text}");
                 peers_checked += 1;
             }
@@ -1381,9 +1388,8 @@ fn without_styp(data: &[u8]) -> &[u8] {
 
 #[test]
 fn with_both_low_latency_modes_the_dash_chunks_are_the_hls_parts() {
-    let mut directives = DASH_BESIDE.to_vec();
-    directives.extend_from_slice(&[
-        ("hls_low_latency", &["on"] as &[&str]),
+    let directives = dash_beside(&[
+        ("hls_low_latency", &["on"]),
         ("hls_part_duration", &["200ms"]),
         ("dash_low_latency", &["on"]),
         ("dash_chunk_duration", &["200ms"]),

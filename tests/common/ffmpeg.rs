@@ -234,6 +234,11 @@ impl PlayResult {
             "{what}: expected >= {min_seconds}s decoded without error, got {self:#?}"
         );
     }
+
+    /// Whether at least 90 % of the frames of `fps` video came for the seconds decoded.
+    pub fn kept_frames(&self, fps: f64) -> bool {
+        self.frames as f64 >= 0.9 * fps * self.decoded_seconds
+    }
 }
 
 /// Plays `url` and decodes `seconds` of it (bounded by `seconds` + [`PLAY_SLACK`]).
