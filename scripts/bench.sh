@@ -13,6 +13,9 @@
 #            of a file encoded once) and N RTMP players (tools/rtmp-load): nginx worker
 #            CPU-seconds per GB delivered, peak worker RSS (VmHWM), players that kept up;
 #   ingest   N publishers with HLS + DASH on: worker CPU-seconds per publisher-minute, RSS;
+#            and the floor: scripts/ingest-floor.c receiving the same streams and writing each
+#            byte twice, nothing else (the lowest CPU any server writing HLS + DASH can reach);
+#            fan-out's floor is scripts/fanout-floor.c writing the stream's bytes to N sockets;
 #   latency  RTMP join time (play -> first video frame / first keyframe), HLS and DASH segment
 #            availability (listed vs. when its last frame was published), DASH segments
 #            announced in the MPD before their file existed;
@@ -112,7 +115,7 @@ LOAD=$ROOT/tools/rtmp-load/target/release/rtmp-load
 
 # ---------------------------------------------------------------------------- setup
 
-ensure_packages ffmpeg nginx libnginx-mod-rtmp jq procps iproute2
+ensure_packages ffmpeg nginx libnginx-mod-rtmp jq procps iproute2 gcc
 ensure_cargo
 if [ -z "$BENCH_SKIP_BUILD" ]; then
     echo "==> building the module (scripts/build.sh)" >&2
@@ -123,6 +126,11 @@ if [ -z "$BENCH_SKIP_BUILD" ]; then
 fi
 echo "==> building the load client (tools/rtmp-load)" >&2
 (cd tools/rtmp-load && cargo build --quiet --release)
+INGEST_FLOOR=$BENCH_DIR/ingest-floor
+FANOUT_FLOOR=$BENCH_DIR/fanout-floor
+mkdir -p "$BENCH_DIR"
+cc -O2 -o "$INGEST_FLOOR" scripts/ingest-floor.c
+cc -O2 -o "$FANOUT_FLOOR" scripts/fanout-floor.c
 for f in "$RS_NGINX" "$RS_MODULE" "$C_NGINX" "$C_MODULE" "$LOAD"; do
     if [ ! -e "$f" ]; then
         echo "error: $f is missing (run without BENCH_SKIP_BUILD)" >&2
@@ -321,9 +329,16 @@ stop_nginx() {
 
 workers_of() { pgrep -P "$NGX_PID" | tr '\n' ' '; }
 
-# cpu_seconds PID...: utime + stime of the processes, in seconds.
+# cpu_seconds PID...: CPU time of the processes' threads, in seconds: the scheduler's
+# nanosecond counts where the kernel keeps them (one publisher is a few clock ticks a
+# minute), else utime + stime in clock ticks.
 cpu_seconds() {
     local p ticks=0 t
+    if [ -r /proc/self/schedstat ]; then
+        for p in "$@"; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done |
+            awk '{ ns += $1 } END { printf "%.4f", ns / 1e9 }'
+        return
+    fi
     for p in "$@"; do
         t=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}') || t=0
         ticks=$((ticks + ${t:-0}))
@@ -447,10 +462,54 @@ for n in $BENCH_PLAYERS; do
         put "fan-out $n players: delivered Mbit/s" "$target" "$FR_MBIT"
         put "fan-out $n players: load client CPU % of a core" "$target" "$FR_CLIENT_CPU"
         ((FR_ERRORS == 0)) || put "fan-out $n players: players with errors ↓" "$target" "$FR_ERRORS"
+        [ "$target" = c ] && C_CPG=$FR_CPG
     done
+    # The floor: the stream's bytes written to as many loopback sockets from one buffer, in
+    # one write per socket every 40 ms, nothing else (scripts/fanout-floor.c): the lowest
+    # ours/C any server can reach on this machine.
+    echo "==> fan-out floor: $n players, ${BENCH_SECONDS}s" >&2
+    rate=$(($(stat -c %s "$MEDIA") / MEDIA_SECONDS))
+    fig="fan-out $n players: the floor (the stream's bytes written to N sockets, nothing else) vs the C module, CPU s per GB ↓"
+    put "$fig" rs "$("$FANOUT_FLOOR" "$n" "$BENCH_SECONDS" "$rate")"
+    put "$fig" c "$C_CPG"
 done
 
 # ---------------------------------------------------------------------------- ingest
+
+# ingest_floor N: the floor row of N publishers: scripts/ingest-floor.c receives the same
+# streams (FLV over plain TCP) and writes every byte twice with the segments' renames and
+# deletions, nothing else, with either read strategy; the cheaper one is the floor, shown
+# against the C module's figure: the lowest ours/C any server writing HLS + DASH can reach.
+ingest_floor() {
+    local p=$1 mode best="" cpu c0 c1 pid i port dir=$BENCH_DIR/srv/floor
+    for mode in 0 1; do
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        port=$(free_port)
+        "$INGEST_FLOOR" "$port" "$dir" "$mode" &
+        pid=$!
+        sleep 0.3
+        for ((i = 1; i <= p; i++)); do
+            ffmpeg -nostdin -hide_banner -loglevel error -re -stream_loop -1 -i "$MEDIA" \
+                -c copy -f flv "tcp://127.0.0.1:$port" >>"$dir/ffmpeg.log" 2>&1 &
+            PUB_PIDS+=("$!")
+        done
+        sleep 3
+        c0=$(cpu_seconds "$pid")
+        sleep "$BENCH_SECONDS"
+        c1=$(cpu_seconds "$pid")
+        stop_publishers
+        stop_pids TERM "$pid"
+        cpu=$(div "$(calc "$c1 - $c0" 4)" "$(calc "$p * $BENCH_SECONDS / 60" 4)" 3)
+        if [ -z "$best" ] || awk -v a="$cpu" -v b="$best" 'BEGIN { exit !(a < b) }'; then
+            best=$cpu
+        fi
+    done
+    rm -rf "$dir"
+    local fig="ingest $p publishers: the floor (receive, write each byte twice, nothing else) vs the C module, CPU s per publisher-minute ↓"
+    put "$fig" rs "$best"
+    put "$fig" c "${C_INGEST_CPU:-n/a}"
+}
 
 # Ours runs twice: as configured by default (gop_cache on: every stream holds its last GOP
 # for instant joins, bitrate x GOP length of memory the C module has no equivalent of), and
@@ -480,7 +539,7 @@ for p in $BENCH_PUBLISHERS; do
         done
         stop_publishers
         stop_nginx
-        cpu=$(calc "$c1 - $c0")
+        cpu=$(calc "$c1 - $c0" 4)
         if [ "$target" = rs-nogop ]; then
             NOGOP_RSS=$rss
             continue
@@ -498,7 +557,9 @@ for p in $BENCH_PUBLISHERS; do
         ((alive_pubs == p)) ||
             put "ingest $p publishers (HLS+DASH): publishers still connected ↑" "$target" \
                 "$alive_pubs/$p"
+        [ "$target" = c ] && C_INGEST_CPU=$(div "$cpu" "$(calc "$p * $BENCH_SECONDS / 60" 4)" 3)
     done
+    ingest_floor "$p"
 done
 
 # ---------------------------------------------------------------------------- latency
@@ -667,8 +728,9 @@ report=$BENCH_DIR/bench-results.md
         echo "| $f | $o | $t | $r |"
     done
     echo
-    echo "↓: lower is better, ↑: higher is better. Worker CPU: utime + stime of the nginx" \
-        "workers (/proc/PID/stat) over the measurement; GB delivered: bytes the load client" \
+    echo "↓: lower is better, ↑: higher is better. Worker CPU: run time of the nginx" \
+        "workers' threads over the measurement (/proc/PID/task/*/schedstat, ns; utime + stime" \
+        "where the kernel keeps no schedstat); GB delivered: bytes the load client" \
         "received (10^9). RSS: VmHWM of the workers (summed over workers). A player kept up" \
         "when it received at least 90 % of its viewing window in time (rtmp-load play --help)." \
         "Segment availability: first seen in the playlist/MPD (polled every 50 ms) minus" \
