@@ -676,8 +676,6 @@ pub struct DashStream {
     /// Files of a previous MPD: deleted after a grace once our MPD replaced it.
     deletes_after_mpd: Vec<PathBuf>,
     mpd_written: bool,
-    /// The last MPD write failed: the one on disk may list what we dropped.
-    mpd_stale: bool,
     /// Unix ms when the first held-back segment becomes available.
     hold_until: Option<u64>,
     /// mono − unix of the latest call (to turn hold times into deadlines).
@@ -763,7 +761,6 @@ impl DashStream {
             retention: Retention::new(),
             deletes_after_mpd: Vec::new(),
             mpd_written: false,
-            mpd_stale: false,
             hold_until: None,
             clock_offset: 0,
             finished: false,
@@ -2970,11 +2967,7 @@ impl DashStream {
         }
         self.mpd_written = true;
         let due = now.mono_ms.saturating_add(self.grace_ms());
-        if self.mpd_stale {
-            // The MPD on disk listed until now what we had dropped: a fresh grace.
-            self.mpd_stale = false;
-            self.retention.postpone_until(due);
-        }
+        self.retention.manifest_written(due);
         let restored = std::mem::take(&mut self.deletes_after_mpd);
         self.retention.schedule_all(due, restored);
     }
@@ -3094,7 +3087,7 @@ impl DashStream {
                         failed_cuts.push(*cut);
                     }
                 }
-                Effect::Mpd => self.mpd_stale = true,
+                Effect::Mpd => self.retention.manifest_lost(),
                 Effect::Other => {}
             }
         }
@@ -3125,7 +3118,7 @@ impl DashStream {
             })
         };
         // Deletions wait while the MPD on disk may list what we dropped.
-        [hold, self.retention.next_deadline(self.mpd_stale)]
+        [hold, self.retention.next_deadline()]
             .into_iter()
             .flatten()
             .min()
@@ -3168,11 +3161,9 @@ impl DashStream {
                 self.emit(FileOp::Delete { path }, Effect::Other);
             }
         }
-        if !self.mpd_stale {
-            for path in self.retention.take_due(now.mono_ms) {
-                if !self.referenced(&path) {
-                    self.emit(FileOp::Delete { path }, Effect::Other);
-                }
+        for path in self.retention.take_due(now.mono_ms) {
+            if !self.referenced(&path) {
+                self.emit(FileOp::Delete { path }, Effect::Other);
             }
         }
         self.end(ops);

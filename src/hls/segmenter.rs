@@ -261,7 +261,9 @@ enum Effect {
     Dir,
     /// An operation on the file of segment `seq` (its media sequence number).
     Segment(u64),
-    /// Playlists, keys, deletions, aborts: nothing to undo when lost.
+    /// The media playlist: when lost, the one on disk still lists what the stream dropped.
+    Playlist,
+    /// The master playlist, keys, deletions, aborts: nothing to undo when lost.
     Other,
 }
 
@@ -1183,7 +1185,7 @@ impl HlsStream {
         });
         self.next_seq = self.next_seq.max(cur.seq.saturating_add(1));
         self.trim_window(now);
-        self.write_playlist(ended, ops);
+        self.write_playlist(ended, now, ops);
         self.write_master(ops);
         true
     }
@@ -1268,7 +1270,7 @@ impl HlsStream {
         }
     }
 
-    fn write_playlist(&mut self, ended: bool, ops: &mut Vec<FileOp>) {
+    fn write_playlist(&mut self, ended: bool, now: Now, ops: &mut Vec<FileOp>) {
         let header = MediaHeader {
             media_sequence: self.segments.front().map_or(self.next_seq, |s| s.seq),
             discontinuity_sequence: self.discontinuity_sequence,
@@ -1281,7 +1283,9 @@ impl HlsStream {
             path: self.layout.playlist.clone(),
             data: Bytes::from(text),
         };
-        emit(&mut self.journal, ops, op, Effect::Other);
+        emit(&mut self.journal, ops, op, Effect::Playlist);
+        self.retention
+            .manifest_written(now.mono_ms.saturating_add(self.grace_ms()));
     }
 
     /// What this stream measured about itself (for the master playlist).
@@ -1404,7 +1408,7 @@ impl HlsStream {
         let end = self.cur.as_ref().map_or(0, |c| c.end_out);
         let written = self.close_segment(now, end, true, ops);
         if !written && !self.segments.is_empty() {
-            self.write_playlist(true, ops);
+            self.write_playlist(true, now, ops);
         }
         if self.deletes_enabled() && !self.segments.is_empty() {
             let wait = retention::final_wait_ms(self.settings.playlist_length_ms, self.grace_ms());
@@ -1452,7 +1456,7 @@ impl HlsStream {
         if self.settings.continuous {
             if !self.segments.is_empty() {
                 let mut q = Vec::new();
-                self.write_playlist(false, &mut q);
+                self.write_playlist(false, now, &mut q);
                 self.queued.extend(q);
             }
         } else {
@@ -1460,17 +1464,16 @@ impl HlsStream {
         }
     }
 
-    /// The next time (monotonic ms) `on_tick` has something to do.
-    /// The IO ring could not perform an operation on `path` (disk full, permissions): the
-    /// batch stopped there, so the playlist on disk still lists only what existed before. A
-    /// segment being written is abandoned; a segment whose final rename failed is unlisted.
-    /// Either way the next listed segment follows a gap, so it gets a discontinuity.
     /// The IO ring performed the next `ops` operations.
     pub fn on_written(&mut self, ops: usize) {
         self.journal.written(ops, |_, _| false);
     }
 
-    /// The IO ring could not perform the operation on `path` and lost all after it.
+    /// The IO ring could not perform the operation on `path` (disk full, permissions) and
+    /// lost all after it, so the playlist on disk still lists only what existed before. A
+    /// segment being written is abandoned; a segment whose final rename failed is unlisted;
+    /// either way the next listed segment follows a gap, so it gets a discontinuity. A lost
+    /// playlist holds deletions until one is written again.
     pub fn on_write_failed(&mut self, path: &Path) {
         let Some(lost) = self.journal.failed(path, |_, _| false) else {
             return;
@@ -1487,6 +1490,7 @@ impl HlsStream {
                         freed = Some(freed.map_or(seq, |f| f.min(seq)));
                     }
                 }
+                Effect::Playlist => self.retention.manifest_lost(),
                 Effect::Other => {}
             }
         }
@@ -1533,8 +1537,9 @@ impl HlsStream {
         self.next_seq = next;
     }
 
+    /// The next time (monotonic ms) `on_tick` has something to do.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.retention.next_deadline(false)
+        self.retention.next_deadline()
     }
 
     /// Deferred work: deletions whose grace period ran out, and the final cleanup of an

@@ -1584,3 +1584,48 @@ fn a_failed_segment_gives_its_sequence_number_to_the_next_one() {
         seen.len()
     );
 }
+
+#[test]
+fn a_failed_playlist_write_holds_deletions_until_a_playlist_is_written_again() {
+    // A 6 s window: segments leave it every second while the publisher sends.
+    let mut sim = Sim::new(
+        &HlsSettings {
+            playlist_length_ms: 6000,
+            ..settings()
+        },
+        "cam",
+    );
+    sim.feed(&Plan::av(1000, 20_000), 0, 0);
+    sim.fail_on = Some(PathBuf::from("/hls/cam.m3u8"));
+    let more = Plan {
+        headers: false,
+        ..Plan::av(1000, 1100)
+    };
+    sim.feed(&more, 20_000, 20_000);
+    assert!(sim.fail_on.is_none(), "the playlist write failed");
+    // The publisher stalls: no playlist is written for 40 s. The Disk asserts that no file
+    // the playlist on disk lists is ever deleted.
+    let stalled = sim.clock;
+    while sim.clock < stalled + 40_000 {
+        sim.clock += 500;
+        sim.tick();
+    }
+    let held = sim.disk.deletes.len();
+    // It comes back: the next playlist is written, and the held deletions go after a fresh
+    // grace period, never sooner.
+    sim.feed(&more, 21_100, sim.clock);
+    sim.feed(
+        &Plan {
+            headers: false,
+            ..Plan::av(1000, 20_000)
+        },
+        22_200,
+        sim.clock,
+    );
+    assert!(sim.disk.deletes.len() > held, "deletions resume");
+    assert!(
+        sim.disk.min_grace.unwrap() >= 6000,
+        "{:?}",
+        sim.disk.min_grace
+    );
+}

@@ -6,6 +6,10 @@
 //! - An ended stream's manifest stays [`final_wait_ms`], then goes *before* its files, so a
 //!   player never finds a manifest whose files are gone ([`Retention::final_deletes`]).
 //!
+//! - A manifest write that was lost leaves the one on disk listing files the stream already
+//!   dropped: deletions wait ([`Retention::manifest_lost`]) until a manifest is written again,
+//!   then get a fresh grace ([`Retention::manifest_written`]).
+//!
 //! The segmenters decide what is still in use (a listed segment, a key, an init segment): a
 //! due deletion of such a file is dropped by them, not here.
 
@@ -65,6 +69,8 @@ pub struct PendingDelete {
 pub struct Retention {
     pending: Vec<PendingDelete>,
     final_at: Option<u64>,
+    /// The manifest on disk may list what was dropped: no deletion until one is written.
+    held: bool,
 }
 
 impl Retention {
@@ -91,15 +97,32 @@ impl Retention {
         }
     }
 
+    /// A manifest write was lost (disk full): the manifest on disk may still list any file
+    /// waiting here, so none is deleted until [`Retention::manifest_written`].
+    pub fn manifest_lost(&mut self) {
+        self.held = true;
+    }
+
+    /// A manifest was written (queued behind nothing lost): after a lost one, every pending
+    /// deletion waits until `grace_due_ms`, a fresh grace from now.
+    pub fn manifest_written(&mut self, grace_due_ms: u64) {
+        if std::mem::take(&mut self.held) {
+            self.postpone_until(grace_due_ms);
+        }
+    }
+
     /// When the next pending deletion is due.
     pub fn next_delete(&self) -> Option<u64> {
         self.pending.iter().map(|d| d.due_ms).min()
     }
 
     /// The pending deletions due at `now_ms`, in the order they were scheduled; they are no
-    /// longer pending.
+    /// longer pending. None while held ([`Retention::manifest_lost`]).
     pub fn take_due(&mut self, now_ms: u64) -> Vec<PathBuf> {
         let mut due = Vec::new();
+        if self.held {
+            return due;
+        }
         self.pending.retain(|d| {
             if d.due_ms <= now_ms {
                 due.push(d.path.clone());
@@ -125,14 +148,10 @@ impl Retention {
         due
     }
 
-    /// The next deadline: the next pending deletion (unless `deletes_held`) or the final
-    /// cleanup, whichever comes first.
-    pub fn next_deadline(&self, deletes_held: bool) -> Option<u64> {
-        let deletes = if deletes_held {
-            None
-        } else {
-            self.next_delete()
-        };
+    /// The next deadline: the next pending deletion (unless held) or the final cleanup,
+    /// whichever comes first.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let deletes = if self.held { None } else { self.next_delete() };
         [deletes, self.final_at].into_iter().flatten().min()
     }
 
@@ -241,21 +260,32 @@ mod tests {
     }
 
     #[test]
-    fn the_final_cleanup_is_due_once_and_deadlines_can_hold_deletions() {
+    fn the_final_cleanup_is_due_once_and_a_lost_manifest_holds_deletions() {
         let mut r = Retention::new();
         r.schedule(100, p("a"));
         r.set_final(Some(50));
-        assert_eq!(r.next_deadline(false), Some(50));
-        assert_eq!(r.next_deadline(true), Some(50));
+        assert_eq!(r.next_deadline(), Some(50));
+        r.manifest_lost();
+        assert_eq!(r.next_deadline(), Some(50));
         assert!(!r.take_final(49));
         assert!(r.take_final(50));
         assert!(!r.take_final(50));
-        assert_eq!(r.next_deadline(false), Some(100));
-        assert_eq!(r.next_deadline(true), None);
+        assert_eq!(r.next_deadline(), None);
+        assert_eq!(r.take_due(1000), Vec::<PathBuf>::new());
+        // Written again at 400 with a grace of 300: "a" waits until 700.
+        r.manifest_written(700);
+        assert_eq!(r.next_deadline(), Some(700));
+        assert_eq!(r.take_due(699), Vec::<PathBuf>::new());
+        r.manifest_written(900);
+        assert_eq!(
+            r.next_deadline(),
+            Some(700),
+            "only a write after a loss postpones"
+        );
         r.set_final(Some(70));
         r.set_final(None);
         assert!(!r.is_idle());
-        r.take_due(100);
+        r.take_due(700);
         assert!(r.is_idle());
     }
 
