@@ -22,6 +22,8 @@ struct Disk {
     most_in_flight: BTreeMap<u64, usize>,
     /// Each job submitted: (only opens and appends, bytes appended).
     submitted: Vec<(bool, usize)>,
+    /// Each job of opens and appends alone: (the file of its first append, bytes appended).
+    append_jobs: Vec<(PathBuf, usize)>,
 }
 
 #[derive(Clone, Default)]
@@ -39,6 +41,13 @@ impl Storage for Deferred {
             .iter()
             .all(|op| matches!(op, FileOp::Open { .. } | FileOp::Append { .. }));
         d.submitted.push((appends_only, data_bytes(&job.ops)));
+        let first_append = job.ops.iter().find_map(|op| match op {
+            FileOp::Append { path, .. } => Some(path.clone()),
+            _ => None,
+        });
+        if let (true, Some(path)) = (appends_only, first_append) {
+            d.append_jobs.push((path, data_bytes(&job.ops)));
+        }
         d.jobs.push(job);
         let mut per_output = BTreeMap::new();
         for j in &d.jobs {
@@ -287,6 +296,53 @@ fn appends_wait_for_the_commit_or_the_flush() {
     assert_eq!(after.len(), before + 1, "{after:?}");
     assert_eq!(after.last().map(|s| s.0), Some(true), "{after:?}");
     assert!(next.is_some_and(|n| n <= APPEND_FLUSH_MS), "{next:?}");
+}
+
+#[test]
+fn dash_appends_wait_for_the_cut_while_the_gop_cache_holds_their_payloads() {
+    // 8 KB frames: about 200 KB per 1 s segment, enough for three jobs of appends alone a
+    // segment at APPEND_HOLD_BYTES. HLS's are copied TS packets and go at that size; DASH's
+    // video spool (payload slices) waits for the segment's cut.
+    let five_seconds = |extra| {
+        let mut f = Feed::with(&dash_beside(extra));
+        f.media(true, 0, AVC_HEADER);
+        f.media(false, 0, AAC_HEADER);
+        while f.t < 5000 {
+            f.play(40, 8000);
+            f.drain();
+        }
+        f
+    };
+    // Without the GOP cache, waiting would hold payloads nothing else does: DASH goes at
+    // APPEND_HOLD_BYTES too.
+    let f = five_seconds(&[("gop_cache", &["off"])]);
+    let jobs = f.disk.0.borrow().append_jobs.clone();
+    let dash: Vec<_> = jobs
+        .iter()
+        .filter(|(p, _)| p.starts_with("/dash"))
+        .collect();
+    assert!(dash.len() >= 8, "{jobs:?}");
+
+    let mut f = five_seconds(&[]);
+    let jobs = f.disk.0.borrow().append_jobs.clone();
+    let (dash, hls): (Vec<_>, Vec<_>) = jobs.iter().partition(|(p, _)| p.starts_with("/dash"));
+    assert!(dash.is_empty(), "{dash:?}");
+    assert!(hls.len() >= 8, "{hls:?}");
+    assert!(
+        hls.iter().all(|(_, bytes)| *bytes >= APPEND_HOLD_BYTES),
+        "{hls:?}"
+    );
+    // The flush hands over what DASH holds.
+    f.play(400, 8000);
+    f.drain();
+    let before = f.disk.0.borrow().append_jobs.len();
+    let mut logs = Vec::new();
+    f.outputs.housekeeping(u64::from(f.t), &mut logs);
+    let jobs = f.disk.0.borrow().append_jobs.clone();
+    assert!(
+        jobs[before..].iter().any(|(p, _)| p.starts_with("/dash")),
+        "{jobs:?}"
+    );
 }
 
 #[test]
