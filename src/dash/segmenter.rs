@@ -1335,13 +1335,17 @@ impl DashStream {
             let Some(spool) = self.video_spool() else {
                 return;
             };
-            self.emit(
-                FileOp::Append {
-                    path: spool,
-                    data: data.clone(),
-                },
-                Effect::Other,
-            );
+            // Not to a lost spool: the append would fail too, and take down what is batched
+            // behind it (the next segment's cut).
+            if !self.seg.as_ref().is_some_and(|s| s.spool_lost) {
+                self.emit(
+                    FileOp::Append {
+                        path: spool,
+                        data: data.clone(),
+                    },
+                    Effect::Other,
+                );
+            }
         }
         let Some(seg) = self.seg.as_mut() else { return };
         let list = &mut seg.samples[V];
@@ -1487,6 +1491,10 @@ impl DashStream {
         head: &Bytes,
         data: &[Bytes],
     ) {
+        if seg.spool_lost {
+            // Dropped at its cut; more writes would fail and take others down with them.
+            return;
+        }
         let (path, head) = match kind.of(&seg.growing) {
             Some((path, _)) => (path.clone(), fmp4::without_styp(head)),
             None => {
@@ -3044,10 +3052,6 @@ impl DashStream {
         self.restarted = true;
     }
 
-    /// The IO ring could not perform an operation on `path`: it and everything after it in
-    /// the same call's operations did not happen. Segments are unlisted (a gap), init
-    /// segments and the directory are written again before the next MPD, and deletions wait
-    /// while the MPD on disk may be older than ours.
     /// The IO ring performed the next `ops` operations: their journal entries go, except the
     /// final renames of a cut whose other files are still to be written (if one of those
     /// fails, the renamed file is an orphan to delete).
@@ -3055,6 +3059,10 @@ impl DashStream {
         self.journal.written(ops, Effect::commit_of_any);
     }
 
+    /// The IO ring could not perform an operation on `path`: it and everything after it in
+    /// the same call's operations did not happen. Segments are unlisted (a gap), init
+    /// segments and the directory are written again before the next MPD, and deletions wait
+    /// while the MPD on disk may be older than ours.
     pub fn on_write_failed(&mut self, path: &Path) {
         // A spool write: the segment gathering its video there is not written.
         for seg in [self.seg.as_mut(), self.closing.as_mut().map(|c| &mut c.seg)]

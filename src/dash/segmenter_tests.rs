@@ -385,6 +385,8 @@ struct Sim {
     clock: u64,
     /// A path whose next operation fails (as the IO ring reports it).
     fail_on: Option<PathBuf>,
+    /// Appends asked for to a spool that is not open (each fails).
+    unopened_appends: usize,
 }
 
 impl Sim {
@@ -400,6 +402,7 @@ impl Sim {
             mpds: Vec::new(),
             clock: 0,
             fail_on: None,
+            unopened_appends: 0,
         }
     }
 
@@ -419,7 +422,7 @@ impl Sim {
         while let Some(op) = ops.next() {
             let path = match &op {
                 FileOp::Commit { to, .. } => Some(to.clone()),
-                FileOp::WriteAtomic { path, .. } => Some(path.clone()),
+                FileOp::WriteAtomic { path, .. } | FileOp::Open { path } => Some(path.clone()),
                 _ => None,
             };
             // A spool the IO ring abandoned (after an earlier failure) is not open.
@@ -429,6 +432,7 @@ impl Sim {
                 }
                 _ => false,
             };
+            self.unopened_appends += usize::from(unopened);
             if (path.is_some() && path == self.fail_on) || unopened {
                 let failed = match &op {
                     FileOp::Append { path, .. } => path.clone(),
@@ -1233,6 +1237,22 @@ fn a_failed_segment_write_is_not_listed_and_the_stream_recovers() {
         .disk
         .files
         .contains_key(Path::new("/dash/stream-180000.m4v")));
+    check_segments(&sim, MPD);
+}
+
+#[test]
+fn a_lost_spool_gets_no_more_appends_and_the_next_segments_are_written() {
+    let mut sim = Sim::new(&settings(), "stream");
+    // Opening a segment's spool fails (or the open is lost behind another failure): appends
+    // to it would fail too ("not open") and, batched with the next cut (as the IO queue does
+    // while appends wait), take that segment down as well, and the next, and so on.
+    sim.fail_on = Some(PathBuf::from("/dash/stream-spool1.m4v.part"));
+    sim.feed(&Plan::av(1000, 14_500), 0, 0);
+    assert!(sim.fail_on.is_none(), "the failure happened");
+    assert_eq!(sim.unopened_appends, 0);
+    let m = sim.mpd(MPD);
+    let v = m.set(0, "video");
+    assert!(v.segs.iter().any(|s| s.0 >= 10_000 * 90), "{:?}", v.segs);
     check_segments(&sim, MPD);
 }
 

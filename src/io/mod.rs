@@ -200,18 +200,44 @@ pub fn perform(job: IoJob) -> IoDone {
     let mut stats = IoStats::default();
     let mut done = 0;
     let mut failure = None;
+    let deferred = deferred_appends(&ops);
+    // The deferred appends of each spool, in order, until the `AppendFrom` that takes them.
+    let mut spooled: HashMap<&Path, Vec<&[u8]>> = HashMap::new();
+    // Spools this job emptied (opened) and wrote nothing to since.
+    let mut emptied: HashSet<&Path> = HashSet::new();
     while done < ops.len() {
         // Appends to one file in a row (a DASH segment's header and samples) go in one
         // vectored write.
         let run = appends_in_a_row(ops.get(done..).unwrap_or_default());
         let started = Instant::now();
-        let result = match run {
-            [FileOp::Append { path, .. }, _, ..] => append_all(&mut files, path, run),
-            _ => match ops.get(done) {
-                Some(op) => perform_one(&mut files, op),
-                None => break,
-            },
+        let result = match (run, ops.get(done)) {
+            (_, Some(FileOp::Append { path, .. })) if deferred.get(done) == Some(&true) => {
+                let waiting = spooled.entry(path.as_path()).or_default();
+                for op in run {
+                    if let FileOp::Append { data, .. } = op {
+                        waiting.push(data);
+                    }
+                }
+                Ok(0)
+            }
+            ([FileOp::Append { path, .. }, _, ..], _) => append_all(&mut files, path, run),
+            (_, Some(FileOp::AppendFrom { path, from })) => {
+                let waiting = spooled.remove(from.as_path()).unwrap_or_default();
+                let on_disk = !emptied.contains(from.as_path());
+                append_spool(&mut files, path, from, on_disk, &waiting)
+            }
+            (_, Some(op)) => perform_one(&mut files, op),
+            (_, None) => break,
         };
+        match ops.get(done) {
+            Some(FileOp::Open { path }) => {
+                emptied.insert(path);
+            }
+            Some(op) if deferred.get(done) != Some(&true) => {
+                emptied.remove(op.path());
+            }
+            _ => {}
+        }
         stats.ops += run.len().max(1) as u64;
         stats.slowest = stats.slowest.max(started.elapsed());
         match result {
@@ -243,6 +269,67 @@ pub fn perform(job: IoJob) -> IoDone {
     }
 }
 
+/// For each of `ops`, whether it is an append to a spool whose whole content the job copies
+/// further on (an `AppendFrom` later in the job, with no other operation on the spool in
+/// between). Such data goes from memory straight into the copy's target at the `AppendFrom`
+/// (a DASH segment's video that waited in memory until its cut): not written to the spool
+/// and copied back, which cost a second write of every byte.
+fn deferred_appends(ops: &[FileOp]) -> Vec<bool> {
+    let mut deferred = vec![false; ops.len()];
+    for (k, op) in ops.iter().enumerate() {
+        let FileOp::AppendFrom { from, .. } = op else {
+            continue;
+        };
+        for (earlier, flag) in ops.iter().zip(deferred.iter_mut()).take(k).rev() {
+            match earlier {
+                FileOp::Append { path, .. } if path == from => *flag = true,
+                _ if touches(earlier, from) => break,
+                _ => {}
+            }
+        }
+    }
+    deferred
+}
+
+/// Whether `op` reads, writes, renames or deletes `file`.
+fn touches(op: &FileOp, file: &Path) -> bool {
+    op.path() == file
+        || match op {
+            FileOp::AppendFrom { from, .. } | FileOp::Link { from, .. } => from == file,
+            FileOp::Commit { to, .. } => to == file,
+            _ => false,
+        }
+}
+
+/// `AppendFrom`: what the spool `from` holds on disk (unless this job emptied it and wrote
+/// nothing to it since), copied by the kernel, then `waiting`, the appends to the spool this
+/// job kept in memory ([`deferred_appends`]).
+fn append_spool(
+    files: &mut OpenFiles,
+    path: &Path,
+    from: &Path,
+    on_disk: bool,
+    waiting: &[&[u8]],
+) -> Result<u64, IoFailure> {
+    checked(from)?;
+    let file = files.0.get_mut(path).ok_or_else(|| IoFailure {
+        action: "append to",
+        path: path.to_path_buf(),
+        source: io::Error::other("file is not open"),
+    })?;
+    let mut bytes = 0;
+    if on_disk {
+        let mut source = fs::File::open(from).map_err(fail("read", from))?;
+        // std's File-to-File copy is copy_file_range: the bytes never come up here.
+        bytes = io::copy(&mut source, file).map_err(fail("write", path))?;
+    }
+    let slices = waiting
+        .iter()
+        .filter(|d| !d.is_empty())
+        .map(|d| io::IoSlice::new(d));
+    Ok(bytes + write_vectored_all(file, path, slices.collect())?)
+}
+
 /// The longest run of appends to one file at the start of `ops` (empty if `ops` does not
 /// start with one).
 fn appends_in_a_row(ops: &[FileOp]) -> &[FileOp] {
@@ -264,13 +351,22 @@ fn append_all(files: &mut OpenFiles, path: &Path, run: &[FileOp]) -> Result<u64,
         path: path.to_path_buf(),
         source: io::Error::other("file is not open"),
     })?;
-    let mut slices: Vec<io::IoSlice<'_>> = run
+    let slices: Vec<io::IoSlice<'_>> = run
         .iter()
         .filter_map(|op| match op {
             FileOp::Append { data, .. } if !data.is_empty() => Some(io::IoSlice::new(data)),
             _ => None,
         })
         .collect();
+    write_vectored_all(file, path, slices)
+}
+
+/// Writes all of `slices` to `file` with as few `writev` calls as the kernel allows.
+fn write_vectored_all(
+    file: &mut File,
+    path: &Path,
+    mut slices: Vec<io::IoSlice<'_>>,
+) -> Result<u64, IoFailure> {
     let total: usize = slices.iter().map(|s| s.len()).sum();
     let mut rest = &mut slices[..];
     while !rest.is_empty() {
@@ -312,17 +408,7 @@ fn perform_one(files: &mut OpenFiles, op: &FileOp) -> Result<u64, IoFailure> {
             file.write_all(data).map_err(fail("write", path))?;
             Ok(data.len() as u64)
         }
-        FileOp::AppendFrom { path, from } => {
-            checked(from)?;
-            let file = files.0.get_mut(path).ok_or_else(|| IoFailure {
-                action: "append to",
-                path: path.clone(),
-                source: io::Error::other("file is not open"),
-            })?;
-            let mut source = fs::File::open(from).map_err(fail("read", from))?;
-            // std's File-to-File copy is copy_file_range: the bytes never come up here.
-            io::copy(&mut source, file).map_err(fail("write", path))
-        }
+        FileOp::AppendFrom { path, from } => append_spool(files, path, from, true, &[]),
         FileOp::Commit { path, to } => {
             checked(to)?;
             // Closing flushes nothing (no userspace buffer); the rename publishes the name.
@@ -548,6 +634,86 @@ mod tests {
         assert!(!part.exists());
         assert!(second.files.is_empty());
         assert_eq!((first.stats.bytes, second.stats.bytes), (3, 3));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn append(path: &Path, data: &'static [u8]) -> FileOp {
+        FileOp::Append {
+            path: path.to_path_buf(),
+            data: Bytes::from_static(data),
+        }
+    }
+
+    #[test]
+    fn spool_appends_copied_in_the_same_job_go_straight_to_the_segment() {
+        let dir = scratch("spool");
+        let spool = dir.join("s-spool0.m4v.part");
+        let part = dir.join("s-1.m4v.part");
+        let done = dir.join("s-1.m4v");
+        // The first job: the spool's start reaches the disk (the hold's byte bound).
+        let first = run(
+            OpenFiles::default(),
+            vec![
+                FileOp::Open {
+                    path: spool.clone(),
+                },
+                append(&spool, b"ab"),
+            ],
+        );
+        assert!(first.failure.is_none());
+        assert_eq!(fs::read(&spool).unwrap(), b"ab");
+        // The cut: the rest of the spool waited in memory and joins it in the segment.
+        let cut = vec![
+            append(&spool, b"cd"),
+            append(&spool, b"e"),
+            FileOp::Open { path: part.clone() },
+            append(&part, b"HEAD"),
+            FileOp::AppendFrom {
+                path: part.clone(),
+                from: spool.clone(),
+            },
+            FileOp::Open {
+                path: spool.clone(),
+            },
+            append(&spool, b"next"),
+            FileOp::Commit {
+                path: part.clone(),
+                to: done.clone(),
+            },
+        ];
+        let n = cut.len();
+        let second = run(first.files, cut);
+        assert!(second.failure.is_none());
+        assert_eq!(second.done, n);
+        assert_eq!(fs::read(&done).unwrap(), b"HEADabcde");
+        // What follows the copy is not taken by it: it stays in the spool.
+        assert_eq!(fs::read(&spool).unwrap(), b"next");
+        assert_eq!(second.stats.bytes, 4 + 5 + 4);
+
+        // A whole segment in one job: the spool is emptied and never written.
+        let third = run(
+            second.files,
+            vec![
+                FileOp::Open {
+                    path: spool.clone(),
+                },
+                append(&spool, b"xyz"),
+                FileOp::Open { path: part.clone() },
+                append(&part, b"H"),
+                FileOp::AppendFrom {
+                    path: part.clone(),
+                    from: spool.clone(),
+                },
+                FileOp::Commit {
+                    path: part.clone(),
+                    to: done.clone(),
+                },
+            ],
+        );
+        assert!(third.failure.is_none());
+        assert_eq!(fs::read(&done).unwrap(), b"Hxyz");
+        assert_eq!(fs::read(&spool).unwrap(), b"", "the spool was not written");
+        assert_eq!(third.stats.bytes, 4);
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -43,12 +43,13 @@ pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 /// viewer sees.
 pub const APPEND_HOLD_BYTES: usize = 64 * 1024;
 /// The same for the CMAF outputs (DASH, fMP4 HLS, renditions) of a stream with `gop_cache`
-/// on: their appends are mostly the video spool, slices of the publisher's payloads that the
-/// GOP cache holds anyway, so waiting costs no memory. They wait up to this many bytes, so at
-/// usual bitrates the [`APPEND_FLUSH_MS`] flush, not the byte count, sets how often they are
-/// handed over.
+/// on: their appends are the video spool, slices of the publisher's payloads that the GOP
+/// cache holds anyway, so waiting costs no memory. They wait for the segment's cut (not for
+/// the [`APPEND_FLUSH_MS`] flush: a spool is no playable file, so writing it early saves
+/// nothing from a crash) or up to this many bytes; at the cut, what waited goes from memory
+/// straight into the segment instead of through the spool file (see `io::perform`).
 /// Measured with one 2.5 Mbit/s publisher (HLS + DASH, worker CPU s per publisher-minute):
-/// 0.255 at 64 KiB, 0.21 at 1 MiB.
+/// 0.255 at 64 KiB, 0.21 at 1 MiB with the flush.
 pub const SHARED_APPEND_HOLD_BYTES: usize = 1024 * 1024;
 /// How often the worker hands over every stream's waiting appends (see [`APPEND_HOLD_BYTES`]),
 /// so a slow stream's data reaches the disk within this time (a recording, a crash). Memory
@@ -140,6 +141,9 @@ struct Slot {
     overflow: Option<Overflow>,
     /// Bytes of appends that wait to be handed over together.
     hold: usize,
+    /// Whether the periodic flush hands over the waiting appends (see
+    /// [`SHARED_APPEND_HOLD_BYTES`] for those it does not).
+    flushed: bool,
 }
 
 impl Slot {
@@ -148,6 +152,7 @@ impl Slot {
         Slot {
             id,
             hold: output.append_hold_bytes(payloads_cached),
+            flushed: output.append_hold_bytes(payloads_cached) == APPEND_HOLD_BYTES,
             output,
             failing: false,
             queue: VecDeque::new(),
@@ -961,9 +966,11 @@ impl Io {
         self.start_jobs(slot, key, logs, false);
     }
 
-    /// Hands over `slot`'s waiting appends too (the periodic flush).
+    /// Hands over `slot`'s waiting appends too (the periodic flush), unless they wait for
+    /// their cut.
     fn flush(&mut self, slot: &mut Slot, key: &StreamKey, logs: &mut Vec<LogLine>) {
-        self.start_jobs(slot, key, logs, true);
+        let flush = slot.flushed;
+        self.start_jobs(slot, key, logs, flush);
     }
 
     fn start_jobs(
