@@ -44,10 +44,12 @@ pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 pub const APPEND_HOLD_BYTES: usize = 64 * 1024;
 /// The same for the CMAF outputs (DASH, fMP4 HLS, renditions) of a stream with `gop_cache`
 /// on: their appends are the video spool, slices of the publisher's payloads that the GOP
-/// cache holds anyway, so waiting costs no memory. They wait for the segment's cut (not for
-/// the [`APPEND_FLUSH_MS`] flush: a spool is no playable file, so writing it early saves
-/// nothing from a crash) or up to this many bytes; at the cut, what waited goes from memory
-/// straight into the segment instead of through the spool file (see `io::perform`).
+/// cache holds anyway, so waiting costs no memory. They wait for the segment's cut or up to
+/// this many bytes; at the cut, what waited goes from memory straight into the segment
+/// instead of through the spool file and back (see `io::perform`). The [`APPEND_FLUSH_MS`]
+/// flush hands over only the appends of earlier GOPs (a segment longer than a GOP), whose
+/// payloads the GOP cache no longer holds: a spool is no playable file, so writing the rest
+/// early would save nothing from a crash.
 /// Measured with one 2.5 Mbit/s publisher (HLS + DASH, worker CPU s per publisher-minute):
 /// 0.255 at 64 KiB, 0.21 at 1 MiB with the flush.
 pub const SHARED_APPEND_HOLD_BYTES: usize = 1024 * 1024;
@@ -141,9 +143,12 @@ struct Slot {
     overflow: Option<Overflow>,
     /// Bytes of appends that wait to be handed over together.
     hold: usize,
-    /// Whether the periodic flush hands over the waiting appends (see
-    /// [`SHARED_APPEND_HOLD_BYTES`] for those it does not).
+    /// Whether the periodic flush hands over all waiting appends, or (see
+    /// [`SHARED_APPEND_HOLD_BYTES`]) only those before `gop_mark`.
     flushed: bool,
+    /// How many queued operations came before the latest video keyframe's: appends of an
+    /// earlier GOP, whose payloads the GOP cache no longer holds.
+    gop_mark: usize,
 }
 
 impl Slot {
@@ -153,6 +158,7 @@ impl Slot {
             id,
             hold: output.append_hold_bytes(payloads_cached),
             flushed: output.append_hold_bytes(payloads_cached) == APPEND_HOLD_BYTES,
+            gop_mark: 0,
             output,
             failing: false,
             queue: VecDeque::new(),
@@ -593,9 +599,16 @@ impl Outputs {
         }
         let mut share = false;
         let mut renditions_changed = false;
+        // Where the GOP cache starts again (it keeps the main track's GOP, see `live::hub`).
+        let keyframe = video
+            && stream.payloads_cached
+            && crate::live::hub::classify(crate::live::frame::FrameKind::Video, tag).keyframe;
         for slot in &mut stream.slots {
             if let Some((_, ops)) = switched.take_if(|(id, _)| *id == slot.id) {
                 self.ops.extend(ops);
+            }
+            if keyframe {
+                slot.gop_mark = slot.queue.len();
             }
             slot.output
                 .file()
@@ -966,11 +979,18 @@ impl Io {
         self.start_jobs(slot, key, logs, false);
     }
 
-    /// Hands over `slot`'s waiting appends too (the periodic flush), unless they wait for
-    /// their cut.
+    /// Hands over `slot`'s waiting appends too (the periodic flush); for an output whose
+    /// appends wait for their cut, only those of earlier GOPs.
     fn flush(&mut self, slot: &mut Slot, key: &StreamKey, logs: &mut Vec<LogLine>) {
-        let flush = slot.flushed;
-        self.start_jobs(slot, key, logs, flush);
+        if slot.flushed {
+            self.start_jobs(slot, key, logs, true);
+            return;
+        }
+        let earlier = slot.gop_mark.min(slot.queue.len());
+        if earlier > 0 && slot.in_flight.is_none() && slot.overflow.is_none() {
+            self.submit(slot, key, logs, earlier);
+        }
+        self.pump(slot, key, logs);
     }
 
     fn start_jobs(
@@ -999,30 +1019,39 @@ impl Io {
                 // More media follows, the cut's commit, which sends all, or the flush.
                 return;
             }
-            let mut own = Vec::with_capacity(slot.queue.len());
-            let mut ops = Vec::with_capacity(slot.queue.len());
-            let mut commits = false;
-            for q in slot.queue.drain(..) {
-                commits |= q.own && matches!(q.op, FileOp::Commit { .. });
-                own.push(q.own);
-                ops.push(q.op);
-            }
-            let bytes = data_bytes(&ops);
-            slot.in_flight = Some(InFlight {
-                own,
-                bytes,
-                commits,
-            });
-            let files = slot.files.take().unwrap_or_default();
-            self.jobs_in_flight += 1;
-            let job = IoJob {
-                output: slot.id,
-                ops,
-                files,
-            };
-            if let Some(done) = self.storage.submit(job) {
-                self.finish_job(slot, key, done, logs);
-            }
+            let all = slot.queue.len();
+            self.submit(slot, key, logs, all);
+        }
+    }
+
+    /// Hands the first `n` queued operations of `slot` to the IO ring as one job (none may
+    /// be in flight); a job performed at once is finished here.
+    fn submit(&mut self, slot: &mut Slot, key: &StreamKey, logs: &mut Vec<LogLine>, n: usize) {
+        let n = n.min(slot.queue.len());
+        let mut own = Vec::with_capacity(n);
+        let mut ops = Vec::with_capacity(n);
+        let mut commits = false;
+        for q in slot.queue.drain(..n) {
+            commits |= q.own && matches!(q.op, FileOp::Commit { .. });
+            own.push(q.own);
+            ops.push(q.op);
+        }
+        slot.gop_mark = slot.gop_mark.saturating_sub(n);
+        let bytes = data_bytes(&ops);
+        slot.in_flight = Some(InFlight {
+            own,
+            bytes,
+            commits,
+        });
+        let files = slot.files.take().unwrap_or_default();
+        self.jobs_in_flight += 1;
+        let job = IoJob {
+            output: slot.id,
+            ops,
+            files,
+        };
+        if let Some(done) = self.storage.submit(job) {
+            self.finish_job(slot, key, done, logs);
         }
     }
 
@@ -1075,6 +1104,7 @@ impl Io {
                 kept.push(op)
             }
         }
+        slot.gop_mark = 0;
         for q in slot.queue.drain(..) {
             if q.own {
                 lost.push(q.op)

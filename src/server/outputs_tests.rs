@@ -1497,3 +1497,58 @@ fn with_both_low_latency_modes_the_dash_chunks_are_the_hls_parts() {
     }
     assert_eq!(compared, 2);
 }
+
+#[test]
+fn the_flush_hands_over_the_spool_of_earlier_gops_only() {
+    // 3 s DASH segments of 1 s GOPs, 8 KB frames (200 KB a second): the GOP cache holds the
+    // current GOP only, so what DASH holds of earlier ones would be memory of its own.
+    let mut f = Feed::with(&[
+        ("dash", &["on"]),
+        ("dash_path", &["/dash"]),
+        ("dash_fragment", &["3s"]),
+        ("dash_playlist_length", &["30s"]),
+    ]);
+    f.media(true, 0, AVC_HEADER);
+    f.media(false, 0, AAC_HEADER);
+    f.play(3500, 8000);
+    f.drain();
+    let dash_jobs = |f: &Feed| -> Vec<usize> {
+        let d = f.disk.0.borrow();
+        let jobs = d.append_jobs.iter();
+        jobs.filter(|(p, _)| p.starts_with("/dash"))
+            .map(|(_, b)| *b)
+            .collect()
+    };
+    // The cut at 3 s sent everything; since then half a GOP waits.
+    let before = dash_jobs(&f).len();
+    let mut logs = Vec::new();
+    f.outputs.housekeeping(u64::from(f.t), &mut logs);
+    f.drain();
+    assert_eq!(dash_jobs(&f).len(), before, "the current GOP waits");
+    // Two GOPs later, the flush takes the two earlier GOPs (2 s, 50 frames) and leaves
+    // the current one waiting for the cut.
+    f.play(2000, 8000);
+    f.drain();
+    f.outputs.housekeeping(u64::from(f.t), &mut logs);
+    f.drain();
+    let jobs = dash_jobs(&f);
+    assert_eq!(jobs.len(), before + 1, "{jobs:?}");
+    // What still waits is the current GOP (since 5 s): 13 frames.
+    let waiting: usize = f.outputs.streams[&f.key]
+        .slots
+        .iter()
+        .filter(|s| matches!(s.output, Output::Dash(_)))
+        .flat_map(|s| s.queue.iter())
+        .map(|q| match &q.op {
+            FileOp::Append { data, .. } => data.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(waiting.div_ceil(8000), 13, "{waiting} bytes wait");
+    f.outputs.housekeeping(u64::from(f.t), &mut logs);
+    assert_eq!(
+        dash_jobs(&f).len(),
+        before + 1,
+        "no more until the next keyframe"
+    );
+}
