@@ -10,8 +10,8 @@
 //! [`MAX_QUEUED_BYTES`] of one output's data waiting, what it writes next is dropped, whole
 //! segments at a time and unlisted, until the queue has drained.
 
-use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -988,7 +988,8 @@ impl Io {
         }
         let earlier = slot.gop_mark.min(slot.queue.len());
         if earlier > 0 && slot.in_flight.is_none() && slot.overflow.is_none() {
-            self.submit(slot, key, logs, earlier);
+            let selected = (0..slot.queue.len()).map(|i| i < earlier).collect();
+            self.submit(slot, key, logs, selected);
         }
         self.pump(slot, key, logs);
     }
@@ -1019,24 +1020,50 @@ impl Io {
                 // More media follows, the cut's commit, which sends all, or the flush.
                 return;
             }
-            let all = slot.queue.len();
-            self.submit(slot, key, logs, all);
+            let mut selected = vec![true; slot.queue.len()];
+            if !slot.flushed && !flush && slot.overflow.is_none() {
+                // The next segment's first appends (its spool), queued with its predecessor's
+                // cut, wait for its own cut too: the IO ring then writes them straight into it.
+                selected = unconsumed_writes(&slot.queue)
+                    .into_iter()
+                    .map(|waits| !waits)
+                    .collect();
+                if !selected.contains(&true) {
+                    // Appends alone, over the byte bound: they all go.
+                    selected = vec![true; slot.queue.len()];
+                }
+            }
+            self.submit(slot, key, logs, selected);
         }
     }
 
-    /// Hands the first `n` queued operations of `slot` to the IO ring as one job (none may
-    /// be in flight); a job performed at once is finished here.
-    fn submit(&mut self, slot: &mut Slot, key: &StreamKey, logs: &mut Vec<LogLine>, n: usize) {
-        let n = n.min(slot.queue.len());
-        let mut own = Vec::with_capacity(n);
-        let mut ops = Vec::with_capacity(n);
+    /// Hands the `selected` queued operations of `slot` to the IO ring as one job (none may
+    /// be in flight), the others staying queued in order; a job performed at once is
+    /// finished here.
+    fn submit(
+        &mut self,
+        slot: &mut Slot,
+        key: &StreamKey,
+        logs: &mut Vec<LogLine>,
+        selected: Vec<bool>,
+    ) {
+        let mut own = Vec::new();
+        let mut ops = Vec::new();
         let mut commits = false;
-        for q in slot.queue.drain(..n) {
+        let mut stay = VecDeque::new();
+        let mut before_mark = 0;
+        for (i, q) in slot.queue.drain(..).enumerate() {
+            if !selected.get(i).copied().unwrap_or(true) {
+                before_mark += usize::from(i < slot.gop_mark);
+                stay.push_back(q);
+                continue;
+            }
             commits |= q.own && matches!(q.op, FileOp::Commit { .. });
             own.push(q.own);
             ops.push(q.op);
         }
-        slot.gop_mark = slot.gop_mark.saturating_sub(n);
+        slot.queue = stay;
+        slot.gop_mark = before_mark;
         let bytes = data_bytes(&ops);
         slot.in_flight = Some(InFlight {
             own,
@@ -1137,12 +1164,45 @@ fn only_small_appends(queue: &VecDeque<Queued>, hold: usize) -> bool {
     let mut bytes = 0;
     for q in queue {
         match &q.op {
-            FileOp::Open { .. } | FileOp::OpenRecording { .. } => {}
             FileOp::Append { data, .. } => bytes += data.len(),
+            op if is_open_or_append(op) => {}
             _ => return false,
         }
     }
     bytes < hold
+}
+
+fn is_open_or_append(op: &FileOp) -> bool {
+    matches!(
+        op,
+        FileOp::Open { .. } | FileOp::OpenRecording { .. } | FileOp::Append { .. }
+    )
+}
+
+/// For each queued operation, whether it opens or appends to a file that no later operation
+/// in `queue` commits, copies, links, closes or deletes: the start of a file (a segment's
+/// spool) whose cut is still to come. Such operations can wait for a later job without
+/// changing what any operation of this one sees.
+fn unconsumed_writes(queue: &VecDeque<Queued>) -> Vec<bool> {
+    let mut consumed: HashSet<&Path> = HashSet::new();
+    let mut waits = vec![false; queue.len()];
+    for (q, wait) in queue.iter().zip(waits.iter_mut()).rev() {
+        if is_open_or_append(&q.op) {
+            *wait = !consumed.contains(q.op.path());
+            continue;
+        }
+        consumed.insert(q.op.path());
+        match &q.op {
+            FileOp::AppendFrom { from, .. } | FileOp::Link { from, .. } => {
+                consumed.insert(from);
+            }
+            FileOp::Commit { to, .. } => {
+                consumed.insert(to);
+            }
+            _ => {}
+        }
+    }
+    waits
 }
 
 /// `lost` (the output's own operations, in the order it asked for them) will never be

@@ -24,6 +24,9 @@ struct Disk {
     submitted: Vec<(bool, usize)>,
     /// Each job of opens and appends alone: (the file of its first append, bytes appended).
     append_jobs: Vec<(PathBuf, usize)>,
+    /// Appends to a spool, in jobs with a cut, that no copy from it follows in the same job
+    /// (so they go to the spool file and come back instead of straight into their segment).
+    spool_leftovers: usize,
 }
 
 #[derive(Clone, Default)]
@@ -47,6 +50,19 @@ impl Storage for Deferred {
         });
         if let (true, Some(path)) = (appends_only, first_append) {
             d.append_jobs.push((path, data_bytes(&job.ops)));
+        }
+        if !appends_only {
+            for (i, op) in job.ops.iter().enumerate() {
+                let FileOp::Append { path, .. } = op else {
+                    continue;
+                };
+                let copied = job.ops[i..]
+                    .iter()
+                    .any(|o| matches!(o, FileOp::AppendFrom { from, .. } if from == path));
+                if path.to_string_lossy().contains("spool") && !copied {
+                    d.spool_leftovers += 1;
+                }
+            }
         }
         d.jobs.push(job);
         let mut per_output = BTreeMap::new();
@@ -327,6 +343,9 @@ fn dash_appends_wait_for_the_cut_while_the_gop_cache_holds_their_payloads() {
     let jobs = f.disk.0.borrow().append_jobs.clone();
     let (dash, hls): (Vec<_>, Vec<_>) = jobs.iter().partition(|(p, _)| p.starts_with("/dash"));
     assert!(dash.is_empty(), "{dash:?}");
+    // The next segment's first appends, queued with a cut, wait for their own cut (the IO
+    // ring writes them straight into that segment).
+    assert_eq!(f.disk.0.borrow().spool_leftovers, 0);
     assert!(hls.len() >= 8, "{hls:?}");
     assert!(
         hls.iter().all(|(_, bytes)| *bytes >= APPEND_HOLD_BYTES),
