@@ -18,8 +18,9 @@ pub enum FileOp {
     /// Appends to a file opened with `Open`.
     Append { path: PathBuf, data: Bytes },
     /// Appends the whole content of `from` (a file written with `Open`/`Append`, which stays
-    /// open) to `path`, copied by the kernel: a DASH segment's video gathered on disk while
-    /// it was published, instead of in memory.
+    /// open) to `path`: a DASH segment's video gathered while it was published. What reached
+    /// the disk is copied by the kernel; appends to `from` in the same job go from memory
+    /// straight to `path` and never to `from`.
     AppendFrom { path: PathBuf, from: PathBuf },
     /// Closes a file opened with `Open` and renames it to `to` (a segment becomes complete
     /// under its final name only when it is whole).

@@ -2280,7 +2280,8 @@ impl DashStream {
             self.emit(FileOp::Open { path: part.clone() }, written);
             // The samples' own buffers (slices of what the publisher sent) go to the disk
             // after the header: no copy of the media into one segment buffer. Video was
-            // gathered in its spool file: the kernel copies it after the header.
+            // gathered in its spool: what of it waited in memory goes straight after the
+            // header, what reached the spool file is copied by the kernel (`io::perform`).
             let spool = seg.spool.clone().filter(|_| kind == Kind::Video);
             let file_len = head.len() + samples.iter().map(|s| s.size as usize).sum::<usize>();
             let parts: Vec<Bytes> = std::iter::once(head)
