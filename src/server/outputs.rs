@@ -91,15 +91,34 @@ impl Output {
         }
     }
 
-    /// Bytes of appends that may wait to be handed over together (see [`APPEND_HOLD_BYTES`]),
-    /// given whether the GOP cache holds the stream's recent payloads.
-    fn append_hold_bytes(&self, payloads_cached: bool) -> usize {
+    /// How its appends wait to be handed over, given whether the GOP cache holds the
+    /// stream's recent payloads.
+    fn append_hold(&self, payloads_cached: bool) -> AppendHold {
         match self {
             Output::HlsFmp4(_) | Output::Rendition(..) | Output::Dash(_) if payloads_cached => {
-                SHARED_APPEND_HOLD_BYTES
+                AppendHold::SharedPayloads
             }
             // MPEG-TS packets and FLV tags are copies made for the file.
-            _ => APPEND_HOLD_BYTES,
+            _ => AppendHold::Copies,
+        }
+    }
+}
+
+/// How an output's appends wait to be handed to the IO ring.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AppendHold {
+    /// Copies made for the file: up to [`APPEND_HOLD_BYTES`], all handed over by the flush.
+    Copies,
+    /// Slices of payloads the GOP cache holds: up to [`SHARED_APPEND_HOLD_BYTES`], the current
+    /// GOP's waiting for the cut.
+    SharedPayloads,
+}
+
+impl AppendHold {
+    fn bytes(self) -> usize {
+        match self {
+            AppendHold::Copies => APPEND_HOLD_BYTES,
+            AppendHold::SharedPayloads => SHARED_APPEND_HOLD_BYTES,
         }
     }
 }
@@ -141,11 +160,8 @@ struct Slot {
     /// The output's open files, here while no job is in flight.
     files: Option<OpenFiles>,
     overflow: Option<Overflow>,
-    /// Bytes of appends that wait to be handed over together.
-    hold: usize,
-    /// Whether the periodic flush hands over all waiting appends, or (see
-    /// [`SHARED_APPEND_HOLD_BYTES`]) only those before `gop_mark`.
-    flushed: bool,
+    /// How appends wait to be handed over together.
+    hold: AppendHold,
     /// How many queued operations came before the latest video keyframe's: appends of an
     /// earlier GOP, whose payloads the GOP cache no longer holds.
     gop_mark: usize,
@@ -156,8 +172,7 @@ impl Slot {
     fn new(id: u64, output: Output, payloads_cached: bool) -> Self {
         Slot {
             id,
-            hold: output.append_hold_bytes(payloads_cached),
-            flushed: output.append_hold_bytes(payloads_cached) == APPEND_HOLD_BYTES,
+            hold: output.append_hold(payloads_cached),
             gop_mark: 0,
             output,
             failing: false,
@@ -982,7 +997,7 @@ impl Io {
     /// Hands over `slot`'s waiting appends too (the periodic flush); for an output whose
     /// appends wait for their cut, only those of earlier GOPs.
     fn flush(&mut self, slot: &mut Slot, key: &StreamKey, logs: &mut Vec<LogLine>) {
-        if slot.flushed {
+        if slot.hold == AppendHold::Copies {
             self.start_jobs(slot, key, logs, true);
             return;
         }
@@ -1016,12 +1031,15 @@ impl Io {
                     None => return,
                 }
             }
-            if !flush && slot.overflow.is_none() && only_small_appends(&slot.queue, slot.hold) {
+            if !flush
+                && slot.overflow.is_none()
+                && only_small_appends(&slot.queue, slot.hold.bytes())
+            {
                 // More media follows, the cut's commit, which sends all, or the flush.
                 return;
             }
             let mut selected = vec![true; slot.queue.len()];
-            if !slot.flushed && !flush && slot.overflow.is_none() {
+            if slot.hold == AppendHold::SharedPayloads && !flush && slot.overflow.is_none() {
                 // The next segment's first appends (its spool), queued with its predecessor's
                 // cut, wait for its own cut too: the IO ring then writes them straight into it.
                 selected = unconsumed_writes(&slot.queue)
